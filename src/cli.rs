@@ -1,0 +1,117 @@
+//! Command-line definitions. Global options come before the subcommand, as with
+//! `docker compose`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "osmen",
+    version,
+    about = "Terminal operations console for the OsMEN agent stack",
+    long_about = "osmen starts and supervises the OsMEN container stack of docker-compose.yml \
+                  through the Docker Engine API.\n\nExit codes: 0 ok, 1 ran but the answer is \
+                  no (a service did not come up), 2 error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Compose file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "OSMEN_COMPOSE_FILE",
+        default_value = "docker-compose.yml"
+    )]
+    pub file: PathBuf,
+    /// Project name (default: the compose file's `name:`, else its directory's name).
+    #[arg(short = 'p', long = "project-name", env = "COMPOSE_PROJECT_NAME")]
+    pub project: Option<String>,
+    /// Enable a compose profile (repeatable).
+    #[arg(
+        long = "profile",
+        value_name = "PROFILE",
+        env = "COMPOSE_PROFILES",
+        value_delimiter = ','
+    )]
+    pub profiles: Vec<String>,
+    /// osmen settings file (default: config/osmen.toml beside the compose file, if present).
+    #[arg(long = "config", value_name = "FILE", env = "OSMEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Refuse every command that would change the stack.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start the stack (or the named services and what they depend on).
+    Up(UpArgs),
+    /// Stop and remove the stack's containers and networks; volumes stay unless --volumes.
+    Down(DownArgs),
+    /// List the stack's containers.
+    Ps(PsArgs),
+    /// Show a service's logs.
+    Logs(LogsArgs),
+    /// Restart a service's containers.
+    Restart(RestartArgs),
+    /// Show the resolved stack (interpolated, validated, secrets masked).
+    Config(ConfigArgs),
+    /// Keep the stack running: restart what crashes (with backoff), hold crash loops.
+    Supervise,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Wait until every service is healthy (or running, if it has no health check).
+    #[arg(long)]
+    pub wait: bool,
+    /// Recreate containers even if their configuration did not change.
+    #[arg(long)]
+    pub force_recreate: bool,
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove the named volumes declared in the compose file (their data is lost).
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// One JSON list, one object per container.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub service: String,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines of each container.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// JSON instead of YAML.
+    #[arg(long)]
+    pub json: bool,
+}

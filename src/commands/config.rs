@@ -1,0 +1,83 @@
+//! `osmen config`: the resolved stack as osmen will run it, with secrets masked.
+
+use serde_json::Value;
+use yaml_rust2::{Yaml, YamlEmitter};
+
+use super::{Ctx, OK, out};
+use crate::cli::ConfigArgs;
+use crate::model::secret::{MASK, is_secret_name, shown};
+
+/// Masks secret-looking environment values, labels and the argument after a
+/// secret-looking flag (`--requirepass x`).
+pub fn mask(v: &mut Value) {
+    let Some(services) = v.get_mut("services").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for svc in services.values_mut() {
+        for key in ["environment", "labels"] {
+            if let Some(env) = svc.get_mut(key).and_then(Value::as_object_mut) {
+                for (k, val) in env.iter_mut() {
+                    if let Some(s) = val.as_str() {
+                        *val = Value::String(shown(k, s).to_string());
+                    }
+                }
+            }
+        }
+        for key in ["command", "entrypoint"] {
+            if let Some(words) = svc.get_mut(key).and_then(Value::as_array_mut) {
+                let mut hide_next = false;
+                for w in words.iter_mut() {
+                    let s = w.as_str().unwrap_or("").to_string();
+                    if hide_next {
+                        *w = Value::String(MASK.into());
+                        hide_next = false;
+                        continue;
+                    }
+                    if let Some((flag, val)) = s.split_once('=')
+                        && flag.starts_with('-')
+                        && is_secret_name(flag)
+                        && !val.is_empty()
+                    {
+                        *w = Value::String(format!("{flag}={MASK}"));
+                    } else if s.starts_with('-') && is_secret_name(&s) {
+                        hide_next = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn to_yaml(v: &Value) -> Yaml {
+    match v {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Yaml::Integer(i),
+            None => Yaml::Real(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(a) => Yaml::Array(a.iter().map(to_yaml).collect()),
+        Value::Object(o) => Yaml::Hash(
+            o.iter()
+                .map(|(k, v)| (Yaml::String(k.clone()), to_yaml(v)))
+                .collect(),
+        ),
+    }
+}
+
+pub fn render(ctx: &Ctx, json: bool) -> anyhow::Result<String> {
+    let mut v = serde_json::to_value(&*ctx.project)?;
+    mask(&mut v);
+    if json {
+        return Ok(serde_json::to_string_pretty(&v)? + "\n");
+    }
+    let mut s = String::new();
+    YamlEmitter::new(&mut s).dump(&to_yaml(&v))?;
+    Ok(s.trim_start_matches("---\n").to_string() + "\n")
+}
+
+pub fn run(ctx: &Ctx, args: &ConfigArgs) -> anyhow::Result<u8> {
+    out(&render(ctx, args.json)?)?;
+    Ok(OK)
+}

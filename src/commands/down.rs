@@ -1,0 +1,20 @@
+//! `osmen down`: stop and remove the stack, keeping named volumes unless `--volumes`.
+
+use super::{Ctx, OK};
+use crate::cli::DownArgs;
+
+pub async fn run(ctx: &Ctx, args: &DownArgs) -> anyhow::Result<u8> {
+    ctx.refuse_if_read_only("down")?;
+    let sup = ctx.supervisor().await?;
+    let n = sup.down(args.volumes).await?;
+    eprintln!(
+        "removed {n} container(s) of {}{}",
+        ctx.project.name,
+        if args.volumes {
+            " and its volumes"
+        } else {
+            "; volumes kept"
+        }
+    );
+    Ok(OK)
+}

@@ -1,0 +1,116 @@
+//! One file per subcommand; this one loads what they all need (compose file, settings,
+//! engine) and turns failures into the stable exit codes.
+
+pub mod config;
+pub mod down;
+pub mod logs;
+pub mod ps;
+pub mod restart;
+pub mod supervise;
+pub mod up;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use crate::cli::Global;
+use crate::model::config::Config;
+use crate::stack::compose::{self, LoadOptions, Project};
+use crate::stack::engine::DockerEngine;
+use crate::stack::journal::Journal;
+use crate::stack::supervise::{Reporter, Supervisor};
+
+/// Exit code: the command ran and the answer is yes.
+pub const OK: u8 = 0;
+/// Exit code: the command ran and the answer is no (a service did not come up).
+pub const NO: u8 = 1;
+
+pub struct Ctx {
+    pub global: Global,
+    pub project: Arc<Project>,
+    pub config: Config,
+    pub runtime_dir: PathBuf,
+}
+
+impl Ctx {
+    pub fn load(global: &Global) -> anyhow::Result<Ctx> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let opts = LoadOptions {
+            project_name: global.project.clone(),
+            env,
+        };
+        let project = compose::load(&global.file, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dir = project.dir.clone();
+        let config_path = global.config.clone().or_else(|| {
+            let p = dir.join("config").join("osmen.toml");
+            p.exists().then_some(p)
+        });
+        let config = match config_path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("cannot read the settings file {}", p.display()))?;
+                Config::parse(&text, &p.display().to_string()).map_err(|e| anyhow::anyhow!(e))?
+            }
+        };
+        let runtime_dir = std::env::var_os("OSMEN_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("runtime"));
+        Ok(Ctx {
+            global: global.clone(),
+            project: Arc::new(project),
+            config,
+            runtime_dir,
+        })
+    }
+
+    pub fn refuse_if_read_only(&self, what: &str) -> anyhow::Result<()> {
+        if self.global.read_only {
+            bail!(
+                "--read-only is set: `{what}` would change the stack; run it without --read-only"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn journal(&self) -> Arc<Journal> {
+        Arc::new(Journal::new(
+            &self.runtime_dir,
+            &self.project.name,
+            self.config.supervisor.journal_max_entries,
+        ))
+    }
+
+    pub async fn engine(&self) -> anyhow::Result<Arc<DockerEngine>> {
+        Ok(Arc::new(DockerEngine::connect().await?))
+    }
+
+    pub async fn supervisor(&self) -> anyhow::Result<Supervisor<DockerEngine>> {
+        Ok(Supervisor::new(
+            self.engine().await?,
+            self.project.clone(),
+            self.config.supervisor.clone(),
+            self.journal(),
+            stderr_reporter(),
+        ))
+    }
+}
+
+pub fn stderr_reporter() -> Reporter {
+    Arc::new(|line: &str| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    })
+}
+
+/// Writes to stdout; a closed pipe (`osmen ps | head`) is not an error.
+pub fn out(text: &str) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

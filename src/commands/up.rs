@@ -1,0 +1,72 @@
+//! `osmen up`: create and start the stack in dependency order.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+
+use super::{Ctx, NO, OK, out};
+use crate::cli::UpArgs;
+use crate::stack::compose::dependency_closure;
+use crate::stack::supervise::{SuperviseError, UpOptions};
+
+/// The services `up` acts on: the named ones (or every active one) and their
+/// dependencies. A dependency hidden behind a profile that is not enabled is an error.
+pub fn targets(ctx: &Ctx, named: &[String]) -> anyhow::Result<BTreeSet<String>> {
+    let p = &ctx.project;
+    for n in named {
+        if !p.services.contains_key(n) {
+            let all: Vec<&str> = p.services.keys().map(String::as_str).collect();
+            bail!(
+                "no service named {n:?} in {}; services: {}",
+                p.file.display(),
+                all.join(", ")
+            );
+        }
+    }
+    let active = p.active_services(&ctx.global.profiles, named);
+    let roots: Vec<String> = if named.is_empty() {
+        active.iter().cloned().collect()
+    } else {
+        named.to_vec()
+    };
+    let all = dependency_closure(p, &roots);
+    for s in &all {
+        if !active.contains(s) {
+            let svc = &p.services[s];
+            bail!(
+                "service {s} is needed but belongs to profile(s) {}: enable one with --profile {}",
+                svc.profiles.join(", "),
+                svc.profiles.first().map(String::as_str).unwrap_or("")
+            );
+        }
+    }
+    Ok(all)
+}
+
+pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
+    ctx.refuse_if_read_only("up")?;
+    let targets = targets(ctx, &args.services)?;
+    let sup = ctx.supervisor().await?;
+    let opts = UpOptions {
+        wait: args.wait,
+        force_recreate: args.force_recreate,
+    };
+    match sup.up(&targets, &opts).await {
+        Ok(outcomes) => {
+            let mut text = String::new();
+            for o in outcomes {
+                text.push_str(&format!("{:<20} {:<10} {}\n", o.service, o.action, o.state));
+            }
+            out(&text)?;
+            Ok(OK)
+        }
+        Err(SuperviseError::Failed(lines)) => {
+            eprintln!("up did not complete:");
+            for l in lines {
+                eprintln!("  {l}");
+            }
+            Ok(NO)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

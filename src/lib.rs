@@ -1,0 +1,6 @@
+//! osmen as a library: the binary in `main.rs` and the integration tests both use it.
+
+pub mod cli;
+pub mod commands;
+pub mod model;
+pub mod stack;

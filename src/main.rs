@@ -1,0 +1,49 @@
+//! osmen: wiring only. Parse the arguments, build the parts, hand over to a command.
+
+use clap::Parser;
+
+use osmen::cli::{Cli, Command};
+use osmen::commands;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("osmen: {e:#}");
+            2
+        }
+    };
+    std::process::exit(i32::from(code));
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let Some(command) = cli.command else {
+        // The console arrives with the TUI; until then the bare command shows help.
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.print_help()?;
+        println!();
+        return Ok(0);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        // Losing the terminal must not stop osmen halfway through an action.
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move { while hup.recv().await.is_some() {} });
+        }
+        let ctx = commands::Ctx::load(&cli.global)?;
+        match command {
+            Command::Up(a) => commands::up::run(&ctx, &a).await,
+            Command::Down(a) => commands::down::run(&ctx, &a).await,
+            Command::Ps(a) => commands::ps::run(&ctx, &a).await,
+            Command::Logs(a) => commands::logs::run(&ctx, &a).await,
+            Command::Restart(a) => commands::restart::run(&ctx, &a).await,
+            Command::Config(a) => commands::config::run(&ctx, &a),
+            Command::Supervise => commands::supervise::run(&ctx).await,
+        }
+    })
+}

@@ -1,0 +1,85 @@
+//! What osmen knows about one container of the stack, as `ps` and the console show it.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// The service defines no health check.
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn parse(s: &str) -> Health {
+        match s {
+            "starting" => Health::Starting,
+            "healthy" => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            _ => Health::None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Health::None => "",
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortRow {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl std::fmt::Display for PortRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}/{}",
+            self.host_ip, self.host_port, self.container_port, self.protocol
+        )
+    }
+}
+
+/// One container of the project, from the engine's point of view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerRow {
+    pub service: String,
+    pub name: String,
+    pub id: String,
+    pub number: u32,
+    pub image: String,
+    /// created, running, restarting, exited, paused, dead.
+    pub state: String,
+    pub health: Health,
+    pub exit_code: Option<i64>,
+    pub restart_count: i64,
+    pub started_at: String,
+    pub ports: Vec<PortRow>,
+    /// Last health-check output, trimmed; empty when there is none.
+    pub health_output: String,
+    pub config_hash: String,
+    /// Created by osmen (false: adopted from Compose or another tool).
+    pub managed: bool,
+}
+
+impl ContainerRow {
+    /// A one-word status an operator reads first: `healthy`, `running`, `exited(1)`...
+    pub fn status_word(&self) -> String {
+        match (self.state.as_str(), &self.health) {
+            ("running", Health::None) => "running".into(),
+            ("running", h) => h.as_str().into(),
+            ("exited", _) => format!("exited({})", self.exit_code.unwrap_or(0)),
+            (s, _) => s.into(),
+        }
+    }
+}

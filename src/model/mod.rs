@@ -1,0 +1,9 @@
+//! Plain data shared by every part of osmen: container rows, journal entries, units and
+//! secret masking. Nothing here does I/O or knows about tokio, bollard or ratatui; a test
+//! (`tests/it/architecture.rs`) keeps it that way.
+
+pub mod config;
+pub mod container;
+pub mod journal;
+pub mod secret;
+pub mod units;

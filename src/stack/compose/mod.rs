@@ -1,0 +1,269 @@
+//! The compose file: loading, interpolation, validation, and the resolved stack model
+//! that the supervisor acts on. Everything is checked before the engine is touched.
+
+pub mod error;
+pub mod interpolate;
+mod parse;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use error::{ComposeError, ComposeErrors};
+pub use parse::{dependency_closure, load_str};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub name: String,
+    #[serde(skip)]
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub dir: PathBuf,
+    pub services: BTreeMap<String, Service>,
+    pub networks: BTreeMap<String, NetworkDef>,
+    pub volumes: BTreeMap<String, VolumeDef>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub ports: Vec<Port>,
+    pub volumes: Vec<Mount>,
+    pub networks: BTreeMap<String, Vec<String>>,
+    pub depends_on: BTreeMap<String, Dependency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    pub restart: Restart,
+    pub resources: Resources,
+    pub replicas: u32,
+    pub profiles: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub stop_grace_period: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Build {
+    pub context: PathBuf,
+    pub dockerfile: Option<String>,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Port {
+    pub host_ip: Option<String>,
+    /// None: the engine picks a free host port.
+    pub published: Option<u16>,
+    pub target: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Volume,
+    Bind,
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// Volume name (project-local, before prefixing) or absolute host path; None for an
+    /// anonymous volume or tmpfs.
+    pub source: Option<String>,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    ServiceStarted,
+    ServiceHealthy,
+    ServiceCompletedSuccessfully,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::ServiceStarted => "service_started",
+            Condition::ServiceHealthy => "service_healthy",
+            Condition::ServiceCompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Dependency {
+    pub condition: Condition,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub enum HealthTest {
+    /// `["CMD", ...]`: run directly in the container.
+    Exec(Vec<String>),
+    /// `CMD-SHELL` or a plain string: run through `/bin/sh -c`.
+    Shell(String),
+    /// `NONE` or `disable: true`: turn off the image's check.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Healthcheck {
+    pub test: Option<HealthTest>,
+    #[serde(with = "opt_duration")]
+    pub interval: Option<Duration>,
+    #[serde(with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    pub retries: Option<u32>,
+    #[serde(with = "opt_duration")]
+    pub start_period: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    No,
+    Always,
+    UnlessStopped,
+    OnFailure(Option<u32>),
+}
+
+impl Restart {
+    pub fn as_compose(&self) -> String {
+        match self {
+            Restart::No => "no".into(),
+            Restart::Always => "always".into(),
+            Restart::UnlessStopped => "unless-stopped".into(),
+            Restart::OnFailure(None) => "on-failure".into(),
+            Restart::OnFailure(Some(n)) => format!("on-failure:{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GpuRequest {
+    pub driver: String,
+    /// None means all devices.
+    pub count: Option<u32>,
+    pub device_ids: Vec<String>,
+    pub capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Resources {
+    pub cpus: Option<f64>,
+    pub memory: Option<u64>,
+    pub cpus_reservation: Option<f64>,
+    pub memory_reservation: Option<u64>,
+    pub gpus: Vec<GpuRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Logging {
+    pub driver: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NetworkDef {
+    /// The engine-side name (`<project>_<key>` unless `name:` or `external`).
+    pub name: String,
+    pub external: bool,
+    pub driver: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VolumeDef {
+    pub name: String,
+    pub external: bool,
+    pub driver: Option<String>,
+}
+
+mod opt_duration {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&crate::model::units::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// What a load needs besides the file text.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `-p`: overrides `name:` and the directory name.
+    pub project_name: Option<String>,
+    /// The process environment; it overrides the `.env` file.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Reads and validates a compose file, its `.env` and `env_file`s.
+pub fn load(file: &Path, opts: &LoadOptions) -> Result<Project, ComposeErrors> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ComposeErrors(vec![ComposeError {
+            file: file.to_path_buf(),
+            pos: None,
+            path: String::new(),
+            message: format!(
+                "cannot read the compose file: {e} (pass another with -f or set \
+                 OSMEN_COMPOSE_FILE)"
+            ),
+        }])
+    })?;
+    load_str(&text, file, opts)
+}
+
+impl Project {
+    /// Services that are active under the enabled profiles, plus those named explicitly.
+    pub fn active_services(&self, profiles: &[String], named: &[String]) -> BTreeSet<String> {
+        self.services
+            .values()
+            .filter(|s| {
+                s.profiles.is_empty()
+                    || s.profiles.iter().any(|p| profiles.contains(p) || p == "*")
+                    || named.contains(&s.name)
+            })
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
+/// A project name as Compose normalises it: lower case, `[a-z0-9_-]`, starting with a
+/// letter or digit.
+pub fn normalize_project_name(raw: &str) -> String {
+    raw.to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect::<String>()
+        .trim_start_matches(['_', '-'])
+        .to_string()
+}

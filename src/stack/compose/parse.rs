@@ -1,0 +1,1664 @@
+//! From the positioned YAML tree to a validated [`Project`]. Every problem is collected
+//! with its position so that one run shows the operator everything to fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::interpolate::{Vars, interpolate, parse_env_file};
+use super::yaml::{self, Kind, Node, Pos};
+use super::*;
+use crate::model::units::{parse_bytes, parse_duration};
+
+const TOP_KEYS: &[&str] = &[
+    "version", "name", "services", "networks", "volumes", "configs", "secrets", "include",
+];
+
+const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "networks",
+    "depends_on",
+    "healthcheck",
+    "restart",
+    "deploy",
+    "cpus",
+    "mem_limit",
+    "mem_reservation",
+    "gpus",
+    "profiles",
+    "labels",
+    "container_name",
+    "logging",
+    "stop_grace_period",
+    "stop_signal",
+    "working_dir",
+    "user",
+    "init",
+];
+
+/// Keys real stacks use that osmen accepts but does not apply yet; `config` lists them.
+const IGNORED_SERVICE_KEYS: &[&str] = &[
+    "expose",
+    "hostname",
+    "domainname",
+    "extra_hosts",
+    "tty",
+    "stdin_open",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+    "shm_size",
+    "ulimits",
+    "security_opt",
+    "sysctls",
+    "devices",
+    "dns",
+    "dns_search",
+    "platform",
+    "pull_policy",
+    "secrets",
+    "configs",
+    "network_mode",
+    "ipc",
+    "pid",
+    "read_only",
+    "tmpfs",
+    "links",
+    "external_links",
+    "mac_address",
+    "oom_score_adj",
+    "cgroup_parent",
+    "userns_mode",
+    "group_add",
+    "annotations",
+    "attach",
+    "develop",
+    "scale",
+    "x-",
+];
+
+struct Ctx<'a> {
+    file: &'a Path,
+    dir: PathBuf,
+    vars: Vars,
+    errors: Vec<ComposeError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
+        self.errors.push(ComposeError {
+            file: self.file.to_path_buf(),
+            pos: Some(pos),
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn scalar(&mut self, node: &Node, path: &str, what: &str) -> Option<String> {
+        match &node.kind {
+            Kind::Scalar { value, .. } => Some(value.clone()),
+            _ => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected {what}, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn map<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [(Node, Node)]> {
+        match &node.kind {
+            Kind::Map(m) => Some(m),
+            Kind::Null => Some(&[]),
+            _ => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected a mapping, found {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        let s = self.scalar(node, path, "true or false")?;
+        match s.as_str() {
+            "true" | "True" | "TRUE" | "yes" | "on" => Some(true),
+            "false" | "False" | "FALSE" | "no" | "off" => Some(false),
+            _ => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected true or false, found {s:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn uint(&mut self, node: &Node, path: &str) -> Option<u32> {
+        let s = self.scalar(node, path, "a whole number")?;
+        match s.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("expected a whole number, found {s:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str) -> Option<std::time::Duration> {
+        let s = self.scalar(node, path, "a duration such as \"10s\"")?;
+        match parse_duration(&s) {
+            Ok(d) => Some(d),
+            Err(m) => {
+                self.err(node.pos, path, m);
+                None
+            }
+        }
+    }
+
+    fn bytes(&mut self, node: &Node, path: &str) -> Option<u64> {
+        let s = self.scalar(node, path, "a size such as \"512m\"")?;
+        match parse_bytes(&s) {
+            Ok(b) => Some(b),
+            Err(m) => {
+                self.err(node.pos, path, m);
+                None
+            }
+        }
+    }
+
+    fn cpus(&mut self, node: &Node, path: &str) -> Option<f64> {
+        let s = self.scalar(node, path, "a number of CPUs such as \"0.5\"")?;
+        match s.trim().parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => Some(v),
+            _ => {
+                self.err(
+                    node.pos,
+                    path,
+                    format!("invalid cpus {s:?}: expected a positive number such as \"0.5\" or 2"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A command-like value: a string (split like a shell would) or a list of strings.
+    fn words(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        match &node.kind {
+            Kind::Scalar { value, .. } => match shell_split(value) {
+                Ok(w) => Some(w),
+                Err(m) => {
+                    self.err(node.pos, path, m);
+                    None
+                }
+            },
+            Kind::Seq(items) => {
+                let mut out = Vec::new();
+                for (i, it) in items.iter().enumerate() {
+                    out.push(self.scalar(it, &format!("{path}[{i}]"), "a string")?);
+                }
+                Some(out)
+            }
+            Kind::Null => None,
+            Kind::Map(_) => {
+                self.err(
+                    node.pos,
+                    path,
+                    "expected a string or a list of strings, found a mapping",
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, node: &Node, path: &str) -> Vec<String> {
+        match &node.kind {
+            Kind::Scalar { value, .. } => vec![value.clone()],
+            Kind::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, it)| self.scalar(it, &format!("{path}[{i}]"), "a string"))
+                .collect(),
+            Kind::Null => Vec::new(),
+            Kind::Map(_) => {
+                self.err(
+                    node.pos,
+                    path,
+                    "expected a list of strings, found a mapping",
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// A `KEY: value` mapping or a `["KEY=value"]` list. `from_env` fills bare keys from the
+    /// interpolation variables (for `environment`); otherwise bare keys get "".
+    fn kv(&mut self, node: &Node, path: &str, from_env: bool) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        match &node.kind {
+            Kind::Map(m) => {
+                for (k, v) in m {
+                    let Some(key) = self.scalar(k, path, "a name") else {
+                        continue;
+                    };
+                    match &v.kind {
+                        Kind::Null if from_env => {
+                            if let Some(val) = self.vars.get(&key) {
+                                out.insert(key, val.clone());
+                            }
+                        }
+                        Kind::Null => {
+                            out.insert(key, String::new());
+                        }
+                        _ => {
+                            if let Some(val) = self.scalar(v, &format!("{path}.{key}"), "a value") {
+                                out.insert(key, val);
+                            }
+                        }
+                    }
+                }
+            }
+            Kind::Seq(items) => {
+                for (i, it) in items.iter().enumerate() {
+                    let Some(s) = self.scalar(it, &format!("{path}[{i}]"), "\"KEY=value\"") else {
+                        continue;
+                    };
+                    match s.split_once('=') {
+                        Some((k, v)) => {
+                            out.insert(k.to_string(), v.to_string());
+                        }
+                        None if from_env => {
+                            if let Some(val) = self.vars.get(&s) {
+                                out.insert(s.clone(), val.clone());
+                            }
+                        }
+                        None => {
+                            out.insert(s, String::new());
+                        }
+                    }
+                }
+            }
+            Kind::Null => {}
+            Kind::Scalar { .. } => {
+                self.err(
+                    node.pos,
+                    path,
+                    "expected a mapping or a list of \"KEY=value\"",
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Splits a command string as a POSIX shell would (quotes and backslashes), without
+/// expanding anything. The result goes to the engine as an argument vector.
+pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(x) => cur.push(x),
+                        None => return Err(format!("unterminated single quote in {s:?}")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(x @ ('"' | '\\' | '$' | '`')) => cur.push(x),
+                            Some(x) => {
+                                cur.push('\\');
+                                cur.push(x);
+                            }
+                            None => return Err(format!("unterminated double quote in {s:?}")),
+                        },
+                        Some(x) => cur.push(x),
+                        None => return Err(format!("unterminated double quote in {s:?}")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(x) = chars.next() {
+                    cur.push(x);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn did_you_mean(word: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .filter(|k| !k.ends_with('-'))
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+/// Interpolates every scalar value (not keys) in place, skipping `x-` extension blocks.
+fn interpolate_tree(node: &mut Node, path: &str, ctx: &mut Ctx) {
+    match &mut node.kind {
+        Kind::Scalar { value, .. } => match interpolate(value, &ctx.vars) {
+            Ok(v) => *value = v,
+            Err(m) => ctx.err(node.pos, path, m),
+        },
+        Kind::Seq(items) => {
+            for (i, it) in items.iter_mut().enumerate() {
+                interpolate_tree(it, &format!("{path}[{i}]"), ctx);
+            }
+        }
+        Kind::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                let key = k.as_str().unwrap_or("?").to_string();
+                if key.starts_with("x-") {
+                    continue;
+                }
+                let p = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                interpolate_tree(v, &p, ctx);
+            }
+        }
+        Kind::Null => {}
+    }
+}
+
+pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, ComposeErrors> {
+    let dir = file
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut ctx = Ctx {
+        file,
+        dir: dir.clone(),
+        vars: Vars::new(),
+        errors: Vec::new(),
+    };
+    let dotenv = dir.join(".env");
+    if let Ok(t) = std::fs::read_to_string(&dotenv) {
+        match parse_env_file(&t) {
+            Ok(pairs) => ctx.vars.extend(pairs),
+            Err((line, raw)) => {
+                return Err(ComposeErrors(vec![ComposeError {
+                    file: dotenv,
+                    pos: Some(Pos { line, col: 1 }),
+                    path: String::new(),
+                    message: format!("expected KEY=VALUE, found {raw:?}"),
+                }]));
+            }
+        }
+    }
+    ctx.vars
+        .extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+
+    let mut root = yaml::parse(text).map_err(|e| {
+        ComposeErrors(vec![ComposeError {
+            file: file.to_path_buf(),
+            pos: Some(e.pos),
+            path: String::new(),
+            message: format!("invalid YAML: {}", e.message),
+        }])
+    })?;
+    if !matches!(root.kind, Kind::Map(_)) {
+        return Err(ComposeErrors(vec![ComposeError {
+            file: file.to_path_buf(),
+            pos: Some(root.pos),
+            path: String::new(),
+            message: format!(
+                "a compose file is a mapping with a `services:` key, found {}",
+                root.type_name()
+            ),
+        }]));
+    }
+    interpolate_tree(&mut root, "", &mut ctx);
+
+    let entries = root.as_map().unwrap_or(&[]).to_vec();
+    for (k, _) in &entries {
+        let key = k.as_str().unwrap_or("");
+        if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
+            let hint = did_you_mean(key, TOP_KEYS);
+            ctx.err(
+                k.pos,
+                key,
+                format!(
+                    "unknown top-level key{hint}; allowed: {}",
+                    TOP_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+
+    let raw_name = match (&opts.project_name, root.get("name")) {
+        (Some(n), _) => n.clone(),
+        (None, Some(n)) => ctx.scalar(n, "name", "a project name").unwrap_or_default(),
+        (None, None) => std::fs::canonicalize(&dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_default(),
+    };
+    let name = normalize_project_name(&raw_name);
+    if name.is_empty() {
+        let pos = root.get("name").map(|n| n.pos).unwrap_or(root.pos);
+        ctx.err(
+            pos,
+            "name",
+            format!(
+                "project name {raw_name:?} has no letters or digits: set `name:` or pass -p NAME"
+            ),
+        );
+    }
+
+    let networks = parse_top_defs(&mut ctx, root.get("networks"), "networks", &name);
+    let mut networks: BTreeMap<String, NetworkDef> = networks
+        .into_iter()
+        .map(|(k, (n, ext, drv))| {
+            (
+                k,
+                NetworkDef {
+                    name: n,
+                    external: ext,
+                    driver: drv,
+                },
+            )
+        })
+        .collect();
+    networks.entry("default".into()).or_insert(NetworkDef {
+        name: format!("{name}_default"),
+        external: false,
+        driver: None,
+    });
+    let volumes = parse_top_defs(&mut ctx, root.get("volumes"), "volumes", &name)
+        .into_iter()
+        .map(|(k, (n, ext, drv))| {
+            (
+                k,
+                VolumeDef {
+                    name: n,
+                    external: ext,
+                    driver: drv,
+                },
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+
+    let mut services = BTreeMap::new();
+    match root.get("services") {
+        None => ctx.err(
+            root.pos,
+            "services",
+            "no `services:` key: a compose file defines at least one service",
+        ),
+        Some(node) => {
+            if let Some(m) = ctx.map(node, "services") {
+                for (k, v) in m {
+                    let Some(sname) = ctx.scalar(k, "services", "a service name") else {
+                        continue;
+                    };
+                    if let Some(svc) = parse_service(&mut ctx, &sname, v) {
+                        services.insert(sname, svc);
+                    }
+                }
+            }
+        }
+    }
+
+    let project = Project {
+        name,
+        file: file.to_path_buf(),
+        dir,
+        services,
+        networks,
+        volumes,
+    };
+    validate(&mut ctx, &project, &root);
+    if ctx.errors.is_empty() {
+        Ok(project)
+    } else {
+        Err(ComposeErrors(ctx.errors))
+    }
+}
+
+type TopDef = (String, bool, Option<String>);
+
+fn parse_top_defs(
+    ctx: &mut Ctx,
+    node: Option<&Node>,
+    section: &str,
+    project: &str,
+) -> BTreeMap<String, TopDef> {
+    let mut out = BTreeMap::new();
+    let Some(node) = node else { return out };
+    let Some(m) = ctx.map(node, section) else {
+        return out;
+    };
+    for (k, v) in m {
+        let Some(key) = ctx.scalar(k, section, "a name") else {
+            continue;
+        };
+        let path = format!("{section}.{key}");
+        let mut name = format!("{project}_{key}");
+        let mut named = false;
+        let mut external = false;
+        let mut driver = None;
+        if let Some(body) = ctx.map(v, &path) {
+            for (bk, bv) in body {
+                let bkey = bk.as_str().unwrap_or("");
+                let p = format!("{path}.{bkey}");
+                match bkey {
+                    "name" => {
+                        if let Some(n) = ctx.scalar(bv, &p, "a name") {
+                            name = n;
+                            named = true;
+                        }
+                    }
+                    "external" => external = ctx.boolean(bv, &p).unwrap_or(false),
+                    "driver" => driver = ctx.scalar(bv, &p, "a driver name"),
+                    "driver_opts" | "labels" | "attachable" | "internal" | "ipam"
+                    | "enable_ipv6" => {}
+                    other if other.starts_with("x-") => {}
+                    other => ctx.err(bk.pos, &p, format!("unknown key `{other}` in {section}")),
+                }
+            }
+        }
+        if external && !named {
+            // `external: true` without `name:` names the engine object by the key itself.
+            name = key.clone();
+        }
+        out.insert(key, (name, external, driver));
+    }
+    out
+}
+
+fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
+    let base = format!("services.{name}");
+    let m = match &node.kind {
+        Kind::Map(m) => m.clone(),
+        _ => {
+            ctx.err(
+                node.pos,
+                &base,
+                format!(
+                    "a service is a mapping of settings, found {}",
+                    node.type_name()
+                ),
+            );
+            return None;
+        }
+    };
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        || name.is_empty()
+    {
+        ctx.err(
+            node.pos,
+            &base,
+            format!("invalid service name {name:?}: use letters, digits, `_`, `-` and `.`"),
+        );
+    }
+    let mut svc = Service {
+        name: name.to_string(),
+        image: None,
+        build: None,
+        command: None,
+        entrypoint: None,
+        environment: BTreeMap::new(),
+        ports: Vec::new(),
+        volumes: Vec::new(),
+        networks: BTreeMap::new(),
+        depends_on: BTreeMap::new(),
+        healthcheck: None,
+        restart: Restart::No,
+        resources: Resources::default(),
+        replicas: 1,
+        profiles: Vec::new(),
+        labels: BTreeMap::new(),
+        container_name: None,
+        logging: None,
+        stop_grace_period: None,
+        stop_signal: None,
+        working_dir: None,
+        user: None,
+        init: None,
+    };
+    let mut env_files: BTreeMap<String, String> = BTreeMap::new();
+    let mut explicit_env = BTreeMap::new();
+    let mut restart_set = false;
+    for (k, v) in &m {
+        let Some(key) = k.as_str().map(str::to_string) else {
+            ctx.err(k.pos, &base, "service keys are strings");
+            continue;
+        };
+        let p = format!("{base}.{key}");
+        match key.as_str() {
+            "image" => svc.image = ctx.scalar(v, &p, "an image reference"),
+            "build" => svc.build = parse_build(ctx, v, &p),
+            "command" => svc.command = ctx.words(v, &p),
+            "entrypoint" => svc.entrypoint = ctx.words(v, &p),
+            "environment" => explicit_env = ctx.kv(v, &p, true),
+            "env_file" => env_files = parse_env_files(ctx, v, &p),
+            "ports" => {
+                if let Some(items) = seq_or_err(ctx, v, &p) {
+                    for (i, it) in items.iter().enumerate() {
+                        svc.ports
+                            .extend(parse_port(ctx, it, &format!("{p}[{i}]")).unwrap_or_default());
+                    }
+                }
+            }
+            "volumes" => {
+                if let Some(items) = seq_or_err(ctx, v, &p) {
+                    for (i, it) in items.iter().enumerate() {
+                        if let Some(mnt) = parse_mount(ctx, it, &format!("{p}[{i}]")) {
+                            svc.volumes.push(mnt);
+                        }
+                    }
+                }
+            }
+            "networks" => svc.networks = parse_service_networks(ctx, v, &p),
+            "depends_on" => svc.depends_on = parse_depends(ctx, v, &p),
+            "healthcheck" => svc.healthcheck = parse_healthcheck(ctx, v, &p),
+            "restart" => {
+                restart_set = true;
+                if let Some(r) = parse_restart(ctx, v, &p) {
+                    svc.restart = r;
+                }
+            }
+            "deploy" => parse_deploy(ctx, v, &p, &mut svc, restart_set),
+            "cpus" => svc.resources.cpus = ctx.cpus(v, &p),
+            "mem_limit" => svc.resources.memory = ctx.bytes(v, &p),
+            "mem_reservation" => svc.resources.memory_reservation = ctx.bytes(v, &p),
+            "gpus" => {
+                if let Some(g) = parse_gpus_short(ctx, v, &p) {
+                    svc.resources.gpus.push(g);
+                }
+            }
+            "profiles" => svc.profiles = ctx.string_list(v, &p),
+            "labels" => svc.labels = ctx.kv(v, &p, false),
+            "container_name" => svc.container_name = ctx.scalar(v, &p, "a container name"),
+            "logging" => svc.logging = parse_logging(ctx, v, &p),
+            "stop_grace_period" => svc.stop_grace_period = ctx.duration(v, &p),
+            "stop_signal" => svc.stop_signal = ctx.scalar(v, &p, "a signal name"),
+            "working_dir" => svc.working_dir = ctx.scalar(v, &p, "a path"),
+            "user" => svc.user = ctx.scalar(v, &p, "a user"),
+            "init" => svc.init = ctx.boolean(v, &p),
+            other if other.starts_with("x-") || IGNORED_SERVICE_KEYS.contains(&other) => {}
+            other => {
+                let hint = did_you_mean(other, SERVICE_KEYS);
+                ctx.err(
+                    k.pos,
+                    &p,
+                    format!("unknown service key `{other}`{hint}; see `osmen config --help`"),
+                );
+            }
+        }
+    }
+    svc.environment = env_files;
+    svc.environment.extend(explicit_env);
+    Some(svc)
+}
+
+fn seq_or_err<'n>(ctx: &mut Ctx, node: &'n Node, path: &str) -> Option<&'n [Node]> {
+    match &node.kind {
+        Kind::Seq(s) => Some(s),
+        Kind::Null => Some(&[]),
+        _ => {
+            ctx.err(
+                node.pos,
+                path,
+                format!("expected a list, found {}", node.type_name()),
+            );
+            None
+        }
+    }
+}
+
+fn parse_build(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Build> {
+    match &node.kind {
+        Kind::Scalar { value, .. } => Some(Build {
+            context: ctx.dir.join(value),
+            dockerfile: None,
+            args: BTreeMap::new(),
+        }),
+        Kind::Map(_) => {
+            let context = node
+                .get("context")
+                .and_then(|c| ctx.scalar(c, &format!("{path}.context"), "a path"))
+                .unwrap_or_else(|| ".".into());
+            let dockerfile = node
+                .get("dockerfile")
+                .and_then(|d| ctx.scalar(d, &format!("{path}.dockerfile"), "a file name"));
+            let args = node
+                .get("args")
+                .map(|a| ctx.kv(a, &format!("{path}.args"), true))
+                .unwrap_or_default();
+            Some(Build {
+                context: ctx.dir.join(context),
+                dockerfile,
+                args,
+            })
+        }
+        _ => {
+            ctx.err(
+                node.pos,
+                path,
+                "expected a context path or a mapping with `context:`",
+            );
+            None
+        }
+    }
+}
+
+fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let items: Vec<&Node> = match &node.kind {
+        Kind::Seq(s) => s.iter().collect(),
+        _ => vec![node],
+    };
+    for (i, it) in items.into_iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let (file, required) = match &it.kind {
+            Kind::Map(_) => {
+                let f = it
+                    .get("path")
+                    .and_then(|f| ctx.scalar(f, &format!("{p}.path"), "a path"));
+                let req = it
+                    .get("required")
+                    .and_then(|r| ctx.boolean(r, &format!("{p}.required")))
+                    .unwrap_or(true);
+                (f, req)
+            }
+            _ => (ctx.scalar(it, &p, "a path"), true),
+        };
+        let Some(file) = file else { continue };
+        let full = ctx.dir.join(&file);
+        match std::fs::read_to_string(&full) {
+            Ok(t) => match parse_env_file(&t) {
+                Ok(pairs) => out.extend(pairs),
+                Err((line, raw)) => ctx.errors.push(ComposeError {
+                    file: full.clone(),
+                    pos: Some(Pos { line, col: 1 }),
+                    path: String::new(),
+                    message: format!("expected KEY=VALUE, found {raw:?} (env_file of {path})"),
+                }),
+            },
+            Err(e) if required => ctx.err(
+                it.pos,
+                &p,
+                format!(
+                    "cannot read env_file {:?}: {e} (create it, or mark it `required: false`)",
+                    full.display()
+                ),
+            ),
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+fn parse_port_num(s: &str) -> Option<u16> {
+    s.parse::<u16>().ok().filter(|p| *p > 0)
+}
+
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse_port_num(a)?, parse_port_num(b)?);
+            (a <= b).then_some((a, b))
+        }
+        None => parse_port_num(s).map(|p| (p, p)),
+    }
+}
+
+fn parse_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<Port>> {
+    let bad = |ctx: &mut Ctx, value: &str, why: &str| {
+        ctx.err(
+            node.pos,
+            path,
+            format!(
+                "invalid port {value:?}: {why}; write \"TARGET\", \"HOST:TARGET\", \
+                 \"IP:HOST:TARGET\" or \"IP::TARGET\", with ports 1-65535 and an optional \
+                 /tcp or /udp"
+            ),
+        );
+    };
+    if let Kind::Map(_) = node.kind {
+        let target = node
+            .get("target")
+            .and_then(|t| t.as_str())
+            .and_then(parse_port_num);
+        let Some(target) = target else {
+            bad(ctx, "(long syntax)", "`target` must be a port number");
+            return None;
+        };
+        let published = match node.get("published").and_then(|p| p.as_str()) {
+            None | Some("") => None,
+            Some(p) => match parse_port_num(p) {
+                Some(n) => Some(n),
+                None => {
+                    bad(ctx, p, "`published` is not a port number");
+                    return None;
+                }
+            },
+        };
+        let protocol = node
+            .get("protocol")
+            .and_then(|p| p.as_str())
+            .unwrap_or("tcp")
+            .to_string();
+        let host_ip = node
+            .get("host_ip")
+            .and_then(|p| p.as_str())
+            .map(str::to_string);
+        return Some(vec![Port {
+            host_ip,
+            published,
+            target,
+            protocol,
+        }]);
+    }
+    let raw = ctx.scalar(node, path, "a port mapping such as \"127.0.0.1:8080:80\"")?;
+    let (spec, protocol) = match raw.rsplit_once('/') {
+        Some((s, p)) if ["tcp", "udp", "sctp"].contains(&p) => (s.to_string(), p.to_string()),
+        Some((_, p)) => {
+            bad(ctx, &raw, &format!("unknown protocol {p:?}"));
+            return None;
+        }
+        None => (raw.clone(), "tcp".to_string()),
+    };
+    // An IPv6 host address comes in brackets: [::1]:8080:80.
+    let (host_ip, rest) = if let Some(r) = spec.strip_prefix('[') {
+        match r.split_once("]:") {
+            Some((ip, rest)) => (Some(ip.to_string()), rest.to_string()),
+            None => {
+                bad(ctx, &raw, "unclosed `[` around an IPv6 address");
+                return None;
+            }
+        }
+    } else {
+        let parts: Vec<&str> = spec.split(':').collect();
+        match parts.len() {
+            1 | 2 => (None, spec.clone()),
+            3 => (
+                Some(parts[0].to_string()),
+                format!("{}:{}", parts[1], parts[2]),
+            ),
+            _ => {
+                bad(ctx, &raw, "too many `:`");
+                return None;
+            }
+        }
+    };
+    if let Some(ip) = &host_ip
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        bad(ctx, &raw, &format!("{ip:?} is not an IP address"));
+        return None;
+    }
+    let (host, target) = match rest.split_once(':') {
+        Some((h, t)) => (Some(h), t),
+        None => (None, rest.as_str()),
+    };
+    let Some((t0, t1)) = port_range(target) else {
+        bad(
+            ctx,
+            &raw,
+            &format!("container port {target:?} is not a port or range"),
+        );
+        return None;
+    };
+    let host_range = match host {
+        None | Some("") => None,
+        Some(h) => match port_range(h) {
+            Some(r) => Some(r),
+            None => {
+                bad(
+                    ctx,
+                    &raw,
+                    &format!("host port {h:?} is not a port or range"),
+                );
+                return None;
+            }
+        },
+    };
+    if let Some((h0, h1)) = host_range
+        && h1 - h0 != t1 - t0
+        && h0 != h1
+    {
+        bad(ctx, &raw, "host and container ranges differ in length");
+        return None;
+    }
+    Some(
+        (0..=(t1 - t0))
+            .map(|i| Port {
+                host_ip: host_ip.clone(),
+                published: host_range.map(|(h0, h1)| if h0 == h1 { h0 } else { h0 + i }),
+                target: t0 + i,
+                protocol: protocol.clone(),
+            })
+            .collect(),
+    )
+}
+
+fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
+    if let Kind::Map(_) = node.kind {
+        let typ = node
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("volume");
+        let kind = match typ {
+            "volume" => MountKind::Volume,
+            "bind" => MountKind::Bind,
+            "tmpfs" => MountKind::Tmpfs,
+            other => {
+                ctx.err(
+                    node.pos,
+                    &format!("{path}.type"),
+                    format!("unsupported mount type {other:?}: use volume, bind or tmpfs"),
+                );
+                return None;
+            }
+        };
+        let Some(target) = node.get("target").and_then(|t| t.as_str()) else {
+            ctx.err(
+                node.pos,
+                path,
+                "a long-syntax volume needs `target:` (the container path)",
+            );
+            return None;
+        };
+        let mut source = node
+            .get("source")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        if kind == MountKind::Bind {
+            source = source.map(|s| resolve_bind(ctx, &s));
+        }
+        let read_only = node
+            .get("read_only")
+            .and_then(|r| ctx.boolean(r, &format!("{path}.read_only")))
+            .unwrap_or(false);
+        return Some(Mount {
+            kind,
+            source,
+            target: target.to_string(),
+            read_only,
+        });
+    }
+    let raw = ctx.scalar(node, path, "a volume such as \"data:/var/lib/data\"")?;
+    let parts: Vec<&str> = raw.split(':').collect();
+    let (src, target, mode) = match parts.as_slice() {
+        [t] => (None, *t, None),
+        [s, t] => (Some(*s), *t, None),
+        [s, t, m] => (Some(*s), *t, Some(*m)),
+        _ => {
+            ctx.err(
+                node.pos,
+                path,
+                format!("invalid volume {raw:?}: write \"SOURCE:TARGET[:ro|rw]\""),
+            );
+            return None;
+        }
+    };
+    if !target.starts_with('/') {
+        ctx.err(
+            node.pos,
+            path,
+            format!("invalid volume {raw:?}: the container path {target:?} must be absolute"),
+        );
+        return None;
+    }
+    let read_only = match mode {
+        None => false,
+        Some(m) => {
+            let opts: Vec<&str> = m.split(',').collect();
+            if let Some(bad) = opts
+                .iter()
+                .find(|o| !["ro", "rw", "z", "Z", "cached", "delegated", "consistent"].contains(o))
+            {
+                ctx.err(
+                    node.pos,
+                    path,
+                    format!("invalid volume mode {bad:?} in {raw:?}: use ro or rw"),
+                );
+                return None;
+            }
+            opts.contains(&"ro")
+        }
+    };
+    let (kind, source) = match src {
+        None => (MountKind::Volume, None),
+        Some(s) if s.starts_with('.') || s.starts_with('/') || s.starts_with('~') => {
+            (MountKind::Bind, Some(resolve_bind(ctx, s)))
+        }
+        Some(s) => (MountKind::Volume, Some(s.to_string())),
+    };
+    Some(Mount {
+        kind,
+        source,
+        target: target.to_string(),
+        read_only,
+    })
+}
+
+fn resolve_bind(ctx: &Ctx, s: &str) -> String {
+    if let Some(rest) = s.strip_prefix("~/")
+        && let Some(home) = ctx.vars.get("HOME")
+    {
+        return format!("{home}/{rest}");
+    }
+    let p = ctx.dir.join(s);
+    let abs = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir().map(|c| c.join(&p)).unwrap_or(p)
+    };
+    // Normalise `.` and `..` without touching the file system (the path may not exist yet).
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
+fn parse_service_networks(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    match &node.kind {
+        Kind::Seq(items) => {
+            for (i, it) in items.iter().enumerate() {
+                if let Some(n) = ctx.scalar(it, &format!("{path}[{i}]"), "a network name") {
+                    out.insert(n, Vec::new());
+                }
+            }
+        }
+        Kind::Map(m) => {
+            for (k, v) in m {
+                let Some(n) = ctx.scalar(k, path, "a network name") else {
+                    continue;
+                };
+                let aliases = v
+                    .get("aliases")
+                    .map(|a| ctx.string_list(a, &format!("{path}.{n}.aliases")))
+                    .unwrap_or_default();
+                out.insert(n, aliases);
+            }
+        }
+        _ => ctx.err(node.pos, path, "expected a list or mapping of networks"),
+    }
+    out
+}
+
+fn parse_depends(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, Dependency> {
+    let mut out = BTreeMap::new();
+    match &node.kind {
+        Kind::Seq(items) => {
+            for (i, it) in items.iter().enumerate() {
+                if let Some(n) = ctx.scalar(it, &format!("{path}[{i}]"), "a service name") {
+                    out.insert(
+                        n,
+                        Dependency {
+                            condition: Condition::ServiceStarted,
+                            required: true,
+                        },
+                    );
+                }
+            }
+        }
+        Kind::Map(m) => {
+            for (k, v) in m {
+                let Some(n) = ctx.scalar(k, path, "a service name") else {
+                    continue;
+                };
+                let p = format!("{path}.{n}");
+                let condition = match v.get("condition").and_then(|c| c.as_str()) {
+                    None => Condition::ServiceStarted,
+                    Some("service_started") => Condition::ServiceStarted,
+                    Some("service_healthy") => Condition::ServiceHealthy,
+                    Some("service_completed_successfully") => {
+                        Condition::ServiceCompletedSuccessfully
+                    }
+                    Some(other) => {
+                        let pos = v.get("condition").map(|c| c.pos).unwrap_or(v.pos);
+                        ctx.err(
+                            pos,
+                            &format!("{p}.condition"),
+                            format!(
+                                "unknown condition {other:?}: use service_started, \
+                                 service_healthy or service_completed_successfully"
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                let required = v
+                    .get("required")
+                    .and_then(|r| ctx.boolean(r, &format!("{p}.required")))
+                    .unwrap_or(true);
+                out.insert(
+                    n,
+                    Dependency {
+                        condition,
+                        required,
+                    },
+                );
+            }
+        }
+        _ => ctx.err(node.pos, path, "expected a list of services or a mapping"),
+    }
+    out
+}
+
+fn parse_healthcheck(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Healthcheck> {
+    ctx.map(node, path)?;
+    let mut hc = Healthcheck {
+        test: None,
+        interval: None,
+        timeout: None,
+        retries: None,
+        start_period: None,
+    };
+    for (k, v) in node.as_map().unwrap_or(&[]) {
+        let key = k.as_str().unwrap_or("");
+        let p = format!("{path}.{key}");
+        match key {
+            "test" => {
+                hc.test = match &v.kind {
+                    Kind::Scalar { value, .. } if value == "NONE" => Some(HealthTest::Disabled),
+                    Kind::Scalar { value, .. } => Some(HealthTest::Shell(value.clone())),
+                    Kind::Seq(items) => {
+                        let words: Vec<String> = items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_string))
+                            .collect();
+                        match words.first().map(String::as_str) {
+                            Some("NONE") => Some(HealthTest::Disabled),
+                            Some("CMD") if words.len() > 1 => {
+                                Some(HealthTest::Exec(words[1..].to_vec()))
+                            }
+                            Some("CMD-SHELL") if words.len() == 2 => {
+                                Some(HealthTest::Shell(words[1].clone()))
+                            }
+                            _ => {
+                                ctx.err(
+                                    v.pos,
+                                    &p,
+                                    format!(
+                                        "invalid health check test {words:?}: start the list \
+                                         with \"CMD\" (then the program and its arguments), \
+                                         \"CMD-SHELL\" (then one shell command) or \"NONE\""
+                                    ),
+                                );
+                                None
+                            }
+                        }
+                    }
+                    _ => {
+                        ctx.err(v.pos, &p, "expected a command string or list");
+                        None
+                    }
+                }
+            }
+            "interval" => hc.interval = ctx.duration(v, &p),
+            "timeout" => hc.timeout = ctx.duration(v, &p),
+            "start_period" => hc.start_period = ctx.duration(v, &p),
+            "start_interval" => {
+                ctx.duration(v, &p);
+            }
+            "retries" => hc.retries = ctx.uint(v, &p),
+            "disable" => {
+                if ctx.boolean(v, &p) == Some(true) {
+                    hc.test = Some(HealthTest::Disabled);
+                }
+            }
+            other => {
+                let known = [
+                    "test",
+                    "interval",
+                    "timeout",
+                    "retries",
+                    "start_period",
+                    "disable",
+                ];
+                let hint = did_you_mean(other, &known);
+                ctx.err(
+                    k.pos,
+                    &p,
+                    format!("unknown healthcheck key `{other}`{hint}"),
+                );
+            }
+        }
+    }
+    Some(hc)
+}
+
+fn parse_restart(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Restart> {
+    let s = ctx.scalar(node, path, "a restart policy")?;
+    let r = match s.as_str() {
+        "no" | "false" => Restart::No,
+        "always" => Restart::Always,
+        "unless-stopped" => Restart::UnlessStopped,
+        "on-failure" => Restart::OnFailure(None),
+        other => match other.strip_prefix("on-failure:").map(str::parse::<u32>) {
+            Some(Ok(n)) => Restart::OnFailure(Some(n)),
+            _ => {
+                ctx.err(
+                    node.pos,
+                    path,
+                    format!(
+                        "invalid restart policy {s:?}: use \"no\", always, unless-stopped, \
+                         on-failure or on-failure:N"
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some(r)
+}
+
+fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, restart_set: bool) {
+    let Some(m) = ctx.map(node, path) else { return };
+    for (k, v) in m {
+        let key = k.as_str().unwrap_or("");
+        let p = format!("{path}.{key}");
+        match key {
+            "replicas" => {
+                if let Some(n) = ctx.uint(v, &p) {
+                    svc.replicas = n;
+                }
+            }
+            "resources" => {
+                if let Some(limits) = v.get("limits") {
+                    let lp = format!("{p}.limits");
+                    if let Some(c) = limits.get("cpus") {
+                        svc.resources.cpus = ctx.cpus(c, &format!("{lp}.cpus"));
+                    }
+                    if let Some(mm) = limits.get("memory") {
+                        svc.resources.memory = ctx.bytes(mm, &format!("{lp}.memory"));
+                    }
+                }
+                if let Some(res) = v.get("reservations") {
+                    let rp = format!("{p}.reservations");
+                    if let Some(c) = res.get("cpus") {
+                        svc.resources.cpus_reservation = ctx.cpus(c, &format!("{rp}.cpus"));
+                    }
+                    if let Some(mm) = res.get("memory") {
+                        svc.resources.memory_reservation = ctx.bytes(mm, &format!("{rp}.memory"));
+                    }
+                    if let Some(devs) = res.get("devices") {
+                        let dp = format!("{rp}.devices");
+                        for (i, d) in seq_or_err(ctx, devs, &dp).unwrap_or(&[]).iter().enumerate() {
+                            if let Some(g) = parse_device(ctx, d, &format!("{dp}[{i}]")) {
+                                svc.resources.gpus.push(g);
+                            }
+                        }
+                    }
+                }
+            }
+            "restart_policy" if !restart_set => {
+                let cond = v.get("condition").and_then(|c| c.as_str()).unwrap_or("any");
+                let max = v
+                    .get("max_attempts")
+                    .and_then(|m| ctx.uint(m, &format!("{p}.max_attempts")));
+                svc.restart = match cond {
+                    "none" => Restart::No,
+                    "on-failure" => Restart::OnFailure(max),
+                    "any" => Restart::Always,
+                    other => {
+                        ctx.err(
+                            v.pos,
+                            &format!("{p}.condition"),
+                            format!("unknown condition {other:?}: use none, on-failure or any"),
+                        );
+                        svc.restart.clone()
+                    }
+                };
+            }
+            "restart_policy" | "placement" | "update_config" | "rollback_config" | "mode"
+            | "labels" | "endpoint_mode" => {}
+            other => ctx.err(k.pos, &p, format!("unknown deploy key `{other}`")),
+        }
+    }
+}
+
+fn parse_device(ctx: &mut Ctx, node: &Node, path: &str) -> Option<GpuRequest> {
+    ctx.map(node, path)?;
+    let capabilities = node
+        .get("capabilities")
+        .map(|c| ctx.string_list(c, &format!("{path}.capabilities")))
+        .unwrap_or_default();
+    let count = match node.get("count").and_then(|c| c.as_str()) {
+        None | Some("all") => None,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                ctx.err(
+                    node.get("count").map(|c| c.pos).unwrap_or(node.pos),
+                    &format!("{path}.count"),
+                    format!("invalid count {n:?}: use a number or \"all\""),
+                );
+                return None;
+            }
+        },
+    };
+    let device_ids = node
+        .get("device_ids")
+        .map(|d| ctx.string_list(d, &format!("{path}.device_ids")))
+        .unwrap_or_default();
+    Some(GpuRequest {
+        driver: node
+            .get("driver")
+            .and_then(|d| d.as_str())
+            .unwrap_or("nvidia")
+            .to_string(),
+        count: if device_ids.is_empty() { count } else { None },
+        device_ids,
+        capabilities: if capabilities.is_empty() {
+            vec!["gpu".into()]
+        } else {
+            capabilities
+        },
+    })
+}
+
+fn parse_gpus_short(ctx: &mut Ctx, node: &Node, path: &str) -> Option<GpuRequest> {
+    let s = ctx.scalar(node, path, "\"all\" or a number of GPUs")?;
+    let count = if s == "all" {
+        None
+    } else {
+        match s.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                ctx.err(
+                    node.pos,
+                    path,
+                    format!("invalid gpus {s:?}: use \"all\" or a number"),
+                );
+                return None;
+            }
+        }
+    };
+    Some(GpuRequest {
+        driver: "nvidia".into(),
+        count,
+        device_ids: Vec::new(),
+        capabilities: vec!["gpu".into()],
+    })
+}
+
+fn parse_logging(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Logging> {
+    ctx.map(node, path)?;
+    Some(Logging {
+        driver: node
+            .get("driver")
+            .and_then(|d| ctx.scalar(d, &format!("{path}.driver"), "a log driver")),
+        options: node
+            .get("options")
+            .map(|o| ctx.kv(o, &format!("{path}.options"), false))
+            .unwrap_or_default(),
+    })
+}
+
+/// Cross-service checks: references, cycles, names.
+fn validate(ctx: &mut Ctx, project: &Project, root: &Node) {
+    let svc_node = |name: &str| root.get("services").and_then(|s| s.get(name));
+    let names: Vec<&str> = project.services.keys().map(String::as_str).collect();
+    for (name, svc) in &project.services {
+        let base = format!("services.{name}");
+        let pos = svc_node(name).map(|n| n.pos).unwrap_or_default();
+        if svc.image.is_none() && svc.build.is_none() {
+            ctx.err(
+                pos,
+                &base,
+                "neither `image:` nor `build:` is set: add one of them",
+            );
+        }
+        if svc.container_name.is_some() && svc.replicas > 1 {
+            ctx.err(
+                pos,
+                &format!("{base}.container_name"),
+                format!(
+                    "container_name is set but deploy.replicas is {}: one name cannot serve \
+                     several containers; remove container_name",
+                    svc.replicas
+                ),
+            );
+        }
+        for dep in svc.depends_on.keys() {
+            if !project.services.contains_key(dep) {
+                let dpos = svc_node(name)
+                    .and_then(|n| n.get("depends_on"))
+                    .map(|d| find_key_or_item(d, dep))
+                    .unwrap_or(pos);
+                ctx.err(
+                    dpos,
+                    &format!("{base}.depends_on"),
+                    format!(
+                        "unknown service `{dep}`{}; services in this file: {}",
+                        did_you_mean(dep, &names),
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+        for m in &svc.volumes {
+            if m.kind == MountKind::Volume
+                && let Some(src) = &m.source
+                && !project.volumes.contains_key(src)
+            {
+                let vpos = svc_node(name)
+                    .and_then(|n| n.get("volumes"))
+                    .map(|v| v.pos)
+                    .unwrap_or(pos);
+                ctx.err(
+                    vpos,
+                    &format!("{base}.volumes"),
+                    format!(
+                        "named volume `{src}` is not declared: add it under the top-level \
+                         `volumes:` key"
+                    ),
+                );
+            }
+        }
+        for net in svc.networks.keys() {
+            if !project.networks.contains_key(net) {
+                let npos = svc_node(name)
+                    .and_then(|n| n.get("networks"))
+                    .map(|v| v.pos)
+                    .unwrap_or(pos);
+                ctx.err(
+                    npos,
+                    &format!("{base}.networks"),
+                    format!(
+                        "network `{net}` is not declared: add it under the top-level \
+                         `networks:` key"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(project) {
+        let first = &cycle[0];
+        let pos = svc_node(first)
+            .and_then(|n| n.get("depends_on"))
+            .map(|d| d.pos)
+            .unwrap_or_default();
+        ctx.err(
+            pos,
+            &format!("services.{first}.depends_on"),
+            format!(
+                "dependency cycle: {}; remove one of these depends_on entries",
+                cycle.join(" -> ")
+            ),
+        );
+    }
+}
+
+fn find_key_or_item(node: &Node, name: &str) -> Pos {
+    match &node.kind {
+        Kind::Map(m) => m
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(k, _)| k.pos),
+        Kind::Seq(s) => s.iter().find(|i| i.as_str() == Some(name)).map(|i| i.pos),
+        _ => None,
+    }
+    .unwrap_or(node.pos)
+}
+
+/// Returns the first dependency cycle found, as a closed path (`a -> b -> a`).
+pub fn find_cycle(project: &Project) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        p: &Project,
+        n: &str,
+        marks: &mut BTreeMap<String, Mark>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n).copied().unwrap_or(Mark::New) {
+            Mark::Done => return None,
+            Mark::Active => {
+                let start = stack.iter().position(|s| s == n).unwrap_or(0);
+                let mut cyc = stack[start..].to_vec();
+                cyc.push(n.to_string());
+                return Some(cyc);
+            }
+            Mark::New => {}
+        }
+        marks.insert(n.to_string(), Mark::Active);
+        stack.push(n.to_string());
+        if let Some(svc) = p.services.get(n) {
+            for d in svc.depends_on.keys() {
+                if p.services.contains_key(d)
+                    && let Some(c) = visit(p, d, marks, stack)
+                {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        marks.insert(n.to_string(), Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for name in project.services.keys() {
+        let mut stack = Vec::new();
+        if let Some(c) = visit(project, name, &mut marks, &mut stack) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// The names in `set` that `name` needs, directly or through others (not itself).
+pub fn dependency_closure(project: &Project, roots: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut todo: Vec<String> = roots.to_vec();
+    while let Some(n) = todo.pop() {
+        if out.insert(n.clone())
+            && let Some(s) = project.services.get(&n)
+        {
+            todo.extend(s.depends_on.keys().cloned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_split_quotes() {
+        assert_eq!(
+            shell_split(r#"redis-server --save "" --x 'a b' c\ d"#).unwrap(),
+            vec!["redis-server", "--save", "", "--x", "a b", "c d"]
+        );
+        assert!(shell_split("a 'b").is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("helthcheck", SERVICE_KEYS),
+            " (did you mean `healthcheck`?)"
+        );
+        assert_eq!(did_you_mean("zzzzzzzz", SERVICE_KEYS), "");
+    }
+}

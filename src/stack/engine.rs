@@ -1,0 +1,668 @@
+//! The Docker Engine behind a small trait. The supervisor speaks in compose terms
+//! ([`ContainerSpec`], [`ContainerRow`]); only this file knows bollard's types, so an
+//! engine upgrade or a fake engine touches nothing else.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, DeviceRequest,
+    EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount as BMount, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::{Stream, StreamExt};
+
+use super::compose::{GpuRequest, HealthTest, Healthcheck, MountKind, Port, Restart};
+use crate::model::container::{ContainerRow, Health, PortRow};
+
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+pub const LABEL_NUMBER: &str = "com.docker.compose.container-number";
+pub const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+pub const LABEL_HASH: &str = "com.docker.compose.config-hash";
+pub const LABEL_CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+pub const LABEL_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+pub const LABEL_VERSION: &str = "com.docker.compose.version";
+pub const LABEL_NETWORK: &str = "com.docker.compose.network";
+pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
+/// Marks containers osmen created itself (others were adopted from Compose).
+pub const LABEL_OSMEN: &str = "io.osmen.managed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "cannot reach the Docker engine at {host}: {detail}\n  start the engine (for example \
+         `sudo systemctl start docker`), or point DOCKER_HOST at a running one \
+         (unix:///path/to/docker.sock or tcp://127.0.0.1:2375)"
+    )]
+    Unreachable { host: String, detail: String },
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("the engine refused ({status}): {message}")]
+    Api { status: u16, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<BollardError> for EngineError {
+    fn from(e: BollardError) -> Self {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => EngineError::NotFound(message),
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Api {
+                status: status_code,
+                message,
+            },
+            other => EngineError::Other(other.to_string()),
+        }
+    }
+}
+
+pub type EResult<T> = Result<T, EngineError>;
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
+
+/// Everything needed to create one container of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub cpus: Option<f64>,
+    pub memory: Option<u64>,
+    pub memory_reservation: Option<u64>,
+    pub restart: Restart,
+    pub ports: Vec<Port>,
+    /// (kind, engine-side source, target, read-only).
+    pub mounts: Vec<(MountKind, Option<String>, String, bool)>,
+    pub gpus: Vec<GpuRequest>,
+    /// Engine-side network names with the aliases this container answers to there.
+    pub networks: Vec<(String, Vec<String>)>,
+    pub stop_timeout_s: Option<i64>,
+    pub stop_signal: Option<String>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub init: Option<bool>,
+    pub log_driver: Option<(String, HashMap<String, String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// A container lifecycle event of the project (health-check execs are filtered out).
+#[derive(Debug, Clone)]
+pub struct EngineEvent {
+    pub container_id: String,
+    pub service: String,
+    /// die, start, kill, stop, health_status: healthy, oom, destroy...
+    pub action: String,
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    pub version: String,
+    pub api_version: String,
+    pub host: String,
+}
+
+/// What the supervisor needs from a container engine.
+pub trait Engine: Send + Sync + 'static {
+    fn info(&self) -> impl Future<Output = EResult<EngineInfo>> + Send;
+    fn list_containers(
+        &self,
+        project: &str,
+    ) -> impl Future<Output = EResult<Vec<ContainerRow>>> + Send;
+    fn inspect(&self, id: &str) -> impl Future<Output = EResult<ContainerRow>> + Send;
+    fn image_exists(&self, image: &str) -> impl Future<Output = EResult<bool>> + Send;
+    fn ensure_network(
+        &self,
+        name: &str,
+        driver: Option<&str>,
+        labels: HashMap<String, String>,
+    ) -> impl Future<Output = EResult<bool>> + Send;
+    fn project_networks(&self, project: &str) -> impl Future<Output = EResult<Vec<String>>> + Send;
+    fn remove_network(&self, name: &str) -> impl Future<Output = EResult<()>> + Send;
+    fn ensure_volume(
+        &self,
+        name: &str,
+        driver: Option<&str>,
+        labels: HashMap<String, String>,
+    ) -> impl Future<Output = EResult<bool>> + Send;
+    fn volume_exists(&self, name: &str) -> impl Future<Output = EResult<bool>> + Send;
+    fn remove_volume(&self, name: &str) -> impl Future<Output = EResult<()>> + Send;
+    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = EResult<String>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = EResult<()>> + Send;
+    fn stop(&self, id: &str, grace_s: i64) -> impl Future<Output = EResult<()>> + Send;
+    fn remove(&self, id: &str) -> impl Future<Output = EResult<()>> + Send;
+    fn set_restart(&self, id: &str, restart: &Restart) -> impl Future<Output = EResult<()>> + Send;
+    fn logs(&self, id: &str, follow: bool, tail: Option<u64>) -> BoxStream<EResult<LogChunk>>;
+    fn events(&self, project: &str) -> BoxStream<EResult<EngineEvent>>;
+}
+
+pub struct DockerEngine {
+    docker: Docker,
+    host: String,
+}
+
+impl DockerEngine {
+    /// Connects from `DOCKER_HOST` (unix:// or tcp://) or the default socket, negotiates the
+    /// API version and checks that the engine answers.
+    pub async fn connect() -> EResult<DockerEngine> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let unreachable = |detail: String| EngineError::Unreachable {
+            host: host.clone(),
+            detail,
+        };
+        let docker = if let Some(path) = host.strip_prefix("unix://") {
+            if !std::path::Path::new(path).exists() {
+                return Err(unreachable(format!("no socket at {path}")));
+            }
+            Docker::connect_with_unix(&host, 120, bollard::API_DEFAULT_VERSION)
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(&host, 120, bollard::API_DEFAULT_VERSION)
+        } else {
+            return Err(unreachable(
+                "unsupported DOCKER_HOST scheme: use unix:// or tcp://".to_string(),
+            ));
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(DockerEngine { docker, host })
+    }
+}
+
+fn nanos(d: Option<std::time::Duration>) -> Option<i64> {
+    d.map(|d| d.as_nanos() as i64)
+}
+
+fn restart_policy(r: &Restart) -> RestartPolicy {
+    let (name, max) = match r {
+        Restart::No => (RestartPolicyNameEnum::NO, None),
+        Restart::Always => (RestartPolicyNameEnum::ALWAYS, None),
+        Restart::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+        Restart::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, n.map(i64::from)),
+    };
+    RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: max,
+    }
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
+        test: h.test.as_ref().map(|t| match t {
+            HealthTest::Exec(w) => std::iter::once("CMD".to_string())
+                .chain(w.iter().cloned())
+                .collect(),
+            HealthTest::Shell(s) => vec!["CMD-SHELL".to_string(), s.clone()],
+            HealthTest::Disabled => vec!["NONE".to_string()],
+        }),
+        interval: nanos(h.interval),
+        timeout: nanos(h.timeout),
+        retries: h.retries.map(i64::from),
+        start_period: nanos(h.start_period),
+        start_interval: None,
+    });
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed = Vec::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.target, p.protocol);
+        exposed.push(key.clone());
+        port_bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: p.host_ip.clone(),
+                host_port: Some(p.published.map(|n| n.to_string()).unwrap_or_default()),
+            });
+    }
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|(kind, source, target, ro)| BMount {
+            target: Some(target.clone()),
+            source: source.clone(),
+            typ: Some(match kind {
+                MountKind::Volume => MountType::VOLUME,
+                MountKind::Bind => MountType::BIND,
+                MountKind::Tmpfs => MountType::TMPFS,
+            }),
+            read_only: Some(*ro),
+            ..Default::default()
+        })
+        .collect::<Vec<_>>();
+    let device_requests = spec
+        .gpus
+        .iter()
+        .map(|g| DeviceRequest {
+            driver: Some(g.driver.clone()),
+            count: Some(g.count.map(i64::from).unwrap_or(-1)),
+            device_ids: (!g.device_ids.is_empty()).then(|| g.device_ids.clone()),
+            capabilities: Some(vec![g.capabilities.clone()]),
+            options: None,
+        })
+        .collect::<Vec<_>>();
+    let first_net = spec.networks.first().map(|(n, _)| n.clone());
+    let endpoints: HashMap<String, EndpointSettings> = spec
+        .networks
+        .iter()
+        .take(1)
+        .map(|(n, aliases)| {
+            (
+                n.clone(),
+                EndpointSettings {
+                    aliases: Some(aliases.clone()),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.cmd.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(spec.env.clone()),
+        labels: Some(spec.labels.clone()),
+        healthcheck,
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        stop_timeout: spec.stop_timeout_s,
+        stop_signal: spec.stop_signal.clone(),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        host_config: Some(HostConfig {
+            nano_cpus: spec.cpus.map(|c| (c * 1e9).round() as i64),
+            memory: spec.memory.map(|m| m as i64),
+            memory_reservation: spec.memory_reservation.map(|m| m as i64),
+            restart_policy: Some(restart_policy(&spec.restart)),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            mounts: (!mounts.is_empty()).then_some(mounts),
+            device_requests: (!device_requests.is_empty()).then_some(device_requests),
+            network_mode: first_net,
+            init: spec.init,
+            log_config: spec.log_driver.as_ref().map(|(d, o)| HostConfigLogConfig {
+                typ: Some(d.clone()),
+                config: Some(o.clone()),
+            }),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(endpoints),
+        }),
+        ..Default::default()
+    }
+}
+
+fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
+    let labels = c
+        .config
+        .as_ref()
+        .and_then(|cfg| cfg.labels.clone())
+        .unwrap_or_default();
+    let state = c.state.clone().unwrap_or_default();
+    let health = state.health.clone().unwrap_or_default();
+    let health_output = health
+        .log
+        .as_ref()
+        .and_then(|l| l.last())
+        .and_then(|r| r.output.clone())
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(300)
+        .collect();
+    let mut ports: Vec<PortRow> = Vec::new();
+    if let Some(map) = c.network_settings.as_ref().and_then(|n| n.ports.clone()) {
+        for (key, binds) in map {
+            let (cport, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            for b in binds.unwrap_or_default() {
+                ports.push(PortRow {
+                    host_ip: b.host_ip.unwrap_or_default(),
+                    host_port: b.host_port.and_then(|p| p.parse().ok()).unwrap_or(0),
+                    container_port: cport.parse().unwrap_or(0),
+                    protocol: proto.to_string(),
+                });
+            }
+        }
+    }
+    ports.sort_by_key(|p| (p.container_port, p.host_ip.clone()));
+    ContainerRow {
+        service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+        number: labels
+            .get(LABEL_NUMBER)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+        config_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
+        managed: labels.contains_key(LABEL_OSMEN),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        id: c.id.unwrap_or_default(),
+        image: c.config.and_then(|cfg| cfg.image).unwrap_or_default(),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        health: health
+            .status
+            .map(|s| Health::parse(s.as_ref()))
+            .unwrap_or(Health::None),
+        exit_code: state.exit_code,
+        restart_count: c.restart_count.unwrap_or(0),
+        started_at: state.started_at.unwrap_or_default(),
+        ports,
+        health_output,
+    }
+}
+
+fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_PROJECT}={project}")],
+    )])
+}
+
+impl Engine for DockerEngine {
+    async fn info(&self) -> EResult<EngineInfo> {
+        let v = self.docker.version().await?;
+        Ok(EngineInfo {
+            version: v.version.unwrap_or_default(),
+            api_version: v.api_version.unwrap_or_default(),
+            host: self.host.clone(),
+        })
+    }
+
+    async fn list_containers(&self, project: &str) -> EResult<Vec<ContainerRow>> {
+        let mut filters = project_filter(project);
+        if let Some(v) = filters.get_mut("label") {
+            v.push(format!("{LABEL_ONEOFF}=False"));
+        }
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        let mut rows = Vec::new();
+        for c in list {
+            let Some(id) = c.id else { continue };
+            match self.inspect(&id).await {
+                Ok(r) => rows.push(r),
+                // Removed between the list and the inspect: nothing to show.
+                Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        rows.sort_by(|a, b| (&a.service, a.number).cmp(&(&b.service, b.number)));
+        Ok(rows)
+    }
+
+    async fn inspect(&self, id: &str) -> EResult<ContainerRow> {
+        let c = self.docker.inspect_container(id, None).await?;
+        Ok(row_from_inspect(c))
+    }
+
+    async fn image_exists(&self, image: &str) -> EResult<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn ensure_network(
+        &self,
+        name: &str,
+        driver: Option<&str>,
+        labels: HashMap<String, String>,
+    ) -> EResult<bool> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => return Ok(false),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => {}
+                other => return Err(other),
+            },
+        }
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some(driver.unwrap_or("bridge").to_string()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await?;
+        Ok(true)
+    }
+
+    async fn project_networks(&self, project: &str) -> EResult<Vec<String>> {
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&project_filter(project))
+            .build();
+        let nets = self.docker.list_networks(Some(opts)).await?;
+        Ok(nets.into_iter().filter_map(|n| n.name).collect())
+    }
+
+    async fn remove_network(&self, name: &str) -> EResult<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        driver: Option<&str>,
+        labels: HashMap<String, String>,
+    ) -> EResult<bool> {
+        if self.volume_exists(name).await? {
+            return Ok(false);
+        }
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                driver: driver.map(str::to_string),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await?;
+        Ok(true)
+    }
+
+    async fn volume_exists(&self, name: &str) -> EResult<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn remove_volume(&self, name: &str) -> EResult<()> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> EResult<String> {
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let resp = self
+            .docker
+            .create_container(Some(opts), create_body(spec))
+            .await?;
+        // Further networks are connected after creation, as Compose does.
+        for (net, aliases) in spec.networks.iter().skip(1) {
+            self.docker
+                .connect_network(
+                    net,
+                    bollard::models::NetworkConnectRequest {
+                        container: resp.id.clone(),
+                        endpoint_config: Some(EndpointSettings {
+                            aliases: Some(aliases.clone()),
+                            ..Default::default()
+                        }),
+                    },
+                )
+                .await?;
+        }
+        Ok(resp.id)
+    }
+
+    async fn start(&self, id: &str) -> EResult<()> {
+        Ok(self.docker.start_container(id, None).await?)
+    }
+
+    async fn stop(&self, id: &str, grace_s: i64) -> EResult<()> {
+        let opts = StopContainerOptionsBuilder::default()
+            .t(grace_s as i32)
+            .build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => {
+                let e = EngineError::from(e);
+                if matches!(e, EngineError::NotFound(_)) {
+                    return Ok(());
+                }
+                // The stop timed out on the client side: kill, as the grace period is over.
+                let kill = KillContainerOptionsBuilder::default()
+                    .signal("SIGKILL")
+                    .build();
+                self.docker.kill_container(id, Some(kill)).await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove(&self, id: &str) -> EResult<()> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn set_restart(&self, id: &str, restart: &Restart) -> EResult<()> {
+        Ok(self
+            .docker
+            .update_container(
+                id,
+                ContainerUpdateBody {
+                    restart_policy: Some(restart_policy(restart)),
+                    ..Default::default()
+                },
+            )
+            .await?)
+    }
+
+    fn logs(&self, id: &str, follow: bool, tail: Option<u64>) -> BoxStream<EResult<LogChunk>> {
+        let tail = tail.map(|t| t.to_string()).unwrap_or_else(|| "all".into());
+        let opts = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        Box::pin(self.docker.logs(id, Some(opts)).map(|r| {
+            r.map_err(EngineError::from).map(|o| {
+                use bollard::container::LogOutput;
+                let (stream, bytes) = match o {
+                    LogOutput::StdErr { message } => (LogStream::Stderr, message),
+                    LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdIn { message } => (LogStream::Stdout, message),
+                };
+                LogChunk {
+                    stream,
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                }
+            })
+        }))
+    }
+
+    fn events(&self, project: &str) -> BoxStream<EResult<EngineEvent>> {
+        let mut filters = project_filter(project);
+        filters.insert("type".into(), vec!["container".into()]);
+        let opts = EventsOptionsBuilder::default().filters(&filters).build();
+        Box::pin(self.docker.events(Some(opts)).filter_map(|r| async move {
+            match r {
+                Err(e) => Some(Err(EngineError::from(e))),
+                Ok(ev) => {
+                    let action = ev.action.unwrap_or_default();
+                    // Health checks run as execs: they are noise to an operator.
+                    if action.starts_with("exec_") {
+                        return None;
+                    }
+                    let actor = ev.actor.unwrap_or_default();
+                    let attrs = actor.attributes.unwrap_or_default();
+                    Some(Ok(EngineEvent {
+                        container_id: actor.id.unwrap_or_default(),
+                        service: attrs.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+                        exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
+                        action,
+                    }))
+                }
+            }
+        }))
+    }
+}

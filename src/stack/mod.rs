@@ -1,0 +1,8 @@
+//! The stack: the compose file, the Docker engine adapter, and the supervisor that plans
+//! and carries out `up`, `down`, restarts and crash-loop holds.
+
+pub mod compose;
+pub mod engine;
+pub mod journal;
+pub mod plan;
+pub mod supervise;

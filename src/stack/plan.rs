@@ -1,0 +1,247 @@
+//! From compose services to engine specs: container names, Compose labels, the config
+//! hash that decides whether a running container is current, and dependency order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sha2::{Digest, Sha256};
+
+use super::compose::{MountKind, Project, Service};
+use super::engine::{
+    ContainerSpec, LABEL_CONFIG_FILES, LABEL_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_OSMEN,
+    LABEL_PROJECT, LABEL_SERVICE, LABEL_VERSION, LABEL_WORKING_DIR,
+};
+
+/// The Compose version osmen's labels claim to be compatible with.
+pub const COMPOSE_COMPAT_VERSION: &str = "2.20.0";
+
+/// A stable digest of everything in the service that shapes its containers.
+pub fn config_hash(project: &Project, svc: &Service) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(svc).unwrap_or_default());
+    // Engine-side names of networks and volumes change the container too.
+    for net in svc.networks.keys() {
+        if let Some(n) = project.networks.get(net) {
+            h.update(n.name.as_bytes());
+        }
+    }
+    let digest = h.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn container_name(project: &Project, svc: &Service, number: u32) -> String {
+    match &svc.container_name {
+        Some(n) => n.clone(),
+        None => format!("{}-{}-{}", project.name, svc.name, number),
+    }
+}
+
+/// Labels Compose itself puts on containers, so `docker compose ps` lists ours and we
+/// recognise theirs.
+pub fn container_labels(project: &Project, svc: &Service, number: u32) -> HashMap<String, String> {
+    let mut l: HashMap<String, String> = svc
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let dir = std::fs::canonicalize(&project.dir).unwrap_or_else(|_| project.dir.clone());
+    let file = std::fs::canonicalize(&project.file).unwrap_or_else(|_| project.file.clone());
+    l.insert(LABEL_PROJECT.into(), project.name.clone());
+    l.insert(LABEL_SERVICE.into(), svc.name.clone());
+    l.insert(LABEL_NUMBER.into(), number.to_string());
+    l.insert(LABEL_ONEOFF.into(), "False".into());
+    l.insert(LABEL_HASH.into(), config_hash(project, svc));
+    l.insert(LABEL_VERSION.into(), COMPOSE_COMPAT_VERSION.into());
+    l.insert(LABEL_WORKING_DIR.into(), dir.to_string_lossy().into_owned());
+    l.insert(
+        LABEL_CONFIG_FILES.into(),
+        file.to_string_lossy().into_owned(),
+    );
+    l.insert(LABEL_OSMEN.into(), "true".into());
+    l
+}
+
+pub fn container_spec(project: &Project, svc: &Service, number: u32) -> ContainerSpec {
+    let image = svc
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", project.name, svc.name));
+    let networks: Vec<(String, Vec<String>)> = if svc.networks.is_empty() {
+        vec![("default".to_string(), Vec::new())]
+    } else {
+        svc.networks
+            .iter()
+            .map(|(k, a)| (k.clone(), a.clone()))
+            .collect()
+    }
+    .into_iter()
+    .map(|(key, mut aliases)| {
+        let name = project
+            .networks
+            .get(&key)
+            .map(|n| n.name.clone())
+            .unwrap_or(key);
+        aliases.insert(0, svc.name.clone());
+        if let Some(cn) = &svc.container_name {
+            aliases.push(cn.clone());
+        }
+        (name, aliases)
+    })
+    .collect();
+    let mounts = svc
+        .volumes
+        .iter()
+        .map(|m| {
+            let source = match (&m.kind, &m.source) {
+                (MountKind::Volume, Some(v)) => Some(
+                    project
+                        .volumes
+                        .get(v)
+                        .map(|d| d.name.clone())
+                        .unwrap_or_else(|| v.clone()),
+                ),
+                (_, s) => s.clone(),
+            };
+            (m.kind.clone(), source, m.target.clone(), m.read_only)
+        })
+        .collect();
+    ContainerSpec {
+        name: container_name(project, svc, number),
+        image,
+        cmd: svc.command.clone(),
+        entrypoint: svc.entrypoint.clone(),
+        env: svc
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        labels: container_labels(project, svc, number),
+        healthcheck: svc.healthcheck.clone(),
+        cpus: svc.resources.cpus,
+        memory: svc.resources.memory,
+        memory_reservation: svc.resources.memory_reservation,
+        restart: svc.restart.clone(),
+        ports: svc.ports.clone(),
+        mounts,
+        gpus: svc.resources.gpus.clone(),
+        networks,
+        stop_timeout_s: svc.stop_grace_period.map(|d| d.as_secs() as i64),
+        stop_signal: svc.stop_signal.clone(),
+        working_dir: svc.working_dir.clone(),
+        user: svc.user.clone(),
+        init: svc.init,
+        log_driver: svc.logging.as_ref().and_then(|l| {
+            l.driver.clone().map(|d| {
+                (
+                    d,
+                    l.options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
+            })
+        }),
+    }
+}
+
+/// Groups `services` into start levels: each level depends only on earlier ones.
+/// Dependencies outside `services` are ignored. Assumes no cycles (validated on load).
+pub fn levels(project: &Project, services: &BTreeSet<String>) -> Vec<Vec<String>> {
+    let mut depth: BTreeMap<String, usize> = BTreeMap::new();
+    fn depth_of(
+        p: &Project,
+        set: &BTreeSet<String>,
+        n: &str,
+        memo: &mut BTreeMap<String, usize>,
+        guard: usize,
+    ) -> usize {
+        if let Some(d) = memo.get(n) {
+            return *d;
+        }
+        let d = p
+            .services
+            .get(n)
+            .map(|s| {
+                s.depends_on
+                    .keys()
+                    .filter(|d| set.contains(*d) && guard < 1000)
+                    .map(|d| depth_of(p, set, d, memo, guard + 1) + 1)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        memo.insert(n.to_string(), d);
+        d
+    }
+    for s in services {
+        depth_of(project, services, s, &mut depth, 0);
+    }
+    let max = depth.values().copied().max().unwrap_or(0);
+    let mut out = vec![Vec::new(); if services.is_empty() { 0 } else { max + 1 }];
+    for (s, d) in depth {
+        out[d].push(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::compose::{LoadOptions, load_str};
+    use std::path::Path;
+
+    fn project(src: &str) -> Project {
+        load_str(
+            src,
+            Path::new("/tmp/x/docker-compose.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap()
+    }
+
+    const SRC: &str = "name: t\nservices:\n  a: {image: i}\n  b: {image: i, depends_on: [a]}\n  \
+                       c: {image: i, depends_on: {b: {condition: service_healthy}}}\n  \
+                       d: {image: i, environment: {X: '1'}}\n";
+
+    #[test]
+    fn levels_follow_dependencies() {
+        let p = project(SRC);
+        let all = p.services.keys().cloned().collect();
+        assert_eq!(
+            levels(&p, &all),
+            vec![
+                vec!["a".to_string(), "d".to_string()],
+                vec!["b".into()],
+                vec!["c".into()]
+            ]
+        );
+    }
+
+    #[test]
+    fn hash_changes_with_config_only() {
+        let p1 = project(SRC);
+        let p2 = project(SRC);
+        let p3 = project(&SRC.replace("X: '1'", "X: '2'"));
+        let h = |p: &Project| config_hash(p, &p.services["d"]);
+        assert_eq!(h(&p1), h(&p2));
+        assert_ne!(h(&p1), h(&p3));
+        assert_eq!(
+            config_hash(&p1, &p1.services["a"]),
+            config_hash(&p3, &p3.services["a"])
+        );
+    }
+
+    #[test]
+    fn spec_has_limits_and_labels() {
+        let p = project(
+            "name: t\nservices:\n  r:\n    image: redis\n    cpus: 0.5\n    mem_limit: 128m\n",
+        );
+        let s = container_spec(&p, &p.services["r"], 1);
+        assert_eq!(s.name, "t-r-1");
+        assert_eq!(s.cpus, Some(0.5));
+        assert_eq!(s.memory, Some(128 << 20));
+        assert_eq!(s.labels[LABEL_PROJECT], "t");
+        assert_eq!(s.labels[LABEL_SERVICE], "r");
+        assert_eq!(s.networks[0].0, "t_default");
+        assert_eq!(s.networks[0].1, vec!["r".to_string()]);
+    }
+}

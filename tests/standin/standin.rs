@@ -1,0 +1,179 @@
+//! A stand-in service for osmen's Docker tests: one static binary, std only, that runs in a
+//! `FROM scratch` image. It serves `/health` and can be told to exit, burn CPU, allocate
+//! memory or turn unhealthy, so tests can make a container do what real services do.
+//!
+//!   standin [serve]     serve HTTP on $PORT (8080)
+//!   standin probe URL   exit 0 when URL answers 200 (used as an exec health check)
+//!
+//! Environment for `serve`: STANDIN_READY_AFTER_MS (health is 503 until then),
+//! STANDIN_EXIT_AFTER_MS with STANDIN_EXIT_CODE (exit on its own), STANDIN_NAME (in logs).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+unsafe extern "C" {
+    fn signal(sig: i32, handler: usize) -> usize;
+    fn _exit(code: i32) -> !;
+}
+
+extern "C" fn on_term(_: i32) {
+    // Only async-signal-safe work here: leave at once, as a well-behaved service does.
+    unsafe { _exit(0) }
+}
+
+fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name).ok()?.parse().ok().map(Duration::from_millis)
+}
+
+fn query(path: &str, key: &str) -> Option<u64> {
+    let q = path.split_once('?')?.1;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn respond(s: &mut TcpStream, code: u16, body: &str) {
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        _ => "Service Unavailable",
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn serve() {
+    unsafe {
+        signal(15, on_term as *const () as usize);
+        signal(2, on_term as *const () as usize);
+    }
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".into());
+    let name = std::env::var("STANDIN_NAME").unwrap_or_else(|_| "standin".into());
+    let started = Instant::now();
+    let ready_after = env_ms("STANDIN_READY_AFTER_MS").unwrap_or_default();
+    if let Some(after) = env_ms("STANDIN_EXIT_AFTER_MS") {
+        let code: i32 = std::env::var("STANDIN_EXIT_CODE")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let name = name.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            println!("{name}: exiting with code {code} as configured");
+            std::process::exit(code);
+        });
+    }
+    let listener = TcpListener::bind(format!("0.0.0.0:{port}")).unwrap_or_else(|e| {
+        eprintln!("{name}: cannot listen on port {port}: {e}");
+        std::process::exit(3)
+    });
+    println!("{name}: listening on 0.0.0.0:{port}");
+    let unhealthy = Arc::new(AtomicBool::new(false));
+    let hoard: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    for conn in listener.incoming() {
+        let Ok(mut s) = conn else { continue };
+        let unhealthy = unhealthy.clone();
+        let hoard = hoard.clone();
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut req = Vec::new();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+                if req.len() > 65536 {
+                    return;
+                }
+            }
+            let text = String::from_utf8_lossy(&req);
+            let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let route = path.split('?').next().unwrap_or("/");
+            match route {
+                "/health" | "/healthz" => {
+                    if unhealthy.load(Ordering::SeqCst) {
+                        respond(&mut s, 500, "unhealthy: told to fail\n")
+                    } else if started.elapsed() < ready_after {
+                        respond(&mut s, 503, "starting\n")
+                    } else {
+                        respond(&mut s, 200, "ok\n")
+                    }
+                }
+                "/unhealthy" => {
+                    unhealthy.store(true, Ordering::SeqCst);
+                    respond(&mut s, 200, "will fail health checks\n")
+                }
+                "/exit" => {
+                    let code = query(&path, "code").unwrap_or(1) as i32;
+                    respond(&mut s, 200, "bye\n");
+                    let _ = s.flush();
+                    println!("{name}: exit requested with code {code}");
+                    std::process::exit(code);
+                }
+                "/burn" => {
+                    let ms = query(&path, "ms").unwrap_or(1000);
+                    let end = Instant::now() + Duration::from_millis(ms);
+                    let mut x = 0u64;
+                    while Instant::now() < end {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                    respond(&mut s, 200, &format!("burned {ms} ms ({x})\n"))
+                }
+                "/alloc" => {
+                    let mb = query(&path, "mb").unwrap_or(1) as usize;
+                    // Touch every page so the memory is really resident.
+                    let v = vec![1u8; mb << 20];
+                    hoard.lock().unwrap_or_else(|p| p.into_inner()).push(v);
+                    respond(&mut s, 200, &format!("holding {mb} MiB more\n"))
+                }
+                _ => respond(&mut s, 404, "not found\n"),
+            }
+        });
+    }
+}
+
+fn probe(url: &str) -> i32 {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut s = match TcpStream::connect(host) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("probe {url}: {e}");
+            return 1;
+        }
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp.split_whitespace().nth(1).unwrap_or("").to_string();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string();
+    println!("probe {url}: {status} {body}");
+    i32::from(status != "200")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        None | Some("serve") => serve(),
+        Some("probe") => std::process::exit(probe(
+            args.get(2).map(String::as_str).unwrap_or("http://127.0.0.1:8080/health"),
+        )),
+        Some(other) => {
+            eprintln!("standin: unknown command {other:?}; use serve or probe URL");
+            std::process::exit(2)
+        }
+    }
+}
