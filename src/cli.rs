@@ -66,6 +66,17 @@ pub enum Command {
     Config(ConfigArgs),
     /// Keep the stack running: restart what crashes (with backoff), hold crash loops.
     Supervise,
+    /// Exit 0 when an HTTP URL on this host answers 200 (for exec health checks).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// http://HOST:PORT/PATH (plain HTTP only).
+    pub url: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

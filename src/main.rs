@@ -25,6 +25,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         println!();
         return Ok(0);
     };
+    if let Command::Probe(a) = &command {
+        return commands::probe::run(a);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Restart(a) => commands::restart::run(&ctx, &a).await,
             Command::Config(a) => commands::config::run(&ctx, &a),
             Command::Supervise => commands::supervise::run(&ctx).await,
+            Command::Probe(a) => commands::probe::run(&a),
         }
     })
 }

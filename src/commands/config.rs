@@ -18,7 +18,7 @@ pub fn mask(v: &mut Value) {
             if let Some(env) = svc.get_mut(key).and_then(Value::as_object_mut) {
                 for (k, val) in env.iter_mut() {
                     if let Some(s) = val.as_str() {
-                        *val = Value::String(shown(k, s).to_string());
+                        *val = Value::String(shown(k, s));
                     }
                 }
             }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod down;
 pub mod logs;
+pub mod probe;
 pub mod ps;
 pub mod restart;
 pub mod supervise;

@@ -21,13 +21,44 @@ pub fn is_secret_name(name: &str) -> bool {
     MARKERS.iter().any(|m| up.contains(m))
 }
 
-/// The value to show for `name`: masked when the name looks secret.
-pub fn shown<'a>(name: &str, value: &'a str) -> &'a str {
+/// The value to show for `name`: masked when the name looks secret, and with any
+/// password inside a URL (`postgresql://user:pw@host`) masked otherwise.
+pub fn shown(name: &str, value: &str) -> String {
     if is_secret_name(name) && !value.is_empty() {
-        MASK
+        MASK.to_string()
     } else {
-        value
+        mask_url_credentials(value)
     }
+}
+
+/// Replaces the password of every `scheme://user:password@host` in `s`.
+pub fn mask_url_credentials(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', ' ', '?', '#']).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.split_once(':') {
+                    Some((user, pw)) if !pw.is_empty() => {
+                        out.push_str(user);
+                        out.push(':');
+                        out.push_str(MASK);
+                    }
+                    _ => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Masks the value of a `KEY=value` string when KEY looks secret.
@@ -53,5 +84,14 @@ mod tests {
             "REDIS_PASSWORD=********"
         );
         assert_eq!(mask_assignment("PORT=80"), "PORT=80");
+        assert_eq!(
+            shown(
+                "DATABASE_URL",
+                "postgresql://postgres:pw@db:5432/x and redis://:p@r:6379"
+            ),
+            "postgresql://postgres:********@db:5432/x and redis://:********@r:6379"
+        );
+        assert_eq!(shown("URL", "http://user@host/a"), "http://user@host/a");
+        assert_eq!(shown("URL", "no url here"), "no url here");
     }
 }

@@ -1,1 +1,8 @@
+//! osmen's integration tests: one binary, shared helpers in `util.rs`.
 
+mod architecture;
+mod cli;
+mod compose_corpus;
+mod docker_stack;
+mod shipped_stack;
+mod util;

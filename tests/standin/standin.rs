@@ -43,11 +43,11 @@ fn respond(s: &mut TcpStream, code: u16, body: &str) {
         500 => "Internal Server Error",
         _ => "Service Unavailable",
     };
-    let _ = write!(
-        s,
+    let resp = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    let _ = s.write_all(resp.as_bytes());
 }
 
 fn serve() {
@@ -155,7 +155,8 @@ fn probe(url: &str) -> i32 {
         }
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(req.as_bytes());
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
     let status = resp.split_whitespace().nth(1).unwrap_or("").to_string();

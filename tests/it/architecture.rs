@@ -1,0 +1,95 @@
+//! The house rules that keep the layers apart, checked on the source tree.
+
+use std::path::Path;
+
+use crate::util::root;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Lines of `src` that name one of `forbidden` outside comments.
+fn offending(src: &str, forbidden: &[&str]) -> Vec<String> {
+    src.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .filter(|l| forbidden.iter().any(|f| l.contains(f)))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn check(dir: &str, forbidden: &[&str]) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&root().join(dir), &mut files);
+    files
+        .iter()
+        .flat_map(|f| {
+            let src = std::fs::read_to_string(f).unwrap();
+            offending(&src, forbidden)
+                .into_iter()
+                .map(move |l| format!("{}: {l}", f.display()))
+        })
+        .collect()
+}
+
+const ENGINE_SIDE: &[&str] = &[
+    "crate::stack",
+    "crate::gateway",
+    "crate::collect",
+    "bollard",
+];
+
+#[test]
+fn the_scanner_catches_what_it_must() {
+    assert_eq!(
+        offending("use crate::stack::engine;\n// crate::stack\n", ENGINE_SIDE).len(),
+        1
+    );
+    assert!(offending("use crate::model::Snapshot;\n", ENGINE_SIDE).is_empty());
+}
+
+#[test]
+fn tui_sees_only_model_types() {
+    let bad = check("src/tui", ENGINE_SIDE);
+    assert!(
+        bad.is_empty(),
+        "src/tui imports engine-side code:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn model_is_plain_data() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src/model"), &mut files);
+    assert!(
+        files.len() >= 3,
+        "src/model should hold the shared data types"
+    );
+    let bad = check(
+        "src/model",
+        &[
+            "tokio",
+            "bollard",
+            "ratatui",
+            "crossterm",
+            "std::fs",
+            "crate::stack",
+            "reqwest",
+        ],
+    );
+    assert!(
+        bad.is_empty(),
+        "src/model must stay plain data:\n{}",
+        bad.join("\n")
+    );
+}

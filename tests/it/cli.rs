@@ -1,0 +1,207 @@
+//! The command line as an operator types it: parsing, help, exit codes and messages.
+
+use clap::Parser;
+use osmen::cli::{Cli, Command};
+
+use crate::util::{osmen, root, text};
+
+#[test]
+fn global_options_come_before_the_subcommand() {
+    let cli = Cli::parse_from([
+        "osmen",
+        "-f",
+        "x.yml",
+        "-p",
+        "demo",
+        "--profile",
+        "ollama",
+        "--profile",
+        "scale",
+        "--read-only",
+        "up",
+        "--wait",
+        "redis",
+        "postgres",
+    ]);
+    assert_eq!(cli.global.file.to_str(), Some("x.yml"));
+    assert_eq!(cli.global.project.as_deref(), Some("demo"));
+    assert_eq!(cli.global.profiles, vec!["ollama", "scale"]);
+    assert!(cli.global.read_only);
+    match cli.command {
+        Some(Command::Up(a)) => {
+            assert!(a.wait);
+            assert_eq!(a.services, vec!["redis", "postgres"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let cli = Cli::parse_from(["osmen", "logs", "redis", "-f", "--tail", "5"]);
+    match cli.command {
+        Some(Command::Logs(a)) => assert!(a.follow && a.tail == Some(5)),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        Cli::try_parse_from(["osmen", "up", "-p", "x"]).is_err(),
+        "-p is global only"
+    );
+}
+
+#[test]
+fn bare_osmen_prints_help() {
+    let o = osmen().output().unwrap();
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(
+        out.contains("Usage:") && out.contains("up") && out.contains("supervise"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_compose_file_is_exit_2_with_the_position() {
+    let f = root().join("tests/fixtures/compose/invalid/bad-duration.yml");
+    let o = osmen().arg("-f").arg(&f).arg("up").output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("bad-duration.yml:7:17: services.redis.healthcheck.interval"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_compose_file_says_how_to_point_at_one() {
+    let o = osmen()
+        .args(["-f", "/nonexistent/compose.yml", "ps"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("/nonexistent/compose.yml") && err.contains("-f"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_engine_is_a_plain_message_not_a_trace() {
+    let f = root().join("tests/fixtures/compose/valid/minimal.yml");
+    let o = osmen()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .arg("-f")
+        .arg(&f)
+        .arg("ps")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("cannot reach the Docker engine at unix:///nonexistent/docker.sock"));
+    assert!(err.contains("DOCKER_HOST"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let o = osmen()
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .arg("-f")
+        .arg(&f)
+        .arg("ps")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("cannot reach the Docker engine at tcp://127.0.0.1:1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn read_only_refuses_changes() {
+    let f = root().join("tests/fixtures/compose/valid/minimal.yml");
+    for cmd in [&["up"][..], &["down"], &["restart", "web"], &["supervise"]] {
+        let o = osmen()
+            .arg("-f")
+            .arg(&f)
+            .arg("--read-only")
+            .args(cmd)
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        assert!(err.contains("--read-only"), "{err}");
+    }
+}
+
+#[test]
+fn config_masks_secrets() {
+    let f = root().join("docker-compose.yml");
+    let o = osmen()
+        .env("POSTGRES_PASSWORD", "hunter2-very-secret")
+        .arg("-f")
+        .arg(&f)
+        .args(["config", "--json"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!out.contains("hunter2"), "a secret leaked:\n{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pg = &v["services"]["postgres"]["environment"];
+    assert_eq!(pg["POSTGRES_PASSWORD"], "********");
+    assert_eq!(pg["POSTGRES_USER"], "postgres");
+    let url = v["services"]["langflow"]["environment"]["LANGFLOW_DATABASE_URL"]
+        .as_str()
+        .unwrap();
+    assert_eq!(url, "postgresql://postgres:********@postgres:5432/osmen");
+    let o = osmen()
+        .env("POSTGRES_PASSWORD", "hunter2-very-secret")
+        .arg("-f")
+        .arg(&f)
+        .arg("config")
+        .output()
+        .unwrap();
+    let (yaml, _) = text(&o);
+    assert!(
+        yaml.contains("name: osmen") && !yaml.contains("hunter2"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn probe_answers_with_exit_codes() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for (i, s) in l.incoming().take(2).enumerate() {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let status = if i == 0 {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/health");
+    assert_eq!(
+        osmen().args(["probe", &url]).status().unwrap().code(),
+        Some(0)
+    );
+    assert_eq!(
+        osmen().args(["probe", &url]).status().unwrap().code(),
+        Some(1)
+    );
+    server.join().unwrap();
+    assert_eq!(
+        osmen().args(["probe", &url]).status().unwrap().code(),
+        Some(1)
+    );
+    assert_eq!(
+        osmen()
+            .args(["probe", "https://x"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(2)
+    );
+}

@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests: the osmen binary, the Docker engine (required
+//! under CI=true), the test images, and throwaway stacks that clean up after themselves.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn osmen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_osmen"))
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// True when a Docker engine answers. Under CI=true a missing engine fails the test
+/// instead of skipping it.
+pub fn docker_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    let ready = *READY.get_or_init(|| {
+        Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    if !ready {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but no Docker engine answers `docker info`: start it");
+        }
+        eprintln!("skipped: no Docker engine (these tests are required under CI=true)");
+        return false;
+    }
+    ensure_images();
+    true
+}
+
+fn ensure_images() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let o = Command::new("bash")
+            .arg(root().join("tests/images/build.sh"))
+            .output()
+            .expect("run tests/images/build.sh");
+        let (out, err) = text(&o);
+        assert!(
+            o.status.success(),
+            "building test images failed:\n{out}\n{err}"
+        );
+    });
+}
+
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    let (out, err) = text(&o);
+    (o.status.success(), format!("{}{}", out.trim(), err.trim()))
+}
+
+pub fn inspect(name: &str, format: &str) -> String {
+    docker(&["inspect", "-f", format, name]).1
+}
+
+/// Polls `f` every 200 ms until it returns true or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    f()
+}
+
+/// A copy of a fixture stack under a fresh directory with its own project name; taken
+/// down (volumes included) when dropped.
+pub struct Stack {
+    pub dir: PathBuf,
+    pub project: String,
+}
+
+impl Stack {
+    pub fn new(fixture: &str, tag: &str) -> Stack {
+        let project = format!("osmenit-{tag}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&project);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("config")).unwrap();
+        let src = root().join("tests/fixtures/stacks").join(fixture);
+        std::fs::copy(
+            src.join("docker-compose.yml"),
+            dir.join("docker-compose.yml"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("config/osmen.toml"),
+            "[supervisor]\nbackoff_initial = \"200ms\"\nbackoff_max = \"2s\"\n\
+             crash_loop_restarts = 3\ncrash_loop_window = \"1m\"\nhealth_timeout = \"90s\"\n\
+             stop_grace = \"2s\"\n",
+        )
+        .unwrap();
+        Stack { dir, project }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = osmen();
+        c.current_dir(&self.dir)
+            .arg("-p")
+            .arg(&self.project)
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self.cmd(args).output().expect("run osmen");
+        let (out, err) = text(&o);
+        (o.status.code().unwrap_or(-1), out, err)
+    }
+
+    pub fn container(&self, service: &str) -> String {
+        format!("{}-{service}-1", self.project)
+    }
+
+    pub fn journal(&self) -> String {
+        std::fs::read_to_string(self.dir.join("runtime/journal.jsonl")).unwrap_or_default()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn set_config(&self, body: &str) {
+        std::fs::write(self.dir.join("config/osmen.toml"), body).unwrap();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down", "--volumes"]).output();
+        // Whatever osmen left (a failed test may have broken it), the engine removes.
+        let filter = format!("label=com.docker.compose.project={}", self.project);
+        let (_, ids) = docker(&["ps", "-aq", "--filter", &filter]);
+        for id in ids.split_whitespace() {
+            let _ = docker(&["rm", "-f", id]);
+        }
+        let _ = docker(&["volume", "rm", &format!("{}_redisdata", self.project)]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
