@@ -666,3 +666,50 @@ impl Engine for DockerEngine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::compose::{LoadOptions, load_str};
+    use crate::stack::plan::container_spec;
+
+    #[test]
+    fn create_body_carries_limits_health_ports_and_gpus() {
+        let src = "name: t\nservices:\n  o:\n    image: ollama/ollama\n    \
+                   ports: ['127.0.0.1:11434:11434']\n    restart: on-failure:3\n    \
+                   healthcheck: {test: [CMD, ollama, list], interval: 15s, retries: 5}\n    \
+                   volumes: ['models:/root/.ollama:ro']\n    deploy:\n      resources:\n        \
+                   limits: {cpus: '4', memory: 8G}\n        reservations:\n          devices:\n\
+                   \x20           - {driver: nvidia, count: all, capabilities: [gpu]}\n\
+                   volumes:\n  models:\n";
+        let p = load_str(
+            src,
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let body = create_body(&container_spec(&p, &p.services["o"], 1));
+        let hc = body.host_config.as_ref().unwrap();
+        assert_eq!(hc.nano_cpus, Some(4_000_000_000));
+        assert_eq!(hc.memory, Some(8 << 30));
+        let gpu = &hc.device_requests.as_ref().unwrap()[0];
+        assert_eq!(gpu.driver.as_deref(), Some("nvidia"));
+        assert_eq!(gpu.count, Some(-1), "count: all is -1 for the engine");
+        assert_eq!(gpu.capabilities, Some(vec![vec!["gpu".to_string()]]));
+        let rp = hc.restart_policy.as_ref().unwrap();
+        assert_eq!(rp.name, Some(RestartPolicyNameEnum::ON_FAILURE));
+        assert_eq!(rp.maximum_retry_count, Some(3));
+        let b = &hc.port_bindings.as_ref().unwrap()["11434/tcp"]
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(b.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(b.host_port.as_deref(), Some("11434"));
+        let m = &hc.mounts.as_ref().unwrap()[0];
+        assert_eq!(m.source.as_deref(), Some("t_models"));
+        assert_eq!(m.read_only, Some(true));
+        let h = body.healthcheck.as_ref().unwrap();
+        assert_eq!(h.test.as_ref().unwrap(), &["CMD", "ollama", "list"]);
+        assert_eq!(h.interval, Some(15_000_000_000));
+        assert_eq!(hc.network_mode.as_deref(), Some("t_default"));
+    }
+}

@@ -263,6 +263,29 @@ fn kill_9_is_restarted_and_a_crash_loop_is_held() {
         "restarted while held:\n{after}"
     );
 
+    // A service that turns unhealthy is restarted (a fresh process is healthy again).
+    let (code, _, err) = st.run(&["--profile", "crash", "up", "--wait", "flaky"]);
+    assert_eq!(code, 0, "{err}");
+    let flaky = st.container("flaky");
+    let before = started_at(&flaky);
+    let (ok, out) = docker(&[
+        "exec",
+        &flaky,
+        "/standin",
+        "probe",
+        "http://127.0.0.1:8080/unhealthy",
+    ]);
+    assert!(ok, "{out}");
+    let healed = wait_until(Duration::from_secs(30), || {
+        started_at(&flaky) != before && inspect(&flaky, "{{.State.Health.Status}}") == "healthy"
+    });
+    let j = st.journal();
+    assert!(healed, "flaky not restarted after turning unhealthy:\n{j}");
+    assert!(
+        j.contains("turned unhealthy; last check said") && j.contains("500"),
+        "{j}"
+    );
+
     // Stopping the supervisor (as a lost terminal or a quit would) leaves the stack up.
     let _ = std::process::Command::new("kill")
         .args(["-HUP", &sup.id().to_string()])
@@ -429,4 +452,35 @@ fn adopts_containers_that_compose_started() {
     let (code, ps, _) = st.run(&["ps"]);
     assert_eq!(code, 0);
     assert!(ps.contains("worker"), "{ps}");
+}
+
+#[test]
+fn replicas_scale_up_and_down() {
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("basic", "replicas");
+    let compose = |n: u32| {
+        format!("services:\n  web:\n    image: osmen-standin:test\n    deploy: {{replicas: {n}}}\n")
+    };
+    std::fs::write(st.path("docker-compose.yml"), compose(3)).unwrap();
+    let (code, _, err) = st.run(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, ps, _) = st.run(&["ps", "--json"]);
+    let rows: Vec<Value> = serde_json::from_str(&ps).unwrap();
+    let numbers: Vec<i64> = rows.iter().map(|r| r["number"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    // Every replica answers to the service name on the project network.
+    let aliases = inspect(
+        &format!("{}-web-2", st.project),
+        "{{range .NetworkSettings.Networks}}{{.Aliases}}{{end}}",
+    );
+    assert!(aliases.contains("web"), "{aliases}");
+    std::fs::write(st.path("docker-compose.yml"), compose(1)).unwrap();
+    let (code, _, err) = st.run(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, ps, _) = st.run(&["ps", "--json"]);
+    let rows: Vec<Value> = serde_json::from_str(&ps).unwrap();
+    assert_eq!(rows.len(), 1, "{ps}");
+    assert!(st.journal().contains("scaled down to 1 replicas"));
 }
