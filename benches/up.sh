@@ -22,8 +22,9 @@ now() { date +%s.%N; }
 all_healthy() { # project
   local n=0
   for s in "${services[@]}"; do
-    [[ $(docker inspect -f '{{.State.Health.Status}}' "$1-$s-1" 2>/dev/null ||
-         docker inspect -f '{{.State.Health.Status}}' "${1}_${s}_1" 2>/dev/null) == healthy ]] && n=$((n+1))
+    # docker-compose v1 names containers <project>_<service>_<n>.
+    [[ $(docker inspect -f '{{.State.Health.Status}}' "${1}_${s}_1" 2>/dev/null) == healthy ]] &&
+      n=$((n+1))
   done
   ((n == ${#services[@]}))
 }

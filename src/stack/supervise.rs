@@ -228,8 +228,19 @@ impl<E: Engine> Supervisor<E> {
             receivers.insert(t.clone(), rx);
         }
         let receivers = Arc::new(receivers);
+        // Engine events wake the observers at once (start, health_status, die); a slow
+        // poll stays as a fallback for events missed while the stream connects.
+        let (wake_tx, _) = tokio::sync::broadcast::channel::<String>(1024);
+        let mut events = self.engine.events(&p.name);
+        let wake = wake_tx.clone();
+        let event_task = tokio::spawn(async move {
+            while let Some(Ok(ev)) = events.next().await {
+                let _ = wake.send(ev.container_id);
+            }
+        });
         let mut set = JoinSet::new();
         for t in targets {
+            let wake = wake_tx.subscribe();
             let me = self.clone();
             let tx = senders.remove(t).expect("one sender per target");
             let rx = receivers.clone();
@@ -244,7 +255,7 @@ impl<E: Engine> Supervisor<E> {
             let name = t.clone();
             set.spawn(async move {
                 let r = me
-                    .run_service(&name, mine, &rx, &tx, watch_health, watch_exit, force)
+                    .run_service(&name, mine, &rx, &tx, wake, watch_health, watch_exit, force)
                     .await;
                 if let Err(e) = &r {
                     tx.send_replace(SvcState::Failed(e.to_string()));
@@ -261,6 +272,7 @@ impl<E: Engine> Supervisor<E> {
                 Err(e) => failures.push(format!("a service task failed: {e}")),
             }
         }
+        event_task.abort();
         outcomes.sort_by(|a, b| a.service.cmp(&b.service));
         if failures.is_empty() {
             Ok(outcomes)
@@ -277,11 +289,22 @@ impl<E: Engine> Supervisor<E> {
         mine: Vec<ContainerRow>,
         deps: &BTreeMap<String, watch::Receiver<SvcState>>,
         tx: &watch::Sender<SvcState>,
+        wake: tokio::sync::broadcast::Receiver<String>,
         watch_health: bool,
         watch_exit: bool,
         force: bool,
     ) -> SResult<UpOutcome> {
         let svc = &self.project.services[name];
+        // New containers are created at once, while dependencies are still coming up, so
+        // that only `start` remains on the critical path.
+        let mut precreated: BTreeMap<u32, String> = BTreeMap::new();
+        for n in 1..=svc.replicas.max(1) {
+            if !mine.iter().any(|c| c.number == n) {
+                let spec = plan::container_spec(&self.project, svc, n);
+                self.record(name, "create", &format!("{name}#{n}: no container yet"))?;
+                precreated.insert(n, self.engine.create(&spec).await?);
+            }
+        }
         for (dep, d) in &svc.depends_on {
             let Some(rx) = deps.get(dep) else { continue };
             if let Err(why) = self.wait_for(name, dep, d.condition, rx.clone()).await {
@@ -334,8 +357,10 @@ impl<E: Engine> Supervisor<E> {
                     id
                 }
                 None => {
-                    self.record(name, "create", &format!("{label}: no container yet"))?;
-                    let id = self.engine.create(&spec).await?;
+                    let id = match precreated.remove(&n) {
+                        Some(id) => id,
+                        None => self.engine.create(&spec).await?,
+                    };
                     self.record(name, "start", &format!("{label} created"))?;
                     self.engine.start(&id).await?;
                     if action == "unchanged" {
@@ -363,7 +388,7 @@ impl<E: Engine> Supervisor<E> {
             .as_ref()
             .is_some_and(|h| !matches!(h.test, Some(HealthTest::Disabled)));
         let state = self
-            .observe(name, &ids, tx, watch_health, watch_exit, has_check)
+            .observe(name, &ids, tx, wake, watch_health, watch_exit, has_check)
             .await?;
         Ok(UpOutcome {
             service: name.to_string(),
@@ -374,11 +399,13 @@ impl<E: Engine> Supervisor<E> {
 
     /// Follows the service's containers until the state its dependents (or `--wait`)
     /// need is reached, publishing every change.
+    #[allow(clippy::too_many_arguments)]
     async fn observe(
         &self,
         name: &str,
         ids: &[String],
         tx: &watch::Sender<SvcState>,
+        mut wake: tokio::sync::broadcast::Receiver<String>,
         watch_health: bool,
         watch_exit: bool,
         has_check: bool,
@@ -446,7 +473,21 @@ impl<E: Engine> Supervisor<E> {
                 tx.send_replace(SvcState::Failed(msg.clone()));
                 return Err(SuperviseError::Plan(msg));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let until = tokio::time::Instant::now() + Duration::from_millis(500);
+            loop {
+                match tokio::time::timeout_at(until, wake.recv()).await {
+                    Ok(Ok(id)) if ids.contains(&id) => break,
+                    Ok(Ok(_)) => continue,
+                    // Missed some events: inspect now.
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                    // No events any more: fall back to the poll period.
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                        tokio::time::sleep_until(until).await;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
         }
     }
 
