@@ -68,14 +68,17 @@ pub struct Service {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Build {
     pub context: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
     pub args: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Port {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
     /// None: the engine picks a free host port.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub published: Option<u16>,
     pub target: u16,
     pub protocol: String,
@@ -123,7 +126,7 @@ pub struct Dependency {
     pub required: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HealthTest {
     /// `["CMD", ...]`: run directly in the container.
     Exec(Vec<String>),
@@ -133,15 +136,31 @@ pub enum HealthTest {
     Disabled,
 }
 
+/// Written back in Compose's own list form: `["CMD", ...]`, `["CMD-SHELL", ...]`, `["NONE"]`.
+impl Serialize for HealthTest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let words: Vec<&str> = match self {
+            HealthTest::Exec(w) => std::iter::once("CMD")
+                .chain(w.iter().map(String::as_str))
+                .collect(),
+            HealthTest::Shell(c) => vec!["CMD-SHELL", c],
+            HealthTest::Disabled => vec!["NONE"],
+        };
+        words.serialize(s)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Healthcheck {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub test: Option<HealthTest>,
-    #[serde(with = "opt_duration")]
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub interval: Option<Duration>,
-    #[serde(with = "opt_duration")]
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    #[serde(with = "opt_duration")]
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub start_period: Option<Duration>,
 }
 
@@ -170,6 +189,7 @@ impl Restart {
 pub struct GpuRequest {
     pub driver: String,
     /// None means all devices.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
     pub device_ids: Vec<String>,
     pub capabilities: Vec<String>,
@@ -177,15 +197,20 @@ pub struct GpuRequest {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Resources {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus_reservation: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_reservation: Option<u64>,
     pub gpus: Vec<GpuRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Logging {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     pub options: BTreeMap<String, String>,
 }
@@ -195,6 +220,7 @@ pub struct NetworkDef {
     /// The engine-side name (`<project>_<key>` unless `name:` or `external`).
     pub name: String,
     pub external: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
 }
 
@@ -202,6 +228,7 @@ pub struct NetworkDef {
 pub struct VolumeDef {
     pub name: String,
     pub external: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
 }
 
