@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::stack::image::PullPolicy;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "osmen",
@@ -68,6 +70,12 @@ pub enum Command {
     Supervise,
     /// Exit 0 when an HTTP URL on this host answers 200 (for exec health checks).
     Probe(ProbeArgs),
+    /// Pull the services' images from their registries, with progress.
+    Pull(ServicesArgs),
+    /// Build the images of services that have a `build:` section.
+    Build(ServicesArgs),
+    /// Check everything a first run needs: engine, compose file, images, ports, disk, GPU.
+    Doctor,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +95,19 @@ pub struct UpArgs {
     /// Recreate containers even if their configuration did not change.
     #[arg(long)]
     pub force_recreate: bool,
+    /// Pull policy for every service: always, missing, never or build.
+    #[arg(long, value_name = "POLICY", value_parser = parse_pull_policy)]
+    pub pull: Option<PullPolicy>,
+    pub services: Vec<String>,
+}
+
+fn parse_pull_policy(s: &str) -> Result<PullPolicy, String> {
+    PullPolicy::parse(s)
+}
+
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// Services (default: every active service).
     pub services: Vec<String>,
 }
 

@@ -1,6 +1,7 @@
 //! osmen as a library: the binary in `main.rs` and the integration tests both use it.
 
 pub mod cli;
+pub mod collect;
 pub mod commands;
 pub mod model;
 pub mod stack;

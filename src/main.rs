@@ -19,10 +19,14 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let Some(command) = cli.command else {
-        // The console arrives with the TUI; until then the bare command shows help.
+        // The console arrives with the TUI; until then the bare command explains where
+        // the stack stands (engine, compose file, images) and shows help.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let summary = runtime.block_on(commands::doctor::first_run(&cli.global));
         let mut cmd = <Cli as clap::CommandFactory>::command();
-        cmd.print_help()?;
-        println!();
+        commands::out(&format!("{summary}{}\n", cmd.render_help()))?;
         return Ok(0);
     };
     if let Command::Probe(a) = &command {
@@ -38,6 +42,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         {
             tokio::spawn(async move { while hup.recv().await.is_some() {} });
         }
+        if let Command::Doctor = command {
+            return commands::doctor::run(&cli.global).await;
+        }
         let ctx = commands::Ctx::load(&cli.global)?;
         match command {
             Command::Up(a) => commands::up::run(&ctx, &a).await,
@@ -48,6 +55,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Config(a) => commands::config::run(&ctx, &a),
             Command::Supervise => commands::supervise::run(&ctx).await,
             Command::Probe(a) => commands::probe::run(&a),
+            Command::Pull(a) => commands::images::pull(&ctx, &a).await,
+            Command::Build(a) => commands::images::build(&ctx, &a).await,
+            Command::Doctor => commands::doctor::run(&cli.global).await,
         }
     })
 }

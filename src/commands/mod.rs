@@ -2,9 +2,12 @@
 //! engine) and turns failures into the stable exit codes.
 
 pub mod config;
+pub mod doctor;
 pub mod down;
+pub mod images;
 pub mod logs;
 pub mod probe;
+pub mod progress;
 pub mod ps;
 pub mod restart;
 pub mod supervise;

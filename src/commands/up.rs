@@ -50,8 +50,12 @@ pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
     let opts = UpOptions {
         wait: args.wait,
         force_recreate: args.force_recreate,
+        pull: args.pull,
     };
-    match sup.up(&targets, &opts).await {
+    match sup
+        .up(&targets, &opts, super::progress::stderr_sink())
+        .await
+    {
         Ok(outcomes) => {
             let mut text = String::new();
             for o in outcomes {

@@ -5,5 +5,6 @@
 pub mod config;
 pub mod container;
 pub mod journal;
+pub mod progress;
 pub mod secret;
 pub mod units;

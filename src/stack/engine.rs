@@ -22,7 +22,9 @@ use bollard::query_parameters::{
 use futures_util::{Stream, StreamExt};
 
 use super::compose::{GpuRequest, HealthTest, Healthcheck, MountKind, Port, Restart};
+use super::image::{Credentials, ImageRef};
 use crate::model::container::{ContainerRow, Health, PortRow};
+use crate::model::progress::LayerEvent;
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
@@ -49,6 +51,9 @@ pub enum EngineError {
     NotFound(String),
     #[error("the engine refused ({status}): {message}")]
     Api { status: u16, message: String },
+    /// A pull or build the registry or builder refused, with its own message.
+    #[error("{0}")]
+    Image(String),
     #[error("{0}")]
     Other(String),
 }
@@ -130,6 +135,28 @@ pub struct EngineInfo {
     pub version: String,
     pub api_version: String,
     pub host: String,
+    /// The engine's data directory (images live below it).
+    pub root_dir: Option<String>,
+    /// Container runtimes the engine knows (`runc`, `nvidia`, ...).
+    pub runtimes: Vec<String>,
+}
+
+/// A build request for the engine's classic builder.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub tag: String,
+    pub dockerfile: String,
+    pub args: HashMap<String, String>,
+    pub target: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildEvent {
+    /// A line of builder output (`Step 2/4 : COPY ...`, the step's own output).
+    Output(String),
+    /// The image was built; its id.
+    Built(String),
 }
 
 /// What the supervisor needs from a container engine.
@@ -164,6 +191,8 @@ pub trait Engine: Send + Sync + 'static {
     fn set_restart(&self, id: &str, restart: &Restart) -> impl Future<Output = EResult<()>> + Send;
     fn logs(&self, id: &str, follow: bool, tail: Option<u64>) -> BoxStream<EResult<LogChunk>>;
     fn events(&self, project: &str) -> BoxStream<EResult<EngineEvent>>;
+    fn pull(&self, image: &ImageRef, creds: Option<Credentials>) -> BoxStream<EResult<LayerEvent>>;
+    fn build(&self, req: BuildRequest, context: Vec<u8>) -> BoxStream<EResult<BuildEvent>>;
 }
 
 pub struct DockerEngine {
@@ -398,13 +427,26 @@ fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     )])
 }
 
+fn image_error(e: BollardError) -> EngineError {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => EngineError::Image(message),
+        BollardError::DockerStreamError { error } => EngineError::Image(error),
+        other => EngineError::Other(other.to_string()),
+    }
+}
+
 impl Engine for DockerEngine {
     async fn info(&self) -> EResult<EngineInfo> {
         let v = self.docker.version().await?;
+        let i = self.docker.info().await?;
+        let mut runtimes: Vec<String> = i.runtimes.unwrap_or_default().into_keys().collect();
+        runtimes.sort();
         Ok(EngineInfo {
             version: v.version.unwrap_or_default(),
             api_version: v.api_version.unwrap_or_default(),
             host: self.host.clone(),
+            root_dir: i.docker_root_dir,
+            runtimes,
         })
     }
 
@@ -637,6 +679,86 @@ impl Engine for DockerEngine {
                     text: String::from_utf8_lossy(&bytes).into_owned(),
                 }
             })
+        }))
+    }
+
+    fn pull(&self, image: &ImageRef, creds: Option<Credentials>) -> BoxStream<EResult<LayerEvent>> {
+        use bollard::auth::DockerCredentials;
+        use bollard::query_parameters::CreateImageOptionsBuilder;
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(&image.repository)
+            .tag(&image.tag)
+            .build();
+        let creds = creds.map(|c| DockerCredentials {
+            username: Some(c.username),
+            password: Some(c.password),
+            serveraddress: Some(c.server),
+            ..Default::default()
+        });
+        Box::pin(
+            self.docker
+                .create_image(Some(opts), None, creds)
+                .map(|r| match r {
+                    Err(e) => Err(image_error(e)),
+                    Ok(info) => {
+                        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                            return Err(EngineError::Image(err));
+                        }
+                        let pd = info.progress_detail.unwrap_or_default();
+                        Ok(LayerEvent {
+                            layer: info.id.unwrap_or_default(),
+                            status: info.status.unwrap_or_default(),
+                            current: pd.current.map(|c| c.max(0) as u64),
+                            total: pd.total.filter(|t| *t > 0).map(|t| t as u64),
+                        })
+                    }
+                }),
+        )
+    }
+
+    fn build(&self, req: BuildRequest, context: Vec<u8>) -> BoxStream<EResult<BuildEvent>> {
+        use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
+        let mut b = BuildImageOptionsBuilder::default()
+            .t(&req.tag)
+            .dockerfile(&req.dockerfile)
+            .buildargs(&req.args)
+            .labels(&req.labels)
+            .rm(true)
+            .forcerm(true)
+            .version(BuilderVersion::BuilderV1);
+        if let Some(t) = &req.target {
+            b = b.target(t);
+        }
+        let opts = b.build();
+        let body = bollard::body_full(context.into());
+        // The engine's build stream borrows the client: drive it in a task that owns a
+        // clone and hand the events over a channel.
+        let docker = self.docker.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut stream = docker.build_image(opts, None, Some(body));
+            while let Some(r) = stream.next().await {
+                let ev = match r {
+                    Err(e) => Err(image_error(e)),
+                    Ok(info) => {
+                        if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                            Err(EngineError::Image(err))
+                        } else if let Some(id) = info.aux.and_then(|a| a.id) {
+                            Ok(BuildEvent::Built(id))
+                        } else {
+                            Ok(BuildEvent::Output(
+                                info.stream.or(info.status).unwrap_or_default(),
+                            ))
+                        }
+                    }
+                };
+                if tx.send(ev).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|ev| (ev, rx))
         }))
     }
 

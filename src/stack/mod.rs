@@ -3,6 +3,8 @@
 
 pub mod compose;
 pub mod engine;
+pub mod image;
 pub mod journal;
 pub mod plan;
+pub mod provision;
 pub mod supervise;

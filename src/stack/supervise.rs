@@ -14,6 +14,7 @@ use super::compose::{Condition, HealthTest, Project, Restart, Service};
 use super::engine::{Engine, EngineError, LABEL_NETWORK, LABEL_OSMEN, LABEL_PROJECT, LABEL_VOLUME};
 use super::journal::Journal;
 use super::plan;
+use super::provision;
 use crate::model::config::SupervisorConfig;
 use crate::model::container::{ContainerRow, Health};
 
@@ -54,6 +55,8 @@ pub struct UpOptions {
     pub wait: bool,
     /// Recreate containers even when their configuration is unchanged.
     pub force_recreate: bool,
+    /// `--pull POLICY`: overrides every service's pull_policy.
+    pub pull: Option<super::image::PullPolicy>,
 }
 
 /// What `up` did to each service.
@@ -130,22 +133,14 @@ impl<E: Engine> Supervisor<E> {
         &self,
         targets: &BTreeSet<String>,
         opts: &UpOptions,
+        sink: provision::ImageSink,
     ) -> SResult<Vec<UpOutcome>> {
         let p = &self.project;
-        let mut missing = Vec::new();
-        for name in targets {
-            let svc = &p.services[name];
-            let image = plan::container_spec(p, svc, 1).image;
-            if !self.engine.image_exists(&image).await? {
-                missing.push(format!(
-                    "service {name}: image {image:?} is not on this engine; build it or load \
-                     it first (`docker build -t {image} ...` or `docker load`)"
-                ));
-            }
-        }
-        if !missing.is_empty() {
-            return Err(SuperviseError::Failed(missing));
-        }
+        // Images first: a pull or build that fails stops `up` before anything is created.
+        let plans = provision::plan_images(&*self.engine, p, targets, opts.pull).await?;
+        provision::provision(self.engine.clone(), self.project.clone(), &plans, sink)
+            .await
+            .map_err(SuperviseError::Failed)?;
         let nets: BTreeSet<String> = targets
             .iter()
             .flat_map(|s| {

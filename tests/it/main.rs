@@ -4,5 +4,6 @@ mod architecture;
 mod cli;
 mod compose_corpus;
 mod docker_stack;
+mod images;
 mod shipped_stack;
 mod util;

@@ -157,3 +157,131 @@ impl Drop for Stack {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A distribution registry (Debian's docker-registry) on 127.0.0.1, optionally behind
+/// basic auth; stopped when dropped.
+pub struct Registry {
+    pub addr: String,
+    pub dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Registry {
+    /// None (and a skip) when the package is missing outside CI.
+    pub fn start(tag: &str, auth: Option<(&str, &str)>) -> Option<Registry> {
+        if Command::new("docker-registry")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "CI=true but docker-registry is not installed (.ci/run installs it)"
+            );
+            eprintln!("skipped: docker-registry not installed");
+            return None;
+        }
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("osmen-registry-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut cfg = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        if let Some((user, pass)) = auth {
+            let o = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "htpasswd failed");
+            std::fs::write(dir.join("htpasswd"), &o.stdout).unwrap();
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: osmen-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.join("config.yml"), cfg).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("log"))
+                    .map(Into::into)
+                    .unwrap_or(std::process::Stdio::null()),
+            )
+            .spawn()
+            .expect("start docker-registry");
+        let addr = format!("127.0.0.1:{port}");
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        assert!(up, "docker-registry did not listen on {addr}");
+        Some(Registry { addr, dir, child })
+    }
+
+    /// A Docker config directory holding credentials for this registry.
+    pub fn docker_config(&self, user: &str, pass: &str) -> PathBuf {
+        let d = self.dir.join("docker-config");
+        std::fs::create_dir_all(&d).unwrap();
+        let auth = base64(&format!("{user}:{pass}"));
+        std::fs::write(
+            d.join("config.json"),
+            format!(
+                "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+                self.addr
+            ),
+        )
+        .unwrap();
+        d
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, c)| n | (*c as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// True on machines without the NVIDIA driver library (CI, this workplace).
+pub fn nvml_absent() -> bool {
+    ![
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+        "/usr/lib64/libnvidia-ml.so.1",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
+}

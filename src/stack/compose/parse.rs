@@ -40,6 +40,7 @@ const SERVICE_KEYS: &[&str] = &[
     "working_dir",
     "user",
     "init",
+    "pull_policy",
 ];
 
 /// Keys real stacks use that osmen accepts but does not apply yet; `config` lists them.
@@ -61,7 +62,6 @@ const IGNORED_SERVICE_KEYS: &[&str] = &[
     "dns",
     "dns_search",
     "platform",
-    "pull_policy",
     "secrets",
     "configs",
     "network_mode",
@@ -686,6 +686,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         working_dir: None,
         user: None,
         init: None,
+        pull_policy: None,
     };
     let mut env_files: BTreeMap<String, String> = BTreeMap::new();
     let mut explicit_env = BTreeMap::new();
@@ -747,6 +748,14 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
             "working_dir" => svc.working_dir = ctx.scalar(v, &p, "a path"),
             "user" => svc.user = ctx.scalar(v, &p, "a user"),
             "init" => svc.init = ctx.boolean(v, &p),
+            "pull_policy" => {
+                if let Some(pp) = ctx.scalar(v, &p, "a pull policy") {
+                    match crate::stack::image::PullPolicy::parse(&pp) {
+                        Ok(_) => svc.pull_policy = Some(pp),
+                        Err(m) => ctx.err(v.pos, &p, m),
+                    }
+                }
+            }
             other if other.starts_with("x-") || IGNORED_SERVICE_KEYS.contains(&other) => {}
             other => {
                 let hint = did_you_mean(other, SERVICE_KEYS);
@@ -782,6 +791,8 @@ fn parse_build(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Build> {
     match &node.kind {
         Kind::Scalar { value, .. } => Some(Build {
             context: ctx.dir.join(value),
+            target: None,
+            labels: BTreeMap::new(),
             dockerfile: None,
             args: BTreeMap::new(),
         }),
@@ -797,8 +808,51 @@ fn parse_build(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Build> {
                 .get("args")
                 .map(|a| ctx.kv(a, &format!("{path}.args"), true))
                 .unwrap_or_default();
+            let target = node
+                .get("target")
+                .and_then(|t| ctx.scalar(t, &format!("{path}.target"), "a stage name"));
+            let labels = node
+                .get("labels")
+                .map(|l| ctx.kv(l, &format!("{path}.labels"), false))
+                .unwrap_or_default();
+            for (k, _) in node.as_map().unwrap_or(&[]) {
+                let key = k.as_str().unwrap_or("");
+                let known = [
+                    "context",
+                    "dockerfile",
+                    "args",
+                    "target",
+                    "labels",
+                    "cache_from",
+                    "cache_to",
+                    "network",
+                    "shm_size",
+                    "extra_hosts",
+                    "platforms",
+                    "tags",
+                    "no_cache",
+                    "pull",
+                    "secrets",
+                    "ssh",
+                    "additional_contexts",
+                    "isolation",
+                    "privileged",
+                    "ulimits",
+                    "dockerfile_inline",
+                ];
+                if !known.contains(&key) && !key.starts_with("x-") {
+                    let hint = did_you_mean(key, &known);
+                    ctx.err(
+                        k.pos,
+                        &format!("{path}.{key}"),
+                        format!("unknown build key `{key}`{hint}"),
+                    );
+                }
+            }
             Some(Build {
                 context: ctx.dir.join(context),
+                target,
+                labels,
                 dockerfile,
                 args,
             })

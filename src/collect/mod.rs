@@ -1,0 +1,5 @@
+//! Sources of live measurements. Each one reports its own health and keeps going when
+//! what it measures is missing (no GPU, no driver).
+
+pub mod disk;
+pub mod gpu;
