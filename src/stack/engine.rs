@@ -420,6 +420,17 @@ fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
     }
 }
 
+/// The engine's answer, where "no such object" is the `absent` value, not an error.
+fn absent_ok<T>(r: Result<T, BollardError>, absent: T) -> EResult<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => match EngineError::from(e) {
+            EngineError::NotFound(_) => Ok(absent),
+            other => Err(other),
+        },
+    }
+}
+
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_string(),
@@ -480,13 +491,7 @@ impl Engine for DockerEngine {
     }
 
     async fn image_exists(&self, image: &str) -> EResult<bool> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(e) => match EngineError::from(e) {
-                EngineError::NotFound(_) => Ok(false),
-                other => Err(other),
-            },
-        }
+        absent_ok(self.docker.inspect_image(image).await.map(|_| true), false)
     }
 
     async fn ensure_network(
@@ -522,13 +527,7 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_network(&self, name: &str) -> EResult<()> {
-        match self.docker.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(e) => match EngineError::from(e) {
-                EngineError::NotFound(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        absent_ok(self.docker.remove_network(name).await, ())
     }
 
     async fn ensure_volume(
@@ -552,27 +551,12 @@ impl Engine for DockerEngine {
     }
 
     async fn volume_exists(&self, name: &str) -> EResult<bool> {
-        match self.docker.inspect_volume(name).await {
-            Ok(_) => Ok(true),
-            Err(e) => match EngineError::from(e) {
-                EngineError::NotFound(_) => Ok(false),
-                other => Err(other),
-            },
-        }
+        absent_ok(self.docker.inspect_volume(name).await.map(|_| true), false)
     }
 
     async fn remove_volume(&self, name: &str) -> EResult<()> {
-        match self
-            .docker
-            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => match EngineError::from(e) {
-                EngineError::NotFound(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        let opts = None::<bollard::query_parameters::RemoveVolumeOptions>;
+        absent_ok(self.docker.remove_volume(name, opts).await, ())
     }
 
     async fn create(&self, spec: &ContainerSpec) -> EResult<String> {
@@ -635,13 +619,7 @@ impl Engine for DockerEngine {
             .force(true)
             .v(false)
             .build();
-        match self.docker.remove_container(id, Some(opts)).await {
-            Ok(()) => Ok(()),
-            Err(e) => match EngineError::from(e) {
-                EngineError::NotFound(_) => Ok(()),
-                other => Err(other),
-            },
-        }
+        absent_ok(self.docker.remove_container(id, Some(opts)).await, ())
     }
 
     async fn set_restart(&self, id: &str, restart: &Restart) -> EResult<()> {
