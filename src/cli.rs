@@ -76,6 +76,18 @@ pub enum Command {
     Build(ServicesArgs),
     /// Check everything a first run needs: engine, compose file, images, ports, disk, GPU.
     Doctor,
+    /// Run the agents gateway headless (the API of the performance guide).
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on (default 127.0.0.1:8080, or OSMEN_GATEWAY_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Gateway settings (default: config/gateway.toml beside the compose file, if present).
+    #[arg(long, value_name = "FILE")]
+    pub gateway_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

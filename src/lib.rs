@@ -3,5 +3,6 @@
 pub mod cli;
 pub mod collect;
 pub mod commands;
+pub mod gateway;
 pub mod model;
 pub mod stack;

@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+// Charges allocations to the gateway agent whose future is being polled.
+#[global_allocator]
+static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accounting::CountingAlloc;
+
 use osmen::cli::{Cli, Command};
 use osmen::commands;
 
@@ -45,6 +49,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         if let Command::Doctor = command {
             return commands::doctor::run(&cli.global).await;
         }
+        if let Command::Gateway(a) = &command {
+            return commands::gateway::run(&cli.global, a).await;
+        }
         let ctx = commands::Ctx::load(&cli.global)?;
         match command {
             Command::Up(a) => commands::up::run(&ctx, &a).await,
@@ -58,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Pull(a) => commands::images::pull(&ctx, &a).await,
             Command::Build(a) => commands::images::build(&ctx, &a).await,
             Command::Doctor => commands::doctor::run(&cli.global).await,
+            Command::Gateway(a) => commands::gateway::run(&cli.global, &a).await,
         }
     })
 }

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod doctor;
 pub mod down;
+pub mod gateway;
 pub mod images;
 pub mod logs;
 pub mod probe;

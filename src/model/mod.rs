@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod container;
+pub mod gateway;
 pub mod journal;
 pub mod progress;
 pub mod secret;

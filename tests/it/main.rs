@@ -1,9 +1,15 @@
 //! osmen's integration tests: one binary, shared helpers in `util.rs`.
 
+// The same accounting allocator as the osmen binary, so per-agent memory is measured here.
+#[global_allocator]
+static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accounting::CountingAlloc;
+
 mod architecture;
 mod cli;
 mod compose_corpus;
 mod docker_stack;
+mod gateway;
 mod images;
+mod llm_standin;
 mod shipped_stack;
 mod util;

@@ -1,0 +1,76 @@
+//! `osmen gateway`: the agents API, headless. SIGINT or SIGTERM stop it gracefully.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::OK;
+use crate::cli::{GatewayArgs, Global};
+use crate::gateway::{self, Gateway, Options};
+
+/// Files beside the compose file: config/gateway.toml, assets/, runtime/.
+pub fn options(global: &Global, args: &GatewayArgs) -> Options {
+    let base = global
+        .file
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    let config_file = args.gateway_config.clone().or_else(|| {
+        let p = base.join("config/gateway.toml");
+        p.exists().then_some(p)
+    });
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let runtime_dir = env
+        .get("OSMEN_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| base.join("runtime"));
+    Options {
+        config_file,
+        assets_dir: base.join("assets"),
+        runtime_dir,
+        listen: args.listen.clone(),
+        env,
+    }
+}
+
+pub async fn run(global: &Global, args: &GatewayArgs) -> anyhow::Result<u8> {
+    let gw = Gateway::build(&options(global, args)).map_err(|e| anyhow::anyhow!(e))?;
+    let listener = tokio::net::TcpListener::bind(gw.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", gw.listen))?;
+    eprintln!(
+        "gateway listening on http://{} ({} agents; providers: {})",
+        listener.local_addr()?,
+        gw.agents.len(),
+        gw.providers
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(p) = &gw.generated_key_file {
+        eprintln!(
+            "no API key was configured: generated one in {} (mode 0600); send it as X-API-Key",
+            p.display()
+        );
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    gateway::serve(Arc::new(gw), listener, shutdown).await?;
+    eprintln!("gateway stopped");
+    Ok(OK)
+}

@@ -1,0 +1,116 @@
+//! Per-execution CPU and memory, measured rather than divided: every poll of an agent's
+//! future is timed with the thread's CPU clock, and a counting global allocator charges
+//! allocations made during those polls to the execution that made them.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+/// What one execution used so far.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub cpu_ns: AtomicU64,
+    /// Bytes allocated minus bytes freed during the execution's polls.
+    pub live_bytes: AtomicI64,
+    pub peak_bytes: AtomicI64,
+}
+
+thread_local! {
+    static CURRENT: Cell<*const Usage> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The global allocator of the osmen binary: the system allocator plus accounting.
+pub struct CountingAlloc;
+
+fn charge(delta: i64) {
+    let _ = CURRENT.try_with(|c| {
+        let p = c.get();
+        if !p.is_null() {
+            // SAFETY: the pointer is set only while `Accounted::poll` holds an Arc to it.
+            let u = unsafe { &*p };
+            let now = u.live_bytes.fetch_add(delta, Ordering::Relaxed) + delta;
+            u.peak_bytes.fetch_max(now, Ordering::Relaxed);
+        }
+    });
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            charge(layout.size() as i64);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            charge(layout.size() as i64);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        charge(-(layout.size() as i64));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            charge(new_size as i64 - layout.size() as i64);
+        }
+        p
+    }
+}
+
+/// CPU time consumed by the calling thread, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a properly sized out-parameter.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Wraps a future so its polls are charged to `usage`.
+pub struct Accounted<F> {
+    inner: Pin<Box<F>>,
+    usage: Arc<Usage>,
+}
+
+impl<F: Future> Accounted<F> {
+    pub fn new(inner: F, usage: Arc<Usage>) -> Self {
+        Accounted {
+            inner: Box::pin(inner),
+            usage,
+        }
+    }
+}
+
+impl<F: Future> Future for Accounted<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let usage = self.usage.clone();
+        let prev = CURRENT.with(|c| c.replace(Arc::as_ptr(&usage)));
+        let t0 = thread_cpu_ns();
+        let out = self.inner.as_mut().poll(cx);
+        let t1 = thread_cpu_ns();
+        CURRENT.with(|c| c.set(prev));
+        usage
+            .cpu_ns
+            .fetch_add(t1.saturating_sub(t0), Ordering::Relaxed);
+        out
+    }
+}

@@ -1,0 +1,175 @@
+//! An agent: its prompt template, its context tool, the providers it tries in order and
+//! its admission limits. Execution gathers the tool's facts, renders the prompt and asks
+//! the providers, local first, falling back on outages.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Gateway;
+use super::accounting::Usage;
+use super::llm::{Cache, Completion, LlmError, Provider};
+use super::tools;
+use crate::model::gateway::AgentFile;
+
+pub struct Agent {
+    pub name: String,
+    pub description: String,
+    pub tool: String,
+    pub provider: String,
+    pub model: Option<String>,
+    template: String,
+    pub chain: Vec<Arc<Provider>>,
+    pub concurrency: usize,
+    pub queue: usize,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    /// Usage counters of the executions running now.
+    pub live: Mutex<Vec<Arc<Usage>>>,
+}
+
+/// Why an execution did not produce an answer.
+#[derive(Debug)]
+pub enum ExecError {
+    /// Every provider failed; the last error says why.
+    Provider(LlmError),
+    NoProvider,
+}
+
+pub struct Outcome {
+    pub completion: Completion,
+    pub provider: String,
+    pub facts: Value,
+}
+
+impl Agent {
+    pub fn new(name: &str, f: &AgentFile, template: String, chain: Vec<Arc<Provider>>) -> Agent {
+        Agent {
+            name: name.to_string(),
+            description: f.description.clone(),
+            tool: f.tool.clone(),
+            provider: f.provider.clone(),
+            model: f.model.clone(),
+            template,
+            chain,
+            concurrency: f.concurrency.max(1),
+            queue: f.queue,
+            slots: Arc::new(Semaphore::new(f.concurrency.max(1))),
+            waiting: AtomicUsize::new(0),
+            live: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.concurrency - self.slots.available_permits()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Takes a slot, waiting in the queue when all are busy; None when the queue is full
+    /// too (the caller answers 429 at once).
+    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if before >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let p = self.slots.clone().acquire_owned().await.ok();
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        p
+    }
+
+    /// The facts the agent's tool gathers for this request.
+    pub fn facts(&self, gw: &Gateway, key_id: &str, input: &str) -> Value {
+        match self.tool.as_str() {
+            "system_status" => tools::system_status(),
+            "boot_hardening" => tools::boot_hardening(),
+            "focus_session" => gw.focus.handle(key_id, input, Instant::now()),
+            "memory_search" => {
+                let hits = gw.memory.search(input, 3);
+                json!({
+                    "mode": "lexical-bm25",
+                    "notes": hits.iter().map(|(n, s)| json!({"id": n.id, "text": n.text, "score": s})).collect::<Vec<_>>(),
+                })
+            }
+            _ => Value::Null,
+        }
+    }
+
+    pub fn render(&self, input: &str, facts: &Value, client_context: Option<&Value>) -> String {
+        let mut ctx = if facts.is_null() {
+            String::new()
+        } else {
+            serde_json::to_string_pretty(facts).unwrap_or_default()
+        };
+        if let Some(c) = client_context {
+            ctx.push_str("\nClient context: ");
+            ctx.push_str(&c.to_string());
+        }
+        self.template
+            .replace("{{context}}", &ctx)
+            .replace("{{input}}", input)
+    }
+
+    /// Gathers facts and asks the providers in order; an outage (unreachable, timeout,
+    /// 429 or 5xx) moves on to the next provider, any other error is final.
+    pub async fn execute(
+        &self,
+        gw: &Gateway,
+        key_id: &str,
+        input: &str,
+        client_context: Option<&Value>,
+    ) -> Result<Outcome, ExecError> {
+        let facts = self.facts(gw, key_id, input);
+        let prompt = self.render(input, &facts, client_context);
+        let system = format!(
+            "You are {}, an OsMEN agent. {}",
+            self.name, self.description
+        );
+        let mut last = None;
+        for p in &self.chain {
+            let model = self.model.clone().unwrap_or_else(|| p.cfg.model.clone());
+            let key = Cache::key(p.name(), &model, &system, &prompt);
+            if let Some(mut hit) = gw.cache.get(&key) {
+                hit.cached = true;
+                return Ok(Outcome {
+                    completion: hit,
+                    provider: p.name().to_string(),
+                    facts,
+                });
+            }
+            match p.chat(&model, &system, &prompt).await {
+                Ok(c) => {
+                    gw.cache.put(key, c.clone());
+                    return Ok(Outcome {
+                        completion: c,
+                        provider: p.name().to_string(),
+                        facts,
+                    });
+                }
+                Err(e) => {
+                    let outage = match &e {
+                        LlmError::Timeout { .. } | LlmError::Unavailable { .. } => true,
+                        LlmError::Status { status, .. } => *status == 429 || *status >= 500,
+                    };
+                    last = Some(e);
+                    if !outage {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last
+            .map(ExecError::Provider)
+            .unwrap_or(ExecError::NoProvider))
+    }
+}

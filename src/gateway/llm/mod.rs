@@ -1,0 +1,391 @@
+//! LLM providers behind one call: Ollama (`/api/chat`), OpenAI-compatible
+//! (`/v1/chat/completions`: OpenAI, LM Studio, vLLM, llama.cpp) and Anthropic
+//! (`/v1/messages`). Timeouts, retries with backoff on 429/5xx honouring `Retry-After`,
+//! a concurrency limit per provider, and a small response cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Ollama,
+    OpenAi,
+    Anthropic,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ollama => "ollama",
+            Kind::OpenAi => "openai",
+            Kind::Anthropic => "anthropic",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub kind: Kind,
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LlmError {
+    Timeout {
+        provider: String,
+        after: Duration,
+    },
+    /// The provider answered with an error status (after retries).
+    Status {
+        provider: String,
+        status: u16,
+        message: String,
+    },
+    /// The provider could not be reached or answered something unreadable.
+    Unavailable {
+        provider: String,
+        message: String,
+    },
+}
+
+impl std::fmt::Display for LlmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LlmError::Timeout { provider, after } => {
+                write!(
+                    f,
+                    "{provider} did not answer within {}s",
+                    after.as_secs_f64()
+                )
+            }
+            LlmError::Status {
+                provider,
+                status,
+                message,
+            } => write!(f, "{provider} answered {status}: {message}"),
+            LlmError::Unavailable { provider, message } => write!(f, "{provider}: {message}"),
+        }
+    }
+}
+
+pub struct Provider {
+    pub cfg: ProviderConfig,
+    client: reqwest::Client,
+    slots: Semaphore,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub role: &'a str,
+    pub content: &'a str,
+}
+
+/// How long to wait before retry `attempt` (1-based): Retry-After when the provider
+/// sent one (capped at 30 s), else 250 ms doubling.
+pub fn retry_delay(attempt: u32, retry_after: Option<&str>) -> Duration {
+    if let Some(s) = retry_after.and_then(|v| v.trim().parse::<f64>().ok()) {
+        return Duration::from_secs_f64(s.clamp(0.0, 30.0));
+    }
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)))
+}
+
+impl Provider {
+    pub fn new(cfg: ProviderConfig) -> Provider {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
+            .pool_max_idle_per_host(cfg.concurrency.max(1))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Provider {
+            slots: Semaphore::new(cfg.concurrency.max(1)),
+            cfg,
+            client,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.cfg.kind.name()
+    }
+
+    fn request(&self, model: &str, system: &str, user: &str) -> reqwest::RequestBuilder {
+        let base = self.cfg.base_url.trim_end_matches('/');
+        match self.cfg.kind {
+            Kind::Ollama => self.client.post(format!("{base}/api/chat")).json(&json!({
+                "model": model,
+                "stream": false,
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": user}
+                ]
+            })),
+            Kind::OpenAi => {
+                let mut r = self
+                    .client
+                    .post(format!("{base}/chat/completions"))
+                    .json(&json!({
+                        "model": model,
+                        "messages": [
+                            {"role": "system", "content": system},
+                            {"role": "user", "content": user}
+                        ]
+                    }));
+                if let Some(k) = &self.cfg.api_key {
+                    r = r.bearer_auth(k);
+                }
+                r
+            }
+            Kind::Anthropic => {
+                let mut r = self
+                    .client
+                    .post(format!("{base}/v1/messages"))
+                    .header("anthropic-version", "2023-06-01")
+                    .json(&json!({
+                        "model": model,
+                        "max_tokens": 1024,
+                        "system": system,
+                        "messages": [{"role": "user", "content": user}]
+                    }));
+                if let Some(k) = &self.cfg.api_key {
+                    r = r.header("x-api-key", k);
+                }
+                r
+            }
+        }
+    }
+
+    fn parse(&self, model: &str, v: &Value) -> Option<Completion> {
+        let u64_at = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        let (text, prompt, completion) = match self.cfg.kind {
+            Kind::Ollama => (
+                v.pointer("/message/content")?.as_str()?.to_string(),
+                u64_at("/prompt_eval_count"),
+                u64_at("/eval_count"),
+            ),
+            Kind::OpenAi => (
+                v.pointer("/choices/0/message/content")?
+                    .as_str()?
+                    .to_string(),
+                u64_at("/usage/prompt_tokens"),
+                u64_at("/usage/completion_tokens"),
+            ),
+            Kind::Anthropic => (
+                v.get("content")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|c| c.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(""),
+                u64_at("/usage/input_tokens"),
+                u64_at("/usage/output_tokens"),
+            ),
+        };
+        Some(Completion {
+            text,
+            model: v
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or(model)
+                .to_string(),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached: false,
+        })
+    }
+
+    /// One chat completion with retries; waits for a slot of this provider first.
+    pub async fn chat(
+        &self,
+        model: &str,
+        system: &str,
+        user: &str,
+    ) -> Result<Completion, LlmError> {
+        let provider = self.name().to_string();
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| LlmError::Unavailable {
+                provider: provider.clone(),
+                message: "shutting down".into(),
+            })?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let resp = self.request(model, system, user).send().await;
+            let (status, retry_after, body) = match resp {
+                Err(e) if e.is_timeout() => {
+                    return Err(LlmError::Timeout {
+                        provider,
+                        after: self.cfg.timeout,
+                    });
+                }
+                Err(e) => {
+                    if attempt <= self.cfg.retries && e.is_connect() {
+                        tokio::time::sleep(retry_delay(attempt, None)).await;
+                        continue;
+                    }
+                    return Err(LlmError::Unavailable {
+                        provider,
+                        message: format!("cannot reach {}: {e}", self.cfg.base_url),
+                    });
+                }
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let ra = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let body = match r.text().await {
+                        Ok(b) => b,
+                        Err(e) if e.is_timeout() => {
+                            return Err(LlmError::Timeout {
+                                provider,
+                                after: self.cfg.timeout,
+                            });
+                        }
+                        Err(e) => {
+                            return Err(LlmError::Unavailable {
+                                provider,
+                                message: e.to_string(),
+                            });
+                        }
+                    };
+                    (status, ra, body)
+                }
+            };
+            if (status == 429 || status >= 500) && attempt <= self.cfg.retries {
+                tokio::time::sleep(retry_delay(attempt, retry_after.as_deref())).await;
+                continue;
+            }
+            if status >= 400 {
+                let message = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v.pointer("/error/message")
+                            .or_else(|| v.get("error"))
+                            .and_then(|e| e.as_str().map(str::to_string))
+                    })
+                    .unwrap_or_else(|| body.chars().take(300).collect());
+                return Err(LlmError::Status {
+                    provider,
+                    status,
+                    message,
+                });
+            }
+            let v: Value = serde_json::from_str(&body).map_err(|e| LlmError::Unavailable {
+                provider: provider.clone(),
+                message: format!("unreadable answer: {e}"),
+            })?;
+            return self.parse(model, &v).ok_or(LlmError::Unavailable {
+                provider,
+                message: "the answer has no completion text".into(),
+            });
+        }
+    }
+}
+
+/// A small LRU of completions keyed by provider, model and prompt.
+pub struct Cache {
+    cap: usize,
+    map: Mutex<(HashMap<String, Completion>, VecDeque<String>)>,
+}
+
+impl Cache {
+    pub fn new(cap: usize) -> Cache {
+        Cache {
+            cap,
+            map: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    pub fn key(provider: &str, model: &str, system: &str, user: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [provider, model, system, user] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Completion> {
+        let mut g = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = g.0.get(key).cloned()?;
+        g.1.retain(|k| k != key);
+        g.1.push_back(key.to_string());
+        Some(hit)
+    }
+
+    pub fn put(&self, key: String, c: Completion) {
+        if self.cap == 0 {
+            return;
+        }
+        let mut g = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0.insert(key.clone(), c).is_none() {
+            g.1.push_back(key);
+        }
+        while g.1.len() > self.cap {
+            if let Some(old) = g.1.pop_front() {
+                g.0.remove(&old);
+            }
+        }
+    }
+}
+
+/// The providers in the order an agent tries them.
+pub type Chain = Vec<Arc<Provider>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        assert_eq!(retry_delay(1, Some("2")), Duration::from_secs(2));
+        assert_eq!(retry_delay(1, Some("600")), Duration::from_secs(30));
+        assert_eq!(retry_delay(1, None), Duration::from_millis(250));
+        assert_eq!(retry_delay(3, None), Duration::from_millis(1000));
+        assert_eq!(
+            retry_delay(2, Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn cache_evicts_least_recent() {
+        let c = Cache::new(2);
+        let comp = |t: &str| Completion {
+            text: t.into(),
+            model: "m".into(),
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cached: false,
+        };
+        c.put("a".into(), comp("a"));
+        c.put("b".into(), comp("b"));
+        assert!(c.get("a").is_some());
+        c.put("c".into(), comp("c"));
+        assert!(c.get("b").is_none(), "b was least recently used");
+        assert!(c.get("a").is_some() && c.get("c").is_some());
+    }
+}

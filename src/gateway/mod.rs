@@ -1,0 +1,326 @@
+//! The embedded gateway: the HTTP API that executes OsMEN's agents against LLM providers,
+//! protected by `X-API-Key`, with its own Prometheus metrics. `osmen gateway` runs it
+//! headless; the console embeds the same server.
+
+pub mod accounting;
+pub mod agents;
+pub mod llm;
+pub mod memory;
+pub mod metrics;
+mod routes;
+pub mod tools;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::model::gateway::{GatewayFile, Price};
+use crate::model::units::parse_duration;
+use agents::Agent;
+use llm::{Cache, Kind, Provider, ProviderConfig};
+use memory::Memory;
+use metrics::Metrics;
+use tools::Focus;
+
+/// Where the gateway finds its files and what overrides them.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `config/gateway.toml`, or None for the built-in defaults.
+    pub config_file: Option<PathBuf>,
+    pub assets_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+    /// `--listen` (beats OSMEN_GATEWAY_LISTEN and the file).
+    pub listen: Option<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+pub struct Gateway {
+    pub agents: BTreeMap<String, Agent>,
+    keys: Vec<Vec<u8>>,
+    pub metrics: Metrics,
+    pub memory: Memory,
+    pub focus: Focus,
+    pub cache: Cache,
+    pub prices: BTreeMap<String, Price>,
+    pub n8n_url: Option<String>,
+    pub http: reqwest::Client,
+    pub providers: Vec<Arc<Provider>>,
+    pub started: Instant,
+    pub listen: SocketAddr,
+    pub body_limit: usize,
+    pub shutdown_grace: Duration,
+    /// Where a generated key was written, if the gateway made its own.
+    pub generated_key_file: Option<PathBuf>,
+}
+
+fn provider_config(
+    name: &str,
+    file: Option<&crate::model::gateway::ProviderFile>,
+    env: &BTreeMap<String, String>,
+) -> Option<ProviderConfig> {
+    let e = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+    let (kind, url_env, key_env, model_env, default_url, default_model) = match name {
+        "ollama" => (
+            Kind::Ollama,
+            "OLLAMA_URL",
+            "",
+            "OLLAMA_MODEL",
+            "",
+            "llama3.2",
+        ),
+        "openai" => (
+            Kind::OpenAi,
+            "OPENAI_BASE_URL",
+            "OPENAI_API_KEY",
+            "OPENAI_MODEL",
+            "https://api.openai.com/v1",
+            "gpt-4o-mini",
+        ),
+        _ => (
+            Kind::Anthropic,
+            "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_MODEL",
+            "https://api.anthropic.com",
+            "claude-3-5-haiku-latest",
+        ),
+    };
+    let base_url = e(url_env)
+        .or_else(|| file.and_then(|f| f.base_url.clone()))
+        .or_else(|| (!default_url.is_empty()).then(|| default_url.to_string()))?;
+    let api_key = if key_env.is_empty() { None } else { e(key_env) };
+    // Cloud providers without a key are not usable; Ollama needs only its URL.
+    if kind != Kind::Ollama && api_key.is_none() {
+        return None;
+    }
+    Some(ProviderConfig {
+        kind,
+        base_url,
+        api_key,
+        model: e(model_env)
+            .or_else(|| file.and_then(|f| f.model.clone()))
+            .unwrap_or_else(|| default_model.to_string()),
+        timeout: file
+            .and_then(|f| f.timeout.as_deref())
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(Duration::from_secs(60)),
+        retries: file.and_then(|f| f.retries).unwrap_or(2),
+        concurrency: file.and_then(|f| f.concurrency).unwrap_or(8),
+    })
+}
+
+/// The shipped prompts, for a binary running without its assets folder (a container).
+fn builtin_prompt(file: &str) -> Option<&'static str> {
+    Some(match file {
+        "daily_brief.md" => include_str!("../../assets/prompts/daily_brief.md"),
+        "focus_guardrails.md" => include_str!("../../assets/prompts/focus_guardrails.md"),
+        "boot_hardening.md" => include_str!("../../assets/prompts/boot_hardening.md"),
+        "content_creator.md" => include_str!("../../assets/prompts/content_creator.md"),
+        "knowledge_management.md" => include_str!("../../assets/prompts/knowledge_management.md"),
+        _ => return None,
+    })
+}
+
+fn random_key() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(format!(
+        "osm_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    ))
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// A short, stable fingerprint of a key (for counting users); never the key itself.
+pub fn key_id(key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Gateway {
+    pub fn build(opts: &Options) -> Result<Gateway, String> {
+        let file = match &opts.config_file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                GatewayFile::parse(&text, &p.display().to_string())?
+            }
+            None => GatewayFile::parse("", "defaults")?,
+        };
+        let env = &opts.env;
+        let listen_s = opts
+            .listen
+            .clone()
+            .or_else(|| env.get("OSMEN_GATEWAY_LISTEN").cloned())
+            .unwrap_or_else(|| file.gateway.listen.clone());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            format!("gateway listen address {listen_s:?} is not IP:PORT (e.g. 127.0.0.1:8080)")
+        })?;
+        let mut keys: Vec<String> = file.gateway.api_keys.clone();
+        if let Some(k) = env.get("OSMEN_API_KEYS") {
+            keys.extend(
+                k.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from),
+            );
+        }
+        let mut generated_key_file = None;
+        if keys.is_empty() {
+            if !listen.ip().is_loopback() {
+                return Err(format!(
+                    "refusing to serve on {listen} without API keys: set OSMEN_API_KEYS (or \
+                     gateway.api_keys), or listen on 127.0.0.1"
+                ));
+            }
+            let key = random_key().map_err(|e| format!("cannot make an API key: {e}"))?;
+            let path = opts.runtime_dir.join("gateway.key");
+            std::fs::create_dir_all(&opts.runtime_dir)
+                .and_then(|_| {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)?;
+                    std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes())
+                })
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            keys.push(key);
+            generated_key_file = Some(path);
+        }
+        let mut providers: BTreeMap<String, Arc<Provider>> = BTreeMap::new();
+        for name in ["ollama", "openai", "anthropic"] {
+            if let Some(cfg) = provider_config(name, file.providers.get(name), env) {
+                providers.insert(name.to_string(), Arc::new(Provider::new(cfg)));
+            }
+        }
+        let mut agents = BTreeMap::new();
+        let agent_files = if file.agents.is_empty() {
+            GatewayFile::parse(include_str!("../../config/gateway.toml"), "built-in")?.agents
+        } else {
+            file.agents.clone()
+        };
+        for (name, a) in &agent_files {
+            let path = opts.assets_dir.join("prompts").join(&a.prompt);
+            let template = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => builtin_prompt(&a.prompt)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        format!(
+                            "agent {name}: cannot read its prompt {}: {e}",
+                            path.display()
+                        )
+                    })?,
+            };
+            let chain: Vec<Arc<Provider>> = if a.provider == "auto" {
+                ["ollama", "openai", "anthropic"]
+                    .iter()
+                    .filter_map(|p| providers.get(*p).cloned())
+                    .collect()
+            } else {
+                providers.get(&a.provider).cloned().into_iter().collect()
+            };
+            agents.insert(name.clone(), Agent::new(name, a, template, chain));
+        }
+        let names: Vec<String> = agents.keys().cloned().collect();
+        let n8n_url = env
+            .get("N8N_URL")
+            .cloned()
+            .or_else(|| file.gateway.n8n_url.clone());
+        Ok(Gateway {
+            metrics: Metrics::with_agents(&names),
+            agents,
+            keys: keys.into_iter().map(String::into_bytes).collect(),
+            memory: Memory::open(Some(opts.runtime_dir.join("memory.jsonl"))),
+            focus: Focus::default(),
+            cache: Cache::new(file.gateway.cache_entries),
+            prices: file.prices.clone(),
+            n8n_url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
+            providers: providers.into_values().collect(),
+            started: Instant::now(),
+            listen,
+            body_limit: file.gateway.body_limit_kib * 1024,
+            shutdown_grace: file.shutdown_grace(),
+            generated_key_file,
+        })
+    }
+
+    /// The key id of a presented key when it matches one of ours. Every configured key is
+    /// compared in full, so the time taken does not reveal which one matched.
+    pub fn authorize(&self, presented: &[u8]) -> Option<String> {
+        let mut ok = false;
+        for k in &self.keys {
+            ok |= constant_time_eq(k, presented);
+        }
+        ok.then(|| key_id(presented))
+    }
+
+    pub fn price(&self, model: &str) -> Option<Price> {
+        self.prices.get(model).copied()
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish within the
+/// grace period.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = gw.shutdown_grace;
+    let app = routes::router(gw);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let server = std::pin::pin!(server.into_future());
+    let mut server = server;
+    tokio::select! {
+        r = &mut server => r,
+        _ = async { let _ = rx.await; tokio::time::sleep(grace).await } => Ok(()),
+    }
+}
+
+/// The router alone, for tests and embedding.
+pub fn router(gw: Arc<Gateway>) -> axum::Router {
+    routes::router(gw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_in_full() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert_eq!(key_id(b"k").len(), 12);
+    }
+}

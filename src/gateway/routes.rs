@@ -1,0 +1,514 @@
+//! HTTP routes, authentication and the error answers (each a JSON body that says what
+//! was wrong and what to do).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::Gateway;
+use super::accounting::{Accounted, Usage};
+use super::agents::ExecError;
+use super::llm::LlmError;
+
+type Gw = State<Arc<Gateway>>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": status.as_u16(), "message": message.into()}})),
+    )
+        .into_response()
+}
+
+/// The key id of the caller, put there by the auth layer.
+#[derive(Clone)]
+struct Caller(String);
+
+async fn auth(State(gw): Gw, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get("x-api-key")
+        .map(|v| v.as_bytes().to_vec());
+    let Some(presented) = presented else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing X-API-Key header: send one of the gateway's keys",
+        );
+    };
+    match gw.authorize(&presented) {
+        Some(id) => {
+            gw.metrics.saw_user(&id, Instant::now());
+            req.extensions_mut().insert(Caller(id));
+            next.run(req).await
+        }
+        None => error(StatusCode::UNAUTHORIZED, "invalid API key"),
+    }
+}
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let limit = gw.body_limit;
+    let api = Router::new()
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/status", get(status))
+        .route("/api/v1/agents/{agent}/execute", post(execute))
+        .route("/api/v1/memory", post(memory_store))
+        .route("/api/v1/memory/search", post(memory_search))
+        .route("/api/v1/workflows/{name}/trigger", post(trigger))
+        .layer(middleware::from_fn_with_state(gw.clone(), auth));
+    Router::new()
+        .merge(api)
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route; see /api/v1/agents") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gw)
+}
+
+/// Reads a JSON object body, turning every failure into a 400/413 that says what is wrong.
+#[allow(clippy::result_large_err)]
+fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Response> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than {} KiB", limit / 1024),
+            )
+        } else {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
+    })?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    if !v.is_object() {
+        return Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+static REQUESTS: AtomicU64 = AtomicU64::new(1);
+
+fn request_id() -> String {
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!("req-{t:x}-{n:06}")
+}
+
+async fn execute(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    caller: axum::Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(agent) = gw.agents.get(&name) else {
+        let known: Vec<&String> = gw.agents.keys().collect();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error": {"code": 404, "message": format!("unknown agent {name:?}")},
+                "agents": known,
+            })),
+        )
+            .into_response();
+    };
+    let count = |status: &str| {
+        gw.metrics.agent(&name, |s| {
+            *s.requests.entry(status.to_string()).or_default() += 1
+        })
+    };
+    let v = match json_body(body, gw.body_limit) {
+        Ok(v) => v,
+        Err(r) => {
+            count("invalid");
+            return r;
+        }
+    };
+    let Some(input) = v.get("input").and_then(Value::as_str) else {
+        count("invalid");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing \"input\": send {\"input\": \"...\"} (a string), with an optional \"context\" object",
+        );
+    };
+    let context = v.get("context").filter(|c| !c.is_null());
+    if context.is_some_and(|c| !c.is_object()) {
+        count("invalid");
+        return error(StatusCode::BAD_REQUEST, "\"context\" must be a JSON object");
+    }
+    gw.metrics
+        .agent(&name, |s| s.queued = agent.queued() as i64 + 1);
+    let Some(permit) = agent.admit().await else {
+        count("rejected");
+        gw.metrics.agent(&name, |s| {
+            *s.errors.entry("overload".into()).or_default() += 1;
+            s.queued = agent.queued() as i64;
+        });
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "agent {name} is at its limit ({} running, {} queued): retry later",
+                agent.concurrency, agent.queue
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let started = Instant::now();
+    gw.metrics.agent(&name, |s| {
+        s.queued = agent.queued() as i64;
+        s.inflight = agent.inflight() as i64;
+    });
+    let usage = Arc::new(Usage::default());
+    agent
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(usage.clone());
+    let result = Accounted::new(
+        agent.execute(&gw, &caller.0.0, input, context),
+        usage.clone(),
+    )
+    .await;
+    drop(permit);
+    agent
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|u| !Arc::ptr_eq(u, &usage));
+    let elapsed = started.elapsed();
+    let cpu = usage.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9;
+    let peak = usage.peak_bytes.load(Ordering::Relaxed);
+    gw.metrics.agent(&name, |s| {
+        s.observe(Instant::now(), elapsed);
+        s.cpu_seconds += cpu;
+        s.memory_peak = s.memory_peak.max(peak);
+        s.inflight = agent.inflight() as i64;
+    });
+    match result {
+        Ok(out) => {
+            let c = &out.completion;
+            let price = gw.price(&c.model);
+            gw.metrics.agent(&name, |s| {
+                *s.requests.entry("success".into()).or_default() += 1;
+                s.prompt_tokens += c.prompt_tokens;
+                s.completion_tokens += c.completion_tokens;
+                if let (Some(p), false) = (price, c.cached) {
+                    s.cost += (c.prompt_tokens as f64 * p.input
+                        + c.completion_tokens as f64 * p.output)
+                        / 1000.0;
+                }
+            });
+            Json(json!({
+                "agent": name,
+                "output": c.text,
+                "provider": out.provider,
+                "model": c.model,
+                "cached": c.cached,
+                "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens},
+                "duration_ms": elapsed.as_secs_f64() * 1000.0,
+                "request_id": request_id(),
+                "facts": out.facts,
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            let (status, kind, msg) = match e {
+                ExecError::NoProvider => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_provider",
+                    "no LLM provider is configured for this agent: set OLLAMA_URL, \
+                     OPENAI_API_KEY or ANTHROPIC_API_KEY"
+                        .to_string(),
+                ),
+                ExecError::Provider(e @ LlmError::Timeout { .. }) => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "provider_timeout",
+                    e.to_string(),
+                ),
+                ExecError::Provider(e) => (StatusCode::BAD_GATEWAY, "provider", e.to_string()),
+            };
+            gw.metrics.agent(&name, |s| {
+                *s.requests.entry("error".into()).or_default() += 1;
+                *s.errors.entry(kind.into()).or_default() += 1;
+                s.last_error = Some(msg.clone());
+            });
+            error(status, msg)
+        }
+    }
+}
+
+async fn list_agents(State(gw): Gw) -> Response {
+    let list: Vec<Value> = gw
+        .agents
+        .values()
+        .map(|a| {
+            json!({
+                "name": a.name,
+                "description": a.description,
+                "tool": a.tool,
+                "provider": a.provider,
+                "providers": a.chain.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({"agents": list})).into_response()
+}
+
+async fn status(State(gw): Gw) -> Response {
+    let now = Instant::now();
+    let mut out = BTreeMap::new();
+    for (name, a) in &gw.agents {
+        let (inflight, queued) = (a.inflight(), a.queued());
+        let v = gw.metrics.agent(name, |s| {
+            let (q, n) = s.window.quantiles(now, &[0.5, 0.95, 0.99]);
+            let ms = |x: f64| if x.is_nan() { Value::Null } else { json!(x * 1000.0) };
+            json!({
+                "state": if inflight == 0 { "idle" } else if inflight >= a.concurrency { "saturated" } else { "busy" },
+                "inflight": inflight,
+                "queued": queued,
+                "last_run_seconds_ago": s.last_run.map(|t| now.duration_since(t).as_secs_f64()),
+                "last_error": s.last_error,
+                "requests_per_second": s.rate(now),
+                "window_requests": n,
+                "p50_ms": ms(q[0]),
+                "p95_ms": ms(q[1]),
+                "p99_ms": ms(q[2]),
+            })
+        });
+        out.insert(name.clone(), v);
+    }
+    Json(json!({"agents": out})).into_response()
+}
+
+async fn memory_store(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Response {
+    let v = match json_body(body, gw.body_limit) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(text) = v
+        .get("text")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing \"text\": send {\"text\": \"...\"}",
+        );
+    };
+    let tags = v
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    match gw.memory.store(text, tags) {
+        Ok(n) => (
+            StatusCode::CREATED,
+            Json(json!({"id": n.id, "mode": "lexical-bm25"})),
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot store the note: {e}"),
+        ),
+    }
+}
+
+async fn memory_search(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Response {
+    let v = match json_body(body, gw.body_limit) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(q) = v.get("query").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "missing \"query\": send {\"query\": \"...\", \"top_k\": 5}",
+        );
+    };
+    let k = v
+        .get("top_k")
+        .and_then(Value::as_u64)
+        .unwrap_or(5)
+        .clamp(1, 100) as usize;
+    let hits = gw.memory.search(q, k);
+    Json(json!({
+        "mode": "lexical-bm25",
+        "results": hits.iter().map(|(n, s)| json!({"id": n.id, "text": n.text, "tags": n.tags, "score": s})).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn trigger(
+    State(gw): Gw,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(base) = gw.n8n_url.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "workflows are not configured: set N8N_URL (e.g. http://127.0.0.1:5678)",
+        );
+    };
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "workflow names use letters, digits, - and _",
+        );
+    }
+    let payload = match &body {
+        Ok(b) if b.is_empty() => json!({}),
+        _ => match json_body(body, gw.body_limit) {
+            Ok(v) => v,
+            Err(r) => return r,
+        },
+    };
+    let url = format!("{}/webhook/{name}", base.trim_end_matches('/'));
+    let started = Instant::now();
+    match gw.http.post(&url).json(&payload).send().await {
+        Err(e) => error(
+            StatusCode::BAD_GATEWAY,
+            format!("n8n at {base} did not answer: {e}"),
+        ),
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            let response: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let code = if status < 400 {
+                StatusCode::OK
+            } else if status == 404 {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            (
+                code,
+                Json(json!({
+                    "workflow": name,
+                    "n8n_status": status,
+                    "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
+                    "response": response,
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn probe(gw: &Gateway, url: &str) -> String {
+    match gw
+        .http
+        .get(url)
+        .timeout(Duration::from_secs(1))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => "up".into(),
+        Ok(r) => format!("down: answered {}", r.status().as_u16()),
+        Err(e) => format!("down: {e}"),
+    }
+}
+
+async fn dependencies(gw: &Gateway) -> BTreeMap<String, String> {
+    let mut deps = BTreeMap::new();
+    for p in &gw.providers {
+        let state = match p.cfg.kind {
+            super::llm::Kind::Ollama => {
+                probe(
+                    gw,
+                    &format!("{}/api/version", p.cfg.base_url.trim_end_matches('/')),
+                )
+                .await
+            }
+            _ => "configured (key set)".into(),
+        };
+        deps.insert(p.name().to_string(), state);
+    }
+    if let Some(n) = &gw.n8n_url {
+        deps.insert(
+            "n8n".into(),
+            probe(gw, &format!("{}/healthz", n.trim_end_matches('/'))).await,
+        );
+    }
+    deps
+}
+
+async fn health(State(gw): Gw) -> Response {
+    // Liveness: an optional dependency being down is reported, never a 503.
+    Json(json!({
+        "status": "ok",
+        "uptime_seconds": gw.started.elapsed().as_secs_f64(),
+        "agents": gw.agents.len(),
+        "dependencies": dependencies(&gw).await,
+    }))
+    .into_response()
+}
+
+async fn ready(State(gw): Gw) -> Response {
+    let deps = dependencies(&gw).await;
+    let usable = deps
+        .iter()
+        .any(|(k, v)| k != "n8n" && (v == "up" || v.starts_with("configured")));
+    if usable {
+        Json(json!({"ready": true, "dependencies": deps})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "ready": false,
+                "reason": "no LLM provider answers: start Ollama or set OPENAI_API_KEY / ANTHROPIC_API_KEY",
+                "dependencies": deps,
+            })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {
+    let live: BTreeMap<String, i64> = gw
+        .agents
+        .iter()
+        .map(|(n, a)| {
+            let bytes = a
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|u| u.live_bytes.load(Ordering::Relaxed))
+                .sum();
+            (n.clone(), bytes)
+        })
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gw.metrics.render(Instant::now(), &live),
+    )
+        .into_response()
+}

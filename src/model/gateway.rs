@@ -1,0 +1,171 @@
+//! The gateway's settings (`config/gateway.toml`): where it listens, its keys, its LLM
+//! providers and prices, and the agents as data. Environment variables named in the
+//! file's comments override it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::units::parse_duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default)]
+    pub gateway: Server,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderFile>,
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: String,
+    pub api_keys: Vec<String>,
+    pub body_limit_kib: usize,
+    pub shutdown_grace: String,
+    pub cache_entries: usize,
+    pub n8n_url: Option<String>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            body_limit_kib: 256,
+            shutdown_grace: "10s".into(),
+            cache_entries: 256,
+            n8n_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    /// Base URL (`url` for Ollama, `base_url` for the others).
+    #[serde(alias = "url")]
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Dollars per 1,000 prompt tokens.
+    pub input: f64,
+    /// Dollars per 1,000 completion tokens.
+    pub output: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFile {
+    pub description: String,
+    /// Prompt template file under `assets/prompts/`.
+    pub prompt: String,
+    /// Context tool: system_status, boot_hardening, focus_session, memory_search or none.
+    #[serde(default = "none")]
+    pub tool: String,
+    /// `auto` (local first) or a provider name.
+    #[serde(default = "auto")]
+    pub provider: String,
+    pub model: Option<String>,
+    #[serde(default = "four")]
+    pub concurrency: usize,
+    #[serde(default = "sixteen")]
+    pub queue: usize,
+}
+
+fn none() -> String {
+    "none".into()
+}
+fn auto() -> String {
+    "auto".into()
+}
+fn four() -> usize {
+    4
+}
+fn sixteen() -> usize {
+    16
+}
+
+impl GatewayFile {
+    pub fn parse(text: &str, file: &str) -> Result<GatewayFile, String> {
+        let g: GatewayFile = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            format!("{file}{at}: {}", e.message())
+        })?;
+        parse_duration(&g.gateway.shutdown_grace)
+            .map_err(|m| format!("{file}: gateway.shutdown_grace: {m}"))?;
+        for (name, p) in &g.providers {
+            if !["ollama", "openai", "anthropic"].contains(&name.as_str()) {
+                return Err(format!(
+                    "{file}: providers.{name}: unknown provider; use ollama, openai or anthropic"
+                ));
+            }
+            if let Some(t) = &p.timeout {
+                parse_duration(t).map_err(|m| format!("{file}: providers.{name}.timeout: {m}"))?;
+            }
+        }
+        for (name, a) in &g.agents {
+            let tools = [
+                "system_status",
+                "boot_hardening",
+                "focus_session",
+                "memory_search",
+                "none",
+            ];
+            if !tools.contains(&a.tool.as_str()) {
+                return Err(format!(
+                    "{file}: agents.{name}.tool: unknown tool {:?}; use {}",
+                    a.tool,
+                    tools.join(", ")
+                ));
+            }
+            if !["auto", "ollama", "openai", "anthropic"].contains(&a.provider.as_str()) {
+                return Err(format!(
+                    "{file}: agents.{name}.provider: unknown provider {:?}; use auto, ollama, \
+                     openai or anthropic",
+                    a.provider
+                ));
+            }
+        }
+        Ok(g)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        parse_duration(&self.gateway.shutdown_grace).unwrap_or(Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = GatewayFile::parse(
+            "[agents.x]\ndescription='d'\nprompt='p'\ntool='magic'\n",
+            "g.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("agents.x.tool") && e.contains("magic"), "{e}");
+        let e = GatewayFile::parse("[gateway]\nlisten_on = 'x'\n", "g.toml").unwrap_err();
+        assert!(e.starts_with("g.toml:2") && e.contains("listen_on"), "{e}");
+        let e = GatewayFile::parse("[providers.gemini]\n", "g.toml").unwrap_err();
+        assert!(e.contains("providers.gemini"), "{e}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Stand-ins for what cannot run here (Ollama, OpenAI, Anthropic, n8n): one small server
+//! speaking their real wire formats, with scripted latency and failures. The completion
+//! text echoes the prompt it was given, so tests can see what the gateway sent.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+#[derive(Default)]
+pub struct Script {
+    /// Fail this many next requests with `fail_status`.
+    pub fail_next: usize,
+    pub fail_status: u16,
+    pub retry_after: Option<String>,
+    pub latency: Duration,
+    /// Latency per request, consumed in order (overrides `latency`).
+    pub latencies: Vec<Duration>,
+}
+
+#[derive(Default)]
+pub struct Standin {
+    pub script: Mutex<Script>,
+    pub requests: AtomicUsize,
+    pub last_body: Mutex<Value>,
+    pub last_headers: Mutex<Vec<(String, String)>>,
+}
+
+pub struct Running {
+    pub url: String,
+    pub state: Arc<Standin>,
+}
+
+impl Running {
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+    pub fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.state.script.lock().unwrap()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.state
+            .last_headers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+async fn gate(st: &Standin, headers: &HeaderMap, body: &Value) -> Option<Response> {
+    st.requests.fetch_add(1, Ordering::SeqCst);
+    *st.last_body.lock().unwrap() = body.clone();
+    *st.last_headers.lock().unwrap() = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let (delay, fail) = {
+        let mut s = st.script.lock().unwrap();
+        let delay = if s.latencies.is_empty() {
+            s.latency
+        } else {
+            s.latencies.remove(0)
+        };
+        let fail = if s.fail_next > 0 {
+            s.fail_next -= 1;
+            Some((s.fail_status, s.retry_after.clone()))
+        } else {
+            None
+        };
+        (delay, fail)
+    };
+    tokio::time::sleep(delay).await;
+    let (status, ra) = fail?;
+    let mut r = (
+        StatusCode::from_u16(status).unwrap(),
+        Json(json!({"error": {"message": format!("scripted failure {status}")}})),
+    )
+        .into_response();
+    if let Some(ra) = ra {
+        r.headers_mut().insert("retry-after", ra.parse().unwrap());
+    }
+    Some(r)
+}
+
+fn last_user(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|x| x["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn ollama_chat(
+    State(st): State<Arc<Standin>>,
+    h: HeaderMap,
+    Json(b): Json<Value>,
+) -> Response {
+    if let Some(r) = gate(&st, &h, &b).await {
+        return r;
+    }
+    Json(json!({
+        "model": b["model"],
+        "created_at": "2026-11-28T00:00:00Z",
+        "message": {"role": "assistant", "content": format!("ECHO {}", last_user(&b))},
+        "done": true,
+        "total_duration": 1000, "load_duration": 10,
+        "prompt_eval_count": 11, "eval_count": 7, "eval_duration": 500
+    }))
+    .into_response()
+}
+
+async fn openai_chat(
+    State(st): State<Arc<Standin>>,
+    h: HeaderMap,
+    Json(b): Json<Value>,
+) -> Response {
+    if let Some(r) = gate(&st, &h, &b).await {
+        return r;
+    }
+    Json(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": b["model"],
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": format!("ECHO {}", last_user(&b))}}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}
+    }))
+    .into_response()
+}
+
+async fn anthropic_messages(
+    State(st): State<Arc<Standin>>,
+    h: HeaderMap,
+    Json(b): Json<Value>,
+) -> Response {
+    if let Some(r) = gate(&st, &h, &b).await {
+        return r;
+    }
+    Json(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": b["model"],
+        "content": [{"type": "text", "text": format!("ECHO {}", last_user(&b))}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 21, "output_tokens": 9}
+    }))
+    .into_response()
+}
+
+async fn webhook(
+    State(st): State<Arc<Standin>>,
+    Path(name): Path<String>,
+    h: HeaderMap,
+    Json(b): Json<Value>,
+) -> Response {
+    if let Some(r) = gate(&st, &h, &b).await {
+        return r;
+    }
+    if name == "missing" {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": 404, "message": "webhook not registered"})),
+        )
+            .into_response();
+    }
+    Json(json!({"received": b, "workflow": name})).into_response()
+}
+
+/// Starts the stand-in on a free loopback port.
+pub async fn start() -> Running {
+    let state = Arc::new(Standin::default());
+    let app = Router::new()
+        .route("/api/chat", post(ollama_chat))
+        .route(
+            "/api/version",
+            get(|| async { Json(json!({"version": "0.5.0"})) }),
+        )
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/messages", post(anthropic_messages))
+        .route("/webhook/{name}", post(webhook))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .with_state(state.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    Running { url, state }
+}
