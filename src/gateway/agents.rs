@@ -89,16 +89,16 @@ impl Agent {
     }
 
     /// The facts the agent's tool gathers for this request.
-    pub fn facts(&self, gw: &Gateway, key_id: &str, input: &str) -> Value {
+    pub async fn facts(&self, gw: &Gateway, key_id: &str, input: &str) -> Value {
         match self.tool.as_str() {
             "system_status" => tools::system_status(),
             "boot_hardening" => tools::boot_hardening(),
             "focus_session" => gw.focus.handle(key_id, input, Instant::now()),
             "memory_search" => {
-                let hits = gw.memory.search(input, 3);
+                let (hits, mode, _) = gw.memory.search(input, 3).await;
                 json!({
-                    "mode": "lexical-bm25",
-                    "notes": hits.iter().map(|(n, s)| json!({"id": n.id, "text": n.text, "score": s})).collect::<Vec<_>>(),
+                    "mode": mode.as_str(),
+                    "notes": hits.iter().map(|h| json!({"id": h.id, "text": h.text, "score": h.score})).collect::<Vec<_>>(),
                 })
             }
             _ => Value::Null,
@@ -129,7 +129,7 @@ impl Agent {
         input: &str,
         client_context: Option<&Value>,
     ) -> Result<Outcome, ExecError> {
-        let facts = self.facts(gw, key_id, input);
+        let facts = self.facts(gw, key_id, input).await;
         let prompt = self.render(input, &facts, client_context);
         let system = format!(
             "You are {}, an OsMEN agent. {}",

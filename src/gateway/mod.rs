@@ -248,11 +248,45 @@ impl Gateway {
             .get("N8N_URL")
             .cloned()
             .or_else(|| file.gateway.n8n_url.clone());
+        // Embeddings: local first, like the agents.
+        let embed_model = |name: &str, env_key: &str, default: &str| {
+            env.get(env_key)
+                .cloned()
+                .or_else(|| file.providers.get(name).and_then(|p| p.embed_model.clone()))
+                .unwrap_or_else(|| default.to_string())
+        };
+        let embedder = if let Some(p) = providers.get("ollama") {
+            Some(memory::Embedder::new(
+                Kind::Ollama,
+                p.cfg.base_url.clone(),
+                None,
+                embed_model("ollama", "OLLAMA_EMBED_MODEL", "nomic-embed-text"),
+            ))
+        } else {
+            providers.get("openai").map(|p| {
+                memory::Embedder::new(
+                    Kind::OpenAi,
+                    p.cfg.base_url.clone(),
+                    p.cfg.api_key.clone(),
+                    embed_model("openai", "OPENAI_EMBED_MODEL", "text-embedding-3-small"),
+                )
+            })
+        };
+        let qdrant = env
+            .get("QDRANT_URL")
+            .cloned()
+            .or_else(|| file.gateway.qdrant_url.clone())
+            .filter(|u| !u.is_empty())
+            .map(memory::Qdrant::new);
         Ok(Gateway {
             metrics: Metrics::with_agents(&names),
             agents,
             keys: keys.into_iter().map(String::into_bytes).collect(),
-            memory: Memory::open(Some(opts.runtime_dir.join("memory.jsonl"))),
+            memory: Memory::open(
+                Some(opts.runtime_dir.join("memory.jsonl")),
+                embedder,
+                qdrant,
+            ),
             focus: Focus::default(),
             cache: Cache::new(file.gateway.cache_entries),
             prices: file.prices.clone(),

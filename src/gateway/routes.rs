@@ -326,12 +326,13 @@ async fn memory_store(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Res
                 .collect()
         })
         .unwrap_or_default();
-    match gw.memory.store(text, tags) {
-        Ok(n) => (
+    match gw.memory.store(text, tags).await {
+        Ok((n, mode)) => (
             StatusCode::CREATED,
-            Json(json!({"id": n.id, "mode": "lexical-bm25"})),
+            Json(json!({"id": n.id, "mode": mode.as_str()})),
         )
             .into_response(),
+        Err(e) if e.starts_with("qdrant") => error(StatusCode::BAD_GATEWAY, e),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot store the note: {e}"),
@@ -355,10 +356,11 @@ async fn memory_search(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Re
         .and_then(Value::as_u64)
         .unwrap_or(5)
         .clamp(1, 100) as usize;
-    let hits = gw.memory.search(q, k);
+    let (hits, mode, why) = gw.memory.search(q, k).await;
     Json(json!({
-        "mode": "lexical-bm25",
-        "results": hits.iter().map(|(n, s)| json!({"id": n.id, "text": n.text, "tags": n.tags, "score": s})).collect::<Vec<_>>(),
+        "mode": mode.as_str(),
+        "fallback_reason": why,
+        "results": hits.iter().map(|h| json!({"id": h.id, "text": h.text, "tags": h.tags, "score": h.score})).collect::<Vec<_>>(),
     }))
     .into_response()
 }

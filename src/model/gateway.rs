@@ -31,6 +31,7 @@ pub struct Server {
     pub shutdown_grace: String,
     pub cache_entries: usize,
     pub n8n_url: Option<String>,
+    pub qdrant_url: Option<String>,
 }
 
 impl Default for Server {
@@ -42,6 +43,7 @@ impl Default for Server {
             shutdown_grace: "10s".into(),
             cache_entries: 256,
             n8n_url: None,
+            qdrant_url: None,
         }
     }
 }
@@ -53,6 +55,8 @@ pub struct ProviderFile {
     #[serde(alias = "url")]
     pub base_url: Option<String>,
     pub model: Option<String>,
+    /// Embedding model for memory (Ollama `/api/embed`, OpenAI `/v1/embeddings`).
+    pub embed_model: Option<String>,
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     pub concurrency: Option<usize>,

@@ -439,6 +439,8 @@ async fn overload_is_an_immediate_429_with_retry_after() {
 #[tokio::test]
 async fn memory_notes_feed_knowledge_management() {
     let llm = llm_standin::start().await;
+    // No embedding model answers: memory says it searches by words.
+    llm.script().no_embeddings = true;
     let gw = start(&[("OLLAMA_URL", &llm.url)], None).await;
     let k = Some("key-one");
     for t in [
@@ -679,4 +681,170 @@ async fn shutdown_lets_in_flight_requests_finish() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     gw.stop().await;
     assert_eq!(inflight.await.unwrap().unwrap(), 200);
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_check() {
+    let Ok(_) = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+    else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but promtool is not installed (.ci/run unpacks it)"
+        );
+        eprintln!("skipped: promtool not installed");
+        return;
+    };
+    let llm = llm_standin::start().await;
+    let gw = start(&[("OLLAMA_URL", &llm.url)], None).await;
+    for i in 0..3 {
+        gw.exec("content_creator", &format!("m{i}")).await;
+    }
+    gw.exec("nosuch", "x").await;
+    let (_, m) = gw.get("/metrics", None).await;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.status.success(),
+        "promtool check metrics failed:\n{report}\n---\n{m}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn grafana_dashboard_queries_only_metrics_the_gateway_exports() {
+    let text = std::fs::read_to_string(root().join("assets/grafana/osmen-dashboard.json")).unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    let llm = llm_standin::start().await;
+    let gw = start(&[("OLLAMA_URL", &llm.url)], None).await;
+    let (_, m) = gw.get("/metrics", None).await;
+    let exported: Vec<&str> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("osmen_"))
+                .collect();
+            assert!(!names.is_empty(), "{expr}");
+            for n in names {
+                let base = n.trim_end_matches("_bucket");
+                assert!(
+                    exported.contains(&base),
+                    "{} queries {n}, which /metrics does not export",
+                    p["title"]
+                );
+            }
+        }
+    }
+    gw.stop().await;
+}
+
+const NOTES: [&str; 3] = [
+    "Postgres backups run nightly at 02:00 to the NAS",
+    "Redis evicts keys with allkeys-lru at 1.5 GB",
+    "Qdrant snapshots are taken weekly on Sunday",
+];
+
+#[tokio::test]
+async fn memory_uses_embeddings_when_a_model_answers() {
+    let llm = llm_standin::start().await;
+    let gw = start(&[("OLLAMA_URL", &llm.url)], None).await;
+    let k = Some("key-one");
+    for t in NOTES {
+        let (s, v, _) = gw
+            .post("/api/v1/memory", k, &json!({"text": t}).to_string())
+            .await;
+        assert_eq!(
+            (s, v["mode"].as_str()),
+            (201, Some("embedded-vector")),
+            "{v}"
+        );
+    }
+    let (_, v, _) = gw
+        .post(
+            "/api/v1/memory/search",
+            k,
+            r#"{"query": "redis evicts keys", "top_k": 1}"#,
+        )
+        .await;
+    assert_eq!(v["mode"], "embedded-vector");
+    assert_eq!(v["results"][0]["id"], 2);
+    // The embedding model goes away: the same store answers by words, and says why.
+    llm.script().no_embeddings = true;
+    let (_, v, _) = gw
+        .post(
+            "/api/v1/memory/search",
+            k,
+            r#"{"query": "qdrant snapshots", "top_k": 1}"#,
+        )
+        .await;
+    assert_eq!(v["mode"], "lexical-bm25");
+    assert_eq!(v["results"][0]["id"], 3);
+    assert!(
+        v["fallback_reason"].as_str().unwrap().contains("404"),
+        "{v}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn memory_goes_to_qdrant_when_configured() {
+    let llm = llm_standin::start().await;
+    let qdrant = llm_standin::start().await;
+    let gw = start(
+        &[("OLLAMA_URL", &llm.url), ("QDRANT_URL", &qdrant.url)],
+        None,
+    )
+    .await;
+    let k = Some("key-one");
+    for t in NOTES {
+        let (s, v, _) = gw
+            .post("/api/v1/memory", k, &json!({"text": t}).to_string())
+            .await;
+        assert_eq!((s, v["mode"].as_str()), (201, Some("qdrant-vector")), "{v}");
+    }
+    let cols = qdrant.state.collections.lock().unwrap().clone();
+    assert_eq!(
+        cols.get("osmen_memories"),
+        Some(&(64, "Cosine".to_string()))
+    );
+    assert_eq!(qdrant.state.points.lock().unwrap().len(), 3);
+    let (_, v, _) = gw
+        .post(
+            "/api/v1/memory/search",
+            k,
+            r#"{"query": "postgres backups nightly", "top_k": 2}"#,
+        )
+        .await;
+    assert_eq!(v["mode"], "qdrant-vector");
+    assert_eq!(v["results"][0]["id"], 1);
+    assert_eq!(v["results"][0]["text"], NOTES[0]);
+    let (s, v) = gw
+        .exec("knowledge_management", "when do postgres backups run")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["facts"]["mode"], "qdrant-vector");
+    assert!(v["output"].as_str().unwrap().contains("nightly at 02:00"));
+    gw.stop().await;
 }

@@ -22,11 +22,16 @@ pub struct Script {
     pub latency: Duration,
     /// Latency per request, consumed in order (overrides `latency`).
     pub latencies: Vec<Duration>,
+    /// Answer embedding requests with 404 (no embedding model pulled).
+    pub no_embeddings: bool,
 }
 
 #[derive(Default)]
 pub struct Standin {
     pub script: Mutex<Script>,
+    /// Qdrant: collection name -> (vector size, distance), and its points.
+    pub collections: Mutex<std::collections::BTreeMap<String, (u64, String)>>,
+    pub points: Mutex<Vec<(u64, Vec<f64>, Value)>>,
     pub requests: AtomicUsize,
     pub last_body: Mutex<Value>,
     pub last_headers: Mutex<Vec<(String, String)>>,
@@ -171,6 +176,130 @@ async fn webhook(
     Json(json!({"received": b, "workflow": name})).into_response()
 }
 
+/// A deterministic embedding: words hashed into 64 dimensions, so texts that share words
+/// point the same way.
+fn embedding(text: &str) -> Vec<f64> {
+    let mut v = vec![0.0; 64];
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+    {
+        let h = w
+            .to_lowercase()
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        v[(h % 64) as usize] += 1.0;
+    }
+    v
+}
+
+async fn ollama_embed(State(st): State<Arc<Standin>>, Json(b): Json<Value>) -> Response {
+    if st.script.lock().unwrap().no_embeddings {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "model \"nomic-embed-text\" not found, try pulling it first"})),
+        )
+            .into_response();
+    }
+    let texts: Vec<String> = b["input"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(json!({"model": b["model"], "embeddings": texts.iter().map(|t| embedding(t)).collect::<Vec<_>>()})).into_response()
+}
+
+async fn openai_embed(State(st): State<Arc<Standin>>, Json(b): Json<Value>) -> Response {
+    if st.script.lock().unwrap().no_embeddings {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"message": "no such model"}})),
+        )
+            .into_response();
+    }
+    let t = b["input"].as_str().unwrap_or("");
+    Json(json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": embedding(t)}], "model": b["model"]})).into_response()
+}
+
+fn qdrant_ok(result: Value) -> Response {
+    Json(json!({"result": result, "status": "ok", "time": 0.0001})).into_response()
+}
+
+async fn qdrant_get_collection(State(st): State<Arc<Standin>>, Path(c): Path<String>) -> Response {
+    match st.collections.lock().unwrap().get(&c) {
+        Some((size, dist)) => qdrant_ok(json!({"status": "green", "config": {"params": {"vectors": {"size": size, "distance": dist}}}})),
+        None => (StatusCode::NOT_FOUND, Json(json!({"status": {"error": format!("Not found: Collection `{c}` doesn't exist!")}, "time": 0.0}))).into_response(),
+    }
+}
+
+async fn qdrant_put_collection(
+    State(st): State<Arc<Standin>>,
+    Path(c): Path<String>,
+    Json(b): Json<Value>,
+) -> Response {
+    let size = b
+        .pointer("/vectors/size")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let dist = b
+        .pointer("/vectors/distance")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    st.collections.lock().unwrap().insert(c, (size, dist));
+    qdrant_ok(json!(true))
+}
+
+async fn qdrant_upsert(
+    State(st): State<Arc<Standin>>,
+    Path(_c): Path<String>,
+    Json(b): Json<Value>,
+) -> Response {
+    for p in b["points"].as_array().cloned().unwrap_or_default() {
+        let v: Vec<f64> = p["vector"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        st.points
+            .lock()
+            .unwrap()
+            .push((p["id"].as_u64().unwrap_or(0), v, p["payload"].clone()));
+    }
+    qdrant_ok(json!({"operation_id": 1, "status": "completed"}))
+}
+
+async fn qdrant_search(
+    State(st): State<Arc<Standin>>,
+    Path(_c): Path<String>,
+    Json(b): Json<Value>,
+) -> Response {
+    let q: Vec<f64> = b["vector"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let limit = b["limit"].as_u64().unwrap_or(10) as usize;
+    let cos = |a: &[f64], b: &[f64]| {
+        let d: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let n = a.iter().map(|x| x * x).sum::<f64>().sqrt()
+            * b.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if n == 0.0 { 0.0 } else { d / n }
+    };
+    let mut hits: Vec<Value> = st.points.lock().unwrap().iter()
+        .map(|(id, v, payload)| json!({"id": id, "version": 0, "score": cos(&q, v), "payload": payload}))
+        .collect();
+    hits.sort_by(|a, b| {
+        b["score"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&a["score"].as_f64().unwrap())
+    });
+    hits.truncate(limit);
+    qdrant_ok(json!(hits))
+}
+
 /// Starts the stand-in on a free loopback port.
 pub async fn start() -> Running {
     let state = Arc::new(Standin::default());
@@ -183,6 +312,14 @@ pub async fn start() -> Running {
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/messages", post(anthropic_messages))
         .route("/webhook/{name}", post(webhook))
+        .route("/api/embed", post(ollama_embed))
+        .route("/v1/embeddings", post(openai_embed))
+        .route(
+            "/collections/{c}",
+            get(qdrant_get_collection).put(qdrant_put_collection),
+        )
+        .route("/collections/{c}/points", axum::routing::put(qdrant_upsert))
+        .route("/collections/{c}/points/search", post(qdrant_search))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .with_state(state.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
