@@ -40,6 +40,32 @@ pub enum ExecError {
     NoProvider,
 }
 
+/// How long a completion stays in the shared (Redis) cache.
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The in-process cache first, then Redis (whose hits warm the in-process one).
+async fn cached(gw: &Gateway, key: &str) -> Option<Completion> {
+    if let Some(hit) = gw.cache.get(key) {
+        return Some(hit);
+    }
+    let bytes = gw
+        .redis
+        .as_ref()?
+        .get(&format!("osmen:llm:{key}"))
+        .await
+        .ok()??;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    let c = Completion {
+        text: v["text"].as_str()?.to_string(),
+        model: v["model"].as_str()?.to_string(),
+        prompt_tokens: v["prompt_tokens"].as_u64().unwrap_or(0),
+        completion_tokens: v["completion_tokens"].as_u64().unwrap_or(0),
+        cached: false,
+    };
+    gw.cache.put(key.to_string(), c.clone());
+    Some(c)
+}
+
 pub struct Outcome {
     pub completion: Completion,
     pub provider: String,
@@ -139,7 +165,7 @@ impl Agent {
         for p in &self.chain {
             let model = self.model.clone().unwrap_or_else(|| p.cfg.model.clone());
             let key = Cache::key(p.name(), &model, &system, &prompt);
-            if let Some(mut hit) = gw.cache.get(&key) {
+            if let Some(mut hit) = cached(gw, &key).await {
                 hit.cached = true;
                 return Ok(Outcome {
                     completion: hit,
@@ -149,7 +175,19 @@ impl Agent {
             }
             match p.chat(&model, &system, &prompt).await {
                 Ok(c) => {
-                    gw.cache.put(key, c.clone());
+                    gw.cache.put(key.clone(), c.clone());
+                    if let Some(r) = &gw.redis {
+                        let v = serde_json::json!({"text": c.text, "model": c.model,
+                            "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens});
+                        // A cache that cannot be written only costs a future miss.
+                        let _ = r
+                            .set_ex(
+                                &format!("osmen:llm:{key}"),
+                                v.to_string().as_bytes(),
+                                CACHE_TTL,
+                            )
+                            .await;
+                    }
                     return Ok(Outcome {
                         completion: c,
                         provider: p.name().to_string(),

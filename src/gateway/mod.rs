@@ -7,6 +7,7 @@ pub mod agents;
 pub mod llm;
 pub mod memory;
 pub mod metrics;
+pub mod redis;
 mod routes;
 pub mod tools;
 
@@ -43,6 +44,8 @@ pub struct Gateway {
     pub memory: Memory,
     pub focus: Focus,
     pub cache: Cache,
+    /// The shared second-level cache (`REDIS_URL`), for gateway replicas.
+    pub redis: Option<redis::Redis>,
     pub prices: BTreeMap<String, Price>,
     pub n8n_url: Option<String>,
     pub http: reqwest::Client,
@@ -289,6 +292,10 @@ impl Gateway {
             ),
             focus: Focus::default(),
             cache: Cache::new(file.gateway.cache_entries),
+            redis: match env.get("REDIS_URL").filter(|u| !u.is_empty()) {
+                Some(u) => Some(redis::Redis::new(u)?),
+                None => None,
+            },
             prices: file.prices.clone(),
             n8n_url,
             http: reqwest::Client::builder()

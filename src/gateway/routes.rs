@@ -453,6 +453,15 @@ async fn dependencies(gw: &Gateway) -> BTreeMap<String, String> {
         };
         deps.insert(p.name().to_string(), state);
     }
+    if let Some(r) = &gw.redis {
+        deps.insert(
+            "redis".into(),
+            match r.ping().await {
+                Ok(()) => "up".into(),
+                Err(e) => format!("down: {e}"),
+            },
+        );
+    }
     if let Some(n) = &gw.n8n_url {
         deps.insert(
             "n8n".into(),
@@ -477,7 +486,7 @@ async fn ready(State(gw): Gw) -> Response {
     let deps = dependencies(&gw).await;
     let usable = deps
         .iter()
-        .any(|(k, v)| k != "n8n" && (v == "up" || v.starts_with("configured")));
+        .any(|(k, v)| k != "n8n" && k != "redis" && (v == "up" || v.starts_with("configured")));
     if usable {
         Json(json!({"ready": true, "dependencies": deps})).into_response()
     } else {

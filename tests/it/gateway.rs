@@ -848,3 +848,95 @@ async fn memory_goes_to_qdrant_when_configured() {
     assert!(v["output"].as_str().unwrap().contains("nightly at 02:00"));
     gw.stop().await;
 }
+
+/// A throwaway Redis container (the Debian-built test image) on a loopback port.
+struct RedisBox(String);
+
+impl RedisBox {
+    fn start() -> Option<(RedisBox, u16)> {
+        if !crate::util::docker_ready() {
+            return None;
+        }
+        let name = format!("osmenit-redis-{}", std::process::id());
+        let (ok, out) = crate::util::docker(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "-p",
+            "127.0.0.1::6379",
+            "osmen-redis:test",
+        ]);
+        assert!(ok, "{out}");
+        let port = crate::util::docker(&["port", &name, "6379/tcp"]).1;
+        let port: u16 = port
+            .lines()
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ready = crate::util::wait_until(Duration::from_secs(10), || {
+            crate::util::docker(&["exec", &name, "redis-cli", "ping"]).1 == "PONG"
+        });
+        assert!(ready, "redis did not answer");
+        Some((RedisBox(name), port))
+    }
+}
+
+impl Drop for RedisBox {
+    fn drop(&mut self) {
+        crate::util::docker(&["rm", "-f", &self.0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_completions_through_redis() {
+    let Some((redis, port)) = RedisBox::start() else {
+        return;
+    };
+    let llm = llm_standin::start().await;
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let env = [
+        ("OLLAMA_URL", llm.url.as_str()),
+        ("REDIS_URL", url.as_str()),
+    ];
+    let a = start(&env, None).await;
+    let b = start(&env, None).await;
+    let (s, first) = a.exec("content_creator", "shared prompt").await;
+    assert_eq!(
+        (s, first["cached"].as_bool()),
+        (200, Some(false)),
+        "{first}"
+    );
+    let (s, second) = b.exec("content_creator", "shared prompt").await;
+    assert_eq!(
+        (s, second["cached"].as_bool()),
+        (200, Some(true)),
+        "{second}"
+    );
+    assert_eq!(first["output"], second["output"]);
+    assert_eq!(llm.requests(), 1, "the second replica answered from Redis");
+    let keys = crate::util::docker(&[
+        "exec",
+        &redis.0,
+        "redis-cli",
+        "--scan",
+        "--pattern",
+        "osmen:llm:*",
+    ])
+    .1;
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    let ttl: i64 = crate::util::docker(&["exec", &redis.0, "redis-cli", "ttl", keys.trim()])
+        .1
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&ttl), "{ttl}");
+    let (_, h) = a.get("/health", None).await;
+    assert!(h.contains("\"redis\":\"up\""), "{h}");
+    a.stop().await;
+    b.stop().await;
+}

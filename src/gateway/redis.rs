@@ -1,0 +1,166 @@
+//! A minimal Redis client (RESP2 over TCP) for the gateway's shared response cache when
+//! `REDIS_URL` is set: AUTH, GET and SET with an expiry, one connection re-opened on error.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+pub struct Redis {
+    addr: String,
+    password: Option<String>,
+    conn: Mutex<Option<BufReader<TcpStream>>>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Reply {
+    Ok,
+    Nil,
+    Bulk(Vec<u8>),
+    Int(i64),
+}
+
+/// `redis://[:password@]host:port[/db]` → (host:port, password).
+pub fn parse_url(url: &str) -> Result<(String, Option<String>), String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| format!("REDIS_URL {url:?} must start with redis://"))?;
+    let rest = rest.split('/').next().unwrap_or("");
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let password = auth.map(|a| a.split_once(':').map(|(_, p)| p).unwrap_or(a).to_string());
+    let host = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:6379")
+    };
+    if host.starts_with(':') {
+        return Err(format!("REDIS_URL {url:?} has no host"));
+    }
+    Ok((host, password.filter(|p| !p.is_empty())))
+}
+
+fn command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, String> {
+    let mut line = String::new();
+    r.read_line(&mut line).await.map_err(|e| e.to_string())?;
+    let line = line.trim_end();
+    let (tag, body) = line.split_at(line.len().min(1));
+    match tag {
+        "+" => Ok(Reply::Ok),
+        "-" => Err(format!("redis: {body}")),
+        ":" => body
+            .parse()
+            .map(Reply::Int)
+            .map_err(|_| format!("bad integer {body:?}")),
+        "$" => {
+            let n: i64 = body.parse().map_err(|_| format!("bad length {body:?}"))?;
+            if n < 0 {
+                return Ok(Reply::Nil);
+            }
+            let mut buf = vec![0u8; n as usize + 2];
+            r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            buf.truncate(n as usize);
+            Ok(Reply::Bulk(buf))
+        }
+        "" => Err("redis closed the connection".into()),
+        other => Err(format!("unexpected redis reply type {other:?}")),
+    }
+}
+
+impl Redis {
+    pub fn new(url: &str) -> Result<Redis, String> {
+        let (addr, password) = parse_url(url)?;
+        Ok(Redis {
+            addr,
+            password,
+            conn: Mutex::new(None),
+        })
+    }
+
+    async fn call(&self, args: &[&[u8]]) -> Result<Reply, String> {
+        let mut guard = self.conn.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() {
+                let s =
+                    tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&self.addr))
+                        .await
+                        .map_err(|_| format!("redis at {}: connect timed out", self.addr))?
+                        .map_err(|e| format!("redis at {}: {e}", self.addr))?;
+                let mut r = BufReader::new(s);
+                if let Some(p) = &self.password {
+                    r.get_mut()
+                        .write_all(&command(&[b"AUTH", p.as_bytes()]))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    read_reply(&mut r).await?;
+                }
+                *guard = Some(r);
+            }
+            let Some(r) = guard.as_mut() else { continue };
+            let sent = r.get_mut().write_all(&command(args)).await;
+            let reply = match sent {
+                Ok(()) => read_reply(r).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match reply {
+                Err(e) if attempt == 0 && !e.starts_with("redis: ") => {
+                    // A dropped connection: open a new one once.
+                    *guard = None;
+                }
+                other => return other,
+            }
+        }
+        Err(format!("redis at {}: no answer", self.addr))
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        match self.call(&[b"GET", key.as_bytes()]).await? {
+            Reply::Bulk(b) => Ok(Some(b)),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        let secs = ttl.as_secs().max(1).to_string();
+        self.call(&[b"SET", key.as_bytes(), value, b"EX", secs.as_bytes()])
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn ping(&self) -> Result<(), String> {
+        self.call(&[b"PING"]).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_commands() {
+        assert_eq!(
+            parse_url("redis://redis:6379/0").unwrap(),
+            ("redis:6379".into(), None)
+        );
+        assert_eq!(
+            parse_url("redis://:s3cret@127.0.0.1:7000").unwrap(),
+            ("127.0.0.1:7000".into(), Some("s3cret".into()))
+        );
+        assert_eq!(parse_url("redis://cache").unwrap().0, "cache:6379");
+        assert!(parse_url("http://x").is_err());
+        assert_eq!(command(&[b"GET", b"k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    }
+}
