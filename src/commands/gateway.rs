@@ -39,7 +39,35 @@ pub fn options(global: &Global, args: &GatewayArgs) -> Options {
         runtime_dir,
         listen: args.listen.clone(),
         env,
+        stack: stack_probe(global),
     }
+}
+
+/// The stack's containers as daily_brief sees them: service -> status, when the compose
+/// file loads; an engine that does not answer is reported as such.
+fn stack_probe(global: &Global) -> Option<gateway::StackProbe> {
+    let ctx = super::Ctx::load(global).ok()?;
+    let project = ctx.project.name.clone();
+    Some(Arc::new(move || {
+        let project = project.clone();
+        Box::pin(async move {
+            use crate::stack::engine::{DockerEngine, Engine};
+            let engine = match DockerEngine::connect().await {
+                Ok(e) => e,
+                Err(e) => return serde_json::json!({"engine": format!("unreachable: {e}")}),
+            };
+            match engine.list_containers(&project).await {
+                Ok(rows) => serde_json::json!({
+                    "project": project,
+                    "containers": rows.iter().map(|r| serde_json::json!({
+                        "service": r.service, "name": r.name, "status": r.status_word(),
+                        "restarts": r.restart_count,
+                    })).collect::<Vec<_>>(),
+                }),
+                Err(e) => serde_json::json!({"engine": e.to_string()}),
+            }
+        })
+    }))
 }
 
 pub async fn run(global: &Global, args: &GatewayArgs) -> anyhow::Result<u8> {

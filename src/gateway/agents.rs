@@ -117,7 +117,13 @@ impl Agent {
     /// The facts the agent's tool gathers for this request.
     pub async fn facts(&self, gw: &Gateway, key_id: &str, input: &str) -> Value {
         match self.tool.as_str() {
-            "system_status" => tools::system_status(),
+            "system_status" => {
+                let mut v = tools::system_status();
+                if let Some(probe) = &gw.stack {
+                    v["stack"] = probe().await;
+                }
+                v
+            }
             "boot_hardening" => tools::boot_hardening(),
             "focus_session" => gw.focus.handle(key_id, input, Instant::now()),
             "memory_search" => {

@@ -25,8 +25,16 @@ use memory::Memory;
 use metrics::Metrics;
 use tools::Focus;
 
+/// Reports the container stack's state for daily_brief (wired in by the command layer,
+/// which may talk to the engine; the gateway itself does not).
+pub type StackProbe = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Where the gateway finds its files and what overrides them.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// `config/gateway.toml`, or None for the built-in defaults.
     pub config_file: Option<PathBuf>,
@@ -35,6 +43,7 @@ pub struct Options {
     /// `--listen` (beats OSMEN_GATEWAY_LISTEN and the file).
     pub listen: Option<String>,
     pub env: BTreeMap<String, String>,
+    pub stack: Option<StackProbe>,
 }
 
 pub struct Gateway {
@@ -56,6 +65,7 @@ pub struct Gateway {
     pub shutdown_grace: Duration,
     /// Where a generated key was written, if the gateway made its own.
     pub generated_key_file: Option<PathBuf>,
+    pub stack: Option<StackProbe>,
 }
 
 fn provider_config(
@@ -308,6 +318,7 @@ impl Gateway {
             body_limit: file.gateway.body_limit_kib * 1024,
             shutdown_grace: file.shutdown_grace(),
             generated_key_file,
+            stack: opts.stack.clone(),
         })
     }
 

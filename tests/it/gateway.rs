@@ -49,6 +49,11 @@ fn options(dir: &std::path::Path, env: &[(&str, &str)], config: Option<&str>) ->
         runtime_dir: dir.join("runtime"),
         listen: Some("127.0.0.1:0".into()),
         env: envmap,
+        stack: Some(Arc::new(|| {
+            Box::pin(async {
+                json!({"project": "demo", "containers": [{"service": "redis", "status": "healthy"}]})
+            })
+        })),
     }
 }
 
@@ -157,6 +162,11 @@ async fn execute_through_ollama_with_facts_and_usage() {
         "{out}"
     );
     assert!(v["facts"]["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(v["facts"]["stack"]["containers"][0]["status"], "healthy");
+    assert!(
+        out.contains("\"service\": \"redis\""),
+        "stack health reached the prompt: {out}"
+    );
     gw.stop().await;
 }
 
