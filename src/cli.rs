@@ -78,6 +78,8 @@ pub enum Command {
     Doctor,
     /// Run the agents gateway headless (the API of the performance guide).
     Gateway(GatewayArgs),
+    /// Scrape one Prometheus endpoint: every family and sample, and P50/P95/P99.
+    Metrics(MetricsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +90,14 @@ pub struct GatewayArgs {
     /// Gateway settings (default: config/gateway.toml beside the compose file, if present).
     #[arg(long, value_name = "FILE")]
     pub gateway_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// The endpoint, e.g. http://127.0.0.1:8080/metrics.
+    pub url: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

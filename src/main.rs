@@ -49,6 +49,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         if let Command::Doctor = command {
             return commands::doctor::run(&cli.global).await;
         }
+        if let Command::Metrics(a) = &command {
+            return commands::metrics::run(a).await;
+        }
         if let Command::Gateway(a) = &command {
             return commands::gateway::run(&cli.global, a).await;
         }
@@ -66,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Build(a) => commands::images::build(&ctx, &a).await,
             Command::Doctor => commands::doctor::run(&cli.global).await,
             Command::Gateway(a) => commands::gateway::run(&cli.global, &a).await,
+            Command::Metrics(a) => commands::metrics::run(&a).await,
         }
     })
 }

@@ -7,6 +7,7 @@ pub mod down;
 pub mod gateway;
 pub mod images;
 pub mod logs;
+pub mod metrics;
 pub mod probe;
 pub mod progress;
 pub mod ps;

@@ -205,3 +205,42 @@ fn probe_answers_with_exit_codes() {
         Some(2)
     );
 }
+
+#[test]
+fn metrics_shows_every_family_and_quantiles() {
+    use std::io::{Read, Write};
+    let corpus =
+        std::fs::read_to_string(root().join("tests/fixtures/prometheus/corpus.txt")).unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let _ = s.read(&mut buf);
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{corpus}",
+            corpus.len()
+        );
+        s.write_all(resp.as_bytes()).unwrap();
+    });
+    let o = osmen()
+        .args(["metrics", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("8 families, 20 samples"), "{out}");
+    assert!(out.contains("vllm:num_requests_running (gauge)"), "{out}");
+    assert!(out.contains("msg=\"say \\\"hi\\\", then go\""), "{out}");
+    assert!(
+        out.contains("temperature_celsius{sensor=\"gpu1\"} +Inf"),
+        "{out}"
+    );
+    assert!(
+        out.contains("=> p50 0.300000 p95 0.750000 p99 0.950000"),
+        "{out}"
+    );
+    let o = osmen().args(["metrics", "ftp://x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -11,5 +11,6 @@ mod docker_stack;
 mod gateway;
 mod images;
 mod llm_standin;
+mod prometheus;
 mod shipped_stack;
 mod util;

@@ -1,0 +1,395 @@
+//! Prometheus text exposition (0.0.4) and OpenMetrics parsing, written here because
+//! prometheus-parse 0.2.5 drops valid input (names with colons, escaped quotes) and
+//! mis-splits label values holding `,` or `=` (`tests/it/prometheus.rs` proves it on the
+//! corpus). Also: quantiles from summaries, and `histogram_quantile` over bucket deltas.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Summary,
+    Histogram,
+    GaugeHistogram,
+    Info,
+    StateSet,
+    Untyped,
+}
+
+impl Kind {
+    fn parse(s: &str) -> Kind {
+        match s {
+            "counter" => Kind::Counter,
+            "gauge" => Kind::Gauge,
+            "summary" => Kind::Summary,
+            "histogram" => Kind::Histogram,
+            "gaugehistogram" => Kind::GaugeHistogram,
+            "info" => Kind::Info,
+            "stateset" => Kind::StateSet,
+            _ => Kind::Untyped,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<f64>,
+}
+
+impl Sample {
+    pub fn label(&self, k: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Family {
+    pub name: String,
+    pub kind: Kind,
+    pub help: String,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "NaN" | "nan" => Some(f64::NAN),
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+fn is_name_char(c: u8, first: bool) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c == b':' || (!first && c.is_ascii_digit())
+}
+
+/// Parses one sample line.
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() && is_name_char(b[i], i == 0) {
+        i += 1;
+    }
+    if i == 0 {
+        return Err(format!("expected a metric name at {line:?}"));
+    }
+    let name = line[..i].to_string();
+    let mut labels = Vec::new();
+    if i < b.len() && b[i] == b'{' {
+        i += 1;
+        loop {
+            while i < b.len() && (b[i] == b' ' || b[i] == b',') {
+                i += 1;
+            }
+            if i >= b.len() {
+                return Err("unterminated label set".into());
+            }
+            if b[i] == b'}' {
+                i += 1;
+                break;
+            }
+            let start = i;
+            while i < b.len() && is_name_char(b[i], i == start) {
+                i += 1;
+            }
+            let key = line[start..i].to_string();
+            if key.is_empty() {
+                return Err(format!("bad label name at column {}", i + 1));
+            }
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+            if i >= b.len() || b[i] != b'=' {
+                return Err(format!("expected = after label {key}"));
+            }
+            i += 1;
+            while i < b.len() && b[i] == b' ' {
+                i += 1;
+            }
+            if i >= b.len() || b[i] != b'"' {
+                return Err(format!("label {key}: value must be quoted"));
+            }
+            i += 1;
+            let mut val = Vec::new();
+            loop {
+                match b.get(i) {
+                    None => return Err(format!("label {key}: unterminated value")),
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') => {
+                        match b.get(i + 1) {
+                            Some(b'n') => val.push(b'\n'),
+                            Some(b'"') => val.push(b'"'),
+                            Some(b'\\') => val.push(b'\\'),
+                            Some(c) => {
+                                val.push(b'\\');
+                                val.push(*c);
+                            }
+                            None => return Err(format!("label {key}: dangling escape")),
+                        }
+                        i += 2;
+                    }
+                    Some(c) => {
+                        val.push(*c);
+                        i += 1;
+                    }
+                }
+            }
+            labels.push((key, String::from_utf8_lossy(&val).into_owned()));
+        }
+    }
+    let rest = line[i..].trim();
+    let mut parts = rest.split_whitespace();
+    let v = parts.next().ok_or("missing value")?;
+    let value = parse_value(v).ok_or_else(|| format!("bad value {v:?}"))?;
+    let timestamp = match parts.next() {
+        // OpenMetrics exemplars start with '#': not part of the sample.
+        Some(t) if !t.starts_with('#') => Some(
+            t.parse::<f64>()
+                .map_err(|_| format!("bad timestamp {t:?}"))?,
+        ),
+        _ => None,
+    };
+    Ok(Sample {
+        name,
+        labels,
+        value,
+        timestamp,
+    })
+}
+
+/// The family a sample belongs to, given the declared families.
+fn family_of<'a>(name: &'a str, declared: &BTreeMap<String, Kind>) -> &'a str {
+    if declared.contains_key(name) {
+        return name;
+    }
+    for suffix in [
+        "_bucket", "_sum", "_count", "_created", "_total", "_gsum", "_gcount", "_info",
+    ] {
+        if let Some(base) = name.strip_suffix(suffix)
+            && declared.contains_key(base)
+        {
+            return base;
+        }
+    }
+    name
+}
+
+/// Parses a whole exposition. Families keep their order of first appearance.
+pub fn parse(text: &str) -> Result<Vec<Family>, ParseError> {
+    let mut order: Vec<String> = Vec::new();
+    let mut fams: BTreeMap<String, Family> = BTreeMap::new();
+    let mut declared: BTreeMap<String, Kind> = BTreeMap::new();
+    let ensure =
+        |name: &str, fams: &mut BTreeMap<String, Family>, order: &mut Vec<String>, kind: Kind| {
+            fams.entry(name.to_string()).or_insert_with(|| {
+                order.push(name.to_string());
+                Family {
+                    name: name.to_string(),
+                    kind,
+                    help: String::new(),
+                    samples: Vec::new(),
+                }
+            });
+        };
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(c) = line.strip_prefix('#') {
+            let c = c.trim_start();
+            if c == "EOF" {
+                break;
+            }
+            let mut it = c.splitn(3, ' ');
+            match (it.next(), it.next(), it.next()) {
+                (Some("TYPE"), Some(name), Some(t)) => {
+                    let k = Kind::parse(t.trim());
+                    declared.insert(name.to_string(), k);
+                    ensure(name, &mut fams, &mut order, k);
+                    if let Some(f) = fams.get_mut(name) {
+                        f.kind = k;
+                    }
+                }
+                (Some("HELP"), Some(name), help) => {
+                    ensure(name, &mut fams, &mut order, Kind::Untyped);
+                    if let Some(f) = fams.get_mut(name) {
+                        f.help = help
+                            .unwrap_or("")
+                            .replace("\\n", "\n")
+                            .replace("\\\\", "\\");
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let s = parse_sample(line).map_err(|message| ParseError {
+            line: n + 1,
+            message,
+        })?;
+        let fam = family_of(&s.name, &declared).to_string();
+        let kind = declared.get(&fam).copied().unwrap_or(Kind::Untyped);
+        ensure(&fam, &mut fams, &mut order, kind);
+        if let Some(f) = fams.get_mut(&fam) {
+            f.samples.push(s);
+        }
+    }
+    Ok(order.into_iter().filter_map(|n| fams.remove(&n)).collect())
+}
+
+/// A label set (name, value) in the order the exposition gave it.
+pub type Labels = Vec<(String, String)>;
+
+/// `histogram_quantile`: `buckets` are (upper bound, cumulative count), in any order.
+/// Linear interpolation inside the bucket that holds the rank, as Prometheus does.
+pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let mut b: Vec<(f64, f64)> = buckets.to_vec();
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let total = b.last()?.1;
+    if total <= 0.0 || b.len() < 2 || !b.last()?.0.is_infinite() {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for (i, &(le, count)) in b.iter().enumerate() {
+        if count >= rank {
+            if le.is_infinite() {
+                // The rank is in the open-ended bucket: the last finite bound is the answer.
+                return Some(b.get(i.wrapping_sub(1)).map(|x| x.0).unwrap_or(0.0));
+            }
+            let lower = if i == 0 { 0.0f64.min(le) } else { prev.0 };
+            let in_bucket = count - prev.1;
+            if in_bucket <= 0.0 {
+                return Some(le);
+            }
+            return Some(lower + (le - lower) * (rank - prev.1) / in_bucket);
+        }
+        prev = (le, count);
+    }
+    None
+}
+
+/// Quantile series of one family: (labels without `quantile`/`le`, q, value). Summaries
+/// give their own quantiles; histograms are computed from their (cumulative) buckets.
+pub fn quantiles(f: &Family, qs: &[f64]) -> Vec<(Labels, f64, f64)> {
+    let mut out = Vec::new();
+    match f.kind {
+        Kind::Summary => {
+            for s in f.samples.iter().filter(|s| s.name == f.name) {
+                if let Some(q) = s.label("quantile").and_then(|q| q.parse::<f64>().ok()) {
+                    let rest = s
+                        .labels
+                        .iter()
+                        .filter(|(k, _)| k != "quantile")
+                        .cloned()
+                        .collect();
+                    out.push((rest, q, s.value));
+                }
+            }
+        }
+        Kind::Histogram | Kind::GaugeHistogram => {
+            let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
+            for s in f.samples.iter().filter(|s| s.name.ends_with("_bucket")) {
+                let Some(le) = s.label("le").and_then(parse_value) else {
+                    continue;
+                };
+                let rest: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k != "le")
+                    .cloned()
+                    .collect();
+                series.entry(rest).or_default().push((le, s.value));
+            }
+            for (labels, buckets) in series {
+                for q in qs {
+                    if let Some(v) = histogram_quantile(*q, &buckets) {
+                        out.push((labels.clone(), *q, v));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Bucket deltas between two scrapes of one histogram series (for a sliding window):
+/// each bound's count now minus then. A counter reset (count went down) gives `now`.
+pub fn bucket_delta(then: &[(f64, f64)], now: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let reset = now
+        .iter()
+        .any(|(le, c)| then.iter().any(|(l2, c2)| l2 == le && c2 > c));
+    if reset {
+        return now.to_vec();
+    }
+    now.iter()
+        .map(|(le, c)| {
+            let before = then
+                .iter()
+                .find(|(l2, _)| l2 == le)
+                .map(|x| x.1)
+                .unwrap_or(0.0);
+            (*le, c - before)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantile_matches_prometheus() {
+        // 10 in (0, 0.1], 80 in (0.1, 0.5], 10 in (0.5, 1].
+        let b = [
+            (0.1, 10.0),
+            (0.5, 90.0),
+            (1.0, 100.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert!((histogram_quantile(0.5, &b).unwrap() - 0.3).abs() < 1e-9);
+        assert!((histogram_quantile(0.95, &b).unwrap() - 0.75).abs() < 1e-9);
+        assert!((histogram_quantile(0.05, &b).unwrap() - 0.05).abs() < 1e-9);
+        let open = [(0.1, 1.0), (f64::INFINITY, 10.0)];
+        assert_eq!(histogram_quantile(0.99, &open), Some(0.1));
+        assert_eq!(histogram_quantile(0.5, &[(f64::INFINITY, 0.0)]), None);
+    }
+
+    #[test]
+    fn deltas_and_resets() {
+        let then = [(0.1, 5.0), (f64::INFINITY, 10.0)];
+        let now = [(0.1, 7.0), (f64::INFINITY, 20.0)];
+        assert_eq!(
+            bucket_delta(&then, &now),
+            vec![(0.1, 2.0), (f64::INFINITY, 10.0)]
+        );
+        let reset = [(0.1, 1.0), (f64::INFINITY, 2.0)];
+        assert_eq!(bucket_delta(&then, &reset), reset.to_vec());
+    }
+}
