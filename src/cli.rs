@@ -80,6 +80,8 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Scrape one Prometheus endpoint: every family and sample, and P50/P95/P99.
     Metrics(MetricsArgs),
+    /// Live host, container, GPU, Ollama and agent figures (the console's snapshot).
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +92,15 @@ pub struct GatewayArgs {
     /// Gateway settings (default: config/gateway.toml beside the compose file, if present).
     #[arg(long, value_name = "FILE")]
     pub gateway_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every second until interrupted.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,5 +4,6 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod gateway;
+pub mod hub;
 pub mod model;
 pub mod stack;

@@ -70,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Doctor => commands::doctor::run(&cli.global).await,
             Command::Gateway(a) => commands::gateway::run(&cli.global, &a).await,
             Command::Metrics(a) => commands::metrics::run(&a).await,
+            Command::Status(a) => commands::status::run(&ctx, &a).await,
         }
     })
 }

@@ -360,6 +360,100 @@ pub fn bucket_delta(then: &[(f64, f64)], now: &[(f64, f64)]) -> Vec<(f64, f64)> 
         .collect()
 }
 
+/// Per-agent figures from a gateway's /metrics: requests, in flight and P50/P95/P99.
+pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut by: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for f in fams {
+        for s in &f.samples {
+            let Some(agent) = s.label("agent") else {
+                continue;
+            };
+            let e = by.entry(agent.to_string()).or_default();
+            e.insert("agent".into(), json!(agent));
+            match (s.name.as_str(), s.label("quantile"), s.label("status")) {
+                ("osmen_request_duration_seconds", Some(q), _) => {
+                    let key = match q {
+                        "0.5" => "p50_seconds",
+                        "0.95" => "p95_seconds",
+                        "0.99" => "p99_seconds",
+                        _ => continue,
+                    };
+                    e.insert(
+                        key.into(),
+                        if s.value.is_nan() {
+                            json!(null)
+                        } else {
+                            json!(s.value)
+                        },
+                    );
+                }
+                ("osmen_requests_total", _, Some(st)) => {
+                    e.insert(format!("requests_{st}"), json!(s.value));
+                }
+                ("osmen_inflight", _, _) => {
+                    e.insert("inflight".into(), json!(s.value));
+                }
+                ("osmen_queue_depth", _, _) => {
+                    e.insert("queued".into(), json!(s.value));
+                }
+                _ => {}
+            }
+        }
+    }
+    by.into_values().map(serde_json::Value::Object).collect()
+}
+
+/// Scrapes the gateways each `period` and publishes their agents.
+pub async fn run_agents(
+    urls: Vec<String>,
+    period: std::time::Duration,
+    tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::hub::Update;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let mut agents = Vec::new();
+        let mut err = None;
+        for u in &urls {
+            let r = async {
+                let t = client
+                    .get(u)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{u}: {e}"))?
+                    .text()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                parse(&t).map_err(|e| format!("{u}: {e}"))
+            }
+            .await;
+            match r {
+                Ok(f) => agents.extend(agents_from(&f)),
+                Err(e) => err = Some(e),
+            }
+        }
+        let _ = tx.send(Update::Agents(agents)).await;
+        let _ = tx
+            .send(Update::Source(
+                "agents",
+                err.map(|e| Err(format!("unavailable: gateway {e}")))
+                    .unwrap_or(Ok(())),
+            ))
+            .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

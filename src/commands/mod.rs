@@ -12,6 +12,7 @@ pub mod probe;
 pub mod progress;
 pub mod ps;
 pub mod restart;
+pub mod status;
 pub mod supervise;
 pub mod up;
 

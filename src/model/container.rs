@@ -51,7 +51,7 @@ impl std::fmt::Display for PortRow {
 }
 
 /// One container of the project, from the engine's point of view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContainerRow {
     pub service: String,
     pub name: String,
@@ -70,6 +70,10 @@ pub struct ContainerRow {
     pub config_hash: String,
     /// Created by osmen (false: adopted from Compose or another tool).
     pub managed: bool,
+    /// CPU limit in cores (HostConfig.NanoCpus), if any.
+    pub cpu_limit: Option<f64>,
+    /// Memory limit in bytes (HostConfig.Memory), if any.
+    pub memory_limit: Option<u64>,
 }
 
 impl ContainerRow {

@@ -5,7 +5,9 @@
 pub mod config;
 pub mod container;
 pub mod gateway;
+pub mod history;
 pub mod journal;
 pub mod progress;
 pub mod secret;
+pub mod snapshot;
 pub mod units;

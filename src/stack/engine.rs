@@ -25,6 +25,7 @@ use super::compose::{GpuRequest, HealthTest, Healthcheck, MountKind, Port, Resta
 use super::image::{Credentials, ImageRef};
 use crate::model::container::{ContainerRow, Health, PortRow};
 use crate::model::progress::LayerEvent;
+use crate::model::snapshot::RawStats;
 
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";
 pub const LABEL_SERVICE: &str = "com.docker.compose.service";
@@ -193,6 +194,8 @@ pub trait Engine: Send + Sync + 'static {
     fn events(&self, project: &str) -> BoxStream<EResult<EngineEvent>>;
     fn pull(&self, image: &ImageRef, creds: Option<Credentials>) -> BoxStream<EResult<LayerEvent>>;
     fn build(&self, req: BuildRequest, context: Vec<u8>) -> BoxStream<EResult<BuildEvent>>;
+    /// One `docker stats` sample (no streaming, no waiting for a second sample).
+    fn stats_once(&self, id: &str) -> impl Future<Output = EResult<RawStats>> + Send;
 }
 
 pub struct DockerEngine {
@@ -400,6 +403,18 @@ fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
             .unwrap_or(1),
         config_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
         managed: labels.contains_key(LABEL_OSMEN),
+        cpu_limit: c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.nano_cpus)
+            .filter(|n| *n > 0)
+            .map(|n| n as f64 / 1e9),
+        memory_limit: c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.memory)
+            .filter(|m| *m > 0)
+            .map(|m| m as u64),
         name: c
             .name
             .unwrap_or_default()
@@ -738,6 +753,55 @@ impl Engine for DockerEngine {
         Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|ev| (ev, rx))
         }))
+    }
+
+    async fn stats_once(&self, id: &str) -> EResult<RawStats> {
+        use bollard::query_parameters::StatsOptionsBuilder;
+        let opts = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stream = self.docker.stats(id, Some(opts));
+        let s = stream
+            .next()
+            .await
+            .ok_or_else(|| EngineError::Other(format!("no stats for {id}")))??;
+        let cpu = s.cpu_stats.unwrap_or_default();
+        let mem = s.memory_stats.unwrap_or_default();
+        let mstats = mem.stats.unwrap_or_default();
+        let (mut rx, mut tx) = (0, 0);
+        for n in s.networks.unwrap_or_default().values() {
+            rx += n.rx_bytes.unwrap_or(0);
+            tx += n.tx_bytes.unwrap_or(0);
+        }
+        let (mut rd, mut wr) = (0, 0);
+        for e in s
+            .blkio_stats
+            .and_then(|b| b.io_service_bytes_recursive)
+            .unwrap_or_default()
+        {
+            match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("read") => rd += e.value.unwrap_or(0),
+                Some("write") => wr += e.value.unwrap_or(0),
+                _ => {}
+            }
+        }
+        Ok(RawStats {
+            cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+            system_ns: cpu.system_cpu_usage.unwrap_or(0),
+            online_cpus: cpu.online_cpus.unwrap_or(0),
+            mem_usage: mem.usage.unwrap_or(0),
+            mem_inactive_file: mstats
+                .get("total_inactive_file")
+                .or_else(|| mstats.get("inactive_file"))
+                .copied(),
+            mem_limit: mem.limit.unwrap_or(0),
+            net_rx: rx,
+            net_tx: tx,
+            blk_read: rd,
+            blk_write: wr,
+            pids: s.pids_stats.and_then(|p| p.current).unwrap_or(0),
+        })
     }
 
     fn events(&self, project: &str) -> BoxStream<EResult<EngineEvent>> {

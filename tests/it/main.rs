@@ -6,6 +6,7 @@ static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accoun
 
 mod architecture;
 mod cli;
+mod collect;
 mod compose_corpus;
 mod docker_stack;
 mod gateway;

@@ -6,7 +6,8 @@
 //!   standin probe URL   exit 0 when URL answers 200 (used as an exec health check)
 //!
 //! Environment for `serve`: STANDIN_READY_AFTER_MS (health is 503 until then),
-//! STANDIN_EXIT_AFTER_MS with STANDIN_EXIT_CODE (exit on its own), STANDIN_NAME (in logs).
+//! STANDIN_EXIT_AFTER_MS with STANDIN_EXIT_CODE (exit on its own), STANDIN_NAME (in logs),
+//! STANDIN_BURN_THREADS (threads spinning forever), STANDIN_HOLD_MB (memory held).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -71,6 +72,25 @@ fn serve() {
             std::process::exit(code);
         });
     }
+    // Steady load for the collectors' fidelity tests.
+    let burners: usize = std::env::var("STANDIN_BURN_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..burners {
+        std::thread::spawn(|| {
+            let mut x = 1u64;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        });
+    }
+    let held: Vec<u8> = match std::env::var("STANDIN_HOLD_MB").ok().and_then(|v| v.parse::<usize>().ok()) {
+        // Every page written, so the memory is resident, not just reserved.
+        Some(mb) => vec![7u8; mb << 20],
+        None => Vec::new(),
+    };
+    let _held = std::hint::black_box(held);
     let listener = TcpListener::bind(format!("0.0.0.0:{port}")).unwrap_or_else(|e| {
         eprintln!("{name}: cannot listen on port {port}: {e}");
         std::process::exit(3)

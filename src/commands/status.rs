@@ -1,0 +1,337 @@
+//! `osmen status`: the snapshot without the console, from the same collectors and hub.
+//! Works with no engine, no GPU and no Ollama, and says so in `sources`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::{Ctx, OK, out};
+use crate::cli::StatusArgs;
+use crate::collect::containers::ContainerSource;
+use crate::collect::gpu::{GpuSource, NvmlSource};
+use crate::hub::{self, Update};
+use crate::model::container::ContainerRow;
+use crate::model::secret::mask_url_credentials;
+use crate::model::snapshot::{RawStats, Snapshot};
+use crate::model::units::format_bytes;
+use crate::stack::engine::{DockerEngine, Engine};
+
+pub const PERIOD: Duration = Duration::from_secs(1);
+
+/// The Docker adapter as the container collector's source.
+pub struct EngineSource {
+    pub engine: Arc<DockerEngine>,
+    pub project: String,
+}
+
+impl ContainerSource for EngineSource {
+    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
+        self.engine
+            .list_containers(&self.project)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn stats(&self, id: &str) -> Result<RawStats, String> {
+        self.engine.stats_once(id).await.map_err(|e| e.to_string())
+    }
+    fn events(
+        &self,
+    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<String, String>> + Send>> {
+        Box::pin(
+            self.engine
+                .events(&self.project)
+                .map(|r| r.map(|e| e.container_id).map_err(|e| e.to_string())),
+        )
+    }
+}
+
+/// Starts every collector for the project; returns the snapshots and a stop switch.
+pub async fn start(
+    ctx: &Ctx,
+) -> (
+    tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (tx, rx) = hub::spawn(&ctx.project.name, Some(ctx.runtime_dir.clone()));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let engine = DockerEngine::connect().await.map(Arc::new);
+    let mut mounts = vec!["/".to_string()];
+    if let Ok(e) = &engine
+        && let Ok(i) = e.info().await
+        && let Some(root) = i.root_dir
+    {
+        mounts.push(root);
+    }
+    tokio::spawn(crate::collect::host::run(
+        mounts,
+        PERIOD,
+        tx.clone(),
+        stop.clone(),
+    ));
+    match engine {
+        Ok(e) => {
+            let src = Arc::new(EngineSource {
+                engine: e,
+                project: ctx.project.name.clone(),
+            });
+            tokio::spawn(crate::collect::containers::run(
+                src,
+                PERIOD,
+                tx.clone(),
+                stop.clone(),
+            ));
+        }
+        Err(e) => {
+            let _ = tx
+                .send(Update::Source(
+                    "containers",
+                    Err(format!("unavailable: {e}")),
+                ))
+                .await;
+        }
+    }
+    let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
+    crate::collect::gpu::spawn(gpu, PERIOD * 2, tx.clone(), stop.clone());
+    let ollama = std::env::var("OLLAMA_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            let svc = ctx.project.services.get("ollama")?;
+            let p = svc.ports.iter().find(|p| p.target == 11434)?;
+            Some(format!("http://127.0.0.1:{}", p.published?))
+        });
+    tokio::spawn(crate::collect::ollama::run(
+        ollama,
+        PERIOD * 10,
+        tx.clone(),
+        stop.clone(),
+    ));
+    let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let gateways = vec![format!("http://{listen}/metrics")];
+    tokio::spawn(crate::collect::prometheus::run_agents(
+        gateways,
+        PERIOD * 2,
+        tx,
+        stop,
+    ));
+    (rx, stop_tx)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.1}%")).unwrap_or_else(|| "-".into())
+}
+
+pub fn render(s: &Snapshot) -> String {
+    let mut o = format!("project {}\n", s.project);
+    match &s.host {
+        Some(h) => {
+            o.push_str(&format!(
+                "host     cpu {:.1}% ({} cores)  memory {} used, {} available of {}  swap {}/{}",
+                h.cpu_percent,
+                h.per_core_percent.len(),
+                format_bytes(h.memory_used_bytes),
+                format_bytes(h.memory_available_bytes),
+                format_bytes(h.memory_total_bytes),
+                format_bytes(h.swap_used_bytes),
+                format_bytes(h.swap_total_bytes),
+            ));
+            if let Some(l) = h.load {
+                o.push_str(&format!("  load {:.2} {:.2} {:.2}", l[0], l[1], l[2]));
+            }
+            o.push_str(&format!(
+                "\n         net rx {}/s tx {}/s  osmen {:.1}% cpu, {}\n",
+                format_bytes(h.net_rx_bytes_per_s as u64),
+                format_bytes(h.net_tx_bytes_per_s as u64),
+                h.osmen_cpu_percent,
+                format_bytes(h.osmen_memory_bytes)
+            ));
+        }
+        None => o.push_str("host     (no sample yet)\n"),
+    }
+    let head = [
+        "SERVICE",
+        "CONTAINER",
+        "STATE",
+        "HEALTH",
+        "CPU",
+        "CPU/LIMIT",
+        "MEMORY",
+        "MEM%",
+        "RESTARTS",
+        "VRAM",
+    ];
+    let rows: Vec<[String; 10]> = s
+        .services
+        .iter()
+        .map(|x| {
+            [
+                x.service.clone(),
+                x.container.clone(),
+                x.state.clone(),
+                if x.health.is_empty() {
+                    "-".into()
+                } else {
+                    x.health.clone()
+                },
+                pct(x.cpu_percent),
+                pct(x.cpu_limit_percent),
+                match (x.memory_bytes, x.memory_limit_bytes) {
+                    (Some(m), Some(l)) => format!("{} / {}", format_bytes(m), format_bytes(l)),
+                    (Some(m), None) => format_bytes(m),
+                    _ => "-".into(),
+                },
+                pct(x.memory_percent),
+                x.restarts.to_string(),
+                x.gpu_memory_bytes
+                    .map(format_bytes)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut w = head.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+            + "\n"
+    };
+    o.push('\n');
+    o.push_str(&line(head.to_vec()));
+    for r in &rows {
+        o.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    if s.services.is_empty() {
+        o.push_str("(no containers)\n");
+    }
+    o.push('\n');
+    for g in &s.gpus {
+        o.push_str(&format!(
+            "gpu {} {}  vram {} / {}  util {}%  {}°C\n",
+            g.index,
+            g.name,
+            format_bytes(g.memory_used_bytes),
+            format_bytes(g.memory_total_bytes),
+            g.gpu_util_percent
+                .map(|u| u.to_string())
+                .unwrap_or_else(|| "-".into()),
+            g.temperature_c
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    if let Some(ol) = &s.ollama {
+        o.push_str(&format!(
+            "ollama {} at {}: {} installed, {} loaded\n",
+            ol["version"],
+            ol["url"],
+            ol["installed"].as_array().map(|a| a.len()).unwrap_or(0),
+            ol["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
+        ));
+    }
+    for a in &s.agents {
+        let ms = |k: &str| {
+            a[k].as_f64()
+                .map(|v| format!("{:.0}ms", v * 1000.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        o.push_str(&format!(
+            "agent {:<22} p50 {} p95 {} p99 {}\n",
+            a["agent"].as_str().unwrap_or("?"),
+            ms("p50_seconds"),
+            ms("p95_seconds"),
+            ms("p99_seconds")
+        ));
+    }
+    o.push_str("sources: ");
+    o.push_str(
+        &s.sources
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.status))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    o.push('\n');
+    mask_url_credentials(&o)
+}
+
+fn ready(s: &Snapshot) -> bool {
+    let containers_done = s
+        .sources
+        .get("containers")
+        .is_some_and(|h| h.status != "ok")
+        || (s.sources.contains_key("containers")
+            && s.services
+                .iter()
+                .filter(|x| x.state == "running")
+                .all(|x| x.cpu_percent.is_some()));
+    let host_done = s.host.as_ref().is_some_and(|h| h.cpu_percent > 0.0)
+        || s.sources.get("host").is_some_and(|h| h.status != "ok");
+    containers_done
+        && host_done
+        && s.sources.contains_key("gpu")
+        && s.sources.contains_key("ollama")
+}
+
+pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
+    let (mut rx, stop) = start(ctx).await;
+    let json = |s: &Snapshot| -> anyhow::Result<String> {
+        let mut v = serde_json::to_value(s)?;
+        if let Some(services) = v.get_mut("services").and_then(|x| x.as_array_mut()) {
+            for svc in services {
+                if let Some(h) = svc
+                    .get_mut("health_output")
+                    .and_then(|x| x.as_str().map(mask_url_credentials))
+                {
+                    svc["health_output"] = serde_json::Value::String(h);
+                }
+            }
+        }
+        Ok(serde_json::to_string_pretty(&v)? + "\n")
+    };
+    // Wait for rates (two samples) or for every source to have answered, at most 5 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if ready(&rx.borrow()) {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    loop {
+        let snap = rx.borrow().clone();
+        let text = if args.json {
+            json(&snap)?
+        } else {
+            render(&snap)
+        };
+        if args.watch && !args.json {
+            out(&format!("\x1b[H\x1b[2J{text}"))?;
+        } else {
+            out(&text)?;
+        }
+        if !args.watch {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::time::sleep(PERIOD) => {}
+        }
+    }
+    let _ = stop.send(true);
+    Ok(OK)
+}

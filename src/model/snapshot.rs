@@ -1,0 +1,122 @@
+//! The snapshot: everything the console and `osmen status` show, measured, in one
+//! immutable value that the hub publishes. Sources that could not measure say why in
+//! `sources` instead of leaving a zero behind.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The raw counters of one `docker stats` sample, engine-independent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RawStats {
+    pub cpu_total_ns: u64,
+    pub system_ns: u64,
+    pub online_cpus: u32,
+    pub mem_usage: u64,
+    /// `total_inactive_file` (cgroup v1) or `inactive_file` (v2), when reported.
+    pub mem_inactive_file: Option<u64>,
+    pub mem_limit: u64,
+    pub net_rx: u64,
+    pub net_tx: u64,
+    pub blk_read: u64,
+    pub blk_write: u64,
+    pub pids: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServiceStats {
+    pub service: String,
+    pub container: String,
+    pub container_id: String,
+    pub state: String,
+    pub health: String,
+    pub health_output: String,
+    /// 100 = one core, as `docker stats`. None until two samples exist.
+    pub cpu_percent: Option<f64>,
+    /// Percent of the container's own CPU limit (None without a limit).
+    pub cpu_limit_percent: Option<f64>,
+    /// Working set: usage minus inactive file cache, as `docker stats`.
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub memory_percent: Option<f64>,
+    pub net_rx_bytes_per_s: Option<f64>,
+    pub net_tx_bytes_per_s: Option<f64>,
+    pub block_read_bytes_per_s: Option<f64>,
+    pub block_write_bytes_per_s: Option<f64>,
+    pub pids: Option<u64>,
+    pub restarts: i64,
+    pub started_at: String,
+    /// VRAM held by the container's processes, from NVML.
+    pub gpu_memory_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HostStats {
+    pub cpu_percent: f64,
+    pub per_core_percent: Vec<f64>,
+    pub memory_total_bytes: u64,
+    pub memory_used_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_used_bytes: u64,
+    /// 1, 5 and 15 minute load averages, when the kernel reports them.
+    pub load: Option<[f64; 3]>,
+    pub disks: Vec<DiskStats>,
+    pub net_rx_bytes_per_s: f64,
+    pub net_tx_bytes_per_s: f64,
+    pub osmen_cpu_percent: f64,
+    pub osmen_memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DiskStats {
+    pub mount: String,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GpuProcess {
+    pub pid: u32,
+    pub used_memory_bytes: u64,
+    pub container: Option<String>,
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GpuStats {
+    pub index: u32,
+    pub name: String,
+    pub uuid: String,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub gpu_util_percent: Option<u32>,
+    pub memory_util_percent: Option<u32>,
+    pub temperature_c: Option<u32>,
+    pub power_w: Option<f64>,
+    pub power_limit_w: Option<f64>,
+    pub fan_percent: Option<u32>,
+    pub processes: Vec<GpuProcess>,
+}
+
+/// A source's health: `ok`, or `unavailable: <reason>` / `error: <reason>`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceHealth {
+    pub status: String,
+    pub last_error: Option<String>,
+    /// Seconds since the Unix epoch of the last good sample.
+    pub last_sample: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Seconds since the Unix epoch.
+    pub taken_at: f64,
+    pub project: String,
+    pub host: Option<HostStats>,
+    pub services: Vec<ServiceStats>,
+    pub gpus: Vec<GpuStats>,
+    pub ollama: Option<serde_json::Value>,
+    pub agents: Vec<serde_json::Value>,
+    pub sources: BTreeMap<String, SourceHealth>,
+}
