@@ -158,7 +158,9 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
                     }
                 }
             }
-            labels.push((key, String::from_utf8_lossy(&val).into_owned()));
+            let val = String::from_utf8(val)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            labels.push((key, val));
         }
     }
     let rest = line[i..].trim();
@@ -200,21 +202,29 @@ fn family_of<'a>(name: &'a str, declared: &BTreeMap<String, Kind>) -> &'a str {
 
 /// Parses a whole exposition. Families keep their order of first appearance.
 pub fn parse(text: &str) -> Result<Vec<Family>, ParseError> {
-    let mut order: Vec<String> = Vec::new();
-    let mut fams: BTreeMap<String, Family> = BTreeMap::new();
+    let mut fams: Vec<Family> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut declared: BTreeMap<String, Kind> = BTreeMap::new();
-    let ensure =
-        |name: &str, fams: &mut BTreeMap<String, Family>, order: &mut Vec<String>, kind: Kind| {
-            fams.entry(name.to_string()).or_insert_with(|| {
-                order.push(name.to_string());
-                Family {
-                    name: name.to_string(),
-                    kind,
-                    help: String::new(),
-                    samples: Vec::new(),
-                }
-            });
-        };
+    // Samples of one family come together: remember the last family's slot.
+    let mut last: Option<usize> = None;
+    fn slot(
+        name: &str,
+        kind: Kind,
+        fams: &mut Vec<Family>,
+        index: &mut BTreeMap<String, usize>,
+    ) -> usize {
+        if let Some(i) = index.get(name) {
+            return *i;
+        }
+        fams.push(Family {
+            name: name.to_string(),
+            kind,
+            help: String::new(),
+            samples: Vec::new(),
+        });
+        index.insert(name.to_string(), fams.len() - 1);
+        fams.len() - 1
+    }
     for (n, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() {
@@ -230,19 +240,15 @@ pub fn parse(text: &str) -> Result<Vec<Family>, ParseError> {
                 (Some("TYPE"), Some(name), Some(t)) => {
                     let k = Kind::parse(t.trim());
                     declared.insert(name.to_string(), k);
-                    ensure(name, &mut fams, &mut order, k);
-                    if let Some(f) = fams.get_mut(name) {
-                        f.kind = k;
-                    }
+                    let i = slot(name, k, &mut fams, &mut index);
+                    fams[i].kind = k;
                 }
                 (Some("HELP"), Some(name), help) => {
-                    ensure(name, &mut fams, &mut order, Kind::Untyped);
-                    if let Some(f) = fams.get_mut(name) {
-                        f.help = help
-                            .unwrap_or("")
-                            .replace("\\n", "\n")
-                            .replace("\\\\", "\\");
-                    }
+                    let i = slot(name, Kind::Untyped, &mut fams, &mut index);
+                    fams[i].help = help
+                        .unwrap_or("")
+                        .replace("\\n", "\n")
+                        .replace("\\\\", "\\");
                 }
                 _ => {}
             }
@@ -252,14 +258,24 @@ pub fn parse(text: &str) -> Result<Vec<Family>, ParseError> {
             line: n + 1,
             message,
         })?;
-        let fam = family_of(&s.name, &declared).to_string();
-        let kind = declared.get(&fam).copied().unwrap_or(Kind::Untyped);
-        ensure(&fam, &mut fams, &mut order, kind);
-        if let Some(f) = fams.get_mut(&fam) {
-            f.samples.push(s);
-        }
+        let same = last.is_some_and(|i| {
+            let f = &fams[i].name;
+            s.name == *f
+                || (s.name.len() > f.len()
+                    && s.name.starts_with(f.as_str())
+                    && family_of(&s.name, &declared) == f.as_str())
+        });
+        let i = if same {
+            last.unwrap_or(0)
+        } else {
+            let fam = family_of(&s.name, &declared);
+            let kind = declared.get(fam).copied().unwrap_or(Kind::Untyped);
+            slot(fam, kind, &mut fams, &mut index)
+        };
+        fams[i].samples.push(s);
+        last = Some(i);
     }
-    Ok(order.into_iter().filter_map(|n| fams.remove(&n)).collect())
+    Ok(fams)
 }
 
 /// A label set (name, value) in the order the exposition gave it.
