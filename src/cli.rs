@@ -101,6 +101,9 @@ pub struct StatusArgs {
     /// Refresh every second until interrupted.
     #[arg(long)]
     pub watch: bool,
+    /// Also run a short Ollama generation: time to first token and tokens/s.
+    #[arg(long)]
+    pub probe_ollama: bool,
 }
 
 #[derive(Debug, Args)]

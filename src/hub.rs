@@ -18,6 +18,7 @@ pub enum Update {
     Gpus(Vec<GpuStats>),
     Ollama(serde_json::Value),
     Agents(Vec<serde_json::Value>),
+    Scrapes(Vec<crate::model::snapshot::ScrapeTarget>),
     /// A source's health: Ok(()) after a good sample, Err(reason) otherwise.
     Source(&'static str, Result<(), String>),
 }
@@ -91,6 +92,7 @@ impl Hub {
             }
             Update::Ollama(o) => self.snapshot.ollama = Some(o),
             Update::Agents(a) => self.snapshot.agents = a,
+            Update::Scrapes(t) => self.snapshot.scrapes = t,
             Update::Source(name, r) => {
                 let entry = self
                     .snapshot
@@ -188,4 +190,30 @@ pub fn spawn(
         hub.persist();
     });
     (tx, srx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("osmen-hub-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut hub = Hub::new("p", Some(dir.clone()));
+        for cpu in [10.0, 20.0, 30.0] {
+            hub.apply(Update::Host(HostStats {
+                cpu_percent: cpu,
+                ..Default::default()
+            }));
+        }
+        hub.apply(Update::Source("gpu", Err("unavailable: no driver".into())));
+        assert_eq!(hub.snapshot.sources["gpu"].status, "unavailable: no driver");
+        hub.persist();
+        let again = Hub::new("p", Some(dir.clone()));
+        let s = &again.history.series["host:cpu_percent"];
+        assert_eq!(s.fine.len(), 3);
+        assert_eq!(s.last(), Some(30.0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

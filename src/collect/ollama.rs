@@ -87,3 +87,70 @@ pub async fn run(
         }
     }
 }
+
+/// The on-demand probe: a short streamed generation, timing the first token and reading
+/// Ollama's own eval counters for tokens per second. Run when asked, never on a tick.
+pub async fn probe_generation(
+    client: &reqwest::Client,
+    base: &str,
+    model: Option<&str>,
+) -> Result<Value, String> {
+    let base = base.trim_end_matches('/');
+    let model = match model {
+        Some(m) => m.to_string(),
+        None => {
+            let s = sample(client, base).await?;
+            s["loaded"][0]["name"]
+                .as_str()
+                .or_else(|| s["installed"][0].as_str())
+                .ok_or("no model is installed: `ollama pull <model>` first")?
+                .to_string()
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut resp = client
+        .post(format!("{base}/api/generate"))
+        .json(
+            &json!({"model": model, "prompt": "Reply with the word ready.", "stream": true,
+                      "options": {"num_predict": 16}}),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("{base}/api/generate: {e}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        return Err(format!("{base}/api/generate answered {status}: {body}"));
+    }
+    let mut ttft = None;
+    let mut buf = Vec::new();
+    let mut last = Value::Null;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        buf.extend_from_slice(&chunk);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            if ttft.is_none() && v["response"].as_str().is_some_and(|r| !r.is_empty()) {
+                ttft = Some(started.elapsed());
+            }
+            if v["done"] == true {
+                last = v;
+            }
+        }
+    }
+    if last.is_null() {
+        return Err("the generation ended without its final summary".into());
+    }
+    let eval = last["eval_count"].as_u64().unwrap_or(0);
+    let eval_ns = last["eval_duration"].as_u64().unwrap_or(0);
+    Ok(json!({
+        "model": model,
+        "time_to_first_token_ms": ttft.map(|d| d.as_secs_f64() * 1000.0),
+        "tokens_per_second": if eval_ns > 0 { Some(eval as f64 / (eval_ns as f64 / 1e9)) } else { None },
+        "eval_count": eval,
+        "load_ms": last["load_duration"].as_u64().map(|n| n as f64 / 1e6),
+        "total_ms": started.elapsed().as_secs_f64() * 1000.0,
+    }))
+}

@@ -420,18 +420,135 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
     by.into_values().map(serde_json::Value::Object).collect()
 }
 
-/// Scrapes the gateways each `period` and publishes their agents.
-pub async fn run_agents(
+/// How far back histogram quantiles look (bucket deltas over this window).
+pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+type SeriesKey = (String, Labels);
+/// The buckets of every histogram series in one scrape.
+type BucketMap = BTreeMap<SeriesKey, Vec<(f64, f64)>>;
+
+/// One target's recent histogram scrapes, for windowed quantiles.
+#[derive(Default)]
+pub struct Windowed {
+    scrapes: std::collections::VecDeque<(std::time::Instant, BucketMap)>,
+}
+
+fn label_text(l: &[(String, String)]) -> String {
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Windowed {
+    /// Latency series of one scrape: summaries as reported, histograms over the bucket
+    /// deltas since the oldest scrape still inside the window.
+    pub fn latencies(
+        &mut self,
+        fams: &[Family],
+        now: std::time::Instant,
+    ) -> Vec<crate::model::snapshot::LatencySeries> {
+        use crate::model::snapshot::LatencySeries;
+        let mut out = Vec::new();
+        let mut buckets: BucketMap = BTreeMap::new();
+        for f in fams {
+            match f.kind {
+                Kind::Summary => {
+                    let mut by: BTreeMap<String, [Option<f64>; 3]> = BTreeMap::new();
+                    for (l, q, v) in quantiles(f, &[]) {
+                        let slot = by.entry(label_text(&l)).or_default();
+                        let i = if (q - 0.5).abs() < 1e-9 {
+                            0
+                        } else if (q - 0.95).abs() < 1e-9 {
+                            1
+                        } else if (q - 0.99).abs() < 1e-9 {
+                            2
+                        } else {
+                            continue;
+                        };
+                        slot[i] = (!v.is_nan()).then_some(v);
+                    }
+                    for (labels, [p50, p95, p99]) in by {
+                        out.push(LatencySeries {
+                            family: f.name.clone(),
+                            labels,
+                            p50,
+                            p95,
+                            p99,
+                            source: "summary".into(),
+                        });
+                    }
+                }
+                Kind::Histogram => {
+                    for s in f.samples.iter().filter(|s| s.name.ends_with("_bucket")) {
+                        let Some(le) = s.label("le").and_then(parse_value) else {
+                            continue;
+                        };
+                        let rest: Labels = s
+                            .labels
+                            .iter()
+                            .filter(|(k, _)| k != "le")
+                            .cloned()
+                            .collect();
+                        buckets
+                            .entry((f.name.clone(), rest))
+                            .or_default()
+                            .push((le, s.value));
+                    }
+                }
+                _ => {}
+            }
+        }
+        while self
+            .scrapes
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+        {
+            self.scrapes.pop_front();
+        }
+        for ((fam, labels), now_b) in &buckets {
+            let delta = match self
+                .scrapes
+                .front()
+                .and_then(|(_, m)| m.get(&(fam.clone(), labels.clone())))
+            {
+                Some(then) => bucket_delta(then, now_b),
+                None => now_b.clone(),
+            };
+            let q = |x: f64| histogram_quantile(x, &delta);
+            out.push(LatencySeries {
+                family: fam.clone(),
+                labels: label_text(labels),
+                p50: q(0.5),
+                p95: q(0.95),
+                p99: q(0.99),
+                source: if self.scrapes.is_empty() {
+                    "histogram, since start".into()
+                } else {
+                    "histogram, last 60 s".into()
+                },
+            });
+        }
+        self.scrapes.push_back((now, buckets));
+        out
+    }
+}
+
+/// Scrapes every target each `period`: latency series for the snapshot's `scrapes`, and
+/// per-agent figures from any osmen gateway among them.
+pub async fn run_targets(
     urls: Vec<String>,
     period: std::time::Duration,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::hub::Update;
+    use crate::model::snapshot::ScrapeTarget;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(2))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new());
+    let mut windows: BTreeMap<String, Windowed> = BTreeMap::new();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -440,33 +557,58 @@ pub async fn run_agents(
             _ = tick.tick() => {}
         }
         let mut agents = Vec::new();
-        let mut err = None;
+        let mut targets = Vec::new();
+        let mut down = Vec::new();
         for u in &urls {
             let r = async {
                 let t = client
                     .get(u)
                     .send()
                     .await
-                    .map_err(|e| format!("{u}: {e}"))?
+                    .map_err(|e| e.to_string())?
                     .text()
                     .await
                     .map_err(|e| e.to_string())?;
-                parse(&t).map_err(|e| format!("{u}: {e}"))
+                parse(&t).map_err(|e| e.to_string())
             }
             .await;
             match r {
-                Ok(f) => agents.extend(agents_from(&f)),
-                Err(e) => err = Some(e),
+                Ok(f) => {
+                    agents.extend(agents_from(&f));
+                    let lat = windows
+                        .entry(u.clone())
+                        .or_default()
+                        .latencies(&f, std::time::Instant::now());
+                    targets.push(ScrapeTarget {
+                        url: u.clone(),
+                        up: true,
+                        error: None,
+                        families: f.len(),
+                        samples: f.iter().map(|x| x.samples.len()).sum(),
+                        latencies: lat,
+                    });
+                }
+                Err(e) => {
+                    down.push(format!("{u}: {e}"));
+                    targets.push(ScrapeTarget {
+                        url: u.clone(),
+                        up: false,
+                        error: Some(e),
+                        families: 0,
+                        samples: 0,
+                        latencies: vec![],
+                    });
+                }
             }
         }
         let _ = tx.send(Update::Agents(agents)).await;
-        let _ = tx
-            .send(Update::Source(
-                "agents",
-                err.map(|e| Err(format!("unavailable: gateway {e}")))
-                    .unwrap_or(Ok(())),
-            ))
-            .await;
+        let _ = tx.send(Update::Scrapes(targets)).await;
+        let health = if down.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("unavailable: {}", down.join("; ")))
+        };
+        let _ = tx.send(Update::Source("scrape", health)).await;
     }
 }
 
@@ -501,5 +643,34 @@ mod tests {
         );
         let reset = [(0.1, 1.0), (f64::INFINITY, 2.0)];
         assert_eq!(bucket_delta(&then, &reset), reset.to_vec());
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_come_from_the_window_deltas() {
+        let page = |fast: u64, slow: u64| {
+            format!(
+                "# TYPE lat histogram\nlat_bucket{{le=\"0.1\"}} {fast}\nlat_bucket{{le=\"1\"}} {}\nlat_bucket{{le=\"+Inf\"}} {}\n",
+                fast + slow,
+                fast + slow
+            )
+        };
+        let t0 = std::time::Instant::now();
+        let mut w = Windowed::default();
+        // Since start: 1000 fast requests.
+        let first = w.latencies(&parse(&page(1000, 0)).unwrap(), t0);
+        assert!(first[0].p99.unwrap() <= 0.1);
+        // In the window only slow ones arrive: the window's P50 is in (0.1, 1].
+        let later = w.latencies(
+            &parse(&page(1000, 100)).unwrap(),
+            t0 + std::time::Duration::from_secs(10),
+        );
+        let p50 = later[0].p50.unwrap();
+        assert!((0.1..=1.0).contains(&p50) && p50 > 0.5, "{p50}");
+        assert_eq!(later[0].source, "histogram, last 60 s");
     }
 }

@@ -93,29 +93,50 @@ pub async fn start(
     }
     let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
     crate::collect::gpu::spawn(gpu, PERIOD * 2, tx.clone(), stop.clone());
-    let ollama = std::env::var("OLLAMA_URL")
+    tokio::spawn(crate::collect::ollama::run(
+        ollama_url(ctx),
+        PERIOD * 10,
+        tx.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(crate::collect::prometheus::run_targets(
+        scrape_targets(ctx),
+        PERIOD * 2,
+        tx,
+        stop,
+    ));
+    (rx, stop_tx)
+}
+
+/// What `status` scrapes: the embedded gateway, Qdrant and gateway replicas published on
+/// loopback, and every target in the settings file.
+pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
+    let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let mut t = vec![format!("http://{listen}/metrics")];
+    for (name, target) in [("qdrant", 6333u16), ("gateway", 8080)] {
+        if let Some(svc) = ctx.project.services.get(name) {
+            for p in svc.ports.iter().filter(|p| p.target == target) {
+                if let Some(port) = p.published {
+                    t.push(format!("http://127.0.0.1:{port}/metrics"));
+                }
+            }
+        }
+    }
+    t.extend(ctx.config.scrape.iter().cloned());
+    t.dedup();
+    t
+}
+
+/// `OLLAMA_URL`, else the stack's ollama service on its published loopback port.
+pub fn ollama_url(ctx: &Ctx) -> Option<String> {
+    std::env::var("OLLAMA_URL")
         .ok()
         .filter(|u| !u.is_empty())
         .or_else(|| {
             let svc = ctx.project.services.get("ollama")?;
             let p = svc.ports.iter().find(|p| p.target == 11434)?;
             Some(format!("http://127.0.0.1:{}", p.published?))
-        });
-    tokio::spawn(crate::collect::ollama::run(
-        ollama,
-        PERIOD * 10,
-        tx.clone(),
-        stop.clone(),
-    ));
-    let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let gateways = vec![format!("http://{listen}/metrics")];
-    tokio::spawn(crate::collect::prometheus::run_agents(
-        gateways,
-        PERIOD * 2,
-        tx,
-        stop,
-    ));
-    (rx, stop_tx)
+        })
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -239,6 +260,27 @@ pub fn render(s: &Snapshot) -> String {
             ol["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
         ));
     }
+    for t in &s.scrapes {
+        if !t.up {
+            continue;
+        }
+        for l in &t.latencies {
+            let f = |v: Option<f64>| {
+                v.map(|x| format!("{:.1}ms", x * 1000.0))
+                    .unwrap_or_else(|| "-".into())
+            };
+            o.push_str(&format!(
+                "scrape {} {}{{{}}} p50 {} p95 {} p99 {} ({})\n",
+                t.url,
+                l.family,
+                l.labels,
+                f(l.p50),
+                f(l.p95),
+                f(l.p99),
+                l.source
+            ));
+        }
+    }
     for a in &s.agents {
         let ms = |k: &str| {
             a[k].as_f64()
@@ -281,6 +323,7 @@ fn ready(s: &Snapshot) -> bool {
         && host_done
         && s.sources.contains_key("gpu")
         && s.sources.contains_key("ollama")
+        && s.sources.contains_key("scrape")
 }
 
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
@@ -312,13 +355,35 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
             break;
         }
     }
+    let probe = if args.probe_ollama {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        Some(match ollama_url(ctx) {
+            Some(u) => crate::collect::ollama::probe_generation(&client, &u, None)
+                .await
+                .unwrap_or_else(|e| serde_json::json!({"error": e})),
+            None => {
+                serde_json::json!({"error": "OLLAMA_URL is not set and the stack has no ollama port"})
+            }
+        })
+    } else {
+        None
+    };
     loop {
-        let snap = rx.borrow().clone();
-        let text = if args.json {
+        let mut snap = (*rx.borrow().clone()).clone();
+        if let Some(p) = &probe {
+            let o = snap.ollama.get_or_insert_with(|| serde_json::json!({}));
+            o["probe"] = p.clone();
+        }
+        let mut text = if args.json {
             json(&snap)?
         } else {
             render(&snap)
         };
+        if let (Some(p), false) = (&probe, args.json) {
+            text.push_str(&format!("ollama probe: {p}\n"));
+        }
         if args.watch && !args.json {
             out(&format!("\x1b[H\x1b[2J{text}"))?;
         } else {

@@ -40,6 +40,8 @@ impl Default for SupervisorConfig {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub supervisor: SupervisorConfig,
+    /// Extra Prometheus targets for `status` and the console.
+    pub scrape: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -47,6 +49,15 @@ pub struct Config {
 struct RawFile {
     #[serde(default)]
     supervisor: RawSupervisor,
+    #[serde(default)]
+    collect: RawCollect,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCollect {
+    #[serde(default)]
+    scrape: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -103,6 +114,14 @@ impl Config {
         if let Some(n) = r.journal_max_entries {
             s.journal_max_entries = n.max(10);
         }
+        for u in &raw.collect.scrape {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(format!(
+                    "{file}: collect.scrape: {u:?} is not an http(s) URL"
+                ));
+            }
+        }
+        c.scrape = raw.collect.scrape;
         Ok(c)
     }
 }

@@ -108,6 +108,29 @@ pub struct SourceHealth {
     pub last_sample: Option<f64>,
 }
 
+/// P50/P95/P99 of one latency series of a scraped target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencySeries {
+    pub family: String,
+    pub labels: String,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    /// `summary` (the target's own quantiles) or `histogram, last 60 s`.
+    pub source: String,
+}
+
+/// One Prometheus target as last scraped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScrapeTarget {
+    pub url: String,
+    pub up: bool,
+    pub error: Option<String>,
+    pub families: usize,
+    pub samples: usize,
+    pub latencies: Vec<LatencySeries>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Snapshot {
     /// Seconds since the Unix epoch.
@@ -118,5 +141,6 @@ pub struct Snapshot {
     pub gpus: Vec<GpuStats>,
     pub ollama: Option<serde_json::Value>,
     pub agents: Vec<serde_json::Value>,
+    pub scrapes: Vec<ScrapeTarget>,
     pub sources: BTreeMap<String, SourceHealth>,
 }

@@ -129,3 +129,97 @@ fn status_without_an_engine_says_so() {
         assert!(v.get(k).is_some(), "{k}");
     }
 }
+
+#[tokio::test]
+async fn ollama_models_offload_and_generation_probe() {
+    let llm = crate::llm_standin::start().await;
+    let client = reqwest::Client::new();
+    let v = osmen::collect::ollama::sample(&client, &llm.url)
+        .await
+        .unwrap();
+    assert_eq!(v["version"], "0.5.0");
+    assert_eq!(v["installed"].as_array().unwrap().len(), 2);
+    let m = &v["loaded"][0];
+    assert_eq!(m["partly_on_cpu"], true);
+    assert!((m["gpu_percent"].as_f64().unwrap() - 66.666).abs() < 0.01);
+    let p = osmen::collect::ollama::probe_generation(&client, &llm.url, None)
+        .await
+        .unwrap();
+    assert_eq!(p["model"], "llama3.2:latest", "the loaded model is probed");
+    assert_eq!(p["tokens_per_second"].as_f64(), Some(40.0));
+    let ttft = p["time_to_first_token_ms"].as_f64().unwrap();
+    assert!((25.0..500.0).contains(&ttft), "{ttft}");
+    assert!(
+        osmen::collect::ollama::sample(&client, "http://127.0.0.1:1")
+            .await
+            .is_err()
+    );
+}
+
+#[test]
+fn status_scrapes_configured_targets() {
+    use std::io::{Read, Write};
+    let corpus =
+        std::fs::read_to_string(crate::util::root().join("tests/fixtures/prometheus/corpus.txt"))
+            .unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(20) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{corpus}",
+                corpus.len()
+            );
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("osmen-scrape-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("osmen.toml");
+    std::fs::write(
+        &cfg,
+        format!("[collect]\nscrape = [\"http://127.0.0.1:{port}/metrics\"]\n"),
+    )
+    .unwrap();
+    let f = crate::util::root().join("tests/fixtures/stacks/basic/docker-compose.yml");
+    let o = crate::util::osmen()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("OSMEN_RUNTIME_DIR", &dir)
+        .arg("-f")
+        .arg(&f)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let t = v["scrapes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["url"].as_str().unwrap().contains(&port.to_string()))
+        .unwrap()
+        .clone();
+    assert_eq!(t["up"], true);
+    assert_eq!(t["families"], 8);
+    let lat = t["latencies"].as_array().unwrap();
+    let summary = lat
+        .iter()
+        .find(|l| l["family"] == "osmen_request_duration_seconds")
+        .unwrap();
+    assert_eq!(
+        (summary["p50"].as_f64(), summary["p99"].as_f64()),
+        (Some(2.4), Some(12.3))
+    );
+    let hist = lat
+        .iter()
+        .find(|l| l["family"] == "rpc_latency_seconds")
+        .unwrap();
+    assert!((hist["p50"].as_f64().unwrap() - 0.3).abs() < 1e-9, "{hist}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

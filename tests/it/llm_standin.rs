@@ -300,6 +300,45 @@ async fn qdrant_search(
     qdrant_ok(json!(hits))
 }
 
+async fn ollama_tags() -> Response {
+    Json(json!({"models": [{"name": "llama3.2:latest", "size": 2019393189u64}, {"name": "nomic-embed-text:latest", "size": 274302450u64}]})).into_response()
+}
+
+async fn ollama_ps() -> Response {
+    // A model partly offloaded to the CPU: size_vram < size.
+    Json(json!({"models": [{"name": "llama3.2:latest", "size": 3_000_000_000u64, "size_vram": 2_000_000_000u64,
+                            "expires_at": "2026-11-28T17:00:00Z"}]})).into_response()
+}
+
+/// Streams NDJSON like Ollama: a few tokens, 30 ms apart, then the summary with its
+/// counters (eval_count 8 over 0.2 s of eval_duration: 40 tokens/s).
+async fn ollama_generate(Json(b): Json<Value>) -> Response {
+    let model = b["model"].as_str().unwrap_or("").to_string();
+    let stream = async_stream_lines(model);
+    axum::body::Body::from_stream(stream).into_response()
+}
+
+fn async_stream_lines(
+    model: String,
+) -> impl futures_util::Stream<Item = Result<String, std::convert::Infallible>> {
+    futures_util::stream::unfold(0u32, move |i| {
+        let model = model.clone();
+        async move {
+            if i > 3 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let line = if i < 3 {
+                json!({"model": model, "response": "tok", "done": false})
+            } else {
+                json!({"model": model, "response": "", "done": true, "eval_count": 8,
+                       "eval_duration": 200_000_000u64, "load_duration": 5_000_000u64, "prompt_eval_count": 6})
+            };
+            Some((Ok(format!("{line}\n")), i + 1))
+        }
+    })
+}
+
 /// Starts the stand-in on a free loopback port.
 pub async fn start() -> Running {
     let state = Arc::new(Standin::default());
@@ -313,6 +352,9 @@ pub async fn start() -> Running {
         .route("/v1/messages", post(anthropic_messages))
         .route("/webhook/{name}", post(webhook))
         .route("/api/embed", post(ollama_embed))
+        .route("/api/tags", get(ollama_tags))
+        .route("/api/ps", get(ollama_ps))
+        .route("/api/generate", post(ollama_generate))
         .route("/v1/embeddings", post(openai_embed))
         .route(
             "/collections/{c}",
