@@ -69,8 +69,12 @@ impl Hub {
                     .push("host:memory_used_bytes", t, h.memory_used_bytes as f64);
                 self.snapshot.host = Some(h);
             }
-            Update::Services(s) => {
-                for x in &s {
+            Update::Services(mut s) => {
+                for x in &mut s {
+                    if x.state == "running" {
+                        x.uptime_s = crate::model::units::parse_rfc3339_utc(&x.started_at)
+                            .map(|st| (t - st).max(0.0));
+                    }
                     if let Some(c) = x.cpu_percent {
                         self.history
                             .push(&format!("service:{}:cpu_percent", x.container), t, c);

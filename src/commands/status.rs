@@ -174,6 +174,7 @@ pub fn render(s: &Snapshot) -> String {
         "SERVICE",
         "CONTAINER",
         "STATE",
+        "UP",
         "HEALTH",
         "CPU",
         "CPU/LIMIT",
@@ -182,7 +183,7 @@ pub fn render(s: &Snapshot) -> String {
         "RESTARTS",
         "VRAM",
     ];
-    let rows: Vec<[String; 10]> = s
+    let rows: Vec<[String; 11]> = s
         .services
         .iter()
         .map(|x| {
@@ -190,6 +191,9 @@ pub fn render(s: &Snapshot) -> String {
                 x.service.clone(),
                 x.container.clone(),
                 x.state.clone(),
+                x.uptime_s
+                    .map(|u| crate::model::units::format_duration(Duration::from_secs(u as u64)))
+                    .unwrap_or_else(|| "-".into()),
                 if x.health.is_empty() {
                     "-".into()
                 } else {

@@ -46,6 +46,8 @@ pub struct ServiceStats {
     pub pids: Option<u64>,
     pub restarts: i64,
     pub started_at: String,
+    /// Seconds since the container started (running containers only).
+    pub uptime_s: Option<f64>,
     /// VRAM held by the container's processes, from NVML.
     pub gpu_memory_bytes: Option<u64>,
 }
