@@ -17,7 +17,7 @@ current_label() { # image -> value of osmen.source, or nothing
 
 # --- stand-in --------------------------------------------------------------------------
 src="$root/tests/standin/standin.rs"
-digest=$( (sha256sum "$src"; rustc --version) | sha256sum | cut -c1-16)
+digest=$( (sha256sum < "$src"; rustc --version) | sha256sum | cut -c1-16)
 if [[ $force == --force || $(current_label osmen-standin:test) != "$digest" ]]; then
   mkdir -p "$work/standin"
   rustc --edition 2024 -O -C strip=symbols -C target-feature=+crt-static \
