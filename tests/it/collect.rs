@@ -75,6 +75,7 @@ fn status_matches_docker_stats() {
         "osmen {cpu} vs docker {docker_cpu}"
     );
     let lim = burner["cpu_limit_percent"].as_f64().unwrap();
+    eprintln!("burner cpu_limit_percent {lim:.1}");
     assert!((85.0..=110.0).contains(&lim), "cpu_limit_percent {lim}");
 
     let hog = svc("hog");
