@@ -411,6 +411,8 @@ impl<E: Engine> Supervisor<E> {
             for id in ids {
                 rows.push(self.engine.inspect(id).await?);
             }
+            // A health check the image defines counts as much as one in the compose file.
+            let has_check = has_check || rows.iter().any(|r| r.health != Health::None);
             let exited = rows
                 .iter()
                 .find(|r| r.state == "exited" || r.state == "dead");
@@ -523,7 +525,21 @@ impl<E: Engine> Supervisor<E> {
                 (self.report)(&format!("{me} waits for {dep} ({}): {why}", cond.as_str()));
                 last_note = Instant::now();
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await;
+            match tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
+                // The dependency's task is done and its last state did not satisfy us.
+                Ok(Err(_)) => {
+                    let last = rx.borrow().clone();
+                    return Err(match (cond, &last) {
+                        (Condition::ServiceHealthy, SvcState::Running) => format!(
+                            "{dep} is running but has no health check, so it can never be \
+                             healthy: add a healthcheck to {dep} or depend on it with \
+                             condition service_started"
+                        ),
+                        _ => format!("{dep} ended as {}", state_word(&last)),
+                    });
+                }
+                _ => {}
+            }
         }
     }
 

@@ -485,3 +485,28 @@ fn replicas_scale_up_and_down() {
     assert_eq!(rows.len(), 1, "{ps}");
     assert!(st.journal().contains("scaled down to 1 replicas"));
 }
+
+#[test]
+fn service_healthy_on_a_service_without_a_check_fails_fast() {
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("basic", "nocheck");
+    std::fs::write(
+        st.path("docker-compose.yml"),
+        "services:\n  plain:\n    image: osmen-standin:test\n  app:\n    image: osmen-standin:test\n    \
+         depends_on:\n      plain: {condition: service_healthy}\n",
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let (code, _, err) = st.run(&["up"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("plain is running but has no health check"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "must not wait out the health timeout"
+    );
+}
