@@ -525,20 +525,17 @@ impl<E: Engine> Supervisor<E> {
                 (self.report)(&format!("{me} waits for {dep} ({}): {why}", cond.as_str()));
                 last_note = Instant::now();
             }
-            match tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
-                // The dependency's task is done and its last state did not satisfy us.
-                Ok(Err(_)) => {
-                    let last = rx.borrow().clone();
-                    return Err(match (cond, &last) {
-                        (Condition::ServiceHealthy, SvcState::Running) => format!(
-                            "{dep} is running but has no health check, so it can never be \
-                             healthy: add a healthcheck to {dep} or depend on it with \
-                             condition service_started"
-                        ),
-                        _ => format!("{dep} ended as {}", state_word(&last)),
-                    });
-                }
-                _ => {}
+            // The dependency's task is done and its last state did not satisfy us.
+            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
+                let last = rx.borrow().clone();
+                return Err(match (cond, &last) {
+                    (Condition::ServiceHealthy, SvcState::Running) => format!(
+                        "{dep} is running but has no health check, so it can never be \
+                         healthy: add a healthcheck to {dep} or depend on it with \
+                         condition service_started"
+                    ),
+                    _ => format!("{dep} ended as {}", state_word(&last)),
+                });
             }
         }
     }
