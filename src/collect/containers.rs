@@ -101,6 +101,10 @@ impl Tracker {
     pub fn rows(&self, rows: &[ContainerRow]) -> Vec<ServiceStats> {
         rows.iter()
             .map(|r| {
+                // A stopped container has no current figures, only its state.
+                if r.state != "running" {
+                    return derive(r, None, None);
+                }
                 let s = self.samples.get(&r.id);
                 let cur = s.and_then(|x| x[1].as_ref());
                 let prev = s.and_then(|x| x[0].as_ref());
@@ -243,5 +247,16 @@ mod tests {
         assert!((s.memory_percent.unwrap() - 200.0 / 1024.0 * 100.0).abs() < 1e-9);
         let first = derive(&row, Some(&(c, t1)), None);
         assert_eq!(first.cpu_percent, None, "one sample is not a rate");
+        // A container that stopped keeps no stale figures.
+        let mut tr = Tracker::default();
+        tr.push("x", p, t0);
+        tr.push("x", c, t1);
+        let stopped = ContainerRow {
+            state: "exited".into(),
+            ..row.clone()
+        };
+        let rows = tr.rows(&[stopped]);
+        assert_eq!((rows[0].cpu_percent, rows[0].memory_bytes), (None, None));
+        assert!(tr.rows(&[row])[0].cpu_percent.is_some());
     }
 }

@@ -7,9 +7,29 @@ use super::{Ctx, OK, out};
 use crate::cli::ConfigArgs;
 use crate::model::secret::{MASK, is_secret_name, shown};
 
-/// Masks secret-looking environment values, labels and the argument after a
-/// secret-looking flag (`--requirepass x`).
+/// Every string in the tree: secret-named keys masked whole, URL passwords masked.
+fn mask_tree(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                match val {
+                    Value::String(s) if is_secret_name(k) && !s.is_empty() => {
+                        *s = MASK.to_string();
+                    }
+                    other => mask_tree(other),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(mask_tree),
+        Value::String(s) => *s = crate::model::secret::mask_url_credentials(s),
+        _ => {}
+    }
+}
+
+/// Masks secrets everywhere (build args, health checks, logging options included), and
+/// the argument after a secret-looking flag (`--requirepass x`).
 pub fn mask(v: &mut Value) {
+    mask_tree(v);
     let Some(services) = v.get_mut("services").and_then(Value::as_object_mut) else {
         return;
     };

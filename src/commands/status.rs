@@ -123,7 +123,8 @@ pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
         }
     }
     t.extend(ctx.config.scrape.iter().cloned());
-    t.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    t.retain(|u| seen.insert(u.clone()));
     t
 }
 

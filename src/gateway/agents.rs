@@ -66,6 +66,33 @@ async fn cached(gw: &Gateway, key: &str) -> Option<Completion> {
     Some(c)
 }
 
+/// Keeps an execution's usage in the agent's live list until dropped.
+pub struct LiveGuard<'a> {
+    agent: &'a Agent,
+    usage: Arc<Usage>,
+}
+
+impl<'a> LiveGuard<'a> {
+    pub fn new(agent: &'a Agent, usage: Arc<Usage>) -> Self {
+        agent
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(usage.clone());
+        LiveGuard { agent, usage }
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.agent
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|u| !Arc::ptr_eq(u, &self.usage));
+    }
+}
+
 pub struct Outcome {
     pub completion: Completion,
     pub provider: String,
@@ -104,14 +131,20 @@ impl Agent {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Some(p);
         }
+        // Counted while waiting, and uncounted however the wait ends (a client that
+        // disconnects drops this future half-way).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _w = Waiting(&self.waiting);
         if before >= self.queue {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        let p = self.slots.clone().acquire_owned().await.ok();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        p
+        self.slots.clone().acquire_owned().await.ok()
     }
 
     /// The facts the agent's tool gathers for this request.

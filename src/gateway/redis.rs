@@ -7,6 +7,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
+/// The largest value osmen reads back (cached completions are far smaller).
+const MAX_BULK: i64 = 64 << 20;
+/// How long one command may take, connect included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub struct Redis {
     addr: String,
     password: Option<String>,
@@ -57,7 +62,11 @@ async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, String> {
     let mut line = String::new();
     r.read_line(&mut line).await.map_err(|e| e.to_string())?;
     let line = line.trim_end();
-    let (tag, body) = line.split_at(line.len().min(1));
+    // The type byte is ASCII in every valid reply; anything else is not Redis.
+    let (tag, body) = match line.char_indices().nth(1) {
+        Some((i, _)) => line.split_at(i),
+        None => (line, ""),
+    };
     match tag {
         "+" => Ok(Reply::Ok),
         "-" => Err(format!("redis: {body}")),
@@ -69,6 +78,11 @@ async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, String> {
             let n: i64 = body.parse().map_err(|_| format!("bad length {body:?}"))?;
             if n < 0 {
                 return Ok(Reply::Nil);
+            }
+            if n > MAX_BULK {
+                return Err(format!(
+                    "redis reply of {n} bytes is larger than osmen accepts"
+                ));
             }
             let mut buf = vec![0u8; n as usize + 2];
             r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
@@ -90,40 +104,57 @@ impl Redis {
         })
     }
 
+    async fn connect(&self) -> Result<BufReader<TcpStream>, String> {
+        let s = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| format!("redis at {}: {e}", self.addr))?;
+        let mut r = BufReader::new(s);
+        if let Some(p) = &self.password {
+            r.get_mut()
+                .write_all(&command(&[b"AUTH", p.as_bytes()]))
+                .await
+                .map_err(|e| e.to_string())?;
+            read_reply(&mut r).await?;
+        }
+        Ok(r)
+    }
+
+    /// One command on the shared connection. The connection is taken out while the
+    /// command is in flight and put back only after its whole reply was read, so a caller
+    /// that gives up half-way can never leave a reply for the next one.
     async fn call(&self, args: &[&[u8]]) -> Result<Reply, String> {
         let mut guard = self.conn.lock().await;
-        for attempt in 0..2 {
-            if guard.is_none() {
-                let s =
-                    tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&self.addr))
-                        .await
-                        .map_err(|_| format!("redis at {}: connect timed out", self.addr))?
-                        .map_err(|e| format!("redis at {}: {e}", self.addr))?;
-                let mut r = BufReader::new(s);
-                if let Some(p) = &self.password {
-                    r.get_mut()
-                        .write_all(&command(&[b"AUTH", p.as_bytes()]))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    read_reply(&mut r).await?;
-                }
-                *guard = Some(r);
-            }
-            let Some(r) = guard.as_mut() else { continue };
-            let sent = r.get_mut().write_all(&command(args)).await;
-            let reply = match sent {
-                Ok(()) => read_reply(r).await,
-                Err(e) => Err(e.to_string()),
-            };
-            match reply {
-                Err(e) if attempt == 0 && !e.starts_with("redis: ") => {
+        let attempt = async {
+            for retry in 0..2 {
+                let mut conn = match guard.take() {
+                    Some(c) => c,
+                    None => self.connect().await?,
+                };
+                let sent = conn.get_mut().write_all(&command(args)).await;
+                let reply = match sent {
+                    Ok(()) => read_reply(&mut conn).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match reply {
+                    Ok(r) => {
+                        *guard = Some(conn);
+                        return Ok(r);
+                    }
+                    // An error reply leaves the connection in step.
+                    Err(e) if e.starts_with("redis: ") => {
+                        *guard = Some(conn);
+                        return Err(e);
+                    }
                     // A dropped connection: open a new one once.
-                    *guard = None;
+                    Err(_) if retry == 0 => continue,
+                    Err(e) => return Err(e),
                 }
-                other => return other,
             }
-        }
-        Err(format!("redis at {}: no answer", self.addr))
+            Err(format!("redis at {}: no answer", self.addr))
+        };
+        tokio::time::timeout(CALL_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("redis at {}: no answer within 2s", self.addr)))
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {

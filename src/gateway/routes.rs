@@ -181,22 +181,14 @@ async fn execute(
         s.inflight = agent.inflight() as i64;
     });
     let usage = Arc::new(Usage::default());
-    agent
-        .live
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(usage.clone());
+    let live = super::agents::LiveGuard::new(agent, usage.clone());
     let result = Accounted::new(
         agent.execute(&gw, &caller.0.0, input, context),
         usage.clone(),
     )
     .await;
     drop(permit);
-    agent
-        .live
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|u| !Arc::ptr_eq(u, &usage));
+    drop(live);
     let elapsed = started.elapsed();
     let cpu = usage.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9;
     let peak = usage.peak_bytes.load(Ordering::Relaxed);

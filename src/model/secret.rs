@@ -31,18 +31,20 @@ pub fn shown(name: &str, value: &str) -> String {
     }
 }
 
-/// Replaces the password of every `scheme://user:password@host` in `s`.
+/// Replaces the password of every `scheme://user:password@host` in `s`. The userinfo
+/// runs from `://` to the last `@` of the token, so a password holding `/`, `?` or `#`
+/// is masked whole.
 pub fn mask_url_credentials(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail.find(['/', ' ', '?', '#']).unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let token = &tail[..end];
+        match token.rfind('@') {
             Some(at) => {
-                let userinfo = &authority[..at];
+                let userinfo = &token[..at];
                 match userinfo.split_once(':') {
                     Some((user, pw)) if !pw.is_empty() => {
                         out.push_str(user);
@@ -51,9 +53,9 @@ pub fn mask_url_credentials(s: &str) -> String {
                     }
                     _ => out.push_str(userinfo),
                 }
-                out.push_str(&authority[at..]);
+                out.push_str(&token[at..]);
             }
-            None => out.push_str(authority),
+            None => out.push_str(token),
         }
         rest = &tail[end..];
     }
@@ -93,5 +95,9 @@ mod tests {
         );
         assert_eq!(shown("URL", "http://user@host/a"), "http://user@host/a");
         assert_eq!(shown("URL", "no url here"), "no url here");
+        assert_eq!(
+            shown("DSN", "postgresql://u:ab/cd+ef@db:5432/x"),
+            "postgresql://u:********@db:5432/x"
+        );
     }
 }

@@ -48,7 +48,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += num * scale;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total)
+        .map_err(|_| format!("invalid duration {s:?}: too large; {hint}"))
 }
 
 /// Formats a duration as Compose would accept it back (`1m30s`, `500ms`).
@@ -135,6 +136,11 @@ mod tests {
                 .contains("unknown unit \"x\"")
         );
         assert!(parse_duration("s").is_err());
+        assert!(
+            parse_duration("99999999999999999999h")
+                .unwrap_err()
+                .contains("too large")
+        );
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }

@@ -608,7 +608,11 @@ impl Engine for DockerEngine {
         let opts = StopContainerOptionsBuilder::default()
             .t(grace_s as i32)
             .build();
-        match self.docker.stop_container(id, Some(opts)).await {
+        // The engine answers only once the container stopped: wait past the grace period.
+        let wait =
+            std::time::Duration::from_secs(grace_s.max(0) as u64 + 30).max(self.docker.timeout());
+        let docker = self.docker.clone().with_timeout(wait);
+        match docker.stop_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             // 304: already stopped.
             Err(BollardError::DockerResponseServerError {

@@ -293,7 +293,7 @@ impl<E: Engine> Supervisor<E> {
         // New containers are created at once, while dependencies are still coming up, so
         // that only `start` remains on the critical path.
         let mut precreated: BTreeMap<u32, String> = BTreeMap::new();
-        for n in 1..=svc.replicas.max(1) {
+        for n in 1..=svc.replicas {
             if !mine.iter().any(|c| c.number == n) {
                 let spec = plan::container_spec(&self.project, svc, n);
                 self.record(name, "create", &format!("{name}#{n}: no container yet"))?;
@@ -314,7 +314,7 @@ impl<E: Engine> Supervisor<E> {
         let mut action = "unchanged";
         let hash = plan::config_hash(&self.project, svc);
         let mut ids = Vec::new();
-        for n in 1..=svc.replicas.max(1) {
+        for n in 1..=svc.replicas {
             let current = mine.iter().find(|c| c.number == n);
             let spec = plan::container_spec(&self.project, svc, n);
             let label = format!("{name}#{n}");
@@ -366,7 +366,7 @@ impl<E: Engine> Supervisor<E> {
             };
             ids.push(id);
         }
-        for extra in mine.iter().filter(|c| c.number > svc.replicas.max(1)) {
+        for extra in mine.iter().filter(|c| c.number > svc.replicas) {
             self.record(
                 name,
                 "remove",
@@ -617,9 +617,12 @@ impl<E: Engine> Supervisor<E> {
         }
         for r in &rows {
             self.record(service, "restart", &format!("operator asked: {}", r.name))?;
-            self.engine
-                .stop(&r.id, self.grace(self.project.services.get(service)))
-                .await?;
+            let svc = self.project.services.get(service);
+            self.engine.stop(&r.id, self.grace(svc)).await?;
+            // A crash-loop hold set the policy to "no": give the file's back.
+            if let Some(svc) = svc {
+                self.engine.set_restart(&r.id, &svc.restart).await?;
+            }
             self.engine.start(&r.id).await?;
         }
         Ok(rows.len())
@@ -662,6 +665,18 @@ impl<E: Engine> Supervisor<E> {
                     }
                     "start" => {
                         intended.remove(&ev.container_id);
+                        // osmen never starts a held container itself: this start is the
+                        // operator's (`restart`, `up`), which lifts the hold.
+                        if let Ok(row) = self.engine.inspect(&ev.container_id).await {
+                            let key = format!("{}#{}", row.service, row.number);
+                            if tracker.lock().await.release(&key) {
+                                self.record(
+                                    &row.service,
+                                    "release",
+                                    &format!("{}: started by the operator; hold lifted", row.name),
+                                )?;
+                            }
+                        }
                     }
                     "die" if intended.contains_key(&ev.container_id) => {}
                     "die" => {
@@ -713,6 +728,18 @@ impl<E: Engine> Supervisor<E> {
             Err(e) => return Err(e.into()),
         };
         let key = format!("{service}#{}", row.number);
+        // A clean exit of a service that is not meant to run forever is a completion.
+        if !unhealthy
+            && row.exit_code == Some(0)
+            && matches!(svc.restart, Restart::No | Restart::OnFailure(_))
+        {
+            self.record(
+                service,
+                "completed",
+                &format!("{} exited with code 0", row.name),
+            )?;
+            return Ok(());
+        }
         let verdict = tracker.lock().await.failure(&key, Instant::now());
         match verdict {
             Verdict::Held => return Ok(()),
@@ -885,6 +912,15 @@ impl RestartTracker {
     pub fn is_held(&self, key: &str) -> bool {
         self.held.contains(key)
     }
+
+    /// Lifts a hold and forgets the failures; true if the key was held.
+    pub fn release(&mut self, key: &str) -> bool {
+        let held = self.held.remove(key);
+        if held {
+            self.failures.remove(key);
+        }
+        held
+    }
 }
 
 #[cfg(test)]
@@ -925,5 +961,16 @@ mod tests {
             Verdict::Held
         );
         assert!(t.is_held("a#1") && !t.is_held("b#1"));
+        // Only a held key is released; the failures of others are kept.
+        assert!(!t.release("b#1"));
+        assert_eq!(
+            t.failure("b#1", t0 + Duration::from_secs(1)),
+            Verdict::Restart(2)
+        );
+        assert!(t.release("a#1"));
+        assert_eq!(
+            t.failure("a#1", t0 + Duration::from_secs(65)),
+            Verdict::Restart(1)
+        );
     }
 }

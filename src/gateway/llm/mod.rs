@@ -101,7 +101,10 @@ pub struct Message<'a> {
 /// How long to wait before retry `attempt` (1-based): Retry-After when the provider
 /// sent one (capped at 30 s), else 250 ms doubling.
 pub fn retry_delay(attempt: u32, retry_after: Option<&str>) -> Duration {
-    if let Some(s) = retry_after.and_then(|v| v.trim().parse::<f64>().ok()) {
+    if let Some(s) = retry_after
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite())
+    {
         return Duration::from_secs_f64(s.clamp(0.0, 30.0));
     }
     Duration::from_millis(250u64.saturating_mul(1 << attempt.saturating_sub(1).min(6)))
@@ -363,6 +366,9 @@ mod tests {
     fn retry_after_is_honoured_and_capped() {
         assert_eq!(retry_delay(1, Some("2")), Duration::from_secs(2));
         assert_eq!(retry_delay(1, Some("600")), Duration::from_secs(30));
+        assert_eq!(retry_delay(1, Some("NaN")), Duration::from_millis(250));
+        assert_eq!(retry_delay(1, Some("inf")), Duration::from_millis(250));
+        assert_eq!(retry_delay(1, Some("-5")), Duration::ZERO);
         assert_eq!(retry_delay(1, None), Duration::from_millis(250));
         assert_eq!(retry_delay(3, None), Duration::from_millis(1000));
         assert_eq!(
