@@ -950,3 +950,37 @@ async fn replicas_share_completions_through_redis() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_give_up_in_the_queue_free_their_place() {
+    let llm = llm_standin::start().await;
+    llm.script().latency = Duration::from_millis(900);
+    let cfg = "[agents.slow]\ndescription = \"d\"\nprompt = \"content_creator.md\"\nconcurrency = 1\nqueue = 1\n";
+    let gw = start(&[("OLLAMA_URL", &llm.url)], Some(cfg)).await;
+    let url = format!("{}/api/v1/agents/slow/execute", gw.url);
+    let post = |input: &'static str, timeout: Duration| {
+        let http = reqwest::Client::builder().timeout(timeout).build().unwrap();
+        let url = url.clone();
+        async move {
+            http.post(url)
+                .header("X-API-Key", "key-one")
+                .header("content-type", "application/json")
+                .body(format!("{{\"input\": \"{input}\"}}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    let running = tokio::spawn(post("first", Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Takes the only queue place, then gives up.
+    assert!(post("impatient", Duration::from_millis(150)).await.is_err());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The place is free again: this one waits its turn instead of a 429.
+    let waited = post("patient", Duration::from_secs(10)).await.unwrap();
+    assert_eq!(waited, 200);
+    assert_eq!(running.await.unwrap().unwrap(), 200);
+    let (_, m) = gw.get("/metrics", None).await;
+    assert_eq!(sample(&m, "osmen_queue_depth{agent=\"slow\"}"), Some(0.0));
+    gw.stop().await;
+}
