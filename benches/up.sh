@@ -7,7 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}
 bash "$root/tests/images/build.sh" >/dev/null
-[[ -x $root/target/release/osmen ]] || cargo build --release --manifest-path "$root/Cargo.toml" -q
+# Always (re)build: a stale binary would measure old code.
+cargo build --release --manifest-path "$root/Cargo.toml" -q
 osmen=$root/target/release/osmen
 command -v docker-compose >/dev/null || { echo "docker-compose is needed as the peer" >&2; exit 2; }
 work=$(mktemp -d)
