@@ -13,12 +13,21 @@ use crate::stack::image::PullPolicy;
     version,
     about = "Terminal operations console for the OsMEN agent stack",
     long_about = "osmen starts and supervises the OsMEN container stack of docker-compose.yml \
-                  through the Docker Engine API.\n\nExit codes: 0 ok, 1 ran but the answer is \
-                  no (a service did not come up), 2 error."
+                  through the Docker Engine API.\n\nWithout a subcommand, on a terminal, it opens \
+                  the console: it starts the embedded gateway, brings the stack up (or adopts \
+                  it) and shows services, agents, GPU, logs, suggestions and events; press ? \
+                  inside for the keys. Quitting never stops the stack.\n\nExit codes: 0 ok, \
+                  1 ran but the answer is no (a service did not come up), 2 error."
 )]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    /// Console: only watch; do not bring the stack up or supervise it.
+    #[arg(long = "no-up")]
+    pub no_up: bool,
+    /// Console: ASCII only (for fonts without braille, blocks or box drawing).
+    #[arg(long)]
+    pub ascii: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -82,6 +91,15 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Live host, container, GPU, Ollama and agent figures (the console's snapshot).
     Status(StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `osmen man > osmen.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use crate::collect::gpu;
+use crate::model::console::{Activity, EventLine, LogLine};
 use crate::model::history::History;
-use crate::model::snapshot::{GpuStats, HostStats, ServiceStats, Snapshot, SourceHealth};
+use crate::model::snapshot::{
+    GpuStats, HostStats, MAX_EVENTS, ServiceStats, Snapshot, SourceHealth, TREND_POINTS,
+};
 
 pub enum Update {
     Host(HostStats),
@@ -21,6 +24,10 @@ pub enum Update {
     Scrapes(Vec<crate::model::snapshot::ScrapeTarget>),
     /// A source's health: Ok(()) after a good sample, Err(reason) otherwise.
     Source(&'static str, Result<(), String>),
+    Events(Vec<EventLine>),
+    Logs(Vec<LogLine>),
+    /// A change to what the stack is doing (up running, blocked services, commands).
+    Activity(Box<dyn FnOnce(&mut Activity) + Send>),
 }
 
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
@@ -37,6 +44,8 @@ pub struct Hub {
     pub history: History,
     /// GPU processes as NVML gave them, attributed again when the container set changes.
     raw_gpus: Vec<GpuStats>,
+    /// Per agent: (time, requests, errors, CPU seconds) at the previous scrape.
+    agent_counters: std::collections::BTreeMap<String, (f64, f64, f64, f64)>,
     history_file: Option<PathBuf>,
 }
 
@@ -55,6 +64,7 @@ impl Hub {
             },
             history,
             raw_gpus: Vec::new(),
+            agent_counters: Default::default(),
             history_file,
         }
     }
@@ -95,7 +105,27 @@ impl Hub {
                 self.attribute_gpus();
             }
             Update::Ollama(o) => self.snapshot.ollama = Some(o),
-            Update::Agents(a) => self.snapshot.agents = a,
+            Update::Agents(mut a) => {
+                self.agent_rates(&mut a, t);
+                for x in &a {
+                    if let (Some(name), Some(p99)) =
+                        (x["agent"].as_str(), x["p99_seconds"].as_f64())
+                    {
+                        self.history
+                            .push(&format!("agent:{name}:p99_seconds"), t, p99);
+                    }
+                }
+                self.snapshot.agents = a
+            }
+            Update::Events(e) => {
+                let ev = &mut self.snapshot.events;
+                ev.extend(e);
+                if ev.len() > MAX_EVENTS {
+                    ev.drain(..ev.len() - MAX_EVENTS);
+                }
+            }
+            Update::Logs(l) => self.snapshot.logs.push(l),
+            Update::Activity(f) => f(&mut self.snapshot.activity),
             Update::Scrapes(t) => self.snapshot.scrapes = t,
             Update::Source(name, r) => {
                 let entry = self
@@ -123,6 +153,60 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Requests/s, errors/s and CPU% of each agent from its counters' change since the
+    /// previous scrape (nothing until two scrapes exist, nothing across a counter reset).
+    fn agent_rates(&mut self, agents: &mut [serde_json::Value], t: f64) {
+        let total = |x: &serde_json::Value| -> Option<f64> {
+            let o = x.as_object()?;
+            let n: f64 = o
+                .iter()
+                .filter(|(k, _)| k.starts_with("requests_") && !k.ends_with("_per_s"))
+                .filter_map(|(_, v)| v.as_f64())
+                .sum();
+            Some(n)
+        };
+        let mut now = std::collections::BTreeMap::new();
+        for x in agents.iter_mut() {
+            let Some(name) = x["agent"].as_str().map(str::to_string) else {
+                continue;
+            };
+            let req = total(x).unwrap_or(0.0);
+            let err = x["errors_total"].as_f64().unwrap_or(0.0);
+            let cpu = x["cpu_seconds_total"].as_f64().unwrap_or(0.0);
+            if let Some(&(t0, r0, e0, c0)) = self.agent_counters.get(&name) {
+                let dt = t - t0;
+                if dt > 0.0 && req >= r0 && err >= e0 && cpu >= c0 {
+                    x["requests_per_s"] = serde_json::json!((req - r0) / dt);
+                    x["errors_per_s"] = serde_json::json!((err - e0) / dt);
+                    x["cpu_percent"] = serde_json::json!((cpu - c0) / dt * 100.0);
+                }
+            }
+            now.insert(name, (t, req, err, cpu));
+        }
+        self.agent_counters = now;
+    }
+
+    /// The last minute of the series the console draws as sparklines.
+    pub fn refresh_trends(&mut self) {
+        let mut trends = std::collections::BTreeMap::new();
+        for (k, series) in &self.history.series {
+            let wanted = k == "host:cpu_percent"
+                || (k.starts_with("service:") && k.ends_with(":cpu_percent"))
+                || k.starts_with("agent:");
+            if wanted {
+                let n = series.fine.len();
+                let v: Vec<f64> = series
+                    .fine
+                    .iter()
+                    .skip(n.saturating_sub(TREND_POINTS))
+                    .map(|p| p.1)
+                    .collect();
+                trends.insert(k.clone(), v);
+            }
+        }
+        self.snapshot.trends = trends;
     }
 
     fn attribute_gpus(&mut self) {
@@ -185,6 +269,7 @@ pub fn spawn(
             while let Ok(more) = rx.try_recv() {
                 hub.apply(more);
             }
+            hub.refresh_trends();
             stx.send_replace(Arc::new(hub.snapshot.clone()));
             if last_persist.elapsed() >= PERSIST_EVERY {
                 hub.persist();

@@ -7,3 +7,4 @@ pub mod gateway;
 pub mod hub;
 pub mod model;
 pub mod stack;
+pub mod tui;

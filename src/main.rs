@@ -23,8 +23,20 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let Some(command) = cli.command else {
-        // The console arrives with the TUI; until then the bare command explains where
-        // the stack stands (engine, compose file, images) and shows help.
+        if std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let args = commands::console::ConsoleArgs {
+                no_up: cli.no_up,
+                ascii: cli.ascii,
+            };
+            return runtime.block_on(commands::console::run(&cli.global, &args));
+        }
+        // Not a terminal (a pipe, a script): say where the stack stands and show help.
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -35,6 +47,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     };
     if let Command::Probe(a) = &command {
         return commands::probe::run(a);
+    }
+    if let Command::Completions(a) = &command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        let mut buf = Vec::new();
+        clap_complete::generate(a.shell, &mut cmd, "osmen", &mut buf);
+        commands::out(&String::from_utf8_lossy(&buf))?;
+        return Ok(0);
+    }
+    if let Command::Man = &command {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        commands::out(&String::from_utf8_lossy(&buf))?;
+        return Ok(0);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -71,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Gateway(a) => commands::gateway::run(&cli.global, &a).await,
             Command::Metrics(a) => commands::metrics::run(&a).await,
             Command::Status(a) => commands::status::run(&ctx, &a).await,
+            Command::Completions(_) | Command::Man => Ok(0),
         }
     })
 }

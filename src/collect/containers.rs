@@ -55,6 +55,7 @@ pub fn derive(
         health_output: row.health_output.clone(),
         restarts: row.restart_count,
         started_at: row.started_at.clone(),
+        ports: row.ports.iter().map(|p| p.to_string()).collect(),
         ..Default::default()
     };
     let Some((c, tc)) = cur else { return out };

@@ -3,6 +3,7 @@
 
 pub mod containers;
 pub mod disk;
+pub mod feed;
 pub mod gpu;
 pub mod host;
 pub mod ollama;

@@ -413,6 +413,22 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                 ("osmen_queue_depth", _, _) => {
                     e.insert("queued".into(), json!(s.value));
                 }
+                ("osmen_errors_total", _, _) => {
+                    let before = e
+                        .get("errors_total")
+                        .and_then(|v| v.as_f64())
+                        .unwrap_or(0.0);
+                    e.insert("errors_total".into(), json!(before + s.value));
+                }
+                ("osmen_agent_cpu_seconds_total", _, _) => {
+                    e.insert("cpu_seconds_total".into(), json!(s.value));
+                }
+                ("osmen_agent_memory_bytes", _, _) => {
+                    e.insert("memory_bytes".into(), json!(s.value));
+                }
+                ("osmen_agent_memory_peak_bytes", _, _) => {
+                    e.insert("memory_peak_bytes".into(), json!(s.value));
+                }
                 _ => {}
             }
         }

@@ -2,6 +2,7 @@
 //! engine) and turns failures into the stable exit codes.
 
 pub mod config;
+pub mod console;
 pub mod doctor;
 pub mod down;
 pub mod gateway;

@@ -53,6 +53,20 @@ pub async fn start(
     tokio::sync::watch::Receiver<Arc<Snapshot>>,
     tokio::sync::watch::Sender<bool>,
 ) {
+    let (_, rx, stop) = start_collectors(ctx, None).await;
+    (rx, stop)
+}
+
+/// Starts every collector; `gateway` is the embedded gateway's address when one runs
+/// (scraped instead of the default). Returns the hub's input too, for the console's feeds.
+pub async fn start_collectors(
+    ctx: &Ctx,
+    gateway: Option<std::net::SocketAddr>,
+) -> (
+    tokio::sync::mpsc::Sender<Update>,
+    tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    tokio::sync::watch::Sender<bool>,
+) {
     let (tx, rx) = hub::spawn(&ctx.project.name, Some(ctx.runtime_dir.clone()));
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let engine = DockerEngine::connect().await.map(Arc::new);
@@ -99,13 +113,17 @@ pub async fn start(
         tx.clone(),
         stop.clone(),
     ));
+    let mut targets = scrape_targets(ctx);
+    if let Some(g) = gateway {
+        targets[0] = format!("http://{g}/metrics");
+    }
     tokio::spawn(crate::collect::prometheus::run_targets(
-        scrape_targets(ctx),
+        targets,
         PERIOD * 2,
-        tx,
+        tx.clone(),
         stop,
     ));
-    (rx, stop_tx)
+    (tx, rx, stop_tx)
 }
 
 /// What `status` scrapes: the embedded gateway, Qdrant and gateway replicas published on

@@ -42,6 +42,24 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     /// Extra Prometheus targets for `status` and the console.
     pub scrape: Vec<String>,
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: mouse capture (off, so the terminal's own selection works) and key
+/// overrides, `action = "key"` (the console checks the names when it starts).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConsoleConfig {
+    pub mouse: bool,
+    pub keys: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    #[serde(default)]
+    mouse: bool,
+    #[serde(default)]
+    keys: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -51,6 +69,8 @@ struct RawFile {
     supervisor: RawSupervisor,
     #[serde(default)]
     collect: RawCollect,
+    #[serde(default)]
+    console: RawConsole,
 }
 
 #[derive(Deserialize, Default)]
@@ -122,6 +142,10 @@ impl Config {
             }
         }
         c.scrape = raw.collect.scrape;
+        c.console = ConsoleConfig {
+            mouse: raw.console.mouse,
+            keys: raw.console.keys,
+        };
         Ok(c)
     }
 }

@@ -3,6 +3,7 @@
 //! (`tests/it/architecture.rs`) keeps it that way.
 
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod gateway;
 pub mod history;

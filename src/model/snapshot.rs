@@ -46,6 +46,9 @@ pub struct ServiceStats {
     pub pids: Option<u64>,
     pub restarts: i64,
     pub started_at: String,
+    /// Published ports, `127.0.0.1:6379->6379/tcp`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
     /// Seconds since the container started (running containers only).
     pub uptime_s: Option<f64>,
     /// VRAM held by the container's processes, from NVML.
@@ -145,4 +148,19 @@ pub struct Snapshot {
     pub agents: Vec<serde_json::Value>,
     pub scrapes: Vec<ScrapeTarget>,
     pub sources: BTreeMap<String, SourceHealth>,
+    /// Journal entries, engine events and console messages, oldest first, bounded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<super::console::EventLine>,
+    /// Recent log lines of the stack's containers (the console follows them).
+    #[serde(skip)]
+    pub logs: super::console::LogRing,
+    pub activity: super::console::Activity,
+    /// The last minute of a few series (key as in the history), for sparklines.
+    #[serde(skip)]
+    pub trends: BTreeMap<String, Vec<f64>>,
 }
+
+/// Events kept in the snapshot.
+pub const MAX_EVENTS: usize = 500;
+/// Points per trend series.
+pub const TREND_POINTS: usize = 60;

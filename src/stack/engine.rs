@@ -204,6 +204,45 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
+    /// Follows a container's output with the engine's timestamps, from `since` (seconds
+    /// since the epoch; 0 = from the start) or, with `tail`, its last lines.
+    pub fn follow_logs(
+        &self,
+        id: &str,
+        since: i64,
+        tail: Option<u64>,
+    ) -> BoxStream<EResult<(f64, LogChunk)>> {
+        let tail = tail.map(|t| t.to_string()).unwrap_or_else(|| "all".into());
+        let opts = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(since as i32)
+            .tail(&tail)
+            .build();
+        Box::pin(self.docker.logs(id, Some(opts)).map(|r| {
+            r.map_err(EngineError::from).map(|o| {
+                use bollard::container::LogOutput;
+                let (stream, bytes) = match o {
+                    LogOutput::StdErr { message } => (LogStream::Stderr, message),
+                    LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdIn { message } => (LogStream::Stdout, message),
+                };
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let (t, rest) = match text.split_once(' ') {
+                    Some((ts, rest)) => match crate::model::units::parse_rfc3339_utc(ts) {
+                        Some(t) => (t, rest.to_string()),
+                        None => (0.0, text.clone()),
+                    },
+                    None => (0.0, text.clone()),
+                };
+                (t, LogChunk { stream, text: rest })
+            })
+        }))
+    }
+
     /// Connects from `DOCKER_HOST` (unix:// or tcp://) or the default socket, negotiates the
     /// API version and checks that the engine answers.
     pub async fn connect() -> EResult<DockerEngine> {

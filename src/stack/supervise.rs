@@ -502,6 +502,10 @@ impl<E: Engine> Supervisor<E> {
             let verdict = match (&state, cond) {
                 (SvcState::Failed(w), _) => Some(Err(format!("{dep} failed: {w}"))),
                 (SvcState::Running | SvcState::Healthy, Condition::ServiceStarted) => Some(Ok(())),
+                // Running with its health check still pending is started (as in Compose).
+                (SvcState::Starting(w), Condition::ServiceStarted) if w.starts_with("health:") => {
+                    Some(Ok(()))
+                }
                 (SvcState::Exited(_), Condition::ServiceStarted) => Some(Ok(())),
                 (SvcState::Healthy, Condition::ServiceHealthy) => Some(Ok(())),
                 (SvcState::Exited(c), Condition::ServiceHealthy) => Some(Err(format!(

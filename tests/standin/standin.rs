@@ -72,6 +72,22 @@ fn serve() {
             std::process::exit(code);
         });
     }
+    // A steady trickle of output for the console's Logs view.
+    if let Some(every) = env_ms("STANDIN_LOG_EVERY_MS") {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            loop {
+                std::thread::sleep(every);
+                n += 1;
+                if n % 5 == 0 {
+                    eprintln!("{name}: warning: tick {n} took longer than usual");
+                } else {
+                    println!("{name}: tick {n} ok");
+                }
+            }
+        });
+    }
     // Steady load for the collectors' fidelity tests.
     let burners: usize = std::env::var("STANDIN_BURN_THREADS")
         .ok()

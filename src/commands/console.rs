@@ -1,0 +1,418 @@
+//! `osmen` with no subcommand: the console. Wires the collectors, the log and event feeds,
+//! the embedded gateway and the supervisor to the TUI, which sees only snapshots and sends
+//! only `Command`s. Leaving the console (q, SIGTERM, SIGHUP, a dropped SSH link) stops
+//! osmen's own tasks and never the stack.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::status::EngineSource;
+use super::{Ctx, OK};
+use crate::cli::{GatewayArgs, Global};
+use crate::collect::feed::{EventStream, FeedSource, LineStream};
+use crate::gateway::{self, Gateway};
+use crate::hub::{Update, now_secs};
+use crate::model::console::{Activity, Command, EventLine};
+use crate::model::container::ContainerRow;
+use crate::stack::engine::{DockerEngine, Engine, LogStream};
+use crate::stack::supervise::{Reporter, Supervisor, UpOptions};
+use crate::tui::{self, keymap::Keymap, theme};
+
+pub struct ConsoleArgs {
+    pub no_up: bool,
+    pub ascii: bool,
+}
+
+impl FeedSource for EngineSource {
+    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
+        self.engine
+            .list_containers(&self.project)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    fn follow(&self, id: &str, since: i64, tail: Option<u64>) -> LineStream {
+        Box::pin(self.engine.follow_logs(id, since, tail).map(|r| {
+            r.map(|(t, c)| (t, c.stream == LogStream::Stderr, c.text))
+                .map_err(|e| e.to_string())
+        }))
+    }
+    fn events(&self) -> EventStream {
+        Box::pin(self.engine.events(&self.project).map(|r| {
+            r.map(|e| {
+                let text = match e.exit_code {
+                    Some(c) if e.action == "die" => format!("die (exit code {c})"),
+                    _ => e.action,
+                };
+                (e.service, text)
+            })
+            .map_err(|e| e.to_string())
+        }))
+    }
+}
+
+fn activity(tx: &mpsc::Sender<Update>, f: impl FnOnce(&mut Activity) + Send + 'static) {
+    let _ = tx.try_send(Update::Activity(Box::new(f)));
+}
+
+fn event(tx: &mpsc::Sender<Update>, service: &str, text: String) {
+    let _ = tx.try_send(Update::Events(vec![EventLine {
+        time: now_secs(),
+        source: "console".into(),
+        service: service.to_string(),
+        text,
+    }]));
+}
+
+/// The supervisor's progress lines go to the Events view, and "X waits for Y" lines
+/// mark X as blocked until it starts.
+fn reporter(tx: mpsc::Sender<Update>, services: BTreeSet<String>) -> Reporter {
+    Arc::new(move |line: &str| {
+        let line = crate::model::secret::mask_url_credentials(line);
+        let first = line.split([' ', ':']).next().unwrap_or("");
+        let service = if services.contains(first) {
+            first.to_string()
+        } else {
+            String::new()
+        };
+        event(&tx, &service, line.clone());
+        let waits = line.contains(" waits for ");
+        activity(&tx, move |a| {
+            if waits {
+                a.blocked.insert(service, line);
+            } else if !service.is_empty() {
+                a.blocked.remove(&service);
+            }
+        });
+    })
+}
+
+pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        bail!(
+            "the console needs a terminal; for scripts use `osmen status`, `osmen ps` or \
+             `osmen status --json`"
+        );
+    }
+    let ctx = Ctx::load(global)?;
+    let origin = global
+        .config
+        .clone()
+        .unwrap_or_else(|| ctx.project.dir.join("config/osmen.toml"));
+    let keymap = Keymap::with_overrides(&ctx.config.console.keys, &origin.display().to_string())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let theme = theme::Theme {
+        color: theme::ColorMode::detect(
+            env("NO_COLOR").as_deref(),
+            env("TERM").as_deref(),
+            env("COLORTERM").as_deref(),
+        ),
+        ascii: args.ascii,
+    };
+    let read_only = global.read_only;
+
+    // The embedded gateway: the same server as `osmen gateway`, on its default address.
+    let gw_opts = super::gateway::options(
+        global,
+        &GatewayArgs {
+            listen: None,
+            gateway_config: None,
+        },
+    );
+    let (gw_stop_tx, gw_stop) = watch::channel(false);
+    let (gateway_addr, gateway_note, gateway_task) = match Gateway::build(&gw_opts) {
+        Err(e) => (None, format!("not running: {e}"), None),
+        Ok(gw) => match tokio::net::TcpListener::bind(gw.listen).await {
+            Err(e) => (
+                None,
+                format!("not running: cannot listen on {}: {e}", gw.listen),
+                None,
+            ),
+            Ok(l) => {
+                let addr = l.local_addr().ok();
+                let mut note = format!("http://{}", gw.listen);
+                if let Some(p) = &gw.generated_key_file {
+                    note.push_str(&format!(" (API key generated in {})", p.display()));
+                }
+                let mut stop = gw_stop.clone();
+                let task = tokio::spawn(gateway::serve(Arc::new(gw), l, async move {
+                    let _ = stop.changed().await;
+                }));
+                (addr, note, Some(task))
+            }
+        },
+    };
+
+    let (tx, rx, stop_tx) = super::status::start_collectors(&ctx, gateway_addr).await;
+    let deps: BTreeMap<String, Vec<String>> = ctx
+        .project
+        .services
+        .iter()
+        .map(|(name, svc)| {
+            let d = svc
+                .depends_on
+                .iter()
+                .map(|(dep, how)| format!("{dep} ({})", how.condition.as_str()))
+                .collect();
+            (name.clone(), d)
+        })
+        .collect();
+    activity(&tx, move |a| {
+        a.read_only = read_only;
+        a.gateway = Some(gateway_note);
+        a.dependencies = deps;
+    });
+
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(16);
+    let engine = DockerEngine::connect().await.map(Arc::new);
+    match &engine {
+        Ok(e) => {
+            let src = Arc::new(EngineSource {
+                engine: e.clone(),
+                project: ctx.project.name.clone(),
+            });
+            let stop = stop_tx.subscribe();
+            tokio::spawn(crate::collect::feed::run_logs(
+                src.clone(),
+                tx.clone(),
+                stop,
+            ));
+            let journal = ctx.journal().path().to_path_buf();
+            tokio::spawn(crate::collect::feed::run_events(
+                src,
+                journal,
+                tx.clone(),
+                stop_tx.subscribe(),
+            ));
+            let sup = Supervisor::new(
+                e.clone(),
+                ctx.project.clone(),
+                ctx.config.supervisor.clone(),
+                ctx.journal(),
+                reporter(tx.clone(), ctx.project.services.keys().cloned().collect()),
+            );
+            if !read_only && !args.no_up {
+                let targets = super::up::targets(&ctx, &[])?;
+                tokio::spawn(stack_up(sup.clone(), targets, tx.clone()));
+                let stop = stop_tx.subscribe();
+                let s2 = sup.clone();
+                let tx2 = tx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = s2.watch(stop).await {
+                        event(&tx2, "", format!("supervision stopped: {e}"));
+                    }
+                });
+            }
+            let ctx = Arc::new(ctx);
+            tokio::spawn(execute(ctx, e.clone(), sup, cmd_rx, tx.clone()));
+        }
+        Err(e) => {
+            let msg = format!("engine unavailable: {e}; actions are refused until it answers");
+            activity(&tx, move |a| a.last_result = Some(msg));
+        }
+    }
+
+    let opts = tui::Options {
+        read_only,
+        mouse: ctx_mouse(global),
+        keymap,
+        theme,
+    };
+    let result = tui::run(opts, rx, cmd_tx).await;
+    // Leaving: stop osmen's own tasks, let the gateway finish in-flight requests briefly.
+    let _ = stop_tx.send(true);
+    let _ = gw_stop_tx.send(true);
+    if let Some(t) = gateway_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+    result?;
+    Ok(OK)
+}
+
+fn ctx_mouse(global: &Global) -> bool {
+    Ctx::load(global)
+        .map(|c| c.config.console.mouse)
+        .unwrap_or(false)
+}
+
+async fn stack_up(
+    sup: Supervisor<DockerEngine>,
+    targets: BTreeSet<String>,
+    tx: mpsc::Sender<Update>,
+) {
+    activity(&tx, |a| a.running = Some("up".into()));
+    let sink: crate::stack::provision::ImageSink = {
+        let tx = tx.clone();
+        Arc::new(move |e| {
+            use crate::model::progress::ImageEvent;
+            let text = match &e {
+                ImageEvent::PullStarted { image, .. } => format!("pulling {image}"),
+                ImageEvent::Pulled { image } => format!("pulled {image}"),
+                ImageEvent::BuildStarted { image, .. } => format!("building {image}"),
+                ImageEvent::Built { image, .. } => format!("built {image}"),
+                ImageEvent::Note(n) => n.clone(),
+                _ => return,
+            };
+            event(&tx, "", text);
+        })
+    };
+    let r = sup.up(&targets, &UpOptions::default(), sink).await;
+    let text = match r {
+        Ok(o) => format!("up: {} services converged", o.len()),
+        Err(e) => format!("up failed: {e}"),
+    };
+    event(&tx, "", text.clone());
+    activity(&tx, move |a| {
+        a.running = None;
+        a.blocked.clear();
+        a.last_result = Some(text);
+    });
+}
+
+/// Carries out the console's commands, one task each; results come back as activity.
+async fn execute(
+    ctx: Arc<Ctx>,
+    engine: Arc<DockerEngine>,
+    sup: Supervisor<DockerEngine>,
+    mut rx: mpsc::Receiver<Command>,
+    tx: mpsc::Sender<Update>,
+) {
+    while let Some(cmd) = rx.recv().await {
+        if ctx.global.read_only && cmd.changes_stack() {
+            continue;
+        }
+        let what = cmd.describe();
+        let w = what.clone();
+        activity(&tx, move |a| a.pending.push(w));
+        event(&tx, "", format!("operator asked: {what}"));
+        let (ctx, engine, sup, tx) = (ctx.clone(), engine.clone(), sup.clone(), tx.clone());
+        tokio::spawn(async move {
+            let r = carry_out(&ctx, &engine, &sup, &cmd, &tx).await;
+            let text = match r {
+                Ok(done) => format!("{what}: {done}"),
+                Err(e) => format!("{what}: failed: {e:#}"),
+            };
+            event(&tx, "", text.clone());
+            activity(&tx, move |a| {
+                if let Some(i) = a.pending.iter().position(|p| *p == what) {
+                    a.pending.remove(i);
+                }
+                a.last_result = Some(text);
+            });
+        });
+    }
+}
+
+async fn containers_of(
+    engine: &DockerEngine,
+    ctx: &Ctx,
+    service: &str,
+) -> anyhow::Result<Vec<ContainerRow>> {
+    Ok(engine
+        .list_containers(&ctx.project.name)
+        .await?
+        .into_iter()
+        .filter(|r| r.service == service)
+        .collect())
+}
+
+async fn carry_out(
+    ctx: &Ctx,
+    engine: &DockerEngine,
+    sup: &Supervisor<DockerEngine>,
+    cmd: &Command,
+    tx: &mpsc::Sender<Update>,
+) -> anyhow::Result<String> {
+    let journal = ctx.journal();
+    match cmd {
+        Command::Start(svc) => {
+            let rows = containers_of(engine, ctx, svc).await?;
+            if rows.is_empty() {
+                let targets = super::up::targets(ctx, std::slice::from_ref(svc))?;
+                let n = sup
+                    .up(&targets, &UpOptions::default(), Arc::new(|_| {}))
+                    .await?;
+                return Ok(format!("created ({} services converged)", n.len()));
+            }
+            for r in rows.iter().filter(|r| r.state != "running") {
+                journal.record(
+                    svc,
+                    "start",
+                    &format!("operator asked in the console: {}", r.name),
+                )?;
+                engine.start(&r.id).await?;
+            }
+            Ok("started".into())
+        }
+        Command::Stop(svc) => {
+            let grace = ctx
+                .project
+                .services
+                .get(svc)
+                .and_then(|s| s.stop_grace_period)
+                .unwrap_or(ctx.config.supervisor.stop_grace)
+                .as_secs() as i64;
+            let rows = containers_of(engine, ctx, svc).await?;
+            for r in rows.iter().filter(|r| r.state == "running") {
+                journal.record(
+                    svc,
+                    "stop",
+                    &format!("operator asked in the console: {}", r.name),
+                )?;
+                engine.stop(&r.id, grace).await?;
+            }
+            Ok(format!("stopped {} container(s)", rows.len()))
+        }
+        Command::Restart(svc) => Ok(format!(
+            "restarted {} container(s)",
+            sup.restart(svc).await?
+        )),
+        Command::Scale(svc, n) => {
+            let mut project = (*ctx.project).clone();
+            let Some(s) = project.services.get_mut(svc) else {
+                bail!("no service {svc} in the compose file");
+            };
+            s.replicas = *n;
+            let scaled = Supervisor::new(
+                Arc::new(DockerEngine::connect().await?),
+                Arc::new(project),
+                ctx.config.supervisor.clone(),
+                journal,
+                reporter(tx.clone(), ctx.project.services.keys().cloned().collect()),
+            );
+            let targets = BTreeSet::from([svc.clone()]);
+            scaled
+                .up(&targets, &UpOptions::default(), Arc::new(|_| {}))
+                .await?;
+            Ok(format!("{n} replicas (until the next `up` from the file)"))
+        }
+        Command::Up => {
+            let targets = super::up::targets(ctx, &[])?;
+            stack_up(sup.clone(), targets, tx.clone()).await;
+            Ok("done".into())
+        }
+        Command::Down => Ok(format!(
+            "removed {} container(s); volumes kept",
+            sup.down(false).await?
+        )),
+        Command::ProbeOllama => {
+            let Some(url) = super::status::ollama_url(ctx) else {
+                bail!("OLLAMA_URL is not set and the stack has no ollama port");
+            };
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()?;
+            let p = crate::collect::ollama::probe_generation(&client, &url, None)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            Ok(p.to_string())
+        }
+        Command::ApplySuggestion(id) => bail!("no suggestion {id}: the advisor is not built yet"),
+    }
+}

@@ -1,0 +1,182 @@
+//! What the console and the engine side say to each other: the `Command`s a key asks for,
+//! and the event, log and activity records the hub publishes in the snapshot. Plain data.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// An action the console asks the engine side to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Start(String),
+    Stop(String),
+    Restart(String),
+    /// Run this many replicas of the service (until the next `up` from the file).
+    Scale(String, u32),
+    Up,
+    Down,
+    /// A short Ollama generation: time to first token and tokens/s.
+    ProbeOllama,
+    /// Apply the suggestion with this id (from the advisor).
+    ApplySuggestion(String),
+}
+
+impl Command {
+    /// What the confirmation prompt and the events list call it.
+    pub fn describe(&self) -> String {
+        match self {
+            Command::Start(s) => format!("start {s}"),
+            Command::Stop(s) => format!("stop {s}"),
+            Command::Restart(s) => format!("restart {s}"),
+            Command::Scale(s, n) => format!("scale {s} to {n} replicas"),
+            Command::Up => "bring the stack up".into(),
+            Command::Down => "take the stack down (containers removed, volumes kept)".into(),
+            Command::ProbeOllama => "run the Ollama tokens/s probe".into(),
+            Command::ApplySuggestion(id) => format!("apply suggestion {id}"),
+        }
+    }
+
+    /// Whether the command changes the stack (refused under `--read-only`).
+    pub fn changes_stack(&self) -> bool {
+        !matches!(self, Command::ProbeOllama)
+    }
+
+    /// Whether the operator must confirm it first.
+    pub fn destructive(&self) -> bool {
+        matches!(
+            self,
+            Command::Stop(_)
+                | Command::Restart(_)
+                | Command::Scale(..)
+                | Command::Down
+                | Command::ApplySuggestion(_)
+        )
+    }
+}
+
+/// One line of the Events view: a journal entry, an engine event or a console message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventLine {
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    /// `journal`, `engine` or `console`.
+    pub source: String,
+    pub service: String,
+    pub text: String,
+}
+
+/// One log line of a container.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    /// Seconds since the Unix epoch, as the engine stamped the line (0 when it did not).
+    pub time: f64,
+    pub service: String,
+    pub container: String,
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// Bounded log buffer shared between snapshots: chunks behind `Arc`, so publishing a
+/// snapshot copies a few pointers, not the lines.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRing {
+    chunks: VecDeque<Arc<Vec<LogLine>>>,
+    len: usize,
+    /// Lines ever pushed; a view that remembers it knows how many are new.
+    pub pushed: u64,
+}
+
+impl LogRing {
+    pub const MAX_LINES: usize = 5000;
+
+    pub fn push(&mut self, lines: Vec<LogLine>) {
+        if lines.is_empty() {
+            return;
+        }
+        self.len += lines.len();
+        self.pushed += lines.len() as u64;
+        self.chunks.push_back(Arc::new(lines));
+        while self.len > Self::MAX_LINES {
+            let Some(first) = self.chunks.front() else {
+                break;
+            };
+            let drop_n = (self.len - Self::MAX_LINES).min(first.len());
+            if drop_n == first.len() {
+                self.len -= first.len();
+                self.chunks.pop_front();
+            } else {
+                let rest: Vec<LogLine> = first[drop_n..].to_vec();
+                self.len -= drop_n;
+                self.chunks[0] = Arc::new(rest);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &LogLine> {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+}
+
+/// What the stack is doing right now, beyond the containers' own state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Activity {
+    /// `up` or `down` while one runs.
+    pub running: Option<String>,
+    /// Service -> why it is not started yet (while `up` waits on a dependency).
+    pub blocked: BTreeMap<String, String>,
+    /// Commands from the console still being carried out.
+    pub pending: Vec<String>,
+    /// The last answer to a console command ("restart api: done", or the error).
+    pub last_result: Option<String>,
+    /// Whether this console may change the stack.
+    pub read_only: bool,
+    /// Where the embedded gateway listens, or why it does not.
+    pub gateway: Option<String>,
+    /// Service -> what it waits for, `db (service_healthy)`, from the compose file.
+    pub dependencies: BTreeMap<String, Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(i: usize) -> LogLine {
+        LogLine {
+            time: 0.0,
+            service: "s".into(),
+            container: "c".into(),
+            stderr: false,
+            text: i.to_string(),
+        }
+    }
+
+    #[test]
+    fn log_ring_is_bounded_and_keeps_the_newest() {
+        let mut r = LogRing::default();
+        for c in 0..30 {
+            r.push((c * 300..(c + 1) * 300).map(line).collect());
+        }
+        assert_eq!(r.len(), LogRing::MAX_LINES);
+        assert_eq!(r.iter().count(), LogRing::MAX_LINES);
+        assert_eq!(r.iter().next().unwrap().text, (9000 - 5000).to_string());
+        assert_eq!(r.iter().last().unwrap().text, "8999");
+        assert_eq!(r.pushed, 9000);
+    }
+
+    #[test]
+    fn destructive_commands_are_confirmed_and_probe_is_read_only() {
+        assert!(Command::Down.destructive());
+        assert!(!Command::Start("a".into()).destructive());
+        assert!(!Command::ProbeOllama.changes_stack());
+        assert!(Command::Up.changes_stack());
+    }
+}

@@ -1,0 +1,215 @@
+//! The console. It sees the world only through the snapshots it receives and the
+//! `Command`s it sends: `run` owns the terminal, turns keys into commands through
+//! `state::on_key`, and redraws only when a key, a resize or a new snapshot changed
+//! something (a new snapshot is drawn at most every `SNAPSHOT_FRAME`), each frame wrapped
+//! in synchronized-output sequences so a slow SSH link never shows half a frame.
+
+pub mod keymap;
+pub mod state;
+pub mod theme;
+pub mod views;
+pub mod widgets;
+
+use std::io::{self, Write};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream, KeyEventKind, MouseEventKind};
+use crossterm::{cursor, event, execute, terminal};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::{mpsc, watch};
+
+use crate::model::console::Command;
+use crate::model::snapshot::Snapshot;
+use keymap::{Action, Keymap};
+use state::UiState;
+use theme::Theme;
+
+/// New snapshots are drawn at most this often (keys and resizes are drawn at once).
+pub const SNAPSHOT_FRAME: Duration = Duration::from_millis(500);
+
+pub struct Options {
+    pub read_only: bool,
+    pub mouse: bool,
+    pub keymap: Keymap,
+    pub theme: Theme,
+}
+
+/// Puts the terminal back as it was: cooked mode, main screen, cursor, no mouse capture.
+/// Safe to call more than once and from the panic hook.
+pub fn restore_terminal() {
+    let mut out = io::stdout();
+    let _ = execute!(
+        out,
+        event::DisableMouseCapture,
+        terminal::EndSynchronizedUpdate,
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
+    let _ = terminal::disable_raw_mode();
+    let _ = out.flush();
+}
+
+/// Restores the terminal when dropped: on quit, on error, and while unwinding.
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// A panic anywhere (a spawned task included) restores the terminal first, prints the
+/// report with the previous hook, then ends the process: a console whose UI task died
+/// must not keep the terminal in raw mode.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+            std::process::exit(101);
+        }));
+    });
+}
+
+/// Base64 for OSC 52 (standard alphabet, padded).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The OSC 52 sequence that puts `text` on the terminal's clipboard (works over SSH).
+pub fn osc52(text: &str) -> String {
+    format!("\x1b]52;c;{}\x07", base64(text.as_bytes()))
+}
+
+/// Runs the console until `q`, SIGTERM, SIGHUP or the end of the input. The stack is
+/// never touched on the way out.
+pub async fn run(
+    opts: Options,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    commands: mpsc::Sender<Command>,
+) -> io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term_sig = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    install_panic_hook();
+    terminal::enable_raw_mode()?;
+    let guard = Guard;
+    let mut out = io::stdout();
+    execute!(out, terminal::EnterAlternateScreen, cursor::Hide)?;
+    if opts.mouse {
+        execute!(out, event::EnableMouseCapture)?;
+    }
+    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    terminal.clear()?;
+    let mut st = UiState::new(opts.read_only, opts.theme.ascii);
+    let mut snap = snapshots.borrow_and_update().clone();
+    let mut events = EventStream::new();
+    let mut dirty = true;
+    let mut snapshot_pending = false;
+    let mut engine_gone = false;
+    let mut last_draw = tokio::time::Instant::now();
+    loop {
+        if dirty {
+            execute!(terminal.backend_mut(), terminal::BeginSynchronizedUpdate)?;
+            terminal.draw(|f| views::draw(f, &mut st, &snap, &opts.keymap, &opts.theme))?;
+            execute!(terminal.backend_mut(), terminal::EndSynchronizedUpdate)?;
+            if let Some(text) = st.copy.take() {
+                let b = terminal.backend_mut();
+                b.write_all(osc52(&text).as_bytes())?;
+                b.flush()?;
+            }
+            dirty = false;
+            last_draw = tokio::time::Instant::now();
+        }
+        if st.quit {
+            break;
+        }
+        let frame_due = last_draw + SNAPSHOT_FRAME;
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
+                    if let Some(cmd) = state::on_key(&mut st, &opts.keymap, &snap, k) {
+                        // The engine side answers through the snapshot's activity.
+                        let _ = commands.try_send(cmd);
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Mouse(m))) => {
+                    let action = match m.kind {
+                        MouseEventKind::ScrollDown => Some(Action::Down),
+                        MouseEventKind::ScrollUp => Some(Action::Up),
+                        _ => None,
+                    };
+                    if let Some(a) = action {
+                        state::update(&mut st, &snap, a);
+                        dirty = true;
+                    }
+                }
+                Some(Ok(Event::Resize(..))) => {
+                    terminal.autoresize()?;
+                    dirty = true;
+                }
+                Some(Ok(_)) => {}
+                // The terminal is gone (SSH dropped): leave; the stack keeps running.
+                Some(Err(_)) | None => break,
+            },
+            changed = snapshots.changed(), if !snapshot_pending && !engine_gone => {
+                match changed {
+                    Ok(()) => snapshot_pending = true,
+                    // The engine side ended; keep showing the last snapshot.
+                    Err(_) => engine_gone = true,
+                }
+            }
+            _ = tokio::time::sleep_until(frame_due), if snapshot_pending => {
+                snap = snapshots.borrow_and_update().clone();
+                snapshot_pending = false;
+                dirty = true;
+            }
+            _ = term_sig.recv() => break,
+            _ = hup.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    drop(terminal);
+    drop(guard);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(i.as_bytes()), o);
+        }
+        assert_eq!(super::osc52("hi"), "\x1b]52;c;aGk=\x07");
+    }
+}
+
+#[cfg(test)]
+mod screens;

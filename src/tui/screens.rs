@@ -1,0 +1,327 @@
+//! Screens as text: every view drawn into ratatui's `TestBackend` at 80x24 and 160x48,
+//! from a fixed snapshot, with every source up and with the sources down; and a 1x1
+//! terminal, which must not panic. Compared with insta snapshots under `snapshots/`.
+
+use std::collections::BTreeMap;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::keymap::Keymap;
+use super::state::{Mode, UiState, View};
+use super::theme::{ColorMode, Theme};
+use super::views;
+use crate::model::console::{Activity, EventLine, LogLine};
+use crate::model::snapshot::{
+    DiskStats, GpuProcess, GpuStats, HostStats, ServiceStats, Snapshot, SourceHealth,
+};
+
+const T0: f64 = 1_795_924_800.0; // 2026-11-29T04:00:00Z
+
+fn ok() -> SourceHealth {
+    SourceHealth {
+        status: "ok".into(),
+        last_error: None,
+        last_sample: Some(T0),
+    }
+}
+
+fn svc(
+    service: &str,
+    n: u32,
+    cpu: f64,
+    limit: Option<f64>,
+    mem: u64,
+    health: &str,
+) -> ServiceStats {
+    ServiceStats {
+        service: service.into(),
+        container: format!("osmen-{service}-{n}"),
+        container_id: format!("{service}{n}"),
+        state: "running".into(),
+        health: health.into(),
+        health_output: if health == "unhealthy" {
+            "probe http://127.0.0.1:8080/health: 503".into()
+        } else {
+            String::new()
+        },
+        cpu_percent: Some(cpu),
+        cpu_limit_percent: limit.map(|l| cpu / l),
+        memory_bytes: Some(mem << 20),
+        memory_limit_bytes: Some(256 << 20),
+        memory_percent: Some(mem as f64 / 256.0 * 100.0),
+        net_rx_bytes_per_s: Some(1024.0),
+        net_tx_bytes_per_s: Some(2048.0),
+        pids: Some(4),
+        restarts: if health == "unhealthy" { 3 } else { 0 },
+        started_at: "2026-11-29T02:00:00Z".into(),
+        ports: if service == "gateway" {
+            vec!["127.0.0.1:8080->8080/tcp".into()]
+        } else {
+            vec![]
+        },
+        uptime_s: Some(7200.0 + f64::from(n)),
+        ..Default::default()
+    }
+}
+
+/// A stack with every source answering: six containers (one unhealthy, one replica
+/// pair), a GPU with Ollama's process, two agents, logs and events.
+pub fn full() -> Snapshot {
+    let mut s = Snapshot {
+        taken_at: T0,
+        project: "osmen".into(),
+        host: Some(HostStats {
+            cpu_percent: 42.5,
+            per_core_percent: vec![40.0, 45.0],
+            memory_total_bytes: 32 << 30,
+            memory_used_bytes: 20 << 30,
+            memory_available_bytes: 12 << 30,
+            load: Some([1.5, 1.2, 0.9]),
+            disks: vec![DiskStats {
+                mount: "/".into(),
+                total_bytes: 500 << 30,
+                available_bytes: 150 << 30,
+            }],
+            osmen_cpu_percent: 0.3,
+            osmen_memory_bytes: 24 << 20,
+            ..Default::default()
+        }),
+        services: vec![
+            svc("gateway", 1, 35.0, Some(1.0), 120, "healthy"),
+            svc("gateway", 2, 72.0, Some(1.0), 200, "healthy"),
+            svc("langflow", 1, 5.0, None, 90, "unhealthy"),
+            svc("ollama", 1, 150.0, Some(4.0), 250, "healthy"),
+            svc("postgres", 1, 3.0, Some(2.0), 60, "healthy"),
+            svc("redis", 1, 1.0, Some(0.5), 12, ""),
+        ],
+        gpus: vec![GpuStats {
+            index: 0,
+            name: "NVIDIA H200".into(),
+            uuid: "GPU-5f1c3c1e-0000-4000-8000-000000000000".into(),
+            memory_used_bytes: 30 << 30,
+            memory_total_bytes: 141 << 30,
+            gpu_util_percent: Some(64),
+            memory_util_percent: Some(21),
+            temperature_c: Some(55),
+            power_w: Some(310.0),
+            power_limit_w: Some(700.0),
+            fan_percent: None,
+            processes: vec![GpuProcess {
+                pid: 4242,
+                used_memory_bytes: 29 << 30,
+                container: Some("osmen-ollama-1".into()),
+                service: Some("ollama".into()),
+            }],
+        }],
+        ollama: Some(serde_json::json!({
+            "url": "http://127.0.0.1:11434", "version": "0.5.7",
+            "installed": ["llama3.1:8b", "mixtral:8x7b"],
+            "loaded": [
+                {"name": "llama3.1:8b", "size_bytes": 6_000_000_000u64, "size_vram_bytes": 6_000_000_000u64, "partly_on_cpu": false},
+                {"name": "mixtral:8x7b", "size_bytes": 30_000_000_000u64, "size_vram_bytes": 22_000_000_000u64, "partly_on_cpu": true}
+            ]
+        })),
+        agents: vec![
+            serde_json::json!({"agent": "daily_brief", "requests_per_s": 12.5, "errors_per_s": 0.0,
+                "p50_seconds": 0.8, "p95_seconds": 1.9, "p99_seconds": 2.6, "inflight": 3.0, "queued": 0.0,
+                "cpu_percent": 4.2, "memory_bytes": 2_097_152.0, "memory_peak_bytes": 8_388_608.0}),
+            serde_json::json!({"agent": "focus_guardrails", "requests_per_s": 40.0, "errors_per_s": 0.5,
+                "p50_seconds": 0.012, "p95_seconds": 0.04, "p99_seconds": 0.09, "inflight": 1.0, "queued": 2.0,
+                "cpu_percent": 1.1, "memory_bytes": 65536.0, "memory_peak_bytes": 131072.0}),
+        ],
+        sources: ["containers", "host", "gpu", "ollama", "scrape"]
+            .iter()
+            .map(|k| (k.to_string(), ok()))
+            .collect(),
+        activity: Activity {
+            gateway: Some("http://127.0.0.1:8080".into()),
+            dependencies: BTreeMap::from([
+                (
+                    "gateway".into(),
+                    vec![
+                        "postgres (service_healthy)".into(),
+                        "redis (service_healthy)".into(),
+                    ],
+                ),
+                ("langflow".into(), vec!["postgres (service_healthy)".into()]),
+                ("ollama".into(), vec![]),
+                ("postgres".into(), vec![]),
+                ("redis".into(), vec![]),
+            ]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    s.trends.insert(
+        "host:cpu_percent".into(),
+        (0..60).map(|i| f64::from(i % 10) * 10.0).collect(),
+    );
+    s.trends.insert(
+        "service:osmen-gateway-2:cpu_percent".into(),
+        (0..60).map(f64::from).collect(),
+    );
+    s.trends.insert(
+        "agent:daily_brief:p99_seconds".into(),
+        (0..60).map(|i| 2.0 + f64::from(i % 5) / 10.0).collect(),
+    );
+    s.events = (0..12)
+        .map(|i| EventLine {
+            time: T0 - 600.0 + f64::from(i) * 30.0,
+            source: if i % 2 == 0 { "journal" } else { "engine" }.into(),
+            service: "langflow".into(),
+            text: if i % 2 == 0 {
+                format!("restart: attempt {i}")
+            } else {
+                "health_status: unhealthy".into()
+            },
+        })
+        .collect();
+    s.logs.push(
+        (0..40)
+            .map(|i| LogLine {
+                time: T0 - 40.0 + f64::from(i),
+                service: if i % 3 == 0 { "postgres" } else { "gateway" }.into(),
+                container: "x".into(),
+                stderr: i % 7 == 0,
+                text: format!(
+                    "request {i} GET /api/v1/agents/daily_brief/execute 200 in {}ms postgres://app:hunter2@db/osmen",
+                    10 + i
+                ),
+            })
+            .collect(),
+    );
+    s
+}
+
+/// The same stack with its sources down: no engine, no NVML, no Ollama, no gateway.
+pub fn down() -> Snapshot {
+    let bad = |why: &str| SourceHealth {
+        status: why.into(),
+        last_error: Some(why.into()),
+        last_sample: None,
+    };
+    Snapshot {
+        taken_at: T0,
+        project: "osmen".into(),
+        sources: BTreeMap::from([
+            (
+                "containers".into(),
+                bad(
+                    "unavailable: cannot reach the Docker engine at unix:///var/run/docker.sock: start it or set DOCKER_HOST",
+                ),
+            ),
+            ("host".into(), bad("error: /proc is not readable")),
+            (
+                "gpu".into(),
+                bad(
+                    "unavailable: NVML not available (libnvidia-ml.so.1: cannot open shared object file)",
+                ),
+            ),
+            (
+                "ollama".into(),
+                bad("error: http://127.0.0.1:11434: connection refused"),
+            ),
+            (
+                "scrape".into(),
+                bad("error: http://127.0.0.1:8080/metrics: connection refused"),
+            ),
+        ]),
+        activity: Activity {
+            gateway: Some("not running: cannot listen on 127.0.0.1:8080: address in use".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn render(st: &mut UiState, s: &Snapshot, w: u16, h: u16) -> String {
+    let theme = Theme {
+        color: ColorMode::None,
+        ascii: st.ascii,
+    };
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| views::draw(f, st, s, &Keymap::default(), &theme))
+        .unwrap();
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        for x in 0..buf.area.width {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn slug(v: View) -> String {
+    format!("{}_{}", v.index() + 1, v.title().to_lowercase())
+}
+
+#[test]
+fn every_view_at_80x24_and_160x48_with_sources_up_and_down() {
+    for (variant, snap) in [("up", full()), ("down", down())] {
+        for (w, h) in [(80u16, 24u16), (160, 48)] {
+            for v in View::ALL {
+                let mut st = UiState::new(false, false);
+                st.view = v;
+                let text = render(&mut st, &snap, w, h);
+                insta::assert_snapshot!(format!("{}_{w}x{h}_{variant}", slug(v)), text);
+            }
+        }
+    }
+}
+
+#[test]
+fn secrets_in_log_lines_are_masked_on_screen() {
+    let mut st = UiState::new(false, false);
+    st.view = View::Logs;
+    let text = render(&mut st, &full(), 160, 48);
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("postgres://app:"), "{text}");
+}
+
+#[test]
+fn help_confirm_ascii_and_dependency_screens() {
+    let s = full();
+    let mut st = UiState::new(false, false);
+    st.view = View::Services;
+    st.mode = Mode::Help;
+    insta::assert_snapshot!("help_services_80x24", render(&mut st, &s, 80, 24));
+    st.mode = Mode::Confirm(crate::model::console::Command::Restart("gateway".into()));
+    insta::assert_snapshot!("confirm_restart_80x24", render(&mut st, &s, 80, 24));
+    st.mode = Mode::Normal;
+    st.show_dependencies = true;
+    insta::assert_snapshot!("dependencies_80x24", render(&mut st, &s, 80, 24));
+    let mut st = UiState::new(false, true);
+    insta::assert_snapshot!("overview_ascii_80x24", render(&mut st, &s, 80, 24));
+    let ascii = render(&mut st, &s, 80, 24);
+    assert!(
+        ascii.is_ascii(),
+        "--ascii drew a non-ASCII character:\n{ascii}"
+    );
+}
+
+#[test]
+fn tiny_terminals_get_a_message_not_a_panic() {
+    for (w, h) in [(1, 1), (0, 0), (39, 24), (80, 9), (40, 10)] {
+        for v in View::ALL {
+            for snap in [full(), down()] {
+                let mut st = UiState::new(false, false);
+                st.view = v;
+                st.mode = Mode::Help;
+                let text = render(&mut st, &snap, w, h);
+                if w < views::MIN_WIDTH || h < views::MIN_HEIGHT {
+                    assert!(
+                        w * h == 0 || text.contains("terminal") || text.len() < 4,
+                        "{text}"
+                    );
+                }
+            }
+        }
+    }
+    let mut st = UiState::new(false, false);
+    assert!(render(&mut st, &full(), 39, 24).starts_with("terminal too small: 39x24"));
+}

@@ -1,0 +1,664 @@
+//! The console's own state and `update`: keys become actions, actions change the state
+//! and may ask for a `Command`. No I/O here, so every key can be unit-tested.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::keymap::{Action, Keymap};
+use crate::model::console::{Command, LogLine};
+use crate::model::snapshot::{ServiceStats, Snapshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    Overview,
+    Services,
+    Agents,
+    Gpu,
+    Logs,
+    Suggestions,
+    Events,
+}
+
+impl View {
+    pub const ALL: [View; 7] = [
+        View::Overview,
+        View::Services,
+        View::Agents,
+        View::Gpu,
+        View::Logs,
+        View::Suggestions,
+        View::Events,
+    ];
+
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Services => "Services",
+            View::Agents => "Agents",
+            View::Gpu => "GPU",
+            View::Logs => "Logs",
+            View::Suggestions => "Suggestions",
+            View::Events => "Events",
+        }
+    }
+
+    pub fn key_name(self) -> &'static str {
+        match self {
+            View::Overview => "view_overview",
+            View::Services => "view_services",
+            View::Agents => "view_agents",
+            View::Gpu => "view_gpu",
+            View::Logs => "view_logs",
+            View::Suggestions => "view_suggestions",
+            View::Events => "view_events",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Normal,
+    /// Typing a filter for the current view's list.
+    Filter,
+    /// Typing a search in Logs.
+    Search,
+    /// Typing a log line filter.
+    LogFilter,
+    Confirm(Command),
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogsState {
+    pub follow: bool,
+    pub wrap: bool,
+    pub timestamps: bool,
+    pub search: String,
+    pub filter: String,
+    /// None: every service merged.
+    pub service: Option<String>,
+}
+
+impl Default for LogsState {
+    fn default() -> Self {
+        LogsState {
+            follow: true,
+            wrap: false,
+            timestamps: false,
+            search: String::new(),
+            filter: String::new(),
+            service: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UiState {
+    pub view: View,
+    pub mode: Mode,
+    /// Selected row per view.
+    pub selected: [usize; 7],
+    /// List filter per view.
+    pub filters: [String; 7],
+    pub read_only: bool,
+    pub ascii: bool,
+    pub show_dependencies: bool,
+    pub logs: LogsState,
+    /// A one-line answer to the last key (refusals, copies), shown in the status line.
+    pub message: Option<String>,
+    /// Text to put on the clipboard (OSC 52) at the next draw.
+    pub copy: Option<String>,
+    /// Rows of the list area at the last draw (for page up/down).
+    pub page: usize,
+    pub quit: bool,
+}
+
+impl UiState {
+    pub fn new(read_only: bool, ascii: bool) -> UiState {
+        UiState {
+            view: View::Overview,
+            mode: Mode::Normal,
+            selected: [0; 7],
+            filters: Default::default(),
+            read_only,
+            ascii,
+            show_dependencies: false,
+            logs: LogsState::default(),
+            message: None,
+            copy: None,
+            page: 10,
+            quit: false,
+        }
+    }
+
+    pub fn filter(&self) -> &str {
+        &self.filters[self.view.index()]
+    }
+
+    pub fn selected(&self) -> usize {
+        self.selected[self.view.index()]
+    }
+}
+
+fn matches(filter: &str, fields: &[&str]) -> bool {
+    if filter.is_empty() {
+        return true;
+    }
+    let f = filter.to_lowercase();
+    fields.iter().any(|x| x.to_lowercase().contains(&f))
+}
+
+/// The Services rows after the filter, in display order.
+pub fn service_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a ServiceStats> {
+    let mut v: Vec<&ServiceStats> = s
+        .services
+        .iter()
+        .filter(|x| matches(filter, &[&x.service, &x.container, &x.state, &x.health]))
+        .collect();
+    v.sort_by(|a, b| (&a.service, &a.container).cmp(&(&b.service, &b.container)));
+    v
+}
+
+pub fn agent_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a serde_json::Value> {
+    s.agents
+        .iter()
+        .filter(|a| matches(filter, &[a["agent"].as_str().unwrap_or("")]))
+        .collect()
+}
+
+pub fn event_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a crate::model::console::EventLine> {
+    s.events
+        .iter()
+        .rev()
+        .filter(|e| matches(filter, &[&e.service, &e.text, &e.source]))
+        .collect()
+}
+
+/// The log lines the Logs view shows (service choice and line filter applied).
+pub fn log_rows<'a>(s: &'a Snapshot, logs: &LogsState) -> Vec<&'a LogLine> {
+    s.logs
+        .iter()
+        .filter(|l| logs.service.as_ref().is_none_or(|svc| &l.service == svc))
+        .filter(|l| logs.filter.is_empty() || l.text.contains(&logs.filter))
+        .collect()
+}
+
+/// How many rows the current view's list has.
+pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
+    let f = state.filter();
+    match state.view {
+        View::Services => service_rows(s, f).len(),
+        View::Agents => agent_rows(s, f).len(),
+        View::Logs => log_rows(s, &state.logs).len(),
+        View::Events => event_rows(s, f).len(),
+        View::Gpu => s.gpus.len(),
+        View::Overview | View::Suggestions => 0,
+    }
+}
+
+fn selected_service(state: &UiState, s: &Snapshot) -> Option<(String, usize)> {
+    let rows = service_rows(s, state.filter());
+    let row = rows.get(state.selected())?;
+    let replicas = s
+        .services
+        .iter()
+        .filter(|x| x.service == row.service)
+        .count();
+    Some((row.service.clone(), replicas))
+}
+
+fn ask(state: &mut UiState, cmd: Command) -> Option<Command> {
+    if state.read_only && cmd.changes_stack() {
+        state.message = Some(format!(
+            "read-only console: `{}` was not sent (osmen was started with --read-only)",
+            cmd.describe()
+        ));
+        return None;
+    }
+    if cmd.destructive() {
+        state.mode = Mode::Confirm(cmd);
+        None
+    } else {
+        state.message = Some(format!("{}…", cmd.describe()));
+        Some(cmd)
+    }
+}
+
+fn search_step(state: &mut UiState, s: &Snapshot, forward: bool) {
+    if state.logs.search.is_empty() {
+        state.message = Some("no search: press / first".into());
+        return;
+    }
+    let rows = log_rows(s, &state.logs);
+    let n = rows.len();
+    if n == 0 {
+        return;
+    }
+    let cur = state.selected[View::Logs.index()].min(n - 1);
+    let hit = (1..=n)
+        .map(|i| {
+            if forward {
+                (cur + i) % n
+            } else {
+                (cur + n - i) % n
+            }
+        })
+        .find(|&i| rows[i].text.contains(&state.logs.search));
+    match hit {
+        Some(i) => {
+            state.logs.follow = false;
+            state.selected[View::Logs.index()] = i;
+            state.message = None;
+        }
+        None => state.message = Some(format!("not found: {}", state.logs.search)),
+    }
+}
+
+/// Applies one action; returns the command to send, if any.
+pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Command> {
+    let vi = state.view.index();
+    let count = row_count(state, s);
+    let sel = &mut state.selected[vi];
+    match action {
+        Action::Quit => state.quit = true,
+        Action::Help => state.mode = Mode::Help,
+        Action::NextView => state.view = View::ALL[(vi + 1) % View::ALL.len()],
+        Action::PrevView => state.view = View::ALL[(vi + View::ALL.len() - 1) % View::ALL.len()],
+        Action::Goto(v) => state.view = v,
+        Action::Down => {
+            *sel = (*sel + 1).min(count.saturating_sub(1));
+            if state.view == View::Logs && *sel + 1 < count {
+                state.logs.follow = false;
+            }
+        }
+        Action::Up => {
+            *sel = sel.saturating_sub(1);
+            if state.view == View::Logs {
+                state.logs.follow = false;
+            }
+        }
+        Action::Top => {
+            *sel = 0;
+            if state.view == View::Logs {
+                state.logs.follow = false;
+            }
+        }
+        Action::Bottom => {
+            *sel = count.saturating_sub(1);
+            if state.view == View::Logs {
+                state.logs.follow = true;
+            }
+        }
+        Action::PageDown => *sel = (*sel + state.page.max(1)).min(count.saturating_sub(1)),
+        Action::PageUp => {
+            *sel = sel.saturating_sub(state.page.max(1));
+            if state.view == View::Logs {
+                state.logs.follow = false;
+            }
+        }
+        Action::Filter => {
+            state.mode = if state.view == View::Logs {
+                state.logs.search.clear();
+                Mode::Search
+            } else {
+                state.filters[vi].clear();
+                state.selected[vi] = 0;
+                Mode::Filter
+            };
+        }
+        Action::LogFilter => {
+            state.logs.filter.clear();
+            state.mode = Mode::LogFilter;
+        }
+        Action::SearchNext => search_step(state, s, true),
+        Action::SearchPrev => search_step(state, s, false),
+        Action::Cancel => {
+            state.message = None;
+            if state.view == View::Logs {
+                state.logs.search.clear();
+                state.logs.filter.clear();
+            } else {
+                state.filters[vi].clear();
+            }
+        }
+        Action::Start | Action::Stop | Action::Restart | Action::ScaleUp | Action::ScaleDown => {
+            let Some((svc, replicas)) = selected_service(state, s) else {
+                state.message = Some("no service selected".into());
+                return None;
+            };
+            let cmd = match action {
+                Action::Start => Command::Start(svc),
+                Action::Stop => Command::Stop(svc),
+                Action::Restart => Command::Restart(svc),
+                Action::ScaleUp => Command::Scale(svc, replicas as u32 + 1),
+                _ => {
+                    if replicas <= 1 {
+                        state.message = Some(format!(
+                            "{svc} runs {replicas} replica: stop it (x) instead of scaling to 0"
+                        ));
+                        return None;
+                    }
+                    Command::Scale(svc, replicas as u32 - 1)
+                }
+            };
+            return ask(state, cmd);
+        }
+        Action::StackUp => return ask(state, Command::Up),
+        Action::StackDown => return ask(state, Command::Down),
+        Action::Dependencies => state.show_dependencies = !state.show_dependencies,
+        Action::Probe => return ask(state, Command::ProbeOllama),
+        Action::Apply => {
+            state.message = Some("no suggestion to apply: the advisor has none".into());
+        }
+        Action::Copy => match state.view {
+            View::Logs => {
+                let rows = log_rows(s, &state.logs);
+                let i = if state.logs.follow {
+                    rows.len().saturating_sub(1)
+                } else {
+                    state.selected[vi]
+                };
+                match rows.get(i) {
+                    Some(l) => {
+                        state.copy = Some(crate::model::secret::mask_url_credentials(&l.text));
+                        state.message = Some("line copied to the clipboard (OSC 52)".into());
+                    }
+                    None => state.message = Some("no line to copy".into()),
+                }
+            }
+            _ => state.message = Some("nothing to copy here".into()),
+        },
+        Action::Follow => {
+            state.logs.follow = !state.logs.follow;
+            if state.logs.follow {
+                state.selected[vi] = count.saturating_sub(1);
+            }
+        }
+        Action::Wrap => state.logs.wrap = !state.logs.wrap,
+        Action::Timestamps => state.logs.timestamps = !state.logs.timestamps,
+        Action::LogService => {
+            let mut names: Vec<&str> = s.services.iter().map(|x| x.service.as_str()).collect();
+            names.sort();
+            names.dedup();
+            state.logs.service = match &state.logs.service {
+                None => names.first().map(|n| n.to_string()),
+                Some(cur) => names
+                    .iter()
+                    .position(|n| n == cur)
+                    .and_then(|i| names.get(i + 1))
+                    .map(|n| n.to_string()),
+            };
+            state.selected[vi] = 0;
+            state.logs.follow = true;
+        }
+    }
+    None
+}
+
+/// One key in any mode: typing goes to the filter or search being edited, the
+/// confirmation prompt takes y/Enter, everything else goes through the keymap.
+pub fn on_key(
+    state: &mut UiState,
+    keymap: &Keymap,
+    s: &Snapshot,
+    key: KeyEvent,
+) -> Option<Command> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+        state.quit = true;
+        return None;
+    }
+    match state.mode.clone() {
+        Mode::Confirm(cmd) => {
+            state.mode = Mode::Normal;
+            if matches!(
+                key.code,
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
+            ) {
+                state.message = Some(format!("{}…", cmd.describe()));
+                return Some(cmd);
+            }
+            state.message = Some(format!("cancelled: {}", cmd.describe()));
+            None
+        }
+        Mode::Help => {
+            state.mode = Mode::Normal;
+            None
+        }
+        Mode::Filter | Mode::Search | Mode::LogFilter => {
+            let vi = state.view.index();
+            let mode = state.mode.clone();
+            let text = match mode {
+                Mode::Filter => &mut state.filters[vi],
+                Mode::Search => &mut state.logs.search,
+                _ => &mut state.logs.filter,
+            };
+            match key.code {
+                KeyCode::Enter => {
+                    state.mode = Mode::Normal;
+                    if mode == Mode::Search {
+                        search_step(state, s, false);
+                    }
+                }
+                KeyCode::Esc => {
+                    text.clear();
+                    state.mode = Mode::Normal;
+                }
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) => {
+                    text.push(c);
+                    state.selected[vi] = 0;
+                }
+                _ => {}
+            }
+            None
+        }
+        Mode::Normal => {
+            let action = keymap.lookup(state.view, &key)?;
+            update(state, s, action)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::snapshot::ServiceStats;
+
+    fn snap() -> Snapshot {
+        let svc = |name: &str, n: u32| ServiceStats {
+            service: name.into(),
+            container: format!("p-{name}-{n}"),
+            state: "running".into(),
+            health: "healthy".into(),
+            ..Default::default()
+        };
+        let mut s = Snapshot {
+            project: "p".into(),
+            services: vec![
+                svc("api", 1),
+                svc("db", 1),
+                svc("worker", 1),
+                svc("worker", 2),
+            ],
+            ..Default::default()
+        };
+        s.logs.push(
+            [
+                "boot",
+                "ready",
+                "GET /health 200",
+                "error: boom",
+                "GET /health 200",
+            ]
+            .iter()
+            .map(|t| LogLine {
+                time: 0.0,
+                service: "api".into(),
+                container: "p-api-1".into(),
+                stderr: false,
+                text: t.to_string(),
+            })
+            .collect(),
+        );
+        s
+    }
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    fn press(st: &mut UiState, s: &Snapshot, keys: &str) -> Vec<Command> {
+        let km = Keymap::default();
+        keys.chars()
+            .filter_map(|c| on_key(st, &km, s, key(c)))
+            .collect()
+    }
+
+    #[test]
+    fn number_keys_tab_and_quit() {
+        let s = snap();
+        let mut st = UiState::new(false, false);
+        press(&mut st, &s, "5");
+        assert_eq!(st.view, View::Logs);
+        let km = Keymap::default();
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE),
+        );
+        assert_eq!(st.view, View::Suggestions);
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT),
+        );
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT),
+        );
+        assert_eq!(st.view, View::Gpu);
+        press(&mut st, &s, "q");
+        assert!(st.quit);
+    }
+
+    #[test]
+    fn restart_asks_first_and_sends_on_yes_only() {
+        let s = snap();
+        let mut st = UiState::new(false, false);
+        assert!(press(&mut st, &s, "2jr").is_empty());
+        assert_eq!(st.mode, Mode::Confirm(Command::Restart("db".into())));
+        assert!(press(&mut st, &s, "n").is_empty());
+        assert_eq!(st.mode, Mode::Normal);
+        assert_eq!(
+            press(&mut st, &s, "ry"),
+            vec![Command::Restart("db".into())]
+        );
+        // Start is not destructive: no question.
+        assert_eq!(press(&mut st, &s, "s"), vec![Command::Start("db".into())]);
+    }
+
+    #[test]
+    fn scaling_counts_the_running_replicas() {
+        let s = snap();
+        let mut st = UiState::new(false, false);
+        assert_eq!(
+            press(&mut st, &s, "2G+y"),
+            vec![Command::Scale("worker".into(), 3)]
+        );
+        assert_eq!(
+            press(&mut st, &s, "-y"),
+            vec![Command::Scale("worker".into(), 1)]
+        );
+        assert!(press(&mut st, &s, "gj-").is_empty());
+        assert!(st.message.as_deref().unwrap().contains("stop it"));
+    }
+
+    #[test]
+    fn read_only_refuses_and_says_so() {
+        let s = snap();
+        let mut st = UiState::new(true, false);
+        assert!(press(&mut st, &s, "2ry").is_empty());
+        assert!(
+            st.message
+                .as_deref()
+                .unwrap()
+                .starts_with("read-only console")
+        );
+        assert!(press(&mut st, &s, "D").is_empty());
+        assert_eq!(st.mode, Mode::Normal);
+        // The probe changes nothing: allowed.
+        assert_eq!(press(&mut st, &s, "4p"), vec![Command::ProbeOllama]);
+    }
+
+    #[test]
+    fn filter_narrows_the_list_and_esc_clears_it() {
+        let s = snap();
+        let mut st = UiState::new(false, false);
+        press(&mut st, &s, "2/work");
+        assert_eq!(st.mode, Mode::Filter);
+        let km = Keymap::default();
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
+        );
+        assert_eq!(service_rows(&s, st.filter()).len(), 2);
+        // While typing, letters are text, not keys: "q" did not quit.
+        press(&mut st, &s, "/q");
+        assert!(!st.quit);
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
+        );
+        assert_eq!(service_rows(&s, st.filter()).len(), 4);
+    }
+
+    #[test]
+    fn log_search_moves_between_matches_and_stops_following() {
+        let s = snap();
+        let mut st = UiState::new(false, false);
+        let km = Keymap::default();
+        press(&mut st, &s, "5/health");
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
+        );
+        assert!(!st.logs.follow);
+        let first = st.selected[View::Logs.index()];
+        assert_eq!(first, 4);
+        press(&mut st, &s, "n");
+        assert_eq!(st.selected[View::Logs.index()], 2);
+        press(&mut st, &s, "N");
+        assert_eq!(st.selected[View::Logs.index()], 4);
+        press(&mut st, &s, "y");
+        assert_eq!(st.copy.as_deref(), Some("GET /health 200"));
+        press(&mut st, &s, "wt");
+        assert!(st.logs.wrap && st.logs.timestamps);
+        press(&mut st, &s, "f");
+        assert!(st.logs.follow);
+    }
+
+    #[test]
+    fn keys_on_an_empty_snapshot_do_not_panic() {
+        let s = Snapshot::default();
+        let mut st = UiState::new(false, false);
+        for v in "1234567".chars() {
+            press(&mut st, &s, &format!("{v}jkgGnNyrsx+-dpfwt"));
+            st.mode = Mode::Normal;
+        }
+    }
+}

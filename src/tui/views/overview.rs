@@ -1,0 +1,282 @@
+//! View 1: the whole stack at a glance: services, host, GPU, agents, advice, last events.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::{block, source_down};
+use crate::model::snapshot::Snapshot;
+use crate::model::units::format_bytes;
+use crate::tui::state::UiState;
+use crate::tui::theme::Theme;
+use crate::tui::widgets::{fit, gauge, ms, spark};
+
+pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme) {
+    let wide = area.width >= 100;
+    let (left, right) = if wide {
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(area);
+        (l, r)
+    } else {
+        (area, Rect::default())
+    };
+    let stack = stack_lines(s, t, left.width.saturating_sub(2) as usize);
+    let host = host_lines(s, t, left.width.saturating_sub(2) as usize);
+    let gpu = gpu_lines(s, t, left.width.saturating_sub(2) as usize);
+    let agents = agent_lines(s, t);
+    let advice = vec![Line::from(Span::styled(
+        "none: the scaling advisor is not built yet (see the Suggestions view)",
+        t.dim(),
+    ))];
+    let events = event_lines(s, t, left.width.saturating_sub(2) as usize);
+    let h = |v: &Vec<Line>| v.len() as u16 + 2;
+    if wide {
+        let [a, b, c] = Layout::vertical([
+            Constraint::Length(h(&stack)),
+            Constraint::Length(h(&host)),
+            Constraint::Min(3),
+        ])
+        .areas(left);
+        f.render_widget(Paragraph::new(stack).block(block(t, "stack")), a);
+        f.render_widget(Paragraph::new(host).block(block(t, "host")), b);
+        f.render_widget(Paragraph::new(gpu).block(block(t, "gpu")), c);
+        let [d, e, g] = Layout::vertical([
+            Constraint::Length(h(&agents)),
+            Constraint::Length(h(&advice)),
+            Constraint::Min(3),
+        ])
+        .areas(right);
+        f.render_widget(Paragraph::new(agents).block(block(t, "agents")), d);
+        f.render_widget(Paragraph::new(advice).block(block(t, "suggestions")), e);
+        f.render_widget(Paragraph::new(events).block(block(t, "last events")), g);
+    } else {
+        // Narrow: one column, each box as tall as it needs, events take what is left.
+        let [a, b, c, d, e] = Layout::vertical([
+            Constraint::Length(h(&stack)),
+            Constraint::Length(h(&host)),
+            Constraint::Length(h(&gpu).min(4)),
+            Constraint::Length(h(&agents).min(4)),
+            Constraint::Min(3),
+        ])
+        .areas(area);
+        f.render_widget(Paragraph::new(stack).block(block(t, "stack")), a);
+        f.render_widget(Paragraph::new(host).block(block(t, "host")), b);
+        f.render_widget(Paragraph::new(gpu).block(block(t, "gpu")), c);
+        f.render_widget(Paragraph::new(agents).block(block(t, "agents")), d);
+        f.render_widget(Paragraph::new(events).block(block(t, "last events")), e);
+    }
+}
+
+fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    if let Some(why) = source_down(s, "containers") {
+        return vec![Line::from(Span::styled(fit(t, &why, width * 2), t.bad()))];
+    }
+    let n = s.services.len();
+    let running = s.services.iter().filter(|x| x.state == "running").count();
+    let healthy = s.services.iter().filter(|x| x.health == "healthy").count();
+    let unhealthy = s
+        .services
+        .iter()
+        .filter(|x| x.health == "unhealthy")
+        .count();
+    let restarts: i64 = s.services.iter().map(|x| x.restarts).sum();
+    let mut lines = vec![Line::from(vec![
+        Span::raw(format!("{n} containers  ")),
+        Span::styled(
+            format!("{running} running"),
+            if running == n { t.ok() } else { t.warn() },
+        ),
+        Span::raw(format!("  {healthy} healthy  ")),
+        Span::styled(
+            format!("{unhealthy} unhealthy"),
+            if unhealthy > 0 { t.bad() } else { t.dim() },
+        ),
+        Span::raw(format!("  {restarts} restarts")),
+    ])];
+    if n == 0 {
+        lines.push(Line::from(Span::styled(
+            "no containers: press U to bring the stack up",
+            t.dim(),
+        )));
+    }
+    // One compact cell per container: "● api" coloured by health.
+    let dot = if t.ascii { "*" } else { "●" };
+    let mut row: Vec<Span> = Vec::new();
+    let mut used = 0;
+    for x in &s.services {
+        let cell = format!("{dot} {}  ", x.service);
+        if used + cell.chars().count() > width && !row.is_empty() {
+            lines.push(Line::from(std::mem::take(&mut row)));
+            used = 0;
+        }
+        used += cell.chars().count();
+        row.push(Span::styled(cell, t.health(&x.state, &x.health)));
+    }
+    if !row.is_empty() {
+        lines.push(Line::from(row));
+    }
+    if let Some(a) = &s.activity.running {
+        lines.push(Line::from(Span::styled(
+            format!("{a} in progress"),
+            t.warn(),
+        )));
+        for why in s.activity.blocked.values() {
+            lines.push(Line::from(Span::styled(fit(t, why, width), t.warn())));
+        }
+    }
+    lines
+}
+
+fn host_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    let Some(h) = &s.host else {
+        let why = source_down(s, "host").unwrap_or_else(|| "waiting for the first sample".into());
+        return vec![Line::from(Span::styled(why, t.dim()))];
+    };
+    let gw = width.saturating_sub(34).clamp(0, 30);
+    let trend = s
+        .trends
+        .get("host:cpu_percent")
+        .cloned()
+        .unwrap_or_default();
+    let mem_pct = if h.memory_total_bytes > 0 {
+        h.memory_used_bytes as f64 / h.memory_total_bytes as f64 * 100.0
+    } else {
+        0.0
+    };
+    let mut lines = vec![
+        Line::from(vec![
+            Span::raw(format!("cpu {:>5.1}% ", h.cpu_percent)),
+            Span::styled(gauge(t, h.cpu_percent, gw), t.level(h.cpu_percent)),
+            Span::raw(" "),
+            Span::styled(spark(t, &trend, 14, Some(100.0)), t.accent()),
+        ]),
+        Line::from(vec![
+            Span::raw(format!("mem {mem_pct:>5.1}% ")),
+            Span::styled(gauge(t, mem_pct, gw), t.level(mem_pct)),
+            Span::raw(format!(
+                " {} / {}",
+                format_bytes(h.memory_used_bytes),
+                format_bytes(h.memory_total_bytes)
+            )),
+        ]),
+    ];
+    for d in &h.disks {
+        let used = d.total_bytes.saturating_sub(d.available_bytes);
+        let p = if d.total_bytes > 0 {
+            used as f64 / d.total_bytes as f64 * 100.0
+        } else {
+            0.0
+        };
+        lines.push(Line::from(vec![
+            Span::raw(format!("disk {p:>4.0}% ")),
+            Span::styled(gauge(t, p, gw), t.level(p)),
+            Span::raw(format!(
+                " {} free {}",
+                format_bytes(d.available_bytes),
+                fit(t, &d.mount, 20)
+            )),
+        ]));
+    }
+    let mut last = format!("{} cores", h.per_core_percent.len());
+    if let Some(l) = h.load {
+        last.push_str(&format!("  load {:.2} {:.2} {:.2}", l[0], l[1], l[2]));
+    }
+    last.push_str(&format!(
+        "  osmen {:.1}% {}",
+        h.osmen_cpu_percent,
+        format_bytes(h.osmen_memory_bytes)
+    ));
+    lines.push(Line::from(Span::styled(fit(t, &last, width), t.dim())));
+    lines
+}
+
+fn gpu_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    if s.gpus.is_empty() {
+        let why = source_down(s, "gpu").unwrap_or_else(|| "no GPU reported yet".into());
+        return vec![Line::from(Span::styled(fit(t, &why, width), t.dim()))];
+    }
+    let gw = width.saturating_sub(40).clamp(0, 20);
+    s.gpus
+        .iter()
+        .map(|g| {
+            let p = if g.memory_total_bytes > 0 {
+                g.memory_used_bytes as f64 / g.memory_total_bytes as f64 * 100.0
+            } else {
+                0.0
+            };
+            Line::from(vec![
+                Span::raw(format!("{} vram ", g.index)),
+                Span::styled(gauge(t, p, gw), t.level(p)),
+                Span::raw(format!(
+                    " {}/{} util {} {}",
+                    format_bytes(g.memory_used_bytes),
+                    format_bytes(g.memory_total_bytes),
+                    g.gpu_util_percent
+                        .map(|u| format!("{u}%"))
+                        .unwrap_or_else(|| "-".into()),
+                    g.temperature_c
+                        .map(|c| format!("{c}{}", t.degrees()))
+                        .unwrap_or_default(),
+                )),
+            ])
+        })
+        .collect()
+}
+
+fn agent_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
+    if s.agents.is_empty() {
+        let why = match &s.activity.gateway {
+            Some(g) => format!("no agent figures yet (gateway: {g})"),
+            None => "no agent figures: no gateway is scraped".into(),
+        };
+        return vec![Line::from(Span::styled(why, t.dim()))];
+    }
+    let mut v: Vec<Line> = s
+        .agents
+        .iter()
+        .map(|a| {
+            Line::from(vec![
+                Span::raw(format!("{:<22}", a["agent"].as_str().unwrap_or("?"))),
+                Span::raw(format!(
+                    " {:>6}/s  p99 {:>6}  in flight {}",
+                    a["requests_per_s"]
+                        .as_f64()
+                        .map(|r| format!("{r:.1}"))
+                        .unwrap_or_else(|| "-".into()),
+                    ms(a["p99_seconds"].as_f64()),
+                    a["inflight"]
+                        .as_f64()
+                        .map(|x| x.to_string())
+                        .unwrap_or_else(|| "-".into())
+                )),
+            ])
+        })
+        .collect();
+    if let Some(g) = &s.activity.gateway {
+        v.push(Line::from(Span::styled(format!("gateway {g}"), t.dim())));
+    }
+    v
+}
+
+fn event_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    if s.events.is_empty() {
+        return vec![Line::from(Span::styled("no events yet", t.dim()))];
+    }
+    s.events
+        .iter()
+        .rev()
+        .take(8)
+        .rev()
+        .map(|e| {
+            Line::from(vec![
+                Span::styled(crate::tui::widgets::clock(e.time) + " ", t.dim()),
+                Span::raw(fit(
+                    t,
+                    &format!("{} {}", e.service, e.text),
+                    width.saturating_sub(9),
+                )),
+            ])
+        })
+        .collect()
+}

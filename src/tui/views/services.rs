@@ -1,0 +1,273 @@
+//! View 2: every container with state, health, CPU against its limit (and its trend),
+//! memory against its limit, restarts, uptime and ports; a dependency view; and, while
+//! `up` runs, which service blocks and why.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
+
+use super::{block, source_down};
+use crate::model::snapshot::Snapshot;
+use crate::tui::state::{UiState, service_rows};
+use crate::tui::theme::Theme;
+use crate::tui::widgets::{bytes, fit, pct, spark, uptime};
+
+pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
+    let rows = service_rows(s, st.filter());
+    let detail = detail_lines(st, s, t);
+    let [list, info] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length((detail.len() as u16 + 2).min(area.height / 2)),
+    ])
+    .areas(area);
+    if st.show_dependencies {
+        dependencies(f, list, s, t);
+    } else if rows.is_empty() {
+        let why = source_down(s, "containers").unwrap_or_else(|| {
+            if st.filter().is_empty() {
+                "no containers in this project: press U to bring the stack up".into()
+            } else {
+                format!(
+                    "no service matches the filter {:?} (Esc clears it)",
+                    st.filter()
+                )
+            }
+        });
+        f.render_widget(
+            Paragraph::new(why)
+                .wrap(Wrap { trim: true })
+                .style(t.dim())
+                .block(block(t, "services")),
+            list,
+        );
+    } else {
+        let wide = list.width >= 110;
+        let mut header = vec![
+            "SERVICE",
+            "STATE",
+            "HEALTH",
+            "CPU/LIM",
+            "TREND",
+            "MEM / LIMIT",
+            "RST",
+            "UP",
+        ];
+        if wide {
+            header.push("PORTS");
+        }
+        let body: Vec<Row> = rows
+            .iter()
+            .map(|x| {
+                let trend = s
+                    .trends
+                    .get(&format!("service:{}:cpu_percent", x.container))
+                    .cloned()
+                    .unwrap_or_default();
+                let cpu = x.cpu_limit_percent.or(x.cpu_percent);
+                let mem = match (x.memory_bytes, x.memory_limit_bytes) {
+                    (Some(m), Some(l)) => format!("{} / {}", bytes(Some(m)), bytes(Some(l))),
+                    (m, _) => bytes(m),
+                };
+                let name = if x.container.ends_with("-1") {
+                    x.service.clone()
+                } else {
+                    // Replicas: the number tells them apart.
+                    format!(
+                        "{} #{}",
+                        x.service,
+                        x.container.rsplit('-').next().unwrap_or("")
+                    )
+                };
+                let mut cells = vec![
+                    Cell::from(name),
+                    Cell::from(x.state.clone()).style(t.health(&x.state, "")),
+                    Cell::from(if x.health.is_empty() {
+                        "-".into()
+                    } else {
+                        x.health.clone()
+                    })
+                    .style(t.health(&x.state, &x.health)),
+                    Cell::from(pct(cpu)).style(cpu.map(|c| t.level(c)).unwrap_or_default()),
+                    Cell::from(spark(t, &trend, if wide { 10 } else { 8 }, None)).style(t.accent()),
+                    Cell::from(mem).style(x.memory_percent.map(|p| t.level(p)).unwrap_or_default()),
+                    Cell::from(x.restarts.to_string()).style(if x.restarts > 0 {
+                        t.warn()
+                    } else {
+                        t.dim()
+                    }),
+                    Cell::from(uptime(x.uptime_s)),
+                ];
+                if wide {
+                    cells.push(Cell::from(x.ports.join(" ")).style(t.dim()));
+                }
+                Row::new(cells)
+            })
+            .collect();
+        let mut widths = vec![
+            Constraint::Length(if wide { 18 } else { 13 }),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(7),
+            Constraint::Length(if wide { 10 } else { 8 }),
+            Constraint::Length(if wide { 19 } else { 16 }),
+            Constraint::Length(3),
+            Constraint::Length(7),
+        ];
+        if wide {
+            widths.push(Constraint::Min(10));
+        }
+        let title = if st.filter().is_empty() {
+            format!("services ({})", rows.len())
+        } else {
+            format!("services ({}, filter {:?})", rows.len(), st.filter())
+        };
+        let table = Table::new(body, widths)
+            .header(Row::new(header).style(t.header()))
+            .row_highlight_style(t.selected())
+            .block(block(t, &title));
+        let mut ts = TableState::default().with_selected(Some(st.selected().min(rows.len() - 1)));
+        f.render_stateful_widget(table, list, &mut ts);
+    }
+    f.render_widget(
+        Paragraph::new(detail)
+            .wrap(Wrap { trim: true })
+            .block(block(t, "detail")),
+        info,
+    );
+}
+
+fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
+    let mut v = Vec::new();
+    if let Some(a) = &s.activity.running {
+        v.push(Line::from(Span::styled(
+            format!("{a} in progress"),
+            t.warn(),
+        )));
+        for why in s.activity.blocked.values() {
+            v.push(Line::from(Span::styled(why.clone(), t.warn())));
+        }
+    }
+    let rows = service_rows(s, st.filter());
+    if let Some(x) = rows.get(st.selected()) {
+        let mut l = format!("{}  {}", x.container, x.state);
+        if let Some(p) = x.cpu_percent {
+            l.push_str(&format!("  cpu {p:.1}% of one core"));
+        }
+        if let Some(n) = x.pids {
+            l.push_str(&format!("  pids {n}"));
+        }
+        if let (Some(r), Some(w)) = (x.net_rx_bytes_per_s, x.net_tx_bytes_per_s) {
+            l.push_str(&format!(
+                "  net {}/s in {}/s out",
+                bytes(Some(r as u64)),
+                bytes(Some(w as u64))
+            ));
+        }
+        v.push(Line::from(l));
+        if !x.health_output.trim().is_empty() {
+            v.push(Line::from(Span::styled(
+                format!(
+                    "last health check: {}",
+                    fit(
+                        t,
+                        &crate::model::secret::mask_url_credentials(x.health_output.trim()),
+                        200
+                    )
+                ),
+                t.dim(),
+            )));
+        }
+        if let Some(d) = s.activity.dependencies.get(&x.service)
+            && !d.is_empty()
+        {
+            v.push(Line::from(Span::styled(
+                format!("waits for: {}", d.join(", ")),
+                t.dim(),
+            )));
+        }
+    }
+    if v.is_empty() {
+        v.push(Line::from(Span::styled("no service selected", t.dim())));
+    }
+    v
+}
+
+/// The compose dependency graph as an indented tree, roots first, with live state.
+fn dependencies(f: &mut Frame, area: Rect, s: &Snapshot, t: &Theme) {
+    let deps = &s.activity.dependencies;
+    let mut lines = Vec::new();
+    if deps.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "no dependency information",
+            t.dim(),
+        )));
+    }
+    let state_of = |svc: &str| {
+        s.services
+            .iter()
+            .find(|x| x.service == svc)
+            .map(|x| (x.state.clone(), x.health.clone()))
+            .unwrap_or_else(|| ("absent".into(), String::new()))
+    };
+    // Services nobody depends on are the tops of the tree.
+    let needed: std::collections::BTreeSet<String> = deps
+        .values()
+        .flatten()
+        .map(|d| d.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    fn walk<'a>(
+        svc: &str,
+        how: &str,
+        depth: usize,
+        deps: &std::collections::BTreeMap<String, Vec<String>>,
+        state_of: &dyn Fn(&str) -> (String, String),
+        t: &Theme,
+        out: &mut Vec<Line<'a>>,
+    ) {
+        if depth > 12 {
+            return;
+        }
+        let (state, health) = state_of(svc);
+        let branch = if depth == 0 {
+            String::new()
+        } else if t.ascii {
+            format!("{}`- ", "   ".repeat(depth - 1))
+        } else {
+            format!("{}└─ ", "   ".repeat(depth - 1))
+        };
+        out.push(Line::from(vec![
+            Span::raw(format!("{branch}{svc} ")),
+            Span::styled(
+                format!(
+                    "{state}{}",
+                    if health.is_empty() {
+                        String::new()
+                    } else {
+                        format!("/{health}")
+                    }
+                ),
+                t.health(&state, &health),
+            ),
+            Span::styled(
+                if how.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {how}")
+                },
+                t.dim(),
+            ),
+        ]));
+        for d in deps.get(svc).into_iter().flatten() {
+            let (name, cond) = d.split_once(' ').unwrap_or((d.as_str(), ""));
+            walk(name, cond, depth + 1, deps, state_of, t, out);
+        }
+    }
+    for top in deps.keys().filter(|k| !needed.contains(*k)) {
+        walk(top, "", 0, deps, &state_of, t, &mut lines);
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(block(t, "dependencies (d: back to the list)")),
+        area,
+    );
+}
