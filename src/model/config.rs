@@ -162,6 +162,22 @@ mod tests {
     }
 
     #[test]
+    fn console_section_and_the_shipped_file_parse() {
+        let c = Config::parse(
+            "[console]\nmouse = true\n[console.keys]\nrestart = \"R\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert!(c.console.mouse);
+        assert_eq!(c.console.keys["restart"], "R");
+        let shipped = include_str!("../../config/osmen.toml");
+        let c = Config::parse(shipped, "config/osmen.toml").unwrap();
+        assert!(!c.console.mouse && c.console.keys.is_empty());
+        let e = Config::parse("[console]\nmouse = \"yes\"\n", "osmen.toml").unwrap_err();
+        assert!(e.starts_with("osmen.toml:2:"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let e = Config::parse("[supervisor]\nbackof_initial = \"1s\"\n", "osmen.toml").unwrap_err();
         assert!(e.starts_with("osmen.toml:2:"), "{e}");

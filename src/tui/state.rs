@@ -109,6 +109,9 @@ pub struct UiState {
     pub logs: LogsState,
     /// A one-line answer to the last key (refusals, copies), shown in the status line.
     pub message: Option<String>,
+    /// The engine side's last answer when the last key was pressed: a newer answer
+    /// replaces `message` in the status line.
+    pub result_seen: Option<String>,
     /// Text to put on the clipboard (OSC 52) at the next draw.
     pub copy: Option<String>,
     /// Rows of the list area at the last draw (for page up/down).
@@ -128,6 +131,7 @@ impl UiState {
             show_dependencies: false,
             logs: LogsState::default(),
             message: None,
+            result_seen: None,
             copy: None,
             page: 10,
             quit: false,
@@ -406,6 +410,7 @@ pub fn on_key(
     s: &Snapshot,
     key: KeyEvent,
 ) -> Option<Command> {
+    state.result_seen = s.activity.last_result.clone();
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         state.quit = true;
         return None;

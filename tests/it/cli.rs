@@ -244,3 +244,36 @@ fn metrics_shows_every_family_and_quantiles() {
     let o = osmen().args(["metrics", "ftp://x"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = osmen().args(["completions", shell]).output().unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{shell}: {err}");
+        assert!(
+            out.contains("osmen") && out.contains("supervise"),
+            "{shell}: {out}"
+        );
+    }
+    let o = osmen().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = osmen().arg("man").output().unwrap();
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.starts_with(".ie") || out.contains(".TH osmen"), "{out}");
+    assert!(
+        out.contains("no\\-up") && out.contains("read\\-only"),
+        "{out}"
+    );
+}
+
+#[test]
+fn console_flags_parse_and_the_console_refuses_a_pipe() {
+    let cli = Cli::parse_from(["osmen", "--no-up", "--ascii", "--read-only"]);
+    assert!(cli.no_up && cli.ascii && cli.global.read_only && cli.command.is_none());
+    // Without a terminal, bare osmen explains itself instead of drawing into a pipe.
+    let o = osmen().arg("--no-up").output().unwrap();
+    let (out, _) = text(&o);
+    assert!(o.status.success() && out.contains("Usage:"), "{out}");
+}

@@ -8,6 +8,7 @@ mod architecture;
 mod cli;
 mod collect;
 mod compose_corpus;
+mod console;
 mod docker_stack;
 mod gateway;
 mod images;

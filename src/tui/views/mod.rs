@@ -110,16 +110,18 @@ fn status_line<'a>(st: &UiState, s: &Snapshot, keymap: &Keymap, t: &Theme) -> Li
         Mode::LogFilter => return typing("only lines containing: ", &st.logs.filter),
         _ => {}
     }
-    if let Some(m) = &st.message {
+    if let Some(m) = &st.message
+        && (s.activity.last_result == st.result_seen || s.activity.last_result.is_none())
+    {
         return Line::from(Span::styled(m.clone(), t.warn()));
     }
+    if !s.activity.pending.is_empty() {
+        return Line::from(Span::styled(
+            format!("running: {}", s.activity.pending.join(", ")),
+            t.warn(),
+        ));
+    }
     if let Some(r) = &s.activity.last_result {
-        if !s.activity.pending.is_empty() {
-            return Line::from(Span::styled(
-                format!("running: {}", s.activity.pending.join(", ")),
-                t.warn(),
-            ));
-        }
         let style = if r.contains("failed") {
             t.bad()
         } else {
@@ -184,7 +186,12 @@ fn help(f: &mut Frame, area: Rect, st: &UiState, keymap: &Keymap, t: &Theme) {
     // As many columns as the height needs, each as wide as its widest entry.
     let rows = (area.height.saturating_sub(3) as usize).max(1);
     let columns = entries.len().div_ceil(rows);
-    let col_w = (area.width.saturating_sub(2) as usize / columns.max(1)).max(1);
+    let width = if columns > 1 {
+        area.width
+    } else {
+        64.min(area.width)
+    };
+    let col_w = (width.saturating_sub(2) as usize / columns.max(1)).max(1);
     let per_col = entries.len().div_ceil(columns.max(1));
     let mut lines: Vec<Line> = Vec::new();
     for r in 0..per_col {
@@ -194,7 +201,11 @@ fn help(f: &mut Frame, area: Rect, st: &UiState, keymap: &Keymap, t: &Theme) {
                 let k = crate::tui::widgets::fit(t, k, 9);
                 let d = crate::tui::widgets::fit(t, d, col_w.saturating_sub(12));
                 spans.push(Span::styled(format!("{k:>9}  "), t.accent()));
-                spans.push(Span::raw(format!("{d:<w$} ", w = col_w.saturating_sub(12))));
+                if c + 1 < columns {
+                    spans.push(Span::raw(format!("{d:<w$} ", w = col_w.saturating_sub(12))));
+                } else {
+                    spans.push(Span::raw(d));
+                }
             }
         }
         lines.push(Line::from(spans));
@@ -204,7 +215,6 @@ fn help(f: &mut Frame, area: Rect, st: &UiState, keymap: &Keymap, t: &Theme) {
         t.dim(),
     )));
     let title = format!("keys: {}", st.view.title());
-    let width = if columns > 1 { area.width } else { 64 };
     popup(f, area, t, &title, lines, width);
 }
 

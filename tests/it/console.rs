@@ -1,0 +1,149 @@
+//! The console as an operator meets it: the real binary in tmux against a running test
+//! stack (a real Redis and five stand-ins). Views show the services and their health,
+//! help opens, a confirmed restart really restarts, a tiny window gets a message instead
+//! of a crash, `q` exits 0, and the stack keeps running afterwards.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::{Stack, docker_ready, free_port, inspect, wait_until};
+
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn tmux(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux is installed (.ci/run installs it)");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.tmux(&["send-keys", "-t", &self.name, k]);
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", &self.name])
+    }
+    fn wait_for(&self, what: &str, limit: Duration) -> String {
+        let mut last = String::new();
+        let seen = wait_until(limit, || {
+            last = self.screen();
+            last.contains(what)
+        });
+        assert!(seen, "the console never showed {what:?}; screen:\n{last}");
+        last
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.tmux(&["kill-session", "-t", &self.name]);
+    }
+}
+
+#[test]
+fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() {
+    if !docker_ready() {
+        return;
+    }
+    let stack = Stack::new("console", "tui");
+    let (code, _, err) = stack.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let redis = stack.container("redis");
+    let started = inspect(&redis, "{{.State.StartedAt}}");
+
+    let t = Tmux {
+        name: format!("osmen-it-{}", std::process::id()),
+    };
+    let exit_file = stack.path("console.exit");
+    let script = format!(
+        "cd {dir} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} {bin} -p {project}; echo $? > {exit}",
+        dir = stack.dir.display(),
+        port = free_port(),
+        bin = env!("CARGO_BIN_EXE_osmen"),
+        project = stack.project,
+        exit = exit_file.display(),
+    );
+    t.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &t.name,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &script,
+    ]);
+
+    // Overview: all six containers running and healthy, adopted (not recreated).
+    let s = t.wait_for("6 running  6 healthy", Duration::from_secs(60));
+    assert!(s.contains("1 Overview") && s.contains("stack"), "{s}");
+
+    // Services: every service with its health.
+    t.keys(&["2"]);
+    let s = t.wait_for("services (6)", Duration::from_secs(10));
+    for svc in ["redis", "postgres", "qdrant", "gateway", "n8n"] {
+        assert!(
+            s.lines().any(|l| l.contains(svc) && l.contains("healthy")),
+            "{svc} is not shown healthy:\n{s}"
+        );
+    }
+
+    // Help, generated from the keymap.
+    t.keys(&["?"]);
+    let s = t.wait_for("keys: Services", Duration::from_secs(5));
+    assert!(s.contains("restart the service (asks)"), "{s}");
+    t.keys(&["Escape"]);
+
+    // Restart redis: filter to it, r, confirm with y; the engine shows a new start.
+    t.keys(&["/", "r", "e", "d", "i", "s", "Enter", "r"]);
+    t.wait_for("Restart redis?", Duration::from_secs(5));
+    t.keys(&["y"]);
+    assert!(
+        wait_until(Duration::from_secs(30), || inspect(
+            &redis,
+            "{{.State.StartedAt}}"
+        ) != started),
+        "redis was not restarted; screen:\n{}",
+        t.screen()
+    );
+    t.wait_for(
+        "restart redis: restarted 1 container(s)",
+        Duration::from_secs(20),
+    );
+    assert!(stack.journal().contains("\"action\":\"restart\""));
+
+    // Logs and events views draw the feeds.
+    t.keys(&["Escape", "5"]);
+    t.wait_for("logs: all services", Duration::from_secs(5));
+    t.wait_for("tick", Duration::from_secs(15));
+    t.keys(&["7"]);
+    t.wait_for("operator asked: restart redis", Duration::from_secs(5));
+
+    // A tiny window: a message, not a crash; back to a normal size: the view again.
+    t.tmux(&["resize-window", "-t", &t.name, "-x", "20", "-y", "5"]);
+    t.wait_for("too small", Duration::from_secs(5));
+    t.tmux(&["resize-window", "-t", &t.name, "-x", "100", "-y", "30"]);
+    t.wait_for("events (", Duration::from_secs(5));
+
+    // q quits with status 0 and leaves the stack running.
+    t.keys(&["q"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || exit_file.exists()),
+        "the console did not exit on q; screen:\n{}",
+        t.screen()
+    );
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+    for svc in ["redis", "postgres", "n8n"] {
+        assert_eq!(
+            inspect(&stack.container(svc), "{{.State.Status}}"),
+            "running"
+        );
+    }
+}
