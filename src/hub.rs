@@ -118,7 +118,7 @@ impl Hub {
                 self.snapshot.agents = a
             }
             Update::Events(e) => {
-                let ev = &mut self.snapshot.events;
+                let ev = std::sync::Arc::make_mut(&mut self.snapshot.events);
                 ev.extend(e);
                 if ev.len() > MAX_EVENTS {
                     ev.drain(..ev.len() - MAX_EVENTS);
@@ -206,7 +206,7 @@ impl Hub {
                 trends.insert(k.clone(), v);
             }
         }
-        self.snapshot.trends = trends;
+        self.snapshot.trends = std::sync::Arc::new(trends);
     }
 
     fn attribute_gpus(&mut self) {

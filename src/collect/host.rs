@@ -4,14 +4,12 @@
 
 use std::time::Instant;
 
-use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::model::snapshot::{DiskStats, HostStats};
 
 pub struct Host {
     sys: System,
-    disks: Disks,
-    nets: Networks,
     pid: Option<Pid>,
     last: Option<(Instant, u64, u64)>,
     /// Mount points of interest (the engine's data dir, volume roots); empty = all.
@@ -25,10 +23,6 @@ impl Host {
         sys.refresh_memory();
         Ok(Host {
             sys,
-            disks: Disks::new_with_refreshed_list()
-                .map_err(|e| format!("disk metrics unavailable: {e}"))?,
-            nets: Networks::new_with_refreshed_list()
-                .map_err(|e| format!("network metrics unavailable: {e}"))?,
             pid: sysinfo::get_current_pid().ok(),
             last: None,
             mounts,
@@ -47,15 +41,11 @@ impl Host {
                 ProcessRefreshKind::nothing().with_cpu().with_memory(),
             );
         }
-        self.disks.refresh(true);
-        self.nets.refresh(true);
-        let (rx, tx) = self
-            .nets
-            .iter()
-            .filter(|(name, _)| *name != "lo")
-            .fold((0u64, 0u64), |(r, t), (_, d)| {
-                (r + d.total_received(), t + d.total_transmitted())
-            });
+        // One read of /proc/net/dev rather than sysinfo's walk of /sys/class/net (a file
+        // per counter per interface, and a Docker host has a veth per container).
+        let (rx, tx) = std::fs::read_to_string("/proc/net/dev")
+            .map(|t| host_traffic(&t))
+            .unwrap_or((0, 0));
         let now = Instant::now();
         let (rx_rate, tx_rate) = match self.last {
             Some((t, r0, t0)) => {
@@ -71,17 +61,17 @@ impl Host {
         let load = System::load_average()
             .ok()
             .map(|l| [l.one, l.five, l.fifteen]);
+        // statvfs of the few paths that matter, not a refresh of every mount (a Docker
+        // host has one overlay mount per container).
         let disks = self
-            .disks
+            .mounts
             .iter()
-            .filter(|d| {
-                let m = d.mount_point().to_string_lossy();
-                self.mounts.is_empty() || self.mounts.iter().any(|x| x == m.as_ref())
-            })
-            .map(|d| DiskStats {
-                mount: d.mount_point().to_string_lossy().into_owned(),
-                total_bytes: d.total_space(),
-                available_bytes: d.available_space(),
+            .filter_map(|m| {
+                super::disk::space(m).ok().map(|sp| DiskStats {
+                    mount: m.clone(),
+                    total_bytes: sp.total,
+                    available_bytes: sp.available,
+                })
             })
             .collect();
         let me = self.pid.and_then(|p| self.sys.process(p));
@@ -109,6 +99,32 @@ impl Host {
 }
 
 /// Samples the host each `period` on a blocking thread.
+/// Bytes received and sent by the host's own interfaces, from /proc/net/dev: loopback
+/// and the container plumbing (veth pairs, Docker bridges) are left out, since container
+/// traffic crosses them twice and is shown per container anyway.
+pub fn host_traffic(proc_net_dev: &str) -> (u64, u64) {
+    proc_net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let name = name.trim();
+            let virtual_if = name == "lo"
+                || name.starts_with("veth")
+                || name.starts_with("docker")
+                || name.starts_with("br-");
+            if virtual_if {
+                return None;
+            }
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some((*f.first()?, *f.get(8)?))
+        })
+        .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
+}
+
 pub async fn run(
     mounts: Vec<String>,
     period: std::time::Duration,
@@ -162,5 +178,13 @@ mod tests {
         );
         assert!(s.osmen_memory_bytes > 0, "the test process itself");
         assert!(s.disks.iter().any(|d| d.mount == "/"));
+        let dev = "Inter-|   Receive                                                |  Transmit\n \
+                   face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n\
+                   \x20   lo: 5000 10 0 0 0 0 0 0 5000 10 0 0 0 0 0 0\n\
+                   \x20 eth0: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0\n\
+                   vethab12: 700 7 0 0 0 0 0 0 900 9 0 0 0 0 0 0\n\
+                   docker0: 300 3 0 0 0 0 0 0 400 4 0 0 0 0 0 0\n\
+                   \x20wlan0: 10 1 0 0 0 0 0 0 20 2 0 0 0 0 0 0\n";
+        assert_eq!(super::host_traffic(dev), (1010, 2020));
     }
 }

@@ -148,16 +148,17 @@ pub struct Snapshot {
     pub agents: Vec<serde_json::Value>,
     pub scrapes: Vec<ScrapeTarget>,
     pub sources: BTreeMap<String, SourceHealth>,
-    /// Journal entries, engine events and console messages, oldest first, bounded.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<super::console::EventLine>,
+    /// Journal entries, engine events and console messages, oldest first, bounded;
+    /// shared between snapshots (they change far less often than the figures).
+    #[serde(skip)]
+    pub events: std::sync::Arc<Vec<super::console::EventLine>>,
     /// Recent log lines of the stack's containers (the console follows them).
     #[serde(skip)]
     pub logs: super::console::LogRing,
     pub activity: super::console::Activity,
     /// The last minute of a few series (key as in the history), for sparklines.
     #[serde(skip)]
-    pub trends: BTreeMap<String, Vec<f64>>,
+    pub trends: std::sync::Arc<BTreeMap<String, Vec<f64>>>,
 }
 
 /// Events kept in the snapshot.

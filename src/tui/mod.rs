@@ -28,7 +28,7 @@ use state::UiState;
 use theme::Theme;
 
 /// New snapshots are drawn at most this often (keys and resizes are drawn at once).
-pub const SNAPSHOT_FRAME: Duration = Duration::from_millis(500);
+pub const SNAPSHOT_FRAME: Duration = Duration::from_secs(1);
 
 pub struct Options {
     pub read_only: bool,

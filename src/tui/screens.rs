@@ -153,30 +153,32 @@ pub fn full() -> Snapshot {
         },
         ..Default::default()
     };
-    s.trends.insert(
+    std::sync::Arc::make_mut(&mut s.trends).insert(
         "host:cpu_percent".into(),
         (0..60).map(|i| f64::from(i % 10) * 10.0).collect(),
     );
-    s.trends.insert(
+    std::sync::Arc::make_mut(&mut s.trends).insert(
         "service:osmen-gateway-2:cpu_percent".into(),
         (0..60).map(f64::from).collect(),
     );
-    s.trends.insert(
+    std::sync::Arc::make_mut(&mut s.trends).insert(
         "agent:daily_brief:p99_seconds".into(),
         (0..60).map(|i| 2.0 + f64::from(i % 5) / 10.0).collect(),
     );
-    s.events = (0..12)
-        .map(|i| EventLine {
-            time: T0 - 600.0 + f64::from(i) * 30.0,
-            source: if i % 2 == 0 { "journal" } else { "engine" }.into(),
-            service: "langflow".into(),
-            text: if i % 2 == 0 {
-                format!("restart: attempt {i}")
-            } else {
-                "health_status: unhealthy".into()
-            },
-        })
-        .collect();
+    s.events = std::sync::Arc::new(
+        (0..12)
+            .map(|i| EventLine {
+                time: T0 - 600.0 + f64::from(i) * 30.0,
+                source: if i % 2 == 0 { "journal" } else { "engine" }.into(),
+                service: "langflow".into(),
+                text: if i % 2 == 0 {
+                    format!("restart: attempt {i}")
+                } else {
+                    "health_status: unhealthy".into()
+                },
+            })
+            .collect(),
+    );
     s.logs.push(
         (0..40)
             .map(|i| LogLine {

@@ -26,6 +26,12 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(150));
         }
     }
+    /// "1" while the pane shows the alternate screen (a full-screen program is up).
+    fn alternate_screen(&self) -> String {
+        self.tmux(&["display", "-p", "-t", &self.name, "#{alternate_on}"])
+            .trim()
+            .to_string()
+    }
     fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-t", &self.name])
     }
@@ -62,7 +68,7 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
     };
     let exit_file = stack.path("console.exit");
     let script = format!(
-        "cd {dir} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} {bin} -p {project}; echo $? > {exit}",
+        "cd {dir} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} {bin} -p {project}; echo $? > {exit}; sleep 60",
         dir = stack.dir.display(),
         port = free_port(),
         bin = env!("CARGO_BIN_EXE_osmen"),
@@ -132,7 +138,8 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
     t.tmux(&["resize-window", "-t", &t.name, "-x", "100", "-y", "30"]);
     t.wait_for("events (", Duration::from_secs(5));
 
-    // q quits with status 0 and leaves the stack running.
+    // q quits with status 0, gives the terminal back and leaves the stack running.
+    assert_eq!(t.alternate_screen(), "1");
     t.keys(&["q"]);
     assert!(
         wait_until(Duration::from_secs(10), || exit_file.exists()),
@@ -140,10 +147,55 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
         t.screen()
     );
     assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+    assert_eq!(t.alternate_screen(), "0", "the terminal was not restored");
     for svc in ["redis", "postgres", "n8n"] {
         assert_eq!(
             inspect(&stack.container(svc), "{{.State.Status}}"),
             "running"
         );
     }
+
+    // SIGTERM and SIGHUP (a dropped SSH link) end a watching console the same way.
+    for signal in ["TERM", "HUP"] {
+        let _ = std::fs::remove_file(&exit_file);
+        let t = Tmux {
+            name: format!("osmen-it-{}-{signal}", std::process::id()),
+        };
+        let script = script.replace(" -p ", " --no-up -p ");
+        t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &t.name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &script,
+        ]);
+        t.wait_for("6 running", Duration::from_secs(30));
+        let shell = t.tmux(&["display", "-p", "-t", &t.name, "#{pane_pid}"]);
+        let pid = Command::new("pgrep")
+            .args(["-P", shell.trim()])
+            .output()
+            .unwrap();
+        let pid = String::from_utf8_lossy(&pid.stdout).trim().to_string();
+        assert!(!pid.is_empty(), "no console process under the pane's shell");
+        Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || exit_file.exists()),
+            "SIG{signal} did not end the console; screen:\n{}",
+            t.screen()
+        );
+        assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+        assert_eq!(
+            t.alternate_screen(),
+            "0",
+            "SIG{signal}: terminal not restored"
+        );
+    }
+    assert_eq!(inspect(&redis, "{{.State.Status}}"), "running");
 }
