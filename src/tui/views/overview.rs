@@ -21,7 +21,7 @@ pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme)
     } else {
         (area, Rect::default())
     };
-    let stack = stack_lines(s, t, left.width.saturating_sub(2) as usize);
+    let stack = stack_lines(s, t, left.width.saturating_sub(2) as usize, wide);
     let host = host_lines(s, t, left.width.saturating_sub(2) as usize);
     let gpu = gpu_lines(s, t, left.width.saturating_sub(2) as usize);
     let agents = agent_lines(s, t);
@@ -29,12 +29,21 @@ pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme)
         "none: the scaling advisor is not built yet (see the Suggestions view)",
         t.dim(),
     ))];
-    let events = event_lines(s, t, left.width.saturating_sub(2) as usize);
+    let events = |r: Rect| {
+        event_lines(
+            s,
+            t,
+            r.width.saturating_sub(2) as usize,
+            r.height.saturating_sub(2) as usize,
+        )
+    };
     let h = |v: &Vec<Line>| v.len() as u16 + 2;
     if wide {
-        let [a, b, c] = Layout::vertical([
-            Constraint::Length(h(&stack)),
+        // Wide: host and GPU as tall as they need; the stack, one line per container,
+        // takes the rest.
+        let [b, c, a] = Layout::vertical([
             Constraint::Length(h(&host)),
+            Constraint::Length(h(&gpu)),
             Constraint::Min(3),
         ])
         .areas(left);
@@ -49,7 +58,7 @@ pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme)
         .areas(right);
         f.render_widget(Paragraph::new(agents).block(block(t, "agents")), d);
         f.render_widget(Paragraph::new(advice).block(block(t, "suggestions")), e);
-        f.render_widget(Paragraph::new(events).block(block(t, "last events")), g);
+        f.render_widget(Paragraph::new(events(g)).block(block(t, "last events")), g);
     } else {
         // Narrow: one column, each box as tall as it needs, events take what is left.
         let [a, b, c, d, e] = Layout::vertical([
@@ -64,11 +73,11 @@ pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme)
         f.render_widget(Paragraph::new(host).block(block(t, "host")), b);
         f.render_widget(Paragraph::new(gpu).block(block(t, "gpu")), c);
         f.render_widget(Paragraph::new(agents).block(block(t, "agents")), d);
-        f.render_widget(Paragraph::new(events).block(block(t, "last events")), e);
+        f.render_widget(Paragraph::new(events(e)).block(block(t, "last events")), e);
     }
 }
 
-fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize, detailed: bool) -> Vec<Line<'a>> {
     if let Some(why) = source_down(s, "containers") {
         return vec![Line::from(Span::styled(fit(t, &why, width * 2), t.bad()))];
     }
@@ -82,9 +91,8 @@ fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
         .count();
     let restarts: i64 = s.services.iter().map(|x| x.restarts).sum();
     let mut lines = vec![Line::from(vec![
-        Span::raw(format!("{n} containers  ")),
         Span::styled(
-            format!("{running} running"),
+            format!("{running}/{n} running"),
             if running == n { t.ok() } else { t.warn() },
         ),
         Span::raw(format!("  {healthy} healthy  ")),
@@ -100,11 +108,39 @@ fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
             t.dim(),
         )));
     }
-    // One compact cell per container: "● api" coloured by health.
     let dot = if t.ascii { "*" } else { "●" };
+    if detailed {
+        // One line per container: state, health, CPU of its limit, memory of its limit.
+        for x in &s.services {
+            let name = match x.container.rsplit('-').next() {
+                Some(n) if n != "1" => format!("{} #{n}", x.service),
+                _ => x.service.clone(),
+            };
+            let cpu = x.cpu_limit_percent.or(x.cpu_percent);
+            let health = if x.health.is_empty() { "-" } else { &x.health };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{dot} "), t.health(&x.state, &x.health)),
+                Span::raw(format!("{:<16} ", fit(t, &name, 16))),
+                Span::styled(
+                    format!("{:<8} {:<10}", x.state, health),
+                    t.health(&x.state, &x.health),
+                ),
+                Span::styled(
+                    format!(" cpu {:>6}", crate::tui::widgets::pct(cpu)),
+                    cpu.map(|c| t.level(c)).unwrap_or_default(),
+                ),
+                Span::styled(
+                    format!(" mem {:>6}", crate::tui::widgets::pct(x.memory_percent)),
+                    x.memory_percent.map(|c| t.level(c)).unwrap_or_default(),
+                ),
+            ]));
+        }
+    }
+    // One compact cell per container: "● api" coloured by health.
+    let services = if detailed { &[][..] } else { &s.services[..] };
     let mut row: Vec<Span> = Vec::new();
     let mut used = 0;
-    for x in &s.services {
+    for x in services {
         let cell = format!("{dot} {}  ", x.service);
         if used + cell.chars().count() > width && !row.is_empty() {
             lines.push(Line::from(std::mem::take(&mut row)));
@@ -259,23 +295,25 @@ fn agent_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
     v
 }
 
-fn event_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+fn event_lines<'a>(s: &Snapshot, t: &Theme, width: usize, rows: usize) -> Vec<Line<'a>> {
     if s.events.is_empty() {
         return vec![Line::from(Span::styled("no events yet", t.dim()))];
     }
     s.events
         .iter()
         .rev()
-        .take(8)
+        .take(rows.max(1))
         .rev()
         .map(|e| {
+            // Supervisor lines already start with the service's name.
+            let text = if e.service.is_empty() || e.text.starts_with(&e.service) {
+                e.text.clone()
+            } else {
+                format!("{} {}", e.service, e.text)
+            };
             Line::from(vec![
                 Span::styled(crate::tui::widgets::clock(e.time) + " ", t.dim()),
-                Span::raw(fit(
-                    t,
-                    &format!("{} {}", e.service, e.text),
-                    width.saturating_sub(9),
-                )),
+                Span::raw(fit(t, &text, width.saturating_sub(9))),
             ])
         })
         .collect()
