@@ -112,7 +112,7 @@ fn main() {
         .unwrap();
     let result = rt.block_on(async {
         let engine = Arc::new(DockerEngine::connect().await.unwrap());
-        let (tx, mut rx) = osmen::hub::spawn(&project, None);
+        let (tx, mut rx) = osmen::hub::spawn(&project, None, None);
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let src = Arc::new(EngineSource {
             engine,

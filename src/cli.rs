@@ -91,10 +91,35 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Live host, container, GPU, Ollama and agent figures (the console's snapshot).
     Status(StatusArgs),
+    /// The scaling advisor: thresholds crossed, the evidence, and what to do (exit 1 when
+    /// there is advice).
+    Suggest(SuggestArgs),
+    /// The guide's capacity row for a load, and a projection from this deployment's costs.
+    Plan(PlanArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `osmen man > osmen.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Apply the suggestion with this id (`cpu:gateway`): limits in place with no restart,
+    /// replicas by converging the service. Journaled first.
+    #[arg(long, value_name = "ID")]
+    pub apply: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Concurrent users to plan for.
+    #[arg(long)]
+    pub users: u64,
+    /// Requests per day (default: 100 per user).
+    #[arg(long, value_name = "R")]
+    pub requests_per_day: Option<u64>,
 }
 
 #[derive(Debug, Args)]

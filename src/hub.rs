@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::advisor::AdvisorState;
 use crate::collect::gpu;
+use crate::model::config::AdvisorConfig;
 use crate::model::console::{Activity, EventLine, LogLine};
 use crate::model::history::History;
 use crate::model::snapshot::{
@@ -44,6 +46,7 @@ pub struct Hub {
     pub history: History,
     /// GPU processes as NVML gave them, attributed again when the container set changes.
     raw_gpus: Vec<GpuStats>,
+    advisor: Option<(AdvisorConfig, AdvisorState)>,
     /// Per agent: (time, requests, errors, CPU seconds) at the previous scrape.
     agent_counters: std::collections::BTreeMap<String, (f64, f64, f64, f64)>,
     history_file: Option<PathBuf>,
@@ -65,6 +68,7 @@ impl Hub {
             history,
             raw_gpus: Vec::new(),
             agent_counters: Default::default(),
+            advisor: None,
             history_file,
         }
     }
@@ -77,6 +81,10 @@ impl Hub {
                 self.history.push("host:cpu_percent", t, h.cpu_percent);
                 self.history
                     .push("host:memory_used_bytes", t, h.memory_used_bytes as f64);
+                if h.memory_total_bytes > 0 {
+                    let p = h.memory_used_bytes as f64 / h.memory_total_bytes as f64 * 100.0;
+                    self.history.push("host:memory_percent", t, p);
+                }
                 self.snapshot.host = Some(h);
             }
             Update::Services(mut s) => {
@@ -88,6 +96,16 @@ impl Hub {
                     if let Some(c) = x.cpu_percent {
                         self.history
                             .push(&format!("service:{}:cpu_percent", x.container), t, c);
+                    }
+                    if let Some(c) = x.cpu_limit_percent {
+                        let key = format!("service:{}:cpu_limit_percent", x.container);
+                        self.history.push(&key, t, c);
+                    }
+                    if let (Some(m), Some(l)) = (x.memory_bytes, x.memory_limit)
+                        && l > 0
+                    {
+                        let key = format!("service:{}:memory_limit_percent", x.container);
+                        self.history.push(&key, t, m as f64 / l as f64 * 100.0);
                     }
                     if let Some(m) = x.memory_bytes {
                         self.history.push(
@@ -101,6 +119,13 @@ impl Hub {
                 self.attribute_gpus();
             }
             Update::Gpus(g) => {
+                for x in &g {
+                    if x.memory_total_bytes > 0 {
+                        let p = x.memory_used_bytes as f64 / x.memory_total_bytes as f64 * 100.0;
+                        self.history
+                            .push(&format!("gpu:{}:vram_percent", x.index), t, p);
+                    }
+                }
                 self.raw_gpus = g;
                 self.attribute_gpus();
             }
@@ -188,6 +213,20 @@ impl Hub {
         self.agent_counters = now;
     }
 
+    /// Turns the advisor on: every published snapshot then carries its suggestions.
+    pub fn with_advisor(mut self, cfg: AdvisorConfig) -> Hub {
+        self.advisor = Some((cfg, AdvisorState::default()));
+        self
+    }
+
+    /// The advisor's verdict on the history so far.
+    pub fn advise(&mut self) {
+        if let Some((cfg, state)) = &mut self.advisor {
+            self.snapshot.suggestions =
+                crate::advisor::evaluate(&self.history, &self.snapshot, cfg, state, now_secs());
+        }
+    }
+
     /// The last minute of the series the console draws as sparklines.
     pub fn refresh_trends(&mut self) {
         let mut trends = std::collections::BTreeMap::new();
@@ -258,8 +297,12 @@ impl Hub {
 pub fn spawn(
     project: &str,
     runtime_dir: Option<PathBuf>,
+    advisor: Option<AdvisorConfig>,
 ) -> (mpsc::Sender<Update>, watch::Receiver<Arc<Snapshot>>) {
     let mut hub = Hub::new(project, runtime_dir);
+    if let Some(cfg) = advisor {
+        hub = hub.with_advisor(cfg);
+    }
     let (tx, mut rx) = mpsc::channel::<Update>(256);
     let (stx, srx) = watch::channel(Arc::new(hub.snapshot.clone()));
     tokio::spawn(async move {
@@ -270,6 +313,7 @@ pub fn spawn(
                 hub.apply(more);
             }
             hub.refresh_trends();
+            hub.advise();
             stx.send_replace(Arc::new(hub.snapshot.clone()));
             if last_persist.elapsed() >= PERSIST_EVERY {
                 hub.persist();

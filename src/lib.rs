@@ -1,5 +1,6 @@
 //! osmen as a library: the binary in `main.rs` and the integration tests both use it.
 
+pub mod advisor;
 pub mod cli;
 pub mod collect;
 pub mod commands;

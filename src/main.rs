@@ -81,6 +81,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         if let Command::Gateway(a) = &command {
             return commands::gateway::run(&cli.global, a).await;
         }
+        if let Command::Plan(a) = &command {
+            // Works without a compose file; uses it when there is one.
+            let ctx = commands::Ctx::load(&cli.global).ok();
+            return commands::suggest::plan(ctx.as_ref(), a).await;
+        }
         let ctx = commands::Ctx::load(&cli.global)?;
         match command {
             Command::Up(a) => commands::up::run(&ctx, &a).await,
@@ -97,6 +102,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Gateway(a) => commands::gateway::run(&cli.global, &a).await,
             Command::Metrics(a) => commands::metrics::run(&a).await,
             Command::Status(a) => commands::status::run(&ctx, &a).await,
+            Command::Suggest(a) => commands::suggest::run(&ctx, &a).await,
+            Command::Plan(a) => commands::suggest::plan(Some(&ctx), &a).await,
             Command::Completions(_) | Command::Man => Ok(0),
         }
     })

@@ -56,6 +56,8 @@ pub fn derive(
         restarts: row.restart_count,
         started_at: row.started_at.clone(),
         ports: row.ports.iter().map(|p| p.to_string()).collect(),
+        cpu_limit: row.cpu_limit,
+        memory_limit: row.memory_limit,
         ..Default::default()
     };
     let Some((c, tc)) = cur else { return out };

@@ -210,7 +210,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
                 });
             }
             let ctx = Arc::new(ctx);
-            tokio::spawn(execute(ctx, e.clone(), sup, cmd_rx, tx.clone()));
+            tokio::spawn(execute(ctx, e.clone(), sup, cmd_rx, tx.clone(), rx.clone()));
         }
         Err(e) => {
             let msg = format!("engine unavailable: {e}; actions are refused until it answers");
@@ -282,6 +282,7 @@ async fn execute(
     sup: Supervisor<DockerEngine>,
     mut rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Update>,
+    snapshots: watch::Receiver<Arc<crate::model::snapshot::Snapshot>>,
 ) {
     while let Some(cmd) = rx.recv().await {
         if ctx.global.read_only && cmd.changes_stack() {
@@ -292,10 +293,12 @@ async fn execute(
         activity(&tx, move |a| a.pending.push(w));
         event(&tx, "", format!("operator asked: {what}"));
         let (ctx, engine, sup, tx) = (ctx.clone(), engine.clone(), sup.clone(), tx.clone());
+        let snap = snapshots.borrow().clone();
         tokio::spawn(async move {
-            let r = carry_out(&ctx, &engine, &sup, &cmd, &tx).await;
+            let r = carry_out(&ctx, &engine, &sup, &cmd, &tx, &snap).await;
             let text = match r {
-                Ok(done) => format!("{what}: {done}"),
+                // The status line has one line: the first says what happened.
+                Ok(done) => format!("{what}: {}", done.lines().next().unwrap_or("done")),
                 Err(e) => format!("{what}: failed: {e:#}"),
             };
             event(&tx, "", text.clone());
@@ -328,6 +331,7 @@ async fn carry_out(
     sup: &Supervisor<DockerEngine>,
     cmd: &Command,
     tx: &mpsc::Sender<Update>,
+    snap: &crate::model::snapshot::Snapshot,
 ) -> anyhow::Result<String> {
     let journal = ctx.journal();
     match cmd {
@@ -413,6 +417,13 @@ async fn carry_out(
                 .map_err(|e| anyhow::anyhow!(e))?;
             Ok(p.to_string())
         }
-        Command::ApplySuggestion(id) => bail!("no suggestion {id}: the advisor is not built yet"),
+        Command::ApplySuggestion(id) => {
+            let Some(s) = snap.suggestions.iter().find(|x| &x.id == id) else {
+                bail!("suggestion {id} no longer holds");
+            };
+            let engine = Arc::new(DockerEngine::connect().await?);
+            let report = reporter(tx.clone(), ctx.project.services.keys().cloned().collect());
+            super::suggest::apply(ctx, &engine, s, report).await
+        }
     }
 }

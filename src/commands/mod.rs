@@ -14,6 +14,7 @@ pub mod progress;
 pub mod ps;
 pub mod restart;
 pub mod status;
+pub mod suggest;
 pub mod supervise;
 pub mod up;
 

@@ -67,7 +67,11 @@ pub async fn start_collectors(
     tokio::sync::watch::Receiver<Arc<Snapshot>>,
     tokio::sync::watch::Sender<bool>,
 ) {
-    let (tx, rx) = hub::spawn(&ctx.project.name, Some(ctx.runtime_dir.clone()));
+    let (tx, rx) = hub::spawn(
+        &ctx.project.name,
+        Some(ctx.runtime_dir.clone()),
+        Some(ctx.config.advisor.clone()),
+    );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let engine = DockerEngine::connect().await.map(Arc::new);
     let mut mounts = vec!["/".to_string()];

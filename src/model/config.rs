@@ -43,6 +43,62 @@ pub struct Config {
     /// Extra Prometheus targets for `status` and the console.
     pub scrape: Vec<String>,
     pub console: ConsoleConfig,
+    pub advisor: AdvisorConfig,
+}
+
+/// `[advisor]`: the guide's thresholds by default. A rule fires when its metric is over
+/// the threshold in `sustain` of the samples of the last `window`, and clears only after
+/// a whole window below the threshold minus `margin` (points of percent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdvisorConfig {
+    pub window: Duration,
+    pub sustain: f64,
+    pub margin: f64,
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    /// An agent's P95 above this is degraded (none: only the baseline rule).
+    pub latency_slo: Option<Duration>,
+    /// An agent's P95 above this times its own baseline is degraded.
+    pub latency_factor: f64,
+    pub vram_percent: f64,
+    pub host_cpu_percent: f64,
+    pub host_memory_percent: f64,
+    /// Services that may run as several replicas (the others are scaled vertically).
+    pub stateless: Vec<String>,
+}
+
+impl Default for AdvisorConfig {
+    fn default() -> Self {
+        AdvisorConfig {
+            window: Duration::from_secs(60),
+            sustain: 0.8,
+            margin: 10.0,
+            cpu_percent: 70.0,
+            memory_percent: 80.0,
+            latency_slo: None,
+            latency_factor: 1.5,
+            vram_percent: 90.0,
+            host_cpu_percent: 70.0,
+            host_memory_percent: 80.0,
+            stateless: vec!["gateway".into()],
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdvisor {
+    window: Option<String>,
+    sustain: Option<f64>,
+    margin: Option<f64>,
+    cpu_percent: Option<f64>,
+    memory_percent: Option<f64>,
+    latency_slo: Option<String>,
+    latency_factor: Option<f64>,
+    vram_percent: Option<f64>,
+    host_cpu_percent: Option<f64>,
+    host_memory_percent: Option<f64>,
+    stateless: Option<Vec<String>>,
 }
 
 /// `[console]`: mouse capture (off, so the terminal's own selection works) and key
@@ -71,6 +127,8 @@ struct RawFile {
     collect: RawCollect,
     #[serde(default)]
     console: RawConsole,
+    #[serde(default)]
+    advisor: RawAdvisor,
 }
 
 #[derive(Deserialize, Default)]
@@ -142,6 +200,79 @@ impl Config {
             }
         }
         c.scrape = raw.collect.scrape;
+        let a = raw.advisor;
+        let adv = &mut c.advisor;
+        if let Some(w) = a.window {
+            adv.window = parse_duration(&w).map_err(|m| format!("{file}: advisor.window: {m}"))?;
+            if adv.window < Duration::from_secs(2) {
+                return Err(format!(
+                    "{file}: advisor.window: {w:?} is too short; use 2s or more"
+                ));
+            }
+        }
+        if let Some(slo) = a.latency_slo {
+            adv.latency_slo = Some(
+                parse_duration(&slo).map_err(|m| format!("{file}: advisor.latency_slo: {m}"))?,
+            );
+        }
+        let frac = |key: &str, v: Option<f64>, lo: f64, hi: f64, slot: &mut f64| {
+            if let Some(v) = v {
+                if !(lo..=hi).contains(&v) {
+                    return Err(format!(
+                        "{file}: advisor.{key}: {v} is out of range; use a value from {lo} to {hi}"
+                    ));
+                }
+                *slot = v;
+            }
+            Ok(())
+        };
+        frac("sustain", a.sustain, 0.01, 1.0, &mut adv.sustain)?;
+        frac("margin", a.margin, 0.0, 50.0, &mut adv.margin)?;
+        frac(
+            "cpu_percent",
+            a.cpu_percent,
+            1.0,
+            1000.0,
+            &mut adv.cpu_percent,
+        )?;
+        frac(
+            "memory_percent",
+            a.memory_percent,
+            1.0,
+            100.0,
+            &mut adv.memory_percent,
+        )?;
+        frac(
+            "latency_factor",
+            a.latency_factor,
+            1.0,
+            100.0,
+            &mut adv.latency_factor,
+        )?;
+        frac(
+            "vram_percent",
+            a.vram_percent,
+            1.0,
+            100.0,
+            &mut adv.vram_percent,
+        )?;
+        frac(
+            "host_cpu_percent",
+            a.host_cpu_percent,
+            1.0,
+            100.0,
+            &mut adv.host_cpu_percent,
+        )?;
+        frac(
+            "host_memory_percent",
+            a.host_memory_percent,
+            1.0,
+            100.0,
+            &mut adv.host_memory_percent,
+        )?;
+        if let Some(st) = a.stateless {
+            adv.stateless = st;
+        }
         c.console = ConsoleConfig {
             mouse: raw.console.mouse,
             keys: raw.console.keys,

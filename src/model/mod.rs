@@ -2,6 +2,7 @@
 //! secret masking. Nothing here does I/O or knows about tokio, bollard or ratatui; a test
 //! (`tests/it/architecture.rs`) keeps it that way.
 
+pub mod advice;
 pub mod config;
 pub mod console;
 pub mod container;

@@ -35,6 +35,10 @@ pub struct ServiceStats {
     pub cpu_percent: Option<f64>,
     /// Percent of the container's own CPU limit (None without a limit).
     pub cpu_limit_percent: Option<f64>,
+    /// The CPU limit in cores, as configured (None: unlimited).
+    pub cpu_limit: Option<f64>,
+    /// The memory limit as configured (None: unlimited, the engine then reports the host's).
+    pub memory_limit: Option<u64>,
     /// Working set: usage minus inactive file cache, as `docker stats`.
     pub memory_bytes: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
@@ -156,6 +160,8 @@ pub struct Snapshot {
     #[serde(skip)]
     pub logs: super::console::LogRing,
     pub activity: super::console::Activity,
+    /// The advisor's current suggestions.
+    pub suggestions: Vec<super::advice::Suggestion>,
     /// The last minute of a few series (key as in the history), for sparklines.
     #[serde(skip)]
     pub trends: std::sync::Arc<BTreeMap<String, Vec<f64>>>,

@@ -204,6 +204,24 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
+    /// Changes a running container's CPU and memory limits in place (`docker update`):
+    /// the container keeps running, no restart. Swap follows memory at twice its size,
+    /// as `docker run --memory` does.
+    pub async fn update_limits(
+        &self,
+        id: &str,
+        cpus: Option<f64>,
+        memory: Option<u64>,
+    ) -> EResult<()> {
+        let body = ContainerUpdateBody {
+            nano_cpus: cpus.map(|c| (c * 1e9).round() as i64),
+            memory: memory.map(|m| m as i64),
+            memory_swap: memory.map(|m| m.saturating_mul(2) as i64),
+            ..Default::default()
+        };
+        Ok(self.docker.update_container(id, body).await?)
+    }
+
     /// Follows a container's output with the engine's timestamps, from `since` (seconds
     /// since the epoch; 0 = from the start) or, with `tail`, its last lines.
     pub fn follow_logs(

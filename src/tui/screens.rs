@@ -179,6 +179,42 @@ pub fn full() -> Snapshot {
             })
             .collect(),
     );
+    s.suggestions = vec![
+        crate::model::advice::Suggestion {
+            id: "cpu:gateway".into(),
+            service: "gateway".into(),
+            rule: "cpu".into(),
+            severity: "critical".into(),
+            evidence: "CPU 92% of its 1-CPU limit now; over 70% in 58 of 60 samples of the last 1m (mean 88%), since 03:58:00 UTC".into(),
+            since: T0 - 120.0,
+            action: crate::model::advice::ScaleAction {
+                kind: "horizontal".into(),
+                cpus: None,
+                memory: None,
+                replicas: Some(3),
+                from: "2 replicas".into(),
+            },
+            command: "docker compose -p osmen up -d --no-recreate --scale gateway=3".into(),
+            compose_patch: "services:\n  gateway:\n    deploy:\n      replicas: 3\n".into(),
+        },
+        crate::model::advice::Suggestion {
+            id: "memory:ollama".into(),
+            service: "ollama".into(),
+            rule: "memory".into(),
+            severity: "warning".into(),
+            evidence: "working set 98% of its 256MiB limit now; over 80% in 60 of 60 samples of the last 1m, since 03:50:00 UTC".into(),
+            since: T0 - 600.0,
+            action: crate::model::advice::ScaleAction {
+                kind: "vertical".into(),
+                cpus: None,
+                memory: Some(512 << 20),
+                replicas: None,
+                from: "memory 256MiB".into(),
+            },
+            command: "docker update --memory 512m --memory-swap 1024m osmen-ollama-1".into(),
+            compose_patch: "services:\n  ollama:\n    deploy:\n      resources:\n        limits:\n          memory: 512M\n".into(),
+        },
+    ];
     s.logs.push(
         (0..40)
             .map(|i| LogLine {

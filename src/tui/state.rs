@@ -181,6 +181,16 @@ pub fn event_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a crate::model::co
         .collect()
 }
 
+pub fn suggestion_rows<'a>(
+    s: &'a Snapshot,
+    filter: &str,
+) -> Vec<&'a crate::model::advice::Suggestion> {
+    s.suggestions
+        .iter()
+        .filter(|x| matches(filter, &[&x.service, &x.rule, &x.evidence]))
+        .collect()
+}
+
 /// The log lines the Logs view shows (service choice and line filter applied).
 pub fn log_rows<'a>(s: &'a Snapshot, logs: &LogsState) -> Vec<&'a LogLine> {
     s.logs
@@ -199,7 +209,8 @@ pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
         View::Logs => log_rows(s, &state.logs).len(),
         View::Events => event_rows(s, f).len(),
         View::Gpu => s.gpus.len(),
-        View::Overview | View::Suggestions => 0,
+        View::Suggestions => suggestion_rows(s, f).len(),
+        View::Overview => 0,
     }
 }
 
@@ -355,7 +366,20 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
         Action::Dependencies => state.show_dependencies = !state.show_dependencies,
         Action::Probe => return ask(state, Command::ProbeOllama),
         Action::Apply => {
-            state.message = Some("no suggestion to apply: the advisor has none".into());
+            let rows = suggestion_rows(s, state.filter());
+            match rows.get(state.selected[vi]) {
+                None => state.message = Some("no suggestion to apply".into()),
+                Some(x) if x.action.kind == "host" => {
+                    state.message = Some(format!(
+                        "{} is about the machine itself: nothing osmen can apply",
+                        x.id
+                    ));
+                }
+                Some(x) => {
+                    let cmd = Command::ApplySuggestion(x.id.clone());
+                    return ask(state, cmd);
+                }
+            }
         }
         Action::Copy => match state.view {
             View::Logs => {
@@ -373,6 +397,13 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
                     None => state.message = Some("no line to copy".into()),
                 }
             }
+            View::Suggestions => match suggestion_rows(s, state.filter()).get(state.selected[vi]) {
+                Some(x) => {
+                    state.copy = Some(x.command.clone());
+                    state.message = Some("command copied to the clipboard (OSC 52)".into());
+                }
+                None => state.message = Some("no suggestion to copy".into()),
+            },
             _ => state.message = Some("nothing to copy here".into()),
         },
         Action::Follow => {
@@ -655,6 +686,54 @@ mod tests {
         assert!(st.logs.wrap && st.logs.timestamps);
         press(&mut st, &s, "f");
         assert!(st.logs.follow);
+    }
+
+    #[test]
+    fn suggestions_apply_after_confirmation_and_copy_their_command() {
+        let mut s = snap();
+        let sug = |id: &str, kind: &str| crate::model::advice::Suggestion {
+            id: id.into(),
+            service: "api".into(),
+            rule: "cpu".into(),
+            severity: "warning".into(),
+            evidence: String::new(),
+            since: 0.0,
+            action: crate::model::advice::ScaleAction {
+                kind: kind.into(),
+                cpus: Some(1.0),
+                memory: None,
+                replicas: None,
+                from: String::new(),
+            },
+            command: format!("docker update {id}"),
+            compose_patch: String::new(),
+        };
+        s.suggestions = vec![sug("cpu:api", "vertical"), sug("host-cpu:host", "host")];
+        let mut st = UiState::new(false, false);
+        let km = Keymap::default();
+        press(&mut st, &s, "6");
+        let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        assert!(on_key(&mut st, &km, &s, enter).is_none());
+        assert_eq!(
+            st.mode,
+            Mode::Confirm(Command::ApplySuggestion("cpu:api".into()))
+        );
+        assert_eq!(
+            press(&mut st, &s, "y"),
+            vec![Command::ApplySuggestion("cpu:api".into())]
+        );
+        press(&mut st, &s, "y");
+        assert_eq!(st.copy.as_deref(), Some("docker update cpu:api"));
+        // A host suggestion has nothing to apply.
+        press(&mut st, &s, "j");
+        assert!(on_key(&mut st, &km, &s, enter).is_none());
+        assert_eq!(st.mode, Mode::Normal);
+        assert!(st.message.as_deref().unwrap().contains("about the machine"));
+        // Read-only refuses.
+        let mut ro = UiState::new(true, false);
+        press(&mut ro, &s, "6");
+        assert!(on_key(&mut ro, &km, &s, enter).is_none());
+        assert!(ro.message.as_deref().unwrap().starts_with("read-only"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #[global_allocator]
 static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accounting::CountingAlloc;
 
+mod advisor;
 mod architecture;
 mod cli;
 mod collect;

@@ -18,6 +18,15 @@ use std::time::{Duration, Instant};
 unsafe extern "C" {
     fn signal(sig: i32, handler: usize) -> usize;
     fn _exit(code: i32) -> !;
+    fn clock_gettime(clock: i32, ts: *mut [i64; 2]) -> i32;
+}
+
+/// This thread's CPU time in nanoseconds (CLOCK_THREAD_CPUTIME_ID).
+fn cpu_time() -> u64 {
+    let mut ts = [0i64; 2];
+    // SAFETY: `ts` matches struct timespec on 64-bit Linux (two 64-bit fields).
+    unsafe { clock_gettime(3, &mut ts) };
+    ts[0] as u64 * 1_000_000_000 + ts[1] as u64
 }
 
 extern "C" fn on_term(_: i32) {
@@ -93,11 +102,28 @@ fn serve() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // STANDIN_BURN_DUTY: percent of each 100 ms period a burner spins (default 100), so a
+    // fixed amount of work that a bigger CPU limit makes a smaller share of.
+    let duty: u64 = std::env::var("STANDIN_BURN_DUTY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .min(100);
     for _ in 0..burners {
-        std::thread::spawn(|| {
+        std::thread::spawn(move || {
             let mut x = 1u64;
             loop {
-                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                let period = Instant::now();
+                // CPU time, not wall time: under a CPU limit the work stays the same.
+                let start = cpu_time();
+                while cpu_time().saturating_sub(start) < duty * 1_000_000 {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                }
+                if duty < 100 {
+                    std::thread::sleep(Duration::from_millis(100).saturating_sub(period.elapsed()));
+                }
             }
         });
     }

@@ -25,10 +25,11 @@ pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme)
     let host = host_lines(s, t, left.width.saturating_sub(2) as usize);
     let gpu = gpu_lines(s, t, left.width.saturating_sub(2) as usize);
     let agents = agent_lines(s, t);
-    let advice = vec![Line::from(Span::styled(
-        "none: the scaling advisor is not built yet (see the Suggestions view)",
-        t.dim(),
-    ))];
+    let advice = advice_lines(
+        s,
+        t,
+        right.width.max(area.width / 2).saturating_sub(2) as usize,
+    );
     let events = |r: Rect| {
         event_lines(
             s,
@@ -61,14 +62,23 @@ pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme)
         f.render_widget(Paragraph::new(events(g)).block(block(t, "last events")), g);
     } else {
         // Narrow: one column, each box as tall as it needs, events take what is left.
-        let [a, b, c, d, e] = Layout::vertical([
+        let advice_h = if s.suggestions.is_empty() {
+            0
+        } else {
+            h(&advice).min(5)
+        };
+        let [a, b, c, d, x, e] = Layout::vertical([
             Constraint::Length(h(&stack)),
             Constraint::Length(h(&host)),
             Constraint::Length(h(&gpu).min(4)),
             Constraint::Length(h(&agents).min(4)),
+            Constraint::Length(advice_h),
             Constraint::Min(3),
         ])
         .areas(area);
+        if advice_h > 0 {
+            f.render_widget(Paragraph::new(advice).block(block(t, "suggestions")), x);
+        }
         f.render_widget(Paragraph::new(stack).block(block(t, "stack")), a);
         f.render_widget(Paragraph::new(host).block(block(t, "host")), b);
         f.render_widget(Paragraph::new(gpu).block(block(t, "gpu")), c);
@@ -120,9 +130,9 @@ fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize, detailed: bool) -> Vec
             let health = if x.health.is_empty() { "-" } else { &x.health };
             lines.push(Line::from(vec![
                 Span::styled(format!("{dot} "), t.health(&x.state, &x.health)),
-                Span::raw(format!("{:<16} ", fit(t, &name, 16))),
+                Span::raw(format!("{:<14} ", fit(t, &name, 14))),
                 Span::styled(
-                    format!("{:<8} {:<10}", x.state, health),
+                    format!("{:<8} {:<9}", x.state, health),
                     t.health(&x.state, &x.health),
                 ),
                 Span::styled(
@@ -293,6 +303,38 @@ fn agent_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
         v.push(Line::from(Span::styled(format!("gateway {g}"), t.dim())));
     }
     v
+}
+
+fn advice_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    if s.suggestions.is_empty() {
+        return vec![Line::from(Span::styled(
+            "none: every threshold is met",
+            t.dim(),
+        ))];
+    }
+    s.suggestions
+        .iter()
+        .map(|x| {
+            let style = if x.severity == "critical" {
+                t.bad()
+            } else {
+                t.warn()
+            };
+            Line::from(vec![
+                Span::styled(format!("{:<8} ", x.severity), style),
+                Span::raw(fit(
+                    t,
+                    &format!(
+                        "{} {}: {}",
+                        x.service,
+                        x.rule,
+                        super::suggestions::action_text(x)
+                    ),
+                    width.saturating_sub(9),
+                )),
+            ])
+        })
+        .collect()
 }
 
 fn event_lines<'a>(s: &Snapshot, t: &Theme, width: usize, rows: usize) -> Vec<Line<'a>> {

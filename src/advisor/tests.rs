@@ -1,0 +1,309 @@
+//! Table tests of every rule on synthetic histories: a crossing that is not sustained, a
+//! sustained one, recovery inside the margin (still on), and recovery (off).
+
+use super::*;
+use crate::model::snapshot::{GpuProcess, GpuStats, HostStats};
+
+const T0: f64 = 1_795_924_800.0;
+
+fn snap() -> Snapshot {
+    let svc = |service: &str, n: u32, cpu: Option<f64>, mem: Option<u64>| ServiceStats {
+        service: service.into(),
+        container: format!("p-{service}-{n}"),
+        state: "running".into(),
+        cpu_limit: cpu,
+        memory_limit: mem,
+        ..Default::default()
+    };
+    Snapshot {
+        project: "p".into(),
+        host: Some(HostStats {
+            per_core_percent: vec![0.0; 8],
+            memory_total_bytes: 32 << 30,
+            ..Default::default()
+        }),
+        services: vec![
+            svc("api", 1, Some(0.5), Some(256 << 20)),
+            svc("gateway", 1, Some(1.0), Some(512 << 20)),
+            svc("gateway", 2, Some(1.0), Some(512 << 20)),
+            svc("postgres", 1, Some(2.0), Some(4 << 30)),
+            svc("redis", 1, Some(4.0), None),
+        ],
+        ..Default::default()
+    }
+}
+
+/// A history where `key` took `values` once a second, ending at `end`.
+fn series(h: &mut History, key: &str, values: &[f64], end: f64) {
+    let n = values.len() as f64;
+    for (i, v) in values.iter().enumerate() {
+        h.push(key, end - n + 1.0 + i as f64, *v);
+    }
+}
+
+fn run(h: &History, s: &Snapshot, st: &mut AdvisorState, now: f64) -> Vec<Suggestion> {
+    evaluate(h, s, &AdvisorConfig::default(), st, now)
+}
+
+fn ids(v: &[Suggestion]) -> Vec<&str> {
+    v.iter().map(|s| s.id.as_str()).collect()
+}
+
+#[test]
+fn cpu_rule_fires_only_when_sustained_and_clears_after_the_margin() {
+    let s = snap();
+    let key = "service:p-api-1:cpu_limit_percent";
+    let cases: [(&str, Vec<f64>, bool); 4] = [
+        ("idle", vec![20.0; 60], false),
+        (
+            "crossing for 10 s only",
+            [vec![20.0; 50], vec![95.0; 10]].concat(),
+            false,
+        ),
+        (
+            "flapping",
+            (0..60)
+                .map(|i| if i % 2 == 0 { 95.0 } else { 30.0 })
+                .collect(),
+            false,
+        ),
+        ("sustained", [vec![50.0; 5], vec![95.0; 55]].concat(), true),
+    ];
+    for (name, values, want) in cases {
+        let mut h = History::default();
+        series(&mut h, key, &values, T0);
+        let got = run(&h, &s, &mut AdvisorState::default(), T0);
+        assert_eq!(
+            got.iter().any(|x| x.id == "cpu:api"),
+            want,
+            "{name}: {:?}",
+            ids(&got)
+        );
+    }
+    // Fires, then hovers between 60 and 70 (inside the margin): stays on.
+    let mut h = History::default();
+    let mut st = AdvisorState::default();
+    series(&mut h, key, &[95.0; 60], T0);
+    let fired = run(&h, &s, &mut st, T0);
+    let sug = fired.iter().find(|x| x.id == "cpu:api").expect("fires");
+    assert_eq!(sug.rule, "cpu");
+    assert_eq!(sug.severity, "critical");
+    assert_eq!(sug.action.kind, "vertical");
+    // Doubled: 0.5 -> 1 (the host has 8 cores, the others hold 1+1+2+4 = 8: capped at
+    // the current limit plus a tenth would be 0.6; 8 - 8 = 0 < 0.6, so 0.6).
+    assert_eq!(sug.action.cpus, Some(0.6));
+    assert!(
+        sug.command.starts_with("docker update --cpus 0.6 p-api-1"),
+        "{}",
+        sug.command
+    );
+    assert!(
+        sug.compose_patch.contains("cpus: \"0.6\""),
+        "{}",
+        sug.compose_patch
+    );
+    assert!(
+        sug.evidence.contains("in 60 of 60 samples"),
+        "{}",
+        sug.evidence
+    );
+    series(&mut h, key, &[65.0; 60], T0 + 60.0);
+    assert!(
+        ids(&run(&h, &s, &mut st, T0 + 60.0)).contains(&"cpu:api"),
+        "inside the margin"
+    );
+    assert_eq!(
+        st.active["cpu:api"],
+        T0 - 59.0,
+        "since: the first sample over the threshold"
+    );
+    series(&mut h, key, &[40.0; 60], T0 + 120.0);
+    assert!(
+        !ids(&run(&h, &s, &mut st, T0 + 120.0)).contains(&"cpu:api"),
+        "recovered"
+    );
+    assert!(st.active.is_empty());
+}
+
+#[test]
+fn a_fresh_series_does_not_fire() {
+    let s = snap();
+    let mut h = History::default();
+    series(&mut h, "service:p-api-1:cpu_limit_percent", &[99.0; 5], T0);
+    assert!(run(&h, &s, &mut AdvisorState::default(), T0).is_empty());
+}
+
+#[test]
+fn vertical_limits_double_when_the_host_has_room() {
+    let mut s = snap();
+    s.host.as_mut().unwrap().per_core_percent = vec![0.0; 32];
+    let mut h = History::default();
+    series(&mut h, "service:p-api-1:cpu_limit_percent", &[80.0; 60], T0);
+    series(
+        &mut h,
+        "service:p-api-1:memory_limit_percent",
+        &[90.0; 60],
+        T0,
+    );
+    let got = run(&h, &s, &mut AdvisorState::default(), T0);
+    let cpu = got.iter().find(|x| x.id == "cpu:api").unwrap();
+    assert_eq!(cpu.action.cpus, Some(1.0));
+    assert_eq!(cpu.severity, "warning");
+    let mem = got.iter().find(|x| x.id == "memory:api").unwrap();
+    assert_eq!(mem.action.memory, Some(512 << 20));
+    assert!(
+        mem.command.contains("--memory 512m --memory-swap 1024m"),
+        "{}",
+        mem.command
+    );
+    assert!(
+        mem.compose_patch.contains("memory: 512M"),
+        "{}",
+        mem.compose_patch
+    );
+}
+
+#[test]
+fn stateless_services_get_replicas_and_stateful_ones_limits() {
+    let s = snap();
+    let mut h = History::default();
+    series(
+        &mut h,
+        "service:p-gateway-1:cpu_limit_percent",
+        &[90.0; 60],
+        T0,
+    );
+    series(
+        &mut h,
+        "service:p-gateway-2:cpu_limit_percent",
+        &[88.0; 60],
+        T0,
+    );
+    series(
+        &mut h,
+        "service:p-postgres-1:cpu_limit_percent",
+        &[90.0; 60],
+        T0,
+    );
+    let got = run(&h, &s, &mut AdvisorState::default(), T0);
+    let gw = got.iter().find(|x| x.id == "cpu:gateway").unwrap();
+    assert_eq!(gw.action.kind, "horizontal");
+    // 2 replicas at 90% -> enough to bring them under 60%: ceil(2 * 90 / 60) = 3.
+    assert_eq!(gw.action.replicas, Some(3));
+    assert_eq!(
+        gw.command,
+        "docker compose -p p up -d --no-recreate --scale gateway=3"
+    );
+    let pg = got.iter().find(|x| x.id == "cpu:postgres").unwrap();
+    assert_eq!(pg.action.kind, "vertical");
+    assert!(pg.action.replicas.is_none());
+}
+
+#[test]
+fn latency_against_baseline_and_slo() {
+    let mut s = snap();
+    s.agents = vec![serde_json::json!({"agent": "daily_brief"})];
+    let key = "agent:daily_brief:p95_seconds";
+    // Baseline 2 s for ten minutes, then 4 s for the last minute: 2x > 1.5x.
+    let mut h = History::default();
+    series(
+        &mut h,
+        key,
+        &[[2.0; 600].to_vec(), [4.0; 60].to_vec()].concat(),
+        T0,
+    );
+    let got = run(&h, &s, &mut AdvisorState::default(), T0);
+    let l = got
+        .iter()
+        .find(|x| x.id == "latency:daily_brief")
+        .expect("degraded");
+    assert_eq!(l.service, "gateway");
+    assert_eq!(l.action.replicas, Some(3));
+    assert!(l.evidence.contains("baseline of 2000 ms"), "{}", l.evidence);
+    // 2.5 s is 1.25x: not degraded by the baseline rule...
+    let mut h = History::default();
+    series(
+        &mut h,
+        key,
+        &[[2.0; 600].to_vec(), [2.5; 60].to_vec()].concat(),
+        T0,
+    );
+    assert!(run(&h, &s, &mut AdvisorState::default(), T0).is_empty());
+    // ...but it is against a 2 s SLO.
+    let cfg = AdvisorConfig {
+        latency_slo: Some(std::time::Duration::from_secs(2)),
+        ..Default::default()
+    };
+    let got = evaluate(&h, &s, &cfg, &mut AdvisorState::default(), T0);
+    assert_eq!(ids(&got), vec!["latency:daily_brief"]);
+}
+
+#[test]
+fn growing_queues_fire_and_empty_ones_clear() {
+    let mut s = snap();
+    s.agents = vec![serde_json::json!({"agent": "focus_guardrails"})];
+    let key = "agent:focus_guardrails:queued";
+    let mut h = History::default();
+    let mut st = AdvisorState::default();
+    series(
+        &mut h,
+        key,
+        &(0..60).map(|i| f64::from(i) / 5.0).collect::<Vec<_>>(),
+        T0,
+    );
+    let got = run(&h, &s, &mut st, T0);
+    assert!(got[0].evidence.contains("12 queued"), "{}", got[0].evidence);
+    let mut h2 = History::default();
+    series(&mut h2, key, &[3.0; 60], T0);
+    assert!(
+        run(&h2, &s, &mut AdvisorState::default(), T0).is_empty(),
+        "flat is not growing"
+    );
+    series(&mut h, key, &[0.0; 60], T0 + 60.0);
+    assert!(
+        run(&h, &s, &mut st, T0 + 60.0).is_empty(),
+        "an emptied queue clears"
+    );
+}
+
+#[test]
+fn gpu_vram_offload_and_host_rules() {
+    let mut s = snap();
+    s.gpus = vec![GpuStats {
+        index: 0,
+        name: "NVIDIA H200".into(),
+        memory_used_bytes: 135 << 30,
+        memory_total_bytes: 141 << 30,
+        processes: vec![GpuProcess {
+            pid: 1,
+            used_memory_bytes: 130 << 30,
+            container: Some("p-ollama-1".into()),
+            service: Some("ollama".into()),
+        }],
+        ..Default::default()
+    }];
+    s.ollama = Some(serde_json::json!({"loaded": [
+        {"name": "mixtral", "size_bytes": 30u64 << 30, "size_vram_bytes": 20u64 << 30, "gpu_percent": 66.7, "partly_on_cpu": true},
+        {"name": "tiny", "size_bytes": 1u64 << 30, "size_vram_bytes": 1u64 << 30, "gpu_percent": 100.0, "partly_on_cpu": false}
+    ]}));
+    let mut h = History::default();
+    series(&mut h, "gpu:0:vram_percent", &[95.7; 60], T0);
+    series(&mut h, "host:cpu_percent", &[85.0; 60], T0);
+    series(&mut h, "host:memory_percent", &[50.0; 60], T0);
+    let got = run(&h, &s, &mut AdvisorState::default(), T0);
+    assert_eq!(
+        ids(&got),
+        vec!["gpu-vram:0", "host-cpu:host", "ollama-offload:mixtral"]
+    );
+    assert_eq!(got[0].service, "ollama");
+    let host = &got[1];
+    assert_eq!(host.action.kind, "host");
+    // 8 cores, 32 GiB now: the guide's next size is 16 cores... with 32 GB, not more RAM
+    // than now, so 32 cores and 64 GB.
+    assert_eq!(host.action.cpus, Some(32.0));
+    assert!(
+        host.command.contains("32 CPU cores, 64 GB RAM"),
+        "{}",
+        host.command
+    );
+}

@@ -1,0 +1,272 @@
+//! `osmen suggest`: the advisor's suggestions for the running stack, from the same
+//! collectors and hub as the console; `--apply ID` carries one out (journaled first).
+//! `osmen plan`: the guide's capacity row for a load, and a projection from this
+//! deployment's own measured cost per request when its gateway has served some.
+
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::{Ctx, NO, OK, out};
+use crate::cli::{PlanArgs, SuggestArgs};
+use crate::model::advice::Suggestion;
+use crate::model::snapshot::Snapshot;
+use crate::model::units::format_bytes;
+use crate::stack::engine::{DockerEngine, Engine};
+
+/// Collects until the advisor has a whole window of samples (or history from a console
+/// that ran until now), then returns the snapshot with its suggestions.
+pub async fn collect(ctx: &Ctx) -> Snapshot {
+    let window = ctx.config.advisor.window;
+    let (tx, mut rx, stop) = super::status::start_collectors(ctx, None).await;
+    let started = tokio::time::Instant::now();
+    eprintln!(
+        "osmen: sampling the stack for the advisor's window ({})…",
+        crate::model::units::format_duration(window)
+    );
+    let deadline = started + window + Duration::from_secs(3);
+    loop {
+        let enough = started.elapsed() >= window + Duration::from_secs(1);
+        if enough
+            || tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+        {
+            break;
+        }
+    }
+    let snap = (*rx.borrow().clone()).clone();
+    let _ = stop.send(true);
+    drop(tx);
+    snap
+}
+
+fn text(s: &[Suggestion]) -> String {
+    if s.is_empty() {
+        return "no suggestions: every threshold is met\n".into();
+    }
+    let mut o = String::new();
+    for x in s {
+        o.push_str(&format!(
+            "[{}] {} ({}, {})\n  evidence: {}\n  action: {}{}{}{} (now {})\n  command: {}\n",
+            x.id,
+            x.service,
+            x.rule,
+            x.severity,
+            x.evidence,
+            x.action.kind,
+            x.action
+                .cpus
+                .map(|c| format!(" cpus {c}"))
+                .unwrap_or_default(),
+            x.action
+                .memory
+                .map(|m| format!(" memory {}", format_bytes(m)))
+                .unwrap_or_default(),
+            x.action
+                .replicas
+                .map(|r| format!(" replicas {r}"))
+                .unwrap_or_default(),
+            x.action.from,
+            x.command,
+        ));
+        if !x.compose_patch.is_empty() {
+            o.push_str("  keep it in docker-compose.yml:\n");
+            for l in x.compose_patch.lines() {
+                o.push_str(&format!("    {l}\n"));
+            }
+        }
+    }
+    o
+}
+
+pub async fn run(ctx: &Ctx, args: &SuggestArgs) -> anyhow::Result<u8> {
+    let snap = collect(ctx).await;
+    if let Some(id) = &args.apply {
+        ctx.refuse_if_read_only(&format!("suggest --apply {id}"))?;
+        let Some(s) = snap.suggestions.iter().find(|x| &x.id == id) else {
+            let have: Vec<&str> = snap.suggestions.iter().map(|x| x.id.as_str()).collect();
+            bail!(
+                "no suggestion {id:?} holds now; current: {}",
+                if have.is_empty() {
+                    "none".to_string()
+                } else {
+                    have.join(", ")
+                }
+            );
+        };
+        let engine = ctx.engine().await?;
+        let done = apply(ctx, &engine, s, super::stderr_reporter()).await?;
+        out(&format!("{done}\n"))?;
+        return Ok(OK);
+    }
+    if args.json {
+        let v = serde_json::json!({ "suggestions": snap.suggestions });
+        out(&(serde_json::to_string_pretty(&v)? + "\n"))?;
+    } else {
+        out(&text(&snap.suggestions))?;
+    }
+    Ok(if snap.suggestions.is_empty() { OK } else { NO })
+}
+
+/// Carries out a suggestion live: limits with `docker update` (no restart), replicas
+/// by converging the service to the new count. Journaled before it acts.
+pub async fn apply(
+    ctx: &Ctx,
+    engine: &std::sync::Arc<DockerEngine>,
+    s: &Suggestion,
+    report: crate::stack::supervise::Reporter,
+) -> anyhow::Result<String> {
+    let journal = ctx.journal();
+    match s.action.kind.as_str() {
+        "vertical" => {
+            let rows: Vec<_> = engine
+                .list_containers(&ctx.project.name)
+                .await?
+                .into_iter()
+                .filter(|r| r.service == s.service && r.state == "running")
+                .collect();
+            if rows.is_empty() {
+                bail!("service {} has no running container", s.service);
+            }
+            for r in &rows {
+                journal.record(
+                    &s.service,
+                    "update-limits",
+                    &format!(
+                        "{}: suggestion {}: {}{}",
+                        r.name,
+                        s.id,
+                        s.action
+                            .cpus
+                            .map(|c| format!("cpus {c} "))
+                            .unwrap_or_default(),
+                        s.action
+                            .memory
+                            .map(|m| format!("memory {}", format_bytes(m)))
+                            .unwrap_or_default()
+                    ),
+                )?;
+                engine
+                    .update_limits(&r.id, s.action.cpus, s.action.memory)
+                    .await?;
+            }
+            Ok(format!(
+                "{}: limits updated in place on {} container(s), no restart (was {}); keep it \
+                 with:\n{}",
+                s.service,
+                rows.len(),
+                s.action.from,
+                s.compose_patch
+            ))
+        }
+        "horizontal" => {
+            let Some(n) = s.action.replicas else {
+                bail!("suggestion {} names no replica count", s.id);
+            };
+            let mut project = (*ctx.project).clone();
+            let Some(svc) = project.services.get_mut(&s.service) else {
+                bail!("no service {} in {}", s.service, ctx.project.file.display());
+            };
+            svc.replicas = n;
+            journal.record(
+                &s.service,
+                "scale",
+                &format!("suggestion {}: {} -> {n} replicas", s.id, s.action.from),
+            )?;
+            let sup = crate::stack::supervise::Supervisor::new(
+                engine.clone(),
+                std::sync::Arc::new(project),
+                ctx.config.supervisor.clone(),
+                journal,
+                report,
+            );
+            let targets = std::collections::BTreeSet::from([s.service.clone()]);
+            sup.up(&targets, &Default::default(), std::sync::Arc::new(|_| {}))
+                .await?;
+            Ok(format!(
+                "{}: {n} replicas; keep it with:\n{}",
+                s.service, s.compose_patch
+            ))
+        }
+        _ => bail!(
+            "suggestion {} is about the machine itself ({}); osmen cannot apply it",
+            s.id,
+            s.command
+        ),
+    }
+}
+
+pub async fn plan(ctx: Option<&Ctx>, args: &PlanArgs) -> anyhow::Result<u8> {
+    use crate::advisor::capacity;
+    let requests = args.requests_per_day.unwrap_or(args.users * 100);
+    let row = capacity::row_for(args.users, requests);
+    let mut o = format!(
+        "load: {} users, {} requests/day\nguide's capacity row: {}\n",
+        args.users,
+        requests,
+        row.describe()
+    );
+    // The deployment's own cost per request, from its gateway's counters.
+    let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let url = format!("http://{listen}/metrics");
+    let measured = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .ok()?;
+        let body = client.get(&url).send().await.ok()?.text().await.ok()?;
+        let fams = crate::collect::prometheus::parse(&body).ok()?;
+        let agents = crate::collect::prometheus::agents_from(&fams);
+        let mut req = 0.0;
+        let mut cpu = 0.0;
+        let mut peak: f64 = 0.0;
+        for a in &agents {
+            for (k, v) in a.as_object()? {
+                if k.starts_with("requests_") {
+                    req += v.as_f64().unwrap_or(0.0);
+                }
+            }
+            cpu += a["cpu_seconds_total"].as_f64().unwrap_or(0.0);
+            peak = peak.max(a["memory_peak_bytes"].as_f64().unwrap_or(0.0));
+        }
+        (req > 0.0).then_some((req, cpu, peak))
+    }
+    .await;
+    match measured {
+        Some((req, cpu, peak)) => {
+            let per = cpu / req;
+            let avg_cores = requests as f64 * per / 86_400.0;
+            // The busiest hour taken as a tenth of the day's requests.
+            let peak_cores = requests as f64 * 0.1 * per / 3600.0;
+            o.push_str(&format!(
+                "measured here ({url}): {req:.0} requests, {:.1} ms of gateway CPU each, \
+                 largest execution {}\nprojection: {:.3} cores on average, {:.3} in the busiest \
+                 hour (a tenth of the day's requests), for the gateway's own work; LLM time \
+                 is spent by the providers, not here\n",
+                per * 1000.0,
+                format_bytes(peak as u64),
+                avg_cores,
+                peak_cores
+            ));
+        }
+        None => o.push_str(&format!(
+            "no measured projection: the gateway at {url} has served no requests (or does \
+             not answer); run some traffic or `osmen bench` first\n"
+        )),
+    }
+    if let Some(ctx) = ctx {
+        let limits: f64 = ctx
+            .project
+            .services
+            .values()
+            .filter_map(|s| s.resources.cpus.map(|c| c * f64::from(s.replicas)))
+            .sum();
+        o.push_str(&format!(
+            "this stack's CPU limits add up to {limits} cores ({} services)\n",
+            ctx.project.services.len()
+        ));
+    }
+    out(&o)?;
+    Ok(OK)
+}
