@@ -96,6 +96,8 @@ pub enum Command {
     Suggest(SuggestArgs),
     /// The guide's capacity row for a load, and a projection from this deployment's costs.
     Plan(PlanArgs),
+    /// The guide's load test: N users x M requests against an agent, with P50/P95/P99.
+    Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `osmen man > osmen.1`.
@@ -120,6 +122,42 @@ pub struct PlanArgs {
     /// Requests per day (default: 100 per user).
     #[arg(long, value_name = "R")]
     pub requests_per_day: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The gateway (default: http://OSMEN_GATEWAY_LISTEN or http://127.0.0.1:8080).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// API key (default: the first of OSMEN_API_KEYS, else the gateway's generated key).
+    #[arg(long, env = "OSMEN_BENCH_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    #[arg(long, default_value = "daily_brief")]
+    pub agent: String,
+    /// Concurrent users (connections).
+    #[arg(long, default_value_t = 10)]
+    pub users: usize,
+    /// Requests per user (with --rate: per user's share of the total).
+    #[arg(long, default_value_t = 100)]
+    pub requests: u64,
+    /// Run for this long instead of a number of requests (e.g. 30s).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Open loop: start this many requests per second in all, latency measured from each
+    /// request's intended start.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The input text (each request appends its number).
+    #[arg(long, default_value = "Test request")]
+    pub input: String,
+    /// Per-request timeout.
+    #[arg(long, default_value = "60s")]
+    pub timeout: String,
+    /// GET --url itself instead of an agent (a trivial endpoint, to measure the tool).
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! osmen as a library: the binary in `main.rs` and the integration tests both use it.
 
 pub mod advisor;
+pub mod bench;
 pub mod cli;
 pub mod collect;
 pub mod commands;

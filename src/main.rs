@@ -81,6 +81,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         if let Command::Gateway(a) = &command {
             return commands::gateway::run(&cli.global, a).await;
         }
+        if let Command::Bench(a) = &command {
+            return commands::bench::run(&cli.global, a).await;
+        }
         if let Command::Plan(a) = &command {
             // Works without a compose file; uses it when there is one.
             let ctx = commands::Ctx::load(&cli.global).ok();
@@ -103,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Metrics(a) => commands::metrics::run(&a).await,
             Command::Status(a) => commands::status::run(&ctx, &a).await,
             Command::Suggest(a) => commands::suggest::run(&ctx, &a).await,
+            Command::Bench(a) => commands::bench::run(&cli.global, &a).await,
             Command::Plan(a) => commands::suggest::plan(Some(&ctx), &a).await,
             Command::Completions(_) | Command::Man => Ok(0),
         }

@@ -1,6 +1,7 @@
 //! One file per subcommand; this one loads what they all need (compose file, settings,
 //! engine) and turns failures into the stable exit codes.
 
+pub mod bench;
 pub mod config;
 pub mod console;
 pub mod doctor;

@@ -6,6 +6,7 @@ static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accoun
 
 mod advisor;
 mod architecture;
+mod bench;
 mod cli;
 mod collect;
 mod compose_corpus;

@@ -1,0 +1,181 @@
+//! `osmen bench` against an in-process server with scripted latencies: the reported
+//! percentiles match the script's, injected failures lower the success rate exactly,
+//! and --duration and --rate are honoured.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use osmen::bench::{self, Plan, Target};
+
+use crate::util::{osmen, text};
+
+/// A server whose n-th request takes script[n % len] ms; every `fail_every`-th is a 500.
+async fn server(script: Vec<u64>, fail_every: u64) -> u16 {
+    let n = Arc::new(AtomicU64::new(0));
+    let app = Router::new().route(
+        "/work",
+        get(move || {
+            let n = n.clone();
+            let script = script.clone();
+            async move {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(
+                    script[(i % script.len() as u64) as usize],
+                ))
+                .await;
+                if fail_every > 0 && (i + 1).is_multiple_of(fail_every) {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    port
+}
+
+fn plan(port: u16, users: usize, requests: u64) -> Plan {
+    Plan {
+        target: Target {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/work".into(),
+            method: axum::http::Method::GET,
+            body: Default::default(),
+            headers: vec![],
+            numbered_input: None,
+        },
+        users,
+        requests,
+        duration: None,
+        rate: None,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percentiles_match_the_scripted_latencies_and_failures_count() {
+    // 200 requests, each latency of 1..=100 ms twice: P50 50 ms, P95 95 ms, P99 99 ms.
+    let port = server((1..=100).collect(), 10).await;
+    let r = bench::run(&plan(port, 10, 20), bench::new_tally(10)).await;
+    assert_eq!(r.total_requests, 200);
+    assert_eq!(r.successes, 180, "every 10th failed: {r:?}");
+    assert!((r.success_rate - 0.9).abs() < 1e-9);
+    assert_eq!(r.errors.get("status 500"), Some(&20));
+    // Measured time is the script's plus the loopback round trip and timer slack:
+    // never less, a few ms more at most on a busy machine.
+    for (got, want) in [
+        (r.p50_seconds, 0.050),
+        (r.p95_seconds, 0.095),
+        (r.p99_seconds, 0.099),
+    ] {
+        assert!(
+            got >= want * 0.999 && got <= want + 0.004,
+            "{got} vs {want}: {r:?}"
+        );
+    }
+    assert!(r.max_seconds >= 0.0999 && r.max_seconds <= 0.105, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_and_rate_are_honoured() {
+    let port = server(vec![5], 0).await;
+    let mut p = plan(port, 4, 1_000_000);
+    p.duration = Some(Duration::from_millis(1500));
+    let t = Instant::now();
+    let r = bench::run(&p, bench::new_tally(4)).await;
+    let took = t.elapsed().as_secs_f64();
+    assert!(
+        (1.5..1.8).contains(&took),
+        "ran {took}s for a 1.5s duration"
+    );
+    assert!(r.total_requests > 100, "{r:?}");
+    // Open loop: 200 requests/s for 2 s is 400 requests, started on schedule.
+    let mut p = plan(port, 8, 1_000_000);
+    p.duration = Some(Duration::from_secs(2));
+    p.rate = Some(200.0);
+    let r = bench::run(&p, bench::new_tally(8)).await;
+    assert_eq!(r.mode, "open");
+    assert!((396..=400).contains(&r.total_requests), "{r:?}");
+    assert!((1.9..2.3).contains(&r.elapsed_seconds), "{r:?}");
+    assert!((r.throughput_rps - 200.0).abs() < 20.0, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_shows_in_open_loop_latencies() {
+    // 8 users, 100 ms per request: at most 80/s. Asked for 160/s, the open loop measures
+    // from the intended start, so the queueing shows (a closed loop would hide it).
+    let port = server(vec![100], 0).await;
+    let mut p = plan(port, 8, 1_000_000);
+    p.duration = Some(Duration::from_secs(2));
+    p.rate = Some(160.0);
+    let r = bench::run(&p, bench::new_tally(8)).await;
+    assert!(
+        r.p99_seconds > 0.5,
+        "coordinated omission hid the backlog: {r:?}"
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_report() {
+    let port = crate::util::free_port();
+    let o = osmen()
+        .args([
+            "bench",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--users",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        out.is_empty() && err.contains("cannot connect to 127.0.0.1"),
+        "{err}"
+    );
+    let o = osmen().args(["bench", "--users", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("--users must be at least 1"));
+    let o = osmen()
+        .args(["bench", "--url", "https://x/"])
+        .output()
+        .unwrap();
+    assert!(text(&o).1.contains("only http://"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_stops_before_the_run() {
+    let app = Router::new().route(
+        "/api/v1/agents/daily_brief/execute",
+        axum::routing::post(|| async { StatusCode::UNAUTHORIZED }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let o = tokio::task::spawn_blocking(move || {
+        osmen()
+            .args([
+                "bench",
+                "--url",
+                &format!("http://127.0.0.1:{port}"),
+                "--key",
+                "nope",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("refused the API key (401)"), "{err}");
+}
