@@ -254,7 +254,9 @@ fn request(t: &Target, n: u64) -> hyper::Request<Full<Bytes>> {
 /// One request on `sender`: Ok(status) with the body read, or the error kind.
 async fn once(sender: &mut Sender, t: &Target, n: u64, timeout: Duration) -> Result<u16, String> {
     let fut = async {
-        sender.ready().await.map_err(|_| "connection".to_string())?;
+        // A connection the server closed after its last answer (Connection: close, idle
+        // timeout) is not an error of this request: the caller reconnects and retries.
+        sender.ready().await.map_err(|_| "closed".to_string())?;
         let resp = sender
             .send_request(request(t, n))
             .await
@@ -346,9 +348,30 @@ pub async fn run(plan: &Plan, tally: Arc<Tally>) -> Report {
                         }
                     }
                 }
-                let Some(s) = sender.as_mut() else { continue };
                 let n = (user as u64) << 40 | mine;
-                match once(s, &t, n, timeout).await {
+                let mut result = Err("closed".to_string());
+                for _ in 0..2 {
+                    if sender.is_none() {
+                        match connect(&t).await {
+                            Ok(s) => sender = Some(s),
+                            Err(_) => break,
+                        }
+                    }
+                    let Some(s) = sender.as_mut() else { break };
+                    result = once(s, &t, n, timeout).await;
+                    if !matches!(&result, Err(e) if e == "closed") {
+                        break;
+                    }
+                    sender = None;
+                }
+                let result = result.map_err(|e| {
+                    if e == "closed" {
+                        "connection".to_string()
+                    } else {
+                        e
+                    }
+                });
+                match result {
                     Ok(status) => {
                         let us = intended.elapsed().as_micros().max(1) as u64;
                         let mut h = tally.hist[user].lock().unwrap_or_else(|p| p.into_inner());

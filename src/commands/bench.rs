@@ -50,6 +50,10 @@ pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
     let (host, port, path) = Target::parse_url(&base).map_err(|e| anyhow::anyhow!("--url {e}"))?;
     let mut headers = Vec::new();
     let target = if args.raw {
+        // A raw URL gets a key only when one is given explicitly.
+        if let Some(k) = &args.key {
+            headers.push(("x-api-key".to_string(), k.clone()));
+        }
         Target {
             host,
             port,

@@ -179,3 +179,26 @@ async fn a_wrong_key_stops_before_the_run() {
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(err.contains("refused the API key (401)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_close_each_connection_are_not_errors() {
+    // Like the stand-in and many small servers: one answer per connection, then close.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    let r = bench::run(&plan(port, 2, 20), bench::new_tally(2)).await;
+    assert_eq!((r.total_requests, r.successes), (40, 40), "{r:?}");
+    assert!(r.errors.is_empty(), "{r:?}");
+}

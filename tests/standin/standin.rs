@@ -190,6 +190,36 @@ fn serve() {
                     }
                     respond(&mut s, 200, &format!("burned {ms} ms ({x})\n"))
                 }
+                // A stand-in Ollama for load tests: /api/chat answers after
+                // STANDIN_CHAT_DELAY_MS (default 20) with a short completion.
+                "/api/chat" => {
+                    let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                    let want = text
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    // Read the whole body: closing with unread bytes would reset the connection.
+                    let mut have = req.len().saturating_sub(head_end);
+                    while have < want {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => have += n,
+                        }
+                    }
+                    let delay = env_ms("STANDIN_CHAT_DELAY_MS").unwrap_or(Duration::from_millis(20));
+                    std::thread::sleep(delay);
+                    let body = "{\"model\":\"standin\",\"done\":true,\"message\":{\"role\":\"assistant\",\
+                                \"content\":\"ok\"},\"prompt_eval_count\":10,\"eval_count\":2}";
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes());
+                }
                 "/alloc" => {
                     let mb = query(&path, "mb").unwrap_or(1) as usize;
                     // Touch every page so the memory is really resident.
