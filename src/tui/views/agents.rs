@@ -52,7 +52,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         "QUEUE",
     ];
     if wide {
-        header.extend(["CPU", "MEM", "PEAK"]);
+        header.extend(["CPU", "HELD", "PEAK/RUN"]);
     }
     let body: Vec<Row> = rows
         .iter()
