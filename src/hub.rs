@@ -232,7 +232,8 @@ impl Hub {
         let mut trends = std::collections::BTreeMap::new();
         for (k, series) in &self.history.series {
             let wanted = k == "host:cpu_percent"
-                || (k.starts_with("service:") && k.ends_with(":cpu_percent"))
+                || (k.starts_with("service:")
+                    && (k.ends_with(":cpu_percent") || k.ends_with(":cpu_limit_percent")))
                 || k.starts_with("agent:");
             if wanted {
                 let n = series.fine.len();

@@ -197,6 +197,15 @@ pub async fn apply(
     }
 }
 
+/// Cores, in millicores when small (a gateway's own work usually is).
+fn cores(c: f64) -> String {
+    if c < 0.1 {
+        format!("{:.3} millicores", c * 1000.0)
+    } else {
+        format!("{c:.2} cores")
+    }
+}
+
 pub async fn plan(ctx: Option<&Ctx>, args: &PlanArgs) -> anyhow::Result<u8> {
     use crate::advisor::capacity;
     let requests = args.requests_per_day.unwrap_or(args.users * 100);
@@ -241,13 +250,13 @@ pub async fn plan(ctx: Option<&Ctx>, args: &PlanArgs) -> anyhow::Result<u8> {
             let peak_cores = requests as f64 * 0.1 * per / 3600.0;
             o.push_str(&format!(
                 "measured here ({url}): {req:.0} requests, {:.1} ms of gateway CPU each, \
-                 largest execution {}\nprojection: {:.3} cores on average, {:.3} in the busiest \
-                 hour (a tenth of the day's requests), for the gateway's own work; LLM time \
-                 is spent by the providers, not here\n",
+                 largest execution {}\nprojection: {} on average, {} in the busiest hour (a \
+                 tenth of the day's requests), for the gateway's own work; LLM time is spent \
+                 by the providers, not here\n",
                 per * 1000.0,
                 format_bytes(peak as u64),
-                avg_cores,
-                peak_cores
+                cores(avg_cores),
+                cores(peak_cores)
             ));
         }
         None => o.push_str(&format!(

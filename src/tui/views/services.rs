@@ -59,11 +59,23 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         let body: Vec<Row> = rows
             .iter()
             .map(|x| {
-                let trend = s
+                // The same figure as the column: % of the limit (0-100), else % of a core
+                // scaled from 10% up, so an idle container's noise stays flat.
+                let (trend, scale) = match s
                     .trends
-                    .get(&format!("service:{}:cpu_percent", x.container))
-                    .cloned()
-                    .unwrap_or_default();
+                    .get(&format!("service:{}:cpu_limit_percent", x.container))
+                {
+                    Some(v) => (v.clone(), 100.0),
+                    None => {
+                        let v = s
+                            .trends
+                            .get(&format!("service:{}:cpu_percent", x.container))
+                            .cloned()
+                            .unwrap_or_default();
+                        let top = v.iter().cloned().fold(10.0, f64::max);
+                        (v, top)
+                    }
+                };
                 let cpu = x.cpu_limit_percent.or(x.cpu_percent);
                 let mem = match (x.memory_bytes, x.memory_limit_bytes) {
                     (Some(m), Some(l)) => format!("{} / {}", bytes(Some(m)), bytes(Some(l))),
@@ -89,7 +101,8 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                     })
                     .style(t.health(&x.state, &x.health)),
                     Cell::from(pct(cpu)).style(cpu.map(|c| t.level(c)).unwrap_or_default()),
-                    Cell::from(spark(t, &trend, if wide { 10 } else { 8 }, None)).style(t.accent()),
+                    Cell::from(spark(t, &trend, if wide { 10 } else { 8 }, Some(scale)))
+                        .style(t.accent()),
                     Cell::from(mem).style(x.memory_percent.map(|p| t.level(p)).unwrap_or_default()),
                     Cell::from(x.restarts.to_string()).style(if x.restarts > 0 {
                         t.warn()
