@@ -47,6 +47,8 @@ pub struct Hub {
     /// GPU processes as NVML gave them, attributed again when the container set changes.
     raw_gpus: Vec<GpuStats>,
     advisor: Option<(AdvisorConfig, AdvisorState)>,
+    /// Container -> (CPU limit, memory limit) at the last sample.
+    limits: std::collections::HashMap<String, (Option<f64>, Option<u64>)>,
     /// Per agent: (time, requests, errors, CPU seconds) at the previous scrape.
     agent_counters: std::collections::BTreeMap<String, (f64, f64, f64, f64)>,
     history_file: Option<PathBuf>,
@@ -69,6 +71,7 @@ impl Hub {
             raw_gpus: Vec::new(),
             agent_counters: Default::default(),
             advisor: None,
+            limits: Default::default(),
             history_file,
         }
     }
@@ -96,6 +99,20 @@ impl Hub {
                     if let Some(c) = x.cpu_percent {
                         self.history
                             .push(&format!("service:{}:cpu_percent", x.container), t, c);
+                    }
+                    // A changed limit (an applied suggestion) starts the shares afresh:
+                    // samples against the old limit say nothing about the new one.
+                    let limits = (x.cpu_limit, x.memory_limit);
+                    if self
+                        .limits
+                        .insert(x.container.clone(), limits)
+                        .is_some_and(|l| l != limits)
+                    {
+                        for k in ["cpu_limit_percent", "memory_limit_percent"] {
+                            self.history
+                                .series
+                                .remove(&format!("service:{}:{k}", x.container));
+                        }
                     }
                     if let Some(c) = x.cpu_limit_percent {
                         let key = format!("service:{}:cpu_limit_percent", x.container);
@@ -133,11 +150,14 @@ impl Hub {
             Update::Agents(mut a) => {
                 self.agent_rates(&mut a, t);
                 for x in &a {
-                    if let (Some(name), Some(p99)) =
-                        (x["agent"].as_str(), x["p99_seconds"].as_f64())
-                    {
-                        self.history
-                            .push(&format!("agent:{name}:p99_seconds"), t, p99);
+                    let Some(name) = x["agent"].as_str() else {
+                        continue;
+                    };
+                    // P95 and queue feed the advisor; P99 the console's sparkline.
+                    for k in ["p95_seconds", "p99_seconds", "queued"] {
+                        if let Some(v) = x[k].as_f64() {
+                            self.history.push(&format!("agent:{name}:{k}"), t, v);
+                        }
                     }
                 }
                 self.snapshot.agents = a
@@ -329,6 +349,35 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_and_limits_feed_the_advisor_series() {
+        let mut hub = Hub::new("p", None);
+        hub.apply(Update::Agents(vec![serde_json::json!({
+            "agent": "a", "p95_seconds": 0.5, "p99_seconds": 0.9, "queued": 3.0
+        })]));
+        for k in ["p95_seconds", "p99_seconds", "queued"] {
+            assert!(
+                hub.history.series.contains_key(&format!("agent:a:{k}")),
+                "{k}"
+            );
+        }
+        let svc = |limit: f64| ServiceStats {
+            service: "s".into(),
+            container: "p-s-1".into(),
+            state: "running".into(),
+            cpu_limit: Some(limit),
+            cpu_limit_percent: Some(90.0),
+            ..Default::default()
+        };
+        hub.apply(Update::Services(vec![svc(0.5)]));
+        hub.apply(Update::Services(vec![svc(0.5)]));
+        let key = "service:p-s-1:cpu_limit_percent";
+        assert_eq!(hub.history.series[key].fine.len(), 2);
+        // The limit was raised: the old shares are gone, the new one starts the series.
+        hub.apply(Update::Services(vec![svc(1.0)]));
+        assert_eq!(hub.history.series[key].fine.len(), 1);
+    }
 
     #[test]
     fn history_survives_a_restart() {

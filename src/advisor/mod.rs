@@ -149,24 +149,37 @@ fn by_service(s: &Snapshot) -> BTreeMap<&str, Vec<&ServiceStats>> {
 /// A new CPU limit: double, capped by what the host has left after the other services'
 /// limits (never below the current one plus a tenth).
 fn vertical_cpus(current: f64, service: &str, s: &Snapshot, host: &Host) -> f64 {
+    let replicas = s
+        .services
+        .iter()
+        .filter(|x| x.service == service && x.state == "running")
+        .count()
+        .max(1) as f64;
     let others: f64 = s
         .services
         .iter()
         .filter(|x| x.service != service && x.state == "running")
         .filter_map(|x| x.cpu_limit)
         .sum();
-    let room = (host.cores - others).max(current + 0.1);
+    // Every replica gets the new limit: they share what is left.
+    let room = ((host.cores - others) / replicas).max(current + 0.1);
     tenth_up((current * 2.0).min(room))
 }
 
 fn vertical_memory(current: u64, service: &str, s: &Snapshot, host: &Host) -> u64 {
+    let replicas = s
+        .services
+        .iter()
+        .filter(|x| x.service == service && x.state == "running")
+        .count()
+        .max(1) as u64;
     let others: u64 = s
         .services
         .iter()
         .filter(|x| x.service != service && x.state == "running")
         .filter_map(|x| x.memory_limit)
         .sum();
-    let room = host.memory.saturating_sub(others).max(current + (16 << 20));
+    let room = (host.memory.saturating_sub(others) / replicas).max(current + (16 << 20));
     // Whole MiB, so the compose value and `docker update` agree.
     (current.saturating_mul(2).min(room) >> 20) << 20
 }
@@ -379,12 +392,15 @@ pub fn evaluate(
                 v.sort_by(|a, b| a.total_cmp(b));
                 v[v.len() / 2]
             });
+            // An idle agent's baseline can be 0: no baseline rule then.
+            let baseline = baseline.filter(|b| *b > 0.0);
             let limit = match (cfg.latency_slo, baseline) {
                 (Some(slo), Some(b)) => Some(slo.as_secs_f64().min(b * cfg.latency_factor)),
                 (Some(slo), None) => Some(slo.as_secs_f64()),
-                (None, Some(b)) if b > 0.0 => Some(b * cfg.latency_factor),
+                (None, Some(b)) => Some(b * cfg.latency_factor),
                 _ => None,
-            };
+            }
+            .filter(|l| *l > 0.0);
             let id = format!("latency:{name}");
             seen.insert(id.clone());
             if let Some(limit) = limit {

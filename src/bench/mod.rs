@@ -219,10 +219,19 @@ pub enum BenchError {
 
 type Sender = http1::SendRequest<Full<Bytes>>;
 
-async fn connect(t: &Target) -> Result<Sender, String> {
-    let stream = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| e.to_string())?;
+async fn connect(t: &Target, timeout: Duration) -> Result<Sender, String> {
+    let stream = tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "no answer within {}",
+            crate::model::units::format_duration(timeout)
+        )
+    })?
+    .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
@@ -277,10 +286,12 @@ async fn once(sender: &mut Sender, t: &Target, n: u64, timeout: Duration) -> Res
 /// Checks the target before the run: it answers, and it does not refuse the key.
 pub async fn preflight(t: &Target, timeout: Duration) -> Result<(), BenchError> {
     let addr = format!("{}:{}", t.host, t.port);
-    let mut s = connect(t).await.map_err(|reason| BenchError::Unreachable {
-        addr: addr.clone(),
-        reason,
-    })?;
+    let mut s = connect(t, timeout)
+        .await
+        .map_err(|reason| BenchError::Unreachable {
+            addr: addr.clone(),
+            reason,
+        })?;
     match once(&mut s, t, 0, timeout).await {
         Ok(401) | Ok(403) => Err(BenchError::Refused(format!(
             "http://{addr}{} refused the API key (401): pass the gateway's key with --key or \
@@ -339,7 +350,7 @@ pub async fn run(plan: &Plan, tally: Arc<Tally>) -> Report {
                 };
                 mine += 1;
                 if sender.is_none() {
-                    match connect(&t).await {
+                    match connect(&t, timeout).await {
                         Ok(s) => sender = Some(s),
                         Err(_) => {
                             tally.error("connection".into());
@@ -352,7 +363,7 @@ pub async fn run(plan: &Plan, tally: Arc<Tally>) -> Report {
                 let mut result = Err("closed".to_string());
                 for _ in 0..2 {
                     if sender.is_none() {
-                        match connect(&t).await {
+                        match connect(&t, timeout).await {
                             Ok(s) => sender = Some(s),
                             Err(_) => break,
                         }
@@ -378,13 +389,21 @@ pub async fn run(plan: &Plan, tally: Arc<Tally>) -> Report {
                         h.saturating_record(us);
                         drop(h);
                         if (200..300).contains(&status) {
-                            tally.ok.fetch_add(1, Ordering::Relaxed);
+                            // `done` first: a reader of `ok` then `done` never sees ok > done.
                             tally.done.fetch_add(1, Ordering::Relaxed);
+                            tally.ok.fetch_add(1, Ordering::Relaxed);
                         } else {
                             tally.error(format!("status {status}"));
                         }
                     }
                     Err(kind) => {
+                        // A timeout is a latency too: leaving it out would hide exactly
+                        // the stalls an open loop is meant to show.
+                        let us = intended.elapsed().as_micros().max(1) as u64;
+                        tally.hist[user]
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .saturating_record(us);
                         // The connection's state is unknown: start a fresh one.
                         sender = None;
                         tally.error(kind);

@@ -36,6 +36,17 @@ fn key(global: &Global, args: &BenchArgs) -> Option<String> {
 }
 
 pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
+    if args.agent.is_empty()
+        || !args
+            .agent
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bail!(
+            "--agent {:?}: agent names are letters, digits, _ and - (GET /api/v1/agents lists them)",
+            args.agent
+        );
+    }
     if args.users == 0 {
         bail!("--users must be at least 1");
     }
@@ -117,9 +128,10 @@ pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
             let mut last = (0u64, start);
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
+                let ok = t.ok.load(Ordering::Relaxed);
                 let done = t.done.load(Ordering::Relaxed);
                 let now = tokio::time::Instant::now();
-                let rate = (done - last.0) as f64 / now.duration_since(last.1).as_secs_f64();
+                let rate = done.saturating_sub(last.0) as f64 / now.duration_since(last.1).as_secs_f64();
                 last = (done, now);
                 let h = t.merged();
                 let q = |p| h.value_at_quantile(p) as f64 / 1000.0;
@@ -129,7 +141,7 @@ pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
                     q(0.5),
                     q(0.95),
                     q(0.99),
-                    done - t.ok.load(Ordering::Relaxed)
+                    done.saturating_sub(ok)
                 );
                 let _ = out(&line);
             }

@@ -60,6 +60,12 @@ fn activity(tx: &mpsc::Sender<Update>, f: impl FnOnce(&mut Activity) + Send + 's
     let _ = tx.try_send(Update::Activity(Box::new(f)));
 }
 
+/// For the updates that end an operation: waits for room rather than dropping them, so
+/// "running: …" never stays on screen after the work is done.
+async fn activity_sure(tx: &mpsc::Sender<Update>, f: impl FnOnce(&mut Activity) + Send + 'static) {
+    let _ = tx.send(Update::Activity(Box::new(f))).await;
+}
+
 fn event(tx: &mpsc::Sender<Update>, service: &str, text: String) {
     let _ = tx.try_send(Update::Events(vec![EventLine {
         time: now_secs(),
@@ -268,11 +274,12 @@ async fn stack_up(
         Err(e) => format!("up failed: {e}"),
     };
     event(&tx, "", text.clone());
-    activity(&tx, move |a| {
+    activity_sure(&tx, move |a| {
         a.running = None;
         a.blocked.clear();
         a.last_result = Some(text);
-    });
+    })
+    .await;
 }
 
 /// Carries out the console's commands, one task each; results come back as activity.
@@ -302,12 +309,13 @@ async fn execute(
                 Err(e) => format!("{what}: failed: {e:#}"),
             };
             event(&tx, "", text.clone());
-            activity(&tx, move |a| {
+            activity_sure(&tx, move |a| {
                 if let Some(i) = a.pending.iter().position(|p| *p == what) {
                     a.pending.remove(i);
                 }
                 a.last_result = Some(text);
-            });
+            })
+            .await;
         });
     }
 }

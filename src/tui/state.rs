@@ -220,7 +220,7 @@ fn selected_service(state: &UiState, s: &Snapshot) -> Option<(String, usize)> {
     let replicas = s
         .services
         .iter()
-        .filter(|x| x.service == row.service)
+        .filter(|x| x.service == row.service && x.state == "running")
         .count();
     Some((row.service.clone(), replicas))
 }
@@ -276,6 +276,12 @@ fn search_step(state: &mut UiState, s: &Snapshot, forward: bool) {
 pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Command> {
     let vi = state.view.index();
     let count = row_count(state, s);
+    // Rows come and go with the snapshots: act on the row that is highlighted.
+    if state.view == View::Logs && state.logs.follow {
+        // While following, the highlighted line is the newest one.
+        state.selected[vi] = count.saturating_sub(1);
+    }
+    state.selected[vi] = state.selected[vi].min(count.saturating_sub(1));
     let sel = &mut state.selected[vi];
     match action {
         Action::Quit => state.quit = true,
@@ -734,6 +740,28 @@ mod tests {
         press(&mut ro, &s, "6");
         assert!(on_key(&mut ro, &km, &s, enter).is_none());
         assert!(ro.message.as_deref().unwrap().starts_with("read-only"));
+    }
+
+    #[test]
+    fn leaving_follow_starts_from_the_newest_line_and_exited_replicas_do_not_count() {
+        let mut s = snap();
+        let mut st = UiState::new(false, false);
+        press(&mut st, &s, "5k");
+        assert!(!st.logs.follow);
+        assert_eq!(
+            st.selected[View::Logs.index()],
+            3,
+            "one above the newest of 5"
+        );
+        // One of worker's two replicas exited: + asks for 2, not 3.
+        s.services[3].state = "exited".into();
+        assert_eq!(
+            press(&mut st, &s, "2G+y"),
+            vec![Command::Scale("worker".into(), 2)]
+        );
+        // The list shrank under the selection: the action takes the highlighted row.
+        s.services.truncate(2);
+        assert_eq!(press(&mut st, &s, "s"), vec![Command::Start("db".into())]);
     }
 
     #[test]
