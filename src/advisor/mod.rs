@@ -146,15 +146,19 @@ fn by_service(s: &Snapshot) -> BTreeMap<&str, Vec<&ServiceStats>> {
     m
 }
 
-/// A new CPU limit: double, capped by what the host has left after the other services'
-/// limits (never below the current one plus a tenth).
-fn vertical_cpus(current: f64, service: &str, s: &Snapshot, host: &Host) -> f64 {
-    let replicas = s
-        .services
+/// Running containers of `service`, at least 1.
+fn running_replicas(service: &str, s: &Snapshot) -> usize {
+    s.services
         .iter()
         .filter(|x| x.service == service && x.state == "running")
         .count()
-        .max(1) as f64;
+        .max(1)
+}
+
+/// A new CPU limit: double, capped by what the host has left after the other services'
+/// limits (never below the current one plus a tenth).
+fn vertical_cpus(current: f64, service: &str, s: &Snapshot, host: &Host) -> f64 {
+    let replicas = running_replicas(service, s) as f64;
     let others: f64 = s
         .services
         .iter()
@@ -167,12 +171,7 @@ fn vertical_cpus(current: f64, service: &str, s: &Snapshot, host: &Host) -> f64 
 }
 
 fn vertical_memory(current: u64, service: &str, s: &Snapshot, host: &Host) -> u64 {
-    let replicas = s
-        .services
-        .iter()
-        .filter(|x| x.service == service && x.state == "running")
-        .count()
-        .max(1) as u64;
+    let replicas = running_replicas(service, s) as u64;
     let others: u64 = s
         .services
         .iter()

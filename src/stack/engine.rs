@@ -198,6 +198,21 @@ pub trait Engine: Send + Sync + 'static {
     fn stats_once(&self, id: &str) -> impl Future<Output = EResult<RawStats>> + Send;
 }
 
+/// One piece of a container's output as text, with the stream it came from.
+fn log_chunk(o: bollard::container::LogOutput) -> LogChunk {
+    use bollard::container::LogOutput;
+    let (stream, bytes) = match o {
+        LogOutput::StdErr { message } => (LogStream::Stderr, message),
+        LogOutput::StdOut { message }
+        | LogOutput::Console { message }
+        | LogOutput::StdIn { message } => (LogStream::Stdout, message),
+    };
+    LogChunk {
+        stream,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
 pub struct DockerEngine {
     docker: Docker,
     host: String,
@@ -241,14 +256,7 @@ impl DockerEngine {
             .build();
         Box::pin(self.docker.logs(id, Some(opts)).map(|r| {
             r.map_err(EngineError::from).map(|o| {
-                use bollard::container::LogOutput;
-                let (stream, bytes) = match o {
-                    LogOutput::StdErr { message } => (LogStream::Stderr, message),
-                    LogOutput::StdOut { message }
-                    | LogOutput::Console { message }
-                    | LogOutput::StdIn { message } => (LogStream::Stdout, message),
-                };
-                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let LogChunk { stream, text } = log_chunk(o);
                 let (t, rest) = match text.split_once(' ') {
                     Some((ts, rest)) => match crate::model::units::parse_rfc3339_utc(ts) {
                         Some(t) => (t, rest.to_string()),
@@ -719,21 +727,11 @@ impl Engine for DockerEngine {
             .stderr(true)
             .tail(&tail)
             .build();
-        Box::pin(self.docker.logs(id, Some(opts)).map(|r| {
-            r.map_err(EngineError::from).map(|o| {
-                use bollard::container::LogOutput;
-                let (stream, bytes) = match o {
-                    LogOutput::StdErr { message } => (LogStream::Stderr, message),
-                    LogOutput::StdOut { message }
-                    | LogOutput::Console { message }
-                    | LogOutput::StdIn { message } => (LogStream::Stdout, message),
-                };
-                LogChunk {
-                    stream,
-                    text: String::from_utf8_lossy(&bytes).into_owned(),
-                }
-            })
-        }))
+        Box::pin(
+            self.docker
+                .logs(id, Some(opts))
+                .map(|r| r.map_err(EngineError::from).map(log_chunk)),
+        )
     }
 
     fn pull(&self, image: &ImageRef, creds: Option<Credentials>) -> BoxStream<EResult<LayerEvent>> {
