@@ -33,6 +33,7 @@ pub enum Update {
 }
 
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
+pub const ADVISE_EVERY: Duration = Duration::from_secs(1);
 
 pub fn now_secs() -> f64 {
     SystemTime::now()
@@ -328,13 +329,19 @@ pub fn spawn(
     let (stx, srx) = watch::channel(Arc::new(hub.snapshot.clone()));
     tokio::spawn(async move {
         let mut last_persist = tokio::time::Instant::now();
+        let mut last_advice: Option<tokio::time::Instant> = None;
         while let Some(u) = rx.recv().await {
             hub.apply(u);
             while let Ok(more) = rx.try_recv() {
                 hub.apply(more);
             }
             hub.refresh_trends();
-            hub.advise();
+            // Samples arrive several times a second; the advisor's windows are seconds
+            // long, so once a second is enough.
+            if last_advice.is_none_or(|t| t.elapsed() >= ADVISE_EVERY) {
+                hub.advise();
+                last_advice = Some(tokio::time::Instant::now());
+            }
             stx.send_replace(Arc::new(hub.snapshot.clone()));
             if last_persist.elapsed() >= PERSIST_EVERY {
                 hub.persist();
