@@ -335,10 +335,10 @@ pub fn spawn(
             while let Ok(more) = rx.try_recv() {
                 hub.apply(more);
             }
-            hub.refresh_trends();
-            // Samples arrive several times a second; the advisor's windows are seconds
-            // long, so once a second is enough.
+            // Samples arrive several times a second; sparklines move one point a second
+            // and the advisor's windows are seconds long, so both once a second.
             if last_advice.is_none_or(|t| t.elapsed() >= ADVISE_EVERY) {
+                hub.refresh_trends();
                 hub.advise();
                 last_advice = Some(tokio::time::Instant::now());
             }
