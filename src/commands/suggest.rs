@@ -24,9 +24,12 @@ pub async fn collect(ctx: &Ctx) -> Snapshot {
         "osmen: sampling the stack for the advisor's window ({})…",
         crate::model::units::format_duration(window)
     );
-    let deadline = started + window + Duration::from_secs(3);
+    // The hub evaluates the advisor once a second (`hub::ADVISE_EVERY`): wait until an
+    // evaluation has seen the whole window.
+    let settle = window + crate::hub::ADVISE_EVERY * 2 + Duration::from_millis(500);
+    let deadline = started + settle + Duration::from_secs(3);
     loop {
-        let enough = started.elapsed() >= window + Duration::from_secs(1);
+        let enough = started.elapsed() >= settle;
         if enough
             || tokio::time::timeout_at(deadline, rx.changed())
                 .await
