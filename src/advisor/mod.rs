@@ -155,16 +155,18 @@ fn running_replicas(service: &str, s: &Snapshot) -> usize {
         .max(1)
 }
 
+/// The running containers of every other service (whose limits the host must keep).
+fn others<'a>(service: &'a str, s: &'a Snapshot) -> impl Iterator<Item = &'a ServiceStats> {
+    s.services
+        .iter()
+        .filter(move |x| x.service != service && x.state == "running")
+}
+
 /// A new CPU limit: double, capped by what the host has left after the other services'
 /// limits (never below the current one plus a tenth).
 fn vertical_cpus(current: f64, service: &str, s: &Snapshot, host: &Host) -> f64 {
     let replicas = running_replicas(service, s) as f64;
-    let others: f64 = s
-        .services
-        .iter()
-        .filter(|x| x.service != service && x.state == "running")
-        .filter_map(|x| x.cpu_limit)
-        .sum();
+    let others: f64 = others(service, s).filter_map(|x| x.cpu_limit).sum();
     // Every replica gets the new limit: they share what is left.
     let room = ((host.cores - others) / replicas).max(current + 0.1);
     tenth_up((current * 2.0).min(room))
@@ -172,12 +174,7 @@ fn vertical_cpus(current: f64, service: &str, s: &Snapshot, host: &Host) -> f64 
 
 fn vertical_memory(current: u64, service: &str, s: &Snapshot, host: &Host) -> u64 {
     let replicas = running_replicas(service, s) as u64;
-    let others: u64 = s
-        .services
-        .iter()
-        .filter(|x| x.service != service && x.state == "running")
-        .filter_map(|x| x.memory_limit)
-        .sum();
+    let others: u64 = others(service, s).filter_map(|x| x.memory_limit).sum();
     let room = (host.memory.saturating_sub(others) / replicas).max(current + (16 << 20));
     // Whole MiB, so the compose value and `docker update` agree.
     (current.saturating_mul(2).min(room) >> 20) << 20

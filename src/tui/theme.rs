@@ -94,6 +94,14 @@ impl Theme {
             self.ok()
         }
     }
+    /// A suggestion's severity: critical in red, the rest as warnings.
+    pub fn severity(&self, severity: &str) -> Style {
+        if severity == "critical" {
+            self.bad()
+        } else {
+            self.warn()
+        }
+    }
     /// Container state/health colour.
     pub fn health(&self, state: &str, health: &str) -> Style {
         match (state, health) {

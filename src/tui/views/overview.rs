@@ -315,11 +315,7 @@ fn advice_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
     s.suggestions
         .iter()
         .map(|x| {
-            let style = if x.severity == "critical" {
-                t.bad()
-            } else {
-                t.warn()
-            };
+            let style = t.severity(&x.severity);
             Line::from(vec![
                 Span::styled(format!("{:<8} ", x.severity), style),
                 Span::raw(fit(

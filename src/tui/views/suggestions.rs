@@ -60,11 +60,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     let body: Vec<Row> = rows
         .iter()
         .map(|x| {
-            let style = if x.severity == "critical" {
-                t.bad()
-            } else {
-                t.warn()
-            };
+            let style = t.severity(&x.severity);
             Row::new(vec![
                 Cell::from(x.severity.clone()).style(style),
                 Cell::from(x.service.clone()),
