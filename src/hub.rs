@@ -135,6 +135,7 @@ impl Hub {
                 }
                 self.snapshot.services = s;
                 self.attribute_gpus();
+                self.join_agents();
             }
             Update::Gpus(g) => {
                 for x in &g {
@@ -146,8 +147,12 @@ impl Hub {
                 }
                 self.raw_gpus = g;
                 self.attribute_gpus();
+                self.join_agents();
             }
-            Update::Ollama(o) => self.snapshot.ollama = Some(o),
+            Update::Ollama(o) => {
+                self.snapshot.ollama = Some(o);
+                self.join_agents();
+            }
             Update::Agents(mut a) => {
                 self.agent_rates(&mut a, t);
                 for x in &a {
@@ -161,7 +166,8 @@ impl Hub {
                         }
                     }
                 }
-                self.snapshot.agents = a
+                self.snapshot.agents = a;
+                self.join_agents();
             }
             Update::Events(e) => {
                 let ev = std::sync::Arc::make_mut(&mut self.snapshot.events);
@@ -287,6 +293,9 @@ impl Hub {
         gpu::attribute(&mut g, &containers, |pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
         });
+        crate::collect::agent_gpu::mark_runners(&mut g, |pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()
+        });
         let vram = gpu::vram_by_service(&g);
         for s in &mut self.snapshot.services {
             s.gpu_memory_bytes = if g.is_empty() {
@@ -296,6 +305,15 @@ impl Hub {
             };
         }
         self.snapshot.gpus = g;
+    }
+
+    /// Agent -> model -> VRAM, again whenever one of the three sources changes.
+    fn join_agents(&mut self) {
+        crate::collect::agent_gpu::join(
+            &mut self.snapshot.agents,
+            self.snapshot.ollama.as_mut(),
+            &self.snapshot.gpus,
+        );
     }
 
     pub fn persist(&self) {

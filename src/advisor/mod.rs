@@ -95,6 +95,10 @@ pub fn hysteresis(
     }
 }
 
+fn loaded_models(o: &serde_json::Value) -> usize {
+    o["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
+}
+
 /// Least-squares slope of a series over the window (units per second).
 pub fn slope(s: &Series, now: f64, window_s: f64) -> Option<(f64, usize)> {
     let pts: Vec<(f64, f64)> = s
@@ -540,14 +544,59 @@ pub fn evaluate(
             let id = format!("ollama-offload:{name}");
             seen.insert(id.clone());
             let since = *state.active.entry(id.clone()).or_insert(now);
+            // The agents this model answers, and which of them are getting slower: P95
+            // rising over the window (by a fifth or more) or the latency rule holding.
+            let mut slower = Vec::new();
+            let agents: Vec<&str> = m["agents"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            for a in &agents {
+                let sr = h.series.get(&format!("agent:{a}:p95_seconds"));
+                let pts: Vec<f64> = sr
+                    .map(|sr| {
+                        sr.fine
+                            .iter()
+                            .filter(|p| p.0 > now - win)
+                            .map(|p| p.1)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let rising = sr
+                    .and_then(|sr| slope(sr, now, win))
+                    .is_some_and(|(m, _)| m > 0.0);
+                let (first, last) = (pts.first().copied(), pts.last().copied());
+                let grew = matches!((first, last), (Some(f), Some(l)) if f > 0.0 && l >= f * 1.2);
+                if (rising && grew) || state.active.contains_key(&format!("latency:{a}")) {
+                    slower.push(format!(
+                        "{a} (P95 {} -> {})",
+                        first
+                            .map(|f| format!("{:.0} ms", f * 1000.0))
+                            .unwrap_or("-".into()),
+                        last.map(|l| format!("{:.0} ms", l * 1000.0))
+                            .unwrap_or("-".into())
+                    ));
+                }
+            }
+            let serves = if agents.is_empty() {
+                String::new()
+            } else if slower.is_empty() {
+                format!("; serves {}", agents.join(", "))
+            } else {
+                format!(
+                    "; serves {}, slower over the last {win_label}: {}",
+                    agents.join(", "),
+                    slower.join(", ")
+                )
+            };
             out.push(Suggestion {
                 id,
                 service: "ollama".into(),
                 rule: "ollama-offload".into(),
-                severity: "warning".into(),
+                severity: if slower.is_empty() { "warning" } else { "critical" }.into(),
                 evidence: format!(
                     "model {name}: {} of {} in VRAM ({:.0}%): the rest runs on the CPU, \
-                     several times slower; since {}",
+                     several times slower{serves}; since {}",
                     format_bytes(m["size_vram_bytes"].as_u64().unwrap_or(0)),
                     format_bytes(m["size_bytes"].as_u64().unwrap_or(0)),
                     m["gpu_percent"].as_f64().unwrap_or(0.0),
@@ -561,8 +610,15 @@ pub fn evaluate(
                     replicas: None,
                     from: format!("{name} partly on the CPU"),
                 },
-                command: format!("use a smaller quantisation of {name}, unload other models, or a GPU with more VRAM"),
-                compose_patch: String::new(),
+                command: format!(
+                    "use a smaller quantisation of {name} (a q4_K_M tag), keep fewer models \
+                     resident (OLLAMA_MAX_LOADED_MODELS=1), or a GPU with more VRAM"
+                ),
+                compose_patch: if loaded_models(o) > 1 {
+                    "services:\n  ollama:\n    environment:\n      OLLAMA_MAX_LOADED_MODELS: \"1\"\n".into()
+                } else {
+                    String::new()
+                },
             });
         }
     }

@@ -279,6 +279,7 @@ fn gpu_vram_offload_and_host_rules() {
             used_memory_bytes: 130 << 30,
             container: Some("p-ollama-1".into()),
             service: Some("ollama".into()),
+            ..Default::default()
         }],
         ..Default::default()
     }];
@@ -305,5 +306,49 @@ fn gpu_vram_offload_and_host_rules() {
         host.command.contains("32 CPU cores, 64 GB RAM"),
         "{}",
         host.command
+    );
+}
+
+#[test]
+fn an_offloaded_model_slowing_its_agents_is_critical_and_names_them() {
+    let mut s = snap();
+    s.ollama = Some(serde_json::json!({"loaded": [
+        {"name": "mixtral:8x7b", "size_bytes": 30u64 << 30, "size_vram_bytes": 20u64 << 30,
+         "gpu_percent": 66.7, "partly_on_cpu": true, "agents": ["daily_brief", "content_creator"]},
+        {"name": "tiny", "size_bytes": 1u64 << 30, "size_vram_bytes": 1u64 << 30,
+         "gpu_percent": 100.0, "partly_on_cpu": false, "agents": []}
+    ]}));
+    let mut h = History::default();
+    // daily_brief's P95 climbs from 500 ms to 1 s; content_creator's stays flat.
+    let rising: Vec<f64> = (0..60).map(|i| 0.5 + 0.5 * i as f64 / 59.0).collect();
+    series(&mut h, "agent:daily_brief:p95_seconds", &rising, T0);
+    series(&mut h, "agent:content_creator:p95_seconds", &[0.8; 60], T0);
+    let got = run(&h, &s, &mut AdvisorState::default(), T0);
+    let o = got
+        .iter()
+        .find(|x| x.id == "ollama-offload:mixtral:8x7b")
+        .expect("the offload rule holds");
+    assert_eq!(o.severity, "critical");
+    assert!(
+        o.evidence.contains("daily_brief (P95 500 ms -> 1000 ms)")
+            && !o.evidence.contains("content_creator (P95"),
+        "{}",
+        o.evidence
+    );
+    assert!(
+        o.command.contains("smaller quantisation")
+            && o.command.contains("OLLAMA_MAX_LOADED_MODELS=1")
+    );
+    assert!(o.compose_patch.contains("OLLAMA_MAX_LOADED_MODELS: \"1\""));
+    // Flat latency: still a warning about the offload, naming whom it serves.
+    let mut h = History::default();
+    series(&mut h, "agent:daily_brief:p95_seconds", &[0.5; 60], T0);
+    let got = run(&h, &s, &mut AdvisorState::default(), T0);
+    let o = got.iter().find(|x| x.rule == "ollama-offload").unwrap();
+    assert_eq!(o.severity, "warning");
+    assert!(
+        o.evidence.contains("serves daily_brief, content_creator;"),
+        "{}",
+        o.evidence
     );
 }

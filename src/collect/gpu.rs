@@ -105,6 +105,7 @@ impl GpuSource for NvmlSource {
                     used_memory_bytes: used,
                     container: None,
                     service: None,
+                    model_blob: None,
                 });
             }
             out.push(GpuStats {
@@ -248,6 +249,7 @@ mod mapping_tests {
             used_memory_bytes: mb << 20,
             container: None,
             service: None,
+            model_blob: None,
         };
         let mut src = Fake(vec![GpuStats {
             name: "NVIDIA H200".into(),

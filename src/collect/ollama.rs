@@ -6,6 +6,33 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub async fn sample(client: &reqwest::Client, base: &str) -> Result<Value, String> {
+    sample_cached(client, base, &mut Blobs::new()).await
+}
+
+/// Model name and digest -> the model file `/api/show` names (it does not change while
+/// the digest stays the same).
+pub type Blobs = std::collections::HashMap<String, Option<String>>;
+
+/// The model file of a loaded model, from the `FROM` line of `/api/show`'s modelfile.
+async fn blob_of(client: &reqwest::Client, base: &str, name: &str) -> Option<String> {
+    let v: Value = client
+        .post(format!("{base}/api/show"))
+        .json(&json!({"model": name}))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    super::agent_gpu::modelfile_blob(v["modelfile"].as_str()?)
+}
+
+/// One sample, asking `/api/show` only for models not seen before.
+pub async fn sample_cached(
+    client: &reqwest::Client,
+    base: &str,
+    blobs: &mut Blobs,
+) -> Result<Value, String> {
     let base = base.trim_end_matches('/');
     let get = |path: &str| {
         let url = format!("{base}{path}");
@@ -23,23 +50,32 @@ pub async fn sample(client: &reqwest::Client, base: &str) -> Result<Value, Strin
     let version = get("/api/version").await?;
     let tags = get("/api/tags").await.unwrap_or(Value::Null);
     let ps = get("/api/ps").await.unwrap_or(Value::Null);
-    let loaded: Vec<Value> = ps["models"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .map(|x| {
-                    let size = x["size"].as_u64().unwrap_or(0);
-                    let vram = x["size_vram"].as_u64().unwrap_or(0);
-                    json!({
-                        "name": x["name"], "size_bytes": size, "size_vram_bytes": vram,
-                        "gpu_percent": if size > 0 { vram as f64 / size as f64 * 100.0 } else { 0.0 },
-                        "partly_on_cpu": vram < size,
-                        "expires_at": x["expires_at"],
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut loaded: Vec<Value> = Vec::new();
+    for x in ps["models"].as_array().into_iter().flatten() {
+        let size = x["size"].as_u64().unwrap_or(0);
+        let vram = x["size_vram"].as_u64().unwrap_or(0);
+        let name = x["name"].as_str().unwrap_or("").to_string();
+        let key = format!("{name}@{}", x["digest"].as_str().unwrap_or(""));
+        let blob = match blobs.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let b = blob_of(client, base, &name).await;
+                if b.is_some() {
+                    blobs.insert(key, b.clone());
+                }
+                b
+            }
+        };
+        loaded.push(json!({
+            "name": x["name"], "size_bytes": size, "size_vram_bytes": vram,
+            "gpu_percent": if size > 0 { vram as f64 / size as f64 * 100.0 } else { 0.0 },
+            // Wholly on the CPU (size_vram 0) counts too: nothing of it is on the GPU.
+            "partly_on_cpu": vram < size,
+            "expires_at": x["expires_at"],
+            "digest": x["digest"],
+            "blob": blob,
+        }));
+    }
     Ok(json!({
         "url": base,
         "version": version["version"],
@@ -71,12 +107,16 @@ pub async fn run(
         .unwrap_or_else(|_| reqwest::Client::new());
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut blobs = Blobs::new();
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
-        match sample(&client, &url).await {
+        if blobs.len() > 256 {
+            blobs.clear();
+        }
+        match sample_cached(&client, &url, &mut blobs).await {
             Ok(v) => {
                 let _ = tx.send(Update::Ollama(v)).await;
                 let _ = tx.send(Update::Source("ollama", Ok(()))).await;

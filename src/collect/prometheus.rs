@@ -429,11 +429,140 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                 ("osmen_agent_memory_peak_bytes", _, _) => {
                     e.insert("memory_peak_bytes".into(), json!(s.value));
                 }
+                ("osmen_agent_tokens_per_second" | "osmen_agent_ttft_seconds", Some(q), _) => {
+                    let stem = if s.name == "osmen_agent_ttft_seconds" {
+                        "ttft"
+                    } else {
+                        "tokens_per_second"
+                    };
+                    let Some(qn) = [("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")]
+                        .iter()
+                        .find(|x| x.0 == q)
+                        .map(|x| x.1)
+                    else {
+                        continue;
+                    };
+                    let key = if stem == "ttft" {
+                        format!("ttft_{qn}_seconds")
+                    } else {
+                        format!("tokens_per_second_{qn}")
+                    };
+                    e.insert(key, num_or_null(s.value));
+                }
+                ("osmen_tokens_used_total", _, _) => {
+                    if let Some(kind) = s.label("kind") {
+                        e.insert(format!("{kind}_tokens_total"), json!(s.value));
+                    }
+                }
+                ("osmen_llm_cost_dollars_total", _, _) => {
+                    e.insert("cost_dollars_total".into(), json!(s.value));
+                }
+                ("osmen_agent_cache_hits_total", _, _) => {
+                    e.insert("cache_hits_total".into(), json!(s.value));
+                }
+                ("osmen_agent_requests_per_active_user", _, _) => {
+                    e.insert("per_active_user_requests".into(), num_or_null(s.value));
+                }
+                ("osmen_agent_requests_projection_daily", _, _) => {
+                    e.insert("projected_daily_requests".into(), num_or_null(s.value));
+                }
+                ("osmen_agent_cost_projection_monthly_dollars", _, _) => {
+                    e.insert(
+                        "projected_monthly_cost_dollars".into(),
+                        num_or_null(s.value),
+                    );
+                }
+                (name, _, _) if name.starts_with("osmen_agent_model_") => {
+                    let (Some(p), Some(m)) = (s.label("provider"), s.label("model")) else {
+                        continue;
+                    };
+                    let key = match name {
+                        "osmen_agent_model_info" => "order",
+                        "osmen_agent_model_requests_total" => "requests",
+                        "osmen_agent_model_prompt_tokens_total" => "prompt_tokens",
+                        "osmen_agent_model_completion_tokens_total" => "completion_tokens",
+                        "osmen_agent_model_cost_dollars_total" => "cost_dollars",
+                        "osmen_agent_model_seconds_total" => "seconds_total",
+                        "osmen_agent_model_load_seconds" => "load_seconds",
+                        "osmen_agent_model_last_used_timestamp_seconds" => "last_used",
+                        _ => continue,
+                    };
+                    let models = e
+                        .entry("models")
+                        .or_insert_with(|| json!([]))
+                        .as_array_mut()
+                        .expect("models is an array");
+                    let i = match models
+                        .iter()
+                        .position(|x| x["provider"] == p && x["model"] == m)
+                    {
+                        Some(i) => i,
+                        None => {
+                            models.push(json!({"provider": p, "model": m}));
+                            models.len() - 1
+                        }
+                    };
+                    let v = if key == "order" {
+                        if let Some(r) = s.label("role") {
+                            models[i]["role"] = json!(r);
+                        }
+                        json!(s.label("order").and_then(|o| o.parse::<u64>().ok()))
+                    } else {
+                        json!(s.value)
+                    };
+                    models[i][key] = v;
+                }
                 _ => {}
             }
         }
     }
-    by.into_values().map(serde_json::Value::Object).collect()
+    by.into_values()
+        .map(|mut e| {
+            per_request(&mut e);
+            serde_json::Value::Object(e)
+        })
+        .collect()
+}
+
+fn num_or_null(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+/// Tokens and cost per answered request, for the agent and for each provider and model;
+/// models in the order the agent tries them, then those only seen answering.
+fn per_request(e: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::json;
+    let f = |e: &serde_json::Map<String, serde_json::Value>, k: &str| {
+        e.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0)
+    };
+    // Per answered request, cache hits included (they use no tokens and cost nothing).
+    let calls = f(e, "requests_success");
+    if calls > 0.0 {
+        let tokens = f(e, "prompt_tokens_total") + f(e, "completion_tokens_total");
+        e.insert("tokens_per_request".into(), json!(tokens / calls));
+        e.insert(
+            "cost_per_request_dollars".into(),
+            json!(f(e, "cost_dollars_total") / calls),
+        );
+    }
+    if let Some(models) = e.get_mut("models").and_then(|m| m.as_array_mut()) {
+        for m in models.iter_mut() {
+            let n = m["requests"].as_f64().unwrap_or(0.0);
+            if n > 0.0 {
+                let tokens = m["prompt_tokens"].as_f64().unwrap_or(0.0)
+                    + m["completion_tokens"].as_f64().unwrap_or(0.0);
+                m["tokens_per_request"] = json!(tokens / n);
+                m["cost_per_request_dollars"] =
+                    json!(m["cost_dollars"].as_f64().unwrap_or(0.0) / n);
+                m["mean_seconds"] = json!(m["seconds_total"].as_f64().unwrap_or(0.0) / n);
+            }
+        }
+        models.sort_by_key(|m| m["order"].as_u64().unwrap_or(u64::MAX));
+    }
 }
 
 /// How far back histogram quantiles look (bucket deltas over this window).

@@ -413,14 +413,14 @@ async fn carry_out(
             "removed {} container(s); volumes kept",
             sup.down(false).await?
         )),
-        Command::ProbeOllama => {
+        Command::ProbeOllama(model) => {
             let Some(url) = super::status::ollama_url(ctx) else {
                 bail!("OLLAMA_URL is not set and the stack has no ollama port");
             };
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()?;
-            let p = crate::collect::ollama::probe_generation(&client, &url, None)
+            let p = crate::collect::ollama::probe_generation(&client, &url, model.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
             Ok(p.to_string())

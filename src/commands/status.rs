@@ -314,12 +314,43 @@ pub fn render(s: &Snapshot) -> String {
                 .map(|v| format!("{:.0}ms", v * 1000.0))
                 .unwrap_or_else(|| "-".into())
         };
+        let g = &a["gpu"];
+        let model = match (a["provider"].as_str(), a["model"].as_str()) {
+            (Some(p), Some(m)) => {
+                let mut t = format!(" model {p}/{m}");
+                match g["state"].as_str() {
+                    Some("remote") | None => {}
+                    Some(st @ ("loaded" | "offloaded" | "cpu")) => t.push_str(&format!(
+                        " {st} {}",
+                        g["vram_bytes"]
+                            .as_u64()
+                            .map(crate::model::units::format_bytes)
+                            .unwrap_or_default()
+                    )),
+                    Some(st) => t.push_str(&format!(" {st}")),
+                }
+                if g["shared_with"].as_array().is_some_and(|x| !x.is_empty()) {
+                    t.push_str(" shared");
+                }
+                t
+            }
+            _ => String::new(),
+        };
+        let tps = a["tokens_per_second_p50"]
+            .as_f64()
+            .map(|v| format!(" {v:.1} tok/s"))
+            .unwrap_or_default();
+        let cost = a["cost_per_request_dollars"]
+            .as_f64()
+            .map(|v| format!(" ${v:.5}/req"))
+            .unwrap_or_default();
         o.push_str(&format!(
-            "agent {:<22} p50 {} p95 {} p99 {}\n",
+            "agent {:<22} p50 {} p95 {} p99 {} ttft {}{tps}{cost}{model}\n",
             a["agent"].as_str().unwrap_or("?"),
             ms("p50_seconds"),
             ms("p95_seconds"),
-            ms("p99_seconds")
+            ms("p99_seconds"),
+            ms("ttft_p50_seconds")
         ));
     }
     o.push_str("sources: ");

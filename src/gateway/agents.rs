@@ -61,6 +61,7 @@ async fn cached(gw: &Gateway, key: &str) -> Option<Completion> {
         prompt_tokens: v["prompt_tokens"].as_u64().unwrap_or(0),
         completion_tokens: v["completion_tokens"].as_u64().unwrap_or(0),
         cached: false,
+        timing: Default::default(),
     };
     gw.cache.put(key.to_string(), c.clone());
     Some(c)

@@ -24,14 +24,37 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
 }
 
-/// Latency over the last SLOTS x SLOT, for quantiles.
-#[derive(Default)]
+/// Values over the last SLOTS x SLOT, for quantiles: latencies in seconds (kept in
+/// microseconds), or any other positive value at a chosen resolution.
 pub struct Window {
     slots: VecDeque<(Instant, Histogram<u64>)>,
+    /// Histogram units per value unit (1e6: seconds kept as microseconds).
+    scale: f64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window::scaled(1e6)
+    }
 }
 
 impl Window {
+    /// A window keeping values at 1/scale resolution, up to 3.6e9/scale.
+    pub fn scaled(scale: f64) -> Window {
+        Window {
+            slots: VecDeque::new(),
+            scale,
+        }
+    }
+
     pub fn record(&mut self, now: Instant, d: Duration) {
+        self.record_value(now, d.as_secs_f64());
+    }
+
+    pub fn record_value(&mut self, now: Instant, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
         self.expire(now);
         let fresh = self
             .slots
@@ -41,8 +64,8 @@ impl Window {
             self.slots.push_back((now, new_hist()));
         }
         if let Some((_, h)) = self.slots.back_mut() {
-            let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
-            let _ = h.record(us);
+            let units = ((v * self.scale).round().max(0.0) as u64).clamp(1, 3_600_000_000);
+            let _ = h.record(units);
         }
     }
 
@@ -72,7 +95,7 @@ impl Window {
                     // No observation in the window: Prometheus' convention is NaN.
                     f64::NAN
                 } else {
-                    merged.value_at_quantile(*q) as f64 / 1e6
+                    merged.value_at_quantile(*q) as f64 / self.scale
                 }
             })
             .collect();
@@ -80,7 +103,27 @@ impl Window {
     }
 }
 
-#[derive(Default)]
+/// What one provider and model did for one agent.
+#[derive(Debug, Default, Clone)]
+pub struct ModelStats {
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+    /// Time spent in provider calls (for the mean latency per provider).
+    pub seconds: f64,
+    /// The last call's model load time (Ollama's `load_duration`).
+    pub last_load: Option<f64>,
+    /// Seconds since the Unix epoch of the last answer.
+    pub last_used: f64,
+}
+
+/// One per-model figure of the exposition (None: nothing to report).
+type ModelFigure = dyn Fn(&ModelStats) -> Option<f64>;
+
+/// Requests and cost per minute, for the rate behind the projections.
+pub const PROJECTION_WINDOW: Duration = Duration::from_secs(3600);
+
 pub struct AgentStats {
     pub requests: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
@@ -99,6 +142,63 @@ pub struct AgentStats {
     pub last_run: Option<Instant>,
     /// Request times over the last minute, for the request rate.
     pub recent: VecDeque<Instant>,
+    /// Generation speed (tokens/s, kept at 1/1000 resolution) and time to first token.
+    pub tokens_per_s: Window,
+    pub tokens_per_s_sum: f64,
+    pub ttft: Window,
+    pub ttft_sum: f64,
+    /// Answers served from the cache (no provider call, no tokens, no cost).
+    pub cache_hits: u64,
+    /// (provider, model) -> what it did for this agent.
+    pub models: BTreeMap<(String, String), ModelStats>,
+    /// Key ids that used the agent, with when they last did.
+    pub users: HashMap<String, Instant>,
+    /// (minute start, answered requests, cost) over the last hour.
+    pub minutes: VecDeque<(Instant, u64, f64)>,
+}
+
+impl Default for AgentStats {
+    fn default() -> Self {
+        AgentStats {
+            requests: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            window: Window::default(),
+            buckets: [0; BUCKETS.len()],
+            duration_count: 0,
+            duration_sum: 0.0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: 0.0,
+            cpu_seconds: 0.0,
+            memory_peak: 0,
+            inflight: 0,
+            queued: 0,
+            last_error: None,
+            last_run: None,
+            recent: VecDeque::new(),
+            tokens_per_s: Window::scaled(1e3),
+            tokens_per_s_sum: 0.0,
+            ttft: Window::default(),
+            ttft_sum: 0.0,
+            cache_hits: 0,
+            models: BTreeMap::new(),
+            users: HashMap::new(),
+            minutes: VecDeque::new(),
+        }
+    }
+}
+
+/// One answered request, as the economics and speed figures need it.
+pub struct Answer<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// None for a model without a price (local models cost nothing).
+    pub cost: f64,
+    pub cached: bool,
+    pub timing: super::llm::Timing,
+    pub elapsed: Duration,
 }
 
 impl AgentStats {
@@ -123,6 +223,91 @@ impl AgentStats {
         }
     }
 
+    /// Counts an answered request: tokens, cost and speed by provider and model.
+    pub fn answered(&mut self, now: Instant, unix: f64, a: &Answer) {
+        let minute = Duration::from_secs(60);
+        match self.minutes.back_mut() {
+            Some((start, n, c)) if now.duration_since(*start) < minute => {
+                *n += 1;
+                *c += a.cost;
+            }
+            _ => self.minutes.push_back((now, 1, a.cost)),
+        }
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) >= PROJECTION_WINDOW)
+        {
+            self.minutes.pop_front();
+        }
+        if a.cached {
+            self.cache_hits += 1;
+            return;
+        }
+        self.prompt_tokens += a.prompt_tokens;
+        self.completion_tokens += a.completion_tokens;
+        self.cost += a.cost;
+        let m = self
+            .models
+            .entry((a.provider.to_string(), a.model.to_string()))
+            .or_default();
+        m.requests += 1;
+        m.prompt_tokens += a.prompt_tokens;
+        m.completion_tokens += a.completion_tokens;
+        m.cost += a.cost;
+        m.seconds += a.elapsed.as_secs_f64();
+        m.last_used = unix;
+        if let Some(l) = a.timing.load {
+            m.last_load = Some(l.as_secs_f64());
+        }
+        if let Some(t) = a.timing.tokens_per_s.filter(|t| t.is_finite() && *t > 0.0) {
+            self.tokens_per_s.record_value(now, t);
+            self.tokens_per_s_sum += t;
+        }
+        if let Some(t) = a.timing.ttft {
+            self.ttft.record(now, t);
+            self.ttft_sum += t.as_secs_f64();
+        }
+    }
+
+    pub fn saw_user(&mut self, key_id: &str, now: Instant) {
+        self.users.insert(key_id.to_string(), now);
+        self.users
+            .retain(|_, t| now.duration_since(*t) <= ACTIVE_WINDOW);
+    }
+
+    /// Requests per active user: requests in the last ACTIVE_WINDOW over the keys that
+    /// made them (None when nobody used the agent lately).
+    pub fn per_user(&mut self, now: Instant) -> Option<f64> {
+        self.users
+            .retain(|_, t| now.duration_since(*t) <= ACTIVE_WINDOW);
+        if self.users.is_empty() {
+            return None;
+        }
+        let n = self
+            .minutes
+            .iter()
+            .filter(|(t, _, _)| now.duration_since(*t) < ACTIVE_WINDOW)
+            .map(|(_, n, _)| *n)
+            .sum::<u64>();
+        Some(n as f64 / self.users.len() as f64)
+    }
+
+    /// (requests, cost) per second over the last hour, or since `since` when shorter
+    /// (never under a minute, so one early request does not project a fortune).
+    pub fn projection_rate(&self, now: Instant, since: Instant) -> (f64, f64) {
+        let span = now
+            .duration_since(since)
+            .clamp(Duration::from_secs(60), PROJECTION_WINDOW)
+            .as_secs_f64();
+        let (n, c) = self
+            .minutes
+            .iter()
+            .filter(|(t, _, _)| now.duration_since(*t) < PROJECTION_WINDOW)
+            .fold((0u64, 0.0), |(n, c), (_, n2, c2)| (n + n2, c + c2));
+        (n as f64 / span, c / span)
+    }
+
     /// Requests per second over the last minute.
     pub fn rate(&mut self, now: Instant) -> f64 {
         while self
@@ -136,11 +321,27 @@ impl AgentStats {
     }
 }
 
-#[derive(Default)]
 pub struct Metrics {
     pub agents: Mutex<BTreeMap<String, AgentStats>>,
     users: Mutex<HashMap<String, Instant>>,
+    /// Each agent's providers and models in the order it tries them.
+    chains: Mutex<BTreeMap<String, Vec<(String, String)>>>,
+    started: Instant,
 }
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            agents: Mutex::default(),
+            users: Mutex::default(),
+            chains: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Days in the monthly projection.
+pub const MONTH_DAYS: f64 = 30.0;
 
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -158,6 +359,18 @@ impl Metrics {
             }
         }
         m
+    }
+
+    /// Records which providers and models serve an agent, primary first.
+    pub fn set_chain(&self, agent: &str, chain: Vec<(String, String)>) {
+        self.chains
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent.to_string(), chain);
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     pub fn agent<R>(&self, name: &str, f: impl FnOnce(&mut AgentStats) -> R) -> R {
@@ -369,7 +582,206 @@ impl Metrics {
             "Largest working set of one execution.",
             &|s| s.memory_peak.max(0).to_string(),
         );
+        self.render_economics(&mut o, &mut a, now);
         o
+    }
+
+    /// Speed and economics: tokens/s and time to first token (true quantiles), the
+    /// models serving each agent, their tokens, cost and time, and the projections.
+    fn render_economics(&self, o: &mut String, a: &mut BTreeMap<String, AgentStats>, now: Instant) {
+        let head = |o: &mut String, name: &str, typ: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {typ}");
+        };
+        for (family, help, pick) in [
+            (
+                "osmen_agent_tokens_per_second",
+                "Completion tokens per second of generation, per answer (true quantiles over the last minute).",
+                0,
+            ),
+            (
+                "osmen_agent_ttft_seconds",
+                "Time to first token per answer (true quantiles over the last minute).",
+                1,
+            ),
+        ] {
+            head(o, family, "summary", help);
+            for (n, s) in a.iter_mut() {
+                let (sum, w) = if pick == 0 {
+                    (s.tokens_per_s_sum, &mut s.tokens_per_s)
+                } else {
+                    (s.ttft_sum, &mut s.ttft)
+                };
+                let (q, count) = w.quantiles(now, &[0.5, 0.95, 0.99]);
+                for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
+                    let _ = writeln!(o, "{family}{{agent=\"{}\",quantile=\"{qn}\"}} {v}", esc(n));
+                }
+                let _ = writeln!(o, "{family}_sum{{agent=\"{}\"}} {sum}", esc(n));
+                let _ = writeln!(o, "{family}_count{{agent=\"{}\"}} {count}", esc(n));
+            }
+        }
+        head(
+            o,
+            "osmen_agent_cache_hits_total",
+            "counter",
+            "Answers served from the response cache (no tokens, no cost).",
+        );
+        for (n, s) in a.iter() {
+            let _ = writeln!(
+                o,
+                "osmen_agent_cache_hits_total{{agent=\"{}\"}} {}",
+                esc(n),
+                s.cache_hits
+            );
+        }
+        head(
+            o,
+            "osmen_agent_model_info",
+            "gauge",
+            "The providers and models an agent tries, in order (role primary or fallback).",
+        );
+        let chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+        for (n, chain) in chains.iter() {
+            for (i, (p, m)) in chain.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "osmen_agent_model_info{{agent=\"{}\",provider=\"{}\",model=\"{}\",role=\"{}\",order=\"{i}\"}} 1",
+                    esc(n),
+                    esc(p),
+                    esc(m),
+                    if i == 0 { "primary" } else { "fallback" }
+                );
+            }
+        }
+        drop(chains);
+        let per_model: [(&str, &str, &str, &ModelFigure); 6] = [
+            (
+                "osmen_agent_model_requests_total",
+                "counter",
+                "Provider answers by agent, provider and model.",
+                &|m| Some(m.requests as f64),
+            ),
+            (
+                "osmen_agent_model_prompt_tokens_total",
+                "counter",
+                "Prompt tokens by agent, provider and model.",
+                &|m| Some(m.prompt_tokens as f64),
+            ),
+            (
+                "osmen_agent_model_completion_tokens_total",
+                "counter",
+                "Completion tokens by agent, provider and model.",
+                &|m| Some(m.completion_tokens as f64),
+            ),
+            (
+                "osmen_agent_model_cost_dollars_total",
+                "counter",
+                "Cost at configured prices (local models cost nothing).",
+                &|m| Some(m.cost),
+            ),
+            (
+                "osmen_agent_model_seconds_total",
+                "counter",
+                "Time spent in provider calls.",
+                &|m| Some(m.seconds),
+            ),
+            (
+                "osmen_agent_model_load_seconds",
+                "gauge",
+                "The last answer's model load time (Ollama load_duration).",
+                &|m| m.last_load,
+            ),
+        ];
+        for (family, typ, help, f) in per_model {
+            head(o, family, typ, help);
+            for (n, s) in a.iter() {
+                for ((p, m), st) in &s.models {
+                    if let Some(v) = f(st) {
+                        let _ = writeln!(
+                            o,
+                            "{family}{{agent=\"{}\",provider=\"{}\",model=\"{}\"}} {v}",
+                            esc(n),
+                            esc(p),
+                            esc(m)
+                        );
+                    }
+                }
+            }
+        }
+        head(
+            o,
+            "osmen_agent_model_last_used_timestamp_seconds",
+            "gauge",
+            "When the provider and model last answered for the agent.",
+        );
+        for (n, s) in a.iter() {
+            for ((p, m), st) in &s.models {
+                let _ = writeln!(
+                    o,
+                    "osmen_agent_model_last_used_timestamp_seconds{{agent=\"{}\",provider=\"{}\",model=\"{}\"}} {}",
+                    esc(n),
+                    esc(p),
+                    esc(m),
+                    st.last_used
+                );
+            }
+        }
+        head(
+            o,
+            "osmen_agent_requests_per_active_user",
+            "gauge",
+            "Answered requests in the last 5 minutes per API key that used the agent.",
+        );
+        for (n, s) in a.iter_mut() {
+            if let Some(v) = s.per_user(now) {
+                let _ = writeln!(
+                    o,
+                    "osmen_agent_requests_per_active_user{{agent=\"{}\"}} {v}",
+                    esc(n)
+                );
+            }
+        }
+        let span = now
+            .duration_since(self.started)
+            .clamp(Duration::from_secs(60), PROJECTION_WINDOW);
+        head(
+            o,
+            "osmen_projection_window_seconds",
+            "gauge",
+            "The span the projections' rates are measured over (the last hour, or since start).",
+        );
+        let _ = writeln!(o, "osmen_projection_window_seconds {}", span.as_secs_f64());
+        head(
+            o,
+            "osmen_agent_requests_projection_daily",
+            "gauge",
+            "Answered requests per day at the current rate.",
+        );
+        let rates: Vec<(String, (f64, f64))> = a
+            .iter()
+            .map(|(n, s)| (n.clone(), s.projection_rate(now, self.started)))
+            .collect();
+        for (n, (r, _)) in &rates {
+            let _ = writeln!(
+                o,
+                "osmen_agent_requests_projection_daily{{agent=\"{}\"}} {}",
+                esc(n),
+                r * 86400.0
+            );
+        }
+        head(
+            o,
+            "osmen_agent_cost_projection_monthly_dollars",
+            "gauge",
+            "Cost per 30 days at the current rate.",
+        );
+        for (n, (_, c)) in &rates {
+            let _ = writeln!(
+                o,
+                "osmen_agent_cost_projection_monthly_dollars{{agent=\"{}\"}} {}",
+                esc(n),
+                c * 86400.0 * MONTH_DAYS
+            );
+        }
     }
 }
 

@@ -291,8 +291,21 @@ impl Gateway {
             .or_else(|| file.gateway.qdrant_url.clone())
             .filter(|u| !u.is_empty())
             .map(memory::Qdrant::new);
+        let metrics = Metrics::with_agents(&names);
+        for (name, a) in &agents {
+            metrics.set_chain(
+                name,
+                a.chain
+                    .iter()
+                    .map(|p| {
+                        let model = a.model.clone().unwrap_or_else(|| p.cfg.model.clone());
+                        (p.name().to_string(), model)
+                    })
+                    .collect(),
+            );
+        }
         Ok(Gateway {
-            metrics: Metrics::with_agents(&names),
+            metrics,
             agents,
             keys: keys.into_iter().map(String::into_bytes).collect(),
             memory: Memory::open(

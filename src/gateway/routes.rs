@@ -194,6 +194,7 @@ async fn execute(
     let peak = usage.peak_bytes.load(Ordering::Relaxed);
     gw.metrics.agent(&name, |s| {
         s.observe(Instant::now(), elapsed);
+        s.saw_user(&caller.0.0, Instant::now());
         s.cpu_seconds += cpu;
         s.memory_peak = s.memory_peak.max(peak);
         s.inflight = agent.inflight() as i64;
@@ -201,16 +202,30 @@ async fn execute(
     match result {
         Ok(out) => {
             let c = &out.completion;
-            let price = gw.price(&c.model);
+            let cost = match (gw.price(&c.model), c.cached) {
+                (Some(p), false) => {
+                    (c.prompt_tokens as f64 * p.input + c.completion_tokens as f64 * p.output)
+                        / 1000.0
+                }
+                _ => 0.0,
+            };
+            let answer = super::metrics::Answer {
+                provider: &out.provider,
+                model: &c.model,
+                prompt_tokens: c.prompt_tokens,
+                completion_tokens: c.completion_tokens,
+                cost,
+                cached: c.cached,
+                timing: c.timing,
+                elapsed,
+            };
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
             gw.metrics.agent(&name, |s| {
                 *s.requests.entry("success".into()).or_default() += 1;
-                s.prompt_tokens += c.prompt_tokens;
-                s.completion_tokens += c.completion_tokens;
-                if let (Some(p), false) = (price, c.cached) {
-                    s.cost += (c.prompt_tokens as f64 * p.input
-                        + c.completion_tokens as f64 * p.output)
-                        / 1000.0;
-                }
+                s.answered(Instant::now(), unix, &answer);
             });
             Json(json!({
                 "agent": name,
@@ -218,7 +233,13 @@ async fn execute(
                 "provider": out.provider,
                 "model": c.model,
                 "cached": c.cached,
-                "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens},
+                "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                          "cost_dollars": cost},
+                "timing": {
+                    "ttft_ms": c.timing.ttft.map(|d| d.as_secs_f64() * 1000.0),
+                    "tokens_per_second": c.timing.tokens_per_s,
+                    "load_ms": c.timing.load.map(|d| d.as_secs_f64() * 1000.0),
+                },
                 "duration_ms": elapsed.as_secs_f64() * 1000.0,
                 "request_id": request_id(),
                 "facts": out.facts,

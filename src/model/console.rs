@@ -16,8 +16,9 @@ pub enum Command {
     Scale(String, u32),
     Up,
     Down,
-    /// A short Ollama generation: time to first token and tokens/s.
-    ProbeOllama,
+    /// A short Ollama generation: time to first token and tokens/s (of this model, or
+    /// the first loaded one).
+    ProbeOllama(Option<String>),
     /// Apply the suggestion with this id (from the advisor).
     ApplySuggestion(String),
 }
@@ -32,14 +33,15 @@ impl Command {
             Command::Scale(s, n) => format!("scale {s} to {n} replicas"),
             Command::Up => "bring the stack up".into(),
             Command::Down => "take the stack down (containers removed, volumes kept)".into(),
-            Command::ProbeOllama => "run the Ollama tokens/s probe".into(),
+            Command::ProbeOllama(None) => "run the Ollama tokens/s probe".into(),
+            Command::ProbeOllama(Some(m)) => format!("run the tokens/s probe of {m}"),
             Command::ApplySuggestion(id) => format!("apply suggestion {id}"),
         }
     }
 
     /// Whether the command changes the stack (refused under `--read-only`).
     pub fn changes_stack(&self) -> bool {
-        !matches!(self, Command::ProbeOllama)
+        !matches!(self, Command::ProbeOllama(_))
     }
 
     /// Whether the operator must confirm it first.
@@ -176,7 +178,7 @@ mod tests {
     fn destructive_commands_are_confirmed_and_probe_is_read_only() {
         assert!(Command::Down.destructive());
         assert!(!Command::Start("a".into()).destructive());
-        assert!(!Command::ProbeOllama.changes_stack());
+        assert!(!Command::ProbeOllama(None).changes_stack());
         assert!(Command::Up.changes_stack());
     }
 }

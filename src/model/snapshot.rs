@@ -90,6 +90,9 @@ pub struct GpuProcess {
     pub used_memory_bytes: u64,
     pub container: Option<String>,
     pub service: Option<String>,
+    /// For an Ollama runner: the model file it serves (`sha256-...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_blob: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

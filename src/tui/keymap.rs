@@ -281,6 +281,13 @@ impl Default for Keymap {
                 "run the Ollama tokens/s probe",
             ),
             v(
+                Agents,
+                ch('p'),
+                Probe,
+                "probe_agent",
+                "tokens/s probe of the selected agent's model",
+            ),
+            v(
                 Suggestions,
                 code(KeyCode::Enter),
                 Apply,

@@ -370,7 +370,30 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
         Action::StackUp => return ask(state, Command::Up),
         Action::StackDown => return ask(state, Command::Down),
         Action::Dependencies => state.show_dependencies = !state.show_dependencies,
-        Action::Probe => return ask(state, Command::ProbeOllama),
+        Action::Probe if state.view == View::Agents => {
+            let rows = agent_rows(s, state.filter());
+            let Some(a) = rows.get(state.selected[vi]) else {
+                state.message = Some("no agent selected".into());
+                return None;
+            };
+            let name = a["agent"].as_str().unwrap_or("?");
+            match (a["provider"].as_str(), a["model"].as_str()) {
+                (Some("ollama"), Some(m)) => {
+                    return ask(state, Command::ProbeOllama(Some(m.to_string())));
+                }
+                (Some(p), Some(m)) => {
+                    state.message = Some(format!(
+                        "{name} is served by {m} on {p}: the probe measures Ollama models only"
+                    ));
+                }
+                _ => {
+                    state.message =
+                        Some(format!("{name}: no model known yet (no gateway figures)"));
+                }
+            }
+            return None;
+        }
+        Action::Probe => return ask(state, Command::ProbeOllama(None)),
         Action::Apply => {
             let rows = suggestion_rows(s, state.filter());
             match rows.get(state.selected[vi]) {
@@ -638,7 +661,7 @@ mod tests {
         assert!(press(&mut st, &s, "D").is_empty());
         assert_eq!(st.mode, Mode::Normal);
         // The probe changes nothing: allowed.
-        assert_eq!(press(&mut st, &s, "4p"), vec![Command::ProbeOllama]);
+        assert_eq!(press(&mut st, &s, "4p"), vec![Command::ProbeOllama(None)]);
     }
 
     #[test]

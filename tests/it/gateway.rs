@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::llm_standin;
 use crate::util::root;
 
-struct Gw {
+pub struct Gw {
     url: String,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -57,7 +57,7 @@ fn options(dir: &std::path::Path, env: &[(&str, &str)], config: Option<&str>) ->
     }
 }
 
-async fn start(env: &[(&str, &str)], config: Option<&str>) -> Gw {
+pub async fn start(env: &[(&str, &str)], config: Option<&str>) -> Gw {
     let dir = temp_dir();
     let gw = Gateway::build(&options(&dir, env, config)).unwrap();
     let l = tokio::net::TcpListener::bind(gw.listen).await.unwrap();
@@ -102,18 +102,18 @@ impl Gw {
     }
 
     async fn exec(&self, agent: &str, input: &str) -> (u16, Value) {
+        self.exec_as(agent, "key-one", input).await
+    }
+
+    pub async fn exec_as(&self, agent: &str, key: &str, input: &str) -> (u16, Value) {
         let body = json!({"input": input}).to_string();
         let (s, v, _) = self
-            .post(
-                &format!("/api/v1/agents/{agent}/execute"),
-                Some("key-one"),
-                &body,
-            )
+            .post(&format!("/api/v1/agents/{agent}/execute"), Some(key), &body)
             .await;
         (s, v)
     }
 
-    async fn get(&self, path: &str, key: Option<&str>) -> (u16, String) {
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, String) {
         let mut r = self.http.get(format!("{}{path}", self.url));
         if let Some(k) = key {
             r = r.header("X-API-Key", k);
@@ -122,7 +122,7 @@ impl Gw {
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.done.take().unwrap().await.unwrap();
     }

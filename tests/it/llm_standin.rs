@@ -24,6 +24,15 @@ pub struct Script {
     pub latencies: Vec<Duration>,
     /// Answer embedding requests with 404 (no embedding model pulled).
     pub no_embeddings: bool,
+    /// Ollama: fields merged into each `/api/chat` answer (eval counts and durations).
+    pub ollama_eval: Option<Value>,
+    /// Ollama: the `/api/ps` answer (default: one model partly offloaded).
+    pub ps: Option<Value>,
+    /// Ollama: model name -> the model file `/api/show`'s modelfile names.
+    pub blobs: std::collections::BTreeMap<String, String>,
+    /// OpenAI streaming: the pause before the first chunk and between chunks.
+    pub first_chunk: Duration,
+    pub chunk_gap: Duration,
 }
 
 #[derive(Default)]
@@ -112,15 +121,20 @@ async fn ollama_chat(
     if let Some(r) = gate(&st, &h, &b).await {
         return r;
     }
-    Json(json!({
+    let mut v = json!({
         "model": b["model"],
         "created_at": "2026-11-28T00:00:00Z",
         "message": {"role": "assistant", "content": format!("ECHO {}", last_user(&b))},
         "done": true,
         "total_duration": 1000, "load_duration": 10,
         "prompt_eval_count": 11, "eval_count": 7, "eval_duration": 500
-    }))
-    .into_response()
+    });
+    if let Some(extra) = st.script.lock().unwrap().ollama_eval.clone() {
+        for (k, x) in extra.as_object().into_iter().flatten() {
+            v[k] = x.clone();
+        }
+    }
+    Json(v).into_response()
 }
 
 async fn openai_chat(
@@ -130,6 +144,51 @@ async fn openai_chat(
 ) -> Response {
     if let Some(r) = gate(&st, &h, &b).await {
         return r;
+    }
+    if b["stream"] == true {
+        // Server-sent events as OpenAI streams them: a role chunk, content chunks, a
+        // final chunk with the usage (stream_options.include_usage), then [DONE].
+        let (first, gap) = {
+            let s = st.script.lock().unwrap();
+            (s.first_chunk, s.chunk_gap)
+        };
+        let text = format!("ECHO {}", last_user(&b));
+        let model = b["model"].clone();
+        let mut events: Vec<(Duration, String)> = vec![(
+            Duration::ZERO,
+            json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
+                   "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            .to_string(),
+        )];
+        let words: Vec<String> = text.split_inclusive(' ').map(String::from).collect();
+        for (i, w) in words.iter().enumerate() {
+            events.push((
+                if i == 0 { first } else { gap },
+                json!({"id": "c1", "object": "chat.completion.chunk", "model": model,
+                       "choices": [{"index": 0, "delta": {"content": w}}]})
+                .to_string(),
+            ));
+        }
+        events.push((
+            Duration::ZERO,
+            json!({"id": "c1", "object": "chat.completion.chunk", "model": model, "choices": [],
+                   "usage": {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}})
+            .to_string(),
+        ));
+        events.push((Duration::ZERO, "[DONE]".into()));
+        let stream = futures_util::stream::unfold(events.into_iter(), |mut it| async move {
+            let (pause, data) = it.next()?;
+            tokio::time::sleep(pause).await;
+            Some((
+                Ok::<_, std::convert::Infallible>(format!("data: {data}\n\n")),
+                it,
+            ))
+        });
+        return (
+            [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response();
     }
     Json(json!({
         "id": "chatcmpl-1", "object": "chat.completion", "model": b["model"],
@@ -304,7 +363,10 @@ async fn ollama_tags() -> Response {
     Json(json!({"models": [{"name": "llama3.2:latest", "size": 2019393189u64}, {"name": "nomic-embed-text:latest", "size": 274302450u64}]})).into_response()
 }
 
-async fn ollama_ps() -> Response {
+async fn ollama_ps(State(st): State<Arc<Standin>>) -> Response {
+    if let Some(ps) = st.script.lock().unwrap().ps.clone() {
+        return Json(ps).into_response();
+    }
     // A model partly offloaded to the CPU: size_vram < size.
     Json(json!({"models": [{"name": "llama3.2:latest", "size": 3_000_000_000u64, "size_vram": 2_000_000_000u64,
                             "expires_at": "2026-11-28T17:00:00Z"}]})).into_response()
@@ -312,6 +374,23 @@ async fn ollama_ps() -> Response {
 
 /// Streams NDJSON like Ollama: a few tokens, 30 ms apart, then the summary with its
 /// counters (eval_count 8 over 0.2 s of eval_duration: 40 tokens/s).
+/// `/api/show`: the modelfile's FROM line names the model file (as Ollama writes it).
+async fn ollama_show(State(st): State<Arc<Standin>>, Json(b): Json<Value>) -> Response {
+    let name = b["model"].as_str().or(b["name"].as_str()).unwrap_or("");
+    match st.script.lock().unwrap().blobs.get(name) {
+        Some(blob) => Json(json!({
+            "modelfile": format!("# Modelfile generated by \"ollama show\"\nFROM /root/.ollama/models/blobs/{blob}\nTEMPLATE \"{{{{ .Prompt }}}}\"\n"),
+            "details": {"format": "gguf", "family": "llama", "quantization_level": "Q4_K_M"}
+        }))
+        .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("model '{name}' not found")})),
+        )
+            .into_response(),
+    }
+}
+
 async fn ollama_generate(Json(b): Json<Value>) -> Response {
     let model = b["model"].as_str().unwrap_or("").to_string();
     let stream = async_stream_lines(model);
@@ -354,6 +433,7 @@ pub async fn start() -> Running {
         .route("/api/embed", post(ollama_embed))
         .route("/api/tags", get(ollama_tags))
         .route("/api/ps", get(ollama_ps))
+        .route("/api/show", post(ollama_show))
         .route("/api/generate", post(ollama_generate))
         .route("/v1/embeddings", post(openai_embed))
         .route(

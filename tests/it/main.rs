@@ -12,6 +12,7 @@ mod collect;
 mod compose_corpus;
 mod console;
 mod docker_stack;
+mod economics;
 mod gateway;
 mod images;
 mod llm_standin;

@@ -8,6 +8,10 @@
 //! Environment for `serve`: STANDIN_READY_AFTER_MS (health is 503 until then),
 //! STANDIN_EXIT_AFTER_MS with STANDIN_EXIT_CODE (exit on its own), STANDIN_NAME (in logs),
 //! STANDIN_BURN_THREADS (threads spinning forever), STANDIN_HOLD_MB (memory held).
+//! As a scripted Ollama: STANDIN_OLLAMA_EVAL (the JSON members after "message" in each
+//! `/api/chat` answer: eval counts and durations), STANDIN_OLLAMA_PS (the `/api/ps`
+//! body) and STANDIN_OLLAMA_BLOBS (`name=sha256-...,...`: the model file `/api/show`
+//! names for each model).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -44,6 +48,47 @@ fn query(path: &str, key: &str) -> Option<u64> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.parse().ok())
+}
+
+fn respond_json(s: &mut TcpStream, code: u16, body: &str) {
+    let resp = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        if code == 200 { "OK" } else { "Not Found" },
+        body.len()
+    );
+    let _ = s.write_all(resp.as_bytes());
+}
+
+/// The body of a request whose head is in `req` (reads the rest from `s`).
+fn read_body(s: &mut TcpStream, req: &[u8]) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(req);
+    let head_end = req.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let want = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = req[head_end..].to_vec();
+    let mut buf = [0u8; 4096];
+    // Read the whole body: closing with unread bytes would reset the connection.
+    while body.len() < want {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(body)
+}
+
+/// The string value of `"key":"..."` in a small JSON text (no escapes in model names).
+fn json_str(text: &str, key: &str) -> Option<String> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
 }
 
 fn respond(s: &mut TcpStream, code: u16, body: &str) {
@@ -193,32 +238,50 @@ fn serve() {
                 // A stand-in Ollama for load tests: /api/chat answers after
                 // STANDIN_CHAT_DELAY_MS (default 20) with a short completion.
                 "/api/chat" => {
-                    let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
-                    let want = text
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    // Read the whole body: closing with unread bytes would reset the connection.
-                    let mut have = req.len().saturating_sub(head_end);
-                    while have < want {
-                        match s.read(&mut buf) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => have += n,
-                        }
-                    }
+                    let Some(req_body) = read_body(&mut s, &req) else { return };
                     let delay = env_ms("STANDIN_CHAT_DELAY_MS").unwrap_or(Duration::from_millis(20));
                     std::thread::sleep(delay);
-                    let body = "{\"model\":\"standin\",\"done\":true,\"message\":{\"role\":\"assistant\",\
-                                \"content\":\"ok\"},\"prompt_eval_count\":10,\"eval_count\":2}";
+                    let model = json_str(&String::from_utf8_lossy(&req_body), "model")
+                        .unwrap_or_else(|| "standin".into());
+                    let eval = std::env::var("STANDIN_OLLAMA_EVAL")
+                        .unwrap_or_else(|_| "\"prompt_eval_count\":10,\"eval_count\":2".into());
+                    let body = format!(
+                        "{{\"model\":\"{model}\",\"done\":true,\"message\":{{\"role\":\"assistant\",\
+                         \"content\":\"ok\"}},{eval}}}"
+                    );
                     let resp = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
                          Connection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = s.write_all(resp.as_bytes());
+                }
+                "/api/version" => respond_json(&mut s, 200, "{\"version\":\"0.5.7-standin\"}"),
+                "/api/ps" => {
+                    let ps = std::env::var("STANDIN_OLLAMA_PS").unwrap_or_else(|_| "{\"models\":[]}".into());
+                    respond_json(&mut s, 200, &ps)
+                }
+                "/api/tags" => {
+                    let blobs = std::env::var("STANDIN_OLLAMA_BLOBS").unwrap_or_default();
+                    let names: Vec<String> = blobs
+                        .split(',')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, _)| format!("{{\"name\":\"{k}\"}}"))
+                        .collect();
+                    respond_json(&mut s, 200, &format!("{{\"models\":[{}]}}", names.join(",")))
+                }
+                "/api/show" => {
+                    let Some(req_body) = read_body(&mut s, &req) else { return };
+                    let name = json_str(&String::from_utf8_lossy(&req_body), "model").unwrap_or_default();
+                    let blobs = std::env::var("STANDIN_OLLAMA_BLOBS").unwrap_or_default();
+                    match blobs.split(',').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name) {
+                        Some((_, blob)) => respond_json(
+                            &mut s,
+                            200,
+                            &format!("{{\"modelfile\":\"FROM /root/.ollama/models/blobs/{blob}\\n\"}}"),
+                        ),
+                        None => respond_json(&mut s, 404, "{\"error\":\"model not found\"}"),
+                    }
                 }
                 "/alloc" => {
                     let mb = query(&path, "mb").unwrap_or(1) as usize;

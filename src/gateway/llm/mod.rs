@@ -45,6 +45,91 @@ pub struct Completion {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached: bool,
+    /// How fast the provider answered, as measured for this call (empty for cache hits).
+    pub timing: Timing,
+}
+
+/// The speed of one provider call. Ollama reports its own counters (`eval_count` over
+/// `eval_duration`, `load_duration`, `prompt_eval_duration`); an OpenAI-compatible
+/// answer is streamed and timed here. None where the provider gives no way to measure.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timing {
+    /// Time to first token: Ollama's load plus prompt evaluation; for a streamed answer,
+    /// from sending the request to the first content chunk.
+    pub ttft: Option<Duration>,
+    /// Completion tokens per second of generation.
+    pub tokens_per_s: Option<f64>,
+    /// How long the model took to load for this call (Ollama's `load_duration`).
+    pub load: Option<Duration>,
+}
+
+fn ns(v: &Value, key: &str) -> Option<Duration> {
+    v.get(key).and_then(Value::as_u64).map(Duration::from_nanos)
+}
+
+/// Ollama's own timing fields of a final `/api/chat` or `/api/generate` answer.
+pub fn ollama_timing(v: &Value) -> Timing {
+    let eval = v.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
+    let eval_d = ns(v, "eval_duration").filter(|d| !d.is_zero());
+    let load = ns(v, "load_duration");
+    let prompt = ns(v, "prompt_eval_duration");
+    Timing {
+        ttft: match (load, prompt) {
+            (None, None) => None,
+            (l, p) => Some(l.unwrap_or_default() + p.unwrap_or_default()),
+        },
+        tokens_per_s: eval_d
+            .filter(|_| eval > 0)
+            .map(|d| eval as f64 / d.as_secs_f64()),
+        load,
+    }
+}
+
+/// What a streamed OpenAI-compatible answer came to: its text, usage, and when the first
+/// and last content chunks arrived.
+#[derive(Debug, Default)]
+struct Streamed {
+    text: String,
+    model: Option<String>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    first: Option<std::time::Instant>,
+    last: Option<std::time::Instant>,
+    done: bool,
+}
+
+impl Streamed {
+    /// One server-sent-events line (`data: {...}` or `data: [DONE]`).
+    fn line(&mut self, line: &str, at: std::time::Instant) -> Result<(), String> {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            return Ok(());
+        };
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let v: Value =
+            serde_json::from_str(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
+        if let Some(m) = v.get("model").and_then(Value::as_str) {
+            self.model = Some(m.to_string());
+        }
+        if let Some(c) = v
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+        {
+            self.text.push_str(c);
+            self.first.get_or_insert(at);
+            self.last = Some(at);
+        }
+        if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            self.prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(self.prompt_tokens);
+            self.completion_tokens = u["completion_tokens"]
+                .as_u64()
+                .unwrap_or(self.completion_tokens);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +231,8 @@ impl Provider {
                     .post(format!("{base}/chat/completions"))
                     .json(&json!({
                         "model": model,
+                        "stream": true,
+                        "stream_options": {"include_usage": true},
                         "messages": [
                             {"role": "system", "content": system},
                             {"role": "user", "content": user}
@@ -211,7 +298,48 @@ impl Provider {
             prompt_tokens: prompt,
             completion_tokens: completion,
             cached: false,
+            timing: match self.cfg.kind {
+                Kind::Ollama => ollama_timing(v),
+                _ => Timing::default(),
+            },
         })
+    }
+
+    /// Reads a successful answer: a server-sent-events stream chunk by chunk (timing the
+    /// first token), anything else whole.
+    async fn read_answer(
+        &self,
+        mut r: reqwest::Response,
+    ) -> Result<(String, Option<Streamed>), reqwest::Error> {
+        let sse = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !sse {
+            return Ok((r.text().await?, None));
+        }
+        let mut st = Streamed::default();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut bad = None;
+        while let Some(chunk) = r.chunk().await? {
+            let at = std::time::Instant::now();
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line);
+                if let Err(e) = st.line(line.trim_end(), at) {
+                    bad.get_or_insert(e);
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let line = String::from_utf8_lossy(&buf).to_string();
+            if let Err(e) = st.line(line.trim_end(), std::time::Instant::now()) {
+                bad.get_or_insert(e);
+            }
+        }
+        Ok((bad.unwrap_or_default(), Some(st)))
     }
 
     /// One chat completion with retries; waits for a slot of this provider first.
@@ -233,6 +361,7 @@ impl Provider {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let sent = std::time::Instant::now();
             let resp = self.request(model, system, user).send().await;
             let (status, retry_after, body) = match resp {
                 Err(e) if e.is_timeout() => {
@@ -258,7 +387,12 @@ impl Provider {
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
-                    let body = match r.text().await {
+                    let answer = if status < 400 {
+                        self.read_answer(r).await
+                    } else {
+                        r.text().await.map(|t| (t, None))
+                    };
+                    let (body, streamed) = match answer {
                         Ok(b) => b,
                         Err(e) if e.is_timeout() => {
                             return Err(LlmError::Timeout {
@@ -273,6 +407,9 @@ impl Provider {
                             });
                         }
                     };
+                    if let Some(st) = streamed {
+                        return self.streamed_completion(model, st, body, sent);
+                    }
                     (status, ra, body)
                 }
             };
@@ -304,6 +441,51 @@ impl Provider {
                 message: "the answer has no completion text".into(),
             });
         }
+    }
+}
+
+impl Provider {
+    /// The completion a streamed answer came to, with its measured first-token time and
+    /// generation speed; `bad` holds the first unreadable chunk's error, if any.
+    fn streamed_completion(
+        &self,
+        model: &str,
+        st: Streamed,
+        bad: String,
+        sent: std::time::Instant,
+    ) -> Result<Completion, LlmError> {
+        let provider = self.name().to_string();
+        if !bad.is_empty() {
+            return Err(LlmError::Unavailable {
+                provider,
+                message: bad,
+            });
+        }
+        if !st.done && st.first.is_none() {
+            return Err(LlmError::Unavailable {
+                provider,
+                message: "the stream ended without a completion".into(),
+            });
+        }
+        let tokens_per_s = match (st.first, st.last) {
+            (Some(a), Some(b)) if b > a && st.completion_tokens > 1 => {
+                // Tokens after the first over the time they took to arrive.
+                Some((st.completion_tokens - 1) as f64 / (b - a).as_secs_f64())
+            }
+            _ => None,
+        };
+        Ok(Completion {
+            text: st.text,
+            model: st.model.unwrap_or_else(|| model.to_string()),
+            prompt_tokens: st.prompt_tokens,
+            completion_tokens: st.completion_tokens,
+            cached: false,
+            timing: Timing {
+                ttft: st.first.map(|f| f - sent),
+                tokens_per_s,
+                load: None,
+            },
+        })
     }
 }
 
@@ -386,6 +568,7 @@ mod tests {
             prompt_tokens: 1,
             completion_tokens: 1,
             cached: false,
+            timing: Timing::default(),
         };
         c.put("a".into(), comp("a"));
         c.put("b".into(), comp("b"));

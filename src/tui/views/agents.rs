@@ -1,15 +1,18 @@
 //! View 3: per agent requests/s, errors, P50/P95/P99 with the P99 trend, CPU, memory
-//! (working and peak), in flight and queued, from the gateway's own metrics.
+//! (working and peak), in flight and queued, from the gateway's own metrics; the model
+//! that serves each agent with its VRAM (shared, offloaded, cold), tokens/s and time to
+//! first token, tokens and cost per request; a detail pane for the selected agent.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{block, source_down};
 use crate::model::snapshot::Snapshot;
 use crate::tui::state::{UiState, agent_rows};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{bytes, ms, pct, spark};
+use crate::tui::widgets::{bytes, fit, ms, pct, spark};
 
 fn num(v: &serde_json::Value, digits: usize) -> String {
     v.as_f64()
@@ -39,9 +42,40 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         );
         return;
     }
-    let wide = area.width >= 120;
+    let selected = st.selected().min(rows.len() - 1);
+    // The selected agent's detail below the table, as tall as its wrapped lines, leaving
+    // the table its rows (or at least half the view).
+    let lines = detail_lines(rows[selected], t);
+    let inner = area.width.saturating_sub(2).max(1) as usize;
+    let need: usize = lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(inner))
+        .sum::<usize>()
+        + 2;
+    let table_need = rows.len() as u16 + 3;
+    let room = area
+        .height
+        .saturating_sub(table_need.min(area.height / 2).max(4));
+    let area = if room >= 5 {
+        let h = (need as u16).min(room);
+        let [table, detail] =
+            Layout::vertical([Constraint::Min(4), Constraint::Length(h)]).areas(area);
+        let name = rows[selected]["agent"].as_str().unwrap_or("?");
+        f.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: true })
+                .block(block(t, &format!("{name} (p: probe its model)"))),
+            detail,
+        );
+        table
+    } else {
+        area
+    };
+    let wide = area.width >= 130;
     let mut header = vec![
         "AGENT",
+        "MODEL",
+        "VRAM",
         "REQ/S",
         "ERR/S",
         "P50",
@@ -52,7 +86,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         "QUEUE",
     ];
     if wide {
-        header.extend(["CPU", "HELD", "PEAK/RUN"]);
+        header.extend(["TOK/S", "TTFT", "$/REQ", "CPU", "HELD"]);
     }
     let body: Vec<Row> = rows
         .iter()
@@ -64,8 +98,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 .cloned()
                 .unwrap_or_default();
             let err = a["errors_per_s"].as_f64().unwrap_or(0.0);
+            let (vram, bad) = vram_cell(a);
             let mut cells = vec![
                 Cell::from(name),
+                Cell::from(fit(t, a["model"].as_str().unwrap_or("-"), 16)),
+                Cell::from(vram).style(if bad { t.bad() } else { t.dim() }),
                 Cell::from(num(&a["requests_per_s"], 1)),
                 Cell::from(num(&a["errors_per_s"], 2)).style(if err > 0.0 {
                     t.bad()
@@ -81,16 +118,20 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             ];
             if wide {
                 cells.extend([
+                    Cell::from(num(&a["tokens_per_second_p50"], 1)),
+                    Cell::from(ms(a["ttft_p50_seconds"].as_f64())),
+                    Cell::from(dollars(a["cost_per_request_dollars"].as_f64())),
                     Cell::from(pct(a["cpu_percent"].as_f64())),
                     Cell::from(bytes(a["memory_bytes"].as_f64().map(|b| b as u64))),
-                    Cell::from(bytes(a["memory_peak_bytes"].as_f64().map(|b| b as u64))),
                 ]);
             }
             Row::new(cells)
         })
         .collect();
     let mut widths = vec![
-        Constraint::Length(22),
+        Constraint::Length(20),
+        Constraint::Length(16),
+        Constraint::Length(12),
         Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(7),
@@ -102,8 +143,10 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     ];
     if wide {
         widths.extend([
+            Constraint::Length(6),
             Constraint::Length(7),
             Constraint::Length(9),
+            Constraint::Length(6),
             Constraint::Length(9),
         ]);
     }
@@ -115,6 +158,143 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         .header(Row::new(header).style(t.header()))
         .row_highlight_style(t.selected())
         .block(block(t, &title));
-    let mut ts = TableState::default().with_selected(Some(st.selected().min(rows.len() - 1)));
+    let mut ts = TableState::default().with_selected(Some(selected));
     f.render_stateful_widget(table, area, &mut ts);
+}
+
+fn dollars(v: Option<f64>) -> String {
+    match v {
+        Some(0.0) => "$0".into(),
+        Some(d) if d < 0.01 => format!("${d:.5}"),
+        Some(d) => format!("${d:.2}"),
+        None => "-".into(),
+    }
+}
+
+/// The VRAM column: the model's VRAM with a mark (shared, off = partly on the CPU),
+/// `cold` (the next request loads it), `cpu`, or `remote` for a cloud model. The flag
+/// says whether it needs attention.
+fn vram_cell(a: &serde_json::Value) -> (String, bool) {
+    let g = &a["gpu"];
+    let b = || bytes(g["vram_bytes"].as_u64());
+    let shared = g["shared_with"].as_array().is_some_and(|x| !x.is_empty());
+    match g["state"].as_str() {
+        Some("loaded") if shared => (format!("sh {}", b()), false),
+        Some("loaded") => (b(), false),
+        Some("offloaded") => (format!("off {}", b()), true),
+        Some("cpu") => ("cpu only".into(), true),
+        Some("cold") => ("cold".into(), false),
+        Some("remote") => ("remote".into(), false),
+        _ => ("-".into(), false),
+    }
+}
+
+/// The selected agent: its model and VRAM, speed, economics and the providers it uses.
+fn detail_lines<'a>(a: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
+    let g = &a["gpu"];
+    let mut lines: Vec<Line> = Vec::new();
+    let mut model = vec![Span::styled("model  ", t.header())];
+    match (a["provider"].as_str(), a["model"].as_str()) {
+        (Some(p), Some(m)) => model.push(Span::raw(format!(
+            "{m} on {p} ({})",
+            g["model_from"].as_str().unwrap_or("?")
+        ))),
+        _ => model.push(Span::styled("not known yet", t.dim())),
+    }
+    match g["state"].as_str() {
+        Some(st @ ("loaded" | "offloaded" | "cpu")) => {
+            model.push(Span::raw(format!(
+                "  {} of {} in VRAM ({:.0}%)",
+                bytes(g["vram_bytes"].as_u64()),
+                bytes(g["size_bytes"].as_u64()),
+                g["gpu_percent"].as_f64().unwrap_or(0.0)
+            )));
+            if let Some(m) = g["vram_measured_bytes"].as_u64() {
+                model.push(Span::raw(format!(", NVML {}", bytes(Some(m)))));
+            }
+            if st != "loaded" {
+                model.push(Span::styled(
+                    "  PARTLY ON THE CPU (slow)".to_string(),
+                    t.bad(),
+                ));
+            }
+        }
+        Some("cold") => model.push(Span::styled(
+            "  not loaded: the next request loads it (cold start)",
+            t.warn(),
+        )),
+        Some("remote") => model.push(Span::styled("  remote: no local VRAM", t.dim())),
+        _ => {}
+    }
+    lines.push(Line::from(model));
+    let mut mem = vec![Span::styled("vram   ", t.header())];
+    let shared: Vec<&str> = g["shared_with"]
+        .as_array()
+        .map(|x| x.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    mem.push(Span::raw(if shared.is_empty() {
+        "not shared".to_string()
+    } else {
+        format!("shared with {}", shared.join(", "))
+    }));
+    if let Some(l) = g["last_load_seconds"].as_f64() {
+        mem.push(Span::raw(format!("  last load {}", ms(Some(l)))));
+    }
+    if let Some(e) = g["expires_at"].as_str() {
+        mem.push(Span::styled(format!("  unloads {e}"), t.dim()));
+    }
+    lines.push(Line::from(mem));
+    lines.push(Line::from(vec![
+        Span::styled("speed  ", t.header()),
+        Span::raw(format!(
+            "{} tok/s P50, {} P95   TTFT P50 {}, P95 {}",
+            num(&a["tokens_per_second_p50"], 1),
+            num(&a["tokens_per_second_p95"], 1),
+            ms(a["ttft_p50_seconds"].as_f64()),
+            ms(a["ttft_p95_seconds"].as_f64())
+        )),
+    ]));
+    lines.push(Line::from(vec![
+        Span::styled("usage  ", t.header()),
+        Span::raw(format!(
+            "{} tokens/request  {}/request  {} requests/active user  {} requests/day, {}/month at this rate",
+            num(&a["tokens_per_request"], 0),
+            dollars(a["cost_per_request_dollars"].as_f64()),
+            num(&a["per_active_user_requests"], 1),
+            num(&a["projected_daily_requests"], 0),
+            dollars(a["projected_monthly_cost_dollars"].as_f64()),
+        )),
+    ]));
+    lines.push(Line::from(vec![
+        Span::styled("cpu    ", t.header()),
+        Span::raw(format!(
+            "{}  held {}  peak/run {}",
+            pct(a["cpu_percent"].as_f64()),
+            bytes(a["memory_bytes"].as_f64().map(|b| b as u64)),
+            bytes(a["memory_peak_bytes"].as_f64().map(|b| b as u64)),
+        )),
+    ]));
+    for m in a["models"].as_array().into_iter().flatten() {
+        let n = m["requests"].as_f64().unwrap_or(0.0);
+        lines.push(Line::from(Span::styled(
+            format!(
+                "  {}/{} {}: {}",
+                m["provider"].as_str().unwrap_or("?"),
+                m["model"].as_str().unwrap_or("?"),
+                m["role"].as_str().unwrap_or("seen"),
+                if n > 0.0 {
+                    format!(
+                        "{n:.0} answers, {} tokens and {} each, mean {}",
+                        num(&m["tokens_per_request"], 0),
+                        dollars(m["cost_per_request_dollars"].as_f64()),
+                        ms(m["mean_seconds"].as_f64())
+                    )
+                } else {
+                    "no answers yet".into()
+                }
+            ),
+            t.dim(),
+        )));
+    }
+    lines
 }

@@ -132,10 +132,25 @@ fn ollama_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
                 t.bad(),
             ));
         }
+        if let Some(b) = m["vram_measured_bytes"].as_u64() {
+            spans.push(Span::raw(format!("  NVML {}", format_bytes(b))));
+        }
         if let Some(e) = m["expires_at"].as_str() {
             spans.push(Span::styled(format!("  unloads {e}"), t.dim()));
         }
         v.push(Line::from(spans));
+        let serves: Vec<&str> = m["agents"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        v.push(Line::from(Span::styled(
+            if serves.is_empty() {
+                "    serves no agent of the gateway".to_string()
+            } else {
+                format!("    serves {}", serves.join(", "))
+            },
+            t.accent(),
+        )));
     }
     if o["loaded"].as_array().is_some_and(|a| a.is_empty()) {
         v.push(Line::from(Span::styled("  no model loaded", t.dim())));

@@ -1,0 +1,252 @@
+//! Which agent holds which VRAM: an agent does not own a GPU process, it owns the model
+//! that answers it. This joins three measured sources: the gateway's metrics (the
+//! provider and model that last answered each agent, or the one it tries first), Ollama's
+//! loaded models (`/api/ps`: size, size_vram, expiry) and NVML's per-process VRAM, where
+//! each Ollama runner process is matched to its model by the model file it was started
+//! with (`--model .../sha256-...` against the `FROM` line of `/api/show`).
+
+use serde_json::{Value, json};
+
+use crate::model::snapshot::GpuStats;
+
+/// Ollama names carry a tag; `llama3.2` means `llama3.2:latest`.
+pub fn model_key(name: &str) -> String {
+    if name.contains(':') {
+        name.to_string()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// `sha256-<hex>` from a model file path or a digest (`sha256:<hex>` or `sha256-<hex>`).
+pub fn blob_id(path: &str) -> Option<String> {
+    let file = path.rsplit('/').next()?.trim();
+    let hex = file
+        .strip_prefix("sha256-")
+        .or_else(|| file.strip_prefix("sha256:"))?;
+    (hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| format!("sha256-{}", hex.to_ascii_lowercase()))
+}
+
+/// The model file of an Ollama runner from its command line (`/proc/PID/cmdline`,
+/// NUL-separated): the argument after `--model`, or `--model=PATH`.
+pub fn runner_blob(cmdline: &str) -> Option<String> {
+    let args: Vec<&str> = cmdline
+        .split(['\0', ' '])
+        .filter(|a| !a.is_empty())
+        .collect();
+    args.iter().enumerate().find_map(|(i, a)| {
+        if let Some(p) = a.strip_prefix("--model=") {
+            blob_id(p)
+        } else if *a == "--model" {
+            args.get(i + 1).and_then(|p| blob_id(p))
+        } else {
+            None
+        }
+    })
+}
+
+/// The model file named by the `FROM` line of an `/api/show` modelfile.
+pub fn modelfile_blob(modelfile: &str) -> Option<String> {
+    modelfile.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("FROM ")
+            .and_then(|p| blob_id(p.trim()))
+    })
+}
+
+/// Marks each GPU process that is an Ollama runner with its model file. `read_cmdline`
+/// reads `/proc/<pid>/cmdline` (a fixture in tests).
+pub fn mark_runners(gpus: &mut [GpuStats], read_cmdline: impl Fn(u32) -> Option<String>) {
+    for g in gpus.iter_mut() {
+        for p in g.processes.iter_mut() {
+            p.model_blob = read_cmdline(p.pid).and_then(|c| runner_blob(&c));
+        }
+    }
+}
+
+/// The provider and model serving an agent now: the one that answered last, else the
+/// one it tries first. Returns (provider, model, how it is known).
+fn serving(agent: &Value) -> Option<(String, String, &'static str)> {
+    let models = agent["models"].as_array()?;
+    let answered = models
+        .iter()
+        .filter(|m| m["requests"].as_f64().unwrap_or(0.0) > 0.0)
+        .max_by(|a, b| {
+            let t = |m: &Value| m["last_used"].as_f64().unwrap_or(0.0);
+            t(a).total_cmp(&t(b))
+        });
+    let (m, how) = match answered {
+        Some(m) => (m, "last answer"),
+        None => (
+            models.iter().find(|m| m["role"] == "primary")?,
+            "configured",
+        ),
+    };
+    Some((
+        m["provider"].as_str()?.to_string(),
+        m["model"].as_str()?.to_string(),
+        how,
+    ))
+}
+
+/// Joins agents, Ollama's loaded models and the GPUs. Writes `model`, `provider` and a
+/// `gpu` object into each agent, and `agents` (and the NVML-measured VRAM, when a runner
+/// could be matched) into each of Ollama's loaded models. Idempotent.
+pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats]) {
+    let serving: Vec<Option<(String, String, &str)>> = agents.iter().map(serving).collect();
+    let mut loaded: Vec<Value> = Vec::new();
+    let ollama_measured = ollama.is_some();
+    if let Some(o) = ollama {
+        let procs: Vec<_> = gpus.iter().flat_map(|g| g.processes.iter()).collect();
+        let ollama_procs: Vec<_> = procs
+            .iter()
+            .filter(|p| p.model_blob.is_some() || p.service.as_deref() == Some("ollama"))
+            .collect();
+        let n_loaded = o["loaded"].as_array().map(|a| a.len()).unwrap_or(0);
+        for m in o["loaded"].as_array_mut().into_iter().flatten() {
+            let key = model_key(m["name"].as_str().unwrap_or(""));
+            let users: Vec<Value> = agents
+                .iter()
+                .zip(&serving)
+                .filter(|(_, s)| {
+                    s.as_ref()
+                        .is_some_and(|(p, model, _)| p == "ollama" && model_key(model) == key)
+                })
+                .filter_map(|(a, _)| a["agent"].as_str().map(|n| json!(n)))
+                .collect();
+            m["agents"] = json!(users);
+            // NVML: the runner started with this model's file; with a single model
+            // loaded, every Ollama process's VRAM is that model's.
+            let by_blob: Vec<_> = match m["blob"].as_str() {
+                Some(b) => ollama_procs
+                    .iter()
+                    .filter(|p| p.model_blob.as_deref() == Some(b))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let measured = if !by_blob.is_empty() {
+                Some((
+                    by_blob.iter().map(|p| p.used_memory_bytes).sum::<u64>(),
+                    "runner process",
+                ))
+            } else if n_loaded == 1 && !ollama_procs.is_empty() {
+                Some((
+                    ollama_procs
+                        .iter()
+                        .map(|p| p.used_memory_bytes)
+                        .sum::<u64>(),
+                    "ollama container (one model loaded)",
+                ))
+            } else {
+                None
+            };
+            match measured {
+                Some((b, how)) => {
+                    m["vram_measured_bytes"] = json!(b);
+                    m["vram_measured_from"] = json!(how);
+                }
+                None => {
+                    if let Some(x) = m.as_object_mut() {
+                        x.remove("vram_measured_bytes");
+                        x.remove("vram_measured_from");
+                    }
+                }
+            }
+            loaded.push(m.clone());
+        }
+    }
+    let names: Vec<String> = agents
+        .iter()
+        .map(|a| a["agent"].as_str().unwrap_or("").to_string())
+        .collect();
+    for (i, a) in agents.iter_mut().enumerate() {
+        let Some((provider, model, how)) = &serving[i] else {
+            if let Some(x) = a.as_object_mut() {
+                x.remove("gpu");
+            }
+            continue;
+        };
+        a["provider"] = json!(provider);
+        a["model"] = json!(model);
+        let load = a["models"]
+            .as_array()
+            .and_then(|ms| {
+                ms.iter()
+                    .find(|m| m["provider"] == provider.as_str() && m["model"] == model.as_str())
+            })
+            .and_then(|m| m["load_seconds"].as_f64());
+        if provider != "ollama" {
+            a["gpu"] = json!({"state": "remote", "model_from": how});
+            continue;
+        }
+        let key = model_key(model);
+        let shared: Vec<&String> = serving
+            .iter()
+            .enumerate()
+            .filter(|(j, s)| {
+                *j != i
+                    && s.as_ref()
+                        .is_some_and(|(p, m, _)| p == "ollama" && model_key(m) == key)
+            })
+            .map(|(j, _)| &names[j])
+            .collect();
+        let m = loaded
+            .iter()
+            .find(|m| model_key(m["name"].as_str().unwrap_or("")) == key);
+        let mut g = json!({
+            "model_from": how,
+            "shared_with": shared,
+            "last_load_seconds": load,
+        });
+        match m {
+            None if !ollama_measured => g["state"] = json!("unknown"),
+            None => g["state"] = json!("cold"),
+            Some(m) => {
+                let size = m["size_bytes"].as_u64().unwrap_or(0);
+                let vram = m["size_vram_bytes"].as_u64().unwrap_or(0);
+                g["state"] = json!(if vram == 0 {
+                    "cpu"
+                } else if vram < size {
+                    "offloaded"
+                } else {
+                    "loaded"
+                });
+                g["vram_bytes"] = json!(vram);
+                g["size_bytes"] = json!(size);
+                g["gpu_percent"] = m["gpu_percent"].clone();
+                g["expires_at"] = m["expires_at"].clone();
+                if let Some(b) = m.get("vram_measured_bytes") {
+                    g["vram_measured_bytes"] = b.clone();
+                }
+            }
+        }
+        a["gpu"] = g;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_files_are_found_in_cmdlines_and_modelfiles() {
+        let h = "6a0746a1ec1aef3e7ec53868f220ff6e389f6f8ef87a01d77c96807de94ca2aa";
+        let cmd = format!(
+            "/usr/bin/ollama\0runner\0--model\0/root/.ollama/models/blobs/sha256-{h}\0--port\039123\0"
+        );
+        assert_eq!(runner_blob(&cmd), Some(format!("sha256-{h}")));
+        assert_eq!(
+            runner_blob(&format!("ollama runner --model=/m/sha256-{h}")),
+            Some(format!("sha256-{h}"))
+        );
+        assert_eq!(runner_blob("/usr/bin/ollama\0serve\0"), None);
+        let mf = format!(
+            "# Modelfile generated by \"ollama show\"\nFROM /root/.ollama/models/blobs/sha256-{h}\nTEMPLATE x\n"
+        );
+        assert_eq!(modelfile_blob(&mf), Some(format!("sha256-{h}")));
+        assert_eq!(modelfile_blob("FROM llama3.2\n"), None);
+        assert_eq!(model_key("llama3.2"), "llama3.2:latest");
+        assert_eq!(model_key("qwen2.5:7b"), "qwen2.5:7b");
+    }
+}
