@@ -181,6 +181,7 @@ fn vram_cell(a: &serde_json::Value) -> (String, bool) {
     match g["state"].as_str() {
         Some("loaded") if shared => (format!("sh {}", b()), false),
         Some("loaded") => (b(), false),
+        Some("offloaded") if shared => (format!("off+sh {}", b()), true),
         Some("offloaded") => (format!("off {}", b()), true),
         Some("cpu") => ("cpu only".into(), true),
         Some("cold") => ("cold".into(), false),
@@ -284,7 +285,8 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
                 m["role"].as_str().unwrap_or("seen"),
                 if n > 0.0 {
                     format!(
-                        "{n:.0} answers, {} tokens and {} each, mean {}",
+                        "{n:.0} answer{}, {} tokens and {} each, mean {}",
+                        if n == 1.0 { "" } else { "s" },
                         num(&m["tokens_per_request"], 0),
                         dollars(m["cost_per_request_dollars"].as_f64()),
                         ms(m["mean_seconds"].as_f64())
