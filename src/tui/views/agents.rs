@@ -131,7 +131,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     let mut widths = vec![
         Constraint::Length(20),
         Constraint::Length(16),
-        Constraint::Length(12),
+        Constraint::Length(14),
         Constraint::Length(6),
         Constraint::Length(6),
         Constraint::Length(7),
