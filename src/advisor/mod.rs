@@ -523,13 +523,7 @@ pub fn evaluate(
                     clock(since)
                 ),
                 since,
-                action: ScaleAction {
-                    kind: "host".into(),
-                    cpus: None,
-                    memory: None,
-                    replicas: None,
-                    from: format!("{} VRAM", format_bytes(g.memory_total_bytes)),
-                },
+                action: ScaleAction::host(format!("{} VRAM", format_bytes(g.memory_total_bytes))),
                 command: "OLLAMA_MAX_LOADED_MODELS=1 (fewer resident models) or a GPU with more VRAM".into(),
                 compose_patch: "services:\n  ollama:\n    environment:\n      OLLAMA_MAX_LOADED_MODELS: \"1\"\n".into(),
             });
@@ -603,13 +597,7 @@ pub fn evaluate(
                     clock(since)
                 ),
                 since,
-                action: ScaleAction {
-                    kind: "host".into(),
-                    cpus: None,
-                    memory: None,
-                    replicas: None,
-                    from: format!("{name} partly on the CPU"),
-                },
+                action: ScaleAction::host(format!("{name} partly on the CPU")),
                 command: format!(
                     "use a smaller quantisation of {name} (a q4_K_M tag), keep fewer models \
                      resident (OLLAMA_MAX_LOADED_MODELS=1), or a GPU with more VRAM"

@@ -18,6 +18,19 @@ pub struct ScaleAction {
     pub from: String,
 }
 
+impl ScaleAction {
+    /// Advice about the machine itself (a GPU, VRAM): nothing osmen can apply.
+    pub fn host(from: String) -> ScaleAction {
+        ScaleAction {
+            kind: "host".into(),
+            cpus: None,
+            memory: None,
+            replicas: None,
+            from,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suggestion {
     /// `rule:service`, stable while the condition lasts (what `--apply` takes).
