@@ -28,6 +28,8 @@ pub enum Update {
     Source(&'static str, Result<(), String>),
     Events(Vec<EventLine>),
     Logs(Vec<LogLine>),
+    /// One service probe's sample (or why it failed).
+    Probe(Box<crate::model::probe::ProbeReport>),
     /// A change to what the stack is doing (up running, blocked services, commands).
     Activity(Box<dyn FnOnce(&mut Activity) + Send>),
 }
@@ -53,6 +55,21 @@ pub struct Hub {
     /// Per agent: (time, requests, errors, CPU seconds) at the previous scrape.
     agent_counters: std::collections::BTreeMap<String, (f64, f64, f64, f64)>,
     history_file: Option<PathBuf>,
+    /// Service -> its probe's last report (as `ServiceStats::probe` shows it).
+    probes: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Probe figures kept in the history (for the advisor's windows): key, JSON pointer.
+const PROBE_SERIES: [(&str, &str); 5] = [
+    ("connections_percent", "/connections/percent"),
+    ("transactions_per_s", "/transactions_per_s"),
+    ("evictions_per_s", "/evictions_per_s"),
+    ("memory_percent", "/memory_percent"),
+    ("search_p95_ms", "/search_p95_ms"),
+];
+
+fn pointer_f64(v: &serde_json::Value, p: &str) -> Option<f64> {
+    v.pointer(p).and_then(serde_json::Value::as_f64)
 }
 
 impl Hub {
@@ -74,6 +91,7 @@ impl Hub {
             advisor: None,
             limits: Default::default(),
             history_file,
+            probes: Default::default(),
         }
     }
 
@@ -134,6 +152,7 @@ impl Hub {
                     }
                 }
                 self.snapshot.services = s;
+                self.join_probes();
                 self.attribute_gpus();
                 self.join_agents();
             }
@@ -179,30 +198,57 @@ impl Hub {
             Update::Logs(l) => self.snapshot.logs.push(l),
             Update::Activity(f) => f(&mut self.snapshot.activity),
             Update::Scrapes(t) => self.snapshot.scrapes = t,
-            Update::Source(name, r) => {
-                let entry = self
-                    .snapshot
-                    .sources
-                    .entry(name.to_string())
-                    .or_insert(SourceHealth {
-                        status: String::new(),
-                        last_error: None,
-                        last_sample: None,
-                    });
-                match r {
-                    Ok(()) => {
-                        entry.status = "ok".into();
-                        entry.last_sample = Some(t);
-                    }
-                    Err(e) => {
-                        entry.status = if e.starts_with("unavailable") {
-                            e.clone()
-                        } else {
-                            format!("error: {e}")
-                        };
-                        entry.last_error = Some(e);
+            Update::Source(name, r) => self.set_source(name, r, t),
+            Update::Probe(r) => {
+                let svc = r.service.clone();
+                let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
+                if r.result.is_ok() {
+                    for (key, path) in PROBE_SERIES {
+                        if let Some(v) = pointer_f64(&merged["figures"], path) {
+                            self.history.push(&format!("probe:{svc}:{key}"), t, v);
+                        }
                     }
                 }
+                self.set_source(
+                    &format!("probe:{svc}"),
+                    r.result.as_ref().map(|_| ()).map_err(Clone::clone),
+                    t,
+                );
+                self.probes.insert(svc, merged);
+                self.join_probes();
+            }
+        }
+    }
+
+    /// Each service row carries its probe's last report.
+    fn join_probes(&mut self) {
+        for x in &mut self.snapshot.services {
+            x.probe = self.probes.get(&x.service).cloned();
+        }
+    }
+
+    fn set_source(&mut self, name: &str, r: Result<(), String>, t: f64) {
+        let entry = self
+            .snapshot
+            .sources
+            .entry(name.to_string())
+            .or_insert(SourceHealth {
+                status: String::new(),
+                last_error: None,
+                last_sample: None,
+            });
+        match r {
+            Ok(()) => {
+                entry.status = "ok".into();
+                entry.last_sample = Some(t);
+            }
+            Err(e) => {
+                entry.status = if e.starts_with("unavailable") {
+                    e.clone()
+                } else {
+                    format!("error: {e}")
+                };
+                entry.last_error = Some(e);
             }
         }
     }

@@ -237,6 +237,7 @@ mod tests {
             managed: true,
             cpu_limit: Some(0.5),
             memory_limit: Some(1 << 30),
+            addresses: vec![],
         };
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_secs(2);

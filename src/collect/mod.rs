@@ -8,4 +8,5 @@ pub mod feed;
 pub mod gpu;
 pub mod host;
 pub mod ollama;
+pub mod probes;
 pub mod prometheus;

@@ -93,6 +93,12 @@ pub async fn start_collectors(
                 engine: e,
                 project: ctx.project.name.clone(),
             });
+            tokio::spawn(crate::collect::probes::run(
+                src.clone(),
+                crate::collect::probes::targets(&ctx.project),
+                tx.clone(),
+                stop.clone(),
+            ));
             tokio::spawn(crate::collect::containers::run(
                 src,
                 PERIOD,
@@ -101,12 +107,11 @@ pub async fn start_collectors(
             ));
         }
         Err(e) => {
-            let _ = tx
-                .send(Update::Source(
-                    "containers",
-                    Err(format!("unavailable: {e}")),
-                ))
-                .await;
+            for name in ["containers", "probes"] {
+                let _ = tx
+                    .send(Update::Source(name, Err(format!("unavailable: {e}"))))
+                    .await;
+            }
         }
     }
     let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
@@ -262,6 +267,20 @@ pub fn render(s: &Snapshot) -> String {
     if s.services.is_empty() {
         o.push_str("(no containers)\n");
     }
+    // One probe line per service (the first container carries it).
+    let mut probed = std::collections::BTreeSet::new();
+    for x in &s.services {
+        if let Some(p) = &x.probe
+            && probed.insert(x.service.as_str())
+        {
+            o.push_str(&format!(
+                "probe {:<w$} {}\n",
+                x.service,
+                crate::model::probe::show::summary(p),
+                w = w[0]
+            ));
+        }
+    }
     o.push('\n');
     for g in &s.gpus {
         o.push_str(&format!(
@@ -382,6 +401,7 @@ fn ready(s: &Snapshot) -> bool {
         && s.sources.contains_key("gpu")
         && s.sources.contains_key("ollama")
         && s.sources.contains_key("scrape")
+        && s.sources.contains_key("probes")
 }
 
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {

@@ -74,6 +74,10 @@ pub struct ContainerRow {
     pub cpu_limit: Option<f64>,
     /// Memory limit in bytes (HostConfig.Memory), if any.
     pub memory_limit: Option<u64>,
+    /// The container's IP address on each of its networks (what the probes reach when no
+    /// port is published on loopback).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 impl ContainerRow {

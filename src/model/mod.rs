@@ -9,6 +9,7 @@ pub mod container;
 pub mod gateway;
 pub mod history;
 pub mod journal;
+pub mod probe;
 pub mod progress;
 pub mod secret;
 pub mod snapshot;

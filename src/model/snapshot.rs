@@ -57,6 +57,10 @@ pub struct ServiceStats {
     pub uptime_s: Option<f64>,
     /// VRAM held by the container's processes, from NVML.
     pub gpu_memory_bytes: Option<u64>,
+    /// The service probe's last report (PostgreSQL, Redis, Qdrant, n8n, Langflow, Ollama):
+    /// kind, address, status, last error and the figures it measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

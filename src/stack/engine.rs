@@ -460,7 +460,19 @@ fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
         }
     }
     ports.sort_by_key(|p| (p.container_port, p.host_ip.clone()));
+    let addresses = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|nets| {
+            nets.values()
+                .filter_map(|e| e.ip_address.clone())
+                .filter(|ip| !ip.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     ContainerRow {
+        addresses,
         service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
         number: labels
             .get(LABEL_NUMBER)

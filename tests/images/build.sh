@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the images osmen's Docker tests run. The engine here has no registry, so both are
 # made locally: `osmen-standin:test` from the project's own stand-in (a static binary in a
-# scratch image) and `osmen-redis:test` from Debian's redis-tools package (Redis 7.0).
+# scratch image), `osmen-redis:test` from Debian's redis-tools package (Redis 7.0) and
+# `osmen-postgres:test` from Debian's postgresql-15 package and the libraries it needs.
 # An image is rebuilt only when its sources changed (a label holds their digest).
 #   tests/images/build.sh [--force]
 set -euo pipefail
@@ -54,4 +55,67 @@ if [[ $force == --force || $(current_label osmen-redis:test) != "$digest" ]]; th
     -c 'CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no"]' \
     -c "LABEL osmen.source=$digest" - osmen-redis:test >/dev/null
   echo "built osmen-redis:test ($digest)"
+fi
+
+# --- postgresql 15, from Debian packages ------------------------------------------------
+# The server, its client tools (pg_isready for the health check) and every library package
+# of its dependency closure are downloaded and unpacked, so nothing depends on what the
+# host has installed; ldd then copies exactly what the binaries load. JIT (LLVM) is left
+# out: postgres loads llvmjit.so only when jit is on, and the image sets jit=off.
+pg_src="$here/postgres/entrypoint.sh"
+digest=$( (echo "postgresql-15 v1"; sha256sum < "$pg_src"; sha256sum < "$here/build.sh") | sha256sum | cut -c1-16)
+if [[ $force == --force || $(current_label osmen-postgres:test) != "$digest" ]]; then
+  mkdir -p "$work/pg" && cd "$work/pg"
+  libs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+      --no-breaks --no-replaces --no-enhances --no-pre-depends postgresql-15 2>/dev/null \
+    | grep -E '^lib' | grep -vE '^(libc6|libc-bin|libc-l10n|libllvm|libz3|libperl|libelogind)' \
+    | sort -u)
+  # shellcheck disable=SC2086
+  apt-get download postgresql-15 postgresql-client-15 dash tzdata $libs >/dev/null 2>&1 || {
+    echo "apt-get download of postgresql-15 failed: run 'apt-get update' first" >&2; exit 1; }
+  for d in ./*.deb; do dpkg-deb -x "$d" x; done
+  rootfs="$work/pg-root"
+  pgbin=usr/lib/postgresql/15/bin
+  mkdir -p "$rootfs/$pgbin" "$rootfs/usr/lib/postgresql/15/lib" "$rootfs/usr/share" \
+    "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/var/lib/postgresql" "$rootfs/var/run/postgresql"
+  for b in postgres initdb pg_isready psql; do
+    cp "x/$pgbin/$b" "$rootfs/$pgbin/$b"
+  done
+  cp -a x/usr/lib/postgresql/15/lib/. "$rootfs/usr/lib/postgresql/15/lib/"
+  rm -f "$rootfs/usr/lib/postgresql/15/lib/llvmjit"*
+  rm -rf "$rootfs/usr/lib/postgresql/15/lib/bitcode"
+  cp -a x/usr/share/postgresql "$rootfs/usr/share/"
+  cp -a x/usr/share/zoneinfo "$rootfs/usr/share/"
+  cp x/bin/dash "$rootfs/bin/sh"
+  cp "$pg_src" "$rootfs/entrypoint.sh" && chmod 0755 "$rootfs/entrypoint.sh"
+  echo "root:x:0:0:root:/root:/bin/sh" > "$rootfs/etc/passwd"
+  echo "postgres:x:999:999:PostgreSQL:/var/lib/postgresql:/bin/sh" >> "$rootfs/etc/passwd"
+  printf 'root:x:0:\npostgres:x:999:\n' > "$rootfs/etc/group"
+  libpath="$work/pg/x/usr/lib/x86_64-linux-gnu:$work/pg/x/lib/x86_64-linux-gnu"
+  for bin in "$rootfs/$pgbin"/* "$rootfs/bin/sh" "$rootfs/usr/lib/postgresql/15/lib/"*.so; do
+    LD_LIBRARY_PATH="$libpath" ldd "$bin" 2>/dev/null | grep -q 'not found' && {
+      echo "ldd: a library of $bin is missing:" >&2
+      LD_LIBRARY_PATH="$libpath" ldd "$bin" | grep 'not found' >&2; exit 1; }
+    { LD_LIBRARY_PATH="$libpath" ldd "$bin" 2>/dev/null || true; } | { grep -o '/[^ ]*' || true; } \
+      | while read -r lib; do
+      dest="$rootfs$lib"
+      case $lib in "$work"/pg/x/*) dest="$rootfs${lib#"$work"/pg/x}" ;; esac
+      [[ -e $dest ]] && continue
+      mkdir -p "$(dirname "$dest")"
+      cp -L "$lib" "$dest"
+    done
+  done
+  # A named volume mounted on PGDATA takes the owner and mode of the image's directory.
+  mkdir -p "$rootfs/var/lib/postgresql/data" && chmod 0700 "$rootfs/var/lib/postgresql/data"
+  # Everything root's, but the directories postgres writes (uid 999).
+  tar -C "$rootfs" --owner=0 --group=0 --numeric-owner --exclude=./var/lib/postgresql \
+    --exclude=./var/run/postgresql -cf "$work/pg.tar" .
+  tar -C "$rootfs" --owner=999 --group=999 --numeric-owner \
+    -rf "$work/pg.tar" ./var/lib/postgresql ./var/run/postgresql
+  docker import \
+    -c 'ENV PATH=/usr/lib/postgresql/15/bin:/bin PGDATA=/var/lib/postgresql/data TZ=UTC' \
+    -c 'USER postgres' -c 'EXPOSE 5432' \
+    -c 'ENTRYPOINT ["/entrypoint.sh"]' -c 'CMD ["-c", "jit=off"]' \
+    -c "LABEL osmen.source=$digest" "$work/pg.tar" osmen-postgres:test >/dev/null
+  echo "built osmen-postgres:test ($digest)"
 fi

@@ -16,6 +16,7 @@ mod economics;
 mod gateway;
 mod images;
 mod llm_standin;
+mod probes;
 mod prometheus;
 mod shipped_stack;
 mod util;

@@ -66,6 +66,9 @@ pub struct Service {
     /// `pull_policy`: always, missing (if_not_present), never or build.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<String>,
+    /// `x-osmen-probe`: what kind of service osmen probes it as (else from the image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::model::probe::ProbeSpec>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

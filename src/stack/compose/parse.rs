@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::interpolate::{Vars, interpolate, parse_env_file};
 use super::yaml::{self, Kind, Node, Pos};
 use super::*;
+use crate::model::probe::ProbeSpec;
 use crate::model::units::{parse_bytes, parse_duration};
 
 const TOP_KEYS: &[&str] = &[
@@ -635,6 +636,83 @@ fn parse_top_defs(
     out
 }
 
+/// `x-osmen-probe: redis`, `x-osmen-probe: none`, or `{kind: postgres, port: 5433, every: 10s}`.
+fn parse_probe(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ProbeSpec> {
+    use crate::model::probe::{ProbeKind, kinds_list};
+    let kind_of = |ctx: &mut Ctx, n: &Node, p: &str| -> Option<Option<ProbeKind>> {
+        let s = ctx.scalar(n, p, "a probe kind")?;
+        if s == "none" || s == "off" || s == "false" {
+            return Some(None);
+        }
+        match ProbeKind::parse(&s) {
+            Some(k) => Some(Some(k)),
+            None => {
+                ctx.err(
+                    n.pos,
+                    p,
+                    format!(
+                        "unknown probe kind {s:?}: use one of {}, or none",
+                        kinds_list()
+                    ),
+                );
+                None
+            }
+        }
+    };
+    if let Kind::Map(_) = &node.kind {
+        let m = ctx.map(node, path)?;
+        let mut spec = ProbeSpec {
+            kind: None,
+            port: None,
+            every: None,
+        };
+        let mut has_kind = false;
+        for (k, v) in m {
+            let key = k.as_str().unwrap_or("");
+            let p = format!("{path}.{key}");
+            match key {
+                "kind" => {
+                    spec.kind = kind_of(ctx, v, &p)?;
+                    has_kind = true;
+                }
+                "port" => match ctx.uint(v, &p) {
+                    Some(n) if (1..=65535).contains(&n) => spec.port = Some(n as u16),
+                    Some(n) => ctx.err(v.pos, &p, format!("port {n} is not in 1-65535")),
+                    None => {}
+                },
+                "every" => {
+                    spec.every = ctx.duration(v, &p);
+                    if spec
+                        .every
+                        .is_some_and(|d| d < std::time::Duration::from_millis(500))
+                    {
+                        ctx.err(v.pos, &p, "probe at most twice a second (every >= 500ms)");
+                    }
+                }
+                other => ctx.err(
+                    k.pos,
+                    &p,
+                    format!("unknown key `{other}` of x-osmen-probe: use kind, port, every"),
+                ),
+            }
+        }
+        if !has_kind {
+            ctx.err(
+                node.pos,
+                path,
+                format!("x-osmen-probe needs `kind` ({})", kinds_list()),
+            );
+            return None;
+        }
+        return Some(spec);
+    }
+    Some(ProbeSpec {
+        kind: kind_of(ctx, node, path)?,
+        port: None,
+        every: None,
+    })
+}
+
 fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
     let base = format!("services.{name}");
     let m = match &node.kind {
@@ -687,6 +765,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         user: None,
         init: None,
         pull_policy: None,
+        probe: None,
     };
     let mut env_files: BTreeMap<String, String> = BTreeMap::new();
     let mut explicit_env = BTreeMap::new();
@@ -756,6 +835,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
                     }
                 }
             }
+            "x-osmen-probe" => svc.probe = parse_probe(ctx, v, &p),
             other if other.starts_with("x-") || IGNORED_SERVICE_KEYS.contains(&other) => {}
             other => {
                 let hint = did_you_mean(other, SERVICE_KEYS);

@@ -1,0 +1,368 @@
+//! The HTTP services: Qdrant (collections, and search and insert rates and latency from
+//! its `/metrics`), n8n (health, readiness, version, and its metrics when
+//! `N8N_METRICS=true`) and Langflow (health, the checks of `/health_check`, version).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::rate;
+use crate::collect::prometheus::{Family, bucket_delta, histogram_quantile, parse};
+use crate::model::probe::ProbeKind;
+
+/// A client for probes: short timeouts, no proxy (the services are local).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Qdrant's REST counters and latency buckets (by class: search or insert).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QdrantCounters {
+    pub searches: f64,
+    pub inserts: f64,
+    pub failures: f64,
+    /// (le, cumulative count) of search responses, summed over the search endpoints.
+    pub search_buckets: Vec<(f64, f64)>,
+    /// The histogram's `_sum` and `_count` over the search endpoints.
+    pub search_seconds: f64,
+    pub search_count: f64,
+}
+
+pub struct Probe {
+    kind: ProbeKind,
+    client: reqwest::Client,
+    prev: Option<(Instant, QdrantCounters)>,
+}
+
+struct Answer {
+    status: u16,
+    body: String,
+    ms: f64,
+}
+
+impl Probe {
+    pub fn new(kind: ProbeKind) -> Probe {
+        Probe {
+            kind,
+            client: client(),
+            prev: None,
+        }
+    }
+
+    async fn get(&self, base: &str, path: &str) -> Result<Answer, String> {
+        let t = Instant::now();
+        let r = self
+            .client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .map_err(|e| format!("GET {path}: {}", reqwest_text(&e)))?;
+        let status = r.status().as_u16();
+        let body = r.text().await.map_err(|e| format!("GET {path}: {e}"))?;
+        Ok(Answer {
+            status,
+            body,
+            ms: t.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    async fn json(&self, base: &str, path: &str) -> Option<Value> {
+        let a = self.get(base, path).await.ok()?;
+        (a.status == 200).then(|| serde_json::from_str(&a.body).ok())?
+    }
+
+    pub async fn sample(&mut self, addr: &str) -> Result<Value, String> {
+        let base = format!("http://{addr}");
+        match self.kind {
+            ProbeKind::Qdrant => self.qdrant(&base).await,
+            ProbeKind::N8n => self.n8n(&base).await,
+            _ => self.langflow(&base).await,
+        }
+    }
+
+    /// The health endpoint's answer: fails the sample when it is not 2xx.
+    async fn health(&self, base: &str, paths: &[&str]) -> Result<(String, Answer), String> {
+        let mut last = String::new();
+        for p in paths {
+            match self.get(base, p).await {
+                Ok(a) if (200..300).contains(&a.status) => return Ok((p.to_string(), a)),
+                Ok(a) if a.status == 404 => last = format!("GET {p}: 404"),
+                Ok(a) => {
+                    return Err(format!(
+                        "GET {p}: HTTP {} {}",
+                        a.status,
+                        a.body.chars().take(120).collect::<String>()
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn qdrant(&mut self, base: &str) -> Result<Value, String> {
+        let (path, h) = self.health(base, &["/healthz", "/"]).await?;
+        let root = self.json(base, "/").await;
+        let list = self
+            .json(base, "/collections")
+            .await
+            .ok_or("GET /collections gave no JSON list")?;
+        let mut collections = Vec::new();
+        let names: Vec<String> = list["result"]["collections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect();
+        for name in names.iter().take(32) {
+            let Some(info) = self.json(base, &format!("/collections/{name}")).await else {
+                collections.push(json!({"name": name, "error": "no answer"}));
+                continue;
+            };
+            let r = &info["result"];
+            collections.push(json!({
+                "name": name,
+                "status": r["status"],
+                "optimizer_status": r["optimizer_status"],
+                "points": r["points_count"],
+                "vectors": r["vectors_count"],
+                "indexed_vectors": r["indexed_vectors_count"],
+                "segments": r["segments_count"],
+            }));
+        }
+        let metrics = match self.get(base, "/metrics").await {
+            Ok(a) if a.status == 200 => parse(&a.body).map_err(|e| format!("/metrics {e}"))?,
+            _ => Vec::new(),
+        };
+        let cur = qdrant_counters(&metrics);
+        let now = Instant::now();
+        let (dt, prev) = match self.prev.take() {
+            Some((t, p)) => (now.duration_since(t).as_secs_f64(), Some(p)),
+            None => (0.0, None),
+        };
+        let window: Option<Vec<(f64, f64)>> = prev
+            .as_ref()
+            .map(|p| bucket_delta(&p.search_buckets, &cur.search_buckets));
+        let q = |x: f64| {
+            window
+                .as_deref()
+                .and_then(|b| histogram_quantile(x, b))
+                .map(|s| s * 1000.0)
+        };
+        let gauge = |name: &str| sum_family(&metrics, name, |_| true);
+        let search_avg = search_avg_since_start(&metrics);
+        let mean_window = prev.as_ref().and_then(|p| {
+            let n = cur.search_count - p.search_count;
+            let secs = cur.search_seconds - p.search_seconds;
+            (n > 0.0 && secs >= 0.0).then(|| secs / n * 1000.0)
+        });
+        let out = json!({
+            "version": root.as_ref().and_then(|r| r["version"].as_str().map(String::from)),
+            "health": path,
+            "health_ms": h.ms,
+            "collections": collections,
+            "points": collections.iter().filter_map(|c| c["points"].as_f64()).sum::<f64>(),
+            "metrics": !metrics.is_empty(),
+            "vectors_total": gauge("collections_vector_total"),
+            "memory_resident_bytes": gauge("memory_resident_bytes"),
+            "memory_allocated_bytes": gauge("memory_allocated_bytes"),
+            "searches_per_s": rate(prev.as_ref().map(|p| p.searches), cur.searches, dt),
+            "inserts_per_s": rate(prev.as_ref().map(|p| p.inserts), cur.inserts, dt),
+            "failures_per_s": rate(prev.as_ref().map(|p| p.failures), cur.failures, dt),
+            "searches_total": cur.searches,
+            "inserts_total": cur.inserts,
+            // From the histogram's buckets over the time since the last sample; null when
+            // Qdrant has no histogram (before 1.8) or nothing was searched meanwhile.
+            "search_p50_ms": q(0.5),
+            "search_p95_ms": q(0.95),
+            "search_p99_ms": q(0.99),
+            "search_mean_ms": mean_window,
+            // Qdrant's own average since it started (not a percentile, not this window).
+            "search_avg_since_start_ms": search_avg.map(|s| s * 1000.0),
+        });
+        self.prev = Some((now, cur));
+        Ok(out)
+    }
+
+    async fn n8n(&mut self, base: &str) -> Result<Value, String> {
+        let (path, h) = self.health(base, &["/healthz", "/health"]).await?;
+        let ready = match self.get(base, "/healthz/readiness").await {
+            Ok(a) if a.status == 404 => Value::Null,
+            Ok(a) => ((200..300).contains(&a.status)).into(),
+            Err(_) => false.into(),
+        };
+        let settings = self.json(base, "/rest/settings").await;
+        let mut version = settings
+            .as_ref()
+            .and_then(|s| s["data"]["versionCli"].as_str().map(String::from));
+        let metrics = match self.get(base, "/metrics").await {
+            Ok(a) if a.status == 200 => parse(&a.body).ok(),
+            _ => None,
+        };
+        let mut m = json!(null);
+        if let Some(f) = &metrics {
+            if version.is_none() {
+                version = f
+                    .iter()
+                    .find(|x| x.name == "n8n_version_info")
+                    .and_then(|x| x.samples.first())
+                    .and_then(|s| s.label("version"))
+                    .map(|v| v.trim_start_matches('v').to_string());
+            }
+            let g = |n: &str| sum_family(f, n, |_| true);
+            m = json!({
+                "active_workflows": g("n8n_active_workflow_count"),
+                "queue_waiting": g("n8n_scaling_mode_queue_jobs_waiting"),
+                "queue_active": g("n8n_scaling_mode_queue_jobs_active"),
+                "queue_failed": g("n8n_scaling_mode_queue_jobs_failed"),
+                "event_loop_lag_p99_ms": g("nodejs_eventloop_lag_p99_seconds").map(|s| s * 1000.0),
+                "resident_memory_bytes": g("process_resident_memory_bytes"),
+                "heap_used_bytes": g("nodejs_heap_size_used_bytes"),
+            });
+        }
+        Ok(json!({
+            "health": path,
+            "health_ms": h.ms,
+            "status": serde_json::from_str::<Value>(&h.body).ok().map(|b| b["status"].clone()),
+            "ready": ready,
+            "version": version,
+            "metrics": if metrics.is_some() { json!("on") } else {
+                json!("off: set N8N_METRICS=true in n8n's environment to export /metrics")
+            },
+            "figures": m,
+        }))
+    }
+
+    async fn langflow(&mut self, base: &str) -> Result<Value, String> {
+        let (path, h) = self.health(base, &["/health", "/api/v1/health"]).await?;
+        let checks = self.json(base, "/health_check").await;
+        let version = self.json(base, "/api/v1/version").await;
+        Ok(json!({
+            "health": path,
+            "health_ms": h.ms,
+            "checks": checks,
+            "version": version.as_ref().and_then(|v| v["version"].as_str().map(String::from)),
+            "package": version.as_ref().and_then(|v| v["package"].as_str().map(String::from)),
+        }))
+    }
+}
+
+fn sum_family(
+    f: &[Family],
+    name: &str,
+    keep: impl Fn(&crate::collect::prometheus::Sample) -> bool,
+) -> Option<f64> {
+    let fam = f.iter().find(|x| x.name == name)?;
+    let v: Vec<f64> = fam
+        .samples
+        .iter()
+        .filter(|s| s.name == name && keep(s))
+        .map(|s| s.value)
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum())
+}
+
+fn is_search(endpoint: &str) -> bool {
+    ["/points/search", "/points/query", "/points/recommend"]
+        .iter()
+        .any(|p| endpoint.contains(p))
+}
+
+fn is_insert(method: &str, endpoint: &str) -> bool {
+    (method.eq_ignore_ascii_case("PUT") && endpoint.ends_with("/points"))
+        || endpoint.ends_with("/points/batch")
+}
+
+/// Qdrant's own average duration since start over the search endpoints: each endpoint's
+/// `rest_responses_avg_duration_seconds` weighted by its `rest_responses_total`.
+fn search_avg_since_start(f: &[Family]) -> Option<f64> {
+    let avg = f
+        .iter()
+        .find(|x| x.name == "rest_responses_avg_duration_seconds")?;
+    let totals = f.iter().find(|x| x.name == "rest_responses_total")?;
+    let (mut weighted, mut n) = (0.0, 0.0);
+    for s in avg.samples.iter().filter(|s| s.value.is_finite()) {
+        let ep = s.label("endpoint").unwrap_or("");
+        if !is_search(ep) {
+            continue;
+        }
+        let count: f64 = totals
+            .samples
+            .iter()
+            .filter(|t| t.label("endpoint") == Some(ep) && t.label("method") == s.label("method"))
+            .map(|t| t.value)
+            .sum();
+        weighted += s.value * count;
+        n += count;
+    }
+    (n > 0.0).then(|| weighted / n)
+}
+
+/// Search and insert counts and the search latency buckets of one `/metrics`.
+pub fn qdrant_counters(f: &[Family]) -> QdrantCounters {
+    let mut c = QdrantCounters::default();
+    if let Some(fam) = f.iter().find(|x| x.name == "rest_responses_total") {
+        for s in fam.samples.iter().filter(|s| s.name == fam.name) {
+            let ep = s.label("endpoint").unwrap_or("");
+            let method = s.label("method").unwrap_or("");
+            if is_search(ep) {
+                c.searches += s.value;
+            } else if is_insert(method, ep) {
+                c.inserts += s.value;
+            }
+        }
+    }
+    c.failures = sum_family(f, "rest_responses_fail_total", |_| true).unwrap_or(0.0);
+    if let Some(fam) = f
+        .iter()
+        .find(|x| x.name == "rest_responses_duration_seconds")
+    {
+        let mut by_le: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for s in fam.samples.iter().filter(|s| s.name.ends_with("_bucket")) {
+            if !is_search(s.label("endpoint").unwrap_or("")) {
+                continue;
+            }
+            let Some(le) = s.label("le").and_then(|l| {
+                if l == "+Inf" {
+                    Some(f64::INFINITY)
+                } else {
+                    l.parse::<f64>().ok()
+                }
+            }) else {
+                continue;
+            };
+            let e = by_le.entry(le.to_bits()).or_insert((le, 0.0));
+            e.1 += s.value;
+        }
+        for smp in fam
+            .samples
+            .iter()
+            .filter(|s| is_search(s.label("endpoint").unwrap_or("")))
+        {
+            if smp.name.ends_with("_sum") {
+                c.search_seconds += smp.value;
+            } else if smp.name.ends_with("_count") {
+                c.search_count += smp.value;
+            }
+        }
+        let mut b: Vec<(f64, f64)> = by_le.into_values().collect();
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        c.search_buckets = b;
+    }
+    c
+}
+
+fn reqwest_text(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
