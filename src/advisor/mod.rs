@@ -5,6 +5,7 @@
 //! snapshot; commands apply what it returns.
 
 pub mod capacity;
+mod probes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -227,6 +228,7 @@ fn horizontal(
             cpus: None,
             memory: None,
             replicas: Some(target as u32),
+            maxmemory: None,
             from: format!("{now_replicas} replicas"),
         },
         format!("docker compose -p {project} up -d --no-recreate --scale {service}={target}"),
@@ -303,6 +305,7 @@ pub fn evaluate(
                         cpus: Some(cpus),
                         memory: None,
                         replicas: None,
+                        maxmemory: None,
                         from: format!("cpus {limit}"),
                     },
                     update_command(containers, Some(cpus), None),
@@ -364,6 +367,7 @@ pub fn evaluate(
                     cpus: None,
                     memory: Some(memory),
                     replicas: None,
+                    maxmemory: None,
                     from: format!("memory {}", format_bytes(limit)),
                 },
                 command: update_command(containers, None, Some(memory)),
@@ -611,6 +615,8 @@ pub fn evaluate(
         }
     }
 
+    probes::evaluate(h, s, cfg, state, now, &host, &mut seen, &mut out);
+
     // The whole machine.
     for (rule, key, threshold) in [
         ("host-cpu", "host:cpu_percent", cfg.host_cpu_percent),
@@ -650,6 +656,7 @@ pub fn evaluate(
                     cpus: Some(f64::from(row.cpu_cores)),
                     memory: Some(u64::from(row.ram_gb) << 30),
                     replicas: None,
+                    maxmemory: None,
                     from: format!("{} cores, {}", host.cores, format_bytes(host.memory)),
                 },
                 command: format!(

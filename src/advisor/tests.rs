@@ -352,3 +352,94 @@ fn an_offloaded_model_slowing_its_agents_is_critical_and_names_them() {
         o.evidence
     );
 }
+
+fn with_probe(s: &mut Snapshot, service: &str, probe: serde_json::Value, mem_pct: f64) {
+    for x in s.services.iter_mut().filter(|x| x.service == service) {
+        x.probe = Some(probe.clone());
+        x.memory_percent = Some(mem_pct);
+        x.memory_limit = x.memory_limit.or(Some(64 << 20));
+    }
+}
+
+#[test]
+fn redis_evicting_raises_limit_and_maxmemory_together_and_clears_when_it_stops() {
+    let probe = serde_json::json!({"kind": "redis", "figures": {
+        "maxmemory_bytes": 2097152.0, "memory_used_bytes": 2090000.0, "evicted_keys": 900.0,
+        "maxmemory_policy": "allkeys-lru"}});
+    let key = "probe:redis:evictions_per_s";
+    for (mem_pct, severity) in [(85.0, "critical"), (30.0, "warning")] {
+        let mut s = snap();
+        with_probe(&mut s, "redis", probe.clone(), mem_pct);
+        let mut h = History::default();
+        // Evicting in 55 of 60 samples.
+        series(&mut h, key, &[vec![0.0; 5], vec![12.0; 55]].concat(), T0);
+        let mut st = AdvisorState::default();
+        let got = run(&h, &s, &mut st, T0);
+        let r = got
+            .iter()
+            .find(|x| x.id == "redis-evicting:redis")
+            .unwrap_or_else(|| panic!("{:?}", ids(&got)));
+        assert_eq!(r.severity, severity);
+        assert_eq!(r.action.kind, "vertical");
+        // 64 MiB -> 128 MiB, and maxmemory keeps its share of it (2 MiB -> 4 MiB).
+        assert_eq!(r.action.memory, Some(128 << 20));
+        assert_eq!(r.action.maxmemory, Some(4 << 20));
+        assert!(
+            r.command.contains("CONFIG SET maxmemory 4194304"),
+            "{}",
+            r.command
+        );
+        assert!(
+            r.evidence.contains("evicting 12.0 keys/s"),
+            "{}",
+            r.evidence
+        );
+        // A whole window without an eviction clears it; a few still keep it on.
+        let mut h2 = History::default();
+        series(
+            &mut h2,
+            key,
+            &[vec![0.0; 58], vec![1.0; 2]].concat(),
+            T0 + 60.0,
+        );
+        assert!(ids(&run(&h2, &s, &mut st, T0 + 60.0)).contains(&"redis-evicting:redis"));
+        let mut h3 = History::default();
+        series(&mut h3, key, &[0.0; 60], T0 + 120.0);
+        assert!(!ids(&run(&h3, &s, &mut st, T0 + 120.0)).contains(&"redis-evicting:redis"));
+    }
+    // Not evicting: nothing.
+    let mut s = snap();
+    with_probe(&mut s, "redis", probe, 85.0);
+    let mut h = History::default();
+    series(&mut h, key, &[0.0; 60], T0);
+    assert!(run(&h, &s, &mut AdvisorState::default(), T0).is_empty());
+}
+
+#[test]
+fn postgres_near_max_connections_suggests_a_pool_or_a_higher_maximum() {
+    let mut s = snap();
+    let probe = serde_json::json!({"kind": "postgres", "figures": {
+        "connections": {"used": 92, "max": 100, "reserved": 3, "percent": 94.8}}});
+    with_probe(&mut s, "postgres", probe, 20.0);
+    let key = "probe:postgres:connections_percent";
+    let mut h = History::default();
+    series(&mut h, key, &[vec![60.0; 10], vec![94.8; 50]].concat(), T0);
+    let got = run(&h, &s, &mut AdvisorState::default(), T0);
+    let r = got
+        .iter()
+        .find(|x| x.id == "postgres-connections:postgres")
+        .unwrap_or_else(|| panic!("{:?}", ids(&got)));
+    assert_eq!(r.action.kind, "config");
+    assert!(!r.action.appliable());
+    assert!(r.command.contains("PgBouncer") && r.command.contains("max_connections to 200"));
+    assert!(
+        r.evidence.starts_with("92 of 100 connections"),
+        "{}",
+        r.evidence
+    );
+    assert!(r.compose_patch.contains("max_connections=200"));
+    // Under 80% most of the window: nothing.
+    let mut h = History::default();
+    series(&mut h, key, &[vec![60.0; 50], vec![94.8; 10]].concat(), T0);
+    assert!(run(&h, &s, &mut AdvisorState::default(), T0).is_empty());
+}

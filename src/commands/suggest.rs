@@ -150,12 +150,31 @@ pub async fn apply(
                             .unwrap_or_default()
                     ),
                 )?;
-                engine
-                    .update_limits(&r.id, s.action.cpus, s.action.memory)
-                    .await?;
+                if s.action.cpus.is_some() || s.action.memory.is_some() {
+                    engine
+                        .update_limits(&r.id, s.action.cpus, s.action.memory)
+                        .await?;
+                }
+            }
+            // Redis: its maxmemory grows with the limit, live, through the probe's client.
+            if let Some(max) = s.action.maxmemory {
+                let target = crate::collect::probes::targets(&ctx.project)
+                    .into_iter()
+                    .find(|t| t.service == s.service)
+                    .ok_or_else(|| anyhow::anyhow!("{} is not probed as Redis", s.service))?;
+                let addr = crate::collect::probes::endpoint(&rows, &target)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                journal.record(
+                    &s.service,
+                    "set-maxmemory",
+                    &format!("suggestion {}: maxmemory {}", s.id, format_bytes(max)),
+                )?;
+                crate::collect::probes::redis::set_maxmemory(&addr, &target.creds, max)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {}", s.service, target.creds.scrub(&e)))?;
             }
             Ok(format!(
-                "{}: limits updated in place on {} container(s), no restart (was {}); keep it \
+                "{}: updated in place on {} container(s), no restart (was {}); keep it \
                  with:\n{}",
                 s.service,
                 rows.len(),

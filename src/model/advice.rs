@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScaleAction {
-    /// `vertical`, `horizontal` or `host`.
+    /// `vertical`, `horizontal`, `host` (about the machine) or `config` (a service
+    /// setting that needs a restart): only the first two are applied live.
     #[serde(rename = "type")]
     pub kind: String,
     /// The proposed new CPU limit (cores).
@@ -14,11 +15,28 @@ pub struct ScaleAction {
     pub memory: Option<u64>,
     /// The proposed number of replicas.
     pub replicas: Option<u32>,
+    /// The proposed Redis `maxmemory` (bytes), set live with `CONFIG SET` beside the
+    /// container's memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmemory: Option<u64>,
     /// What it is now, for the operator: `cpus 0.5, memory 64MiB` or `2 replicas`.
     pub from: String,
 }
 
 impl ScaleAction {
+    /// Whether osmen can carry it out live (limits, replicas, Redis maxmemory).
+    pub fn appliable(&self) -> bool {
+        matches!(self.kind.as_str(), "vertical" | "horizontal")
+    }
+
+    /// A service setting the operator changes (it needs a restart): shown, not applied.
+    pub fn config(from: String) -> ScaleAction {
+        ScaleAction {
+            kind: "config".into(),
+            ..ScaleAction::host(from)
+        }
+    }
+
     /// Advice about the machine itself (a GPU, VRAM): nothing osmen can apply.
     pub fn host(from: String) -> ScaleAction {
         ScaleAction {
@@ -26,6 +44,7 @@ impl ScaleAction {
             cpus: None,
             memory: None,
             replicas: None,
+            maxmemory: None,
             from,
         }
     }

@@ -187,7 +187,8 @@ pub mod show {
     fn ms(v: &Value) -> String {
         match f(v) {
             Some(x) if x >= 100.0 => format!("{x:.0} ms"),
-            Some(x) => format!("{x:.1} ms"),
+            Some(x) if x >= 1.0 => format!("{x:.1} ms"),
+            Some(x) => format!("{x:.3} ms"),
             None => "-".into(),
         }
     }

@@ -65,6 +65,56 @@ fn svc(
     }
 }
 
+/// A PostgreSQL probe report under load, as the probe sends it (figures from a real run).
+fn postgres_probe() -> serde_json::Value {
+    serde_json::json!({
+        "kind": "postgres", "address": "172.18.0.3:5432", "every_s": 5.0, "status": "ok",
+        "last_error": null, "last_sample": T0,
+        "figures": {
+            "version": "15.20 (Debian 15.20-0+deb12u1)", "database": "osmen",
+            "connections": {"used": 14, "max": 100, "reserved": 3, "percent": 14.43,
+                            "by_state": {"active": 3, "idle": 11}},
+            "transactions_per_s": 1254.6, "commits_per_s": 1254.6, "rollbacks_per_s": 0.0,
+            "inserts_per_s": 458.4, "updates_per_s": 13.1, "deletes_per_s": 0.0,
+            "rows_fetched_per_s": 895.4, "cache_hit_ratio": 0.9712,
+            "cache_hit_ratio_window": 0.9806, "deadlocks": 0, "mean_query_ms_window": 0.0158,
+            "longest_query": {"seconds": 0.8, "state": "active", "database": "osmen",
+                              "query": "SELECT pg_sleep(2)"},
+            "databases": [{"name": "osmen", "size_bytes": 7912807, "transactions": 2404,
+                           "connections": 14}],
+            "statements": "on",
+            "top_queries": [
+                {"query": "INSERT INTO load (body) VALUES ($1)", "calls": 600,
+                 "mean_ms": 0.0162, "total_ms": 9.70, "rows": 600},
+                {"query": "SELECT count(*) FROM load WHERE id > $1", "calls": 600,
+                 "mean_ms": 0.0154, "total_ms": 9.25, "rows": 600}
+            ]
+        }
+    })
+}
+
+/// A Redis probe report while it evicts (figures from a real run).
+fn redis_probe() -> serde_json::Value {
+    serde_json::json!({
+        "kind": "redis", "address": "172.18.0.2:6379", "every_s": 2.0, "status": "ok",
+        "last_error": null, "last_sample": T0,
+        "figures": {
+            "version": "7.0.15", "uptime_s": 42.0, "ops_per_s": 391.0,
+            "instantaneous_ops_per_s": 380.0, "memory_used_bytes": 2093056.0,
+            "memory_rss_bytes": 11612160.0, "memory_peak_bytes": 2990000.0,
+            "maxmemory_bytes": 2097152.0, "memory_percent": 99.8,
+            "maxmemory_policy": "allkeys-lru", "evicted_keys": 211.0, "evictions_per_s": 104.5,
+            "expired_per_s": 0.0, "keyspace_hits": 52.0, "keyspace_misses": 48.0,
+            "hit_ratio": 0.52, "hit_ratio_window": 0.52, "connected_clients": 2.0,
+            "blocked_clients": 0.0, "keys": 189, "keys_per_db": {"db0": 189},
+            "persistence": {"aof_enabled": false, "aof_last_write_status": "ok",
+                            "rdb_last_save_time": 1795924000.0,
+                            "rdb_changes_since_last_save": 400.0,
+                            "rdb_last_bgsave_status": "ok", "rdb_bgsave_in_progress": false}
+        }
+    })
+}
+
 /// A stack with every source answering: six containers (one unhealthy, one replica
 /// pair), a GPU with Ollama's process, two agents, logs and events.
 pub fn full() -> Snapshot {
@@ -92,8 +142,14 @@ pub fn full() -> Snapshot {
             svc("gateway", 2, 72.0, Some(1.0), 200, "healthy"),
             svc("langflow", 1, 5.0, None, 90, "unhealthy"),
             svc("ollama", 1, 150.0, Some(4.0), 250, "healthy"),
-            svc("postgres", 1, 3.0, Some(2.0), 60, "healthy"),
-            svc("redis", 1, 1.0, Some(0.5), 12, ""),
+            ServiceStats {
+                probe: Some(postgres_probe()),
+                ..svc("postgres", 1, 3.0, Some(2.0), 60, "healthy")
+            },
+            ServiceStats {
+                probe: Some(redis_probe()),
+                ..svc("redis", 1, 1.0, Some(0.5), 12, "")
+            },
         ],
         gpus: vec![GpuStats {
             index: 0,
@@ -222,6 +278,7 @@ pub fn full() -> Snapshot {
                 cpus: None,
                 memory: None,
                 replicas: Some(3),
+                maxmemory: None,
                 from: "2 replicas".into(),
             },
             command: "docker compose -p osmen up -d --no-recreate --scale gateway=3".into(),
@@ -239,6 +296,7 @@ pub fn full() -> Snapshot {
                 cpus: None,
                 memory: Some(512 << 20),
                 replicas: None,
+                maxmemory: None,
                 from: "memory 256MiB".into(),
             },
             command: "docker update --memory 512m --memory-swap 1024m osmen-ollama-1".into(),
@@ -370,6 +428,34 @@ fn help_confirm_ascii_and_dependency_screens() {
         ascii.is_ascii(),
         "--ascii drew a non-ASCII character:\n{ascii}"
     );
+}
+
+#[test]
+fn services_detail_pane_shows_the_selected_service_probe() {
+    let s = full();
+    let mut st = UiState::new(false, false);
+    st.view = View::Services;
+    for (i, name) in [(4usize, "postgres"), (5, "redis")] {
+        st.selected[View::Services.index()] = i;
+        let text = render(&mut st, &s, 160, 48);
+        insta::assert_snapshot!(format!("services_probe_{name}_160x48"), text);
+    }
+    st.selected[View::Services.index()] = 4;
+    let text = render(&mut st, &s, 160, 48);
+    for want in [
+        "1255/s",
+        "14 of 100",
+        "97.1%",
+        "pg_sleep(2)",
+        "INSERT INTO load",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    st.selected[View::Services.index()] = 5;
+    let text = render(&mut st, &s, 160, 48);
+    for want in ["104/s", "allkeys-lru", "2MiB", "52.0%"] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
 }
 
 #[test]

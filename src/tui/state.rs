@@ -398,10 +398,15 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
             let rows = suggestion_rows(s, state.filter());
             match rows.get(state.selected[vi]) {
                 None => state.message = Some("no suggestion to apply".into()),
-                Some(x) if x.action.kind == "host" => {
+                Some(x) if !x.action.appliable() => {
                     state.message = Some(format!(
-                        "{} is about the machine itself: nothing osmen can apply",
-                        x.id
+                        "{}: {}",
+                        x.id,
+                        if x.action.kind == "host" {
+                            "about the machine itself: nothing osmen can apply"
+                        } else {
+                            "a setting that needs a restart: change it as the suggestion says"
+                        }
                     ));
                 }
                 Some(x) => {
@@ -732,6 +737,7 @@ mod tests {
                 cpus: Some(1.0),
                 memory: None,
                 replicas: None,
+                maxmemory: None,
                 from: String::new(),
             },
             command: format!("docker update {id}"),

@@ -191,6 +191,16 @@ fn postgres_and_redis_probes_see_real_load() {
                 .unwrap();
         }
         let hits_only = probe.sample(&redis_addr).await.unwrap();
+        // What an applied redis-evicting suggestion does live: maxmemory grows.
+        let creds = Creds {
+            password: Some(REDIS_PW.into()),
+            ..Default::default()
+        };
+        rprobe::set_maxmemory(&redis_addr, &creds, 4 << 20)
+            .await
+            .unwrap();
+        let raised = probe.sample(&redis_addr).await.unwrap();
+        assert_eq!(raised["maxmemory_bytes"], 4.0 * 1024.0 * 1024.0, "{raised}");
         (filled, mixed, hits_only)
     });
     eprintln!("redis after 400 SETs of 10 KiB:\n{filled:#}");

@@ -52,6 +52,36 @@ fn keyspace(info: &BTreeMap<String, String>) -> (u64, BTreeMap<String, u64>) {
     (total, per)
 }
 
+async fn connect(addr: &str, creds: &Creds) -> Result<redis::aio::MultiplexedConnection, String> {
+    use redis::IntoConnectionInfo;
+    let mut info = addr_info(addr)?
+        .into_connection_info()
+        .map_err(|e| e.to_string())?;
+    if let Some(pw) = &creds.password {
+        info = info.set_redis_settings(redis::RedisConnectionInfo::default().set_password(pw));
+    }
+    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(3)));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))
+}
+
+/// `CONFIG SET maxmemory` (what an applied redis-evicting suggestion does live).
+pub async fn set_maxmemory(addr: &str, creds: &Creds, bytes: u64) -> Result<(), String> {
+    let mut c = connect(addr, creds).await?;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(bytes)
+        .query_async::<()>(&mut c)
+        .await
+        .map_err(|e| format!("CONFIG SET maxmemory: {e}"))
+}
+
 impl Probe {
     pub fn new(creds: Creds) -> Probe {
         Probe {
@@ -64,22 +94,7 @@ impl Probe {
     pub async fn sample(&mut self, addr: &str) -> Result<Value, String> {
         if self.conn.as_ref().is_none_or(|(a, _)| a != addr) {
             self.conn = None;
-            use redis::IntoConnectionInfo;
-            let mut info = addr_info(addr)?
-                .into_connection_info()
-                .map_err(|e| e.to_string())?;
-            if let Some(pw) = &self.creds.password {
-                info =
-                    info.set_redis_settings(redis::RedisConnectionInfo::default().set_password(pw));
-            }
-            let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-            let cfg = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(3)))
-                .set_response_timeout(Some(Duration::from_secs(3)));
-            let conn = client
-                .get_multiplexed_async_connection_with_config(&cfg)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?;
+            let conn = connect(addr, &self.creds).await?;
             self.conn = Some((addr.to_string(), conn));
         }
         let Some((_, conn)) = self.conn.as_mut() else {

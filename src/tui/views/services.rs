@@ -1,6 +1,7 @@
 //! View 2: every container with state, health, CPU against its limit (and its trend),
 //! memory against its limit, restarts, uptime and ports; a dependency view; and, while
-//! `up` runs, which service blocks and why.
+//! `up` runs, which service blocks and why. The detail pane shows the selected service's
+//! probe: PostgreSQL, Redis, Qdrant, n8n, Langflow or Ollama figures.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -199,11 +200,33 @@ fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
                 t.dim(),
             )));
         }
+        if let Some(p) = &x.probe {
+            v.extend(probe_lines(p, t));
+        }
     }
     if v.is_empty() {
         v.push(Line::from(Span::styled("no service selected", t.dim())));
     }
     v
+}
+
+/// What the service's probe measured: one row per figure, errors in the warning colour.
+fn probe_lines<'a>(p: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
+    let rows = crate::model::probe::show::details(p);
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.into_iter()
+        .map(|(k, val)| {
+            let style = if k == "status" && val != "ok" {
+                t.warn()
+            } else {
+                ratatui::style::Style::default()
+            };
+            Line::from(vec![
+                Span::styled(format!("{k:<width$}  "), t.dim()),
+                Span::styled(val, style),
+            ])
+        })
+        .collect()
 }
 
 /// The compose dependency graph as an indented tree, roots first, with live state.

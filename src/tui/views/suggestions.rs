@@ -105,6 +105,8 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     }
     let hint = if x.action.kind == "host" {
         "about the machine: nothing to apply here; y copies the text"
+    } else if !x.action.appliable() {
+        "a setting that needs a restart: nothing to apply live; y copies the command"
     } else {
         "Enter applies it live (asks first); y copies the command"
     };

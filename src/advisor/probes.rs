@@ -1,0 +1,194 @@
+//! Rules on what the service probes measured: Redis evicting (raise its container's
+//! memory limit and `maxmemory` together) and PostgreSQL near `max_connections` (pool
+//! size or `max_connections`).
+
+use std::collections::BTreeSet;
+
+use super::{
+    Host, by_service, clock, hysteresis, severity, update_command, vertical_memory, window,
+};
+use crate::model::advice::{ScaleAction, Suggestion};
+use crate::model::config::AdvisorConfig;
+use crate::model::history::History;
+use crate::model::snapshot::Snapshot;
+use crate::model::units::format_bytes;
+
+use super::AdvisorState;
+
+/// Connections in use (of those not reserved for superusers) that count as near the
+/// maximum.
+pub const PG_CONNECTIONS_PERCENT: f64 = 80.0;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn evaluate(
+    h: &History,
+    s: &Snapshot,
+    cfg: &AdvisorConfig,
+    state: &mut AdvisorState,
+    now: f64,
+    host: &Host,
+    seen: &mut BTreeSet<String>,
+    out: &mut Vec<Suggestion>,
+) {
+    let win = cfg.window.as_secs_f64();
+    let win_label = crate::model::units::format_duration(cfg.window);
+    for (svc, containers) in by_service(s) {
+        let Some(probe) = containers.iter().find_map(|x| x.probe.as_ref()) else {
+            continue;
+        };
+        let fig = &probe["figures"];
+        match probe["kind"].as_str() {
+            Some("redis") => {
+                let id = format!("redis-evicting:{svc}");
+                seen.insert(id.clone());
+                // Any eviction counts; the rule clears once a whole window has none.
+                let strict = AdvisorConfig {
+                    margin: 0.0,
+                    ..cfg.clone()
+                };
+                let w = h
+                    .series
+                    .get(&format!("probe:{svc}:evictions_per_s"))
+                    .and_then(|sr| window(sr, now, win, f64::MIN_POSITIVE));
+                let (Some(since), Some(w)) = (
+                    hysteresis(state, &id, w, &strict, f64::MIN_POSITIVE, now),
+                    w,
+                ) else {
+                    continue;
+                };
+                let maxmemory = fig["maxmemory_bytes"].as_f64().unwrap_or(0.0) as u64;
+                let worst = containers.iter().max_by(|a, b| {
+                    a.memory_percent
+                        .unwrap_or(0.0)
+                        .total_cmp(&b.memory_percent.unwrap_or(0.0))
+                });
+                let limit = worst.and_then(|x| x.memory_limit);
+                let pressed = worst
+                    .and_then(|x| x.memory_percent)
+                    .is_some_and(|p| p >= cfg.memory_percent);
+                let new_limit = limit.map(|l| vertical_memory(l, svc, s, host));
+                // maxmemory keeps its share of the limit; without a limit it doubles.
+                let new_max = match (limit, new_limit) {
+                    (Some(l), Some(n)) if l > 0 && maxmemory > 0 => {
+                        ((maxmemory as f64 * n as f64 / l as f64) as u64 >> 20 << 20)
+                            .max(maxmemory * 2)
+                    }
+                    _ => maxmemory.saturating_mul(2),
+                }
+                .max(1 << 20);
+                let evidence = format!(
+                    "evicting {:.1} keys/s now ({} since start); evictions in {} of {} samples of \
+                     the last {win_label}, since {}; {} used of maxmemory {} ({}){}",
+                    w.last,
+                    fig["evicted_keys"].as_f64().unwrap_or(0.0),
+                    w.over,
+                    w.samples,
+                    clock(since),
+                    format_bytes(fig["memory_used_bytes"].as_f64().unwrap_or(0.0) as u64),
+                    format_bytes(maxmemory),
+                    fig["maxmemory_policy"].as_str().unwrap_or("?"),
+                    match (worst.and_then(|x| x.memory_percent), limit) {
+                        (Some(p), Some(l)) => format!(
+                            "; its container at {p:.0}% of its {} limit",
+                            format_bytes(l)
+                        ),
+                        _ => String::new(),
+                    }
+                );
+                let mut command = String::new();
+                if let Some(n) = new_limit {
+                    command = update_command(&containers, None, Some(n)) + " && ";
+                }
+                command.push_str(&format!(
+                    "redis-cli CONFIG SET maxmemory {new_max}  (AUTH first when requirepass is set)"
+                ));
+                let mut patch = format!("services:\n  {svc}:\n");
+                if let Some(n) = new_limit {
+                    patch.push_str(&format!(
+                        "    deploy:\n      resources:\n        limits:\n          memory: {}M\n",
+                        n >> 20
+                    ));
+                }
+                patch.push_str(&format!(
+                    "    # and in its command: --maxmemory {}mb\n",
+                    new_max >> 20
+                ));
+                out.push(Suggestion {
+                    id,
+                    service: svc.to_string(),
+                    rule: "redis-evicting".into(),
+                    // Evicting while the container itself is near its limit: both must grow.
+                    severity: if pressed {
+                        "critical".into()
+                    } else {
+                        "warning".into()
+                    },
+                    evidence,
+                    since,
+                    action: ScaleAction {
+                        kind: "vertical".into(),
+                        cpus: None,
+                        memory: new_limit,
+                        replicas: None,
+                        maxmemory: Some(new_max),
+                        from: format!(
+                            "maxmemory {}{}",
+                            format_bytes(maxmemory),
+                            limit
+                                .map(|l| format!(", memory {}", format_bytes(l)))
+                                .unwrap_or_default()
+                        ),
+                    },
+                    command,
+                    compose_patch: patch,
+                });
+            }
+            Some("postgres") => {
+                let id = format!("postgres-connections:{svc}");
+                seen.insert(id.clone());
+                let w = h
+                    .series
+                    .get(&format!("probe:{svc}:connections_percent"))
+                    .and_then(|sr| window(sr, now, win, PG_CONNECTIONS_PERCENT));
+                let (Some(since), Some(w)) = (
+                    hysteresis(state, &id, w, cfg, PG_CONNECTIONS_PERCENT, now),
+                    w,
+                ) else {
+                    continue;
+                };
+                let c = &fig["connections"];
+                let max = c["max"].as_f64().unwrap_or(100.0) as u64;
+                let used = c["used"].as_f64().unwrap_or(0.0) as u64;
+                let new_max = (max * 2).max(max + 20);
+                out.push(Suggestion {
+                    id,
+                    service: svc.to_string(),
+                    rule: "postgres-connections".into(),
+                    severity: severity(w.last, PG_CONNECTIONS_PERCENT, 100.0),
+                    evidence: format!(
+                        "{used} of {max} connections in use ({} reserved for superusers), {:.0}% \
+                         of the usable now; over {PG_CONNECTIONS_PERCENT:.0}% in {} of {} \
+                         samples of the last {win_label}, since {}",
+                        c["reserved"].as_f64().unwrap_or(0.0),
+                        w.last,
+                        w.over,
+                        w.samples,
+                        clock(since)
+                    ),
+                    since,
+                    action: ScaleAction::config(format!("max_connections {max}")),
+                    command: format!(
+                        "put a pool in front (PgBouncer, transaction mode; the guide's pool is 20 \
+                         connections per app) or lower the clients' pool sizes; or raise \
+                         max_connections to {new_max} (each connection costs work_mem; needs a \
+                         restart of {svc})"
+                    ),
+                    compose_patch: format!(
+                        "services:\n  {svc}:\n    command: [\"postgres\", \"-c\", \"max_connections={new_max}\"]\n"
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+}
