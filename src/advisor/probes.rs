@@ -66,16 +66,26 @@ pub(super) fn evaluate(
                 let pressed = worst
                     .and_then(|x| x.memory_percent)
                     .is_some_and(|p| p >= cfg.memory_percent);
-                let new_limit = limit.map(|l| vertical_memory(l, svc, s, host));
-                // maxmemory keeps its share of the limit; without a limit it doubles.
-                let new_max = match (limit, new_limit) {
-                    (Some(l), Some(n)) if l > 0 && maxmemory > 0 => {
-                        ((maxmemory as f64 * n as f64 / l as f64) as u64 >> 20 << 20)
-                            .max(maxmemory * 2)
-                    }
-                    _ => maxmemory.saturating_mul(2),
-                }
-                .max(1 << 20);
+                // maxmemory may grow inside the container's limit up to three quarters of it
+                // (the rest is Redis' own overhead and fragmentation); beyond that, or when
+                // the container itself is pressed, the limit grows too and maxmemory keeps
+                // its share of it.
+                let room = limit.map(|l| l / 4 * 3);
+                let (new_limit, new_max) =
+                    if !pressed && room.is_none_or(|r| r >= maxmemory.saturating_add(1 << 20)) {
+                        let doubled = maxmemory.saturating_mul(2).max(1 << 20);
+                        (None, room.map_or(doubled, |r| doubled.min(r >> 20 << 20)))
+                    } else {
+                        let n = limit.map(|l| vertical_memory(l, svc, s, host));
+                        let m = match (limit, n) {
+                            (Some(l), Some(n)) if l > 0 => {
+                                ((maxmemory as f64 * n as f64 / l as f64) as u64 >> 20 << 20)
+                                    .max(maxmemory.saturating_mul(2))
+                            }
+                            _ => maxmemory.saturating_mul(2),
+                        };
+                        (n, m.max(1 << 20))
+                    };
                 let evidence = format!(
                     "evicting {:.1} keys/s now ({} since start); evictions in {} of {} samples of \
                      the last {win_label}, since {}; {} used of maxmemory {} ({}){}",

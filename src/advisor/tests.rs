@@ -367,7 +367,8 @@ fn redis_evicting_raises_limit_and_maxmemory_together_and_clears_when_it_stops()
         "maxmemory_bytes": 2097152.0, "memory_used_bytes": 2090000.0, "evicted_keys": 900.0,
         "maxmemory_policy": "allkeys-lru"}});
     let key = "probe:redis:evictions_per_s";
-    for (mem_pct, severity) in [(85.0, "critical"), (30.0, "warning")] {
+    for (mem_pct, severity, limit) in [(85.0, "critical", Some(128 << 20)), (30.0, "warning", None)]
+    {
         let mut s = snap();
         with_probe(&mut s, "redis", probe.clone(), mem_pct);
         let mut h = History::default();
@@ -381,8 +382,9 @@ fn redis_evicting_raises_limit_and_maxmemory_together_and_clears_when_it_stops()
             .unwrap_or_else(|| panic!("{:?}", ids(&got)));
         assert_eq!(r.severity, severity);
         assert_eq!(r.action.kind, "vertical");
-        // 64 MiB -> 128 MiB, and maxmemory keeps its share of it (2 MiB -> 4 MiB).
-        assert_eq!(r.action.memory, Some(128 << 20));
+        // Pressed: 64 MiB -> 128 MiB, and maxmemory keeps its share (2 -> 4 MiB); with
+        // room in the container, maxmemory alone doubles.
+        assert_eq!(r.action.memory, limit);
         assert_eq!(r.action.maxmemory, Some(4 << 20));
         assert!(
             r.command.contains("CONFIG SET maxmemory 4194304"),

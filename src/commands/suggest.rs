@@ -51,25 +51,13 @@ fn text(s: &[Suggestion]) -> String {
     let mut o = String::new();
     for x in s {
         o.push_str(&format!(
-            "[{}] {} ({}, {})\n  evidence: {}\n  action: {}{}{}{} (now {})\n  command: {}\n",
+            "[{}] {} ({}, {})\n  evidence: {}\n  action: {} (now {})\n  command: {}\n",
             x.id,
             x.service,
             x.rule,
             x.severity,
             x.evidence,
-            x.action.kind,
-            x.action
-                .cpus
-                .map(|c| format!(" cpus {c}"))
-                .unwrap_or_default(),
-            x.action
-                .memory
-                .map(|m| format!(" memory {}", format_bytes(m)))
-                .unwrap_or_default(),
-            x.action
-                .replicas
-                .map(|r| format!(" replicas {r}"))
-                .unwrap_or_default(),
+            x.action.summary(),
             x.action.from,
             x.command,
         ));
@@ -132,7 +120,8 @@ pub async fn apply(
             if rows.is_empty() {
                 bail!("service {} has no running container", s.service);
             }
-            for r in &rows {
+            let limits = s.action.cpus.is_some() || s.action.memory.is_some();
+            for r in rows.iter().filter(|_| limits) {
                 journal.record(
                     &s.service,
                     "update-limits",
@@ -150,11 +139,9 @@ pub async fn apply(
                             .unwrap_or_default()
                     ),
                 )?;
-                if s.action.cpus.is_some() || s.action.memory.is_some() {
-                    engine
-                        .update_limits(&r.id, s.action.cpus, s.action.memory)
-                        .await?;
-                }
+                engine
+                    .update_limits(&r.id, s.action.cpus, s.action.memory)
+                    .await?;
             }
             // Redis: its maxmemory grows with the limit, live, through the probe's client.
             if let Some(max) = s.action.maxmemory {
@@ -174,10 +161,14 @@ pub async fn apply(
                     .map_err(|e| anyhow::anyhow!("{}: {}", s.service, target.creds.scrub(&e)))?;
             }
             Ok(format!(
-                "{}: updated in place on {} container(s), no restart (was {}); keep it \
-                 with:\n{}",
+                "{}: {} ({}) live, no restart (was {}); keep it with:\n{}",
                 s.service,
-                rows.len(),
+                if limits {
+                    format!("limits updated on {} container(s)", rows.len())
+                } else {
+                    "set".to_string()
+                },
+                s.action.summary(),
                 s.action.from,
                 s.compose_patch
             ))

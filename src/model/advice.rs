@@ -29,6 +29,25 @@ impl ScaleAction {
         matches!(self.kind.as_str(), "vertical" | "horizontal")
     }
 
+    /// `vertical cpus 2 memory 512MiB`, `horizontal replicas 3`, `vertical maxmemory 4MiB`.
+    pub fn summary(&self) -> String {
+        use crate::model::units::format_bytes;
+        let mut a = self.kind.clone();
+        if let Some(c) = self.cpus {
+            a.push_str(&format!(" cpus {c}"));
+        }
+        if let Some(m) = self.memory {
+            a.push_str(&format!(" memory {}", format_bytes(m)));
+        }
+        if let Some(r) = self.replicas {
+            a.push_str(&format!(" replicas {r}"));
+        }
+        if let Some(m) = self.maxmemory {
+            a.push_str(&format!(" maxmemory {}", format_bytes(m)));
+        }
+        a
+    }
+
     /// A service setting the operator changes (it needs a restart): shown, not applied.
     pub fn config(from: String) -> ScaleAction {
         ScaleAction {

@@ -393,7 +393,7 @@ pub mod show {
                 }
                 match x["top_queries"].as_array() {
                     Some(q) if !q.is_empty() => {
-                        for t in q {
+                        for t in q.iter().take(5) {
                             row(
                                 "slow query",
                                 format!(

@@ -217,7 +217,7 @@ impl Probe {
         }
         let longest = c
             .query_opt(
-                "/* osmen-probe */ SELECT extract(epoch FROM now() - query_start)::float8, state, \
+                "/* osmen-probe */ SELECT greatest(extract(epoch FROM clock_timestamp() - query_start), 0)::float8, state, \
                  coalesce(datname::text, ''), query FROM pg_stat_activity \
                  WHERE state IS NOT NULL AND state <> 'idle' AND pid <> pg_backend_pid() \
                  AND backend_type = 'client backend' AND query_start IS NOT NULL \

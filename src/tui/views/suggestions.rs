@@ -9,22 +9,11 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 use super::block;
 use crate::model::advice::Suggestion;
 use crate::model::snapshot::Snapshot;
-use crate::model::units::format_bytes;
 use crate::tui::state::{UiState, suggestion_rows};
 use crate::tui::theme::Theme;
 
 pub fn action_text(x: &Suggestion) -> String {
-    let mut a = x.action.kind.clone();
-    if let Some(c) = x.action.cpus {
-        a.push_str(&format!(" cpus {c}"));
-    }
-    if let Some(m) = x.action.memory {
-        a.push_str(&format!(" memory {}", format_bytes(m)));
-    }
-    if let Some(r) = x.action.replicas {
-        a.push_str(&format!(" replicas {r}"));
-    }
-    format!("{a} (now {})", x.action.from)
+    format!("{} (now {})", x.action.summary(), x.action.from)
 }
 
 pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
