@@ -144,6 +144,8 @@ fn main() {
         let mut gw = Command::new(env!("CARGO_BIN_EXE_osmen"))
             .current_dir(root)
             .env("OSMEN_API_KEYS", KEY)
+            // The benchmark measures the gateway's own path with one key: unthrottled.
+            .env("OSMEN_RATE_LIMIT_PER_KEY", "0")
             .env("OSMEN_RUNTIME_DIR", &dir)
             .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--gateway-config"])
             .arg(&cfg)

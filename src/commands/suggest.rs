@@ -72,9 +72,12 @@ fn text(s: &[Suggestion]) -> String {
 }
 
 pub async fn run(ctx: &Ctx, args: &SuggestArgs) -> anyhow::Result<u8> {
-    let snap = collect(ctx).await;
+    // Refused before a minute of sampling, not after.
     if let Some(id) = &args.apply {
         ctx.refuse_if_read_only(&format!("suggest --apply {id}"))?;
+    }
+    let snap = collect(ctx).await;
+    if let Some(id) = &args.apply {
         let Some(s) = snap.suggestions.iter().find(|x| &x.id == id) else {
             let have: Vec<&str> = snap.suggestions.iter().map(|x| x.id.as_str()).collect();
             bail!(

@@ -66,6 +66,8 @@ pub struct Gateway {
     /// Where a generated key was written, if the gateway made its own.
     pub generated_key_file: Option<PathBuf>,
     pub stack: Option<StackProbe>,
+    /// Per-key rate limit (None: off).
+    pub limiter: Option<KeyLimiter>,
 }
 
 fn provider_config(
@@ -156,6 +158,44 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= x ^ y;
     }
     std::hint::black_box(diff) == 0
+}
+
+/// A token bucket per API key: `rate` requests per second, `burst` at once. Only keys
+/// that passed authorisation get a bucket, so the map is as small as the key list.
+pub struct KeyLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, Instant)>>,
+}
+
+impl KeyLimiter {
+    pub fn new(rate: f64, burst: f64) -> KeyLimiter {
+        KeyLimiter {
+            rate,
+            burst: burst.max(1.0),
+            buckets: Default::default(),
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Takes one request from the key's bucket, or says how long until one is there.
+    pub fn take(&self, key_id: &str, now: Instant) -> Result<(), Duration> {
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, last) = b.entry(key_id.to_string()).or_insert((self.burst, now));
+        let refilled = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.rate)
+            .min(self.burst);
+        *last = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            *tokens = refilled;
+            Err(Duration::from_secs_f64((1.0 - refilled) / self.rate))
+        }
+    }
 }
 
 /// A short, stable fingerprint of a key (for counting users); never the key itself.
@@ -332,6 +372,34 @@ impl Gateway {
             shutdown_grace: file.shutdown_grace(),
             generated_key_file,
             stack: opts.stack.clone(),
+            limiter: {
+                let rate = match env
+                    .get("OSMEN_RATE_LIMIT_PER_KEY")
+                    .filter(|v| !v.is_empty())
+                {
+                    Some(v) => v
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| *r >= 0.0)
+                        .ok_or_else(|| {
+                            format!(
+                                "OSMEN_RATE_LIMIT_PER_KEY={v:?}: give requests per second per \
+                                 key as a number (0 turns the limit off)"
+                            )
+                        })?,
+                    None => file.gateway.rate_limit_per_key,
+                };
+                if !rate.is_finite() || rate < 0.0 {
+                    return Err(format!(
+                        "gateway.rate_limit_per_key = {rate}: give requests per second per key \
+                         (0 turns the limit off)"
+                    ));
+                }
+                (rate > 0.0).then(|| {
+                    KeyLimiter::new(rate, file.gateway.rate_limit_burst.unwrap_or(rate * 2.0))
+                })
+            },
         })
     }
 

@@ -48,6 +48,22 @@ async fn auth(State(gw): Gw, mut req: Request, next: Next) -> Response {
     };
     match gw.authorize(&presented) {
         Some(id) => {
+            if let Some(l) = &gw.limiter
+                && let Err(wait) = l.take(&id, Instant::now())
+            {
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let mut r = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "this API key made more than {} requests/s: retry after {secs}s",
+                        l.rate()
+                    ),
+                );
+                if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                }
+                return r;
+            }
             gw.metrics.saw_user(&id, Instant::now());
             req.extensions_mut().insert(Caller(id));
             next.run(req).await

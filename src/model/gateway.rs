@@ -32,6 +32,10 @@ pub struct Server {
     pub cache_entries: usize,
     pub n8n_url: Option<String>,
     pub qdrant_url: Option<String>,
+    /// Requests per second one API key may make (a token bucket; 0 turns it off).
+    pub rate_limit_per_key: f64,
+    /// Requests one key may make at once above that rate (default: twice the rate).
+    pub rate_limit_burst: Option<f64>,
 }
 
 impl Default for Server {
@@ -44,6 +48,8 @@ impl Default for Server {
             cache_entries: 256,
             n8n_url: None,
             qdrant_url: None,
+            rate_limit_per_key: 100.0,
+            rate_limit_burst: None,
         }
     }
 }

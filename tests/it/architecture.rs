@@ -95,3 +95,45 @@ fn model_is_plain_data() {
         bad.join("\n")
     );
 }
+
+/// Ways a program starts another one. osmen starts none: no user string can reach a shell.
+const SPAWNING: &[&str] = &[
+    "process::Command",
+    "Command::new(",
+    "tokio::process",
+    "libc::exec",
+    "libc::system",
+    "libc::fork",
+    "posix_spawn",
+    "\"/bin/sh\"",
+    "\"sh\", \"-c\"",
+];
+
+#[test]
+fn osmen_starts_no_process_so_no_string_reaches_a_shell() {
+    assert_eq!(
+        offending("let c = std::process::Command::new(\"sh\");\n", SPAWNING).len(),
+        1,
+        "the scanner must catch a spawn"
+    );
+    let bad = check("src", SPAWNING);
+    assert!(
+        bad.is_empty(),
+        "osmen's source starts a process; if one is ever needed it takes a fixed program \
+         and an argument vector, never a shell, and this list names it:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_gateway_never_reaches_the_engine() {
+    let bad = check(
+        "src/gateway",
+        &["bollard", "crate::stack", "docker.sock", "DOCKER_HOST"],
+    );
+    assert!(
+        bad.is_empty(),
+        "the gateway must not touch the Docker engine (it would proxy it):\n{}",
+        bad.join("\n")
+    );
+}

@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use crate::util::{Stack, docker_ready, free_port, inspect, wait_until};
 
-struct Tmux {
-    name: String,
+pub struct Tmux {
+    pub name: String,
 }
 
 impl Tmux {
-    fn tmux(&self, args: &[&str]) -> String {
+    pub fn tmux(&self, args: &[&str]) -> String {
         let o = Command::new("tmux")
             .args(args)
             .output()
             .expect("tmux is installed (.ci/run installs it)");
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         for k in keys {
             self.tmux(&["send-keys", "-t", &self.name, k]);
             std::thread::sleep(Duration::from_millis(150));
@@ -32,10 +32,10 @@ impl Tmux {
             .trim()
             .to_string()
     }
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-t", &self.name])
     }
-    fn wait_for(&self, what: &str, limit: Duration) -> String {
+    pub fn wait_for(&self, what: &str, limit: Duration) -> String {
         let mut last = String::new();
         let seen = wait_until(limit, || {
             last = self.screen();

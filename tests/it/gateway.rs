@@ -122,6 +122,10 @@ impl Gw {
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.done.take().unwrap().await.unwrap();
