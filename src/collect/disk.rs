@@ -24,6 +24,66 @@ pub fn space(path: &str) -> std::io::Result<Space> {
     })
 }
 
+/// Below this much free space the journal counts as full (an entry is ~200 bytes, and
+/// the supervisor writes several per action).
+pub const JOURNAL_MIN_FREE: u64 = 64 << 10;
+
+/// Whether the journal at `path` can take entries: its directory exists or can be made,
+/// it is a regular file (or absent), it opens for appending and its file system has room.
+pub fn journal_writable(path: &std::path::Path) -> Result<(), String> {
+    let at = |e: std::io::Error| format!("{}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Ok(sp) = space(&dir.to_string_lossy())
+            && sp.available < JOURNAL_MIN_FREE
+        {
+            return Err(format!(
+                "{}: the file system is full ({} bytes free)",
+                dir.display(),
+                sp.available
+            ));
+        }
+    }
+    if let Ok(m) = std::fs::metadata(path)
+        && !m.is_file()
+    {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(drop)
+        .map_err(at)
+}
+
+/// Checks the journal every `period` and reports it as the `journal` source: while it
+/// cannot be written, actions are refused (they are journaled before they are taken).
+pub async fn watch_journal(
+    path: std::path::PathBuf,
+    period: std::time::Duration,
+    tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let r = journal_writable(&path)
+            .map_err(|e| format!("{e}; actions are refused until the journal can be written"));
+        if tx
+            .send(crate::hub::Update::Source("journal", r))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -31,5 +91,22 @@ mod tests {
         let s = super::space("/").unwrap();
         assert!(s.total > 0 && s.available <= s.total);
         assert!(super::space("/nonexistent/dir").is_err());
+    }
+
+    #[test]
+    fn a_journal_that_cannot_be_written_says_why() {
+        let dir = std::env::temp_dir().join(format!("osmen-jw-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(super::journal_writable(&dir.join("runtime/journal.jsonl")).is_ok());
+        // `runtime` is a file: no journal can live under it.
+        std::fs::write(dir.join("blocked"), "x").unwrap();
+        let e = super::journal_writable(&dir.join("blocked/journal.jsonl")).unwrap_err();
+        assert!(e.contains("blocked"), "{e}");
+        // A device in the journal's place is refused, never written or read.
+        std::os::unix::fs::symlink("/dev/full", dir.join("dev.jsonl")).unwrap();
+        let e = super::journal_writable(&dir.join("dev.jsonl")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -114,6 +114,12 @@ pub async fn start_collectors(
             }
         }
     }
+    tokio::spawn(crate::collect::disk::watch_journal(
+        ctx.runtime_dir.join("journal.jsonl"),
+        PERIOD * 5,
+        tx.clone(),
+        stop.clone(),
+    ));
     let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
     crate::collect::gpu::spawn(gpu, PERIOD * 2, tx.clone(), stop.clone());
     tokio::spawn(crate::collect::ollama::run(

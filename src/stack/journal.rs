@@ -3,7 +3,7 @@
 //! file reaches its limit it becomes `journal.1.jsonl` and a new one starts.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +17,9 @@ pub struct Journal {
     max_entries: usize,
     state: Mutex<Option<(File, usize)>>,
 }
+
+/// The most of a journal file read back (far above `max_entries` lines of entries).
+const MAX_READ: u64 = 64 << 20;
 
 pub fn now_rfc3339() -> String {
     let d = SystemTime::now()
@@ -55,8 +58,18 @@ impl Journal {
             if let Some(dir) = self.path.parent() {
                 fs::create_dir_all(dir)?;
             }
+            // Only a regular file is a journal: a device or a pipe in its place (a
+            // `/dev/full` link reads zeros forever) is refused, never read.
+            if let Ok(m) = fs::metadata(&self.path)
+                && !m.is_file()
+            {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a regular file",
+                    self.path.display()
+                )));
+            }
             let count = File::open(&self.path)
-                .map(|f| BufReader::new(f).lines().count())
+                .map(|f| BufReader::new(f.take(MAX_READ)).lines().count())
                 .unwrap_or(0);
             let f = OpenOptions::new()
                 .create(true)
@@ -83,10 +96,13 @@ impl Journal {
 
     /// Reads the current file's entries (oldest first), skipping lines that do not parse.
     pub fn read(&self) -> Vec<JournalEntry> {
+        if !fs::metadata(&self.path).is_ok_and(|m| m.is_file()) {
+            return Vec::new();
+        }
         let Ok(f) = File::open(&self.path) else {
             return Vec::new();
         };
-        BufReader::new(f)
+        BufReader::new(f.take(MAX_READ))
             .lines()
             .map_while(Result::ok)
             .filter_map(|l| serde_json::from_str(&l).ok())

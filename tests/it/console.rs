@@ -198,4 +198,45 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
         );
     }
     assert_eq!(inspect(&redis, "{{.State.Status}}"), "running");
+
+    // The next start adopts everything a signalled console left: zero recreations.
+    let ids = |stack: &Stack| -> Vec<String> {
+        ["redis", "postgres", "qdrant", "n8n"]
+            .iter()
+            .map(|s| inspect(&stack.container(s), "{{.Id}}"))
+            .collect()
+    };
+    let before = ids(&stack);
+    let journal_before = stack.journal().lines().count();
+    let _ = std::fs::remove_file(&exit_file);
+    let t = Tmux {
+        name: format!("osmen-it-{}-again", std::process::id()),
+    };
+    t.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &t.name,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &script,
+    ]);
+    t.wait_for("6 running  6 healthy", Duration::from_secs(60));
+    t.wait_for("converged", Duration::from_secs(30));
+    t.keys(&["q"]);
+    assert!(wait_until(Duration::from_secs(10), || exit_file.exists()));
+    assert_eq!(ids(&stack), before, "a container was recreated");
+    let created: Vec<String> = stack
+        .journal()
+        .lines()
+        .skip(journal_before)
+        .filter(|l| l.contains("\"action\":\"create\"") || l.contains("\"action\":\"recreate\""))
+        .map(String::from)
+        .collect();
+    assert!(
+        created.is_empty(),
+        "recreations after the restart: {created:?}"
+    );
 }

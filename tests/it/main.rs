@@ -14,6 +14,7 @@ mod console;
 mod deps;
 mod docker_stack;
 mod economics;
+mod faults;
 mod gateway;
 mod images;
 mod llm_standin;

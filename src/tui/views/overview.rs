@@ -100,7 +100,14 @@ fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize, detailed: bool) -> Vec
         .filter(|x| x.health == "unhealthy")
         .count();
     let restarts: i64 = s.services.iter().map(|x| x.restarts).sum();
-    let mut lines = vec![Line::from(vec![
+    let mut lines = Vec::new();
+    if let Some(why) = source_down(s, "journal") {
+        lines.push(Line::from(Span::styled(
+            fit(t, &format!("journal: {why}"), width * 2),
+            t.bad(),
+        )));
+    }
+    lines.extend([Line::from(vec![
         Span::styled(
             format!("{running}/{n} running"),
             if running == n { t.ok() } else { t.warn() },
@@ -111,7 +118,7 @@ fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize, detailed: bool) -> Vec
             if unhealthy > 0 { t.bad() } else { t.dim() },
         ),
         Span::raw(format!("  {restarts} restarts")),
-    ])];
+    ])]);
     if n == 0 {
         lines.push(Line::from(Span::styled(
             "no containers: press U to bring the stack up",
