@@ -516,9 +516,39 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
             }
         }
     }
+    // The providers' circuit breakers, marked on each model an agent uses.
+    let circuits: BTreeMap<String, f64> = fams
+        .iter()
+        .find(|f| f.name == "osmen_provider_circuit_state")
+        .map(|f| {
+            f.samples
+                .iter()
+                .filter_map(|s| Some((s.label("provider")?.to_string(), s.value)))
+                .collect()
+        })
+        .unwrap_or_default();
     by.into_values()
         .map(|mut e| {
             per_request(&mut e);
+            if !circuits.is_empty() {
+                let mut failing = Vec::new();
+                if let Some(models) = e.get_mut("models").and_then(|m| m.as_array_mut()) {
+                    for m in models.iter_mut() {
+                        let p = m["provider"].as_str().unwrap_or("").to_string();
+                        let state = match circuits.get(&p).copied() {
+                            Some(v) if v >= 2.0 => "open",
+                            Some(v) if v >= 1.0 => "half-open",
+                            Some(_) => "closed",
+                            None => continue,
+                        };
+                        m["circuit"] = json!(state);
+                        if state != "closed" && !failing.contains(&p) {
+                            failing.push(p);
+                        }
+                    }
+                }
+                e.insert("providers_failing".into(), json!(failing));
+            }
             serde_json::Value::Object(e)
         })
         .collect()

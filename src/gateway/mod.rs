@@ -123,6 +123,14 @@ fn provider_config(
             .unwrap_or(Duration::from_secs(60)),
         retries: file.and_then(|f| f.retries).unwrap_or(2),
         concurrency: file.and_then(|f| f.concurrency).unwrap_or(8),
+        breaker_failures: file
+            .and_then(|f| f.breaker_failures)
+            .unwrap_or(llm::BREAKER_FAILURES)
+            .max(1),
+        breaker_cooldown: file
+            .and_then(|f| f.breaker_cooldown.as_deref())
+            .and_then(|t| parse_duration(t).ok())
+            .unwrap_or(llm::BREAKER_COOLDOWN),
     })
 }
 

@@ -480,6 +480,13 @@ async fn dependencies(gw: &Gateway) -> BTreeMap<String, String> {
             }
             _ => "configured (key set)".into(),
         };
+        let state = match p.breaker() {
+            super::llm::Breaker::Open { last_error, .. } => {
+                format!("{state}; circuit open after: {last_error}")
+            }
+            super::llm::Breaker::HalfOpen { .. } => format!("{state}; circuit half-open"),
+            super::llm::Breaker::Closed { .. } => state,
+        };
         deps.insert(p.name().to_string(), state);
     }
     if let Some(r) = &gw.redis {
@@ -546,9 +553,41 @@ async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {
             (n.clone(), bytes)
         })
         .collect();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        gw.metrics.render(Instant::now(), &live),
-    )
-        .into_response()
+    let mut text = gw.metrics.render(Instant::now(), &live);
+    text.push_str(&provider_metrics(&gw.providers));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Each LLM provider's circuit breaker: its state and its run of failed calls.
+fn provider_metrics(providers: &[Arc<super::llm::Provider>]) -> String {
+    use std::fmt::Write;
+    let mut o = String::from(
+        "# HELP osmen_provider_circuit_state Circuit breaker of an LLM provider: 0 closed, 1 \
+         half-open (one trial call), 2 open (calls fail at once).\n\
+         # TYPE osmen_provider_circuit_state gauge\n",
+    );
+    let states: Vec<_> = providers.iter().map(|p| (p.name(), p.breaker())).collect();
+    for (name, b) in &states {
+        let _ = writeln!(
+            o,
+            "osmen_provider_circuit_state{{provider=\"{name}\"}} {}",
+            b.code()
+        );
+    }
+    o.push_str(
+        "# HELP osmen_provider_consecutive_failures Failed calls in a row (outages: \
+         unreachable, timeout, 429, 5xx, unreadable answers).\n\
+         # TYPE osmen_provider_consecutive_failures gauge\n",
+    );
+    for (p, (name, b)) in providers.iter().zip(&states) {
+        let n = match b {
+            super::llm::Breaker::Closed { failures } => *failures,
+            _ => p.cfg.breaker_failures,
+        };
+        let _ = writeln!(
+            o,
+            "osmen_provider_consecutive_failures{{provider=\"{name}\"}} {n}"
+        );
+    }
+    o
 }

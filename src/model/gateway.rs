@@ -66,6 +66,10 @@ pub struct ProviderFile {
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     pub concurrency: Option<usize>,
+    /// Failed calls in a row that open the provider's circuit breaker (default 5).
+    pub breaker_failures: Option<u32>,
+    /// How long an open circuit refuses calls before a trial call (default "30s").
+    pub breaker_cooldown: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]

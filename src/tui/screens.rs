@@ -459,6 +459,24 @@ fn services_detail_pane_shows_the_selected_service_probe() {
 }
 
 #[test]
+fn a_provider_with_an_open_circuit_is_shown_failing() {
+    let mut s = full();
+    for a in &mut s.agents {
+        a["providers_failing"] = serde_json::json!(["ollama"]);
+        for m in a["models"].as_array_mut().into_iter().flatten() {
+            if m["provider"] == "ollama" {
+                m["circuit"] = "open".into();
+            }
+        }
+    }
+    let mut st = UiState::new(false, false);
+    st.view = View::Agents;
+    let text = render(&mut st, &s, 160, 48);
+    assert!(text.contains("FAILING: ollama (circuit open)"), "{text}");
+    assert!(text.contains("[failing: circuit open]"), "{text}");
+}
+
+#[test]
 fn tiny_terminals_get_a_message_not_a_panic() {
     for (w, h) in [(1, 1), (0, 0), (39, 24), (80, 9), (40, 10)] {
         for v in View::ALL {

@@ -61,3 +61,135 @@ fn an_unwritable_runtime_refuses_actions_and_says_so() {
         inspect(&c, "{{.State.StartedAt}}") != started
     }));
 }
+
+/// An LLM provider that is down, then answers garbage, then recovers: 502s within the
+/// timeouts, the circuit opens after `breaker_failures` and then fails fast without
+/// calling the provider, /metrics and /health say so, and it closes after a good trial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_provider_opens_its_circuit_and_closes_when_it_recovers() {
+    let llm = crate::llm_standin::start().await;
+    {
+        let mut s = llm.script();
+        s.fail_next = 1000;
+        s.fail_status = 503;
+        s.retry_after = Some("0".into());
+    }
+    let cfg = format!(
+        "[providers.ollama]\nurl = \"{}\"\nretries = 0\ntimeout = \"2s\"\nbreaker_failures = 3\n\
+         breaker_cooldown = \"700ms\"\n",
+        llm.url
+    );
+    let gw = crate::gateway::start(&[], Some(&cfg)).await;
+    for i in 0..3 {
+        let (s, v) = gw
+            .exec_as("content_creator", "key-one", &format!("q{i}"))
+            .await;
+        assert_eq!(s, 502, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("answered 503"),
+            "{v}"
+        );
+    }
+    assert_eq!(llm.requests(), 3);
+    // Open: refused at once, the provider is not called.
+    let t = std::time::Instant::now();
+    let (s, v) = gw.exec_as("content_creator", "key-one", "q3").await;
+    let fast = t.elapsed();
+    assert_eq!(s, 502, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("circuit open"),
+        "{v}"
+    );
+    assert_eq!(
+        llm.requests(),
+        3,
+        "an open circuit does not call the provider"
+    );
+    assert!(fast < Duration::from_millis(500), "{fast:?}");
+    let (_, m) = gw.get("/metrics", None).await;
+    assert!(
+        m.contains("osmen_provider_circuit_state{provider=\"ollama\"} 2"),
+        "{m}"
+    );
+    let (_, h) = gw.get("/health", None).await;
+    assert!(h.contains("circuit open after"), "{h}");
+    // The console's reading of the scrape marks the provider as failing.
+    let fams = osmen::collect::prometheus::parse(&m).unwrap();
+    let agents = osmen::collect::prometheus::agents_from(&fams);
+    let cc = agents
+        .iter()
+        .find(|a| a["agent"] == "content_creator")
+        .unwrap();
+    assert_eq!(
+        cc["providers_failing"],
+        serde_json::json!(["ollama"]),
+        "{cc}"
+    );
+
+    // After the cooldown a trial goes out; the provider is back: closed again.
+    llm.script().fail_next = 0;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (s, v) = gw.exec_as("content_creator", "key-one", "q4").await;
+    assert_eq!(s, 200, "{v}");
+    let (_, m) = gw.get("/metrics", None).await;
+    assert!(
+        m.contains("osmen_provider_circuit_state{provider=\"ollama\"} 0"),
+        "{m}"
+    );
+    gw.stop().await;
+}
+
+/// A provider that answers 200 with something that is not its wire format: 502 naming
+/// the unreadable answer, never a panic, and it counts toward the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answering_garbage_is_a_502() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = c.read(&mut buf).await;
+                let body = "<html>\u{0}\u{1}not json at all";
+                let _ = c
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    let cfg = format!(
+        "[providers.ollama]\nurl = \"{url}\"\nretries = 0\ntimeout = \"2s\"\nbreaker_failures = 2\n"
+    );
+    let gw = crate::gateway::start(&[], Some(&cfg)).await;
+    for _ in 0..2 {
+        let (s, v) = gw.exec_as("content_creator", "key-one", "x").await;
+        assert_eq!(s, 502, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unreadable"),
+            "{v}"
+        );
+    }
+    let (_, m) = gw.get("/metrics", None).await;
+    assert!(
+        m.contains("osmen_provider_circuit_state{provider=\"ollama\"} 2"),
+        "{m}"
+    );
+    gw.stop().await;
+}

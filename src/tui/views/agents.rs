@@ -150,10 +150,22 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             Constraint::Length(9),
         ]);
     }
-    let title = match &s.activity.gateway {
+    let mut title = match &s.activity.gateway {
         Some(g) => format!("agents ({}), gateway {g}", rows.len()),
         None => format!("agents ({})", rows.len()),
     };
+    // Providers whose circuit breaker is open or half-open, over every agent.
+    let mut failing: Vec<&str> = s
+        .agents
+        .iter()
+        .flat_map(|a| a["providers_failing"].as_array().into_iter().flatten())
+        .filter_map(|p| p.as_str())
+        .collect();
+    failing.sort_unstable();
+    failing.dedup();
+    if !failing.is_empty() {
+        title.push_str(&format!(", FAILING: {} (circuit open)", failing.join(", ")));
+    }
     let table = Table::new(body, widths)
         .header(Row::new(header).style(t.header()))
         .row_highlight_style(t.selected())
@@ -277,12 +289,16 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
     ]));
     for m in a["models"].as_array().into_iter().flatten() {
         let n = m["requests"].as_f64().unwrap_or(0.0);
+        let circuit = m["circuit"].as_str().filter(|c| *c != "closed");
         lines.push(Line::from(Span::styled(
             format!(
-                "  {}/{} {}: {}",
+                "  {}/{} {}{}: {}",
                 m["provider"].as_str().unwrap_or("?"),
                 m["model"].as_str().unwrap_or("?"),
                 m["role"].as_str().unwrap_or("seen"),
+                circuit
+                    .map(|c| format!(" [failing: circuit {c}]"))
+                    .unwrap_or_default(),
                 if n > 0.0 {
                     format!(
                         "{n:.0} answer{}, {} tokens and {} each, mean {}",
@@ -295,7 +311,7 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
                     "no answers yet".into()
                 }
             ),
-            t.dim(),
+            if circuit.is_some() { t.bad() } else { t.dim() },
         )));
     }
     lines
