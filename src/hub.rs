@@ -68,6 +68,12 @@ const PROBE_SERIES: [(&str, &str); 5] = [
     ("search_p95_ms", "/search_p95_ms"),
 ];
 
+/// `HH:MM:SS UTC` of a time in seconds since the epoch.
+fn clock(t: f64) -> String {
+    let s = crate::model::units::format_rfc3339(t as u64, 0);
+    format!("{} UTC", s.get(11..19).unwrap_or(&s))
+}
+
 fn pointer_f64(v: &serde_json::Value, p: &str) -> Option<f64> {
     v.pointer(p).and_then(serde_json::Value::as_f64)
 }
@@ -236,17 +242,21 @@ impl Hub {
                 status: String::new(),
                 last_error: None,
                 last_sample: None,
+                failing_since: None,
             });
         match r {
             Ok(()) => {
                 entry.status = "ok".into();
                 entry.last_sample = Some(t);
+                entry.failing_since = None;
             }
             Err(e) => {
+                let since = *entry.failing_since.get_or_insert(t);
                 entry.status = if e.starts_with("unavailable") {
                     e.clone()
                 } else {
-                    format!("error: {e}")
+                    // How long it has been failing is what an on-call engineer asks first.
+                    format!("error: {e} (since {})", clock(since))
                 };
                 entry.last_error = Some(e);
             }

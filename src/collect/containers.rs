@@ -139,7 +139,7 @@ pub async fn run<S: ContainerSource>(
             ev = events.next() => match ev {
                 Some(Ok(_)) => { stale = true; continue; }
                 Some(Err(e)) => {
-                    let _ = tx.send(Update::Source("containers", Err(format!("events: {e}")))).await;
+                    let _ = tx.send(Update::Source("containers", Err(format!("engine unreachable: events: {e}")))).await;
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     events = src.events();
                     stale = true;
@@ -156,7 +156,12 @@ pub async fn run<S: ContainerSource>(
                     stale = false;
                 }
                 Err(e) => {
-                    let _ = tx.send(Update::Source("containers", Err(e))).await;
+                    let _ = tx
+                        .send(Update::Source(
+                            "containers",
+                            Err(format!("engine unreachable: {e}")),
+                        ))
+                        .await;
                     continue;
                 }
             }

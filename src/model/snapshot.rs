@@ -122,6 +122,9 @@ pub struct SourceHealth {
     pub last_error: Option<String>,
     /// Seconds since the Unix epoch of the last good sample.
     pub last_sample: Option<f64>,
+    /// When the source stopped answering (the first failure of the current run of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<f64>,
 }
 
 /// P50/P95/P99 of one latency series of a scraped target.

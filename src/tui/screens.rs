@@ -23,6 +23,7 @@ fn ok() -> SourceHealth {
         status: "ok".into(),
         last_error: None,
         last_sample: Some(T0),
+        failing_since: None,
     }
 }
 
@@ -326,6 +327,7 @@ pub fn down() -> Snapshot {
         status: why.into(),
         last_error: Some(why.into()),
         last_sample: None,
+        failing_since: Some(T0),
     };
     Snapshot {
         taken_at: T0,

@@ -193,3 +193,146 @@ async fn a_provider_answering_garbage_is_a_502() {
     );
     gw.stop().await;
 }
+
+/// A Unix-socket proxy to the engine that can be cut (every connection dropped, the socket
+/// removed) and restored: the engine connection lost mid-run.
+struct EngineProxy {
+    path: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineProxy {
+    fn start(path: &std::path::Path) -> EngineProxy {
+        let engine = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(String::from))
+            .unwrap_or_else(|| "/var/run/docker.sock".into());
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::UnixListener::from_std(listener).unwrap();
+                let accept = async {
+                    while let Ok((mut c, _)) = l.accept().await {
+                        let engine = engine.clone();
+                        tokio::spawn(async move {
+                            if let Ok(mut e) = tokio::net::UnixStream::connect(&engine).await {
+                                let _ = tokio::io::copy_bidirectional(&mut c, &mut e).await;
+                            }
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = rx => {}
+                    _ = accept => {}
+                }
+            });
+            // Dropping the runtime drops every proxied connection: streams are cut too.
+        });
+        EngineProxy {
+            path: path.to_path_buf(),
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn cut(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The engine connection cut mid-run: `status --watch` stays alive and says "engine
+/// unreachable" with since when; a container stopped meanwhile is seen as exited once
+/// the connection is back, and the seconds to reconnect are measured.
+#[test]
+fn status_watch_survives_the_engine_going_away_and_resynchronises() {
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("secrets", "enginecut");
+    std::fs::write(st.path("secrets.env"), "DB_TOKEN=x\n").unwrap();
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let sock = st.path("engine.sock");
+    let proxy = EngineProxy::start(&sock);
+    let mut watch = st
+        .cmd(&["status", "--watch"])
+        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        use std::io::Read;
+        let mut out = watch.stdout.take().unwrap();
+        let screen = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            let mut all = String::new();
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.push_str(&String::from_utf8_lossy(&buf[..n]));
+                // Keep the last whole frame (each starts by clearing the screen).
+                if let Some(i) = all.rfind("\x1b[H\x1b[2J")
+                    && i > 0
+                {
+                    *screen.lock().unwrap() = all[..i]
+                        .rsplit("\x1b[H\x1b[2J")
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    all.drain(..i);
+                }
+            }
+        });
+    }
+    let frame = || screen.lock().unwrap().clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || frame()
+            .contains("containers ok")),
+        "{}",
+        frame()
+    );
+    proxy.cut();
+    let cut_at = std::time::Instant::now();
+    // The stack changes while osmen cannot see it.
+    let c = st.container("cache");
+    assert!(crate::util::docker(&["stop", "-t", "1", &c]).0);
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let f = frame();
+            f.contains("engine unreachable") && f.contains("since")
+        }),
+        "{}",
+        frame()
+    );
+    assert!(watch.try_wait().unwrap().is_none(), "status --watch died");
+    while cut_at.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let proxy = EngineProxy::start(&sock);
+    let back = std::time::Instant::now();
+    let resynced = wait_until(Duration::from_secs(20), || {
+        let f = frame();
+        f.contains("containers ok") && f.lines().any(|l| l.contains(&c) && l.contains("exited"))
+    });
+    let secs = back.elapsed().as_secs_f64();
+    assert!(resynced, "not resynchronised:\n{}", frame());
+    eprintln!("engine cut for 30 s: reconnected and resynchronised {secs:.1} s after it returned");
+    assert!(watch.try_wait().unwrap().is_none(), "status --watch died");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    proxy.cut();
+}
