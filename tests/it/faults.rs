@@ -336,3 +336,93 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
     let _ = watch.wait();
     proxy.cut();
 }
+
+/// kill -9 of a service's main process 50 times in a row under `osmen supervise`: every
+/// one of the first 49 is restarted after at least its backoff, the 50th is flagged as a
+/// crash loop and held, and the supervisor stays alive throughout.
+#[test]
+fn fifty_kills_are_each_restarted_with_backoff_then_held_as_a_crash_loop() {
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("secrets", "kill50");
+    std::fs::write(st.path("secrets.env"), "DB_TOKEN=x\n").unwrap();
+    st.set_config(
+        "[supervisor]\nbackoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\n\
+         crash_loop_restarts = 50\ncrash_loop_window = \"10m\"\nhealth_timeout = \"60s\"\n\
+         stop_grace = \"1s\"\n",
+    );
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut sup = st
+        .cmd(&["supervise"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Give the supervisor time to subscribe to the engine's events.
+    std::thread::sleep(Duration::from_secs(2));
+    let c = st.container("cache");
+    let backoff = |n: u32| Duration::from_millis((50u64 << (n - 1).min(10)).min(400));
+    let (mut restarts, mut too_early) = (0, Vec::new());
+    let mut last_start = inspect(&c, "{{.State.StartedAt}}");
+    for n in 1..=50u32 {
+        let pid: i32 = inspect(&c, "{{.State.Pid}}").parse().unwrap_or(0);
+        assert!(pid > 0, "kill {n}: the container is not running");
+        // SAFETY: a plain kill(2) of the container's main process, as `kill -9` does.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let killed = std::time::Instant::now();
+        if n == 50 {
+            break;
+        }
+        let restarted = wait_until(Duration::from_secs(20), || {
+            inspect(&c, "{{.State.Running}}") == "true"
+                && inspect(&c, "{{.State.StartedAt}}") != last_start
+        });
+        assert!(
+            restarted,
+            "kill {n}: not restarted; journal:\n{}",
+            st.journal()
+        );
+        let gap = killed.elapsed();
+        if gap < backoff(n) {
+            too_early.push(format!(
+                "restart {n} after {gap:?} < backoff {:?}",
+                backoff(n)
+            ));
+        }
+        restarts += 1;
+        last_start = inspect(&c, "{{.State.StartedAt}}");
+        assert!(
+            sup.try_wait().unwrap().is_none(),
+            "the supervisor died at kill {n}"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || st
+            .journal()
+            .contains("\"action\":\"crash-loop\"")),
+        "no crash loop flagged:\n{}",
+        st.journal()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        inspect(&c, "{{.State.Running}}"),
+        "false",
+        "a held crash loop restarted"
+    );
+    assert!(sup.try_wait().unwrap().is_none(), "the supervisor died");
+    let scheduled = st
+        .journal()
+        .matches("\"action\":\"schedule-restart\"")
+        .count();
+    eprintln!(
+        "50 kills: {restarts} restarts observed, {scheduled} scheduled with backoff, crash \
+         loop flagged at the 50th, supervisor alive"
+    );
+    assert_eq!(restarts, 49);
+    assert_eq!(scheduled, 49);
+    assert!(too_early.is_empty(), "{}", too_early.join("\n"));
+    let _ = sup.kill();
+    let _ = sup.wait();
+}
