@@ -256,7 +256,7 @@ impl Hub {
                     e.clone()
                 } else {
                     // How long it has been failing is what an on-call engineer asks first.
-                    format!("error: {e} (since {})", clock(since))
+                    format!("error since {}: {e}", clock(since))
                 };
                 entry.last_error = Some(e);
             }

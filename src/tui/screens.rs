@@ -479,6 +479,28 @@ fn a_provider_with_an_open_circuit_is_shown_failing() {
 }
 
 #[test]
+fn an_unwritable_journal_is_on_the_overview() {
+    let mut s = full();
+    s.sources.insert(
+        "journal".into(),
+        SourceHealth {
+            status: "error since 04:00:00 UTC: /srv/osmen/runtime: Not a directory (os error \
+                     20); actions are refused until the journal can be written"
+                .into(),
+            last_error: None,
+            last_sample: None,
+            failing_since: Some(T0),
+        },
+    );
+    let mut st = UiState::new(false, false);
+    let text = render(&mut st, &s, 160, 48);
+    assert!(
+        text.contains("journal: error: /srv/osmen/runtime"),
+        "{text}"
+    );
+}
+
+#[test]
 fn tiny_terminals_get_a_message_not_a_panic() {
     for (w, h) in [(1, 1), (0, 0), (39, 24), (80, 9), (40, 10)] {
         for v in View::ALL {

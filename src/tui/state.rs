@@ -653,6 +653,68 @@ mod tests {
     }
 
     #[test]
+    fn read_only_refuses_every_mutating_key_of_every_view() {
+        let mut s = snap();
+        s.suggestions = vec![crate::model::advice::Suggestion {
+            id: "cpu:api".into(),
+            service: "api".into(),
+            rule: "cpu".into(),
+            severity: "warning".into(),
+            evidence: String::new(),
+            since: 0.0,
+            action: crate::model::advice::ScaleAction {
+                kind: "vertical".into(),
+                cpus: Some(1.0),
+                memory: None,
+                replicas: None,
+                maxmemory: None,
+                from: String::new(),
+            },
+            command: String::new(),
+            compose_patch: String::new(),
+        }];
+        let km = Keymap::default();
+        let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        // Services: start, stop, restart, scale up and down; anywhere: stack up and down;
+        // Suggestions: apply. Each is refused, confirmed or not, and says why.
+        for (view, keys) in [
+            ("2", "s"),
+            ("2", "x"),
+            ("2", "r"),
+            ("2", "+"),
+            ("2", "jj-"),
+            ("1", "U"),
+            ("1", "D"),
+            ("2", "U"),
+            ("2", "D"),
+        ] {
+            let mut st = UiState::new(true, false);
+            press(&mut st, &s, view);
+            let mut sent = press(&mut st, &s, keys);
+            sent.extend(press(&mut st, &s, "y"));
+            assert!(sent.is_empty(), "{view}{keys}: sent {sent:?}");
+            assert!(
+                st.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("read-only console")),
+                "{view}{keys}: {:?}",
+                st.message
+            );
+        }
+        let mut st = UiState::new(true, false);
+        press(&mut st, &s, "6");
+        let sent: Vec<Command> = on_key(&mut st, &km, &s, enter).into_iter().collect();
+        assert!(sent.is_empty(), "apply: sent {sent:?}");
+        assert_eq!(st.mode, Mode::Normal, "no confirmation is even asked");
+        assert!(
+            st.message
+                .as_deref()
+                .unwrap()
+                .starts_with("read-only console")
+        );
+    }
+
+    #[test]
     fn read_only_refuses_and_says_so() {
         let s = snap();
         let mut st = UiState::new(true, false);

@@ -40,7 +40,7 @@ fn an_unwritable_runtime_refuses_actions_and_says_so() {
     let v: Value = serde_json::from_str(&out).unwrap();
     let j = &v["sources"]["journal"];
     assert!(
-        j["status"].as_str().unwrap().starts_with("error:")
+        j["status"].as_str().unwrap().starts_with("error since")
             && j["status"]
                 .as_str()
                 .unwrap()
@@ -48,7 +48,7 @@ fn an_unwritable_runtime_refuses_actions_and_says_so() {
         "{j}"
     );
     let (_, text, _) = st.run(&["status"]);
-    assert!(text.contains("journal error:"), "{text}");
+    assert!(text.contains("journal error since"), "{text}");
 
     std::fs::remove_file(st.path("runtime")).unwrap();
     std::fs::rename(st.path("runtime.away"), st.path("runtime")).unwrap();
@@ -305,6 +305,31 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
         "{}",
         frame()
     );
+    // The console too, watching only (--no-up), through the same proxy.
+    let t = crate::console::Tmux {
+        name: format!("osmen-cut-{}", std::process::id()),
+    };
+    let script = format!(
+        "cd {} && DOCKER_HOST=unix://{} OSMEN_GATEWAY_LISTEN=127.0.0.1:{} {} --no-up -p {}; \
+         sleep 60",
+        st.dir.display(),
+        sock.display(),
+        crate::util::free_port(),
+        env!("CARGO_BIN_EXE_osmen"),
+        st.project
+    );
+    t.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &t.name,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &script,
+    ]);
+    t.wait_for("1/1 running", Duration::from_secs(30));
     proxy.cut();
     let cut_at = std::time::Instant::now();
     // The stack changes while osmen cannot see it.
@@ -319,6 +344,8 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
         frame()
     );
     assert!(watch.try_wait().unwrap().is_none(), "status --watch died");
+    let console = t.wait_for("engine unreachable", Duration::from_secs(15));
+    assert!(console.contains("since"), "{console}");
     while cut_at.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -330,6 +357,9 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
     });
     let secs = back.elapsed().as_secs_f64();
     assert!(resynced, "not resynchronised:\n{}", frame());
+    // The console, alive all along, sees the stopped container once it is back.
+    t.wait_for("0/1 running", Duration::from_secs(20));
+    t.keys(&["q"]);
     eprintln!("engine cut for 30 s: reconnected and resynchronised {secs:.1} s after it returned");
     assert!(watch.try_wait().unwrap().is_none(), "status --watch died");
     let _ = watch.kill();
