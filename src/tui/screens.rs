@@ -495,7 +495,7 @@ fn an_unwritable_journal_is_on_the_overview() {
     let mut st = UiState::new(false, false);
     let text = render(&mut st, &s, 160, 48);
     assert!(
-        text.contains("journal: error: /srv/osmen/runtime"),
+        text.contains("journal: error since 04:00:00 UTC: /srv"),
         "{text}"
     );
 }
