@@ -25,11 +25,9 @@ pub type Reporter = Arc<dyn Fn(&str) + Send + Sync>;
 pub enum SuperviseError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("cannot write the journal {path}: {source} (osmen does not act unrecorded)")]
-    Journal {
-        path: String,
-        source: std::io::Error,
-    },
+    // Not a `source`: the message already says it, and a chain would say it twice.
+    #[error("cannot write the journal {path}: {error} (osmen does not act unrecorded)")]
+    Journal { path: String, error: std::io::Error },
     #[error("{0}")]
     Plan(String),
     #[error("{}", .0.join("\n"))]
@@ -115,9 +113,9 @@ impl<E: Engine> Supervisor<E> {
     fn record(&self, service: &str, action: &str, reason: &str) -> SResult<()> {
         self.journal
             .record(service, action, reason)
-            .map_err(|source| SuperviseError::Journal {
+            .map_err(|error| SuperviseError::Journal {
                 path: self.journal.path().display().to_string(),
-                source,
+                error,
             })
     }
 
