@@ -180,7 +180,10 @@ fn main() {
         let secs = start.elapsed().as_secs_f64();
         sampling.abort();
         let rss_peak = status_kib(pid, "VmHWM:");
+        // The clients go away (their kept-alive connections with them).
+        drop(client);
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let client = reqwest::Client::new();
         let (rss_after, fds_after) = (status_kib(pid, "VmRSS:"), fds(pid));
         // Recovery: 20 requests one after another, each must be answered normally.
         let mut rec = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
