@@ -6,37 +6,19 @@
 //!    (`osmen gateway`) so its RSS under load is its own.
 //! 2. `wrk` (when installed) against GET /api/v1/agents/status with a key, 64 connections.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
-use axum::{Json, Router};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
+
+mod common;
 
 const CLIENTS: usize = 64;
 const PHASE: Duration = Duration::from_secs(10);
 const LLM_LATENCY: Duration = Duration::from_millis(20);
 const KEY: &str = "bench-key";
-
-async fn standin() -> String {
-    let app = Router::new().route(
-        "/api/chat",
-        post(|Json(b): Json<Value>| async move {
-            tokio::time::sleep(LLM_LATENCY).await;
-            Json(json!({
-                "model": b["model"], "done": true,
-                "message": {"role": "assistant", "content": "ok"},
-                "prompt_eval_count": 10, "eval_count": 2
-            }))
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    url
-}
 
 struct Result_ {
     hist: Histogram<u64>,
@@ -111,58 +93,28 @@ fn report(name: &str, r: &Result_) {
     );
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let llm = standin().await;
+        let llm = common::standin(LLM_LATENCY).await;
         let dir = std::env::temp_dir().join(format!("osmen-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("gateway.toml");
-        std::fs::write(
-            &cfg,
-            format!(
+        let (mut gw, port) = common::gateway(
+            &dir,
+            &format!(
                 "[gateway]\ncache_entries = 0\n[providers.ollama]\nurl = \"{llm}\"\nconcurrency = 128\nretries = 0\n\
                  [agents.daily_brief]\ndescription = \"bench\"\nprompt = \"content_creator.md\"\nconcurrency = 128\nqueue = 128\n"
             ),
+            KEY,
         )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let root = env!("CARGO_MANIFEST_DIR");
-        let mut gw = Command::new(env!("CARGO_BIN_EXE_osmen"))
-            .current_dir(root)
-            .env("OSMEN_API_KEYS", KEY)
-            // The benchmark measures the gateway's own path with one key: unthrottled.
-            .env("OSMEN_RATE_LIMIT_PER_KEY", "0")
-            .env("OSMEN_RUNTIME_DIR", &dir)
-            .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--gateway-config"])
-            .arg(&cfg)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start osmen gateway");
+        .await;
         let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         println!("added latency: {CLIENTS} clients, {}s per phase, stand-in LLM at {} ms", PHASE.as_secs(), LLM_LATENCY.as_millis());
         let direct = load(format!("{llm}/api/chat"), |i| json!({"model": "m", "stream": false, "messages": [{"role": "user", "content": format!("n{i}")}]}), false).await;
         report("stand-in directly", &direct);
-        let rss_before = rss_kib(gw.id(), "VmRSS:");
+        let rss_before = common::status_kib(gw.id(), "VmRSS:");
         let via = load(format!("{base}/api/v1/agents/daily_brief/execute"), |i| json!({"input": format!("n{i}")}), true).await;
         report("through the gateway", &via);
         let p99 = |r: &Result_| r.hist.value_at_quantile(0.99) as f64 / 1000.0;
@@ -175,7 +127,7 @@ fn main() {
         println!(
             "gateway RSS: {} KiB idle, peak {} KiB under load",
             rss_before,
-            rss_kib(gw.id(), "VmHWM:")
+            common::status_kib(gw.id(), "VmHWM:")
         );
         if Command::new("wrk").arg("--version").output().is_ok() {
             let out = Command::new("wrk")

@@ -7,15 +7,15 @@
 //! serves normally once the load stops. The per-key rate limit is off here (one key for
 //! every client): the agent's own admission is what is measured.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
-use axum::{Json, Router};
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
+
+mod common;
+use common::{fds, status_kib};
 
 const CLIENTS: usize = 2000;
 const LIMIT: usize = 64;
@@ -24,82 +24,26 @@ const PHASE: Duration = Duration::from_secs(15);
 const LLM_LATENCY: Duration = Duration::from_millis(200);
 const KEY: &str = "overload-key";
 
-async fn standin() -> String {
-    let app = Router::new().route(
-        "/api/chat",
-        post(|Json(b): Json<Value>| async move {
-            tokio::time::sleep(LLM_LATENCY).await;
-            Json(json!({
-                "model": b["model"], "done": true,
-                "message": {"role": "assistant", "content": "ok"},
-                "prompt_eval_count": 10, "eval_count": 2
-            }))
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    url
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let llm = standin().await;
+        let llm = common::standin(LLM_LATENCY).await;
         let dir = std::env::temp_dir().join(format!("osmen-overload-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("gateway.toml");
-        std::fs::write(
-            &cfg,
-            format!(
+        let (mut gw, port) = common::gateway(
+            &dir,
+            &format!(
                 "[gateway]\ncache_entries = 0\n[providers.ollama]\nurl = \"{llm}\"\n\
                  concurrency = {LIMIT}\nretries = 0\n[agents.daily_brief]\ndescription = \
                  \"overload\"\nprompt = \"content_creator.md\"\nconcurrency = {LIMIT}\n\
                  queue = {QUEUE}\n"
             ),
+            KEY,
         )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut gw = Command::new(env!("CARGO_BIN_EXE_osmen"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("OSMEN_API_KEYS", KEY)
-            .env("OSMEN_RATE_LIMIT_PER_KEY", "0")
-            .env("OSMEN_RUNTIME_DIR", &dir)
-            .args(["gateway", "--listen", &format!("127.0.0.1:{port}"), "--gateway-config"])
-            .arg(&cfg)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start osmen gateway");
+        .await;
         let pid = gw.id();
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let url = format!("http://127.0.0.1:{port}/api/v1/agents/daily_brief/execute");
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(CLIENTS)

@@ -113,23 +113,6 @@ fn no_engine_is_a_plain_message_not_a_trace() {
 }
 
 #[test]
-fn read_only_refuses_changes() {
-    let f = root().join("tests/fixtures/compose/valid/minimal.yml");
-    for cmd in [&["up"][..], &["down"], &["restart", "web"], &["supervise"]] {
-        let o = osmen()
-            .arg("-f")
-            .arg(&f)
-            .arg("--read-only")
-            .args(cmd)
-            .output()
-            .unwrap();
-        let (_, err) = text(&o);
-        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
-        assert!(err.contains("--read-only"), "{err}");
-    }
-}
-
-#[test]
 fn config_masks_secrets() {
     let f = root().join("docker-compose.yml");
     let o = osmen()

@@ -13,6 +13,23 @@ pub struct Tmux {
 }
 
 impl Tmux {
+    /// A detached session of `w` x `h` running `script` in a shell.
+    pub fn start(name: String, w: u16, h: u16, script: &str) -> Tmux {
+        let t = Tmux { name };
+        t.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &t.name,
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+            script,
+        ]);
+        t
+    }
+
     pub fn tmux(&self, args: &[&str]) -> String {
         let o = Command::new("tmux")
             .args(args)
@@ -63,9 +80,6 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
     let redis = stack.container("redis");
     let started = inspect(&redis, "{{.State.StartedAt}}");
 
-    let t = Tmux {
-        name: format!("osmen-it-{}", std::process::id()),
-    };
     let exit_file = stack.path("console.exit");
     let script = format!(
         "cd {dir} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} {bin} -p {project}; echo $? > {exit}; sleep 60",
@@ -75,17 +89,7 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
         project = stack.project,
         exit = exit_file.display(),
     );
-    t.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &t.name,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &script,
-    ]);
+    let t = Tmux::start(format!("osmen-it-{}", std::process::id()), 120, 40, &script);
 
     // Overview: all six containers running and healthy, adopted (not recreated).
     let s = t.wait_for("6 running  6 healthy", Duration::from_secs(60));
@@ -158,21 +162,13 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
     // SIGTERM and SIGHUP (a dropped SSH link) end a watching console the same way.
     for signal in ["TERM", "HUP"] {
         let _ = std::fs::remove_file(&exit_file);
-        let t = Tmux {
-            name: format!("osmen-it-{}-{signal}", std::process::id()),
-        };
         let script = script.replace(" -p ", " --no-up -p ");
-        t.tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            &t.name,
-            "-x",
-            "100",
-            "-y",
-            "30",
+        let t = Tmux::start(
+            format!("osmen-it-{}-{signal}", std::process::id()),
+            100,
+            30,
             &script,
-        ]);
+        );
         t.wait_for("6 running", Duration::from_secs(30));
         let shell = t.tmux(&["display", "-p", "-t", &t.name, "#{pane_pid}"]);
         let pid = Command::new("pgrep")
@@ -209,20 +205,12 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
     let before = ids(&stack);
     let journal_before = stack.journal().lines().count();
     let _ = std::fs::remove_file(&exit_file);
-    let t = Tmux {
-        name: format!("osmen-it-{}-again", std::process::id()),
-    };
-    t.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &t.name,
-        "-x",
-        "120",
-        "-y",
-        "40",
+    let t = Tmux::start(
+        format!("osmen-it-{}-again", std::process::id()),
+        120,
+        40,
         &script,
-    ]);
+    );
     t.wait_for("6 running  6 healthy", Duration::from_secs(60));
     t.wait_for("converged", Duration::from_secs(30));
     t.keys(&["q"]);

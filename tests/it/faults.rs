@@ -6,6 +6,15 @@ use serde_json::Value;
 
 use crate::util::{Stack, docker_ready, inspect, wait_until};
 
+/// The one-service stack of `tests/fixtures/stacks/secrets` (a real Redis), up.
+fn one_service_stack(tag: &str) -> Stack {
+    let st = Stack::new("secrets", tag);
+    std::fs::write(st.path("secrets.env"), "DB_TOKEN=x\n").unwrap();
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    st
+}
+
 /// `runtime/` cannot be written (here: a file stands where the directory should be).
 /// Every action is journaled before it is taken, so none is taken: `restart` fails naming
 /// the journal and the container keeps running untouched; `status` reports the journal
@@ -15,10 +24,7 @@ fn an_unwritable_runtime_refuses_actions_and_says_so() {
     if !docker_ready() {
         return;
     }
-    let st = Stack::new("secrets", "unwritable");
-    std::fs::write(st.path("secrets.env"), "DB_TOKEN=x\n").unwrap();
-    let (code, out, err) = st.run(&["up", "--wait"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let st = one_service_stack("unwritable");
     let c = st.container("cache");
     let started = inspect(&c, "{{.State.StartedAt}}");
     std::fs::rename(st.path("runtime"), st.path("runtime.away")).unwrap();
@@ -258,10 +264,7 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
     if !docker_ready() {
         return;
     }
-    let st = Stack::new("secrets", "enginecut");
-    std::fs::write(st.path("secrets.env"), "DB_TOKEN=x\n").unwrap();
-    let (code, out, err) = st.run(&["up", "--wait"]);
-    assert_eq!(code, 0, "{out}\n{err}");
+    let st = one_service_stack("enginecut");
     let sock = st.path("engine.sock");
     let proxy = EngineProxy::start(&sock);
     let mut watch = st
@@ -306,9 +309,6 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
         frame()
     );
     // The console too, watching only (--no-up), through the same proxy.
-    let t = crate::console::Tmux {
-        name: format!("osmen-cut-{}", std::process::id()),
-    };
     let script = format!(
         "cd {} && DOCKER_HOST=unix://{} OSMEN_GATEWAY_LISTEN=127.0.0.1:{} {} --no-up -p {}; \
          sleep 60",
@@ -318,17 +318,12 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
         env!("CARGO_BIN_EXE_osmen"),
         st.project
     );
-    t.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &t.name,
-        "-x",
-        "120",
-        "-y",
-        "40",
+    let t = crate::console::Tmux::start(
+        format!("osmen-cut-{}", std::process::id()),
+        120,
+        40,
         &script,
-    ]);
+    );
     t.wait_for("1/1 running", Duration::from_secs(30));
     proxy.cut();
     let cut_at = std::time::Instant::now();
@@ -377,6 +372,7 @@ fn fifty_kills_are_each_restarted_with_backoff_then_held_as_a_crash_loop() {
     }
     let st = Stack::new("secrets", "kill50");
     std::fs::write(st.path("secrets.env"), "DB_TOKEN=x\n").unwrap();
+    // Its own supervisor settings before it comes up.
     st.set_config(
         "[supervisor]\nbackoff_initial = \"50ms\"\nbackoff_max = \"400ms\"\n\
          crash_loop_restarts = 50\ncrash_loop_window = \"10m\"\nhealth_timeout = \"60s\"\n\

@@ -71,9 +71,6 @@ fn secrets_never_appear_in_any_output() {
     }
     // The console, with the embedded gateway holding a key: overview, services (the
     // cache's detail and its probe), events and logs.
-    let t = Tmux {
-        name: format!("osmen-sec-{}", std::process::id()),
-    };
     let script = format!(
         "cd {dir} && OSMEN_API_KEYS=gw-secret-5e11 OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} {bin} \
          -p {project}; sleep 30",
@@ -82,17 +79,12 @@ fn secrets_never_appear_in_any_output() {
         bin = env!("CARGO_BIN_EXE_osmen"),
         project = st.project,
     );
-    t.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &t.name,
-        "-x",
-        "160",
-        "-y",
-        "48",
+    let t = Tmux::start(
+        format!("osmen-sec-{}", std::process::id()),
+        160,
+        48,
         &script,
-    ]);
+    );
     t.wait_for("1 running  1 healthy", Duration::from_secs(60));
     t.keys(&["2"]);
     let s = t.wait_for("probe", Duration::from_secs(15));
