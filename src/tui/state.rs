@@ -578,6 +578,28 @@ mod tests {
         s
     }
 
+    /// A CPU suggestion for `api` of the given action kind.
+    fn sug(id: &str, kind: &str) -> crate::model::advice::Suggestion {
+        crate::model::advice::Suggestion {
+            id: id.into(),
+            service: "api".into(),
+            rule: "cpu".into(),
+            severity: "warning".into(),
+            evidence: String::new(),
+            since: 0.0,
+            action: crate::model::advice::ScaleAction {
+                kind: kind.into(),
+                cpus: Some(1.0),
+                memory: None,
+                replicas: None,
+                maxmemory: None,
+                from: String::new(),
+            },
+            command: format!("docker update {id}"),
+            compose_patch: String::new(),
+        }
+    }
+
     fn key(c: char) -> KeyEvent {
         KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
     }
@@ -655,24 +677,7 @@ mod tests {
     #[test]
     fn read_only_refuses_every_mutating_key_of_every_view() {
         let mut s = snap();
-        s.suggestions = vec![crate::model::advice::Suggestion {
-            id: "cpu:api".into(),
-            service: "api".into(),
-            rule: "cpu".into(),
-            severity: "warning".into(),
-            evidence: String::new(),
-            since: 0.0,
-            action: crate::model::advice::ScaleAction {
-                kind: "vertical".into(),
-                cpus: Some(1.0),
-                memory: None,
-                replicas: None,
-                maxmemory: None,
-                from: String::new(),
-            },
-            command: String::new(),
-            compose_patch: String::new(),
-        }];
+        s.suggestions = vec![sug("cpu:api", "vertical")];
         let km = Keymap::default();
         let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
         // Services: start, stop, restart, scale up and down; anywhere: stack up and down;
@@ -787,24 +792,6 @@ mod tests {
     #[test]
     fn suggestions_apply_after_confirmation_and_copy_their_command() {
         let mut s = snap();
-        let sug = |id: &str, kind: &str| crate::model::advice::Suggestion {
-            id: id.into(),
-            service: "api".into(),
-            rule: "cpu".into(),
-            severity: "warning".into(),
-            evidence: String::new(),
-            since: 0.0,
-            action: crate::model::advice::ScaleAction {
-                kind: kind.into(),
-                cpus: Some(1.0),
-                memory: None,
-                replicas: None,
-                maxmemory: None,
-                from: String::new(),
-            },
-            command: format!("docker update {id}"),
-            compose_patch: String::new(),
-        };
         s.suggestions = vec![sug("cpu:api", "vertical"), sug("host-cpu:host", "host")];
         let mut st = UiState::new(false, false);
         let km = Keymap::default();
