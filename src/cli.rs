@@ -98,10 +98,36 @@ pub enum Command {
     Plan(PlanArgs),
     /// The guide's load test: N users x M requests against an agent, with P50/P95/P99.
     Bench(BenchArgs),
+    /// Write the stack as manifests for another orchestrator (`export k8s`).
+    Export(ExportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `osmen man > osmen.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub target: ExportTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTarget {
+    /// Kubernetes: Deployments or StatefulSets with claims, Services, ConfigMaps, Secret
+    /// references (never values), limits, probes, nvidia.com/gpu and the gateway's HPA.
+    K8s(K8sArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct K8sArgs {
+    /// Write one file per service and a kustomization.yaml into DIR (default: all
+    /// manifests to standard output).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Storage requested by each PersistentVolumeClaim.
+    #[arg(long, value_name = "SIZE", default_value = "10Gi")]
+    pub volume_size: String,
 }
 
 #[derive(Debug, Args)]

@@ -108,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Command::Suggest(a) => commands::suggest::run(&ctx, &a).await,
             Command::Bench(a) => commands::bench::run(&cli.global, &a).await,
             Command::Plan(a) => commands::suggest::plan(Some(&ctx), &a).await,
+            Command::Export(a) => commands::export::run(&ctx, &a),
             Command::Completions(_) | Command::Man => Ok(0),
         }
     })

@@ -68,7 +68,7 @@ pub fn mask(v: &mut Value) {
     }
 }
 
-fn to_yaml(v: &Value) -> Yaml {
+pub fn to_yaml(v: &Value) -> Yaml {
     match v {
         Value::Null => Yaml::Null,
         Value::Bool(b) => Yaml::Boolean(*b),

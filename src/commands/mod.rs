@@ -6,6 +6,7 @@ pub mod config;
 pub mod console;
 pub mod doctor;
 pub mod down;
+pub mod export;
 pub mod gateway;
 pub mod images;
 pub mod logs;

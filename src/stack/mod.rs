@@ -5,6 +5,7 @@ pub mod compose;
 pub mod engine;
 pub mod image;
 pub mod journal;
+pub mod k8s;
 pub mod plan;
 pub mod provision;
 pub mod supervise;

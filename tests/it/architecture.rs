@@ -116,7 +116,11 @@ fn osmen_starts_no_process_so_no_string_reaches_a_shell() {
         1,
         "the scanner must catch a spawn"
     );
-    let bad = check("src", SPAWNING);
+    let mut bad = check("src", SPAWNING);
+    // The Kubernetes exporter writes `/bin/sh -c` into a manifest's probe (run by the
+    // kubelet, never by osmen); that file is held to the spawning calls alone.
+    let exporter = "src/stack/k8s.rs: ";
+    bad.retain(|l| !(l.contains(exporter) && offending(l, &SPAWNING[..7]).is_empty()));
     assert!(
         bad.is_empty(),
         "osmen's source starts a process; if one is ever needed it takes a fixed program \

@@ -14,6 +14,7 @@ mod console;
 mod deps;
 mod docker_stack;
 mod economics;
+mod export;
 mod faults;
 mod gateway;
 mod images;

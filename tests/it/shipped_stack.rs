@@ -77,6 +77,13 @@ fn dependencies_profiles_ports_and_gpu() {
     assert_eq!(gw.profiles, vec!["scale".to_string()]);
     assert_eq!(gw.replicas, 3);
     assert_eq!(gw.command.as_ref().unwrap()[0], "gateway");
+    // Regression: the shipped command once said `--bind`, which `osmen gateway` rejects,
+    // and set OSMEN_API_KEY, which the gateway does not read.
+    let argv = std::iter::once("osmen".to_string()).chain(gw.command.clone().unwrap());
+    if let Err(e) = <osmen::cli::Cli as clap::Parser>::try_parse_from(argv) {
+        panic!("the gateway service's command does not parse: {e}");
+    }
+    assert!(gw.environment.contains_key("OSMEN_API_KEYS"));
     for (name, svc) in &p.services {
         for port in &svc.ports {
             assert_eq!(

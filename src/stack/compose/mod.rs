@@ -25,6 +25,11 @@ pub struct Project {
     pub services: BTreeMap<String, Service>,
     pub networks: BTreeMap<String, NetworkDef>,
     pub volumes: BTreeMap<String, VolumeDef>,
+    /// Secret-named variables the file refers to, with their values: what an export must
+    /// turn into references wherever the value landed (`--requirepass ${REDIS_PASSWORD}`).
+    /// Never serialized.
+    #[serde(skip)]
+    pub secret_vars: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

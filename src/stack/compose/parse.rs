@@ -569,6 +569,14 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
         }
     }
 
+    let secret_vars = ctx
+        .vars
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_empty() && crate::model::secret::is_secret_name(k) && text.contains(k.as_str())
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let project = Project {
         name,
         file: file.to_path_buf(),
@@ -576,6 +584,7 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
         services,
         networks,
         volumes,
+        secret_vars,
     };
     validate(&mut ctx, &project, &root);
     if ctx.errors.is_empty() {
