@@ -19,6 +19,10 @@ pub trait ContainerSource: Send + Sync + 'static {
     fn stats(&self, id: &str) -> impl Future<Output = Result<RawStats, String>> + Send;
     /// Lifecycle events (container ids); the collector re-lists when one arrives.
     fn events(&self) -> Pin<Box<dyn Stream<Item = Result<String, String>> + Send>>;
+    /// The engine's machine when it is not this one: published ports are reached there.
+    fn remote_host(&self) -> Option<String> {
+        None
+    }
 }
 
 /// `docker stats` CPU%: 0 unless both deltas are positive.

@@ -12,6 +12,7 @@ use crate::collect::containers::ContainerSource;
 use crate::collect::gpu::{GpuSource, NvmlSource};
 use crate::hub::{self, Update};
 use crate::model::container::ContainerRow;
+use crate::model::container::published_host;
 use crate::model::secret::mask_url_credentials;
 use crate::model::snapshot::{RawStats, Snapshot};
 use crate::model::units::format_bytes;
@@ -34,6 +35,9 @@ impl ContainerSource for EngineSource {
     }
     async fn stats(&self, id: &str) -> Result<RawStats, String> {
         self.engine.stats_once(id).await.map_err(|e| e.to_string())
+    }
+    fn remote_host(&self) -> Option<String> {
+        self.engine.remote_host()
     }
     fn events(
         &self,
@@ -146,11 +150,15 @@ pub async fn start_collectors(
 pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
     let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let mut t = vec![format!("http://{listen}/metrics")];
+    let remote = crate::stack::remote::remote_host_from_env();
     for (name, target) in [("qdrant", 6333u16), ("gateway", 8080)] {
         if let Some(svc) = ctx.project.services.get(name) {
             for p in svc.ports.iter().filter(|p| p.target == target) {
-                if let Some(port) = p.published {
-                    t.push(format!("http://127.0.0.1:{port}/metrics"));
+                let ip = p.host_ip.as_deref().unwrap_or("");
+                if let (Some(port), Some(host)) =
+                    (p.published, published_host(remote.as_deref(), ip))
+                {
+                    t.push(format!("http://{host}:{port}/metrics"));
                 }
             }
         }
@@ -169,7 +177,9 @@ pub fn ollama_url(ctx: &Ctx) -> Option<String> {
         .or_else(|| {
             let svc = ctx.project.services.get("ollama")?;
             let p = svc.ports.iter().find(|p| p.target == 11434)?;
-            Some(format!("http://127.0.0.1:{}", p.published?))
+            let remote = crate::stack::remote::remote_host_from_env();
+            let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
+            Some(format!("http://{host}:{}", p.published?))
         })
 }
 

@@ -152,8 +152,12 @@ pub async fn apply(
                     .into_iter()
                     .find(|t| t.service == s.service)
                     .ok_or_else(|| anyhow::anyhow!("{} is not probed as Redis", s.service))?;
-                let addr = crate::collect::probes::endpoint(&rows, &target)
-                    .map_err(|e| anyhow::anyhow!(e))?;
+                let addr = crate::collect::probes::endpoint(
+                    &rows,
+                    &target,
+                    engine.remote_host().as_deref(),
+                )
+                .map_err(|e| anyhow::anyhow!(e))?;
                 journal.record(
                     &s.service,
                     "set-maxmemory",

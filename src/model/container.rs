@@ -32,6 +32,24 @@ impl Health {
     }
 }
 
+/// The host this machine uses for a port the engine publishes on `host_ip`: loopback
+/// for a local engine; for an engine on `remote`, that host when the port is published on
+/// every address, and None when only the remote machine's loopback has it.
+pub fn published_host(remote: Option<&str>, host_ip: &str) -> Option<String> {
+    let every = matches!(host_ip, "" | "0.0.0.0" | "::");
+    match remote {
+        None if every || host_ip == "127.0.0.1" => Some("127.0.0.1".into()),
+        None => Some(host_ip.to_string()),
+        Some(h) if every => Some(if h.contains(':') {
+            format!("[{h}]")
+        } else {
+            h.to_string()
+        }),
+        Some(_) if host_ip == "127.0.0.1" || host_ip == "::1" => None,
+        Some(_) => Some(host_ip.to_string()),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PortRow {
     pub host_ip: String,

@@ -42,12 +42,12 @@ pub const LABEL_OSMEN: &str = "io.osmen.managed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(
-        "cannot reach the Docker engine at {host}: {detail}\n  start the engine (for example \
-         `sudo systemctl start docker`), or point DOCKER_HOST at a running one \
-         (unix:///path/to/docker.sock or tcp://127.0.0.1:2375)"
-    )]
-    Unreachable { host: String, detail: String },
+    #[error("cannot reach the Docker engine at {host}: {detail}\n  {hint}")]
+    Unreachable {
+        host: String,
+        detail: String,
+        hint: &'static str,
+    },
     #[error("not found: {0}")]
     NotFound(String),
     #[error("the engine refused ({status}): {message}")]
@@ -216,6 +216,10 @@ fn log_chunk(o: bollard::container::LogOutput) -> LogChunk {
 pub struct DockerEngine {
     docker: Docker,
     host: String,
+    /// The engine's machine when it is not this one: its published ports are there.
+    remote_host: Option<String>,
+    /// For ssh://: the forward this engine is reached through, kept for its lifetime.
+    _tunnel: Option<super::remote::SshTunnel>,
 }
 
 impl DockerEngine {
@@ -269,40 +273,90 @@ impl DockerEngine {
         }))
     }
 
-    /// Connects from `DOCKER_HOST` (unix:// or tcp://) or the default socket, negotiates the
-    /// API version and checks that the engine answers.
+    /// Connects where `DOCKER_HOST` points (unix://, tcp:// with or without TLS, ssh://;
+    /// see [`super::remote`]) or to the default socket, negotiates the API version and
+    /// checks that the engine answers.
     pub async fn connect() -> EResult<DockerEngine> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        use super::remote::{Endpoint, HostEnv, SshTunnel, endpoint};
+        let env = HostEnv::from_process();
+        let host = env.shown();
+        let ep = endpoint(&env).map_err(EngineError::Other)?;
+        let hint = match ep {
+            Endpoint::Ssh(_) => {
+                "check that `ssh` to that host works without a prompt (keys, known_hosts; \
+                 OSMEN_SSH_CONFIG names an ssh_config to use) and that its user may use the \
+                 engine's socket"
+            }
+            Endpoint::Tls { .. } => {
+                "check the engine's address and that DOCKER_CERT_PATH holds the CA and the \
+                 client certificate the engine trusts"
+            }
+            _ => {
+                "start the engine (for example `sudo systemctl start docker`), or point \
+                 DOCKER_HOST at a running one (unix:///path/to/docker.sock, tcp://host:2375, \
+                 ssh://user@host)"
+            }
+        };
         let unreachable = |detail: String| EngineError::Unreachable {
             host: host.clone(),
             detail,
+            hint,
         };
-        let docker = if let Some(path) = host.strip_prefix("unix://") {
-            if !std::path::Path::new(path).exists() {
-                return Err(unreachable(format!("no socket at {path}")));
+        let remote_host = ep.remote_host();
+        let version = bollard::API_DEFAULT_VERSION;
+        let mut tunnel = None;
+        let docker = match &ep {
+            Endpoint::Unix(path) => {
+                if !path.exists() {
+                    return Err(unreachable(format!("no socket at {}", path.display())));
+                }
+                Docker::connect_with_unix(&format!("unix://{}", path.display()), 120, version)
             }
-            Docker::connect_with_unix(&host, 120, bollard::API_DEFAULT_VERSION)
-        } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(&host, 120, bollard::API_DEFAULT_VERSION)
-        } else {
-            return Err(unreachable(
-                "unsupported DOCKER_HOST scheme: use unix:// or tcp://".to_string(),
-            ));
+            Endpoint::Tcp(addr) => Docker::connect_with_http(addr, 120, version),
+            Endpoint::Tls { addr, files } => {
+                Docker::connect_with_ssl(addr, &files.key, &files.cert, &files.ca, 120, version)
+            }
+            Endpoint::Ssh(target) => {
+                let t = SshTunnel::open(target).await.map_err(&unreachable)?;
+                let sock = format!("unix://{}", t.socket.display());
+                tunnel = Some(t);
+                Docker::connect_with_unix(&sock, 120, version)
+            }
         }
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(chain(&e)))?;
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        Ok(DockerEngine { docker, host })
+            .map_err(|e| unreachable(chain(&e)))?;
+        docker.ping().await.map_err(|e| unreachable(chain(&e)))?;
+        Ok(DockerEngine {
+            docker,
+            host,
+            remote_host,
+            _tunnel: tunnel,
+        })
     }
+
+    /// The engine's machine when it is not this one (where its published ports are).
+    pub fn remote_host(&self) -> Option<String> {
+        self.remote_host.clone()
+    }
+}
+
+/// An error with its causes: hyper's "client error (Connect)" alone does not say that the
+/// certificate was refused or the connection reset.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn nanos(d: Option<std::time::Duration>) -> Option<i64> {

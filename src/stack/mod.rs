@@ -8,4 +8,5 @@ pub mod journal;
 pub mod k8s;
 pub mod plan;
 pub mod provision;
+pub mod remote;
 pub mod supervise;

@@ -110,7 +110,7 @@ const SPAWNING: &[&str] = &[
 ];
 
 #[test]
-fn osmen_starts_no_process_so_no_string_reaches_a_shell() {
+fn osmen_starts_only_its_ssh_tunnel_so_no_string_reaches_a_shell() {
     assert_eq!(
         offending("let c = std::process::Command::new(\"sh\");\n", SPAWNING).len(),
         1,
@@ -121,6 +121,15 @@ fn osmen_starts_no_process_so_no_string_reaches_a_shell() {
     // kubelet, never by osmen); that file is held to the spawning calls alone.
     let exporter = "src/stack/k8s.rs: ";
     bad.retain(|l| !(l.contains(exporter) && offending(l, &SPAWNING[..7]).is_empty()));
+    // The one process osmen starts: the ssh tunnel to a remote engine, the fixed program
+    // `ssh`, its argument vector built from a parsed and checked ssh:// address (tested
+    // there: a host that is an ssh option is refused) and closed by `--`.
+    let tunnel = "src/stack/remote.rs: ";
+    let allowed = [
+        "tokio::process::Command::new(\"ssh\")",
+        "fn spawn_ssh(args: &[String], stderr: bool) -> std::io::Result<tokio::process::Child> {",
+    ];
+    bad.retain(|l| !(l.contains(tunnel) && allowed.iter().any(|a| l.ends_with(a))));
     assert!(
         bad.is_empty(),
         "osmen's source starts a process; if one is ever needed it takes a fixed program \

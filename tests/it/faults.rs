@@ -267,41 +267,11 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
     let st = one_service_stack("enginecut");
     let sock = st.path("engine.sock");
     let proxy = EngineProxy::start(&sock);
-    let mut watch = st
-        .cmd(&["status", "--watch"])
-        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    {
-        use std::io::Read;
-        let mut out = watch.stdout.take().unwrap();
-        let screen = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            let mut all = String::new();
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                all.push_str(&String::from_utf8_lossy(&buf[..n]));
-                // Keep the last whole frame (each starts by clearing the screen).
-                if let Some(i) = all.rfind("\x1b[H\x1b[2J")
-                    && i > 0
-                {
-                    *screen.lock().unwrap() = all[..i]
-                        .rsplit("\x1b[H\x1b[2J")
-                        .next()
-                        .unwrap_or("")
-                        .to_string();
-                    all.drain(..i);
-                }
-            }
-        });
-    }
-    let frame = || screen.lock().unwrap().clone();
+    let watch = crate::util::Watch::start(
+        st.cmd(&["status", "--watch"])
+            .env("DOCKER_HOST", format!("unix://{}", sock.display())),
+    );
+    let frame = || watch.frame();
     assert!(
         wait_until(Duration::from_secs(20), || frame()
             .contains("containers ok")),
@@ -338,7 +308,7 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
         "{}",
         frame()
     );
-    assert!(watch.try_wait().unwrap().is_none(), "status --watch died");
+    assert!(watch.alive(), "status --watch died");
     let console = t.wait_for("engine unreachable", Duration::from_secs(15));
     assert!(console.contains("since"), "{console}");
     while cut_at.elapsed() < Duration::from_secs(30) {
@@ -356,9 +326,8 @@ fn status_watch_survives_the_engine_going_away_and_resynchronises() {
     t.wait_for("0/1 running", Duration::from_secs(20));
     t.keys(&["q"]);
     eprintln!("engine cut for 30 s: reconnected and resynchronised {secs:.1} s after it returned");
-    assert!(watch.try_wait().unwrap().is_none(), "status --watch died");
-    let _ = watch.kill();
-    let _ = watch.wait();
+    assert!(watch.alive(), "status --watch died");
+    drop(watch);
     proxy.cut();
 }
 

@@ -21,6 +21,7 @@ mod images;
 mod llm_standin;
 mod probes;
 mod prometheus;
+mod remote;
 mod security;
 mod shipped_stack;
 mod util;

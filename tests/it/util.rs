@@ -285,3 +285,65 @@ pub fn nvml_absent() -> bool {
     .iter()
     .any(|p| std::path::Path::new(p).exists())
 }
+
+/// A `status --watch` (or any command that redraws a whole screen per frame) read in the
+/// background: [`Watch::frame`] is the last complete frame. Killed when dropped.
+pub struct Watch {
+    child: std::sync::Mutex<std::process::Child>,
+    screen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watch {
+    pub fn start(cmd: &mut Command) -> Watch {
+        use std::io::Read;
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut out = child.stdout.take().unwrap();
+        let shared = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            let mut all = String::new();
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                all.push_str(&String::from_utf8_lossy(&buf[..n]));
+                // Keep the last whole frame (each starts by clearing the screen).
+                if let Some(i) = all.rfind("\x1b[H\x1b[2J")
+                    && i > 0
+                {
+                    *shared.lock().unwrap() = all[..i]
+                        .rsplit("\x1b[H\x1b[2J")
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    all.drain(..i);
+                }
+            }
+        });
+        Watch {
+            child: std::sync::Mutex::new(child),
+            screen,
+        }
+    }
+
+    pub fn frame(&self) -> String {
+        self.screen.lock().unwrap().clone()
+    }
+
+    pub fn alive(&self) -> bool {
+        self.child.lock().unwrap().try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

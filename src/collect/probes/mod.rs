@@ -129,8 +129,9 @@ pub fn targets(project: &Project) -> Vec<Target> {
 }
 
 /// `host:port` to reach the target: its port published on loopback (or on every
-/// address), else the first running container's own address.
-pub fn endpoint(rows: &[ContainerRow], t: &Target) -> Result<String, String> {
+/// address), else the first running container's own address. For an engine on `remote`
+/// only a port published on every address can be reached from here.
+pub fn endpoint(rows: &[ContainerRow], t: &Target, remote: Option<&str>) -> Result<String, String> {
     let mut running: Vec<&ContainerRow> = rows
         .iter()
         .filter(|r| r.service == t.service && r.state == "running")
@@ -139,13 +140,22 @@ pub fn endpoint(rows: &[ContainerRow], t: &Target) -> Result<String, String> {
     let Some(row) = running.first() else {
         return Err(format!("no running container of {}", t.service));
     };
-    if let Some(p) = row.ports.iter().find(|p| {
-        p.container_port == t.port
-            && p.protocol == "tcp"
-            && p.host_port != 0
-            && matches!(p.host_ip.as_str(), "127.0.0.1" | "0.0.0.0" | "")
-    }) {
-        return Ok(format!("127.0.0.1:{}", p.host_port));
+    let published = row
+        .ports
+        .iter()
+        .filter(|p| p.container_port == t.port && p.protocol == "tcp" && p.host_port != 0);
+    for p in published {
+        if let Some(host) = crate::model::container::published_host(remote, &p.host_ip) {
+            return Ok(format!("{host}:{}", p.host_port));
+        }
+    }
+    if let Some(h) = remote {
+        return Err(format!(
+            "the engine is on {h} and {} publishes port {} only on that machine's loopback \
+             (or not at all): publish it on an address this machine can reach, or forward \
+             it (ssh -L)",
+            row.name, t.port
+        ));
     }
     match row.addresses.first() {
         Some(ip) => Ok(format!("{ip}:{}", t.port)),
@@ -214,6 +224,7 @@ pub async fn run<S: ContainerSource>(
         let _ = tx.send(Update::Source("probes", Ok(()))).await;
         return;
     }
+    let remote = src.remote_host();
     let (rows_tx, rows_rx) = watch::channel::<Option<Result<Vec<ContainerRow>, String>>>(None);
     let lister = {
         let mut stop = stop.clone();
@@ -234,6 +245,7 @@ pub async fn run<S: ContainerSource>(
     for t in targets {
         tasks.push(tokio::spawn(run_one(
             t,
+            remote.clone(),
             rows_rx.clone(),
             tx.clone(),
             stop.clone(),
@@ -248,6 +260,7 @@ pub async fn run<S: ContainerSource>(
 
 async fn run_one(
     t: Target,
+    remote: Option<String>,
     mut rows: watch::Receiver<Option<Result<Vec<ContainerRow>, String>>>,
     tx: mpsc::Sender<Update>,
     mut stop: watch::Receiver<bool>,
@@ -267,7 +280,7 @@ async fn run_one(
         }
         let listed = rows.borrow().clone();
         let addr = match listed {
-            Some(Ok(r)) => endpoint(&r, &t),
+            Some(Ok(r)) => endpoint(&r, &t, remote.as_deref()),
             Some(Err(e)) => Err(format!("cannot list containers: {e}")),
             None => Err("no container list yet".into()),
         };
@@ -382,13 +395,30 @@ mod tests {
             container_port: 5432,
             protocol: "tcp".into(),
         };
-        let rows = vec![row("db", vec![published], vec!["172.18.0.2"])];
-        assert_eq!(endpoint(&rows, &t).unwrap(), "127.0.0.1:15432");
+        let rows = vec![row("db", vec![published.clone()], vec!["172.18.0.2"])];
+        assert_eq!(endpoint(&rows, &t, None).unwrap(), "127.0.0.1:15432");
+        // An engine on another machine: its loopback and its container network are not
+        // reachable from here; a port published on every address is, on that host.
+        let err = endpoint(&rows, &t, Some("db-host")).unwrap_err();
+        assert!(err.contains("engine is on db-host"), "{err}");
+        let everywhere = PortRow {
+            host_ip: "0.0.0.0".into(),
+            ..published
+        };
+        let rows = vec![row("db", vec![everywhere], vec!["172.18.0.2"])];
+        assert_eq!(
+            endpoint(&rows, &t, Some("db-host")).unwrap(),
+            "db-host:15432"
+        );
+        assert_eq!(
+            endpoint(&rows, &t, Some("fd00::5")).unwrap(),
+            "[fd00::5]:15432"
+        );
         let rows = vec![row("db", vec![], vec!["172.18.0.2"])];
-        assert_eq!(endpoint(&rows, &t).unwrap(), "172.18.0.2:5432");
-        let err = endpoint(&[row("db", vec![], vec![])], &t).unwrap_err();
+        assert_eq!(endpoint(&rows, &t, None).unwrap(), "172.18.0.2:5432");
+        let err = endpoint(&[row("db", vec![], vec![])], &t, None).unwrap_err();
         assert!(err.contains("p-db-1") && err.contains("5432"), "{err}");
-        let err = endpoint(&[row("web", vec![], vec!["1.2.3.4"])], &t).unwrap_err();
+        let err = endpoint(&[row("web", vec![], vec!["1.2.3.4"])], &t, None).unwrap_err();
         assert!(err.contains("no running container of db"), "{err}");
     }
 

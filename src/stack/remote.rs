@@ -1,0 +1,486 @@
+//! Where the engine is: `DOCKER_HOST` read as the Docker CLI reads it. `unix://` and plain
+//! `tcp://` as they are; `tcp://` with `DOCKER_TLS_VERIFY` set uses the client certificate
+//! and CA of `DOCKER_CERT_PATH` (default `~/.docker`); `ssh://[user@]host[:port][/socket]`
+//! keeps one `ssh` forwarding a local Unix socket to the remote engine's socket.
+//!
+//! The ssh tunnel is the only process osmen starts: the fixed program `ssh` with an
+//! argument vector, the user and host checked before they get there (a host such as
+//! `-oProxyCommand=...` is refused, and `--` ends ssh's options), so no string from
+//! `DOCKER_HOST` reaches a shell. bollard's own ssh transport was not used: it passes
+//! `host:port` to ssh as a host name (so any port fails) and starts a new master connection
+//! per HTTP connection that it leaves running (`ControlPersist=forever`). A lost link is
+//! retried by a keeper with backoff, so a remote engine degrades as a local one does:
+//! the console says it is unreachable, then resynchronises when ssh is back.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+/// The remote engine's socket when the URL names none.
+pub const DEFAULT_REMOTE_SOCKET: &str = "/var/run/docker.sock";
+/// How long the first connection may take before osmen gives up on it.
+const SSH_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const SSH_RETRY_MAX: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshTarget {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    pub socket: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
+    Tls { addr: String, files: TlsFiles },
+    Ssh(SshTarget),
+}
+
+impl Endpoint {
+    /// The engine's machine when it is not this one: where its published ports are.
+    pub fn remote_host(&self) -> Option<String> {
+        if self.is_local() {
+            return None;
+        }
+        match self {
+            Endpoint::Ssh(t) => Some(t.host.clone()),
+            Endpoint::Tcp(a) | Endpoint::Tls { addr: a, .. } => {
+                let hp = a.split_once("://").map(|(_, r)| r).unwrap_or(a);
+                let host = match hp.strip_prefix('[') {
+                    Some(v6) => v6.split(']').next().unwrap_or(v6),
+                    None => hp.rsplit_once(':').map(|(h, _)| h).unwrap_or(hp),
+                };
+                Some(host.to_string())
+            }
+            Endpoint::Unix(_) => None,
+        }
+    }
+
+    /// True when the engine's published ports are this machine's (a Unix socket, or TCP
+    /// to a loopback address).
+    pub fn is_local(&self) -> bool {
+        match self {
+            Endpoint::Unix(_) => true,
+            Endpoint::Tcp(a) | Endpoint::Tls { addr: a, .. } => {
+                let host = a
+                    .split_once("://")
+                    .map(|(_, r)| r)
+                    .unwrap_or(a)
+                    .rsplit_once(':')
+                    .map(|(h, _)| h)
+                    .unwrap_or(a);
+                matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+            }
+            Endpoint::Ssh(_) => false,
+        }
+    }
+}
+
+/// The machine of the engine `DOCKER_HOST` names, when it is not this one (None for a
+/// local engine or an address osmen cannot read; connecting reports that).
+pub fn remote_host_from_env() -> Option<String> {
+    endpoint(&HostEnv::from_process()).ok()?.remote_host()
+}
+
+/// The variables the Docker CLI reads, as osmen reads them.
+#[derive(Debug, Clone, Default)]
+pub struct HostEnv {
+    pub docker_host: Option<String>,
+    pub tls_verify: Option<String>,
+    pub cert_path: Option<String>,
+    pub home: Option<String>,
+}
+
+impl HostEnv {
+    pub fn from_process() -> HostEnv {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        HostEnv {
+            docker_host: var("DOCKER_HOST"),
+            tls_verify: var("DOCKER_TLS_VERIFY"),
+            cert_path: var("DOCKER_CERT_PATH"),
+            home: var("HOME"),
+        }
+    }
+
+    /// The address as shown to the operator.
+    pub fn shown(&self) -> String {
+        self.docker_host
+            .clone()
+            .unwrap_or_else(|| format!("unix://{DEFAULT_REMOTE_SOCKET}"))
+    }
+}
+
+fn is_host_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'
+}
+
+/// Parses `ssh://[user@]host[:port][/path/to/docker.sock]`, refusing anything ssh could
+/// read as an option or that could not be a user, host or port.
+pub fn parse_ssh(url: &str) -> Result<SshTarget, String> {
+    let bad = |why: &str| {
+        format!(
+            "DOCKER_HOST {url:?}: {why}; write ssh://user@host, ssh://user@host:2222 or \
+             ssh://user@host/run/docker.sock"
+        )
+    };
+    let rest = url
+        .strip_prefix("ssh://")
+        .ok_or_else(|| bad("not an ssh:// address"))?;
+    let (authority, socket) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let socket = match socket {
+        "" | "/" => DEFAULT_REMOTE_SOCKET.to_string(),
+        s if s.chars().all(|c| is_host_char(c) || c == '/') => s.to_string(),
+        _ => {
+            return Err(bad(
+                "the socket path may hold only letters, digits, . _ - and /",
+            ));
+        }
+    };
+    let (user, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    if let Some(u) = user
+        && (u.is_empty() || u.starts_with('-') || !u.chars().all(is_host_char))
+    {
+        return Err(bad(&format!("{u:?} is not a user name")));
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address needs its closing ]"))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad(&format!("{h:?} is not an IPv6 address")));
+        }
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty()
+        || host.starts_with('-')
+        || !host.chars().all(|c| is_host_char(c) || c == ':')
+    {
+        return Err(bad(&format!("{host:?} is not a host name")));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(&format!("port {p:?} is not 1-65535")))?,
+        ),
+    };
+    Ok(SshTarget {
+        user: user.map(String::from),
+        host,
+        port,
+        socket,
+    })
+}
+
+/// Where `DOCKER_HOST` (and the TLS variables) point.
+pub fn endpoint(env: &HostEnv) -> Result<Endpoint, String> {
+    let host = env.shown();
+    if let Some(path) = host.strip_prefix("unix://") {
+        return Ok(Endpoint::Unix(PathBuf::from(path)));
+    }
+    if host.starts_with("ssh://") {
+        return parse_ssh(&host).map(Endpoint::Ssh);
+    }
+    let addr = if let Some(r) = host.strip_prefix("tcp://") {
+        r
+    } else if let Some(r) = host.strip_prefix("https://") {
+        r
+    } else if let Some(r) = host.strip_prefix("http://") {
+        r
+    } else {
+        return Err(format!(
+            "DOCKER_HOST {host:?}: unsupported scheme; use unix://, tcp:// (with \
+             DOCKER_TLS_VERIFY=1 for TLS) or ssh://"
+        ));
+    };
+    let addr = addr.trim_end_matches('/');
+    if addr.is_empty() {
+        return Err(format!("DOCKER_HOST {host:?}: no address after the scheme"));
+    }
+    if env.tls_verify.is_none() && !host.starts_with("https://") {
+        return Ok(Endpoint::Tcp(format!("tcp://{addr}")));
+    }
+    let dir = match (&env.cert_path, &env.home) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(h)) => Path::new(h).join(".docker"),
+        (None, None) => {
+            return Err(
+                "DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is: \
+                        set DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem"
+                    .into(),
+            );
+        }
+    };
+    let files = TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    for f in [&files.ca, &files.cert, &files.key] {
+        if !f.is_file() {
+            return Err(format!(
+                "DOCKER_TLS_VERIFY is set but {} is missing: put ca.pem, cert.pem and \
+                 key.pem in DOCKER_CERT_PATH ({})",
+                f.display(),
+                dir.display()
+            ));
+        }
+    }
+    Ok(Endpoint::Tls {
+        addr: format!("tcp://{addr}"),
+        files,
+    })
+}
+
+/// The arguments of the one `ssh` osmen runs: no remote command, one Unix-socket forward.
+pub fn ssh_args(t: &SshTarget, local: &Path, config: Option<&Path>) -> Vec<String> {
+    let mut a: Vec<String> = vec!["-nNT".into()];
+    for o in [
+        "BatchMode=yes",
+        "ExitOnForwardFailure=yes",
+        "ServerAliveInterval=5",
+        "ServerAliveCountMax=2",
+        "ConnectTimeout=10",
+        "StreamLocalBindUnlink=yes",
+    ] {
+        a.push("-o".into());
+        a.push(o.into());
+    }
+    a.push("-L".into());
+    a.push(format!("{}:{}", local.display(), t.socket));
+    if let Some(c) = config {
+        a.push("-F".into());
+        a.push(c.display().to_string());
+    }
+    if let Some(p) = t.port {
+        a.push("-p".into());
+        a.push(p.to_string());
+    }
+    if let Some(u) = &t.user {
+        a.push("-l".into());
+        a.push(u.clone());
+    }
+    a.push("--".into());
+    a.push(t.host.clone());
+    a
+}
+
+/// An `ssh -L` kept running for as long as the engine handle lives: the local socket
+/// bollard talks to, and a keeper that starts ssh again (with backoff) when the link drops.
+pub struct SshTunnel {
+    pub socket: PathBuf,
+    dir: PathBuf,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SshTunnel {
+    fn drop(&mut self) {
+        // Aborting drops the child, and kill_on_drop ends ssh.
+        self.keeper.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn_ssh(args: &[String], stderr: bool) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new("ssh")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(if stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+}
+
+impl SshTunnel {
+    /// Starts ssh and waits until the forwarded socket exists; ssh's own message when it
+    /// could not connect. `OSMEN_SSH_CONFIG` names an ssh_config file to use instead of
+    /// the user's (`ssh -F`).
+    pub async fn open(t: &SshTarget) -> Result<SshTunnel, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "osmen-ssh-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let socket = dir.join("docker.sock");
+        let config = std::env::var_os("OSMEN_SSH_CONFIG").map(PathBuf::from);
+        if let Some(c) = &config
+            && !c.is_file()
+        {
+            return Err(format!(
+                "OSMEN_SSH_CONFIG names {}, which is not a file",
+                c.display()
+            ));
+        }
+        let args = ssh_args(t, &socket, config.as_deref());
+        let mut child = spawn_ssh(&args, true)
+            .map_err(|e| format!("cannot run ssh: {e} (install the OpenSSH client)"))?;
+        let started = tokio::time::Instant::now();
+        loop {
+            if socket.exists() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut msg = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut msg).await;
+                }
+                let _ = std::fs::remove_dir_all(&dir);
+                let msg = msg.trim().lines().last().unwrap_or("").to_string();
+                return Err(format!("ssh to {} ended ({status}): {msg}", t.host));
+            }
+            if started.elapsed() > SSH_CONNECT_TIMEOUT {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!(
+                    "ssh to {} forwarded no socket within {}s",
+                    t.host,
+                    SSH_CONNECT_TIMEOUT.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // ssh's stderr is no longer read: drop the pipe so ssh never blocks on it.
+        drop(child.stderr.take());
+        let keeper = tokio::spawn(async move {
+            let mut child = child;
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                let up = tokio::time::Instant::now();
+                let _ = child.wait().await;
+                if up.elapsed() > Duration::from_secs(30) {
+                    backoff = Duration::from_millis(500);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(SSH_RETRY_MAX);
+                match spawn_ssh(&args, false) {
+                    Ok(c) => child = c,
+                    Err(_) => continue,
+                }
+            }
+        });
+        Ok(SshTunnel {
+            socket,
+            dir,
+            keeper,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(host: &str) -> HostEnv {
+        HostEnv {
+            docker_host: Some(host.into()),
+            ..HostEnv::default()
+        }
+    }
+
+    #[test]
+    fn ssh_addresses_parse_and_options_are_refused() {
+        let t = parse_ssh("ssh://ops@build-01.lan:2222").unwrap();
+        assert_eq!(
+            (t.user.as_deref(), t.host.as_str(), t.port),
+            (Some("ops"), "build-01.lan", Some(2222))
+        );
+        assert_eq!(t.socket, DEFAULT_REMOTE_SOCKET);
+        let t = parse_ssh("ssh://[::1]:22/run/user/1000/docker.sock").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.socket.as_str()),
+            ("::1", "/run/user/1000/docker.sock")
+        );
+        for bad in [
+            "ssh://-oProxyCommand=touch%20x",
+            "ssh://-oProxyCommand=x@host",
+            "ssh://user@-host",
+            "ssh://user@host:0",
+            "ssh://user@host:99999",
+            "ssh://us er@host",
+            "ssh://user@ho;st",
+            "ssh://user@host/sock;rm",
+            "ssh://",
+        ] {
+            let e = parse_ssh(bad).unwrap_err();
+            assert!(e.contains("DOCKER_HOST"), "{bad}: {e}");
+        }
+        let t = parse_ssh("ssh://me@h").unwrap();
+        let args = ssh_args(&t, Path::new("/tmp/x/docker.sock"), None);
+        let n = args.len();
+        assert_eq!(&args[n - 2..], ["--", "h"]);
+        assert!(args.contains(&"/tmp/x/docker.sock:/var/run/docker.sock".to_string()));
+    }
+
+    #[test]
+    fn docker_host_is_read_as_the_cli_reads_it() {
+        assert_eq!(
+            endpoint(&HostEnv::default()).unwrap(),
+            Endpoint::Unix(DEFAULT_REMOTE_SOCKET.into())
+        );
+        assert_eq!(
+            endpoint(&env("tcp://10.0.0.5:2375")).unwrap(),
+            Endpoint::Tcp("tcp://10.0.0.5:2375".into())
+        );
+        assert!(!endpoint(&env("tcp://10.0.0.5:2375")).unwrap().is_local());
+        assert!(endpoint(&env("tcp://127.0.0.1:2375")).unwrap().is_local());
+        assert!(!endpoint(&env("ssh://a@b")).unwrap().is_local());
+        let e = endpoint(&env("npipe:////./pipe/docker")).unwrap_err();
+        assert!(e.contains("unsupported scheme"), "{e}");
+        // TLS: the three files, named when one is missing.
+        let dir = std::env::temp_dir().join(format!("osmen-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut tls = env("tcp://127.0.0.1:2376");
+        tls.tls_verify = Some("1".into());
+        tls.cert_path = Some(dir.display().to_string());
+        let e = endpoint(&tls).unwrap_err();
+        assert!(e.contains("ca.pem is missing"), "{e}");
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        match endpoint(&tls).unwrap() {
+            Endpoint::Tls { addr, files } => {
+                assert_eq!(addr, "tcp://127.0.0.1:2376");
+                assert_eq!(files.key, dir.join("key.pem"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
