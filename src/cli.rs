@@ -241,7 +241,24 @@ pub struct UpArgs {
     /// Pull policy for every service: always, missing, never or build.
     #[arg(long, value_name = "POLICY", value_parser = parse_pull_policy)]
     pub pull: Option<PullPolicy>,
+    /// Run N replicas of SERVICE instead of the file's count (repeatable): gateway=3.
+    /// A balancer in front of it (x-osmen-balance) follows.
+    #[arg(long, value_name = "SERVICE=N", value_parser = parse_scale)]
+    pub scale: Vec<(String, u32)>,
     pub services: Vec<String>,
+}
+
+fn parse_scale(s: &str) -> Result<(String, u32), String> {
+    let (svc, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write SERVICE=N, for example gateway=3"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: {n:?} is not a replica count (0 or more)"))?;
+    if svc.is_empty() {
+        return Err(format!("{s:?}: name the service, for example gateway=3"));
+    }
+    Ok((svc.to_string(), n))
 }
 
 fn parse_pull_policy(s: &str) -> Result<PullPolicy, String> {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod gateway;
+pub mod http;
 pub mod hub;
 pub mod model;
 pub mod stack;

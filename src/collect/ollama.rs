@@ -101,10 +101,7 @@ pub async fn run(
             .await;
         return;
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+    let client = crate::http::client(|b| b.timeout(Duration::from_secs(3)));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut blobs = Blobs::new();

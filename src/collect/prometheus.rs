@@ -595,6 +595,60 @@ fn per_request(e: &mut serde_json::Map<String, serde_json::Value>) {
     }
 }
 
+/// The families of several replicas of one service as one: every counter, gauge and
+/// histogram bucket (and a summary's `_sum` and `_count`) summed over the replicas per
+/// identical label set, so that quantiles computed from the merged buckets are those of
+/// all requests together. Summary quantiles are left out: percentiles cannot be added or
+/// averaged into a percentile. `le` bounds are matched by value (`0.5` and `0.50` agree).
+pub fn merge(replicas: &[Vec<Family>]) -> Vec<Family> {
+    let mut order: Vec<String> = Vec::new();
+    let mut fams: BTreeMap<String, Family> = BTreeMap::new();
+    // (family, sample name, labels with `le` normalised) -> index in the family's samples
+    let mut index: BTreeMap<(String, String, Labels), usize> = BTreeMap::new();
+    for fs in replicas {
+        for f in fs {
+            let merged = fams.entry(f.name.clone()).or_insert_with(|| {
+                order.push(f.name.clone());
+                Family {
+                    name: f.name.clone(),
+                    kind: f.kind,
+                    help: f.help.clone(),
+                    samples: Vec::new(),
+                }
+            });
+            for smp in &f.samples {
+                if f.kind == Kind::Summary && smp.label("quantile").is_some() {
+                    continue;
+                }
+                let key_labels: Labels = smp
+                    .labels
+                    .iter()
+                    .map(|(k, v)| {
+                        if k == "le" {
+                            let norm = parse_value(v).map(|x| x.to_string());
+                            (k.clone(), norm.unwrap_or_else(|| v.clone()))
+                        } else {
+                            (k.clone(), v.clone())
+                        }
+                    })
+                    .collect();
+                let key = (f.name.clone(), smp.name.clone(), key_labels);
+                match index.get(&key) {
+                    Some(&i) => merged.samples[i].value += smp.value,
+                    None => {
+                        index.insert(key, merged.samples.len());
+                        merged.samples.push(Sample {
+                            timestamp: None,
+                            ..smp.clone()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    order.into_iter().filter_map(|n| fams.remove(&n)).collect()
+}
+
 /// How far back histogram quantiles look (bucket deltas over this window).
 pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -719,10 +773,7 @@ pub async fn run_targets(
 ) {
     use crate::hub::Update;
     use crate::model::snapshot::ScrapeTarget;
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(2))
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+    let client = crate::http::client(|b| b.timeout(std::time::Duration::from_secs(2)));
     let mut windows: BTreeMap<String, Windowed> = BTreeMap::new();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -790,6 +841,49 @@ pub async fn run_targets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_replicas_sum_counters_and_buckets_and_drop_summary_quantiles() {
+        let a = parse(
+            "# TYPE r counter\nr{agent=\"x\"} 3\n# TYPE d histogram\n\
+             d_bucket{agent=\"x\",le=\"0.1\"} 1\nd_bucket{agent=\"x\",le=\"0.5\"} 2\n\
+             d_bucket{agent=\"x\",le=\"+Inf\"} 3\nd_sum{agent=\"x\"} 0.9\nd_count{agent=\"x\"} 3\n\
+             # TYPE s summary\ns{quantile=\"0.5\"} 0.2\ns_sum 1\ns_count 4\n",
+        )
+        .unwrap();
+        let b = parse(
+            "# TYPE r counter\nr{agent=\"x\"} 4\nr{agent=\"y\"} 1\n# TYPE d histogram\n\
+             d_bucket{agent=\"x\",le=\"0.10\"} 0\nd_bucket{agent=\"x\",le=\"0.5\"} 5\n\
+             d_bucket{agent=\"x\",le=\"+Inf\"} 7\nd_sum{agent=\"x\"} 3\nd_count{agent=\"x\"} 7\n\
+             # TYPE s summary\ns{quantile=\"0.5\"} 0.9\ns_sum 2\ns_count 5\n",
+        )
+        .unwrap();
+        let m = merge(&[a, b]);
+        let get = |fam: &str, name: &str, label: Option<(&str, &str)>| -> f64 {
+            m.iter()
+                .find(|f| f.name == fam)
+                .unwrap()
+                .samples
+                .iter()
+                .find(|s| s.name == name && label.is_none_or(|(k, v)| s.label(k) == Some(v)))
+                .unwrap()
+                .value
+        };
+        assert_eq!(get("r", "r", Some(("agent", "x"))), 7.0);
+        assert_eq!(get("r", "r", Some(("agent", "y"))), 1.0);
+        assert_eq!(get("d", "d_bucket", Some(("le", "0.1"))), 1.0);
+        assert_eq!(get("d", "d_bucket", Some(("le", "0.5"))), 7.0);
+        assert_eq!(get("d", "d_count", None), 10.0);
+        assert_eq!(get("s", "s_count", None), 9.0);
+        let s = m.iter().find(|f| f.name == "s").unwrap();
+        assert!(s.samples.iter().all(|x| x.label("quantile").is_none()));
+        // The merged P50 is that of all ten requests: rank 5 falls in (0.1, 0.5].
+        let q = quantiles(m.iter().find(|f| f.name == "d").unwrap(), &[0.5]);
+        assert!(
+            (q[0].2 - (0.1 + 0.4 * (5.0 - 1.0) / 6.0)).abs() < 1e-12,
+            "{q:?}"
+        );
+    }
 
     #[test]
     fn histogram_quantile_matches_prometheus() {

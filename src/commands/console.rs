@@ -417,9 +417,7 @@ async fn carry_out(
             let Some(url) = super::status::ollama_url(ctx) else {
                 bail!("OLLAMA_URL is not set and the stack has no ollama port");
             };
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()?;
+            let client = crate::http::client(|b| b.timeout(Duration::from_secs(120)));
             let p = crate::collect::ollama::probe_generation(&client, &url, model.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;

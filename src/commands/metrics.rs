@@ -48,9 +48,7 @@ pub async fn run(args: &MetricsArgs) -> anyhow::Result<u8> {
             args.url
         );
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = crate::http::client(|b| b.timeout(Duration::from_secs(10)));
     let resp = client
         .get(&args.url)
         .header("accept", "text/plain;version=0.0.4")

@@ -100,9 +100,17 @@ impl Ctx {
     }
 
     pub async fn supervisor(&self) -> anyhow::Result<Supervisor<DockerEngine>> {
+        self.supervisor_for(self.project.clone()).await
+    }
+
+    /// A supervisor for the file's stack as changed for this run (`up --scale`).
+    pub async fn supervisor_for(
+        &self,
+        project: Arc<Project>,
+    ) -> anyhow::Result<Supervisor<DockerEngine>> {
         Ok(Supervisor::new(
             self.engine().await?,
-            self.project.clone(),
+            project,
             self.config.supervisor.clone(),
             self.journal(),
             stderr_reporter(),

@@ -450,9 +450,7 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
         }
     }
     let probe = if args.probe_ollama {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()?;
+        let client = crate::http::client(|b| b.timeout(Duration::from_secs(120)));
         Some(match ollama_url(ctx) {
             Some(u) => crate::collect::ollama::probe_generation(&client, &u, None)
                 .await

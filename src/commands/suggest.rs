@@ -240,10 +240,7 @@ pub async fn plan(ctx: Option<&Ctx>, args: &PlanArgs) -> anyhow::Result<u8> {
     let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let url = format!("http://{listen}/metrics");
     let measured = async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()
-            .ok()?;
+        let client = crate::http::client(|b| b.timeout(Duration::from_secs(3)));
         let body = client.get(&url).send().await.ok()?.text().await.ok()?;
         let fams = crate::collect::prometheus::parse(&body).ok()?;
         let agents = crate::collect::prometheus::agents_from(&fams);

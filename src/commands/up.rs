@@ -45,8 +45,27 @@ pub fn targets(ctx: &Ctx, named: &[String]) -> anyhow::Result<BTreeSet<String>> 
 
 pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
     ctx.refuse_if_read_only("up")?;
-    let targets = targets(ctx, &args.services)?;
-    let sup = ctx.supervisor().await?;
+    let mut targets = targets(ctx, &args.services)?;
+    let mut project = (*ctx.project).clone();
+    for (svc, n) in &args.scale {
+        let Some(s) = project.services.get_mut(svc) else {
+            let names: Vec<&str> = ctx.project.services.keys().map(String::as_str).collect();
+            anyhow::bail!(
+                "--scale {svc}={n}: no service {svc} in {}; services: {}",
+                ctx.project.file.display(),
+                names.join(", ")
+            );
+        };
+        if n > &1 && s.container_name.is_some() {
+            anyhow::bail!(
+                "--scale {svc}={n}: {svc} sets container_name, which one container only can \
+                 have; remove it to run replicas"
+            );
+        }
+        s.replicas = *n;
+        targets.insert(svc.clone());
+    }
+    let sup = ctx.supervisor_for(std::sync::Arc::new(project)).await?;
     let opts = UpOptions {
         wait: args.wait,
         force_recreate: args.force_recreate,

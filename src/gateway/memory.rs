@@ -69,11 +69,10 @@ impl Embedder {
             base_url,
             api_key,
             model,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .connect_timeout(Duration::from_secs(2))
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            client: crate::http::client(|b| {
+                b.timeout(Duration::from_secs(30))
+                    .connect_timeout(Duration::from_secs(2))
+            }),
         }
     }
 
@@ -136,10 +135,7 @@ impl Qdrant {
     pub fn new(url: String) -> Qdrant {
         Qdrant {
             url: url.trim_end_matches('/').to_string(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            client: crate::http::client(|b| b.timeout(Duration::from_secs(10))),
             ready: tokio::sync::Mutex::new(None),
         }
     }

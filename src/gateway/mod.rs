@@ -369,10 +369,7 @@ impl Gateway {
             },
             prices: file.prices.clone(),
             n8n_url,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            http: crate::http::client(|b| b.timeout(Duration::from_secs(30))),
             providers: providers.into_values().collect(),
             started: Instant::now(),
             listen,

@@ -196,6 +196,17 @@ pub trait Engine: Send + Sync + 'static {
     fn build(&self, req: BuildRequest, context: Vec<u8>) -> BoxStream<EResult<BuildEvent>>;
     /// One `docker stats` sample (no streaming, no waiting for a second sample).
     fn stats_once(&self, id: &str) -> impl Future<Output = EResult<RawStats>> + Send;
+    /// Writes one file into a container (created or running), through the engine's
+    /// archive API: it works on a remote engine too, where a bind mount would not.
+    fn write_file(
+        &self,
+        id: &str,
+        dir: &str,
+        name: &str,
+        body: &[u8],
+    ) -> impl Future<Output = EResult<()>> + Send;
+    /// Sends a signal to a running container's main process (`HUP` reloads nginx).
+    fn signal(&self, id: &str, signal: &str) -> impl Future<Output = EResult<()>> + Send;
 }
 
 /// One piece of a container's output as text, with the stream it came from.
@@ -703,6 +714,40 @@ impl Engine for DockerEngine {
     async fn remove_volume(&self, name: &str) -> EResult<()> {
         let opts = None::<bollard::query_parameters::RemoveVolumeOptions>;
         absent_ok(self.docker.remove_volume(name, opts).await, ())
+    }
+
+    async fn write_file(&self, id: &str, dir: &str, name: &str, body: &[u8]) -> EResult<()> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+        h.set_cksum();
+        tar.append_data(&mut h, name, body)
+            .map_err(|e| EngineError::Other(format!("cannot pack {name}: {e}")))?;
+        let bytes = tar
+            .into_inner()
+            .map_err(|e| EngineError::Other(format!("cannot pack {name}: {e}")))?;
+        let opts = bollard::query_parameters::UploadToContainerOptions {
+            path: dir.to_string(),
+            ..Default::default()
+        };
+        Ok(self
+            .docker
+            .upload_to_container(id, Some(opts), bollard::body_full(bytes.into()))
+            .await?)
+    }
+
+    async fn signal(&self, id: &str, signal: &str) -> EResult<()> {
+        let opts = bollard::query_parameters::KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        Ok(self.docker.kill_container(id, Some(opts)).await?)
     }
 
     async fn create(&self, spec: &ContainerSpec) -> EResult<String> {

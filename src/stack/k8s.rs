@@ -371,6 +371,16 @@ pub fn export(project: &Project, opts: &ExportOptions) -> Export {
         if !opts.services.contains(&svc.name) {
             continue;
         }
+        if let Some(b) = &svc.balance {
+            ex.warnings.push(format!(
+                "{}: not exported: it balances {}'s replicas, which the Service {} does in \
+                 Kubernetes",
+                svc.name,
+                b.service,
+                dns_name(&b.service)
+            ));
+            continue;
+        }
         for m in &svc.volumes {
             if let (MountKind::Volume, Some(src)) = (&m.kind, &m.source) {
                 volume_users

@@ -1,6 +1,7 @@
 //! The stack: the compose file, the Docker engine adapter, and the supervisor that plans
 //! and carries out `up`, `down`, restarts and crash-loop holds.
 
+pub mod balance;
 pub mod compose;
 pub mod engine;
 pub mod image;

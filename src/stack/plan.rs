@@ -17,7 +17,12 @@ pub const COMPOSE_COMPAT_VERSION: &str = "2.20.0";
 /// A stable digest of everything in the service that shapes its containers.
 pub fn config_hash(project: &Project, svc: &Service) -> String {
     let mut h = Sha256::new();
-    h.update(serde_json::to_vec(svc).unwrap_or_default());
+    // The replica count is not a container's configuration: scaling adds or removes
+    // containers and leaves the others running (as Compose does). One replica hashes as
+    // before, so existing single containers keep their hash.
+    let mut one = svc.clone();
+    one.replicas = 1;
+    h.update(serde_json::to_vec(&one).unwrap_or_default());
     // Engine-side names of networks and volumes change the container too.
     for net in svc.networks.keys() {
         if let Some(n) = project.networks.get(net) {

@@ -309,6 +309,10 @@ impl<E: Engine> Supervisor<E> {
                 ));
             }
         }
+        if svc.balance.is_some() && !precreated.is_empty() {
+            // New balancer containers get their upstream list before nginx first starts.
+            self.sync_balancers(name, &[]).await?;
+        }
         let mut action = "unchanged";
         let hash = plan::config_hash(&self.project, svc);
         let mut ids = Vec::new();
@@ -364,6 +368,17 @@ impl<E: Engine> Supervisor<E> {
             };
             ids.push(id);
         }
+        // Balancers learn the new replicas, and forget those about to go, before they go.
+        let leaving: Vec<&str> = mine
+            .iter()
+            .filter(|c| c.number > svc.replicas)
+            .map(|c| c.id.as_str())
+            .collect();
+        if self.sync_balancers(name, &leaving).await? && !leaving.is_empty() {
+            // SIGHUP returns before nginx's new workers take over; a replica stopped at
+            // once could still be handed a request on an old worker's connection.
+            tokio::time::sleep(super::balance::DRAIN).await;
+        }
         for extra in mine.iter().filter(|c| c.number > svc.replicas) {
             self.record(
                 name,
@@ -388,6 +403,79 @@ impl<E: Engine> Supervisor<E> {
             action: action.to_string(),
             state,
         })
+    }
+
+    /// Rewrites and reloads every balancer in front of `service` (or `service` itself when
+    /// it is one): its upstream is the running replicas of its target but `leaving`.
+    /// Journaled before each write. True when a balancer was rewritten.
+    pub async fn sync_balancers(&self, service: &str, leaving: &[&str]) -> SResult<bool> {
+        let p = &self.project;
+        let balancers: Vec<(&String, &super::compose::Balance)> = p
+            .services
+            .iter()
+            .filter_map(|(n, s)| s.balance.as_ref().map(|b| (n, b)))
+            .filter(|(n, b)| b.service == service || n.as_str() == service)
+            .collect();
+        if balancers.is_empty() {
+            return Ok(false);
+        }
+        let rows = self.engine.list_containers(&p.name).await?;
+        for (lb, b) in balancers {
+            let mut replicas: Vec<&ContainerRow> = rows
+                .iter()
+                .filter(|r| {
+                    r.service == b.service
+                        && r.state == "running"
+                        && !leaving.contains(&r.id.as_str())
+                })
+                .collect();
+            replicas.sort_by_key(|r| r.number);
+            let mut servers = Vec::new();
+            for r in replicas {
+                // The list's rows may predate a start: ask for the address when missing.
+                let addr = match r.addresses.first() {
+                    Some(a) => Some(a.clone()),
+                    None => self.engine.inspect(&r.id).await?.addresses.first().cloned(),
+                };
+                if let Some(a) = addr {
+                    servers.push(format!("{a}:{}", b.port));
+                }
+            }
+            let conf = super::balance::nginx_conf(lb, b, &servers);
+            for c in rows.iter().filter(|r| &r.service == lb) {
+                self.record(
+                    lb,
+                    "balance",
+                    &format!(
+                        "{}: upstream {} = {}",
+                        c.name,
+                        super::balance::upstream_name(&b.service),
+                        if servers.is_empty() {
+                            "none".to_string()
+                        } else {
+                            servers.join(" ")
+                        }
+                    ),
+                )?;
+                self.engine
+                    .write_file(
+                        &c.id,
+                        super::balance::CONF_DIR,
+                        super::balance::CONF_FILE,
+                        conf.as_bytes(),
+                    )
+                    .await?;
+                if c.state == "running" {
+                    self.engine.signal(&c.id, "HUP").await?;
+                }
+            }
+            (self.report)(&format!(
+                "{lb}: balancing {} replica(s) of {}",
+                servers.len(),
+                b.service
+            ));
+        }
+        Ok(true)
     }
 
     /// Follows the service's containers until the state its dependents (or `--wait`)

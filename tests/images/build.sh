@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the images osmen's Docker tests run. The engine here has no registry, so both are
+# Builds the images osmen's Docker tests run. The engine here has no registry, so all are
 # made locally: `osmen-standin:test` from the project's own stand-in (a static binary in a
-# scratch image), `osmen-redis:test` from Debian's redis-tools package (Redis 7.0) and
+# scratch image), `osmen-redis:test` from Debian's redis-tools package (Redis 7.0),
+# `osmen-nginx:test` from Debian's nginx (the balancer in front of gateway replicas) and
 # `osmen-postgres:test` from Debian's postgresql-15 package and the libraries it needs.
 # An image is rebuilt only when its sources changed (a label holds their digest).
 #   tests/images/build.sh [--force]
@@ -55,6 +56,55 @@ if [[ $force == --force || $(current_label osmen-redis:test) != "$digest" ]]; th
     -c 'CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no"]' \
     -c "LABEL osmen.source=$digest" - osmen-redis:test >/dev/null
   echo "built osmen-redis:test ($digest)"
+fi
+
+# --- nginx, from Debian packages --------------------------------------------------------
+# The balancer in front of gateway replicas (x-osmen-balance). Its nginx.conf includes
+# conf.d/*.conf, as the official images do; osmen writes conf.d/default.conf and sends
+# SIGHUP. Until then a placeholder answers 503. `docker import` cannot set STOPSIGNAL:
+# compose files set `stop_signal: SIGQUIT` (graceful) for it.
+digest=$( (echo "nginx nginx-common libpcre2-8-0 libssl3 libcrypt1 zlib1g v1"; sha256sum < "$here/build.sh") \
+  | sha256sum | cut -c1-16)
+if [[ $force == --force || $(current_label osmen-nginx:test) != "$digest" ]]; then
+  mkdir -p "$work/ngx" && cd "$work/ngx"
+  apt-get download nginx nginx-common libpcre2-8-0 libssl3 libcrypt1 zlib1g >/dev/null 2>&1 || {
+    echo "apt-get download of nginx failed: run 'apt-get update' first" >&2; exit 1; }
+  for d in ./*.deb; do dpkg-deb -x "$d" x; done
+  rootfs="$work/ngx-root"
+  mkdir -p "$rootfs/usr/sbin" "$rootfs/etc/nginx/conf.d" "$rootfs/var/log/nginx" \
+    "$rootfs/var/lib/nginx" "$rootfs/run" "$rootfs/tmp"
+  cp x/usr/sbin/nginx "$rootfs/usr/sbin/nginx"
+  cp x/etc/nginx/mime.types "$rootfs/etc/nginx/mime.types"
+  cat > "$rootfs/etc/nginx/nginx.conf" <<'CONF'
+user nobody nogroup;
+worker_processes 2;
+pid /run/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    include /etc/nginx/conf.d/*.conf;
+}
+CONF
+  cat > "$rootfs/etc/nginx/conf.d/default.conf" <<'CONF'
+server { listen 80; location / { return 503 "no upstream written yet\n"; } }
+CONF
+  echo "root:x:0:0:root:/root:/sbin/nologin" > "$rootfs/etc/passwd"
+  echo "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin" >> "$rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$rootfs/etc/group"
+  libpath="$work/ngx/x/usr/lib/x86_64-linux-gnu:$work/ngx/x/lib/x86_64-linux-gnu"
+  LD_LIBRARY_PATH="$libpath" ldd "$rootfs/usr/sbin/nginx" | grep -o '/[^ ]*' | while read -r lib; do
+    dest="$rootfs$lib"
+    case $lib in "$work"/ngx/x/*) dest="$rootfs${lib#"$work"/ngx/x}" ;; esac
+    mkdir -p "$(dirname "$dest")"
+    cp -L "$lib" "$dest"
+  done
+  tar -C "$rootfs" --owner=0 --group=0 --numeric-owner -c . | docker import \
+    -c 'EXPOSE 80' \
+    -c 'CMD ["/usr/sbin/nginx", "-g", "daemon off;"]' \
+    -c "LABEL osmen.source=$digest" - osmen-nginx:test >/dev/null
+  echo "built osmen-nginx:test ($digest)"
 fi
 
 # --- postgresql 15, from Debian packages ------------------------------------------------

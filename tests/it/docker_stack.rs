@@ -477,6 +477,7 @@ fn replicas_scale_up_and_down() {
         "{{range .NetworkSettings.Networks}}{{.Aliases}}{{end}}",
     );
     assert!(aliases.contains("web"), "{aliases}");
+    let first = inspect(&format!("{}-web-1", st.project), "{{.Id}}");
     std::fs::write(st.path("docker-compose.yml"), compose(1)).unwrap();
     let (code, _, err) = st.run(&["up"]);
     assert_eq!(code, 0, "{err}");
@@ -484,6 +485,14 @@ fn replicas_scale_up_and_down() {
     let rows: Vec<Value> = serde_json::from_str(&ps).unwrap();
     assert_eq!(rows.len(), 1, "{ps}");
     assert!(st.journal().contains("scaled down to 1 replicas"));
+    // Regression: the replica count was part of the configuration hash, so scaling
+    // recreated the replicas that stay.
+    assert_eq!(
+        inspect(&format!("{}-web-1", st.project), "{{.Id}}"),
+        first,
+        "scaling down recreated web-1"
+    );
+    assert!(!err.contains("recreated"), "{err}");
 }
 
 #[test]

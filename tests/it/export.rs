@@ -170,7 +170,7 @@ fn quantity_cpus(q: &str) -> f64 {
 /// manifests, service by service.
 fn keeps_limits_probes_and_volumes(p: &Project) {
     let objs = objects(p);
-    for (name, svc) in &p.services {
+    for (name, svc) in p.services.iter().filter(|(_, s)| s.balance.is_none()) {
         let w = workload(&objs, &k8s::dns_name(name));
         let pod = &w["spec"]["template"]["spec"];
         let c = &pod["containers"][0];

@@ -883,16 +883,7 @@ impl RedisBox {
             "osmen-redis:test",
         ]);
         assert!(ok, "{out}");
-        let port = crate::util::docker(&["port", &name, "6379/tcp"]).1;
-        let port: u16 = port
-            .lines()
-            .next()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let port = crate::util::published_port(&name, "6379/tcp");
         let ready = crate::util::wait_until(Duration::from_secs(10), || {
             crate::util::docker(&["exec", &name, "redis-cli", "ping"]).1 == "PONG"
         });

@@ -22,6 +22,7 @@ mod llm_standin;
 mod probes;
 mod prometheus;
 mod remote;
+mod replicas;
 mod security;
 mod shipped_stack;
 mod util;

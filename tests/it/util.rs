@@ -67,6 +67,16 @@ pub fn docker(args: &[&str]) -> (bool, String) {
     (o.status.success(), format!("{}{}", out.trim(), err.trim()))
 }
 
+/// The host port a container publishes `port` (`6379/tcp`) on.
+pub fn published_port(container: &str, port: &str) -> u16 {
+    let out = docker(&["port", container, port]).1;
+    out.lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{container} publishes no {port}: {out:?}"))
+}
+
 pub fn inspect(name: &str, format: &str) -> String {
     docker(&["inspect", "-f", format, name]).1
 }

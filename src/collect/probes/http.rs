@@ -13,11 +13,7 @@ use crate::model::probe::ProbeKind;
 
 /// A client for probes: short timeouts, no proxy (the services are local).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .no_proxy()
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+    crate::http::client(|b| b.timeout(Duration::from_secs(3)).no_proxy())
 }
 
 /// Qdrant's REST counters and latency buckets (by class: search or insert).

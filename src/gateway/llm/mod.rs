@@ -292,12 +292,11 @@ pub fn retry_delay(attempt: u32, retry_after: Option<&str>) -> Duration {
 
 impl Provider {
     pub fn new(cfg: ProviderConfig) -> Provider {
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
-            .pool_max_idle_per_host(cfg.concurrency.max(1))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let client = crate::http::client(|b| {
+            b.timeout(cfg.timeout)
+                .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
+                .pool_max_idle_per_host(cfg.concurrency.max(1))
+        });
         Provider {
             slots: Semaphore::new(cfg.concurrency.max(1)),
             cfg,

@@ -74,6 +74,21 @@ pub struct Service {
     /// `x-osmen-probe`: what kind of service osmen probes it as (else from the image).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<crate::model::probe::ProbeSpec>,
+    /// `x-osmen-balance`: this service is an nginx in front of another service's
+    /// replicas; osmen writes its upstream list and reloads it when they change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
+}
+
+/// What a balancer service balances: `x-osmen-balance: gateway:8080` or
+/// `{service: gateway, port: 8080, listen: 80}`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Balance {
+    pub service: String,
+    /// The replicas' port.
+    pub port: u16,
+    /// Where nginx listens inside its container.
+    pub listen: u16,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -722,6 +722,65 @@ fn parse_probe(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ProbeSpec> {
     })
 }
 
+/// `x-osmen-balance: gateway:8080` or `{service: gateway, port: 8080, listen: 80}`.
+fn parse_balance(ctx: &mut Ctx, node: &Node, path: &str) -> Option<super::Balance> {
+    const HINT: &str = "write `x-osmen-balance: gateway:8080` or `{service: gateway, port: \
+                        8080, listen: 80}`";
+    let port_of = |ctx: &mut Ctx, n: &Node, p: &str| match ctx.uint(n, p) {
+        Some(v) if (1..=65535).contains(&v) => Some(v as u16),
+        Some(v) => {
+            ctx.err(n.pos, p, format!("port {v} is not in 1-65535"));
+            None
+        }
+        None => None,
+    };
+    if let Kind::Map(_) = &node.kind {
+        let m = ctx.map(node, path)?;
+        let (mut service, mut port, mut listen) = (None, None, 80u16);
+        for (k, v) in m {
+            let key = k.as_str().unwrap_or("");
+            let p = format!("{path}.{key}");
+            match key {
+                "service" => service = ctx.scalar(v, &p, "a service name"),
+                "port" => port = port_of(ctx, v, &p),
+                "listen" => listen = port_of(ctx, v, &p)?,
+                other => ctx.err(
+                    k.pos,
+                    &p,
+                    format!("unknown key `{other}` of x-osmen-balance: use service, port, listen"),
+                ),
+            }
+        }
+        return match (service, port) {
+            (Some(service), Some(port)) => Some(super::Balance {
+                service,
+                port,
+                listen,
+            }),
+            _ => {
+                ctx.err(
+                    node.pos,
+                    path,
+                    format!("x-osmen-balance needs service and port: {HINT}"),
+                );
+                None
+            }
+        };
+    }
+    let s = ctx.scalar(node, path, "service:port")?;
+    match s.rsplit_once(':').map(|(svc, p)| (svc, p.parse::<u16>())) {
+        Some((svc, Ok(port))) if !svc.is_empty() && port > 0 => Some(super::Balance {
+            service: svc.to_string(),
+            port,
+            listen: 80,
+        }),
+        _ => {
+            ctx.err(node.pos, path, format!("{s:?} is not service:port; {HINT}"));
+            None
+        }
+    }
+}
+
 fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
     let base = format!("services.{name}");
     let m = match &node.kind {
@@ -775,6 +834,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         init: None,
         pull_policy: None,
         probe: None,
+        balance: None,
     };
     let mut env_files: BTreeMap<String, String> = BTreeMap::new();
     let mut explicit_env = BTreeMap::new();
@@ -845,6 +905,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
                 }
             }
             "x-osmen-probe" => svc.probe = parse_probe(ctx, v, &p),
+            "x-osmen-balance" => svc.balance = parse_balance(ctx, v, &p),
             other if other.starts_with("x-") || IGNORED_SERVICE_KEYS.contains(&other) => {}
             other => {
                 let hint = did_you_mean(other, SERVICE_KEYS);
@@ -1636,6 +1697,29 @@ fn validate(ctx: &mut Ctx, project: &Project, root: &Node) {
                      several containers; remove container_name",
                     svc.replicas
                 ),
+            );
+        }
+        if let Some(b) = &svc.balance
+            && (b.service == *name || !project.services.contains_key(&b.service))
+        {
+            let bpos = svc_node(name)
+                .and_then(|n| n.get("x-osmen-balance"))
+                .map(|n| n.pos)
+                .unwrap_or(pos);
+            ctx.err(
+                bpos,
+                &format!("{base}.x-osmen-balance"),
+                if b.service == *name {
+                    "a balancer cannot balance itself: name the service whose replicas it fronts"
+                        .to_string()
+                } else {
+                    format!(
+                        "unknown service `{}`{}; services in this file: {}",
+                        b.service,
+                        did_you_mean(&b.service, &names),
+                        names.join(", ")
+                    )
+                },
             );
         }
         for dep in svc.depends_on.keys() {
