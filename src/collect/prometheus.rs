@@ -595,11 +595,45 @@ fn per_request(e: &mut serde_json::Map<String, serde_json::Value>) {
     }
 }
 
-/// The families of several replicas of one service as one: every counter, gauge and
-/// histogram bucket (and a summary's `_sum` and `_count`) summed over the replicas per
-/// identical label set, so that quantiles computed from the merged buckets are those of
-/// all requests together. Summary quantiles are left out: percentiles cannot be added or
-/// averaged into a percentile. `le` bounds are matched by value (`0.5` and `0.50` agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MergeRule {
+    Sum,
+    Max,
+    Drop,
+}
+
+/// How one family's samples combine across replicas.
+fn merge_rule(f: &Family) -> MergeRule {
+    let n = f.name.as_str();
+    match f.kind {
+        Kind::Counter | Kind::Histogram | Kind::Summary => MergeRule::Sum,
+        // Distinct users and per-user ratios do not add up across processes.
+        _ if n == "osmen_active_users" || n == "osmen_agent_requests_per_active_user" => {
+            MergeRule::Drop
+        }
+        // Points in time, facts, the longest load and one process's peak: the largest.
+        _ if n.ends_with("_timestamp_seconds")
+            || n.ends_with("_timestamp")
+            || n.ends_with("_info")
+            || n.ends_with("_peak_bytes")
+            || n == "osmen_agent_model_load_seconds"
+            || n == "osmen_projection_window_seconds" =>
+        {
+            MergeRule::Max
+        }
+        // In flight, queued, memory held, projections: the total over the replicas.
+        _ => MergeRule::Sum,
+    }
+}
+
+/// The families of several replicas of one service as one: every counter and histogram
+/// bucket (and a summary's `_sum` and `_count`) summed over the replicas per identical
+/// label set, so that quantiles computed from the merged buckets are those of all
+/// requests together. Quantile samples (a summary's, or a gauge's) are left out:
+/// percentiles cannot be added or averaged into a percentile. Gauges are summed (in
+/// flight, queued, memory), except timestamps, facts and peaks (the largest) and counts
+/// of distinct users (left out: a user seen by two replicas would count twice). `le`
+/// bounds are matched by value (`0.5` and `0.50` agree).
 pub fn merge(replicas: &[Vec<Family>]) -> Vec<Family> {
     let mut order: Vec<String> = Vec::new();
     let mut fams: BTreeMap<String, Family> = BTreeMap::new();
@@ -607,6 +641,10 @@ pub fn merge(replicas: &[Vec<Family>]) -> Vec<Family> {
     let mut index: BTreeMap<(String, String, Labels), usize> = BTreeMap::new();
     for fs in replicas {
         for f in fs {
+            let rule = merge_rule(f);
+            if rule == MergeRule::Drop {
+                continue;
+            }
             let merged = fams.entry(f.name.clone()).or_insert_with(|| {
                 order.push(f.name.clone());
                 Family {
@@ -617,7 +655,7 @@ pub fn merge(replicas: &[Vec<Family>]) -> Vec<Family> {
                 }
             });
             for smp in &f.samples {
-                if f.kind == Kind::Summary && smp.label("quantile").is_some() {
+                if smp.label("quantile").is_some() {
                     continue;
                 }
                 let key_labels: Labels = smp
@@ -634,6 +672,10 @@ pub fn merge(replicas: &[Vec<Family>]) -> Vec<Family> {
                     .collect();
                 let key = (f.name.clone(), smp.name.clone(), key_labels);
                 match index.get(&key) {
+                    Some(&i) if rule == MergeRule::Max => {
+                        let v = &mut merged.samples[i].value;
+                        *v = v.max(smp.value);
+                    }
                     Some(&i) => merged.samples[i].value += smp.value,
                     None => {
                         index.insert(key, merged.samples.len());
@@ -744,7 +786,11 @@ impl Windowed {
                 Some(then) => bucket_delta(then, now_b),
                 None => now_b.clone(),
             };
-            let q = |x: f64| histogram_quantile(x, &delta);
+            // With nothing observed in the window (osmen started after the traffic), the
+            // figures since the process started, said as such, rather than none.
+            let idle = histogram_quantile(0.5, &delta).is_none();
+            let used = if idle { now_b } else { &delta };
+            let q = |x: f64| histogram_quantile(x, used);
             out.push(LatencySeries {
                 family: fam.clone(),
                 labels: label_text(labels),
@@ -753,6 +799,8 @@ impl Windowed {
                 p99: q(0.99),
                 source: if self.scrapes.is_empty() {
                     "histogram, since start".into()
+                } else if idle {
+                    "histogram, since start (none in the last 60 s)".into()
                 } else {
                     "histogram, last 60 s".into()
                 },
@@ -763,16 +811,96 @@ impl Windowed {
     }
 }
 
+/// The running replicas of one scaled service, each with its /metrics URL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicaGroup {
+    pub service: String,
+    /// (container name, URL)
+    pub members: Vec<(String, String)>,
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<Family>, String> {
+    let t = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    parse(&t).map_err(|e| e.to_string())
+}
+
+fn target_row(
+    url: &str,
+    r: &Result<Vec<Family>, String>,
+    lat: Vec<crate::model::snapshot::LatencySeries>,
+) -> crate::model::snapshot::ScrapeTarget {
+    crate::model::snapshot::ScrapeTarget {
+        url: url.to_string(),
+        replica_of: None,
+        name: None,
+        up: r.is_ok(),
+        error: r.as_ref().err().cloned(),
+        families: r.as_ref().map(|f| f.len()).unwrap_or(0),
+        samples: r
+            .as_ref()
+            .map(|f| f.iter().map(|x| x.samples.len()).sum())
+            .unwrap_or(0),
+        latencies: lat,
+    }
+}
+
+/// Per-agent figures of a replica group: the merged counters, and P50/P95/P99 from the
+/// merged histogram buckets over the window (the replicas' own summaries cannot be
+/// combined). Agents are named `service/agent`, apart from the embedded gateway's.
+pub fn group_agents(
+    service: &str,
+    replicas: usize,
+    merged: &[Family],
+    lat: &[crate::model::snapshot::LatencySeries],
+) -> Vec<serde_json::Value> {
+    let mut agents = agents_from(merged);
+    for a in agents.iter_mut() {
+        let name = a["agent"].as_str().unwrap_or("").to_string();
+        let series = lat.iter().find(|l| {
+            l.family == "osmen_agent_duration_seconds" && l.labels == format!("agent={name}")
+        });
+        for (k, v) in [
+            ("p50_seconds", series.and_then(|l| l.p50)),
+            ("p95_seconds", series.and_then(|l| l.p95)),
+            ("p99_seconds", series.and_then(|l| l.p99)),
+        ] {
+            a[k] = v
+                .map(serde_json::Value::from)
+                .unwrap_or(serde_json::Value::Null);
+        }
+        a["agent"] = format!("{service}/{name}").into();
+        a["replicas"] = replicas.into();
+        a["latency_source"] = format!(
+            "merged histogram buckets of {replicas} replica(s), {}",
+            series
+                .map(|l| l.source.as_str())
+                .unwrap_or("no requests yet")
+        )
+        .into();
+    }
+    agents
+}
+
 /// Scrapes every target each `period`: latency series for the snapshot's `scrapes`, and
-/// per-agent figures from any osmen gateway among them.
+/// per-agent figures from any osmen gateway among them. The replicas of a scaled service
+/// (`groups`, kept current by the caller) are scraped one by one, shown one row each, and
+/// merged into one row whose counters are summed and whose percentiles come from the
+/// summed buckets.
 pub async fn run_targets(
     urls: Vec<String>,
+    groups: tokio::sync::watch::Receiver<Vec<ReplicaGroup>>,
     period: std::time::Duration,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::hub::Update;
-    use crate::model::snapshot::ScrapeTarget;
     let client = crate::http::client(|b| b.timeout(std::time::Duration::from_secs(2)));
     let mut windows: BTreeMap<String, Windowed> = BTreeMap::new();
     let mut tick = tokio::time::interval(period);
@@ -782,51 +910,66 @@ pub async fn run_targets(
             _ = stop.changed() => return,
             _ = tick.tick() => {}
         }
+        let now = std::time::Instant::now();
         let mut agents = Vec::new();
         let mut targets = Vec::new();
         let mut down = Vec::new();
         for u in &urls {
-            let r = async {
-                let t = client
-                    .get(u)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .text()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                parse(&t).map_err(|e| e.to_string())
-            }
-            .await;
-            match r {
+            let r = fetch(&client, u).await;
+            let lat = match &r {
                 Ok(f) => {
-                    agents.extend(agents_from(&f));
-                    let lat = windows
-                        .entry(u.clone())
-                        .or_default()
-                        .latencies(&f, std::time::Instant::now());
-                    targets.push(ScrapeTarget {
-                        url: u.clone(),
-                        up: true,
-                        error: None,
-                        families: f.len(),
-                        samples: f.iter().map(|x| x.samples.len()).sum(),
-                        latencies: lat,
-                    });
+                    agents.extend(agents_from(f));
+                    windows.entry(u.clone()).or_default().latencies(f, now)
                 }
                 Err(e) => {
                     down.push(format!("{u}: {e}"));
-                    targets.push(ScrapeTarget {
-                        url: u.clone(),
-                        up: false,
-                        error: Some(e),
-                        families: 0,
-                        samples: 0,
-                        latencies: vec![],
-                    });
+                    Vec::new()
+                }
+            };
+            targets.push(target_row(u, &r, lat));
+        }
+        let current = groups.borrow().clone();
+        for g in &current {
+            let mut fams = Vec::new();
+            for (name, u) in &g.members {
+                let r = fetch(&client, u).await;
+                let lat = match &r {
+                    Ok(f) => windows.entry(u.clone()).or_default().latencies(f, now),
+                    Err(e) => {
+                        down.push(format!("{name} ({u}): {e}"));
+                        Vec::new()
+                    }
+                };
+                let mut row = target_row(u, &r, lat);
+                row.replica_of = Some(g.service.clone());
+                row.name = Some(name.clone());
+                targets.push(row);
+                if let Ok(f) = r {
+                    fams.push(f);
                 }
             }
+            if fams.is_empty() {
+                continue;
+            }
+            let merged = merge(&fams);
+            let key = format!("merged:{}", g.service);
+            let lat = windows
+                .entry(key.clone())
+                .or_default()
+                .latencies(&merged, now);
+            agents.extend(group_agents(&g.service, fams.len(), &merged, &lat));
+            let mut row = target_row(&key, &Ok(merged), lat);
+            row.replica_of = Some(g.service.clone());
+            row.name = Some(format!("merged ({} replicas)", fams.len()));
+            targets.push(row);
         }
+        // Replicas that went away take their windows with them.
+        windows.retain(|k, _| {
+            urls.contains(k)
+                || current.iter().any(|g| {
+                    *k == format!("merged:{}", g.service) || g.members.iter().any(|(_, u)| u == k)
+                })
+        });
         let _ = tx.send(Update::Agents(agents)).await;
         let _ = tx.send(Update::Scrapes(targets)).await;
         let health = if down.is_empty() {
@@ -848,17 +991,26 @@ mod tests {
             "# TYPE r counter\nr{agent=\"x\"} 3\n# TYPE d histogram\n\
              d_bucket{agent=\"x\",le=\"0.1\"} 1\nd_bucket{agent=\"x\",le=\"0.5\"} 2\n\
              d_bucket{agent=\"x\",le=\"+Inf\"} 3\nd_sum{agent=\"x\"} 0.9\nd_count{agent=\"x\"} 3\n\
-             # TYPE s summary\ns{quantile=\"0.5\"} 0.2\ns_sum 1\ns_count 4\n",
+             # TYPE s summary\ns{quantile=\"0.5\"} 0.2\ns_sum 1\ns_count 4\n\
+             # TYPE osmen_active_users gauge\nosmen_active_users 2\n\
+             # TYPE t_timestamp_seconds gauge\nt_timestamp_seconds 100\n\
+             # TYPE osmen_inflight gauge\nosmen_inflight 2\n",
         )
         .unwrap();
         let b = parse(
             "# TYPE r counter\nr{agent=\"x\"} 4\nr{agent=\"y\"} 1\n# TYPE d histogram\n\
              d_bucket{agent=\"x\",le=\"0.10\"} 0\nd_bucket{agent=\"x\",le=\"0.5\"} 5\n\
              d_bucket{agent=\"x\",le=\"+Inf\"} 7\nd_sum{agent=\"x\"} 3\nd_count{agent=\"x\"} 7\n\
-             # TYPE s summary\ns{quantile=\"0.5\"} 0.9\ns_sum 2\ns_count 5\n",
+             # TYPE s summary\ns{quantile=\"0.5\"} 0.9\ns_sum 2\ns_count 5\n\
+             # TYPE osmen_active_users gauge\nosmen_active_users 3\n\
+             # TYPE t_timestamp_seconds gauge\nt_timestamp_seconds 250\n\
+             # TYPE osmen_inflight gauge\nosmen_inflight 1\n",
         )
         .unwrap();
         let m = merge(&[a, b]);
+        // Gauges: in flight adds up, a timestamp is the latest, distinct users are left
+        // out (a user of two replicas would count twice).
+        assert!(m.iter().all(|f| f.name != "osmen_active_users"));
         let get = |fam: &str, name: &str, label: Option<(&str, &str)>| -> f64 {
             m.iter()
                 .find(|f| f.name == fam)
@@ -871,6 +1023,11 @@ mod tests {
         };
         assert_eq!(get("r", "r", Some(("agent", "x"))), 7.0);
         assert_eq!(get("r", "r", Some(("agent", "y"))), 1.0);
+        assert_eq!(get("osmen_inflight", "osmen_inflight", None), 3.0);
+        assert_eq!(
+            get("t_timestamp_seconds", "t_timestamp_seconds", None),
+            250.0
+        );
         assert_eq!(get("d", "d_bucket", Some(("le", "0.1"))), 1.0);
         assert_eq!(get("d", "d_bucket", Some(("le", "0.5"))), 7.0);
         assert_eq!(get("d", "d_count", None), 10.0);

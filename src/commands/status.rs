@@ -91,6 +91,7 @@ pub async fn start_collectors(
         tx.clone(),
         stop.clone(),
     ));
+    let engine_for_groups = engine.as_ref().map(Arc::clone).map_err(|_| ());
     match engine {
         Ok(e) => {
             let src = Arc::new(EngineSource {
@@ -136,8 +137,31 @@ pub async fn start_collectors(
     if let Some(g) = gateway {
         targets[0] = format!("http://{g}/metrics");
     }
+    let (groups_tx, groups_rx) = tokio::sync::watch::channel(Vec::new());
+    if let Ok(e) = &engine_for_groups {
+        let (e, project, mut stop) = (e.clone(), ctx.project.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REPLICA_RELIST);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Ok(rows) = e.list_containers(&project.name).await {
+                    let g = replica_groups(&project, &rows, e.remote_host().as_deref());
+                    groups_tx.send_if_modified(|cur| {
+                        let changed = *cur != g;
+                        *cur = g;
+                        changed
+                    });
+                }
+            }
+        });
+    }
     tokio::spawn(crate::collect::prometheus::run_targets(
         targets,
+        groups_rx,
         PERIOD * 2,
         tx.clone(),
         stop,
@@ -145,13 +169,72 @@ pub async fn start_collectors(
     (tx, rx, stop_tx)
 }
 
-/// What `status` scrapes: the embedded gateway, Qdrant and gateway replicas published on
-/// loopback, and every target in the settings file.
+/// How often the replicas of scaled gateways are looked up again.
+const REPLICA_RELIST: Duration = Duration::from_secs(5);
+
+/// The running replicas of every osmen gateway service (named `gateway`, or running
+/// `osmen gateway`), each with its /metrics: on the container's address for a local
+/// engine; for a remote one, on a port published on every address of its host.
+pub fn replica_groups(
+    project: &crate::stack::compose::Project,
+    rows: &[crate::model::container::ContainerRow],
+    remote: Option<&str>,
+) -> Vec<crate::collect::prometheus::ReplicaGroup> {
+    let mut out = Vec::new();
+    for svc in project.services.values() {
+        if !crate::stack::k8s::is_gateway(svc) {
+            continue;
+        }
+        // The port it listens on: `--listen ADDR:PORT` in its command, else 8080.
+        let cmd = svc.command.clone().unwrap_or_default();
+        let port = cmd
+            .iter()
+            .position(|w| w == "--listen")
+            .and_then(|i| cmd.get(i + 1))
+            .or_else(|| {
+                cmd.iter()
+                    .find_map(|w| w.strip_prefix("--listen=").map(|_| w))
+            })
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(8080);
+        let mut running: Vec<&crate::model::container::ContainerRow> = rows
+            .iter()
+            .filter(|r| r.service == svc.name && r.state == "running")
+            .collect();
+        running.sort_by_key(|r| r.number);
+        let members: Vec<(String, String)> = running
+            .iter()
+            .filter_map(|r| {
+                let addr = match remote {
+                    None => r.addresses.first().map(|a| format!("{a}:{port}")),
+                    Some(_) => r.ports.iter().find_map(|p| {
+                        (p.container_port == port && p.host_port != 0)
+                            .then(|| published_host(remote, &p.host_ip))
+                            .flatten()
+                            .map(|h| format!("{h}:{}", p.host_port))
+                    }),
+                }?;
+                Some((r.name.clone(), format!("http://{addr}/metrics")))
+            })
+            .collect();
+        if !members.is_empty() {
+            out.push(crate::collect::prometheus::ReplicaGroup {
+                service: svc.name.clone(),
+                members,
+            });
+        }
+    }
+    out
+}
+
+/// What `status` scrapes: the embedded gateway, Qdrant published on loopback, and every
+/// target in the settings file (gateway replicas are found and merged apart).
 pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
     let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let mut t = vec![format!("http://{listen}/metrics")];
     let remote = crate::stack::remote::remote_host_from_env();
-    for (name, target) in [("qdrant", 6333u16), ("gateway", 8080)] {
+    for (name, target) in [("qdrant", 6333u16)] {
         if let Some(svc) = ctx.project.services.get(name) {
             for p in svc.ports.iter().filter(|p| p.target == target) {
                 let ip = p.host_ip.as_deref().unwrap_or("");
@@ -326,6 +409,11 @@ pub fn render(s: &Snapshot) -> String {
         if !t.up {
             continue;
         }
+        let label = match (&t.replica_of, &t.name) {
+            (Some(svc), Some(n)) if t.url.starts_with("merged:") => format!("{svc} {n}"),
+            (Some(svc), Some(n)) => format!("{svc} replica {n} {}", t.url),
+            _ => t.url.clone(),
+        };
         for l in &t.latencies {
             let f = |v: Option<f64>| {
                 v.map(|x| format!("{:.1}ms", x * 1000.0))
@@ -333,7 +421,7 @@ pub fn render(s: &Snapshot) -> String {
             };
             o.push_str(&format!(
                 "scrape {} {}{{{}}} p50 {} p95 {} p99 {} ({})\n",
-                t.url,
+                label,
                 l.family,
                 l.labels,
                 f(l.p50),

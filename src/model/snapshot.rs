@@ -135,7 +135,8 @@ pub struct LatencySeries {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
     pub p99: Option<f64>,
-    /// `summary` (the target's own quantiles) or `histogram, last 60 s`.
+    /// `summary` (the target's own quantiles), `histogram, last 60 s`, or `histogram,
+    /// since start` (first scrape, or nothing observed in the window).
     pub source: String,
 }
 
@@ -143,6 +144,12 @@ pub struct LatencySeries {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScrapeTarget {
     pub url: String,
+    /// For a replica of a scaled service: the service (its merged row has this too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
+    /// The replica's container, or "merged (N replicas)" for the merged row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub up: bool,
     pub error: Option<String>,
     pub families: usize,

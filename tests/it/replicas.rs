@@ -301,6 +301,38 @@ async fn replicas_behind_nginx_merge_to_the_true_percentiles_and_scale_down_lose
     }
     eprintln!("requests per replica {counts:?}\n{}", lines.join("\n"));
 
+    // The console's merged row, through `status --json`: one row per replica, one merged
+    // row, and the agent's figures summed over the replicas with the merged percentiles.
+    let (code, so, se) = tokio::task::block_in_place(|| run(&["status", "--json"]));
+    assert_eq!(code, 0, "{se}");
+    let status: serde_json::Value = serde_json::from_str(&so).unwrap();
+    let rows: Vec<&serde_json::Value> = status["scrapes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["replica_of"] == "gateway")
+        .collect();
+    assert_eq!(rows.len(), 4, "three replicas and the merged row: {rows:?}");
+    assert!(
+        rows.iter().any(|t| t["name"] == "merged (3 replicas)"),
+        "{rows:?}"
+    );
+    let agent = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == format!("gateway/{AGENT}"))
+        .unwrap_or_else(|| panic!("no merged agent row: {}", status["agents"]));
+    assert_eq!(agent["requests_success"], N as f64, "{agent}");
+    assert_eq!(agent["replicas"], 3, "{agent}");
+    let p99 = histogram_quantile(0.99, &mb).unwrap();
+    eprintln!("status --json: gateway/{AGENT} {agent}");
+    assert!(
+        (agent["p99_seconds"].as_f64().unwrap() - p99).abs() < 1e-9,
+        "console p99 {} vs merged {p99}",
+        agent["p99_seconds"]
+    );
+
     // Scale down to two under load: the balancer forgets gateway-3 before it stops.
     let stop = Arc::new(AtomicBool::new(false));
     let (bg_ok, bg_failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
