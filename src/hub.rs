@@ -24,6 +24,7 @@ pub enum Update {
     Ollama(serde_json::Value),
     Agents(Vec<serde_json::Value>),
     Scrapes(Vec<crate::model::snapshot::ScrapeTarget>),
+    ReplicaAgents(Vec<serde_json::Value>),
     /// A source's health: Ok(()) after a good sample, Err(reason) otherwise.
     Source(&'static str, Result<(), String>),
     Events(Vec<EventLine>),
@@ -204,6 +205,12 @@ impl Hub {
             Update::Logs(l) => self.snapshot.logs.push(l),
             Update::Activity(f) => f(&mut self.snapshot.activity),
             Update::Scrapes(t) => self.snapshot.scrapes = t,
+            Update::ReplicaAgents(mut a) => {
+                // Rates per replica row (its own name); no history: the advisor reads
+                // the merged rows.
+                self.agent_rates(&mut a, t);
+                self.snapshot.replica_agents = a;
+            }
             Update::Source(name, r) => self.set_source(name, r, t),
             Update::Probe(r) => {
                 let svc = r.service.clone();

@@ -929,6 +929,7 @@ pub async fn run_targets(
             targets.push(target_row(u, &r, lat));
         }
         let current = groups.borrow().clone();
+        let mut per_replica = Vec::new();
         for g in &current {
             let mut fams = Vec::new();
             for (name, u) in &g.members {
@@ -945,6 +946,13 @@ pub async fn run_targets(
                 row.name = Some(name.clone());
                 targets.push(row);
                 if let Ok(f) = r {
+                    for mut a in agents_from(&f) {
+                        let agent = a["agent"].as_str().unwrap_or("").to_string();
+                        a["group_agent"] = format!("{}/{agent}", g.service).into();
+                        a["agent"] = format!("{}/{agent}@{name}", g.service).into();
+                        a["replica"] = name.clone().into();
+                        per_replica.push(a);
+                    }
                     fams.push(f);
                 }
             }
@@ -971,6 +979,7 @@ pub async fn run_targets(
                 })
         });
         let _ = tx.send(Update::Agents(agents)).await;
+        let _ = tx.send(Update::ReplicaAgents(per_replica)).await;
         let _ = tx.send(Update::Scrapes(targets)).await;
         let health = if down.is_empty() {
             Ok(())

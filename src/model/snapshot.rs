@@ -167,6 +167,10 @@ pub struct Snapshot {
     pub gpus: Vec<GpuStats>,
     pub ollama: Option<serde_json::Value>,
     pub agents: Vec<serde_json::Value>,
+    /// Per-agent figures of each replica of a scaled gateway (`service/agent@container`,
+    /// with `group_agent` naming the merged row in `agents`), from its own /metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_agents: Vec<serde_json::Value>,
     pub scrapes: Vec<ScrapeTarget>,
     pub sources: BTreeMap<String, SourceHealth>,
     /// Journal entries, engine events and console messages, oldest first, bounded;

@@ -34,6 +34,7 @@ pub enum Action {
     StackUp,
     StackDown,
     Dependencies,
+    Replicas,
     Probe,
     Apply,
     Copy,
@@ -279,6 +280,13 @@ impl Default for Keymap {
                 Probe,
                 "probe",
                 "run the Ollama tokens/s probe",
+            ),
+            v(
+                Agents,
+                ch('r'),
+                Replicas,
+                "replicas",
+                "one row per gateway replica under each merged row, on/off",
             ),
             v(
                 Agents,

@@ -521,3 +521,37 @@ fn tiny_terminals_get_a_message_not_a_panic() {
     let mut st = UiState::new(false, false);
     assert!(render(&mut st, &full(), 39, 24).starts_with("terminal too small: 39x24"));
 }
+
+#[test]
+fn replica_rows_show_under_their_merged_row_on_demand() {
+    let mut s = full();
+    s.agents.push(
+        serde_json::json!({"agent": "gateway/daily_brief", "replicas": 2,
+        "requests_per_s": 30.0, "p50_seconds": 0.05, "p95_seconds": 0.2, "p99_seconds": 0.4,
+        "latency_source": "merged histogram buckets of 2 replica(s), histogram, last 60 s"}),
+    );
+    for (n, p99) in [(1, 0.35), (2, 0.47)] {
+        s.replica_agents.push(serde_json::json!({
+            "agent": format!("gateway/daily_brief@osmen-gateway-{n}"),
+            "group_agent": "gateway/daily_brief", "replica": format!("osmen-gateway-{n}"),
+            "requests_per_s": 15.0, "p50_seconds": 0.05, "p95_seconds": 0.2, "p99_seconds": p99}));
+    }
+    let mut st = UiState::new(false, false);
+    st.view = View::Agents;
+    let text = render(&mut st, &s, 160, 48);
+    assert!(text.contains("gateway/daily_brief"), "{text}");
+    assert!(
+        !text.contains("osmen-gateway-1 "),
+        "replica rows shown unasked:\n{text}"
+    );
+    let _ = crate::tui::state::update(&mut st, &s, crate::tui::keymap::Action::Replicas);
+    let text = render(&mut st, &s, 160, 48);
+    let merged = text.find("gateway/daily_brief ").unwrap();
+    let first = text.find("└ osmen-gateway-1").unwrap();
+    let second = text.find("└ osmen-gateway-2").unwrap();
+    assert!(merged < first && first < second, "{text}");
+    assert!(
+        text.contains("2 replica rows under the merged rows"),
+        "{text}"
+    );
+}

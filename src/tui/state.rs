@@ -106,6 +106,8 @@ pub struct UiState {
     pub read_only: bool,
     pub ascii: bool,
     pub show_dependencies: bool,
+    /// Agents view: each replica's own row under its group's merged row.
+    pub show_replicas: bool,
     pub logs: LogsState,
     /// A one-line answer to the last key (refusals, copies), shown in the status line.
     pub message: Option<String>,
@@ -129,6 +131,7 @@ impl UiState {
             read_only,
             ascii,
             show_dependencies: false,
+            show_replicas: false,
             logs: LogsState::default(),
             message: None,
             result_seen: None,
@@ -166,11 +169,25 @@ pub fn service_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a ServiceStats> 
     v
 }
 
-pub fn agent_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a serde_json::Value> {
-    s.agents
+/// The Agents view's rows: every agent (a scaled gateway's merged over its replicas);
+/// with `replicas`, each replica's own row follows its merged row.
+pub fn agent_rows<'a>(s: &'a Snapshot, filter: &str, replicas: bool) -> Vec<&'a serde_json::Value> {
+    let mut out = Vec::new();
+    for a in s
+        .agents
         .iter()
         .filter(|a| matches(filter, &[a["agent"].as_str().unwrap_or("")]))
-        .collect()
+    {
+        out.push(a);
+        if replicas && a.get("replicas").is_some() {
+            out.extend(
+                s.replica_agents
+                    .iter()
+                    .filter(|r| r["group_agent"] == a["agent"]),
+            );
+        }
+    }
+    out
 }
 
 pub fn event_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a crate::model::console::EventLine> {
@@ -205,7 +222,7 @@ pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
     let f = state.filter();
     match state.view {
         View::Services => service_rows(s, f).len(),
-        View::Agents => agent_rows(s, f).len(),
+        View::Agents => agent_rows(s, f, state.show_replicas).len(),
         View::Logs => log_rows(s, &state.logs).len(),
         View::Events => event_rows(s, f).len(),
         View::Gpu => s.gpus.len(),
@@ -370,8 +387,17 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
         Action::StackUp => return ask(state, Command::Up),
         Action::StackDown => return ask(state, Command::Down),
         Action::Dependencies => state.show_dependencies = !state.show_dependencies,
+        Action::Replicas => {
+            state.show_replicas = !state.show_replicas;
+            let n = s.replica_agents.len();
+            state.message = Some(match (state.show_replicas, n) {
+                (true, 0) => "no scaled gateway: no replica rows".into(),
+                (true, n) => format!("{n} replica rows under the merged rows"),
+                (false, _) => "merged rows only".into(),
+            });
+        }
         Action::Probe if state.view == View::Agents => {
-            let rows = agent_rows(s, state.filter());
+            let rows = agent_rows(s, state.filter(), state.show_replicas);
             let Some(a) = rows.get(state.selected[vi]) else {
                 state.message = Some("no agent selected".into());
                 return None;

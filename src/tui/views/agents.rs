@@ -21,7 +21,7 @@ fn num(v: &serde_json::Value, digits: usize) -> String {
 }
 
 pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
-    let rows = agent_rows(s, st.filter());
+    let rows = agent_rows(s, st.filter(), st.show_replicas);
     if rows.is_empty() {
         let mut why = match &s.activity.gateway {
             Some(g) => format!("No agent figures yet. Gateway: {g}."),
@@ -99,8 +99,14 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 .unwrap_or_default();
             let err = a["errors_per_s"].as_f64().unwrap_or(0.0);
             let (vram, bad) = vram_cell(a);
+            // A replica's row sits under its merged row: show just its container.
+            let shown = match a["replica"].as_str() {
+                Some(r) if st.ascii => format!(" - {r}"),
+                Some(r) => format!(" └ {r}"),
+                None => name,
+            };
             let mut cells = vec![
-                Cell::from(name),
+                Cell::from(shown),
                 Cell::from(fit(t, a["model"].as_str().unwrap_or("-"), 16)),
                 Cell::from(vram).style(if bad { t.bad() } else { t.dim() }),
                 Cell::from(num(&a["requests_per_s"], 1)),
@@ -129,7 +135,15 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         })
         .collect();
     let mut widths = vec![
-        Constraint::Length(20),
+        // Wide enough for `gateway/knowledge_management` when replicas are merged.
+        Constraint::Length(
+            rows.iter()
+                .filter(|a| a.get("replica").is_none())
+                .map(|a| a["agent"].as_str().map(|n| n.chars().count()).unwrap_or(1))
+                .max()
+                .unwrap_or(20)
+                .clamp(20, 30) as u16,
+        ),
         Constraint::Length(16),
         Constraint::Length(14),
         Constraint::Length(6),
