@@ -59,6 +59,21 @@ pub struct Global {
     /// Refuse every command that would change the stack.
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// How the stack runs: `compose` (osmen creates and supervises the containers) or
+    /// `swarm` (Swarm services, as `docker stack deploy`; up, down, ps and suggest --apply).
+    #[arg(
+        long = "engine",
+        value_enum,
+        default_value = "compose",
+        env = "OSMEN_ENGINE"
+    )]
+    pub engine: EngineKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Compose,
+    Swarm,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,15 @@ use crate::cli::DownArgs;
 
 pub async fn run(ctx: &Ctx, args: &DownArgs) -> anyhow::Result<u8> {
     ctx.refuse_if_read_only("down")?;
+    if ctx.global.engine == crate::cli::EngineKind::Swarm {
+        if args.volumes {
+            anyhow::bail!(
+                "--engine swarm: down keeps volumes; Swarm volumes live on each node, remove \
+                 them there with `docker volume rm`"
+            );
+        }
+        return super::swarm::down(ctx).await;
+    }
     let sup = ctx.supervisor().await?;
     let n = sup.down(args.volumes).await?;
     eprintln!(

@@ -18,6 +18,7 @@ pub mod restart;
 pub mod status;
 pub mod suggest;
 pub mod supervise;
+pub mod swarm;
 pub mod up;
 
 use std::collections::BTreeMap;

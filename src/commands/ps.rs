@@ -48,6 +48,9 @@ pub fn table(rows: &[ContainerRow]) -> String {
 }
 
 pub async fn run(ctx: &Ctx, args: &PsArgs) -> anyhow::Result<u8> {
+    if ctx.global.engine == crate::cli::EngineKind::Swarm {
+        return super::swarm::ps(ctx, args.json).await;
+    }
     let engine = ctx.engine().await?;
     let rows = engine.list_containers(&ctx.project.name).await?;
     if args.json {

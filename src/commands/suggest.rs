@@ -112,6 +112,30 @@ pub async fn apply(
     report: crate::stack::supervise::Reporter,
 ) -> anyhow::Result<String> {
     let journal = ctx.journal();
+    // On a Swarm the service's spec changes and Swarm rolls its tasks.
+    if ctx.global.engine == crate::cli::EngineKind::Swarm
+        && matches!(s.action.kind.as_str(), "vertical" | "horizontal")
+        && s.action.maxmemory.is_none()
+    {
+        let (replicas, cpus, memory) = match s.action.kind.as_str() {
+            "horizontal" => (s.action.replicas, None, None),
+            _ => (None, s.action.cpus, s.action.memory),
+        };
+        journal.record(
+            &s.service,
+            "service-update",
+            &format!("suggestion {}: {}", s.id, s.action.summary()),
+        )?;
+        crate::stack::swarm::update(engine, &ctx.project, &s.service, replicas, cpus, memory)
+            .await?;
+        return Ok(format!(
+            "{}: Swarm service {} updated ({}); keep it with:\n{}",
+            s.service,
+            crate::stack::swarm::service_name(&ctx.project, &s.service),
+            s.action.summary(),
+            s.compose_patch
+        ));
+    }
     match s.action.kind.as_str() {
         "vertical" => {
             let rows: Vec<_> = engine

@@ -65,6 +65,9 @@ pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
         s.replicas = *n;
         targets.insert(svc.clone());
     }
+    if ctx.global.engine == crate::cli::EngineKind::Swarm {
+        return super::swarm::up(ctx, &project, &targets, args.wait).await;
+    }
     let sup = ctx.supervisor_for(std::sync::Arc::new(project)).await?;
     let opts = UpOptions {
         wait: args.wait,

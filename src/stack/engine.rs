@@ -348,6 +348,11 @@ impl DockerEngine {
         })
     }
 
+    /// The Docker API itself, for what only some engines do (Swarm services).
+    pub fn api(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The engine's machine when it is not this one (where its published ports are).
     pub fn remote_host(&self) -> Option<String> {
         self.remote_host.clone()
@@ -387,8 +392,9 @@ fn restart_policy(r: &Restart) -> RestartPolicy {
     }
 }
 
-fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
-    let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
+/// A compose health check as the engine takes it (containers and Swarm tasks alike).
+pub fn health_config(h: &Healthcheck) -> HealthConfig {
+    HealthConfig {
         test: h.test.as_ref().map(|t| match t {
             HealthTest::Exec(w) => std::iter::once("CMD".to_string())
                 .chain(w.iter().cloned())
@@ -401,7 +407,11 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         retries: h.retries.map(i64::from),
         start_period: nanos(h.start_period),
         start_interval: None,
-    });
+    }
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let healthcheck = spec.healthcheck.as_ref().map(health_config);
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     let mut exposed = Vec::new();
     for p in &spec.ports {

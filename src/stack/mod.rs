@@ -11,3 +11,4 @@ pub mod plan;
 pub mod provision;
 pub mod remote;
 pub mod supervise;
+pub mod swarm;

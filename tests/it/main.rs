@@ -25,4 +25,5 @@ mod remote;
 mod replicas;
 mod security;
 mod shipped_stack;
+mod swarm;
 mod util;

@@ -78,6 +78,9 @@ pub struct Service {
     /// replicas; osmen writes its upstream list and reloads it when they change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balance: Option<Balance>,
+    /// `deploy.placement.constraints` (Swarm): `node.role == manager`, `node.labels.gpu == true`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<String>,
 }
 
 /// What a balancer service balances: `x-osmen-balance: gateway:8080` or

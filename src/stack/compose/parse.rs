@@ -835,6 +835,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         pull_policy: None,
         probe: None,
         balance: None,
+        placement: Vec::new(),
     };
     let mut env_files: BTreeMap<String, String> = BTreeMap::new();
     let mut explicit_env = BTreeMap::new();
@@ -1589,8 +1590,31 @@ fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, resta
                     }
                 };
             }
-            "restart_policy" | "placement" | "update_config" | "rollback_config" | "mode"
-            | "labels" | "endpoint_mode" => {}
+            "placement" => {
+                if let Some(cs) = v.get("constraints") {
+                    let cp = format!("{p}.constraints");
+                    for (i, c) in seq_or_err(ctx, cs, &cp).unwrap_or(&[]).iter().enumerate() {
+                        let ip = format!("{cp}[{i}]");
+                        let Some(text) = ctx.scalar(c, &ip, "a constraint") else {
+                            continue;
+                        };
+                        if text.contains("==") || text.contains("!=") {
+                            svc.placement.push(text);
+                        } else {
+                            ctx.err(
+                                c.pos,
+                                &ip,
+                                format!(
+                                    "{text:?} is not a constraint: write `node.role == manager` \
+                                     or `node.labels.gpu != false` (== or !=)"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            "restart_policy" | "update_config" | "rollback_config" | "mode" | "labels"
+            | "endpoint_mode" => {}
             other => ctx.err(k.pos, &p, format!("unknown deploy key `{other}`")),
         }
     }

@@ -1,0 +1,618 @@
+//! `--engine swarm`: the compose stack as Swarm services, as `docker stack deploy` makes
+//! them: an overlay network per project network, one service `<project>_<service>` per
+//! compose service with its replicas, limits and reservations (GPUs as the `NVIDIA-GPU`
+//! generic resource), restart policy, placement constraints, health check and volumes;
+//! images used as they are on the node (no digest is resolved, no registry is asked).
+//!
+//! Tasks' containers carry the compose project and service labels too, so osmen's
+//! collectors, console and advisor see a Swarm stack as they see their own. A port the
+//! file publishes on loopback only is not published: Swarm's ingress listens on every
+//! address, and osmen does not widen what the file restricts (it says so).
+
+use std::collections::HashMap;
+
+use bollard::models::{ServiceSpec, Task};
+use serde_json::{Value, json};
+
+use super::compose::{MountKind, Project, Restart, Service};
+use super::engine::{DockerEngine, EResult, EngineError};
+use super::plan;
+
+pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
+/// The digest of the spec osmen last deployed from the file. The engine's answer cannot
+/// be compared with the spec itself: it fills in defaults, names networks by id, and
+/// bollard drops the health check when it reads a service back (the engine writes
+/// `Healthcheck`, bollard's model reads `HealthCheck`).
+pub const LABEL_SPEC_HASH: &str = "io.osmen.spec-hash";
+
+/// `<project>_<service>`, as `docker stack deploy` names services.
+pub fn service_name(project: &Project, svc: &str) -> String {
+    format!("{}_{svc}", project.name)
+}
+
+/// The overlay network a project network becomes.
+pub fn network_name(project: &Project, key: &str) -> String {
+    project
+        .networks
+        .get(key)
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| format!("{}_{key}", project.name))
+}
+
+fn ns(d: std::time::Duration) -> i64 {
+    d.as_nanos() as i64
+}
+
+/// One compose service as a Swarm service spec, and what could not be kept.
+pub fn service_spec(project: &Project, svc: &Service) -> (ServiceSpec, Vec<String>) {
+    let mut warnings = Vec::new();
+    let c = plan::container_spec(project, svc, 1);
+    let mut container_labels: HashMap<String, String> = c.labels.clone();
+    // Not one container's number: a task's slot is not known here.
+    container_labels.remove(super::engine::LABEL_NUMBER);
+    container_labels.insert(LABEL_NAMESPACE.into(), project.name.clone());
+    let mounts: Vec<Value> = c
+        .mounts
+        .iter()
+        .map(|(kind, source, target, ro)| {
+            let t = match kind {
+                MountKind::Volume => "volume",
+                MountKind::Bind => "bind",
+                MountKind::Tmpfs => "tmpfs",
+            };
+            let mut m = json!({"Type": t, "Target": target, "ReadOnly": ro});
+            if let Some(s) = source {
+                m["Source"] = json!(s);
+            }
+            if *kind == MountKind::Volume {
+                m["VolumeOptions"] = json!({"Labels": {LABEL_NAMESPACE: project.name}});
+            }
+            m
+        })
+        .collect();
+    let mut container = json!({
+        "Image": c.image,
+        "Labels": container_labels,
+        "Env": c.env,
+        "Mounts": mounts,
+    });
+    if let Some(ep) = &c.entrypoint {
+        container["Command"] = json!(ep);
+    }
+    if let Some(cmd) = &c.cmd {
+        container["Args"] = json!(cmd);
+    }
+    if let Some(h) = &c.healthcheck {
+        container["HealthCheck"] =
+            serde_json::to_value(super::engine::health_config(h)).unwrap_or(Value::Null);
+    }
+    if let Some(g) = svc.stop_grace_period {
+        container["StopGracePeriod"] = json!(ns(g));
+    }
+    for (k, v) in [
+        ("StopSignal", &c.stop_signal),
+        ("Dir", &c.working_dir),
+        ("User", &c.user),
+    ] {
+        if let Some(v) = v {
+            container[k] = json!(v);
+        }
+    }
+    if let Some(i) = c.init {
+        container["Init"] = json!(i);
+    }
+    let r = &svc.resources;
+    let mut limits = json!({});
+    if let Some(cpus) = r.cpus {
+        limits["NanoCPUs"] = json!((cpus * 1e9).round() as i64);
+    }
+    if let Some(m) = r.memory {
+        limits["MemoryBytes"] = json!(m);
+    }
+    let mut reservations = json!({});
+    if let Some(cpus) = r.cpus_reservation {
+        reservations["NanoCPUs"] = json!((cpus * 1e9).round() as i64);
+    }
+    if let Some(m) = r.memory_reservation {
+        reservations["MemoryBytes"] = json!(m);
+    }
+    let gpus: i64 = r
+        .gpus
+        .iter()
+        .filter(|g| g.driver == "nvidia" || g.driver.is_empty())
+        .map(|g| {
+            g.count.map(i64::from).unwrap_or_else(|| {
+                warnings.push(format!(
+                    "{}: `count: all` GPUs has no Swarm form; reserved 1 NVIDIA-GPU",
+                    svc.name
+                ));
+                1
+            })
+        })
+        .sum();
+    if gpus > 0 {
+        reservations["GenericResources"] =
+            json!([{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpus}}]);
+    }
+    let restart = match &svc.restart {
+        Restart::No => json!({"Condition": "none"}),
+        Restart::OnFailure(n) => {
+            let mut p = json!({"Condition": "on-failure"});
+            if let Some(n) = n {
+                p["MaxAttempts"] = json!(n);
+            }
+            p
+        }
+        Restart::Always | Restart::UnlessStopped => json!({"Condition": "any"}),
+    };
+    let nets: Vec<Value> = if svc.networks.is_empty() {
+        vec![json!({"Target": network_name(project, "default"), "Aliases": [svc.name]})]
+    } else {
+        svc.networks
+            .iter()
+            .map(|(k, aliases)| {
+                let mut a = aliases.clone();
+                a.insert(0, svc.name.clone());
+                json!({"Target": network_name(project, k), "Aliases": a})
+            })
+            .collect()
+    };
+    let mut ports = Vec::new();
+    for p in &svc.ports {
+        match (p.host_ip.as_deref(), p.published) {
+            (Some(ip), _) if ip != "0.0.0.0" && ip != "::" => warnings.push(format!(
+                "{}: port {} is published on {ip} only in the file; Swarm's ingress listens \
+                 on every address, so it is not published (reach it on the overlay network, \
+                 or publish it without an address)",
+                svc.name, p.target
+            )),
+            (_, published) => {
+                let mut e = json!({
+                    "Protocol": p.protocol,
+                    "TargetPort": p.target,
+                    "PublishMode": "ingress",
+                });
+                if let Some(pp) = published {
+                    e["PublishedPort"] = json!(pp);
+                }
+                ports.push(e);
+            }
+        }
+    }
+    let stateful = svc.volumes.iter().any(|m| m.kind == MountKind::Volume);
+    let mut placement = json!({});
+    if !svc.placement.is_empty() {
+        placement["Constraints"] = json!(svc.placement);
+    }
+    let spec = json!({
+        "Name": service_name(project, &svc.name),
+        "Labels": {
+            LABEL_NAMESPACE: project.name,
+            "com.docker.stack.image": c.image,
+            super::engine::LABEL_PROJECT: project.name,
+            super::engine::LABEL_SERVICE: svc.name,
+        },
+        "TaskTemplate": {
+            "ContainerSpec": container,
+            "Resources": {"Limits": limits, "Reservations": reservations},
+            "RestartPolicy": restart,
+            "Placement": placement,
+            "Networks": nets,
+        },
+        "Mode": {"Replicated": {"Replicas": svc.replicas}},
+        // A replica with a volume must stop before its successor mounts it; a stateless
+        // one starts its successor first, so an update drops no capacity.
+        "UpdateConfig": {
+            "Parallelism": 1,
+            "Order": if stateful { "stop-first" } else { "start-first" },
+            "FailureAction": "pause",
+        },
+        "EndpointSpec": {"Mode": "vip", "Ports": ports},
+    });
+    let mut spec = spec;
+    let digest = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(spec.to_string().as_bytes());
+        d.iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    spec["Labels"][LABEL_SPEC_HASH] = json!(digest);
+    let spec: ServiceSpec = serde_json::from_value(spec).unwrap_or_default();
+    (spec, warnings)
+}
+
+fn api(e: bollard::errors::Error) -> EngineError {
+    EngineError::from(e)
+}
+
+fn ns_filter(project: &Project) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_NAMESPACE}={}", project.name)],
+    )])
+}
+
+/// Refuses with the command that fixes it when the engine is not a Swarm manager.
+pub async fn require_manager(engine: &DockerEngine) -> EResult<()> {
+    let info = engine.api().info().await.map_err(api)?;
+    let swarm = info.swarm.unwrap_or_default();
+    let active = swarm
+        .local_node_state
+        .map(|s| s.to_string() == "active")
+        .unwrap_or(false);
+    if !active || swarm.control_available != Some(true) {
+        return Err(EngineError::Other(
+            "--engine swarm: this engine is not a Swarm manager; make it one with \
+             `docker swarm init` (or run osmen against a manager's DOCKER_HOST)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the overlay networks, then creates or updates each service. Lines to show.
+pub async fn deploy(
+    engine: &DockerEngine,
+    project: &Project,
+    targets: &std::collections::BTreeSet<String>,
+    mut record: impl FnMut(&str, &str, &str) -> EResult<()>,
+) -> EResult<Vec<String>> {
+    require_manager(engine).await?;
+    let d = engine.api();
+    let mut out = Vec::new();
+    let mut nets: std::collections::BTreeSet<String> = Default::default();
+    for t in targets {
+        let svc = &project.services[t];
+        if svc.networks.is_empty() {
+            nets.insert("default".into());
+        }
+        nets.extend(svc.networks.keys().cloned());
+    }
+    for key in nets {
+        if project.networks.get(&key).is_some_and(|n| n.external) {
+            continue;
+        }
+        let name = network_name(project, &key);
+        let exists = d
+            .inspect_network(
+                &name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .is_ok();
+        if !exists {
+            record("", "network", &format!("create overlay network {name}"))?;
+            let req = bollard::models::NetworkCreateRequest {
+                name: name.clone(),
+                driver: Some("overlay".into()),
+                attachable: Some(true),
+                labels: Some(HashMap::from([(
+                    LABEL_NAMESPACE.into(),
+                    project.name.clone(),
+                )])),
+                ..Default::default()
+            };
+            d.create_network(req).await.map_err(api)?;
+            out.push(format!("network {name} created (overlay)"));
+        }
+    }
+    let existing = d
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(ns_filter(project)),
+            ..Default::default()
+        }))
+        .await
+        .map_err(api)?;
+    for t in targets {
+        let svc = &project.services[t];
+        let (spec, warnings) = service_spec(project, svc);
+        out.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
+        let name = service_name(project, t);
+        let current = existing
+            .iter()
+            .find(|s| s.spec.as_ref().and_then(|x| x.name.as_deref()) == Some(name.as_str()));
+        match current {
+            Some(s) => {
+                let version = s.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+                let label = |x: Option<&ServiceSpec>| {
+                    x.and_then(|x| x.labels.as_ref())
+                        .and_then(|l| l.get(LABEL_SPEC_HASH))
+                        .cloned()
+                };
+                if label(s.spec.as_ref()).is_some() && label(s.spec.as_ref()) == label(Some(&spec))
+                {
+                    out.push(format!("{name}: unchanged"));
+                    continue;
+                }
+                record(t, "update", &format!("update service {name}"))?;
+                let opts = bollard::query_parameters::UpdateServiceOptions {
+                    version: version as i32,
+                    ..Default::default()
+                };
+                d.update_service(&name, spec, opts, None)
+                    .await
+                    .map_err(api)?;
+                out.push(format!("{name}: updated"));
+            }
+            None => {
+                record(t, "create", &format!("create service {name}"))?;
+                d.create_service(spec, None).await.map_err(api)?;
+                out.push(format!("{name}: created"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Changes one service's replicas and/or CPU and memory limits in place (a service
+/// update: Swarm replaces its tasks one by one).
+pub async fn update(
+    engine: &DockerEngine,
+    project: &Project,
+    svc: &str,
+    replicas: Option<u32>,
+    cpus: Option<f64>,
+    memory: Option<u64>,
+) -> EResult<()> {
+    let d = engine.api();
+    let name = service_name(project, svc);
+    let cur = d
+        .inspect_service(
+            &name,
+            None::<bollard::query_parameters::InspectServiceOptions>,
+        )
+        .await
+        .map_err(api)?;
+    let mut spec = cur.spec.unwrap_or_default();
+    let version = cur.version.and_then(|v| v.index).unwrap_or(0);
+    // bollard read the service back without its health check: the file's goes back in,
+    // or this update would remove it.
+    if let Some(hc) = project
+        .services
+        .get(svc)
+        .and_then(|s| s.healthcheck.as_ref())
+        && let Some(c) = spec
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+        && c.health_check.is_none()
+    {
+        c.health_check = Some(super::engine::health_config(hc));
+    }
+    // No longer what the file says: the next `up` puts the file's figures back.
+    spec.labels
+        .get_or_insert_with(Default::default)
+        .insert(LABEL_SPEC_HASH.into(), "changed-since-up".into());
+    if let Some(n) = replicas {
+        let mode = spec.mode.get_or_insert_with(Default::default);
+        mode.replicated
+            .get_or_insert_with(Default::default)
+            .replicas = Some(n as i64);
+    }
+    if cpus.is_some() || memory.is_some() {
+        let tt = spec.task_template.get_or_insert_with(Default::default);
+        let res = tt.resources.get_or_insert_with(Default::default);
+        let lim = res.limits.get_or_insert_with(Default::default);
+        if let Some(c) = cpus {
+            lim.nano_cpus = Some((c * 1e9).round() as i64);
+        }
+        if let Some(m) = memory {
+            lim.memory_bytes = Some(m as i64);
+        }
+    }
+    let opts = bollard::query_parameters::UpdateServiceOptions {
+        version: version as i32,
+        ..Default::default()
+    };
+    d.update_service(&name, spec, opts, None)
+        .await
+        .map_err(api)?;
+    Ok(())
+}
+
+/// One task as `ps` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskRow {
+    pub service: String,
+    pub slot: Option<i64>,
+    pub node: String,
+    pub state: String,
+    pub desired: String,
+    pub error: Option<String>,
+    pub container: Option<String>,
+}
+
+/// The project's services (name, desired replicas, running tasks) and their tasks, the
+/// node of each named.
+pub async fn tasks(
+    engine: &DockerEngine,
+    project: &Project,
+) -> EResult<(Vec<(String, u64, u64)>, Vec<TaskRow>)> {
+    let d = engine.api();
+    let services = d
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(ns_filter(project)),
+            ..Default::default()
+        }))
+        .await
+        .map_err(api)?;
+    let nodes: HashMap<String, String> = d
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_err(api)?
+        .into_iter()
+        .filter_map(|n| {
+            let host = n.description.and_then(|d| d.hostname)?;
+            Some((n.id?, host))
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut summary = Vec::new();
+    for s in &services {
+        let Some(id) = s.id.clone() else { continue };
+        let name = s
+            .spec
+            .as_ref()
+            .and_then(|x| x.name.clone())
+            .unwrap_or_default();
+        let desired = s
+            .spec
+            .as_ref()
+            .and_then(|x| x.mode.as_ref())
+            .and_then(|m| m.replicated.as_ref())
+            .and_then(|r| r.replicas)
+            .unwrap_or(0) as u64;
+        let ts: Vec<Task> = d
+            .list_tasks(Some(bollard::query_parameters::ListTasksOptions {
+                filters: Some(HashMap::from([("service".to_string(), vec![id])])),
+            }))
+            .await
+            .map_err(api)?;
+        let mut running = 0;
+        for t in ts {
+            let st = t.status.clone().unwrap_or_default();
+            let state = st.state.map(|s| s.to_string()).unwrap_or_default();
+            let desired_state = t.desired_state.map(|s| s.to_string()).unwrap_or_default();
+            if state == "running" {
+                running += 1;
+            }
+            // Old tasks Swarm keeps for history are left out, as `docker service ps` does
+            // by default with --filter desired-state=running.
+            if desired_state != "running" && desired_state != "ready" {
+                continue;
+            }
+            rows.push(TaskRow {
+                service: name.clone(),
+                slot: t.slot,
+                node: t
+                    .node_id
+                    .as_ref()
+                    .and_then(|n| nodes.get(n).cloned())
+                    .unwrap_or_else(|| "(unassigned)".into()),
+                state,
+                desired: desired_state,
+                error: st.err.or(st.message.filter(|m| !m.is_empty())),
+                container: st
+                    .container_status
+                    .and_then(|c| c.container_id)
+                    .map(|c| c.chars().take(12).collect()),
+            });
+        }
+        summary.push((name, desired, running));
+    }
+    summary.sort();
+    rows.sort_by(|a, b| (&a.service, a.slot).cmp(&(&b.service, b.slot)));
+    Ok((summary, rows))
+}
+
+/// Removes the project's services and overlay networks; volumes stay.
+pub async fn remove(
+    engine: &DockerEngine,
+    project: &Project,
+    mut record: impl FnMut(&str, &str, &str) -> EResult<()>,
+) -> EResult<usize> {
+    require_manager(engine).await?;
+    let d = engine.api();
+    let services = d
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(ns_filter(project)),
+            ..Default::default()
+        }))
+        .await
+        .map_err(api)?;
+    for s in &services {
+        let name = s
+            .spec
+            .as_ref()
+            .and_then(|x| x.name.clone())
+            .unwrap_or_default();
+        record("", "remove", &format!("remove service {name}"))?;
+        d.delete_service(&name).await.map_err(api)?;
+    }
+    let nets = d
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(ns_filter(project)),
+        }))
+        .await
+        .map_err(api)?;
+    for n in nets {
+        if let Some(name) = n.name {
+            record("", "network", &format!("remove network {name}"))?;
+            // Tasks take a moment to leave the network after their service is gone.
+            for attempt in 0..20 {
+                match d.remove_network(&name).await {
+                    Ok(()) => break,
+                    Err(_) if attempt < 19 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await
+                    }
+                    Err(e) => return Err(api(e)),
+                }
+            }
+        }
+    }
+    Ok(services.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::compose::{LoadOptions, load_str};
+
+    #[test]
+    fn a_compose_service_becomes_a_swarm_service() {
+        let p = load_str(
+            "services:\n  api:\n    image: api:1\n    command: [serve]\n    ports: \
+             [\"8080:8080\", \"127.0.0.1:9090:9090\"]\n    restart: on-failure:4\n    \
+             volumes: [\"data:/data\"]\n    healthcheck:\n      test: [CMD, probe]\n      \
+             interval: 2s\n    deploy:\n      replicas: 3\n      placement:\n        \
+             constraints: [\"node.role == manager\"]\n      resources:\n        limits: \
+             {cpus: \"1.5\", memory: 512M}\n        reservations:\n          cpus: \"0.25\"\n          \
+             devices: [{driver: nvidia, count: 2, capabilities: [gpu]}]\nvolumes:\n  data:\n",
+            std::path::Path::new("/tmp/s/docker-compose.yml"),
+            &LoadOptions {
+                project_name: Some("st".into()),
+                env: Default::default(),
+            },
+        )
+        .unwrap();
+        let (spec, warnings) = service_spec(&p, &p.services["api"]);
+        let v = serde_json::to_value(&spec).unwrap();
+        assert_eq!(v["Name"], "st_api");
+        assert_eq!(v["Mode"]["Replicated"]["Replicas"], 3);
+        let tt = &v["TaskTemplate"];
+        assert_eq!(tt["Resources"]["Limits"]["NanoCPUs"], 1_500_000_000i64);
+        assert_eq!(tt["Resources"]["Limits"]["MemoryBytes"], 512 << 20);
+        assert_eq!(tt["Resources"]["Reservations"]["NanoCPUs"], 250_000_000);
+        assert_eq!(
+            tt["Resources"]["Reservations"]["GenericResources"][0]["DiscreteResourceSpec"],
+            json!({"Kind": "NVIDIA-GPU", "Value": 2})
+        );
+        assert_eq!(
+            tt["RestartPolicy"],
+            json!({"Condition": "on-failure", "MaxAttempts": 4})
+        );
+        assert_eq!(tt["Placement"]["Constraints"][0], "node.role == manager");
+        assert_eq!(tt["ContainerSpec"]["Args"][0], "serve");
+        assert_eq!(tt["ContainerSpec"]["Mounts"][0]["Source"], "st_data");
+        assert_eq!(tt["ContainerSpec"]["Labels"][LABEL_NAMESPACE], "st");
+        assert_eq!(
+            tt["ContainerSpec"]["HealthCheck"]["Interval"],
+            2_000_000_000i64
+        );
+        assert_eq!(tt["Networks"][0]["Target"], "st_default");
+        let ports = v["EndpointSpec"]["Ports"].as_array().unwrap();
+        assert_eq!(
+            ports.len(),
+            1,
+            "the loopback-only port is not widened: {ports:?}"
+        );
+        assert_eq!(ports[0]["PublishedPort"], 8080);
+        assert_eq!(v["UpdateConfig"]["Order"], "stop-first");
+        assert!(
+            warnings.iter().any(|w| w.contains("127.0.0.1 only")),
+            "{warnings:?}"
+        );
+    }
+}
