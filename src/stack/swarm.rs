@@ -234,6 +234,21 @@ fn ns_filter(project: &Project) -> HashMap<String, Vec<String>> {
     )])
 }
 
+/// The project's Swarm services (those labelled with its namespace).
+async fn project_services(
+    engine: &DockerEngine,
+    project: &Project,
+) -> EResult<Vec<bollard::models::Service>> {
+    engine
+        .api()
+        .list_services(Some(bollard::query_parameters::ListServicesOptions {
+            filters: Some(ns_filter(project)),
+            ..Default::default()
+        }))
+        .await
+        .map_err(api)
+}
+
 /// Refuses with the command that fixes it when the engine is not a Swarm manager.
 pub async fn require_manager(engine: &DockerEngine) -> EResult<()> {
     let info = engine.api().info().await.map_err(api)?;
@@ -298,13 +313,7 @@ pub async fn deploy(
             out.push(format!("network {name} created (overlay)"));
         }
     }
-    let existing = d
-        .list_services(Some(bollard::query_parameters::ListServicesOptions {
-            filters: Some(ns_filter(project)),
-            ..Default::default()
-        }))
-        .await
-        .map_err(api)?;
+    let existing = project_services(engine, project).await?;
     for t in targets {
         let svc = &project.services[t];
         let (spec, warnings) = service_spec(project, svc);
@@ -327,13 +336,7 @@ pub async fn deploy(
                     continue;
                 }
                 record(t, "update", &format!("update service {name}"))?;
-                let opts = bollard::query_parameters::UpdateServiceOptions {
-                    version: version as i32,
-                    ..Default::default()
-                };
-                d.update_service(&name, spec, opts, None)
-                    .await
-                    .map_err(api)?;
+                put(engine, &name, spec, version).await?;
                 out.push(format!("{name}: updated"));
             }
             None => {
@@ -402,11 +405,19 @@ pub async fn update(
             lim.memory_bytes = Some(m as i64);
         }
     }
+    put(engine, &name, spec, version).await
+}
+
+/// Replaces a service's spec, at the version it was read at (the engine refuses a
+/// stale one rather than lose another writer's change).
+async fn put(engine: &DockerEngine, name: &str, spec: ServiceSpec, version: u64) -> EResult<()> {
     let opts = bollard::query_parameters::UpdateServiceOptions {
         version: version as i32,
         ..Default::default()
     };
-    d.update_service(&name, spec, opts, None)
+    engine
+        .api()
+        .update_service(name, spec, opts, None)
         .await
         .map_err(api)?;
     Ok(())
@@ -431,13 +442,7 @@ pub async fn tasks(
     project: &Project,
 ) -> EResult<(Vec<(String, u64, u64)>, Vec<TaskRow>)> {
     let d = engine.api();
-    let services = d
-        .list_services(Some(bollard::query_parameters::ListServicesOptions {
-            filters: Some(ns_filter(project)),
-            ..Default::default()
-        }))
-        .await
-        .map_err(api)?;
+    let services = project_services(engine, project).await?;
     let nodes: HashMap<String, String> = d
         .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
         .await
@@ -515,13 +520,7 @@ pub async fn remove(
 ) -> EResult<usize> {
     require_manager(engine).await?;
     let d = engine.api();
-    let services = d
-        .list_services(Some(bollard::query_parameters::ListServicesOptions {
-            filters: Some(ns_filter(project)),
-            ..Default::default()
-        }))
-        .await
-        .map_err(api)?;
+    let services = project_services(engine, project).await?;
     for s in &services {
         let name = s
             .spec
