@@ -134,6 +134,18 @@ impl<E: Engine> Supervisor<E> {
         sink: provision::ImageSink,
     ) -> SResult<Vec<UpOutcome>> {
         let p = &self.project;
+        // Scaling a service out starts the balancer in front of it (x-osmen-balance),
+        // whatever profile it is in.
+        let mut with_balancers = targets.clone();
+        for (name, svc) in &p.services {
+            if let Some(b) = &svc.balance
+                && targets.contains(&b.service)
+                && p.services.get(&b.service).is_some_and(|t| t.replicas > 1)
+            {
+                with_balancers.insert(name.clone());
+            }
+        }
+        let targets = &with_balancers;
         // Images first: a pull or build that fails stops `up` before anything is created.
         let plans = provision::plan_images(&*self.engine, p, targets, opts.pull).await?;
         provision::provision(self.engine.clone(), self.project.clone(), &plans, sink)

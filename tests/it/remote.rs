@@ -119,7 +119,25 @@ fn plain_tcp_through_a_loopback_forward() {
         free_port()
     ));
     let st = stack("tcp");
-    round_trip(&st, &[("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))]);
+    let host = format!("tcp://127.0.0.1:{port}");
+    round_trip(&st, &[("DOCKER_HOST", host.clone())]);
+    // The console too, through the same address: it brings the stack up and shows it.
+    let script = format!(
+        "cd {} && DOCKER_HOST={host} OSMEN_GATEWAY_LISTEN=127.0.0.1:{} {} -p {}; sleep 30",
+        st.dir.display(),
+        free_port(),
+        env!("CARGO_BIN_EXE_osmen"),
+        st.project
+    );
+    let t = crate::console::Tmux::start(
+        format!("osmen-tcp-{}", std::process::id()),
+        120,
+        40,
+        &script,
+    );
+    let screen = t.wait_for("1/1 running", Duration::from_secs(60));
+    assert!(screen.contains("cache"), "{screen}");
+    t.keys(&["q"]);
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
