@@ -134,7 +134,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     let (gw_stop_tx, gw_stop) = watch::channel(false);
     let (gateway_addr, gateway_note, gateway_task) = match Gateway::build(&gw_opts) {
         Err(e) => (None, format!("not running: {e}"), None),
-        Ok(gw) => match tokio::net::TcpListener::bind(gw.listen).await {
+        Ok(gw) => match crate::gateway::listen(gw.listen).await {
             Err(e) => (
                 None,
                 format!("not running: cannot listen on {}: {e}", gw.listen),

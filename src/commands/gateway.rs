@@ -72,7 +72,7 @@ fn stack_probe(global: &Global) -> Option<gateway::StackProbe> {
 
 pub async fn run(global: &Global, args: &GatewayArgs) -> anyhow::Result<u8> {
     let gw = Gateway::build(&options(global, args)).map_err(|e| anyhow::anyhow!(e))?;
-    let listener = tokio::net::TcpListener::bind(gw.listen)
+    let listener = crate::gateway::listen(gw.listen)
         .await
         .with_context(|| format!("cannot listen on {}", gw.listen))?;
     eprintln!(

@@ -423,6 +423,23 @@ impl Gateway {
     }
 }
 
+/// How many connections may wait to be accepted. tokio's default (1,024) overflows when
+/// 2,000 clients connect at once, and a dropped SYN costs its client a one-second
+/// retransmit; the kernel caps this at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listening socket for the gateway with [`LISTEN_BACKLOG`].
+pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
 /// grace period.
 pub async fn serve(
