@@ -423,9 +423,10 @@ impl Gateway {
     }
 }
 
-/// How many connections may wait to be accepted. tokio's default (1,024) overflows when
-/// 2,000 clients connect at once, and a dropped SYN costs its client a one-second
-/// retransmit; the kernel caps this at `net.core.somaxconn`.
+/// How many connections may wait to be accepted: more than tokio's default (1,024), so
+/// that a burst of connects larger than that (the overload bench opens 2,000 at once) is
+/// queued rather than refused; the kernel caps it at `net.core.somaxconn`. The bench
+/// measured the burst's P99 at about 440 ms with either value on this 2-core machine.
 pub const LISTEN_BACKLOG: u32 = 8192;
 
 /// A listening socket for the gateway with [`LISTEN_BACKLOG`].
