@@ -307,8 +307,8 @@ impl Drop for SshTunnel {
 }
 
 fn spawn_ssh(args: &[String], stderr: bool) -> std::io::Result<tokio::process::Child> {
-    tokio::process::Command::new("ssh")
-        .args(args)
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(if stderr {
@@ -316,8 +316,20 @@ fn spawn_ssh(args: &[String], stderr: bool) -> std::io::Result<tokio::process::C
         } else {
             Stdio::null()
         })
-        .kill_on_drop(true)
-        .spawn()
+        .kill_on_drop(true);
+    // kill_on_drop needs osmen to unwind; a SIGKILLed osmen would leave the tunnel (and
+    // its session on the remote) behind. The kernel ends ssh when its parent thread dies
+    // (the runtime's threads live as long as osmen).
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
 
 impl SshTunnel {

@@ -385,6 +385,8 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
+        // Its sessions too: they outlive the listener.
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -481,4 +483,17 @@ fn a_lost_ssh_link_degrades_like_a_lost_engine_and_recovers() {
         back.elapsed().as_secs_f64()
     );
     assert!(watch.alive(), "status --watch died");
+    // Killed outright (SIGKILL: no unwinding), osmen still takes its ssh with it.
+    drop(watch);
+    let config = sshd.config.display().to_string();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let o = Command::new("pgrep")
+                .args(["-f", &config])
+                .output()
+                .unwrap();
+            o.stdout.is_empty()
+        }),
+        "an ssh tunnel outlived osmen"
+    );
 }
