@@ -811,6 +811,9 @@ impl Windowed {
     }
 }
 
+/// How long the first scrape waits for the first list of replicas.
+const FIRST_GROUPS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The running replicas of one scaled service, each with its /metrics URL.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplicaGroup {
@@ -903,6 +906,10 @@ pub async fn run_targets(
     use crate::hub::Update;
     let client = crate::http::client(|b| b.timeout(std::time::Duration::from_secs(2)));
     let mut windows: BTreeMap<String, Windowed> = BTreeMap::new();
+    // The first scrape waits (a little) for the first look at the replicas, so that a
+    // one-shot `status` sees them; without an engine the sender is gone at once.
+    let mut groups = groups;
+    let _ = tokio::time::timeout(FIRST_GROUPS_WAIT, groups.changed()).await;
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

@@ -143,6 +143,7 @@ pub async fn start_collectors(
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REPLICA_RELIST);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut first = true;
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
@@ -150,11 +151,13 @@ pub async fn start_collectors(
                 }
                 if let Ok(rows) = e.list_containers(&project.name).await {
                     let g = replica_groups(&project, &rows, e.remote_host().as_deref());
+                    // The first answer is always announced: the scraper waits for it.
                     groups_tx.send_if_modified(|cur| {
-                        let changed = *cur != g;
+                        let changed = first || *cur != g;
                         *cur = g;
                         changed
                     });
+                    first = false;
                 }
             }
         });
