@@ -45,6 +45,9 @@ pub fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Per agent: (time, requests, errors, CPU seconds) at the last scrape.
+type AgentCounters = std::collections::BTreeMap<String, (f64, f64, f64, f64)>;
+
 pub struct Hub {
     pub snapshot: Snapshot,
     pub history: History,
@@ -54,7 +57,9 @@ pub struct Hub {
     /// Container -> (CPU limit, memory limit) at the last sample.
     limits: std::collections::HashMap<String, (Option<f64>, Option<u64>)>,
     /// Per agent: (time, requests, errors, CPU seconds) at the previous scrape.
-    agent_counters: std::collections::BTreeMap<String, (f64, f64, f64, f64)>,
+    agent_counters: AgentCounters,
+    /// The replica rows' own, apart: each update replaces its map whole.
+    replica_counters: AgentCounters,
     history_file: Option<PathBuf>,
     /// Service -> its probe's last report (as `ServiceStats::probe` shows it).
     probes: std::collections::BTreeMap<String, serde_json::Value>,
@@ -95,6 +100,7 @@ impl Hub {
             history,
             raw_gpus: Vec::new(),
             agent_counters: Default::default(),
+            replica_counters: Default::default(),
             advisor: None,
             limits: Default::default(),
             history_file,
@@ -180,7 +186,7 @@ impl Hub {
                 self.join_agents();
             }
             Update::Agents(mut a) => {
-                self.agent_rates(&mut a, t);
+                Self::agent_rates(&mut self.agent_counters, &mut a, t);
                 for x in &a {
                     let Some(name) = x["agent"].as_str() else {
                         continue;
@@ -208,7 +214,7 @@ impl Hub {
             Update::ReplicaAgents(mut a) => {
                 // Rates per replica row (its own name); no history: the advisor reads
                 // the merged rows.
-                self.agent_rates(&mut a, t);
+                Self::agent_rates(&mut self.replica_counters, &mut a, t);
                 self.snapshot.replica_agents = a;
             }
             Update::Source(name, r) => self.set_source(name, r, t),
@@ -272,7 +278,7 @@ impl Hub {
 
     /// Requests/s, errors/s and CPU% of each agent from its counters' change since the
     /// previous scrape (nothing until two scrapes exist, nothing across a counter reset).
-    fn agent_rates(&mut self, agents: &mut [serde_json::Value], t: f64) {
+    fn agent_rates(counters: &mut AgentCounters, agents: &mut [serde_json::Value], t: f64) {
         let total = |x: &serde_json::Value| -> Option<f64> {
             let o = x.as_object()?;
             let n: f64 = o
@@ -290,7 +296,7 @@ impl Hub {
             let req = total(x).unwrap_or(0.0);
             let err = x["errors_total"].as_f64().unwrap_or(0.0);
             let cpu = x["cpu_seconds_total"].as_f64().unwrap_or(0.0);
-            if let Some(&(t0, r0, e0, c0)) = self.agent_counters.get(&name) {
+            if let Some(&(t0, r0, e0, c0)) = counters.get(&name) {
                 let dt = t - t0;
                 if dt > 0.0 && req >= r0 && err >= e0 && cpu >= c0 {
                     x["requests_per_s"] = serde_json::json!((req - r0) / dt);
@@ -300,7 +306,7 @@ impl Hub {
             }
             now.insert(name, (t, req, err, cpu));
         }
-        self.agent_counters = now;
+        *counters = now;
     }
 
     /// Turns the advisor on: every published snapshot then carries its suggestions.
@@ -465,6 +471,31 @@ mod tests {
         // The limit was raised: the old shares are gone, the new one starts the series.
         hub.apply(Update::Services(vec![svc(1.0)]));
         assert_eq!(hub.history.series[key].fine.len(), 1);
+    }
+
+    #[test]
+    fn replica_rows_do_not_reset_the_agents_rates() {
+        // Regression: both updates shared one counter map and each replaced it, so no
+        // agent ever had a rate once replica rows were sent after the agents.
+        let mut hub = Hub::new("p", None);
+        for (i, n) in [10.0, 30.0].iter().enumerate() {
+            hub.apply(Update::Agents(vec![serde_json::json!({
+                "agent": "a", "requests_success": n
+            })]));
+            hub.apply(Update::ReplicaAgents(vec![serde_json::json!({
+                "agent": "gateway/a@g-1", "requests_success": n * 2.0
+            })]));
+            if i == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        assert!(hub.snapshot.agents[0]["requests_per_s"].as_f64().unwrap() > 0.0);
+        assert!(
+            hub.snapshot.replica_agents[0]["requests_per_s"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
     }
 
     #[test]

@@ -811,6 +811,14 @@ impl Windowed {
     }
 }
 
+/// The merged row's window, one per set of replicas: sums over another set are not
+/// comparable (a replica gone would look like a counter reset), so a change of replicas
+/// starts a new window.
+fn merged_key(g: &ReplicaGroup, answering: usize) -> String {
+    let members: Vec<&str> = g.members.iter().map(|(n, _)| n.as_str()).collect();
+    format!("merged:{}:{answering}:{}", g.service, members.join(","))
+}
+
 /// How long the first scrape waits for the first list of replicas.
 const FIRST_GROUPS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -967,7 +975,7 @@ pub async fn run_targets(
                 continue;
             }
             let merged = merge(&fams);
-            let key = format!("merged:{}", g.service);
+            let key = merged_key(g, fams.len());
             let lat = windows
                 .entry(key.clone())
                 .or_default()
@@ -982,7 +990,8 @@ pub async fn run_targets(
         windows.retain(|k, _| {
             urls.contains(k)
                 || current.iter().any(|g| {
-                    *k == format!("merged:{}", g.service) || g.members.iter().any(|(_, u)| u == k)
+                    k.starts_with(&format!("merged:{}:", g.service))
+                        || g.members.iter().any(|(_, u)| u == k)
                 })
         });
         let _ = tx.send(Update::Agents(agents)).await;

@@ -59,6 +59,18 @@ fn k8s_run(ctx: &Ctx, a: &K8sArgs) -> anyhow::Result<u8> {
         cpu_target_percent: ctx.config.advisor.cpu_percent.round().clamp(1.0, 100.0) as u32,
     };
     let ex = k8s::export(&ctx.project, &opts);
+    // Two services whose names reduce to one file name (api_v1, api-v1), or a service
+    // named kustomization, would overwrite each other.
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &ex.files {
+        if !seen.insert(f.name.as_str()) {
+            bail!(
+                "two services would both be written to {}: rename one (Kubernetes names \
+                 allow only a-z, 0-9 and -)",
+                f.name
+            );
+        }
+    }
     match &a.out {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -92,7 +104,10 @@ fn k8s_run(ctx: &Ctx, a: &K8sArgs) -> anyhow::Result<u8> {
              generic {} {}",
             ex.secret_name,
             keys.iter()
-                .map(|k| format!("--from-literal={k}=..."))
+                .map(|k| match ex.secret_files.get(*k) {
+                    Some(file) => format!("--from-file={k}={file}"),
+                    None => format!("--from-literal={k}=..."),
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         )?;

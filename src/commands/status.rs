@@ -176,8 +176,9 @@ pub async fn start_collectors(
 const REPLICA_RELIST: Duration = Duration::from_secs(5);
 
 /// The running replicas of every osmen gateway service (named `gateway`, or running
-/// `osmen gateway`), each with its /metrics: on the container's address for a local
-/// engine; for a remote one, on a port published on every address of its host.
+/// `osmen gateway`), each with its /metrics: on a published port, else (local engine)
+/// the container's address; for a remote engine only a port published on every address
+/// of its host will do.
 pub fn replica_groups(
     project: &crate::stack::compose::Project,
     rows: &[crate::model::container::ContainerRow],
@@ -209,14 +210,19 @@ pub fn replica_groups(
         let members: Vec<(String, String)> = running
             .iter()
             .filter_map(|r| {
+                // A published port first (reachable wherever Docker runs, Docker Desktop
+                // and rootless included); the container's own address on a local engine.
+                let published = r.ports.iter().find_map(|p| {
+                    (p.container_port == port && p.host_port != 0)
+                        .then(|| published_host(remote, &p.host_ip))
+                        .flatten()
+                        .map(|h| format!("{h}:{}", p.host_port))
+                });
                 let addr = match remote {
-                    None => r.addresses.first().map(|a| format!("{a}:{port}")),
-                    Some(_) => r.ports.iter().find_map(|p| {
-                        (p.container_port == port && p.host_port != 0)
-                            .then(|| published_host(remote, &p.host_ip))
-                            .flatten()
-                            .map(|h| format!("{h}:{}", p.host_port))
-                    }),
+                    None => {
+                        published.or_else(|| r.addresses.first().map(|a| format!("{a}:{port}")))
+                    }
+                    Some(_) => published,
                 }?;
                 Some((r.name.clone(), format!("http://{addr}/metrics")))
             })

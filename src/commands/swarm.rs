@@ -42,7 +42,7 @@ pub async fn up(
                 .collect();
             let summary: Vec<_> = summary
                 .into_iter()
-                .filter(|(n, _, _)| wanted.contains(n))
+                .filter(|(n, _, _, _)| wanted.contains(n))
                 .collect();
             let rows: Vec<_> = rows
                 .into_iter()
@@ -50,8 +50,13 @@ pub async fn up(
                 .collect();
             let pending: Vec<String> = summary
                 .iter()
-                .filter(|(_, desired, running)| running < desired)
-                .map(|(n, d, r)| format!("{n} {r}/{d}"))
+                .filter(|(_, desired, running, rolling)| running < desired || *rolling)
+                .map(|(n, d, r, rolling)| {
+                    format!(
+                        "{n} {r}/{d}{}",
+                        if *rolling { " (update rolling)" } else { "" }
+                    )
+                })
                 .collect();
             if pending.is_empty() {
                 break;
@@ -104,16 +109,20 @@ pub async fn ps(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
     let (summary, rows) = swarm::tasks(&engine, &ctx.project).await?;
     if json {
         let v = serde_json::json!({
-            "services": summary.iter().map(|(n, d, r)| serde_json::json!({
-                "service": n, "desired": d, "running": r})).collect::<Vec<_>>(),
+            "services": summary.iter().map(|(n, d, r, u)| serde_json::json!({
+                "service": n, "desired": d, "running": r, "updating": u})).collect::<Vec<_>>(),
             "tasks": rows,
         });
         out(&(serde_json::to_string_pretty(&v)? + "\n"))?;
         return Ok(OK);
     }
     let mut s = format!("{:<28} {:>8}\n", "SERVICE", "REPLICAS");
-    for (n, d, r) in &summary {
-        s.push_str(&format!("{n:<28} {:>8}\n", format!("{r}/{d}")));
+    for (n, d, r, u) in &summary {
+        s.push_str(&format!(
+            "{n:<28} {:>8}{}\n",
+            format!("{r}/{d}"),
+            if *u { "  update rolling" } else { "" }
+        ));
     }
     s.push_str(&format!(
         "\n{:<32} {:<20} {:<10} {:<10} {:<13} ERROR\n",

@@ -50,6 +50,8 @@ pub struct Export {
     /// The keys the Secret must hold, and which service needs each.
     pub secret_keys: BTreeMap<String, BTreeSet<String>>,
     pub secret_name: String,
+    /// Secret keys that hold a whole bind-mounted file: key -> the file on this machine.
+    pub secret_files: BTreeMap<String, String>,
     pub warnings: Vec<String>,
 }
 
@@ -818,14 +820,43 @@ fn pod_spec(
                     .ok()
                     .filter(|md| md.is_file() && md.len() <= CONFIGMAP_FILE_MAX_BYTES);
                 let text = small_file.and_then(|_| std::fs::read_to_string(path).ok());
+                let fname = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| format!("file-{i}"));
+                // A file that is or holds a secret never goes into a ConfigMap: it is
+                // mounted from the Secret, under a key the operator fills from the file.
+                let secret_file = is_secret_name(&fname)
+                    || fname.ends_with(".env")
+                    || fname == ".env"
+                    || text.as_deref().is_some_and(|t| {
+                        scan.literals
+                            .iter()
+                            .any(|(lit, _)| t.contains(lit.as_str()))
+                            || project
+                                .secret_vars
+                                .values()
+                                .any(|v| v.len() >= 4 && t.contains(v.as_str()))
+                    });
                 match text {
+                    Some(_) | None if secret_file && path.is_file() => {
+                        let key = format!("{}-{}", dns_name(&svc.name), dns_name(&fname));
+                        ex.secret_keys
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(svc.name.clone());
+                        ex.secret_files.insert(key.clone(), src.clone());
+                        let v = format!("secret-file-{i}");
+                        mount["name"] = json!(v);
+                        mount["subPath"] = json!(key);
+                        mount["readOnly"] = json!(true);
+                        volumes.push(json!({
+                            "name": v,
+                            "secret": { "secretName": ex.secret_name, "items": [{"key": key, "path": key}] }
+                        }));
+                    }
                     Some(text) => {
-                        let key = dns_name(
-                            &path
-                                .file_name()
-                                .map(|f| f.to_string_lossy().into_owned())
-                                .unwrap_or_else(|| format!("file-{i}")),
-                        );
+                        let key = dns_name(&fname);
                         let key = if files.contains_key(&key) {
                             format!("{key}-{i}")
                         } else {

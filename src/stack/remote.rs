@@ -74,14 +74,12 @@ impl Endpoint {
         match self {
             Endpoint::Unix(_) => true,
             Endpoint::Tcp(a) | Endpoint::Tls { addr: a, .. } => {
-                let host = a
-                    .split_once("://")
-                    .map(|(_, r)| r)
-                    .unwrap_or(a)
-                    .rsplit_once(':')
-                    .map(|(h, _)| h)
-                    .unwrap_or(a);
-                matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+                let hp = a.split_once("://").map(|(_, r)| r).unwrap_or(a);
+                let host = match hp.strip_prefix('[') {
+                    Some(v6) => v6.split(']').next().unwrap_or(v6),
+                    None => hp.rsplit_once(':').map(|(h, _)| h).unwrap_or(hp),
+                };
+                matches!(host, "127.0.0.1" | "localhost" | "::1")
             }
             Endpoint::Ssh(_) => false,
         }
@@ -472,6 +470,8 @@ mod tests {
         );
         assert!(!endpoint(&env("tcp://10.0.0.5:2375")).unwrap().is_local());
         assert!(endpoint(&env("tcp://127.0.0.1:2375")).unwrap().is_local());
+        assert!(endpoint(&env("tcp://127.0.0.1")).unwrap().is_local());
+        assert!(endpoint(&env("tcp://[::1]:2375")).unwrap().is_local());
         assert!(!endpoint(&env("ssh://a@b")).unwrap().is_local());
         let e = endpoint(&env("npipe:////./pipe/docker")).unwrap_err();
         assert!(e.contains("unsupported scheme"), "{e}");

@@ -72,6 +72,9 @@ pub struct Supervisor<E: Engine> {
     cfg: SupervisorConfig,
     journal: Arc<Journal>,
     report: Reporter,
+    /// One balancer rewrite at a time: a target's and its balancer's tasks both rewrite,
+    /// and an older list must not land after a newer one.
+    balance: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<E: Engine> Clone for Supervisor<E> {
@@ -82,6 +85,7 @@ impl<E: Engine> Clone for Supervisor<E> {
             cfg: self.cfg.clone(),
             journal: self.journal.clone(),
             report: self.report.clone(),
+            balance: self.balance.clone(),
         }
     }
 }
@@ -107,6 +111,7 @@ impl<E: Engine> Supervisor<E> {
             cfg,
             journal,
             report,
+            balance: Default::default(),
         }
     }
 
@@ -431,6 +436,7 @@ impl<E: Engine> Supervisor<E> {
         if balancers.is_empty() {
             return Ok(false);
         }
+        let _one = self.balance.lock().await;
         let rows = self.engine.list_containers(&p.name).await?;
         for (lb, b) in balancers {
             let mut replicas: Vec<&ContainerRow> = rows

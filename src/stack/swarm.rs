@@ -44,7 +44,10 @@ fn ns(d: std::time::Duration) -> i64 {
 }
 
 /// One compose service as a Swarm service spec, and what could not be kept.
-pub fn service_spec(project: &Project, svc: &Service) -> (ServiceSpec, Vec<String>) {
+pub fn service_spec(
+    project: &Project,
+    svc: &Service,
+) -> Result<(ServiceSpec, Vec<String>), String> {
     let mut warnings = Vec::new();
     let c = plan::container_spec(project, svc, 1);
     let mut container_labels: HashMap<String, String> = c.labels.clone();
@@ -219,8 +222,9 @@ pub fn service_spec(project: &Project, svc: &Service) -> (ServiceSpec, Vec<Strin
             .collect::<String>()
     };
     spec["Labels"][LABEL_SPEC_HASH] = json!(digest);
-    let spec: ServiceSpec = serde_json::from_value(spec).unwrap_or_default();
-    (spec, warnings)
+    let spec: ServiceSpec = serde_json::from_value(spec)
+        .map_err(|e| format!("{}: cannot make its Swarm spec: {e}", svc.name))?;
+    Ok((spec, warnings))
 }
 
 fn api(e: bollard::errors::Error) -> EngineError {
@@ -290,14 +294,23 @@ pub async fn deploy(
             continue;
         }
         let name = network_name(project, &key);
-        let exists = d
+        let existing = d
             .inspect_network(
                 &name,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
             )
             .await
-            .is_ok();
-        if !exists {
+            .ok();
+        if let Some(n) = &existing
+            && n.driver.as_deref() != Some("overlay")
+        {
+            return Err(EngineError::Other(format!(
+                "network {name} exists as a {} network (a compose-mode `osmen up` made \
+                 it?): run `osmen down` first, or use another project name (-p)",
+                n.driver.as_deref().unwrap_or("local")
+            )));
+        }
+        if existing.is_none() {
             record("", "network", &format!("create overlay network {name}"))?;
             let req = bollard::models::NetworkCreateRequest {
                 name: name.clone(),
@@ -316,7 +329,15 @@ pub async fn deploy(
     let existing = project_services(engine, project).await?;
     for t in targets {
         let svc = &project.services[t];
-        let (spec, warnings) = service_spec(project, svc);
+        if let Some(b) = &svc.balance {
+            out.push(format!(
+                "warning: {t}: not deployed: it balances {}'s replicas, which Swarm's \
+                 service address does itself",
+                b.service
+            ));
+            continue;
+        }
+        let (spec, warnings) = service_spec(project, svc).map_err(EngineError::Other)?;
         out.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
         let name = service_name(project, t);
         let current = existing
@@ -435,12 +456,12 @@ pub struct TaskRow {
     pub container: Option<String>,
 }
 
-/// The project's services (name, desired replicas, running tasks) and their tasks, the
-/// node of each named.
+/// The project's services (name, desired replicas, running tasks, an update rolling)
+/// and their tasks, the node of each named.
 pub async fn tasks(
     engine: &DockerEngine,
     project: &Project,
-) -> EResult<(Vec<(String, u64, u64)>, Vec<TaskRow>)> {
+) -> EResult<(Vec<(String, u64, u64, bool)>, Vec<TaskRow>)> {
     let d = engine.api();
     let services = project_services(engine, project).await?;
     let nodes: HashMap<String, String> = d
@@ -480,7 +501,9 @@ pub async fn tasks(
             let st = t.status.clone().unwrap_or_default();
             let state = st.state.map(|s| s.to_string()).unwrap_or_default();
             let desired_state = t.desired_state.map(|s| s.to_string()).unwrap_or_default();
-            if state == "running" {
+            // Only tasks meant to run count: an old task still running while Swarm
+            // replaces it is not one of the wanted replicas.
+            if state == "running" && desired_state == "running" {
                 running += 1;
             }
             // Old tasks Swarm keeps for history are left out, as `docker service ps` does
@@ -505,7 +528,13 @@ pub async fn tasks(
                     .map(|c| c.chars().take(12).collect()),
             });
         }
-        summary.push((name, desired, running));
+        // While an update rolls, the old tasks may still make up the count.
+        let rolling = s
+            .update_status
+            .as_ref()
+            .and_then(|u| u.state.as_ref())
+            .is_some_and(|st| matches!(st.to_string().as_str(), "updating" | "rollback_started"));
+        summary.push((name, desired, running, rolling));
     }
     summary.sort();
     rows.sort_by(|a, b| (&a.service, a.slot).cmp(&(&b.service, b.slot)));
@@ -576,7 +605,7 @@ mod tests {
             },
         )
         .unwrap();
-        let (spec, warnings) = service_spec(&p, &p.services["api"]);
+        let (spec, warnings) = service_spec(&p, &p.services["api"]).unwrap();
         let v = serde_json::to_value(&spec).unwrap();
         assert_eq!(v["Name"], "st_api");
         assert_eq!(v["Mode"]["Replicated"]["Replicas"], 3);

@@ -15,6 +15,8 @@ use crate::util::{osmen, root, text};
 const PG_SECRET: &str = "pg-Secret-4f1c9e";
 const API_SECRET: &str = "gw-Key-77ad02";
 const CACHE_SECRET: &str = "cache-Pass-91be3a";
+/// The content of the fixture's bind-mounted `conf/db_password.txt`.
+const FILE_SECRET: &str = "file-secret-5be1";
 
 fn env() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -102,7 +104,7 @@ fn validate(dir: &Path) -> usize {
 fn no_secret_in(dir: &Path) {
     for e in std::fs::read_dir(dir).unwrap() {
         let t = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        for s in [PG_SECRET, API_SECRET, CACHE_SECRET] {
+        for s in [PG_SECRET, API_SECRET, CACHE_SECRET, FILE_SECRET] {
             assert!(!t.contains(s), "a secret value was exported:\n{t}");
         }
     }
@@ -293,7 +295,17 @@ fn files_tmpfs_jobs_and_secrets_in_commands_translate() {
             .unwrap()
             .contains("maxclients 100")
     );
+    // A bind-mounted secret file is mounted from the Secret, not copied anywhere.
+    assert!(cm["data"].get("db-password-txt").is_none(), "{cm}");
     let cache = workload(&objs, "cache");
+    let vols = cache["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    assert!(
+        vols.iter()
+            .any(|v| v["secret"]["items"][0]["key"] == "cache-db-password-txt"),
+        "{vols:?}"
+    );
     let c = &cache["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["args"][3], "$(CACHE_PASSWORD)", "{c}");
     assert_eq!(c["securityContext"]["runAsUser"], 999);
