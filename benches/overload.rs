@@ -205,6 +205,12 @@ async fn phase(client: &reqwest::Client, url: &str, retry: Retry) -> Phase {
     for c in 0..CLIENTS {
         let (client, url, retry) = (client.clone(), url.to_string(), retry.clone());
         tasks.push(tokio::spawn(async move {
+            // Each client got a 429 with Retry-After in the connect storm and has waited
+            // that out; an honouring client also waits its own share of a second before it
+            // comes back, so the phase does not begin with all 2,000 at one instant.
+            if let Retry::Honour = *retry {
+                tokio::time::sleep(Duration::from_millis(jitter(c as u64, u64::MAX) % 1000)).await;
+            }
             let mut ok = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             let mut rejected = ok.clone();
             let (mut other, mut no_retry_after, mut i) = (0u64, 0u64, 0u64);

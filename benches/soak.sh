@@ -58,19 +58,37 @@ end=$(( $(date +%s) + MINUTES * 60 ))
 ) &
 load=$!
 samples="$work/samples.csv"
-echo "seconds,rss_kib,fds" > "$samples"
+echo "seconds,rss_kib,fds,history_points,series,heap_in_use_kib,heap_free_kib" > "$samples"
+# The allocator's own account (osmen_process_heap_bytes, from the embedded gateway's
+# /metrics): what the program holds, and what was freed but kept by the allocator.
+heap() {
+  curl -s "http://127.0.0.1:$gw_port/metrics" | awk '
+    /^osmen_process_heap_bytes\{state="in_use"\}/ {u=$2}
+    /^osmen_process_heap_bytes\{state="free"\}/ {f=$2}
+    END {printf "%d,%d\n", u/1024, f/1024}'
+}
+# The console keeps an hour of every series at collection resolution (bounded, by design:
+# model/history.rs) and persists it each minute; its size is counted from that file so
+# that the growth it explains can be told from any other.
+history_points() {
+  local f
+  f=$(find "$work" -name history.json 2>/dev/null | head -1)
+  [[ -n $f ]] || { echo "0,0"; return; }
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["series"]; print(sum(len(x["fine"]) for x in s.values()), len(s), sep=",")' "$f" 2>/dev/null || echo "0,0"
+}
 t0=$(date +%s)
 while (( $(date +%s) < end )); do
   sleep 30
   kill -0 "$pid" 2>/dev/null || { echo "the console died" >&2; exit 1; }
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
   fds=$(ls "/proc/$pid/fd" | wc -l)
-  echo "$(( $(date +%s) - t0 )),$rss,$fds" | tee -a "$samples"
+  echo "$(( $(date +%s) - t0 )),$rss,$fds,$(history_points),$(heap)" | tee -a "$samples"
 done
 wait "$load" || true
 python3 - "$samples" "$MINUTES" "$RATE" <<'PY'
 import csv, sys
-rows = [(int(r["seconds"]), int(r["rss_kib"]), int(r["fds"])) for r in csv.DictReader(open(sys.argv[1]))]
+rows = [(int(r["seconds"]), int(r["rss_kib"]), int(r["fds"]), int(r["history_points"]), int(r["series"]),
+         int(r["heap_in_use_kib"]), int(r["heap_free_kib"])) for r in csv.DictReader(open(sys.argv[1]))]
 def at(s):
     return min(rows, key=lambda r: abs(r[0] - s))
 first, five, last = at(60), at(300), rows[-1]
@@ -79,4 +97,11 @@ print(f"soak: {sys.argv[2]} min, {sys.argv[3]} req/s, {len(rows)} samples")
 print(f"RSS KiB: at {first[0]} s {first[1]}, at {five[0]} s {five[1]}, at {last[0]} s {last[1]}")
 print(f"growth: {g(first):+.1f} % from 1 min, {g(five):+.1f} % from 5 min")
 print(f"open fds: min {min(r[2] for r in rows)}, max {max(r[2] for r in rows)}")
+# A fine point is a (f64, f64): 16 bytes in its VecDeque (capacity rounding aside).
+hist = (last[3] - five[3]) * 16 / 1024
+print(f"history: {five[3]} points in {five[4]} series at {five[0]} s, {last[3]} in {last[4]} at {last[0]} s: "
+      f"{hist:+.0f} KiB of points; RSS {last[1] - five[1]:+d} KiB over the same time, "
+      f"{(last[1] - five[1] - hist) / five[1] * 100:+.1f} % of it beyond the history's points")
+print(f"heap in use KiB: at {first[0]} s {first[5]}, at {five[0]} s {five[5]}, at {last[0]} s {last[5]} "
+      f"({last[5] - five[5]:+d} from 5 min); freed but kept by the allocator: {first[6]}, {five[6]}, {last[6]}")
 PY

@@ -69,6 +69,23 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
+/// The allocator's own account of this process's heap: (bytes handed out and not yet
+/// freed, bytes freed but kept by the allocator rather than returned to the system).
+/// Read from glibc's `mallinfo2`, which walks every arena, so it is for a scrape, not a
+/// hot path. None where the C library is not glibc.
+pub fn heap_bytes() -> Option<(u64, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
+        let m = unsafe { libc::mallinfo2() };
+        Some(((m.uordblks + m.hblkhd) as u64, m.fordblks as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
 /// CPU time consumed by the calling thread, in nanoseconds.
 pub fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {

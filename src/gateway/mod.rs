@@ -451,6 +451,10 @@ pub async fn serve(
     let grace = gw.shutdown_grace;
     let app = routes::router(gw);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    // Answers go out as soon as they are written (no Nagle wait on a small response).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());
