@@ -118,6 +118,9 @@ fn main() {
                 let _ = rec.record(t.elapsed().as_micros() as u64);
             }
         }
+        // The gateway hands freed memory back once a minute: RSS a minute and more after.
+        tokio::time::sleep(Duration::from_secs(63)).await;
+        let rss_later = status_kib(pid, "VmRSS:");
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         println!(
             "overload: {CLIENTS} clients for {secs:.1}s (two phases) against an agent limit of {LIMIT} running + {QUEUE} queued, stand-in LLM {} ms",
@@ -154,7 +157,7 @@ fn main() {
             println!("  other     {:>7} (errors, timeouts, other codes)", r.other);
         }
         println!(
-            "gateway RSS: idle {rss_idle} KiB, peak {rss_peak} KiB ({:.2}x), 2 s after {rss_after} KiB; open files: idle {fds_idle}, peak {}, after {fds_after}",
+            "gateway RSS: idle {rss_idle} KiB, peak {rss_peak} KiB ({:.2}x), 2 s after {rss_after} KiB, a minute after the recovery {rss_later} KiB; open files: idle {fds_idle}, peak {}, after {fds_after}",
             rss_peak as f64 / rss_idle.max(1) as f64,
             peak_fds.load(Ordering::Relaxed)
         );

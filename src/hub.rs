@@ -387,16 +387,23 @@ impl Hub {
 
     pub fn persist(&self) {
         if let Some(p) = &self.history_file {
-            let recent = self.history.recent(now_secs() - 3600.0);
-            if let Ok(text) = serde_json::to_string(&recent) {
-                let tmp = p.with_extension("json.tmp");
-                if std::fs::create_dir_all(p.parent().unwrap_or(std::path::Path::new(".")))
-                    .and_then(|_| std::fs::write(&tmp, text))
-                    .and_then(|_| std::fs::rename(&tmp, p))
-                    .is_err()
-                {
-                    // History is a convenience; a full disk must not stop the console.
-                }
+            let view = crate::model::history::RecentView {
+                history: &self.history,
+                since: now_secs() - 3600.0,
+            };
+            let tmp = p.with_extension("json.tmp");
+            let written = std::fs::create_dir_all(p.parent().unwrap_or(std::path::Path::new(".")))
+                .and_then(|_| std::fs::File::create(&tmp))
+                .and_then(|f| {
+                    use std::io::Write as _;
+                    let mut w = std::io::BufWriter::new(f);
+                    serde_json::to_writer(&mut w, &view)?;
+                    w.flush()
+                })
+                .and_then(|_| std::fs::rename(&tmp, p));
+            if written.is_err() {
+                // History is a convenience; a full disk must not stop the console.
+                let _ = std::fs::remove_file(&tmp);
             }
         }
     }
@@ -432,6 +439,7 @@ pub fn spawn(
             stx.send_replace(Arc::new(hub.snapshot.clone()));
             if last_persist.elapsed() >= PERSIST_EVERY {
                 hub.persist();
+                crate::gateway::accounting::trim_heap();
                 last_persist = tokio::time::Instant::now();
             }
         }

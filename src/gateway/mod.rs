@@ -441,6 +441,14 @@ pub async fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::T
     socket.listen(LISTEN_BACKLOG)
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
 /// grace period.
 pub async fn serve(
@@ -459,6 +467,16 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(());
     });
+    // A gateway runs for weeks: freed memory goes back to the system once a minute.
+    let trim = tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            accounting::trim_heap();
+        }
+    });
+    let _trim = AbortOnDrop(trim);
     let server = std::pin::pin!(server.into_future());
     let mut server = server;
     tokio::select! {

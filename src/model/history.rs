@@ -23,10 +23,14 @@ impl Series {
         if !v.is_finite() {
             return;
         }
-        self.fine.push_back((t, v));
-        while self.fine.len() > FINE_POINTS {
+        // Each ring is allocated once at its full size and never moved: growing by
+        // doubling left a trail of freed buffers that a 30-minute soak saw as resident,
+        // fragmented heap. Pages not yet written are not resident.
+        reserve_full(&mut self.fine, FINE_POINTS);
+        while self.fine.len() >= FINE_POINTS {
             self.fine.pop_front();
         }
+        self.fine.push_back((t, v));
         let minute = (t / 60.0).floor() * 60.0;
         match &mut self.bucket {
             Some((m, sum, n)) if *m == minute => {
@@ -35,10 +39,11 @@ impl Series {
             }
             other => {
                 if let Some((m, sum, n)) = other.take() {
-                    self.coarse.push_back((m, sum / f64::from(n)));
-                    while self.coarse.len() > COARSE_POINTS {
+                    reserve_full(&mut self.coarse, COARSE_POINTS);
+                    while self.coarse.len() >= COARSE_POINTS {
                         self.coarse.pop_front();
                     }
+                    self.coarse.push_back((m, sum / f64::from(n)));
                 }
                 *other = Some((minute, v, 1));
             }
@@ -47,6 +52,12 @@ impl Series {
 
     pub fn last(&self) -> Option<f64> {
         self.fine.back().map(|x| x.1)
+    }
+}
+
+fn reserve_full(ring: &mut VecDeque<(f64, f64)>, points: usize) {
+    if ring.capacity() < points {
+        ring.reserve_exact(points.saturating_sub(ring.len()));
     }
 }
 
@@ -86,9 +97,86 @@ impl History {
     }
 }
 
+/// The points newer than `since`, serialized as `History::recent(since)` would be, but
+/// straight from the history: persisting copies nothing and builds no whole-file string.
+pub struct RecentView<'a> {
+    pub history: &'a History,
+    pub since: f64,
+}
+
+impl Serialize for RecentView<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Series_<'a>(&'a Series, f64);
+        impl Serialize for Series_<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                struct Since<'a>(&'a VecDeque<(f64, f64)>, f64);
+                impl Serialize for Since<'_> {
+                    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                        ser.collect_seq(self.0.iter().filter(|(t, _)| *t >= self.1))
+                    }
+                }
+                let mut st = ser.serialize_struct("Series", 2)?;
+                st.serialize_field("fine", &Since(&self.0.fine, self.1))?;
+                st.serialize_field("coarse", &self.0.coarse)?;
+                st.end()
+            }
+        }
+        struct Map<'a>(&'a BTreeMap<String, Series>, f64);
+        impl Serialize for Map<'_> {
+            fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+                ser.collect_map(self.0.iter().map(|(k, s)| (k, Series_(s, self.1))))
+            }
+        }
+        let mut st = ser.serialize_struct("History", 1)?;
+        st.serialize_field("series", &Map(&self.history.series, self.since))?;
+        st.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_view_writes_what_recent_would() {
+        let mut h = History::default();
+        for i in 0..200 {
+            h.push("a", i as f64 * 7.0, i as f64);
+            if i % 3 == 0 {
+                h.push("b", i as f64 * 7.0, -(i as f64));
+            }
+        }
+        let since = 600.0;
+        let view = serde_json::to_string(&RecentView { history: &h, since }).unwrap();
+        assert_eq!(view, serde_json::to_string(&h.recent(since)).unwrap());
+        let back: History = serde_json::from_str(&view).unwrap();
+        assert_eq!(back.series["a"].fine.front().unwrap().0, 602.0);
+        assert!(!back.series["a"].coarse.is_empty());
+    }
+
+    #[test]
+    fn rings_are_allocated_once() {
+        let mut s = Series::default();
+        s.push(0.0, 1.0);
+        let fine = s.fine.capacity();
+        assert!(fine >= FINE_POINTS);
+        for i in 1..(FINE_POINTS * 3) {
+            s.push(i as f64, 1.0);
+        }
+        assert_eq!(s.fine.capacity(), fine, "the fine ring never moved");
+        assert!(s.coarse.capacity() >= COARSE_POINTS);
+        let coarse_now = s.coarse.capacity();
+        for i in (FINE_POINTS * 3)..(FINE_POINTS * 3 + 60 * COARSE_POINTS * 2) {
+            s.push(i as f64, 1.0);
+        }
+        assert_eq!(
+            s.coarse.capacity(),
+            coarse_now,
+            "the coarse ring never moved"
+        );
+        assert_eq!(s.coarse.len(), COARSE_POINTS);
+    }
 
     #[test]
     fn bounded_with_minute_averages() {
