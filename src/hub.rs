@@ -33,6 +33,11 @@ pub enum Update {
     Probe(Box<crate::model::probe::ProbeReport>),
     /// A change to what the stack is doing (up running, blocked services, commands).
     Activity(Box<dyn FnOnce(&mut Activity) + Send>),
+    /// New journal entries: shown as events; the supervisor's restarts count in RST.
+    Journal(Vec<crate::model::journal::JournalEntry>),
+    /// The services the compose file declares now (active profiles): one without a
+    /// container shows as `not created`.
+    Declared(Vec<String>),
 }
 
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
@@ -63,6 +68,60 @@ pub struct Hub {
     history_file: Option<PathBuf>,
     /// Service -> its probe's last report (as `ServiceStats::probe` shows it).
     probes: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The container rows as the collector sent them, before restarts and declared
+    /// services are joined.
+    raw_services: Vec<ServiceStats>,
+    /// The compose file's services, when known.
+    declared: Option<Vec<String>>,
+    /// Container name -> times the supervisor restarted it (from the journal).
+    supervisor_restarts: SupervisorRestarts,
+}
+
+/// Container name -> times (seconds since the epoch) the supervisor restarted it; bounded.
+#[derive(Default)]
+pub struct SupervisorRestarts {
+    times: std::collections::BTreeMap<String, std::collections::VecDeque<f64>>,
+}
+
+impl SupervisorRestarts {
+    /// At most this many containers, and this many restarts each, are remembered.
+    pub const CONTAINERS: usize = 512;
+    pub const PER_CONTAINER: usize = 1000;
+
+    /// Notes a journal entry; only the supervisor's own restarts count (`restart` with
+    /// `NAME: after backoff`), not an operator's restart.
+    pub fn note(&mut self, e: &crate::model::journal::JournalEntry) {
+        if e.action != "restart" {
+            return;
+        }
+        let Some((name, why)) = e.reason.split_once(": ") else {
+            return;
+        };
+        if name == "operator asked" || !why.starts_with("after backoff") {
+            return;
+        }
+        let Some(t) = crate::model::units::parse_rfc3339_utc(&e.time) else {
+            return;
+        };
+        if !self.times.contains_key(name) && self.times.len() >= Self::CONTAINERS {
+            self.times.pop_first();
+        }
+        let v = self.times.entry(name.to_string()).or_default();
+        if v.len() >= Self::PER_CONTAINER {
+            v.pop_front();
+        }
+        v.push_back(t);
+    }
+
+    /// Restarts of `container` since it was created (`created`, RFC 3339; all when
+    /// unknown).
+    pub fn since(&self, container: &str, created: &str) -> i64 {
+        let from = crate::model::units::parse_rfc3339_utc(created).unwrap_or(0.0);
+        self.times
+            .get(container)
+            .map(|v| v.iter().filter(|t| **t >= from).count() as i64)
+            .unwrap_or(0)
+    }
 }
 
 /// Probe figures kept in the history (for the advisor's windows): key, JSON pointer.
@@ -105,7 +164,30 @@ impl Hub {
             limits: Default::default(),
             history_file,
             probes: Default::default(),
+            raw_services: Vec::new(),
+            declared: None,
+            supervisor_restarts: Default::default(),
         }
+    }
+
+    /// The service rows as shown: the containers with the supervisor's restarts added,
+    /// then each declared service that has no container, as `not created`.
+    fn publish_services(&mut self) {
+        let mut rows = self.raw_services.clone();
+        for x in &mut rows {
+            x.restarts += self.supervisor_restarts.since(&x.container, &x.created);
+        }
+        if let Some(declared) = &self.declared {
+            for name in declared {
+                if !rows.iter().any(|x| &x.service == name) {
+                    rows.push(ServiceStats::not_created(name));
+                }
+            }
+        }
+        self.snapshot.services = rows;
+        self.join_probes();
+        self.attribute_gpus();
+        self.join_agents();
     }
 
     pub fn apply(&mut self, u: Update) {
@@ -164,10 +246,25 @@ impl Hub {
                         );
                     }
                 }
-                self.snapshot.services = s;
-                self.join_probes();
-                self.attribute_gpus();
-                self.join_agents();
+                self.raw_services = s;
+                self.publish_services();
+            }
+            Update::Journal(entries) => {
+                let ev = std::sync::Arc::make_mut(&mut self.snapshot.events);
+                for e in &entries {
+                    ev.push(crate::collect::feed::journal_line(e));
+                    self.supervisor_restarts.note(e);
+                }
+                if ev.len() > MAX_EVENTS {
+                    ev.drain(..ev.len() - MAX_EVENTS);
+                }
+                if entries.iter().any(|e| e.action == "restart") {
+                    self.publish_services();
+                }
+            }
+            Update::Declared(names) => {
+                self.declared = Some(names);
+                self.publish_services();
             }
             Update::Gpus(g) => {
                 for x in &g {

@@ -54,8 +54,18 @@ pub fn derive(
         service: row.service.clone(),
         container: row.name.clone(),
         container_id: row.id.clone(),
+        number: row.number,
         state: row.state.clone(),
-        health: row.health.as_str().to_string(),
+        // Only a running container has a health: the engine keeps the last status of
+        // one that exited, which is no longer true.
+        health: if row.state == "running" {
+            row.health.as_str().to_string()
+        } else {
+            String::new()
+        },
+        exit_code: (row.state != "running").then_some(row.exit_code).flatten(),
+        oom_killed: row.oom_killed,
+        created: row.created.clone(),
         health_output: row.health_output.clone(),
         restarts: row.restart_count,
         started_at: row.started_at.clone(),
@@ -121,8 +131,42 @@ impl Tracker {
     }
 }
 
-/// Samples every running container each `period`; re-lists only when the engine reports a
-/// lifecycle event. Ends when `stop` turns true.
+/// A full re-list at least this often, whatever the events said: it catches an event
+/// the stream missed (a reconnect, an engine that dropped it for a slow reader).
+pub const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the engine's lifecycle events without pause, so none waits behind a sample,
+/// and passes on that something changed. Reconnects after a failure, saying so.
+async fn read_events<S: ContainerSource>(
+    src: std::sync::Arc<S>,
+    changed: tokio::sync::mpsc::Sender<Result<String, String>>,
+) {
+    use futures_util::StreamExt;
+    loop {
+        let mut events = src.events();
+        while let Some(ev) = events.next().await {
+            let failed = ev.is_err();
+            // A full channel already holds a change to act on: dropping this one loses
+            // nothing, since every change leads to a whole re-list.
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = changed.try_send(ev) {
+                return;
+            }
+            if failed {
+                break;
+            }
+        }
+        if changed.is_closed() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// Follows the project's containers: re-lists them as soon as the engine reports a
+/// lifecycle event (start, die, kill, oom, health_status, update, rename, destroy...)
+/// and publishes the rows at once, samples every running container each `period`, and
+/// re-lists every `RECONCILE_EVERY` in case an event was missed. Ends when `stop` turns
+/// true.
 pub async fn run<S: ContainerSource>(
     src: std::sync::Arc<S>,
     period: std::time::Duration,
@@ -130,28 +174,31 @@ pub async fn run<S: ContainerSource>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::hub::Update;
-    use futures_util::StreamExt;
+    let (changed_tx, mut changed) = tokio::sync::mpsc::channel(64);
+    let reader = tokio::spawn(read_events(src.clone(), changed_tx));
     let mut tracker = Tracker::default();
     let mut rows: Vec<ContainerRow> = Vec::new();
     let mut stale = true;
-    let mut events = src.events();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        let mut sample = false;
         tokio::select! {
-            _ = stop.changed() => return,
-            ev = events.next() => match ev {
-                Some(Ok(_)) => { stale = true; continue; }
-                Some(Err(e)) => {
-                    let _ = tx.send(Update::Source("containers", Err(format!("engine unreachable: events: {e}")))).await;
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    events = src.events();
-                    stale = true;
-                    continue;
+            _ = stop.changed() => break,
+            ev = changed.recv() => {
+                let Some(ev) = ev else { break };
+                if let Err(e) = ev {
+                    let why = format!("engine unreachable: events: {e}");
+                    let _ = tx.send(Update::Source("containers", Err(why))).await;
                 }
-                None => { events = src.events(); stale = true; continue; }
-            },
-            _ = tick.tick() => {}
+                // Several events of one change (kill, die, stop) make one re-list.
+                while changed.try_recv().is_ok() {}
+                stale = true;
+            }
+            _ = reconcile.tick() => stale = true,
+            _ = tick.tick() => sample = true,
         }
         if stale {
             match src.list().await {
@@ -160,17 +207,24 @@ pub async fn run<S: ContainerSource>(
                     stale = false;
                 }
                 Err(e) => {
-                    let _ = tx
-                        .send(Update::Source(
-                            "containers",
-                            Err(format!("engine unreachable: {e}")),
-                        ))
-                        .await;
+                    let why = format!("engine unreachable: {e}");
+                    let _ = tx.send(Update::Source("containers", Err(why))).await;
                     continue;
                 }
             }
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            tracker.forget_missing(&ids);
+            if !sample {
+                // The change is shown now, with the figures already sampled.
+                let _ = tx.send(Update::Services(tracker.rows(&rows))).await;
+                continue;
+            }
         }
-        let running: Vec<&ContainerRow> = rows.iter().filter(|r| r.state == "running").collect();
+        let running: Vec<ContainerRow> = rows
+            .iter()
+            .filter(|r| r.state == "running")
+            .cloned()
+            .collect();
         let samples =
             futures_util::future::join_all(running.iter().map(|r| src.stats(&r.id))).await;
         let at = Instant::now();
@@ -179,14 +233,18 @@ pub async fn run<S: ContainerSource>(
             match s {
                 Ok(s) => tracker.push(&r.id, s, at),
                 Err(e) => {
-                    // A container that stopped between the list and the sample.
+                    // A container that stopped between the list and the sample: its row
+                    // is re-read now rather than shown with an empty sample.
                     failed = Some(e);
                     stale = true;
                 }
             }
         }
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        tracker.forget_missing(&ids);
+        if stale && let Ok(r) = src.list().await {
+            rows = r;
+            stale = false;
+            failed = None;
+        }
         let _ = tx.send(Update::Services(tracker.rows(&rows))).await;
         let health = match failed {
             Some(e) if running.len() == 1 => Err(e),
@@ -194,6 +252,7 @@ pub async fn run<S: ContainerSource>(
         };
         let _ = tx.send(Update::Source("containers", health)).await;
     }
+    reader.abort();
 }
 
 #[cfg(test)]
@@ -240,6 +299,8 @@ mod tests {
             exit_code: None,
             restart_count: 2,
             started_at: String::new(),
+            created: String::new(),
+            oom_killed: false,
             ports: vec![],
             health_output: String::new(),
             config_hash: String::new(),

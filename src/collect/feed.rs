@@ -132,29 +132,16 @@ pub async fn run_logs<S: FeedSource>(
     }
 }
 
-/// Engine lifecycle events and new journal entries as Events-view lines, until `stop`.
+/// Engine lifecycle events as Events-view lines, until `stop`.
 pub async fn run_events<S: FeedSource>(
     src: Arc<S>,
-    journal: PathBuf,
     tx: mpsc::Sender<Update>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut events = src.events();
-    let mut tail = JournalTail::new(journal);
-    let first = tail.read_new();
-    let start = first.len().saturating_sub(200);
-    let _ = tx.send(Update::Events(first[start..].to_vec())).await;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            _ = tick.tick() => {
-                let new = tail.read_new();
-                if !new.is_empty() && tx.send(Update::Events(new)).await.is_err() {
-                    break;
-                }
-            }
             ev = events.next() => match ev {
                 Some(Ok((service, text))) => {
                     let line = EventLine { time: now_secs(), source: "engine".into(), service, text };
@@ -174,6 +161,45 @@ pub async fn run_events<S: FeedSource>(
     }
 }
 
+/// New journal entries (the supervisor's and the console's actions) as they are written,
+/// until `stop`: the last 200 first, then each second what was added.
+pub async fn run_journal(
+    journal: PathBuf,
+    tx: mpsc::Sender<Update>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tail = JournalTail::new(journal);
+    let first = tail.read_new();
+    let start = first.len().saturating_sub(JOURNAL_FIRST);
+    let _ = tx.send(Update::Journal(first[start..].to_vec())).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {
+                let new = tail.read_new();
+                if !new.is_empty() && tx.send(Update::Journal(new)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Journal entries read when a follower starts.
+pub const JOURNAL_FIRST: usize = 200;
+
+/// One journal entry as an Events-view line.
+pub fn journal_line(e: &JournalEntry) -> EventLine {
+    EventLine {
+        time: crate::model::units::parse_rfc3339_utc(&e.time).unwrap_or(0.0),
+        source: "journal".into(),
+        service: e.service.clone(),
+        text: format!("{}: {}", e.action, e.reason),
+    }
+}
+
 /// Reads the journal file from where it was last read; starts over when it was rotated.
 pub struct JournalTail {
     path: PathBuf,
@@ -190,7 +216,7 @@ impl JournalTail {
         }
     }
 
-    pub fn read_new(&mut self) -> Vec<EventLine> {
+    pub fn read_new(&mut self) -> Vec<JournalEntry> {
         use std::io::{Read, Seek, SeekFrom};
         let Ok(mut f) = std::fs::File::open(&self.path) else {
             return Vec::new();
@@ -214,12 +240,6 @@ impl JournalTail {
         text[..whole]
             .lines()
             .filter_map(|l| serde_json::from_str::<JournalEntry>(l).ok())
-            .map(|e| EventLine {
-                time: crate::model::units::parse_rfc3339_utc(&e.time).unwrap_or(0.0),
-                source: "journal".into(),
-                service: e.service,
-                text: format!("{}: {}", e.action, e.reason),
-            })
             .collect()
     }
 }
@@ -244,13 +264,13 @@ mod tests {
         let mut t = JournalTail::new(p.clone());
         let got = t.read_new();
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].text, "start: a");
-        assert_eq!(got[0].time, 1_795_924_800.0);
+        assert_eq!(journal_line(&got[0]).text, "start: a");
+        assert_eq!(journal_line(&got[0]).time, 1_795_924_800.0);
         std::fs::write(&p, entry("a") + &entry("b")).unwrap();
-        assert_eq!(t.read_new()[0].text, "start: b");
+        assert_eq!(t.read_new()[0].reason, "b");
         assert!(t.read_new().is_empty());
         std::fs::write(&p, entry("c")).unwrap();
-        assert_eq!(t.read_new()[0].text, "start: c");
+        assert_eq!(t.read_new()[0].reason, "c");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -54,9 +54,17 @@ pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
         bail!("--rate must be a positive number of requests per second");
     }
     let base = args.url.clone().unwrap_or_else(|| {
-        let listen =
-            std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-        format!("http://{listen}")
+        let opts = super::gateway::options(
+            global,
+            &crate::cli::GatewayArgs {
+                listen: None,
+                gateway_config: None,
+            },
+        );
+        format!(
+            "http://{}",
+            crate::gateway::addrfile::listen(&opts.runtime_dir)
+        )
     });
     let (host, port, path) = Target::parse_url(&base).map_err(|e| anyhow::anyhow!("--url {e}"))?;
     let mut headers = Vec::new();

@@ -124,38 +124,23 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     let read_only = global.read_only;
 
     // The embedded gateway: the same server as `osmen gateway`, on its default address.
-    let gw_opts = super::gateway::options(
+    let mut gw_opts = super::gateway::options(
         global,
         &GatewayArgs {
             listen: None,
             gateway_config: None,
         },
     );
+    let found_ollama = discover_ollama(&ctx, &mut gw_opts.env).await;
     let (gw_stop_tx, gw_stop) = watch::channel(false);
-    let (gateway_addr, gateway_note, gateway_task) = match Gateway::build(&gw_opts) {
-        Err(e) => (None, format!("not running: {e}"), None),
-        Ok(gw) => match crate::gateway::listen(gw.listen).await {
-            Err(e) => (
-                None,
-                format!("not running: cannot listen on {}: {e}", gw.listen),
-                None,
-            ),
-            Ok(l) => {
-                let addr = l.local_addr().ok();
-                let mut note = format!("http://{}", gw.listen);
-                if let Some(p) = &gw.generated_key_file {
-                    note.push_str(&format!(" (API key generated in {})", p.display()));
-                }
-                let mut stop = gw_stop.clone();
-                let task = tokio::spawn(gateway::serve(Arc::new(gw), l, async move {
-                    let _ = stop.changed().await;
-                }));
-                (addr, note, Some(task))
-            }
-        },
-    };
+    let runtime_dir = gw_opts.runtime_dir.clone();
+    let embedded = start_gateway(&gw_opts, gw_stop, found_ollama).await;
+    let gateway_addr = embedded.addr;
 
     let (tx, rx, stop_tx) = super::status::start_collectors(&ctx, gateway_addr).await;
+    if let Some(gw) = embedded.gateway.clone() {
+        tokio::spawn(follow_clients(gw, tx.clone(), stop_tx.subscribe()));
+    }
     let deps: BTreeMap<String, Vec<String>> = ctx
         .project
         .services
@@ -171,7 +156,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
         .collect();
     activity(&tx, move |a| {
         a.read_only = read_only;
-        a.gateway = Some(gateway_note);
+        a.gateway = Some(embedded.note);
         a.dependencies = deps;
     });
 
@@ -189,10 +174,8 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
                 tx.clone(),
                 stop,
             ));
-            let journal = ctx.journal().path().to_path_buf();
             tokio::spawn(crate::collect::feed::run_events(
                 src,
-                journal,
                 tx.clone(),
                 stop_tx.subscribe(),
             ));
@@ -234,11 +217,168 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     // Leaving: stop osmen's own tasks, let the gateway finish in-flight requests briefly.
     let _ = stop_tx.send(true);
     let _ = gw_stop_tx.send(true);
-    if let Some(t) = gateway_task {
+    if let Some(t) = embedded.task {
         let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
+    if embedded.owned
+        && let Some(a) = gateway_addr
+    {
+        crate::gateway::addrfile::remove_if(&runtime_dir, a);
     }
     result?;
     Ok(OK)
+}
+
+/// The console's gateway: its own, or another console's that already serves the project.
+struct Embedded {
+    /// Where its metrics are scraped.
+    addr: Option<std::net::SocketAddr>,
+    /// What the Overview and Agents views say of it.
+    note: String,
+    /// This console's own server (None when another console's is shown).
+    gateway: Option<Arc<Gateway>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Whether this console wrote `runtime/gateway.addr`.
+    owned: bool,
+}
+
+/// Starts the embedded gateway and records its address in `runtime/gateway.addr`. When
+/// its port is taken by the gateway of another console on this project (the address
+/// file names it and it answers), that one is shown instead of failing.
+async fn start_gateway(
+    opts: &crate::gateway::Options,
+    mut stop: watch::Receiver<bool>,
+    found_ollama: Option<String>,
+) -> Embedded {
+    let failed = |note: String| Embedded {
+        addr: None,
+        note,
+        gateway: None,
+        task: None,
+        owned: false,
+    };
+    let gw = match Gateway::build(opts) {
+        Err(e) => return failed(format!("not running: {e}")),
+        Ok(gw) => Arc::new(gw),
+    };
+    let listener = match crate::gateway::listen(gw.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            if let Some(other) = crate::gateway::addrfile::read(&opts.runtime_dir)
+                && answers_health(other).await
+            {
+                return Embedded {
+                    addr: Some(other),
+                    note: format!(
+                        "http://{other} (another osmen console's gateway for this project; \
+                         this console shows it and stops nothing when it quits)"
+                    ),
+                    gateway: None,
+                    task: None,
+                    owned: false,
+                };
+            }
+            return failed(format!("not running: cannot listen on {}: {e}", gw.listen));
+        }
+    };
+    let addr = listener.local_addr().ok();
+    let mut note = format!("http://{}", gw.listen);
+    if let Some(p) = &gw.generated_key_file {
+        note.push_str(&format!(" (API key in {})", p.display()));
+    }
+    if let Some(u) = found_ollama {
+        note.push_str(&format!(
+            "; Ollama at {} (the stack's)",
+            crate::model::secret::mask_url_credentials(&u)
+        ));
+    }
+    let owned = match addr {
+        Some(a) => match crate::gateway::addrfile::write(&opts.runtime_dir, a) {
+            Ok(()) => true,
+            Err(e) => {
+                note.push_str(&format!(
+                    "; cannot record the address in {}: {e}",
+                    crate::gateway::addrfile::path(&opts.runtime_dir).display()
+                ));
+                false
+            }
+        },
+        None => false,
+    };
+    let task = tokio::spawn(gateway::serve(gw.clone(), listener, async move {
+        let _ = stop.changed().await;
+    }));
+    Embedded {
+        addr,
+        note,
+        gateway: Some(gw),
+        task: Some(task),
+        owned,
+    }
+}
+
+/// Whether a gateway answers `/health` at `addr` within a second.
+async fn answers_health(addr: std::net::SocketAddr) -> bool {
+    let client = crate::http::client(|b| b.timeout(Duration::from_secs(1)));
+    client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// When `OLLAMA_URL` is not set, the stack's Ollama: the compose file's published port,
+/// else the running `ollama` container's published port for 11434. Sets it for the
+/// gateway and returns it.
+async fn discover_ollama(
+    ctx: &Ctx,
+    env: &mut std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    if env.get("OLLAMA_URL").is_some_and(|u| !u.is_empty()) {
+        return None;
+    }
+    let url = match super::status::ollama_url(ctx) {
+        Some(u) => Some(u),
+        None => {
+            let engine = DockerEngine::connect().await.ok()?;
+            let rows = engine.list_containers(&ctx.project.name).await.ok()?;
+            let remote = engine.remote_host();
+            rows.iter()
+                .filter(|r| r.service == "ollama" && r.state == "running")
+                .flat_map(|r| r.ports.iter())
+                .find(|p| p.container_port == 11434 && p.host_port > 0)
+                .and_then(|p| {
+                    let host =
+                        crate::model::container::published_host(remote.as_deref(), &p.host_ip)?;
+                    Some(format!("http://{host}:{}", p.host_port))
+                })
+        }
+    }?;
+    env.insert("OLLAMA_URL".into(), url.clone());
+    Some(url)
+}
+
+/// Tells the console when the gateway last served an API client (each second, when it
+/// changed): quitting asks first while that is recent.
+async fn follow_clients(
+    gw: Arc<Gateway>,
+    tx: mpsc::Sender<Update>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = gw.last_client_at();
+        if now != last {
+            last = now;
+            activity(&tx, move |a| a.gateway_last_client = now);
+        }
+    }
 }
 
 fn ctx_mouse(global: &Global) -> bool {
@@ -333,9 +473,24 @@ async fn containers_of(
         .collect())
 }
 
+/// A supervisor over the compose file as `fresh` loaded it.
+fn fresh_supervisor(
+    fresh: &Ctx,
+    engine: &Arc<DockerEngine>,
+    tx: &mpsc::Sender<Update>,
+) -> Supervisor<DockerEngine> {
+    Supervisor::new(
+        engine.clone(),
+        fresh.project.clone(),
+        fresh.config.supervisor.clone(),
+        fresh.journal(),
+        reporter(tx.clone(), fresh.project.services.keys().cloned().collect()),
+    )
+}
+
 async fn carry_out(
     ctx: &Ctx,
-    engine: &DockerEngine,
+    engine: &Arc<DockerEngine>,
     sup: &Supervisor<DockerEngine>,
     cmd: &Command,
     tx: &mpsc::Sender<Update>,
@@ -346,8 +501,10 @@ async fn carry_out(
         Command::Start(svc) => {
             let rows = containers_of(engine, ctx, svc).await?;
             if rows.is_empty() {
-                let targets = super::up::targets(ctx, std::slice::from_ref(svc))?;
-                let n = sup
+                // A service added to the file since the console opened has no container.
+                let fresh = Ctx::load(&ctx.global)?;
+                let targets = super::up::targets(&fresh, std::slice::from_ref(svc))?;
+                let n = fresh_supervisor(&fresh, engine, tx)
                     .up(&targets, &UpOptions::default(), Arc::new(|_| {}))
                     .await?;
                 return Ok(format!("created ({} services converged)", n.len()));
@@ -405,8 +562,11 @@ async fn carry_out(
             Ok(format!("{n} replicas (until the next `up` from the file)"))
         }
         Command::Up => {
-            let targets = super::up::targets(ctx, &[])?;
-            stack_up(sup.clone(), targets, tx.clone()).await;
+            // The file as it is now: an edit since the console opened is honoured.
+            let fresh = Ctx::load(&ctx.global)?;
+            let targets = super::up::targets(&fresh, &[])?;
+            let sup = fresh_supervisor(&fresh, engine, tx);
+            stack_up(sup, targets, tx.clone()).await;
             Ok("done".into())
         }
         Command::Down => Ok(format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::{Ctx, OK, out};
-use crate::cli::StatusArgs;
+use crate::cli::{Global, StatusArgs};
 use crate::collect::containers::ContainerSource;
 use crate::collect::gpu::{GpuSource, NvmlSource};
 use crate::hub::{self, Update};
@@ -167,9 +167,78 @@ pub async fn start_collectors(
         groups_rx,
         PERIOD * 2,
         tx.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(crate::collect::feed::run_journal(
+        ctx.runtime_dir.join("journal.jsonl"),
+        tx.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(watch_compose(
+        ctx.global.clone(),
+        declared(ctx),
+        tx.clone(),
         stop,
     ));
     (tx, rx, stop_tx)
+}
+
+/// How often the compose file and its `.env` are looked at for a change.
+pub const COMPOSE_WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// The services the compose file declares for the active profiles.
+fn declared(ctx: &Ctx) -> Vec<String> {
+    ctx.project
+        .active_services(&ctx.global.profiles, &[])
+        .into_iter()
+        .collect()
+}
+
+/// The modification times of the compose file and the `.env` beside it.
+fn compose_stamp(ctx_file: &std::path::Path) -> Vec<Option<std::time::SystemTime>> {
+    let env = ctx_file.with_file_name(".env");
+    [ctx_file, env.as_path()]
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Follows the compose file: when it (or its `.env`) changes, it is loaded again and the
+/// services it declares are sent to the hub (a new one shows as `not created`); a file
+/// that no longer loads is reported as the `compose` source's error, with the loader's
+/// words, until it loads again.
+async fn watch_compose(
+    global: Global,
+    first: Vec<String>,
+    tx: tokio::sync::mpsc::Sender<Update>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = tx.send(Update::Declared(first)).await;
+    let _ = tx.send(Update::Source("compose", Ok(()))).await;
+    let Ok(ctx) = Ctx::load(&global) else { return };
+    let file = ctx.project.file.clone();
+    let mut stamp = compose_stamp(&file);
+    let mut tick = tokio::time::interval(COMPOSE_WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = compose_stamp(&file);
+        if now == stamp {
+            continue;
+        }
+        stamp = now;
+        let update = match Ctx::load(&global) {
+            Ok(c) => {
+                let _ = tx.send(Update::Declared(declared(&c))).await;
+                Ok(())
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let _ = tx.send(Update::Source("compose", update)).await;
+    }
 }
 
 /// How often the replicas of scaled gateways are looked up again.
@@ -240,7 +309,7 @@ pub fn replica_groups(
 /// What `status` scrapes: the embedded gateway, Qdrant published on loopback, and every
 /// target in the settings file (gateway replicas are found and merged apart).
 pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
-    let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let listen = crate::gateway::addrfile::listen(&ctx.runtime_dir);
     let mut t = vec![format!("http://{listen}/metrics")];
     let remote = crate::stack::remote::remote_host_from_env();
     for (name, target) in [("qdrant", 6333u16)] {
@@ -324,9 +393,13 @@ pub fn render(s: &Snapshot) -> String {
         .iter()
         .map(|x| {
             [
-                x.service.clone(),
-                x.container.clone(),
-                x.state.clone(),
+                x.display_name(),
+                if x.container.is_empty() {
+                    "-".into()
+                } else {
+                    x.container.clone()
+                },
+                x.state_label(),
                 x.uptime_s
                     .map(|u| crate::model::units::format_duration(Duration::from_secs(u as u64)))
                     .unwrap_or_else(|| "-".into()),

@@ -261,7 +261,10 @@ pub async fn plan(ctx: Option<&Ctx>, args: &PlanArgs) -> anyhow::Result<u8> {
         row.describe()
     );
     // The deployment's own cost per request, from its gateway's counters.
-    let listen = std::env::var("OSMEN_GATEWAY_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let runtime = ctx
+        .map(|c| c.runtime_dir.clone())
+        .unwrap_or_else(|| std::path::PathBuf::from("runtime"));
+    let listen = crate::gateway::addrfile::listen(&runtime);
     let url = format!("http://{listen}/metrics");
     let measured = async {
         let client = crate::http::client(|b| b.timeout(Duration::from_secs(3)));

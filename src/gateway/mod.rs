@@ -3,7 +3,9 @@
 //! headless; the console embeds the same server.
 
 pub mod accounting;
+pub mod addrfile;
 pub mod agents;
+pub mod keyfile;
 pub mod llm;
 pub mod memory;
 pub mod metrics;
@@ -68,6 +70,9 @@ pub struct Gateway {
     pub stack: Option<StackProbe>,
     /// Per-key rate limit (None: off).
     pub limiter: Option<KeyLimiter>,
+    /// When an API client last made an authorised request (seconds since the epoch; 0:
+    /// never): the console asks before quitting takes the API away from recent clients.
+    pub last_client: std::sync::atomic::AtomicU64,
 }
 
 fn provider_config(
@@ -146,7 +151,27 @@ fn builtin_prompt(file: &str) -> Option<&'static str> {
     })
 }
 
-fn random_key() -> std::io::Result<String> {
+impl Gateway {
+    /// Notes that an API client was served now.
+    pub fn saw_client(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.last_client
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When an API client was last served (seconds since the epoch), if ever.
+    pub fn last_client_at(&self) -> Option<f64> {
+        match self.last_client.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            t => Some(t as f64),
+        }
+    }
+}
+
+pub(crate) fn random_key() -> std::io::Result<String> {
     use std::io::Read;
     let mut b = [0u8; 24];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
@@ -252,20 +277,8 @@ impl Gateway {
                      gateway.api_keys), or listen on 127.0.0.1"
                 ));
             }
-            let key = random_key().map_err(|e| format!("cannot make an API key: {e}"))?;
             let path = opts.runtime_dir.join("gateway.key");
-            std::fs::create_dir_all(&opts.runtime_dir)
-                .and_then(|_| {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .write(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&path)?;
-                    std::io::Write::write_all(&mut f, format!("{key}\n").as_bytes())
-                })
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let (key, _) = keyfile::load_or_create(&path)?;
             keys.push(key);
             generated_key_file = Some(path);
         }
@@ -377,6 +390,7 @@ impl Gateway {
             shutdown_grace: file.shutdown_grace(),
             generated_key_file,
             stack: opts.stack.clone(),
+            last_client: std::sync::atomic::AtomicU64::new(0),
             limiter: {
                 let rate = match env
                     .get("OSMEN_RATE_LIMIT_PER_KEY")

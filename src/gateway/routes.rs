@@ -65,6 +65,7 @@ async fn auth(State(gw): Gw, mut req: Request, next: Next) -> Response {
                 return r;
             }
             gw.metrics.saw_user(&id, Instant::now());
+            gw.saw_client();
             req.extensions_mut().insert(Caller(id));
             next.run(req).await
         }

@@ -145,7 +145,12 @@ pub struct Activity {
     pub gateway: Option<String>,
     /// Service -> what it waits for, `db (service_healthy)`, from the compose file.
     pub dependencies: BTreeMap<String, Vec<String>>,
+    /// When the embedded gateway last served an API client (seconds since the epoch).
+    pub gateway_last_client: Option<f64>,
 }
+
+/// Quitting within this many seconds of the gateway's last API client asks first.
+pub const QUIT_ASKS_WITHIN_S: f64 = 300.0;
 
 #[cfg(test)]
 mod tests {

@@ -82,6 +82,13 @@ pub struct ContainerRow {
     pub exit_code: Option<i64>,
     pub restart_count: i64,
     pub started_at: String,
+    /// When the container was created (RFC 3339): a recreated container starts its
+    /// restart count afresh.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub created: String,
+    /// The kernel's OOM killer ended the container's last run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
     pub ports: Vec<PortRow>,
     /// Last health-check output, trimmed; empty when there is none.
     pub health_output: String,

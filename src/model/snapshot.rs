@@ -28,7 +28,21 @@ pub struct ServiceStats {
     pub service: String,
     pub container: String,
     pub container_id: String,
+    /// The replica number (`com.docker.compose.container-number`); 0 for a service of
+    /// the compose file that has no container yet.
+    pub number: u32,
+    /// The engine's state (created, running, restarting, exited, paused, dead), or
+    /// `not created` for a service of the compose file without a container.
     pub state: String,
+    /// The last run's exit code, for a container that is not running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// The kernel's OOM killer ended the last run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+    /// When the container was created (RFC 3339); restarts are counted since then.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub created: String,
     pub health: String,
     pub health_output: String,
     /// 100 = one core, as `docker stats`. None until two samples exist.
@@ -48,6 +62,8 @@ pub struct ServiceStats {
     pub block_read_bytes_per_s: Option<f64>,
     pub block_write_bytes_per_s: Option<f64>,
     pub pids: Option<u64>,
+    /// Restarts of this container: the engine's (restart policy) and osmen's
+    /// supervisor's (from the journal), since the container was created.
     pub restarts: i64,
     pub started_at: String,
     /// Published ports, `127.0.0.1:6379->6379/tcp`.
@@ -61,6 +77,40 @@ pub struct ServiceStats {
     /// kind, address, status, last error and the figures it measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<serde_json::Value>,
+}
+
+/// The state a service row has when its compose service has no container.
+pub const NOT_CREATED: &str = "not created";
+
+impl ServiceStats {
+    /// What the STATE column reads: `running`, `exited (137)`, `oom (137)`, `dead`...
+    pub fn state_label(&self) -> String {
+        match self.state.as_str() {
+            "exited" if self.oom_killed => format!("oom ({})", self.exit_code.unwrap_or(137)),
+            "exited" => format!("exited ({})", self.exit_code.unwrap_or(0)),
+            "dead" if self.oom_killed => "oom".into(),
+            s => s.into(),
+        }
+    }
+
+    /// The service name, with the replica number from the second replica on
+    /// (`worker`, `worker#2`).
+    pub fn display_name(&self) -> String {
+        if self.number > 1 {
+            format!("{}#{}", self.service, self.number)
+        } else {
+            self.service.clone()
+        }
+    }
+
+    /// A row for a service of the compose file that has no container.
+    pub fn not_created(service: &str) -> ServiceStats {
+        ServiceStats {
+            service: service.to_string(),
+            state: NOT_CREATED.into(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

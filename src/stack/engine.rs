@@ -50,6 +50,8 @@ pub enum EngineError {
     },
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
     #[error("the engine refused ({status}): {message}")]
     Api { status: u16, message: String },
     /// A pull or build the registry or builder refused, with its own message.
@@ -555,12 +557,7 @@ fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
             .unwrap_or(1),
         config_hash: labels.get(LABEL_HASH).cloned().unwrap_or_default(),
         managed: labels.contains_key(LABEL_OSMEN),
-        cpu_limit: c
-            .host_config
-            .as_ref()
-            .and_then(|h| h.nano_cpus)
-            .filter(|n| *n > 0)
-            .map(|n| n as f64 / 1e9),
+        cpu_limit: c.host_config.as_ref().and_then(cpu_limit_of),
         memory_limit: c
             .host_config
             .as_ref()
@@ -582,9 +579,22 @@ fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
         exit_code: state.exit_code,
         restart_count: c.restart_count.unwrap_or(0),
         started_at: state.started_at.unwrap_or_default(),
+        created: c.created.clone().map(|t| t.to_string()).unwrap_or_default(),
+        oom_killed: state.oom_killed.unwrap_or(false),
         ports,
         health_output,
     }
+}
+
+/// The CPU limit in cores: `--cpus` (NanoCpus), else a CFS quota over its period
+/// (`cpu_quota`/`cpu_period`, as `docker update --cpu-quota` sets it).
+fn cpu_limit_of(h: &bollard::models::HostConfig) -> Option<f64> {
+    if let Some(n) = h.nano_cpus.filter(|n| *n > 0) {
+        return Some(n as f64 / 1e9);
+    }
+    let quota = h.cpu_quota.filter(|q| *q > 0)?;
+    let period = h.cpu_period.filter(|p| *p > 0).unwrap_or(100_000);
+    Some(quota as f64 / period as f64)
 }
 
 /// The engine's answer, where "no such object" is the `absent` value, not an error.
@@ -597,6 +607,23 @@ fn absent_ok<T>(r: Result<T, BollardError>, absent: T) -> EResult<T> {
         },
     }
 }
+
+/// The container actions osmen follows: everything that changes what a row shows.
+pub const LIFECYCLE_EVENTS: [&str; 13] = [
+    "create",
+    "start",
+    "restart",
+    "die",
+    "stop",
+    "kill",
+    "oom",
+    "destroy",
+    "health_status",
+    "update",
+    "rename",
+    "pause",
+    "unpause",
+];
 
 fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([(
@@ -948,6 +975,11 @@ impl Engine for DockerEngine {
             .ok_or_else(|| EngineError::Other(format!("no stats for {id}")))??;
         let cpu = s.cpu_stats.unwrap_or_default();
         let mem = s.memory_stats.unwrap_or_default();
+        // A container that is not running answers with an empty sample (no memory usage,
+        // no CPUs online): that is "not running", not a container using 0 B.
+        if mem.usage.is_none() && cpu.online_cpus.unwrap_or(0) == 0 {
+            return Err(EngineError::NotRunning(id.to_string()));
+        }
         let mstats = mem.stats.unwrap_or_default();
         let (mut rx, mut tx) = (0, 0);
         for n in s.networks.unwrap_or_default().values() {
@@ -987,6 +1019,14 @@ impl Engine for DockerEngine {
     fn events(&self, project: &str) -> BoxStream<EResult<EngineEvent>> {
         let mut filters = project_filter(project);
         filters.insert("type".into(), vec!["container".into()]);
+        // Only lifecycle actions: without this the engine sends every health check's
+        // exec_create/exec_start/exec_die (three a check, one check a second per service),
+        // which every subscriber must read and drop. `health_status` matches its
+        // `health_status: healthy|unhealthy` forms (the engine's fuzzy match).
+        filters.insert(
+            "event".into(),
+            LIFECYCLE_EVENTS.iter().map(|e| e.to_string()).collect(),
+        );
         let opts = EventsOptionsBuilder::default().filters(&filters).build();
         Box::pin(self.docker.events(Some(opts)).filter_map(|r| async move {
             match r {

@@ -39,6 +39,7 @@ fn svc(
         service: service.into(),
         container: format!("osmen-{service}-{n}"),
         container_id: format!("{service}{n}"),
+        number: n,
         state: "running".into(),
         health: health.into(),
         health_output: if health == "unhealthy" {
@@ -554,4 +555,74 @@ fn replica_rows_show_under_their_merged_row_on_demand() {
         text.contains("2 replica rows under the merged rows"),
         "{text}"
     );
+}
+
+/// A stack where the engine changed underneath the console: a killed replica (exited
+/// 137, the engine still holding its last health), an OOM-killed worker, a second
+/// replica, and a service of the compose file that has no container yet.
+fn changed_stack() -> Snapshot {
+    let mut s = full();
+    s.services
+        .retain(|x| x.service == "gateway" || x.service == "redis");
+    let dead = |service: &str, n: u32, code: i64, oom: bool| ServiceStats {
+        service: service.into(),
+        container: format!("osmen-{service}-{n}"),
+        container_id: format!("{service}{n}"),
+        number: n,
+        state: "exited".into(),
+        exit_code: Some(code),
+        oom_killed: oom,
+        restarts: 2,
+        ..Default::default()
+    };
+    s.services.push(dead("api", 1, 137, false));
+    s.services.push(dead("worker", 1, 137, true));
+    s.services
+        .push(svc("worker", 2, 12.0, Some(0.25), 20, "healthy"));
+    s.services.push(ServiceStats::not_created("burner"));
+    s
+}
+
+#[test]
+fn exited_oom_replica_and_not_created_rows() {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut st = UiState::new(false, false);
+        st.view = View::Services;
+        let text = render(&mut st, &changed_stack(), w, h);
+        insta::assert_snapshot!(format!("services_changed_{w}x{h}"), text);
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("│{name} ")))
+                .unwrap_or_else(|| panic!("no row {name}:\n{text}"))
+                .to_string()
+        };
+        let api = row("api");
+        assert!(api.contains("exited (137)"), "{api}");
+        assert!(!api.contains("healthy") && !api.contains("0B"), "{api}");
+        assert!(row("worker").contains("oom (137)"));
+        assert!(row("worker#2").contains("running"));
+        assert!(row("burner").contains("not created"));
+    }
+}
+
+#[test]
+fn quitting_asks_while_the_gateway_has_recent_clients() {
+    use crate::tui::keymap::Action;
+    let mut s = full();
+    s.taken_at = T0;
+    s.activity.gateway_last_client = Some(T0 - 30.0);
+    let mut st = UiState::new(false, false);
+    let _ = crate::tui::state::update(&mut st, &s, Action::Quit);
+    assert!(!st.quit, "a recent client: quitting asks first");
+    assert!(matches!(st.mode, Mode::ConfirmQuit(_)));
+    insta::assert_snapshot!("quit_asks_80x24", render(&mut st, &s, 80, 24));
+    // Long enough ago, or never: it quits at once.
+    s.activity.gateway_last_client = Some(T0 - 301.0);
+    let mut st = UiState::new(false, false);
+    let _ = crate::tui::state::update(&mut st, &s, Action::Quit);
+    assert!(st.quit);
+    s.activity.gateway_last_client = None;
+    let mut st = UiState::new(false, false);
+    let _ = crate::tui::state::update(&mut st, &s, Action::Quit);
+    assert!(st.quit);
 }

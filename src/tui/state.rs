@@ -68,6 +68,8 @@ pub enum Mode {
     /// Typing a log line filter.
     LogFilter,
     Confirm(Command),
+    /// Quitting would stop the gateway that served API clients recently: the text says so.
+    ConfirmQuit(String),
     Help,
 }
 
@@ -231,6 +233,27 @@ pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
     }
 }
 
+/// Why quitting needs a confirmation: the embedded gateway served API clients in the
+/// last five minutes, and quitting stops it.
+pub fn quit_warning(s: &Snapshot) -> Option<String> {
+    let last = s.activity.gateway_last_client?;
+    let now = if s.taken_at > 0.0 { s.taken_at } else { last };
+    let ago = (now - last).max(0.0);
+    if ago > crate::model::console::QUIT_ASKS_WITHIN_S {
+        return None;
+    }
+    let at = s
+        .activity
+        .gateway
+        .as_deref()
+        .unwrap_or("the embedded gateway");
+    Some(format!(
+        "Quit? The agents API ({at}) stops with the console: it served a client {}s ago, \
+         and its clients will get connection refused. y = quit, any other key = stay",
+        ago.round() as u64
+    ))
+}
+
 fn selected_service(state: &UiState, s: &Snapshot) -> Option<(String, usize)> {
     let rows = service_rows(s, state.filter());
     let row = rows.get(state.selected())?;
@@ -301,7 +324,10 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
     state.selected[vi] = state.selected[vi].min(count.saturating_sub(1));
     let sel = &mut state.selected[vi];
     match action {
-        Action::Quit => state.quit = true,
+        Action::Quit => match quit_warning(s) {
+            Some(why) => state.mode = Mode::ConfirmQuit(why),
+            None => state.quit = true,
+        },
         Action::Help => state.mode = Mode::Help,
         Action::NextView => state.view = View::ALL[(vi + 1) % View::ALL.len()],
         Action::PrevView => state.view = View::ALL[(vi + View::ALL.len() - 1) % View::ALL.len()],
@@ -517,6 +543,15 @@ pub fn on_key(
                 return Some(cmd);
             }
             state.message = Some(format!("cancelled: {}", cmd.describe()));
+            None
+        }
+        Mode::ConfirmQuit(_) => {
+            state.mode = Mode::Normal;
+            if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                state.quit = true;
+            } else {
+                state.message = Some("stayed: the agents API keeps running".into());
+            }
             None
         }
         Mode::Help => {

@@ -11,6 +11,7 @@ mod cli;
 mod collect;
 mod compose_corpus;
 mod console;
+mod console_truth;
 mod deps;
 mod docker_stack;
 mod economics;

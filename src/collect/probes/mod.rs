@@ -366,6 +366,8 @@ mod tests {
             exit_code: None,
             restart_count: 0,
             started_at: String::new(),
+            created: String::new(),
+            oom_killed: false,
             ports,
             health_output: String::new(),
             config_hash: String::new(),

@@ -60,6 +60,9 @@ pub fn draw(f: &mut Frame, st: &mut UiState, s: &Snapshot, keymap: &Keymap, t: &
             );
             popup(f, body, t, "confirm", vec![Line::from(text)], 60);
         }
+        Mode::ConfirmQuit(why) => {
+            popup(f, body, t, "quit", vec![Line::from(why.clone())], 60);
+        }
         _ => {}
     }
 }
@@ -144,7 +147,17 @@ fn status_line<'a>(st: &UiState, s: &Snapshot, keymap: &Keymap, t: &Theme) -> Li
 
 fn popup(f: &mut Frame, area: Rect, t: &Theme, title: &str, lines: Vec<Line>, width: u16) {
     let w = width.min(area.width);
-    let h = (lines.len() as u16 + 2).min(area.height);
+    // Wrapped text needs a row per width's worth of characters (words may push a little
+    // more onto the next row: one spare row each).
+    let inner = usize::from(w.saturating_sub(2)).max(1);
+    let rows: usize = lines
+        .iter()
+        .map(|l| {
+            let n = l.width();
+            if n <= inner { 1 } else { n.div_ceil(inner) + 1 }
+        })
+        .sum();
+    let h = (rows as u16 + 2).min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,

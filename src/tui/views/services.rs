@@ -77,32 +77,28 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                         (v, top)
                     }
                 };
+                let running = x.state == "running";
                 let cpu = x.cpu_limit_percent.or(x.cpu_percent);
+                // A container that is not running has no figures: blank, never 0B.
                 let mem = match (x.memory_bytes, x.memory_limit_bytes) {
+                    _ if !running => String::new(),
                     (Some(m), Some(l)) => format!("{} / {}", bytes(Some(m)), bytes(Some(l))),
                     (m, _) => bytes(m),
                 };
-                let name = if x.container.ends_with("-1") {
-                    x.service.clone()
-                } else {
-                    // Replicas: the number tells them apart.
-                    format!(
-                        "{} #{}",
-                        x.service,
-                        x.container.rsplit('-').next().unwrap_or("")
-                    )
-                };
+                let trend = if running { trend } else { Vec::new() };
                 let mut cells = vec![
-                    Cell::from(name),
-                    Cell::from(x.state.clone()).style(t.health(&x.state, "")),
+                    // Replicas: the number tells them apart (`worker`, `worker#2`).
+                    Cell::from(x.display_name()),
+                    Cell::from(x.state_label()).style(t.health(&x.state, "")),
                     Cell::from(if x.health.is_empty() {
                         "-".into()
                     } else {
                         x.health.clone()
                     })
                     .style(t.health(&x.state, &x.health)),
-                    Cell::from(pct(cpu)).style(cpu.map(|c| t.level(c)).unwrap_or_default()),
-                    Cell::from(spark(t, &trend, if wide { 10 } else { 8 }, Some(scale)))
+                    Cell::from(if running { pct(cpu) } else { String::new() })
+                        .style(cpu.map(|c| t.level(c)).unwrap_or_default()),
+                    Cell::from(spark(t, &trend, if wide { 10 } else { 5 }, Some(scale)))
                         .style(t.accent()),
                     Cell::from(mem).style(x.memory_percent.map(|p| t.level(p)).unwrap_or_default()),
                     Cell::from(x.restarts.to_string()).style(if x.restarts > 0 {
@@ -120,13 +116,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             .collect();
         let mut widths = vec![
             Constraint::Length(if wide { 18 } else { 13 }),
-            Constraint::Length(8),
+            Constraint::Length(12),
             Constraint::Length(9),
             Constraint::Length(7),
-            Constraint::Length(if wide { 10 } else { 8 }),
+            Constraint::Length(if wide { 10 } else { 5 }),
             Constraint::Length(if wide { 19 } else { 16 }),
             Constraint::Length(3),
-            Constraint::Length(7),
+            Constraint::Length(if wide { 7 } else { 6 }),
         ];
         if wide {
             widths.push(Constraint::Min(10));
@@ -164,7 +160,14 @@ fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
     }
     let rows = service_rows(s, st.filter());
     if let Some(x) = rows.get(st.selected()) {
-        let mut l = format!("{}  {}", x.container, x.state);
+        let mut l = if x.container.is_empty() {
+            format!(
+                "{}  not created: U brings the stack up from the file",
+                x.service
+            )
+        } else {
+            format!("{}  {}", x.container, x.state_label())
+        };
         if let Some(p) = x.cpu_percent {
             l.push_str(&format!("  cpu {p:.1}% of one core"));
         }

@@ -1,0 +1,175 @@
+//! The gateway's generated API key in `runtime/gateway.key`: made once, then reused by
+//! every start (console or headless), so a client that read the file keeps working. The
+//! file is a regular file of mode 0600 owned by osmen's user; a symlink in its place is
+//! refused rather than followed, and a looser mode is tightened on every start.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// The key in `path`, made (and written with mode 0600) when there is none. Returns the
+/// key and whether it was made now.
+pub fn load_or_create(path: &Path) -> Result<(String, bool), String> {
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "{shown} is a symbolic link: osmen does not follow it for its API key (a link \
+             can point the key at a file others read); remove it and start again, or set \
+             OSMEN_API_KEYS"
+        )),
+        Ok(m) if !m.is_file() => Err(format!(
+            "{shown} is not a regular file: remove it and start again, or set OSMEN_API_KEYS"
+        )),
+        Ok(_) => read_existing(path).map(|k| (k, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path).map(|k| (k, true)),
+        Err(e) => Err(format!("cannot read {shown}: {e}")),
+    }
+}
+
+/// Opens without following a link (a swap between the check and the open fails here),
+/// restores mode 0600 and reads the key; an empty file gets a new key.
+fn read_existing(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let mode = f
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o777 != 0o600 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot set mode 0600 on {shown}: {e}"))?;
+    }
+    let mut text = String::new();
+    // A key is a line of 52 characters: anything much larger is not one.
+    (&mut f)
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let key = text.trim();
+    if key.is_empty() {
+        let key = super::random_key().map_err(|e| format!("cannot make an API key: {e}"))?;
+        f.set_len(0)
+            .and_then(|_| std::io::Seek::rewind(&mut f))
+            .and_then(|_| f.write_all(format!("{key}\n").as_bytes()))
+            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+        return Ok(key);
+    }
+    if key.contains(char::is_whitespace) || !key.is_ascii() {
+        return Err(format!(
+            "{shown} does not hold one API key (one line of printable ASCII): remove it to \
+             have a new one made, or set OSMEN_API_KEYS"
+        ));
+    }
+    Ok(key.to_string())
+}
+
+fn create(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let key = super::random_key().map_err(|e| format!("cannot make an API key: {e}"))?;
+    // create_new: another start that made it meanwhile wins, and its key is read.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(mut f) => {
+            f.write_all(format!("{key}\n").as_bytes())
+                .map_err(|e| format!("cannot write {shown}: {e}"))?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_or_create(path).map(|r| r.0)
+        }
+        Err(e) => Err(format!("cannot write {shown}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("osmen-key-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_key_is_made_once_and_reused() {
+        let d = dir("reuse");
+        let p = d.join("runtime/gateway.key");
+        let (k1, made) = load_or_create(&p).unwrap();
+        assert!(made);
+        assert!(k1.starts_with("osm_") && k1.len() == 52, "{k1}");
+        assert_eq!(mode(&p), 0o600);
+        let (k2, made) = load_or_create(&p).unwrap();
+        assert!(!made);
+        assert_eq!(
+            k1, k2,
+            "a second start must reuse the key clients already read"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_loose_mode_is_tightened_and_a_user_key_kept() {
+        let d = dir("mode");
+        let p = d.join("gateway.key");
+        std::fs::write(&p, "my-own-key\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (k, made) = load_or_create(&p).unwrap();
+        assert_eq!((k.as_str(), made), ("my-own-key", false));
+        assert_eq!(mode(&p), 0o600);
+        // An empty file gets a key, written into it.
+        std::fs::write(&p, "").unwrap();
+        let (k, _) = load_or_create(&p).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap().trim(), k);
+        // Two words are not a key.
+        std::fs::write(&p, "two words\n").unwrap();
+        let e = load_or_create(&p).unwrap_err();
+        assert!(e.contains("does not hold one API key"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_symlink_is_refused_and_its_target_untouched() {
+        let d = dir("link");
+        let target = d.join("elsewhere");
+        std::fs::write(&target, "secret-of-someone-else\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = d.join("gateway.key");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        let e = load_or_create(&p).unwrap_err();
+        assert!(
+            e.contains("is a symbolic link") && e.contains("gateway.key"),
+            "{e}"
+        );
+        assert_eq!(
+            mode(&target),
+            0o644,
+            "the link's target must not be touched"
+        );
+        // A dangling link too: it would otherwise create the key where the link points.
+        std::fs::remove_file(&target).unwrap();
+        assert!(load_or_create(&p).unwrap_err().contains("symbolic link"));
+        assert!(!target.exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
