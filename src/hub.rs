@@ -73,6 +73,8 @@ pub struct Hub {
     raw_services: Vec<ServiceStats>,
     /// The compose file's services, when known.
     declared: Option<Vec<String>>,
+    /// Whether the container collector has sent a list.
+    services_listed: bool,
     /// Container name -> times the supervisor restarted it (from the journal).
     supervisor_restarts: SupervisorRestarts,
 }
@@ -166,6 +168,7 @@ impl Hub {
             probes: Default::default(),
             raw_services: Vec::new(),
             declared: None,
+            services_listed: false,
             supervisor_restarts: Default::default(),
         }
     }
@@ -177,7 +180,9 @@ impl Hub {
         for x in &mut rows {
             x.restarts += self.supervisor_restarts.since(&x.container, &x.created);
         }
-        if let Some(declared) = &self.declared {
+        // Only against a container list: without one (no engine) nothing is known to
+        // be missing.
+        if let Some(declared) = self.declared.as_ref().filter(|_| self.services_listed) {
             for name in declared {
                 if !rows.iter().any(|x| &x.service == name) {
                     rows.push(ServiceStats::not_created(name));
@@ -247,6 +252,7 @@ impl Hub {
                     }
                 }
                 self.raw_services = s;
+                self.services_listed = true;
                 self.publish_services();
             }
             Update::Journal(entries) => {
@@ -622,5 +628,109 @@ mod tests {
         assert_eq!(s.fine.len(), 3);
         assert_eq!(s.last(), Some(30.0));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rst_adds_the_supervisors_restarts_since_the_container_was_created() {
+        use crate::model::journal::JournalEntry;
+        let entry = |time: &str, action: &str, reason: &str| JournalEntry {
+            time: time.into(),
+            project: "p".into(),
+            service: "api".into(),
+            action: action.into(),
+            reason: reason.into(),
+        };
+        let mut hub = Hub::new("p", None);
+        let row = |created: &str| ServiceStats {
+            service: "api".into(),
+            container: "p-api-1".into(),
+            number: 1,
+            state: "running".into(),
+            restarts: 1,
+            created: created.into(),
+            ..Default::default()
+        };
+        hub.apply(Update::Services(vec![row("2026-11-29T03:00:00Z")]));
+        hub.apply(Update::Journal(vec![
+            // Before this container was created: another container of the same name.
+            entry("2026-11-29T02:00:00Z", "restart", "p-api-1: after backoff"),
+            entry("2026-11-29T03:10:00Z", "restart", "p-api-1: after backoff"),
+            entry("2026-11-29T03:20:00Z", "restart", "p-api-1: after backoff"),
+            // An operator's restart and other actions are not the supervisor's.
+            entry("2026-11-29T03:30:00Z", "restart", "operator asked: p-api-1"),
+            entry("2026-11-29T03:40:00Z", "schedule-restart", "p-api-1: exited; restart 3"),
+        ]));
+        assert_eq!(hub.snapshot.services[0].restarts, 1 + 2, "engine 1 + supervisor 2");
+        assert_eq!(hub.snapshot.events.len(), 5, "journal entries are events too");
+        // A recreated container starts afresh.
+        hub.apply(Update::Services(vec![row("2026-11-29T03:50:00Z")]));
+        assert_eq!(hub.snapshot.services[0].restarts, 1);
+    }
+
+    #[test]
+    fn declared_services_without_a_container_show_as_not_created() {
+        let mut hub = Hub::new("p", None);
+        let api = ServiceStats {
+            service: "api".into(),
+            container: "p-api-1".into(),
+            number: 1,
+            state: "exited".into(),
+            ..Default::default()
+        };
+        hub.apply(Update::Services(vec![api]));
+        hub.apply(Update::Declared(vec!["api".into(), "burner".into()]));
+        let rows: Vec<(String, String)> = hub
+            .snapshot
+            .services
+            .iter()
+            .map(|x| (x.display_name(), x.state_label()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("api".to_string(), "exited (0)".to_string()),
+                ("burner".to_string(), "not created".to_string())
+            ]
+        );
+        // Once it has a container, the placeholder goes.
+        let burner = ServiceStats {
+            service: "burner".into(),
+            container: "p-burner-1".into(),
+            number: 1,
+            state: "running".into(),
+            ..Default::default()
+        };
+        hub.apply(Update::Services(vec![burner]));
+        let states: Vec<String> = hub.snapshot.services.iter().map(|x| x.state_label()).collect();
+        assert_eq!(states, ["running", "not created"], "api has no container now");
+    }
+
+    #[test]
+    fn supervisor_restarts_are_bounded() {
+        use crate::model::journal::JournalEntry;
+        let mut r = SupervisorRestarts::default();
+        for i in 0..(SupervisorRestarts::CONTAINERS + 10) {
+            for _ in 0..3 {
+                r.note(&JournalEntry {
+                    time: "2026-11-29T03:10:00Z".into(),
+                    project: "p".into(),
+                    service: "s".into(),
+                    action: "restart".into(),
+                    reason: format!("c{i}: after backoff"),
+                });
+            }
+        }
+        assert_eq!(r.times.len(), SupervisorRestarts::CONTAINERS);
+        let one = JournalEntry {
+            time: "2026-11-29T03:10:00Z".into(),
+            project: "p".into(),
+            service: "s".into(),
+            action: "restart".into(),
+            reason: "busy: after backoff".into(),
+        };
+        for _ in 0..(SupervisorRestarts::PER_CONTAINER + 5) {
+            r.note(&one);
+        }
+        assert_eq!(r.since("busy", ""), SupervisorRestarts::PER_CONTAINER as i64);
     }
 }
