@@ -191,8 +191,8 @@ impl Hub {
                     let Some(name) = x["agent"].as_str() else {
                         continue;
                     };
-                    // P95 and queue feed the advisor; P99 the console's sparkline.
-                    for k in ["p95_seconds", "p99_seconds", "queued"] {
+                    // P95, queue and errors feed the advisor; P99 the console's sparkline.
+                    for k in ["p95_seconds", "p99_seconds", "queued", "error_percent"] {
                         if let Some(v) = x[k].as_f64() {
                             self.history.push(&format!("agent:{name}:{k}"), t, v);
                         }
@@ -276,8 +276,9 @@ impl Hub {
         }
     }
 
-    /// Requests/s, errors/s and CPU% of each agent from its counters' change since the
-    /// previous scrape (nothing until two scrapes exist, nothing across a counter reset).
+    /// Requests/s, errors/s, the share of failed requests (`error_percent`, when there
+    /// were requests) and CPU% of each agent from its counters' change since the previous
+    /// scrape (nothing until two scrapes exist, nothing across a counter reset).
     fn agent_rates(counters: &mut AgentCounters, agents: &mut [serde_json::Value], t: f64) {
         let total = |x: &serde_json::Value| -> Option<f64> {
             let o = x.as_object()?;
@@ -301,6 +302,9 @@ impl Hub {
                 if dt > 0.0 && req >= r0 && err >= e0 && cpu >= c0 {
                     x["requests_per_s"] = serde_json::json!((req - r0) / dt);
                     x["errors_per_s"] = serde_json::json!((err - e0) / dt);
+                    if let Some(p) = crate::model::agent_error::error_percent(req - r0, err - e0) {
+                        x["error_percent"] = serde_json::json!(p);
+                    }
                     x["cpu_percent"] = serde_json::json!((cpu - c0) / dt * 100.0);
                 }
             }
