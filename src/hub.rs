@@ -294,8 +294,8 @@ impl Hub {
                     let Some(name) = x["agent"].as_str() else {
                         continue;
                     };
-                    // P95 and queue feed the advisor; P99 the console's sparkline.
-                    for k in ["p95_seconds", "p99_seconds", "queued"] {
+                    // P95, queue and errors feed the advisor; P99 the console's sparkline.
+                    for k in ["p95_seconds", "p99_seconds", "queued", "error_percent"] {
                         if let Some(v) = x[k].as_f64() {
                             self.history.push(&format!("agent:{name}:{k}"), t, v);
                         }
@@ -379,8 +379,9 @@ impl Hub {
         }
     }
 
-    /// Requests/s, errors/s and CPU% of each agent from its counters' change since the
-    /// previous scrape (nothing until two scrapes exist, nothing across a counter reset).
+    /// Requests/s, errors/s, the share of failed requests (`error_percent`, when there
+    /// were requests) and CPU% of each agent from its counters' change since the previous
+    /// scrape (nothing until two scrapes exist, nothing across a counter reset).
     fn agent_rates(counters: &mut AgentCounters, agents: &mut [serde_json::Value], t: f64) {
         let total = |x: &serde_json::Value| -> Option<f64> {
             let o = x.as_object()?;
@@ -404,6 +405,9 @@ impl Hub {
                 if dt > 0.0 && req >= r0 && err >= e0 && cpu >= c0 {
                     x["requests_per_s"] = serde_json::json!((req - r0) / dt);
                     x["errors_per_s"] = serde_json::json!((err - e0) / dt);
+                    if let Some(p) = crate::model::agent_error::error_percent(req - r0, err - e0) {
+                        x["error_percent"] = serde_json::json!(p);
+                    }
                     x["cpu_percent"] = serde_json::json!((cpu - c0) / dt * 100.0);
                 }
             }
@@ -658,10 +662,22 @@ mod tests {
             entry("2026-11-29T03:20:00Z", "restart", "p-api-1: after backoff"),
             // An operator's restart and other actions are not the supervisor's.
             entry("2026-11-29T03:30:00Z", "restart", "operator asked: p-api-1"),
-            entry("2026-11-29T03:40:00Z", "schedule-restart", "p-api-1: exited; restart 3"),
+            entry(
+                "2026-11-29T03:40:00Z",
+                "schedule-restart",
+                "p-api-1: exited; restart 3",
+            ),
         ]));
-        assert_eq!(hub.snapshot.services[0].restarts, 1 + 2, "engine 1 + supervisor 2");
-        assert_eq!(hub.snapshot.events.len(), 5, "journal entries are events too");
+        assert_eq!(
+            hub.snapshot.services[0].restarts,
+            1 + 2,
+            "engine 1 + supervisor 2"
+        );
+        assert_eq!(
+            hub.snapshot.events.len(),
+            5,
+            "journal entries are events too"
+        );
         // A recreated container starts afresh.
         hub.apply(Update::Services(vec![row("2026-11-29T03:50:00Z")]));
         assert_eq!(hub.snapshot.services[0].restarts, 1);
@@ -701,8 +717,17 @@ mod tests {
             ..Default::default()
         };
         hub.apply(Update::Services(vec![burner]));
-        let states: Vec<String> = hub.snapshot.services.iter().map(|x| x.state_label()).collect();
-        assert_eq!(states, ["running", "not created"], "api has no container now");
+        let states: Vec<String> = hub
+            .snapshot
+            .services
+            .iter()
+            .map(|x| x.state_label())
+            .collect();
+        assert_eq!(
+            states,
+            ["running", "not created"],
+            "api has no container now"
+        );
     }
 
     #[test]
@@ -731,6 +756,9 @@ mod tests {
         for _ in 0..(SupervisorRestarts::PER_CONTAINER + 5) {
             r.note(&one);
         }
-        assert_eq!(r.since("busy", ""), SupervisorRestarts::PER_CONTAINER as i64);
+        assert_eq!(
+            r.since("busy", ""),
+            SupervisorRestarts::PER_CONTAINER as i64
+        );
     }
 }

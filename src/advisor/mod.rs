@@ -4,6 +4,7 @@
 //! (hysteresis, kept in `AdvisorState`). No I/O: the hub calls `evaluate` on every
 //! snapshot; commands apply what it returns.
 
+pub mod agent_errors;
 pub mod capacity;
 mod probes;
 
@@ -615,6 +616,7 @@ pub fn evaluate(
         }
     }
 
+    agent_errors::evaluate(h, s, cfg, state, now, &mut seen, &mut out);
     probes::evaluate(h, s, cfg, state, now, &host, &mut seen, &mut out);
 
     // The whole machine.

@@ -445,3 +445,183 @@ fn postgres_near_max_connections_suggests_a_pool_or_a_higher_maximum() {
     series(&mut h, key, &[vec![60.0; 50], vec![94.8; 10]].concat(), T0);
     assert!(run(&h, &s, &mut AdvisorState::default(), T0).is_empty());
 }
+
+/// A gateway agent row as the collector publishes it, with its last error.
+fn agent_row(name: &str, kind: Option<&str>, failing: bool) -> serde_json::Value {
+    let mut a = serde_json::json!({"agent": name, "errors_per_s": 12.5, "failing": failing});
+    if let Some(k) = kind {
+        a["last_error_kind"] = k.into();
+        a["last_error"] = "ollama: cannot reach http://ollama:11434: connection refused".into();
+        a["last_error_at"] = (T0 - 3.0).into();
+    }
+    a
+}
+
+#[test]
+fn agent_error_rate_names_the_cause_and_the_fix() {
+    let key = "agent:daily_brief:error_percent";
+    // (case, error percent per second, last error kind, failing, fires, severity,
+    //  action type, text the command must hold)
+    type Case<'a> = (
+        &'a str,
+        Vec<f64>,
+        Option<&'a str>,
+        bool,
+        bool,
+        &'a str,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        ("healthy", vec![0.0; 60], None, false, false, "", "", ""),
+        (
+            "under 5%",
+            vec![3.0; 60],
+            Some("provider_5xx"),
+            false,
+            false,
+            "",
+            "",
+            "",
+        ),
+        (
+            "10 s only",
+            [vec![0.0; 50], vec![100.0; 10]].concat(),
+            Some("no_provider"),
+            true,
+            false,
+            "",
+            "",
+            "",
+        ),
+        (
+            "no provider",
+            vec![100.0; 60],
+            Some("no_provider"),
+            true,
+            true,
+            "critical",
+            "config",
+            "OLLAMA_URL",
+        ),
+        (
+            "unreachable",
+            vec![60.0; 60],
+            Some("provider_unreachable"),
+            true,
+            true,
+            "critical",
+            "config",
+            "answers at its URL",
+        ),
+        (
+            "circuit open",
+            vec![30.0; 60],
+            Some("circuit_open"),
+            false,
+            true,
+            "warning",
+            "config",
+            "breaker_cooldown",
+        ),
+        (
+            "timeouts",
+            vec![8.0; 60],
+            Some("provider_timeout"),
+            false,
+            true,
+            "warning",
+            "config",
+            "timeout",
+        ),
+        (
+            "overload",
+            vec![40.0; 60],
+            Some("overload"),
+            false,
+            true,
+            "warning",
+            "horizontal",
+            "--scale gateway=3",
+        ),
+        (
+            "no last error",
+            vec![90.0; 60],
+            None,
+            true,
+            true,
+            "critical",
+            "config",
+            "/api/v1/agents/status",
+        ),
+    ];
+    for (name, values, kind, failing, fires, sev, action, command) in cases {
+        let mut s = snap();
+        s.agents = vec![agent_row("daily_brief", kind, failing)];
+        let mut h = History::default();
+        series(&mut h, key, &values, T0);
+        let got = run(&h, &s, &mut AdvisorState::default(), T0);
+        let sug = got.iter().find(|x| x.id == "agent-errors:daily_brief");
+        assert_eq!(sug.is_some(), fires, "{name}: {:?}", ids(&got));
+        let Some(sug) = sug else { continue };
+        assert_eq!(sug.rule, "agent-errors", "{name}");
+        assert_eq!(sug.service, "gateway", "{name}");
+        assert_eq!(sug.severity, sev, "{name}");
+        assert_eq!(sug.action.kind, action, "{name}");
+        assert_eq!(sug.action.appliable(), action == "horizontal", "{name}");
+        assert!(sug.command.contains(command), "{name}: {}", sug.command);
+        let k = kind.and_then(crate::model::agent_error::ErrorKind::from_label);
+        if let Some(k) = k {
+            assert!(
+                sug.evidence
+                    .contains(&format!("last error ({})", k.describe()))
+                    && sug.evidence.contains("connection refused")
+                    && sug.evidence.contains("at 03:59:57 UTC"),
+                "{name}: {}",
+                sug.evidence
+            );
+        }
+        assert!(
+            sug.evidence.contains("in 60 of 60 samples") && sug.evidence.contains("12.5 errors/s"),
+            "{name}: {}",
+            sug.evidence
+        );
+    }
+    let mut s = snap();
+    s.agents = vec![agent_row("daily_brief", Some("no_provider"), true)];
+    let nop = run(&History::default(), &s, &mut AdvisorState::default(), T0);
+    assert!(nop.is_empty(), "no series, no advice: {:?}", ids(&nop));
+    let mut h = History::default();
+    series(&mut h, key, &[100.0; 60], T0);
+    let fired = run(&h, &s, &mut AdvisorState::default(), T0);
+    assert!(
+        fired[0]
+            .compose_patch
+            .contains("OLLAMA_URL: http://ollama:11434"),
+        "{}",
+        fired[0].compose_patch
+    );
+}
+
+#[test]
+fn agent_error_rate_holds_inside_half_the_threshold_then_clears() {
+    let key = "agent:daily_brief:error_percent";
+    let mut s = snap();
+    s.agents = vec![agent_row("daily_brief", Some("provider_5xx"), false)];
+    let mut h = History::default();
+    let mut st = AdvisorState::default();
+    series(&mut h, key, &[50.0; 60], T0);
+    assert!(ids(&run(&h, &s, &mut st, T0)).contains(&"agent-errors:daily_brief"));
+    // 4% is under the 5% threshold but over half of it: still on.
+    series(&mut h, key, &[4.0; 60], T0 + 60.0);
+    assert!(
+        ids(&run(&h, &s, &mut st, T0 + 60.0)).contains(&"agent-errors:daily_brief"),
+        "inside the margin"
+    );
+    series(&mut h, key, &[1.0; 60], T0 + 120.0);
+    assert!(
+        !ids(&run(&h, &s, &mut st, T0 + 120.0)).contains(&"agent-errors:daily_brief"),
+        "recovered"
+    );
+    assert!(st.active.is_empty());
+}

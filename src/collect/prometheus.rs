@@ -5,6 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::agent_error::{
+    ERRORS_METRIC, LAST_ERROR_INFO_METRIC, LAST_ERROR_TIMESTAMP_METRIC, WINDOW_ERRORS_METRIC,
+    WINDOW_REQUESTS_METRIC, error_percent, failing,
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -413,12 +418,25 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                 ("osmen_queue_depth", _, _) => {
                     e.insert("queued".into(), json!(s.value));
                 }
-                ("osmen_errors_total", _, _) => {
+                (ERRORS_METRIC, _, _) => {
                     let before = e
                         .get("errors_total")
                         .and_then(|v| v.as_f64())
                         .unwrap_or(0.0);
                     e.insert("errors_total".into(), json!(before + s.value));
+                    if let Some(kind) = s.label("kind") {
+                        e.entry("errors_by_kind").or_insert_with(|| json!({}))[kind] =
+                            json!(s.value);
+                    }
+                }
+                (WINDOW_REQUESTS_METRIC, _, _) => {
+                    e.insert("window_requests".into(), json!(s.value));
+                }
+                (WINDOW_ERRORS_METRIC, _, _) => {
+                    e.insert("window_errors".into(), json!(s.value));
+                }
+                (LAST_ERROR_TIMESTAMP_METRIC | LAST_ERROR_INFO_METRIC, _, _) => {
+                    last_error(e, s);
                 }
                 ("osmen_agent_cpu_seconds_total", _, _) => {
                     e.insert("cpu_seconds_total".into(), json!(s.value));
@@ -530,6 +548,7 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
     by.into_values()
         .map(|mut e| {
             per_request(&mut e);
+            window_failures(&mut e);
             if !circuits.is_empty() {
                 let mut failing = Vec::new();
                 if let Some(models) = e.get_mut("models").and_then(|m| m.as_array_mut()) {
@@ -552,6 +571,47 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
             serde_json::Value::Object(e)
         })
         .collect()
+}
+
+/// The last error from its two families: the timestamp (the latest wins: merged
+/// replicas each keep theirs) gives `last_error_at` and `last_error_kind`; the info
+/// series of that kind gives `last_error`, the message.
+fn last_error(e: &mut serde_json::Map<String, serde_json::Value>, s: &Sample) {
+    use serde_json::json;
+    let Some(kind) = s.label("kind") else {
+        return;
+    };
+    if s.name == LAST_ERROR_TIMESTAMP_METRIC {
+        let newer = e
+            .get("last_error_at")
+            .and_then(|v| v.as_f64())
+            .is_none_or(|t| s.value > t);
+        if newer && s.value.is_finite() {
+            e.insert("last_error_at".into(), json!(s.value));
+            e.insert("last_error_kind".into(), json!(kind));
+        }
+    } else if let Some(m) = s.label("message") {
+        e.entry("last_error_messages").or_insert_with(|| json!({}))[kind] = json!(m);
+    }
+}
+
+/// The share of the window's requests that failed, whether the agent is FAILING, and
+/// the message of the last error's kind.
+fn window_failures(e: &mut serde_json::Map<String, serde_json::Value>) {
+    use serde_json::json;
+    let f = |k: &str| e.get(k).and_then(|v| v.as_f64());
+    if let (Some(n), Some(err)) = (f("window_requests"), f("window_errors")) {
+        if let Some(p) = error_percent(n, err) {
+            e.insert("window_error_percent".into(), json!(p));
+        }
+        e.insert("failing".into(), json!(failing(n, err)));
+    }
+    if let Some(serde_json::Value::Object(messages)) = e.remove("last_error_messages") {
+        let kind = e.get("last_error_kind").and_then(|k| k.as_str());
+        if let Some(m) = kind.and_then(|k| messages.get(k)) {
+            e.insert("last_error".into(), m.clone());
+        }
+    }
 }
 
 fn num_or_null(v: f64) -> serde_json::Value {

@@ -549,8 +549,27 @@ pub fn render(s: &Snapshot) -> String {
             .as_f64()
             .map(|v| format!(" ${v:.5}/req"))
             .unwrap_or_default();
+        let mut errs = match (a["window_errors"].as_f64(), a["window_requests"].as_f64()) {
+            (Some(e), Some(n)) if e > 0.0 => format!(
+                " errors {e:.0} of {n:.0} requests in the last minute{}",
+                if a["failing"].as_bool().unwrap_or(false) {
+                    " FAILING"
+                } else {
+                    ""
+                }
+            ),
+            _ => String::new(),
+        };
+        if let Some(k) = a["last_error_kind"].as_str() {
+            let kind =
+                crate::model::agent_error::ErrorKind::from_label(k).map_or(k, |k| k.describe());
+            errs.push_str(&format!(
+                "; last error ({kind}): {}",
+                a["last_error"].as_str().unwrap_or("-")
+            ));
+        }
         o.push_str(&format!(
-            "agent {:<22} p50 {} p95 {} p99 {} ttft {}{tps}{cost}{model}\n",
+            "agent {:<22} p50 {} p95 {} p99 {} ttft {}{tps}{cost}{model}{errs}\n",
             a["agent"].as_str().unwrap_or("?"),
             ms("p50_seconds"),
             ms("p95_seconds"),

@@ -235,10 +235,7 @@ impl Agent {
                     });
                 }
                 Err(e) => {
-                    let outage = match &e {
-                        LlmError::Timeout { .. } | LlmError::Unavailable { .. } => true,
-                        LlmError::Status { status, .. } => *status == 429 || *status >= 500,
-                    };
+                    let outage = e.is_outage();
                     last = Some(e);
                     if !outage {
                         break;

@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::model::agent_error::{
+    ErrorKind, LAST_ERROR_INFO_METRIC, LAST_ERROR_TIMESTAMP_METRIC, WINDOW_ERRORS_METRIC,
+    WINDOW_REQUESTS_METRIC,
+};
+
 /// The sliding window for the summary quantiles: SLOTS slots of SLOT each.
 pub const SLOT: Duration = Duration::from_secs(10);
 pub const SLOTS: usize = 6;
@@ -118,6 +123,54 @@ impl Window {
     }
 }
 
+/// Requests and failed requests over the last SLOTS x SLOT, in slots (bounded: SLOTS
+/// pairs of counters per agent, whatever the rate).
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    slots: VecDeque<(Instant, u64, u64)>,
+}
+
+impl Tally {
+    pub fn record(&mut self, now: Instant, failed: bool) {
+        self.expire(now);
+        match self.slots.back_mut() {
+            Some((start, n, e)) if now.duration_since(*start) < SLOT => {
+                *n += 1;
+                *e += u64::from(failed);
+            }
+            _ => self.slots.push_back((now, 1, u64::from(failed))),
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let span = SLOT * SLOTS as u32;
+        while self
+            .slots
+            .front()
+            .is_some_and(|(start, _, _)| now.duration_since(*start) >= span)
+        {
+            self.slots.pop_front();
+        }
+    }
+
+    /// (requests, failed requests) in the window.
+    pub fn totals(&mut self, now: Instant) -> (u64, u64) {
+        self.expire(now);
+        self.slots
+            .iter()
+            .fold((0, 0), |(n, e), (_, n2, e2)| (n + n2, e + e2))
+    }
+}
+
+/// The agent's last failed request: why (message cleaned for labels and screens), its
+/// kind and when (seconds since the Unix epoch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastError {
+    pub message: String,
+    pub kind: ErrorKind,
+    pub unix: f64,
+}
+
 /// What one provider and model did for one agent.
 #[derive(Debug, Default, Clone)]
 pub struct ModelStats {
@@ -153,7 +206,9 @@ pub struct AgentStats {
     pub memory_peak: i64,
     pub inflight: i64,
     pub queued: i64,
-    pub last_error: Option<String>,
+    pub last_error: Option<LastError>,
+    /// Requests and failures over the last minute (FAILING, the error share).
+    pub outcomes: Tally,
     pub last_run: Option<Instant>,
     /// Request times over the last minute, for the request rate.
     pub recent: VecDeque<Instant>,
@@ -189,6 +244,7 @@ impl Default for AgentStats {
             inflight: 0,
             queued: 0,
             last_error: None,
+            outcomes: Tally::default(),
             last_run: None,
             recent: VecDeque::new(),
             tokens_per_s: Window::scaled(1e3),
@@ -283,6 +339,17 @@ impl AgentStats {
             self.ttft.record(now, t);
             self.ttft_sum += t.as_secs_f64();
         }
+    }
+
+    /// Counts a failed request of `kind`; `message` is already cleaned.
+    pub fn failed(&mut self, now: Instant, unix: f64, kind: ErrorKind, message: String) {
+        *self.errors.entry(kind.label().into()).or_default() += 1;
+        self.outcomes.record(now, true);
+        self.last_error = Some(LastError {
+            message,
+            kind,
+            unix,
+        });
     }
 
     pub fn saw_user(&mut self, key_id: &str, now: Instant) {
@@ -507,6 +574,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_failures(&mut o, &mut a, now);
         head(
             &mut o,
             "osmen_active_users",
@@ -609,6 +677,66 @@ impl Metrics {
             let _ = writeln!(o, "osmen_process_heap_bytes{{state=\"free\"}} {free}");
         }
         o
+    }
+
+    /// The last minute's requests and failures, and each agent's last error: when, its
+    /// kind, and its message (one series per agent, the message bounded and masked).
+    fn render_failures(&self, o: &mut String, a: &mut BTreeMap<String, AgentStats>, now: Instant) {
+        let head = |o: &mut String, name: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+        };
+        let totals: Vec<(String, (u64, u64))> = a
+            .iter_mut()
+            .map(|(n, s)| (esc(n), s.outcomes.totals(now)))
+            .collect();
+        head(
+            o,
+            WINDOW_REQUESTS_METRIC,
+            "Requests over the last minute, answered or not.",
+        );
+        for (n, (r, _)) in &totals {
+            let _ = writeln!(o, "{WINDOW_REQUESTS_METRIC}{{agent=\"{n}\"}} {r}");
+        }
+        head(
+            o,
+            WINDOW_ERRORS_METRIC,
+            "Failed requests over the last minute (any kind of osmen_errors_total).",
+        );
+        for (n, (_, e)) in &totals {
+            let _ = writeln!(o, "{WINDOW_ERRORS_METRIC}{{agent=\"{n}\"}} {e}");
+        }
+        head(
+            o,
+            LAST_ERROR_TIMESTAMP_METRIC,
+            "When the agent's last failed request failed (unix seconds), by its kind.",
+        );
+        for (n, s) in a.iter() {
+            if let Some(e) = &s.last_error {
+                let _ = writeln!(
+                    o,
+                    "{LAST_ERROR_TIMESTAMP_METRIC}{{agent=\"{}\",kind=\"{}\"}} {}",
+                    esc(n),
+                    e.kind.label(),
+                    e.unix
+                );
+            }
+        }
+        head(
+            o,
+            LAST_ERROR_INFO_METRIC,
+            "The agent's last error message (URL credentials and keys masked, at most 200 characters).",
+        );
+        for (n, s) in a.iter() {
+            if let Some(e) = &s.last_error {
+                let _ = writeln!(
+                    o,
+                    "{LAST_ERROR_INFO_METRIC}{{agent=\"{}\",kind=\"{}\",message=\"{}\"}} 1",
+                    esc(n),
+                    e.kind.label(),
+                    esc(&e.message)
+                );
+            }
+        }
     }
 
     /// Speed and economics: tokens/s and time to first token (true quantiles), the
@@ -813,6 +941,56 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_errors_and_the_window_are_exported_escaped_one_series_per_agent() {
+        let m = Metrics::with_agents(&["daily_brief".into(), "quiet".into()]);
+        let t = Instant::now();
+        m.agent("daily_brief", |s| {
+            s.outcomes.record(t, false);
+            s.failed(t, 1_795_924_800.0, ErrorKind::Http5xx, "old".into());
+            s.failed(
+                t,
+                1_795_924_805.5,
+                ErrorKind::NoProvider,
+                "no \"provider\" \\ here".into(),
+            );
+        });
+        let text = m.render(t, &BTreeMap::new());
+        let fams = crate::collect::prometheus::parse(&text).unwrap();
+        let fam = |n: &str| fams.iter().find(|f| f.name == n).unwrap();
+        let ts = fam(LAST_ERROR_TIMESTAMP_METRIC);
+        assert_eq!(
+            ts.samples.len(),
+            1,
+            "only the last error, only agents with one"
+        );
+        assert_eq!(ts.samples[0].label("kind"), Some("no_provider"));
+        assert_eq!(ts.samples[0].value, 1_795_924_805.5);
+        let info = fam(LAST_ERROR_INFO_METRIC);
+        assert_eq!(info.samples.len(), 1);
+        assert_eq!(
+            info.samples[0].label("message"),
+            Some("no \"provider\" \\ here")
+        );
+        let window = |n: &str, agent: &str| {
+            fam(n)
+                .samples
+                .iter()
+                .find(|s| s.label("agent") == Some(agent))
+                .map(|s| s.value)
+        };
+        assert_eq!(window(WINDOW_REQUESTS_METRIC, "daily_brief"), Some(3.0));
+        assert_eq!(window(WINDOW_ERRORS_METRIC, "daily_brief"), Some(2.0));
+        assert_eq!(window(WINDOW_ERRORS_METRIC, "quiet"), Some(0.0));
+        let errs = fam("osmen_errors_total");
+        assert_eq!(errs.samples.len(), 2, "one counter per kind: {errs:?}");
+        // A minute later the window is empty, the last error stays.
+        let later = t + SLOT * SLOTS as u32;
+        let text = m.render(later, &BTreeMap::new());
+        assert!(text.contains("osmen_agent_window_errors{agent=\"daily_brief\"} 0"));
+        assert!(text.contains("osmen_agent_last_error_timestamp_seconds{agent=\"daily_brief\""));
+    }
 
     #[test]
     fn window_quantiles_are_true_quantiles() {

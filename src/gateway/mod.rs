@@ -435,6 +435,18 @@ impl Gateway {
     pub fn price(&self, model: &str) -> Option<Price> {
         self.prices.get(model).copied()
     }
+
+    /// An error message fit for a client, `/metrics` and the console: URL passwords,
+    /// the providers' API keys and the gateway's own keys masked, one line, bounded.
+    pub fn clean_error(&self, msg: &str) -> String {
+        let mut secrets: Vec<&str> = self
+            .providers
+            .iter()
+            .filter_map(|p| p.cfg.api_key.as_deref())
+            .collect();
+        secrets.extend(self.keys.iter().filter_map(|k| std::str::from_utf8(k).ok()));
+        crate::model::agent_error::clean_message(msg, &secrets)
+    }
 }
 
 /// How many connections may wait to be accepted: more than tokio's default (1,024), so

@@ -20,6 +20,7 @@ use super::Gateway;
 use super::accounting::{Accounted, Usage};
 use super::agents::ExecError;
 use super::llm::LlmError;
+use crate::model::agent_error::{ErrorKind, error_percent, failing};
 
 type Gw = State<Arc<Gateway>>;
 
@@ -149,9 +150,14 @@ async fn execute(
         )
             .into_response();
     };
+    // Every request counts in the window; failures (and their kind) are counted where
+    // they are known, below.
     let count = |status: &str| {
         gw.metrics.agent(&name, |s| {
-            *s.requests.entry(status.to_string()).or_default() += 1
+            *s.requests.entry(status.to_string()).or_default() += 1;
+            if status != "rejected" && status != "error" {
+                s.outcomes.record(Instant::now(), false);
+            }
         })
     };
     let v = match json_body(body, gw.body_limit) {
@@ -177,17 +183,15 @@ async fn execute(
         .agent(&name, |s| s.queued = agent.queued() as i64 + 1);
     let Some(permit) = agent.admit().await else {
         count("rejected");
+        let msg = format!(
+            "agent {name} is at its limit ({} running, {} queued): retry later",
+            agent.concurrency, agent.queue
+        );
         gw.metrics.agent(&name, |s| {
-            *s.errors.entry("overload".into()).or_default() += 1;
+            s.failed(Instant::now(), unix_now(), ErrorKind::Overload, msg.clone());
             s.queued = agent.queued() as i64;
         });
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "agent {name} is at its limit ({} running, {} queued): retry later",
-                agent.concurrency, agent.queue
-            ),
-        );
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, msg);
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
@@ -236,14 +240,9 @@ async fn execute(
                 timing: c.timing,
                 elapsed,
             };
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            gw.metrics.agent(&name, |s| {
-                *s.requests.entry("success".into()).or_default() += 1;
-                s.answered(Instant::now(), unix, &answer);
-            });
+            count("success");
+            gw.metrics
+                .agent(&name, |s| s.answered(Instant::now(), unix_now(), &answer));
             Json(json!({
                 "agent": name,
                 "output": c.text,
@@ -264,28 +263,47 @@ async fn execute(
             .into_response()
         }
         Err(e) => {
-            let (status, kind, msg) = match e {
-                ExecError::NoProvider => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no_provider",
-                    "no LLM provider is configured for this agent: set OLLAMA_URL, \
-                     OPENAI_API_KEY or ANTHROPIC_API_KEY"
-                        .to_string(),
-                ),
-                ExecError::Provider(e @ LlmError::Timeout { .. }) => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "provider_timeout",
-                    e.to_string(),
-                ),
-                ExecError::Provider(e) => (StatusCode::BAD_GATEWAY, "provider", e.to_string()),
-            };
+            let (status, msg) = exec_error_status(&e);
+            let msg = gw.clean_error(&msg);
+            count("error");
             gw.metrics.agent(&name, |s| {
-                *s.requests.entry("error".into()).or_default() += 1;
-                *s.errors.entry(kind.into()).or_default() += 1;
-                s.last_error = Some(msg.clone());
+                s.failed(Instant::now(), unix_now(), exec_error_kind(&e), msg.clone())
             });
             error(status, msg)
         }
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The kind a failed execution is counted and reported as.
+pub fn exec_error_kind(e: &ExecError) -> ErrorKind {
+    match e {
+        ExecError::NoProvider => ErrorKind::NoProvider,
+        ExecError::Provider(e) => e.kind(),
+    }
+}
+
+/// The answer to a failed execution: 503 without a provider, 504 on a timeout, 502 when
+/// the provider failed otherwise; the message says which and what to do.
+fn exec_error_status(e: &ExecError) -> (StatusCode, String) {
+    match e {
+        ExecError::NoProvider => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no LLM provider is configured for this agent: set OLLAMA_URL, \
+             OPENAI_API_KEY or ANTHROPIC_API_KEY (or a [providers.*] section in \
+             config/gateway.toml)"
+                .to_string(),
+        ),
+        ExecError::Provider(e @ LlmError::Timeout { .. }) => {
+            (StatusCode::GATEWAY_TIMEOUT, e.to_string())
+        }
+        ExecError::Provider(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }
 
@@ -306,6 +324,9 @@ async fn list_agents(State(gw): Gw) -> Response {
     Json(json!({"agents": list})).into_response()
 }
 
+/// The span of the failure window, in seconds.
+const WINDOW_S: f64 = super::metrics::SLOT.as_secs_f64() * super::metrics::SLOTS as f64;
+
 async fn status(State(gw): Gw) -> Response {
     let now = Instant::now();
     let mut out = BTreeMap::new();
@@ -313,14 +334,22 @@ async fn status(State(gw): Gw) -> Response {
         let (inflight, queued) = (a.inflight(), a.queued());
         let v = gw.metrics.agent(name, |s| {
             let (q, n) = s.window.quantiles(now, &[0.5, 0.95, 0.99]);
+            let (outcomes, errors) = s.outcomes.totals(now);
             let ms = |x: f64| if x.is_nan() { Value::Null } else { json!(x * 1000.0) };
             json!({
                 "state": if inflight == 0 { "idle" } else if inflight >= a.concurrency { "saturated" } else { "busy" },
                 "inflight": inflight,
                 "queued": queued,
                 "last_run_seconds_ago": s.last_run.map(|t| now.duration_since(t).as_secs_f64()),
-                "last_error": s.last_error,
+                "last_error": s.last_error.as_ref().map(|e| &e.message),
+                "last_error_kind": s.last_error.as_ref().map(|e| e.kind.label()),
+                "last_error_at": s.last_error.as_ref().map(|e| e.unix),
                 "requests_per_second": s.rate(now),
+                "errors_per_second": errors as f64 / WINDOW_S,
+                "window_outcomes": outcomes,
+                "window_errors": errors,
+                "error_percent": error_percent(outcomes as f64, errors as f64),
+                "failing": failing(outcomes as f64, errors as f64),
                 "window_requests": n,
                 "p50_ms": ms(q[0]),
                 "p95_ms": ms(q[1]),
@@ -505,6 +534,10 @@ async fn dependencies(gw: &Gateway) -> BTreeMap<String, String> {
             probe(gw, &format!("{}/healthz", n.trim_end_matches('/'))).await,
         );
     }
+    // A provider URL may hold a password; its errors quote the URL.
+    for v in deps.values_mut() {
+        *v = crate::model::secret::mask_url_credentials(v);
+    }
     deps
 }
 
@@ -591,4 +624,96 @@ fn provider_metrics(providers: &[Arc<super::llm::Provider>]) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_executions_are_classified_by_what_went_wrong() {
+        let p = || "ollama".to_string();
+        let m = || "x".to_string();
+        let cases: Vec<(ExecError, ErrorKind, u16)> = vec![
+            (ExecError::NoProvider, ErrorKind::NoProvider, 503),
+            (
+                ExecError::Provider(LlmError::Unavailable {
+                    provider: p(),
+                    message: "cannot reach http://127.0.0.1:1: refused".into(),
+                }),
+                ErrorKind::Unreachable,
+                502,
+            ),
+            (
+                ExecError::Provider(LlmError::CircuitOpen {
+                    provider: p(),
+                    message: m(),
+                }),
+                ErrorKind::CircuitOpen,
+                502,
+            ),
+            (
+                ExecError::Provider(LlmError::Timeout {
+                    provider: p(),
+                    after: Duration::from_secs(1),
+                }),
+                ErrorKind::Timeout,
+                504,
+            ),
+            (
+                ExecError::Provider(LlmError::Status {
+                    provider: p(),
+                    status: 404,
+                    message: "model not found".into(),
+                }),
+                ErrorKind::Http4xx,
+                502,
+            ),
+            (
+                ExecError::Provider(LlmError::Status {
+                    provider: p(),
+                    status: 500,
+                    message: m(),
+                }),
+                ErrorKind::Http5xx,
+                502,
+            ),
+            (
+                ExecError::Provider(LlmError::BadAnswer {
+                    provider: p(),
+                    message: "unreadable answer".into(),
+                }),
+                ErrorKind::BadAnswer,
+                502,
+            ),
+        ];
+        for (e, kind, status) in cases {
+            assert_eq!(exec_error_kind(&e), kind, "{e:?}");
+            let (code, msg) = exec_error_status(&e);
+            assert_eq!(code.as_u16(), status, "{e:?}");
+            assert!(!msg.is_empty());
+        }
+        let (_, msg) = exec_error_status(&ExecError::NoProvider);
+        assert!(
+            msg.contains("OLLAMA_URL") && msg.contains("config/gateway.toml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn outages_move_on_and_4xx_does_not() {
+        let status = |s: u16| LlmError::Status {
+            provider: "openai".into(),
+            status: s,
+            message: String::new(),
+        };
+        assert!(status(429).is_outage() && status(500).is_outage());
+        assert!(!status(400).is_outage() && !status(401).is_outage());
+        let open = LlmError::CircuitOpen {
+            provider: "ollama".into(),
+            message: String::new(),
+        };
+        assert!(open.is_outage());
+    }
 }

@@ -63,6 +63,8 @@ pub struct AdvisorConfig {
     pub vram_percent: f64,
     pub host_cpu_percent: f64,
     pub host_memory_percent: f64,
+    /// An agent whose failed requests are over this share (percent) is advised on.
+    pub agent_error_percent: f64,
     /// Services that may run as several replicas (the others are scaled vertically).
     pub stateless: Vec<String>,
 }
@@ -80,6 +82,7 @@ impl Default for AdvisorConfig {
             vram_percent: 90.0,
             host_cpu_percent: 70.0,
             host_memory_percent: 80.0,
+            agent_error_percent: 5.0,
             stateless: vec!["gateway".into()],
         }
     }
@@ -98,6 +101,7 @@ struct RawAdvisor {
     vram_percent: Option<f64>,
     host_cpu_percent: Option<f64>,
     host_memory_percent: Option<f64>,
+    agent_error_percent: Option<f64>,
     stateless: Option<Vec<String>>,
 }
 
@@ -269,6 +273,13 @@ impl Config {
             1.0,
             100.0,
             &mut adv.host_memory_percent,
+        )?;
+        frac(
+            "agent_error_percent",
+            a.agent_error_percent,
+            0.1,
+            100.0,
+            &mut adv.agent_error_percent,
         )?;
         if let Some(st) = a.stateless {
             adv.stateless = st;

@@ -583,6 +583,34 @@ fn changed_stack() -> Snapshot {
     s
 }
 
+/// The tester's case: every request of daily_brief answered 503 for want of a provider.
+fn failing() -> Snapshot {
+    let mut s = full();
+    let a = &mut s.agents[0];
+    for (k, v) in [
+        ("requests_per_s", serde_json::json!(140.3)),
+        ("errors_per_s", serde_json::json!(140.3)),
+        ("error_percent", serde_json::json!(100.0)),
+        ("window_requests", serde_json::json!(743.0)),
+        ("window_errors", serde_json::json!(743.0)),
+        ("window_error_percent", serde_json::json!(100.0)),
+        ("failing", serde_json::json!(true)),
+        ("last_error_kind", serde_json::json!("no_provider")),
+        ("last_error_at", serde_json::json!(T0 - 2.0)),
+        (
+            "last_error",
+            serde_json::json!(
+                "no LLM provider is configured for this agent: set OLLAMA_URL, OPENAI_API_KEY \
+                 or ANTHROPIC_API_KEY (or a [providers.*] section in config/gateway.toml)"
+            ),
+        ),
+        ("p99_seconds", serde_json::json!(0.114)),
+    ] {
+        a[k] = v;
+    }
+    s
+}
+
 #[test]
 fn exited_oom_replica_and_not_created_rows() {
     for (w, h) in [(80u16, 24u16), (160, 48)] {
@@ -625,4 +653,46 @@ fn quitting_asks_while_the_gateway_has_recent_clients() {
     let mut st = UiState::new(false, false);
     let _ = crate::tui::state::update(&mut st, &s, Action::Quit);
     assert!(st.quit);
+}
+
+#[test]
+fn a_failing_agent_is_marked_with_its_error_rate_and_last_error() {
+    let s = failing();
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut st = UiState::new(false, false);
+        st.view = View::Agents;
+        let text = render(&mut st, &s, w, h);
+        insta::assert_snapshot!(format!("agents_failing_{w}x{h}"), text);
+        for want in [
+            "FAILING: daily_brief (100% of requests)",
+            "no provider",
+            "100%",
+        ] {
+            assert!(text.contains(want), "{w}x{h}: {want} missing:\n{text}");
+        }
+    }
+    let mut st = UiState::new(false, false);
+    st.view = View::Agents;
+    let text = render(&mut st, &s, 160, 48);
+    for want in [
+        "743 of 743 failed in the last minute",
+        "FAILING",
+        "no provider at 03:59:58 UTC, 2s ago: no LLM provider is configured",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    let mut st = UiState::new(false, false);
+    let text = render(&mut st, &s, 80, 24);
+    insta::assert_snapshot!("overview_failing_80x24", text);
+    let line = text
+        .lines()
+        .find(|l| l.contains("daily_brief"))
+        .expect("the failing agent is listed first");
+    assert!(
+        line.contains("140.3/s") && line.contains("100%") && line.contains("FAILING"),
+        "{line}"
+    );
+    // A healthy agent is not marked.
+    let text = render(&mut UiState::new(false, false), &full(), 160, 48);
+    assert!(!text.contains("FAILING"), "{text}");
 }

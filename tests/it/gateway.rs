@@ -306,7 +306,7 @@ async fn provider_failures_map_to_502_and_504() {
     assert_eq!(
         sample(
             &m,
-            "osmen_errors_total{agent=\"content_creator\",kind=\"provider\"}"
+            "osmen_errors_total{agent=\"content_creator\",kind=\"provider_5xx\"}"
         ),
         Some(1.0)
     );

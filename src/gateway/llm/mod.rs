@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use crate::model::agent_error::ErrorKind;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Ollama,
@@ -148,11 +150,45 @@ pub enum LlmError {
         status: u16,
         message: String,
     },
-    /// The provider could not be reached or answered something unreadable.
+    /// The provider could not be reached.
     Unavailable {
         provider: String,
         message: String,
     },
+    /// The provider answered something that is not a completion (unreadable JSON or
+    /// stream, no completion text).
+    BadAnswer {
+        provider: String,
+        message: String,
+    },
+    /// The provider's circuit breaker is open: refused without a call.
+    CircuitOpen {
+        provider: String,
+        message: String,
+    },
+}
+
+impl LlmError {
+    /// The kind the gateway counts and reports the error as.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LlmError::Timeout { .. } => ErrorKind::Timeout,
+            LlmError::Status { status, .. } => ErrorKind::from_status(*status),
+            LlmError::Unavailable { .. } => ErrorKind::Unreachable,
+            LlmError::BadAnswer { .. } => ErrorKind::BadAnswer,
+            LlmError::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+        }
+    }
+
+    /// An outage moves an agent on to its next provider and counts against the
+    /// provider's circuit: unreachable, timeout, 429, 5xx, an unreadable answer, an open
+    /// circuit. Any other 4xx is the request's fault.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            LlmError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => true,
+        }
+    }
 }
 
 impl std::fmt::Display for LlmError {
@@ -170,7 +206,9 @@ impl std::fmt::Display for LlmError {
                 status,
                 message,
             } => write!(f, "{provider} answered {status}: {message}"),
-            LlmError::Unavailable { provider, message } => write!(f, "{provider}: {message}"),
+            LlmError::Unavailable { provider, message }
+            | LlmError::BadAnswer { provider, message }
+            | LlmError::CircuitOpen { provider, message } => write!(f, "{provider}: {message}"),
         }
     }
 }
@@ -326,7 +364,7 @@ impl Provider {
             .unwrap_or_else(|p| p.into_inner())
             .admit(std::time::Instant::now());
         if let Err(wait) = admitted {
-            return Err(LlmError::Unavailable {
+            return Err(LlmError::CircuitOpen {
                 provider: self.name().to_string(),
                 message: format!(
                     "circuit open after {} failed calls in a row; next trial in {wait:.1}s",
@@ -335,16 +373,10 @@ impl Provider {
             });
         }
         let r = self.chat_once(model, system, user).await;
+        // A 4xx (other than 429) is the request's fault, not the provider's health.
         let outage = match &r {
-            Ok(_) => None,
-            Err(e @ (LlmError::Timeout { .. } | LlmError::Unavailable { .. })) => {
-                Some(e.to_string())
-            }
-            Err(e @ LlmError::Status { status, .. }) if *status == 429 || *status >= 500 => {
-                Some(e.to_string())
-            }
-            // A 4xx is the request's fault, not the provider's health.
-            Err(_) => None,
+            Err(e) if e.is_outage() => Some(e.to_string()),
+            _ => None,
         };
         self.breaker
             .lock()
@@ -580,11 +612,11 @@ impl Provider {
                     message,
                 });
             }
-            let v: Value = serde_json::from_str(&body).map_err(|e| LlmError::Unavailable {
+            let v: Value = serde_json::from_str(&body).map_err(|e| LlmError::BadAnswer {
                 provider: provider.clone(),
                 message: format!("unreadable answer: {e}"),
             })?;
-            return self.parse(model, &v).ok_or(LlmError::Unavailable {
+            return self.parse(model, &v).ok_or(LlmError::BadAnswer {
                 provider,
                 message: "the answer has no completion text".into(),
             });
@@ -604,13 +636,13 @@ impl Provider {
     ) -> Result<Completion, LlmError> {
         let provider = self.name().to_string();
         if !bad.is_empty() {
-            return Err(LlmError::Unavailable {
+            return Err(LlmError::BadAnswer {
                 provider,
                 message: bad,
             });
         }
         if !st.done && st.first.is_none() {
-            return Err(LlmError::Unavailable {
+            return Err(LlmError::BadAnswer {
                 provider,
                 message: "the stream ended without a completion".into(),
             });

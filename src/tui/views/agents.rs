@@ -1,18 +1,24 @@
-//! View 3: per agent requests/s, errors, P50/P95/P99 with the P99 trend, CPU, memory
+//! View 3: per agent requests/s, errors/s and the share of failed requests (FAILING when
+//! most of the last minute's failed), P50/P95/P99 with the P99 trend, CPU, memory
 //! (working and peak), in flight and queued, from the gateway's own metrics; the model
 //! that serves each agent with its VRAM (shared, offloaded, cold), tokens/s and time to
 //! first token, tokens and cost per request; a detail pane for the selected agent.
 
 use ratatui::Frame;
+use std::time::Duration;
+
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{block, source_down};
+use crate::model::agent_error::ErrorKind;
 use crate::model::snapshot::Snapshot;
+use crate::model::units::format_duration;
 use crate::tui::state::{UiState, agent_rows};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{bytes, fit, ms, pct, spark};
+use crate::tui::widgets::{bytes, clock, fit, ms, pct, spark};
 
 fn num(v: &serde_json::Value, digits: usize) -> String {
     v.as_f64()
@@ -45,7 +51,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     let selected = st.selected().min(rows.len() - 1);
     // The selected agent's detail below the table, as tall as its wrapped lines, leaving
     // the table its rows (or at least half the view).
-    let lines = detail_lines(rows[selected], t);
+    let lines = detail_lines(rows[selected], t, s.taken_at);
     let inner = area.width.saturating_sub(2).max(1) as usize;
     let need: usize = lines
         .iter()
@@ -78,6 +84,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         "VRAM",
         "REQ/S",
         "ERR/S",
+        "ERR%",
         "P50",
         "P95",
         "P99",
@@ -105,16 +112,19 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 Some(r) => format!(" └ {r}"),
                 None => name,
             };
+            let bad_if = |on: bool| if on { t.bad() } else { t.dim() };
+            let share = error_share(a);
             let mut cells = vec![
-                Cell::from(shown),
+                Cell::from(shown).style(if is_failing(a) {
+                    t.bad()
+                } else {
+                    Style::default()
+                }),
                 Cell::from(fit(t, a["model"].as_str().unwrap_or("-"), 16)),
                 Cell::from(vram).style(if bad { t.bad() } else { t.dim() }),
                 Cell::from(num(&a["requests_per_s"], 1)),
-                Cell::from(num(&a["errors_per_s"], 2)).style(if err > 0.0 {
-                    t.bad()
-                } else {
-                    t.dim()
-                }),
+                Cell::from(num(&a["errors_per_s"], 2)).style(bad_if(err > 0.0)),
+                Cell::from(percent(share)).style(bad_if(share.is_some_and(|p| p > 0.0))),
                 Cell::from(ms(a["p50_seconds"].as_f64())),
                 Cell::from(ms(a["p95_seconds"].as_f64())),
                 Cell::from(ms(a["p99_seconds"].as_f64())),
@@ -148,6 +158,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         Constraint::Length(14),
         Constraint::Length(6),
         Constraint::Length(6),
+        Constraint::Length(5),
         Constraint::Length(7),
         Constraint::Length(7),
         Constraint::Length(7),
@@ -164,21 +175,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             Constraint::Length(9),
         ]);
     }
-    let mut title = match &s.activity.gateway {
-        Some(g) => format!("agents ({}), gateway {g}", rows.len()),
-        None => format!("agents ({})", rows.len()),
-    };
-    // Providers whose circuit breaker is open or half-open, over every agent.
-    let mut failing: Vec<&str> = s
-        .agents
-        .iter()
-        .flat_map(|a| a["providers_failing"].as_array().into_iter().flatten())
-        .filter_map(|p| p.as_str())
-        .collect();
-    failing.sort_unstable();
-    failing.dedup();
-    if !failing.is_empty() {
-        title.push_str(&format!(", FAILING: {} (circuit open)", failing.join(", ")));
+    // What fails comes first in the title, so that a narrow terminal still shows it.
+    let mut title = format!("agents ({})", rows.len());
+    if let Some(f) = failing_summary(s) {
+        title.push_str(&format!(", {f}"));
+    }
+    if let Some(g) = &s.activity.gateway {
+        title.push_str(&format!(", gateway {g}"));
     }
     let table = Table::new(body, widths)
         .header(Row::new(header).style(t.header()))
@@ -186,6 +189,108 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         .block(block(t, &title));
     let mut ts = TableState::default().with_selected(Some(selected));
     f.render_stateful_widget(table, area, &mut ts);
+}
+
+/// The share of the agent's requests that failed: since the previous scrape, else over
+/// the gateway's last minute.
+pub fn error_share(a: &serde_json::Value) -> Option<f64> {
+    a["error_percent"]
+        .as_f64()
+        .or_else(|| a["window_error_percent"].as_f64())
+}
+
+/// Most of the agent's requests of the last minute failed (the gateway's window).
+pub fn is_failing(a: &serde_json::Value) -> bool {
+    a["failing"].as_bool().unwrap_or(false)
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into())
+}
+
+/// `FAILING: daily_brief (100% of requests), ollama (circuit open)`: the agents whose
+/// requests mostly fail and the providers whose circuit is open or half-open, over every
+/// agent; None when nothing fails.
+pub fn failing_summary(s: &Snapshot) -> Option<String> {
+    let mut parts: Vec<String> = s
+        .agents
+        .iter()
+        .filter(|a| is_failing(a))
+        .map(|a| {
+            format!(
+                "{} ({} of requests)",
+                a["agent"].as_str().unwrap_or("?"),
+                percent(error_share(a))
+            )
+        })
+        .collect();
+    let mut providers: Vec<&str> = s
+        .agents
+        .iter()
+        .flat_map(|a| a["providers_failing"].as_array().into_iter().flatten())
+        .filter_map(|p| p.as_str())
+        .collect();
+    providers.sort_unstable();
+    providers.dedup();
+    if !providers.is_empty() {
+        parts.push(format!("{} (circuit open)", providers.join(", ")));
+    }
+    (!parts.is_empty()).then(|| format!("FAILING: {}", parts.join(", ")))
+}
+
+/// The detail pane's error lines: the rate and share, FAILING, and the last error with
+/// its kind and time (`now` for its age).
+fn error_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>> {
+    let share = error_share(a);
+    let mut rate = vec![
+        Span::styled("errors ", t.header()),
+        Span::styled(
+            format!(
+                "{}/s, {} of requests",
+                num(&a["errors_per_s"], 2),
+                percent(share)
+            ),
+            if share.is_some_and(|p| p > 0.0) {
+                t.bad()
+            } else {
+                Style::default()
+            },
+        ),
+    ];
+    if let (Some(n), Some(e)) = (a["window_requests"].as_f64(), a["window_errors"].as_f64()) {
+        rate.push(Span::raw(format!(
+            " ({e:.0} of {n:.0} failed in the last minute)"
+        )));
+    }
+    if is_failing(a) {
+        rate.push(Span::styled("  FAILING", t.bad()));
+    }
+    let mut last = vec![Span::styled("last   ", t.header())];
+    match a["last_error_kind"].as_str() {
+        Some(k) => {
+            let kind = ErrorKind::from_label(k).map_or(k.to_string(), |k| k.describe().into());
+            last.push(Span::styled(kind, t.bad()));
+            if let Some(at) = a["last_error_at"].as_f64() {
+                let ago = Duration::from_secs((now - at).max(0.0) as u64);
+                last.push(Span::raw(format!(
+                    " at {} UTC, {} ago",
+                    clock(at),
+                    format_duration(ago)
+                )));
+            }
+            let m = a["last_error"].as_str().unwrap_or("");
+            let m: String = if t.ascii {
+                m.chars()
+                    .map(|c| if c.is_ascii() { c } else { '?' })
+                    .collect()
+            } else {
+                m.to_string()
+            };
+            last.push(Span::raw(format!(": {m}")));
+        }
+        None => last.push(Span::styled("no error yet", t.dim())),
+    }
+    vec![Line::from(rate), Line::from(last)]
 }
 
 fn dollars(v: Option<f64>) -> String {
@@ -216,8 +321,9 @@ fn vram_cell(a: &serde_json::Value) -> (String, bool) {
     }
 }
 
-/// The selected agent: its model and VRAM, speed, economics and the providers it uses.
-fn detail_lines<'a>(a: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
+/// The selected agent: its model and VRAM, its errors, speed, economics and the
+/// providers it uses.
+fn detail_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>> {
     let g = &a["gpu"];
     let mut lines: Vec<Line> = Vec::new();
     let mut model = vec![Span::styled("model  ", t.header())];
@@ -254,6 +360,7 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
         _ => {}
     }
     lines.push(Line::from(model));
+    lines.extend(error_lines(a, t, now));
     let mut mem = vec![Span::styled("vram   ", t.header())];
     let shared: Vec<&str> = g["shared_with"]
         .as_array()

@@ -10,6 +10,7 @@ use crate::model::snapshot::Snapshot;
 use crate::model::units::format_bytes;
 use crate::tui::state::UiState;
 use crate::tui::theme::Theme;
+use crate::tui::views::agents::{error_share, is_failing};
 use crate::tui::widgets::{fit, gauge, ms, spark};
 
 pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme) {
@@ -277,6 +278,8 @@ fn gpu_lines<'a>(s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
         .collect()
 }
 
+/// One line per agent: requests/s, errors/s and the share that failed, P99, in flight,
+/// and FAILING; failing agents first, so that a short box still shows them.
 fn agent_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
     if s.agents.is_empty() {
         let why = match &s.activity.gateway {
@@ -285,25 +288,43 @@ fn agent_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
         };
         return vec![Line::from(Span::styled(why, t.dim()))];
     }
-    let mut v: Vec<Line> = s
-        .agents
-        .iter()
+    let num = |v: &serde_json::Value, digits: usize| {
+        v.as_f64()
+            .map(|x| format!("{x:.digits$}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut agents: Vec<&serde_json::Value> = s.agents.iter().collect();
+    // Stable: the order within failing and within healthy agents stays the gateway's.
+    agents.sort_by_key(|a| !is_failing(a));
+    let mut v: Vec<Line> = agents
+        .into_iter()
         .map(|a| {
-            Line::from(vec![
-                Span::raw(format!("{:<22}", a["agent"].as_str().unwrap_or("?"))),
+            let share = error_share(a);
+            let erring = a["errors_per_s"].as_f64().is_some_and(|e| e > 0.0)
+                || share.is_some_and(|p| p > 0.0);
+            let mut spans = vec![
+                Span::raw(format!("{:<20}", a["agent"].as_str().unwrap_or("?"))),
+                Span::raw(format!(" {:>6}/s", num(&a["requests_per_s"], 1))),
+                Span::styled(
+                    format!(
+                        "  err {:>5}/s {:>4}",
+                        num(&a["errors_per_s"], 1),
+                        share
+                            .map(|p| format!("{p:.0}%"))
+                            .unwrap_or_else(|| "-".into())
+                    ),
+                    if erring { t.bad() } else { t.dim() },
+                ),
                 Span::raw(format!(
-                    " {:>6}/s  p99 {:>6}  in flight {}",
-                    a["requests_per_s"]
-                        .as_f64()
-                        .map(|r| format!("{r:.1}"))
-                        .unwrap_or_else(|| "-".into()),
+                    "  p99 {:>6}  infl {}",
                     ms(a["p99_seconds"].as_f64()),
-                    a["inflight"]
-                        .as_f64()
-                        .map(|x| x.to_string())
-                        .unwrap_or_else(|| "-".into())
+                    num(&a["inflight"], 0)
                 )),
-            ])
+            ];
+            if is_failing(a) {
+                spans.push(Span::styled("  FAILING", t.bad()));
+            }
+            Line::from(spans)
         })
         .collect();
     if let Some(g) = &s.activity.gateway {
