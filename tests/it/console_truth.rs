@@ -235,3 +235,173 @@ fn console_rows_follow_the_engine() {
     status_agrees_with_inspect(&stack);
     t.keys(&["Escape"]);
 }
+
+/// One HTTP/1.1 request on loopback with std alone: (status, body).
+fn http(port: u16, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let key = key
+        .map(|k| format!("X-API-Key: {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{key}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// The stack's Ollama (a stand-in speaking Ollama's API on 11434), published on an
+/// ephemeral loopback port: only the running container says where.
+const OLLAMA_STACK: &str = "services:
+  ollama:
+    image: osmen-standin:test
+    restart: \"no\"
+    environment:
+      PORT: \"11434\"
+      STANDIN_NAME: ollama
+    ports:
+      - \"127.0.0.1::11434\"
+    healthcheck:
+      test: [\"CMD\", \"/standin\", \"probe\", \"http://127.0.0.1:11434/health\"]
+      interval: 1s
+      timeout: 2s
+      retries: 30
+";
+
+#[test]
+fn one_gateway_key_one_gateway_and_the_stacks_ollama() {
+    use std::os::unix::fs::PermissionsExt;
+    if !docker_ready() {
+        return;
+    }
+    let stack = Stack::new("basic", "gwkey");
+    std::fs::write(stack.path("docker-compose.yml"), OLLAMA_STACK).unwrap();
+    let (code, _, err) = stack.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let port = free_port();
+    let console = |tag: &str| {
+        let script = format!(
+            "cd {dir} && env -u OLLAMA_URL -u OSMEN_API_KEYS OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} \
+             {bin} --no-up -p {project} 2>>{dir}/console.err; echo $? > {dir}/exit.{tag}; sleep 60",
+            dir = stack.dir.display(),
+            bin = env!("CARGO_BIN_EXE_osmen"),
+            project = stack.project,
+        );
+        Tmux::start(
+            format!("osmen-gw-{tag}-{}", std::process::id()),
+            140,
+            40,
+            &script,
+        )
+    };
+    let key_file = stack.path("runtime/gateway.key");
+    let addr_file = stack.path("runtime/gateway.addr");
+
+    // The console's gateway: its key written once, its address recorded.
+    let first = console("a");
+    first.wait_for("1/1 running", Duration::from_secs(30));
+    assert!(
+        wait_until(Duration::from_secs(10), || addr_file.exists()),
+        "no runtime/gateway.addr; screen:\n{}",
+        first.screen()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&addr_file).unwrap().trim(),
+        format!("127.0.0.1:{port}")
+    );
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // OLLAMA_URL unset: the agents run on the stack's Ollama, found in the stack.
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/v1/agents/daily_brief/execute",
+        Some(&key),
+        r#"{"input":"today"}"#,
+    );
+    assert_eq!(status, 200, "the stack's Ollama was not used: {body}");
+    first.keys(&["3"]);
+    first.wait_for("(the stack's)", Duration::from_secs(5));
+
+    // Headless twins find the console's gateway through runtime/gateway.addr.
+    let o = stack
+        .cmd(&["status", "--json"])
+        .env_remove("OSMEN_GATEWAY_LISTEN")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status --json");
+    let brief = v["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["agent"] == "daily_brief"))
+        .unwrap_or_else(|| panic!("status did not scrape the console's gateway: {v}"));
+    let served: f64 = brief
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("requests_") && *k != "requests_per_s")
+        .filter_map(|(_, v)| v.as_f64())
+        .sum();
+    assert!(
+        served >= 1.0,
+        "the console's gateway counted no request: {brief}"
+    );
+
+    // A second console on the same project shows the running gateway, and quitting it
+    // stops nothing.
+    let second = console("b");
+    second.wait_for("another osmen console's gateway", Duration::from_secs(30));
+    second.keys(&["q"]);
+    assert!(wait_until(Duration::from_secs(10), || stack
+        .path("exit.b")
+        .exists()));
+    assert_eq!(http(port, "GET", "/health", None, "").0, 200);
+    assert!(
+        addr_file.exists(),
+        "the second console removed the first one's address"
+    );
+
+    // Quitting the first asks, since a client was served minutes ago; no keeps it.
+    first.keys(&["q"]);
+    first.wait_for("stops with the console", Duration::from_secs(5));
+    first.keys(&["n"]);
+    first.wait_for(
+        "stayed: the agents API keeps running",
+        Duration::from_secs(5),
+    );
+    assert_eq!(http(port, "GET", "/health", None, "").0, 200);
+    first.keys(&["q"]);
+    first.wait_for("stops with the console", Duration::from_secs(5));
+    first.keys(&["y"]);
+    assert!(wait_until(Duration::from_secs(10), || stack
+        .path("exit.a")
+        .exists()));
+    assert!(!addr_file.exists(), "the address outlived its gateway");
+
+    // The next start reuses the key clients have (its mode repaired), and refuses a link.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let third = console("c");
+    third.wait_for("1/1 running", Duration::from_secs(30));
+    assert!(wait_until(Duration::from_secs(10), || addr_file.exists()));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key);
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key file's mode was not repaired");
+    assert_eq!(http(port, "GET", "/api/v1/agents", Some(&key), "").0, 200);
+    drop(third);
+}
