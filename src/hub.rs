@@ -522,7 +522,22 @@ pub fn spawn(
     runtime_dir: Option<PathBuf>,
     advisor: Option<AdvisorConfig>,
 ) -> (mpsc::Sender<Update>, watch::Receiver<Arc<Snapshot>>) {
+    spawn_with(project, runtime_dir, advisor, true)
+}
+
+/// As `spawn`; with `persist` false the history under `runtime/` is read but never
+/// written: a one-shot command's few seconds must not pass for a console's hour (`suggest`
+/// trusts a recently written history as the console's).
+pub fn spawn_with(
+    project: &str,
+    runtime_dir: Option<PathBuf>,
+    advisor: Option<AdvisorConfig>,
+    persist: bool,
+) -> (mpsc::Sender<Update>, watch::Receiver<Arc<Snapshot>>) {
     let mut hub = Hub::new(project, runtime_dir);
+    if !persist {
+        hub.history_file = None;
+    }
     if let Some(cfg) = advisor {
         hub = hub.with_advisor(cfg);
     }

@@ -137,7 +137,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     let embedded = start_gateway(&gw_opts, gw_stop, found_ollama).await;
     let gateway_addr = embedded.addr;
 
-    let (tx, rx, stop_tx) = super::status::start_collectors(&ctx, gateway_addr).await;
+    let (tx, rx, stop_tx) = super::status::start_collectors(&ctx, gateway_addr, true).await;
     if let Some(gw) = embedded.gateway.clone() {
         tokio::spawn(follow_clients(gw, tx.clone(), stop_tx.subscribe()));
     }

@@ -365,9 +365,51 @@ pub async fn first_run(global: &Global) -> String {
     } else if relevant.iter().any(|c| c.status == Status::Warn) {
         s.push_str("`osmen up` will fetch what is missing, then start the stack.\n\n");
     } else {
-        s.push_str("Ready: `osmen up --wait` starts the stack.\n\n");
+        match running_now(global).await {
+            Some(line) => s.push_str(&line),
+            None => s.push_str("Ready: `osmen up --wait` starts the stack.\n\n"),
+        }
     }
     s
+}
+
+/// Where the stack stands when it has containers: `The stack is running: 4 of 4
+/// containers running (4 healthy)`, and what to run next.
+async fn running_now(global: &Global) -> Option<String> {
+    let ctx = Ctx::load(global).ok()?;
+    let engine = DockerEngine::connect().await.ok()?;
+    let rows = engine.list_containers(&ctx.project.name).await.ok()?;
+    if rows.is_empty() {
+        return None;
+    }
+    let running = rows.iter().filter(|r| r.state == "running").count();
+    let healthy = rows
+        .iter()
+        .filter(|r| r.state == "running" && r.health == crate::model::container::Health::Healthy)
+        .count();
+    let unhealthy = rows
+        .iter()
+        .filter(|r| r.state == "running" && r.health == crate::model::container::Health::Unhealthy)
+        .count();
+    let head = if running == rows.len() {
+        "The stack is running"
+    } else if running == 0 {
+        "The stack is stopped"
+    } else {
+        "The stack is partly running"
+    };
+    let mut line = format!(
+        "{head}: {running} of {} containers running ({healthy} healthy",
+        rows.len()
+    );
+    if unhealthy > 0 {
+        line.push_str(&format!(", {unhealthy} unhealthy"));
+    }
+    line.push_str(
+        "). `osmen status` shows it now, `osmen` in a terminal opens the console; \
+         `osmen up --wait` starts what is not running.\n\n",
+    );
+    Some(line)
 }
 
 pub async fn run(global: &Global) -> anyhow::Result<u8> {

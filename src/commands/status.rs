@@ -57,7 +57,7 @@ pub async fn start(
     tokio::sync::watch::Receiver<Arc<Snapshot>>,
     tokio::sync::watch::Sender<bool>,
 ) {
-    let (_, rx, stop) = start_collectors(ctx, None).await;
+    let (_, rx, stop) = start_collectors(ctx, None, false).await;
     (rx, stop)
 }
 
@@ -66,15 +66,17 @@ pub async fn start(
 pub async fn start_collectors(
     ctx: &Ctx,
     gateway: Option<std::net::SocketAddr>,
+    persist_history: bool,
 ) -> (
     tokio::sync::mpsc::Sender<Update>,
     tokio::sync::watch::Receiver<Arc<Snapshot>>,
     tokio::sync::watch::Sender<bool>,
 ) {
-    let (tx, rx) = hub::spawn(
+    let (tx, rx) = hub::spawn_with(
         &ctx.project.name,
         Some(ctx.runtime_dir.clone()),
         Some(ctx.config.advisor.clone()),
+        persist_history,
     );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let engine = DockerEngine::connect().await.map(Arc::new);
@@ -497,8 +499,13 @@ pub fn render(s: &Snapshot) -> String {
             _ => t.url.clone(),
         };
         for l in &t.latencies {
+            // The gateway's own families are the agent lines below (one P99 each); a
+            // series with no observation has nothing to say.
+            if l.family.starts_with("osmen_") || (l.p50, l.p95, l.p99) == (None, None, None) {
+                continue;
+            }
             let f = |v: Option<f64>| {
-                v.map(|x| format!("{:.1}ms", x * 1000.0))
+                v.map(|x| scrape_figure(&l.family, x))
                     .unwrap_or_else(|| "-".into())
             };
             o.push_str(&format!(
@@ -568,13 +575,23 @@ pub fn render(s: &Snapshot) -> String {
                 a["last_error"].as_str().unwrap_or("-")
             ));
         }
+        let name = a["agent"].as_str().unwrap_or("?");
+        if a["p99_seconds"].as_f64().is_none() && errs.is_empty() {
+            o.push_str(&format!("agent {name:<22} no requests yet{model}\n"));
+            continue;
+        }
+        let source = a["latency_source"]
+            .as_str()
+            .unwrap_or("the gateway's summary osmen_request_duration_seconds");
+        let ttft = a["ttft_p50_seconds"]
+            .as_f64()
+            .map(|_| format!(" ttft p50 {}", ms("ttft_p50_seconds")))
+            .unwrap_or_default();
         o.push_str(&format!(
-            "agent {:<22} p50 {} p95 {} p99 {} ttft {}{tps}{cost}{model}{errs}\n",
-            a["agent"].as_str().unwrap_or("?"),
+            "agent {name:<22} p50 {} p95 {} p99 {} ({source}){ttft}{tps}{cost}{model}{errs}\n",
             ms("p50_seconds"),
             ms("p95_seconds"),
             ms("p99_seconds"),
-            ms("ttft_p50_seconds")
         ));
     }
     o.push_str("sources: ");
@@ -587,6 +604,25 @@ pub fn render(s: &Snapshot) -> String {
     );
     o.push('\n');
     mask_url_credentials(&o)
+}
+
+/// A scraped quantile in the unit its family's name gives it (Prometheus naming:
+/// `_seconds`, `_bytes`, `_per_second`, `_ratio`), never seconds by default.
+fn scrape_figure(family: &str, v: f64) -> String {
+    let base = family
+        .trim_end_matches("_bucket")
+        .trim_end_matches("_total");
+    if base.ends_with("_seconds") {
+        crate::model::units::format_latency(v)
+    } else if base.ends_with("_bytes") {
+        format_bytes(v.max(0.0) as u64)
+    } else if base.ends_with("_per_second") {
+        format!("{v:.1}/s")
+    } else if base.ends_with("_ratio") {
+        format!("{:.1}%", v * 100.0)
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 fn ready(s: &Snapshot) -> bool {
@@ -680,4 +716,77 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
     }
     let _ = stop.send(true);
     Ok(OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scraped_figures_carry_their_families_units() {
+        assert_eq!(scrape_figure("osmen_tokens_per_second", 80.063), "80.1/s");
+        assert_eq!(scrape_figure("grpc_duration_seconds", 0.0123), "12.3ms");
+        assert_eq!(
+            scrape_figure("qdrant_rest_responses_duration_seconds", 2.5),
+            "2.50s"
+        );
+        assert_eq!(
+            scrape_figure("process_resident_memory_bytes", 1536.0),
+            "1.5KiB"
+        );
+        assert_eq!(scrape_figure("cache_hit_ratio", 0.5), "50.0%");
+    }
+
+    #[test]
+    fn agents_without_requests_say_so_instead_of_dashes() {
+        let s = Snapshot {
+            agents: vec![
+                serde_json::json!({"agent": "idle_agent"}),
+                serde_json::json!({"agent": "busy", "p50_seconds": 0.01, "p95_seconds": 0.02,
+                    "p99_seconds": 0.05}),
+            ],
+            scrapes: vec![crate::model::snapshot::ScrapeTarget {
+                url: "http://127.0.0.1:8080/metrics".into(),
+                replica_of: None,
+                name: None,
+                up: true,
+                error: None,
+                families: 3,
+                samples: 9,
+                latencies: vec![
+                    crate::model::snapshot::LatencySeries {
+                        family: "osmen_tokens_per_second".into(),
+                        labels: "agent=busy".into(),
+                        p50: Some(80.0),
+                        p95: None,
+                        p99: None,
+                        source: "histogram".into(),
+                    },
+                    crate::model::snapshot::LatencySeries {
+                        family: "qdrant_duration_seconds".into(),
+                        labels: "".into(),
+                        p50: None,
+                        p95: None,
+                        p99: None,
+                        source: "histogram".into(),
+                    },
+                ],
+            }],
+            ..Default::default()
+        };
+        let text = render(&s);
+        assert!(text.contains("agent idle_agent"), "{text}");
+        assert!(text.contains("no requests yet"), "{text}");
+        assert!(!text.contains("p50 - p95 - p99 -"), "{text}");
+        let busy = text.lines().find(|l| l.starts_with("agent busy")).unwrap();
+        assert_eq!(busy.matches("p99").count(), 1, "one P99 per agent: {busy}");
+        assert!(
+            busy.contains("(the gateway's summary"),
+            "its source: {busy}"
+        );
+        assert!(
+            !text.contains("80000.0ms") && !text.contains("scrape "),
+            "{text}"
+        );
+    }
 }

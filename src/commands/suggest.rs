@@ -18,15 +18,29 @@ use crate::stack::engine::{DockerEngine, Engine};
 /// that ran until now), then returns the snapshot with its suggestions.
 pub async fn collect(ctx: &Ctx) -> Snapshot {
     let window = ctx.config.advisor.window;
-    let (tx, mut rx, stop) = super::status::start_collectors(ctx, None).await;
+    let fresh = history_age(&ctx.runtime_dir).filter(|a| *a <= FRESH_HISTORY);
+    let (tx, mut rx, stop) = super::status::start_collectors(ctx, None, false).await;
     let started = tokio::time::Instant::now();
-    eprintln!(
-        "osmen: sampling the stack for the advisor's window ({})…",
-        crate::model::units::format_duration(window)
-    );
     // The hub evaluates the advisor once a second (`hub::ADVISE_EVERY`): wait until an
-    // evaluation has seen the whole window.
-    let settle = window + crate::hub::ADVISE_EVERY * 2 + Duration::from_millis(500);
+    // evaluation has seen the whole window. A console that ran until now left that
+    // window in runtime/history.json (the hub reads it at start): then a few seconds of
+    // current samples on top of it will do.
+    let settle = match fresh {
+        Some(age) => {
+            eprintln!(
+                "osmen: using the console's history (runtime/history.json, written {} ago)                  and a few seconds of samples…",
+                crate::model::units::format_duration(Duration::from_secs(age.as_secs()))
+            );
+            FRESH_SETTLE
+        }
+        None => {
+            eprintln!(
+                "osmen: sampling the stack for the advisor's window ({})…",
+                crate::model::units::format_duration(window)
+            );
+            window + crate::hub::ADVISE_EVERY * 2 + Duration::from_millis(500)
+        }
+    };
     let deadline = started + settle + Duration::from_secs(3);
     loop {
         let enough = started.elapsed() >= settle;
@@ -42,6 +56,18 @@ pub async fn collect(ctx: &Ctx) -> Snapshot {
     let _ = stop.send(true);
     drop(tx);
     snap
+}
+
+/// History the console persisted this recently is current enough to advise from (the
+/// hub persists it every `hub::PERSIST_EVERY`).
+pub const FRESH_HISTORY: Duration = Duration::from_secs(90);
+/// Samples taken on top of fresh history: two rounds of every collector and advisor.
+const FRESH_SETTLE: Duration = Duration::from_secs(5);
+
+/// How long ago the console's history was written, when it exists.
+fn history_age(runtime_dir: &std::path::Path) -> Option<Duration> {
+    let m = std::fs::metadata(runtime_dir.join("history.json")).ok()?;
+    m.modified().ok()?.elapsed().ok()
 }
 
 fn text(s: &[Suggestion]) -> String {
@@ -241,12 +267,15 @@ pub async fn apply(
     }
 }
 
-/// Cores, in millicores when small (a gateway's own work usually is).
+/// Cores as capacity is planned: whole millicores when small (a gateway's own work
+/// usually is), and `under 1 millicore` rather than a fraction nobody can reserve.
 fn cores(c: f64) -> String {
-    if c < 0.1 {
-        format!("{:.3} millicores", c * 1000.0)
-    } else {
+    if c == 0.0 || c >= 0.1 {
         format!("{c:.2} cores")
+    } else if c >= 0.001 {
+        format!("{:.0} millicores", c * 1000.0)
+    } else {
+        "under 1 millicore".into()
     }
 }
 
@@ -309,17 +338,51 @@ pub async fn plan(ctx: Option<&Ctx>, args: &PlanArgs) -> anyhow::Result<u8> {
         )),
     }
     if let Some(ctx) = ctx {
-        let limits: f64 = ctx
+        // The services `up` would start: those of the active profiles.
+        let active = ctx.project.active_services(&ctx.global.profiles, &[]);
+        let services: Vec<&crate::stack::compose::Service> = ctx
             .project
             .services
             .values()
+            .filter(|s| active.contains(&s.name))
+            .collect();
+        let limits: f64 = services
+            .iter()
             .filter_map(|s| s.resources.cpus.map(|c| c * f64::from(s.replicas)))
             .sum();
-        o.push_str(&format!(
-            "this stack's CPU limits add up to {limits} cores ({} services)\n",
-            ctx.project.services.len()
-        ));
+        let unlimited = services
+            .iter()
+            .filter(|s| s.resources.cpus.is_none())
+            .count();
+        let inactive = ctx.project.services.len() - services.len();
+        let mut line = format!(
+            "this stack's CPU limits add up to {} over {} active services",
+            cores(limits),
+            services.len()
+        );
+        if unlimited > 0 {
+            line.push_str(&format!(" ({unlimited} without a CPU limit)"));
+        }
+        if inactive > 0 {
+            line.push_str(&format!("; {inactive} more in profiles not enabled"));
+        }
+        o.push_str(&line);
+        o.push('\n');
     }
     out(&o)?;
     Ok(OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cores;
+
+    #[test]
+    fn cores_read_as_capacity_is_planned() {
+        assert_eq!(cores(2.5), "2.50 cores");
+        assert_eq!(cores(0.25), "0.25 cores");
+        assert_eq!(cores(0.044), "44 millicores");
+        assert_eq!(cores(0.000_044), "under 1 millicore");
+        assert_eq!(cores(0.0), "0.00 cores");
+    }
 }

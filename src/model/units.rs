@@ -103,6 +103,19 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((num * scale as f64).round() as u64)
 }
 
+/// A latency in seconds as people read it: `850µs`, `12.3ms`, `1.25s`.
+pub fn format_latency(s: f64) -> String {
+    if !s.is_finite() {
+        "-".into()
+    } else if s < 0.001 {
+        format!("{:.0}µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.1}ms", s * 1000.0)
+    } else {
+        format!("{s:.2}s")
+    }
+}
+
 /// Formats bytes with a binary unit, as `docker stats` does (`1.5GiB`, `512MiB`).
 pub fn format_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

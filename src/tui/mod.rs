@@ -5,6 +5,7 @@
 //! in synchronized-output sequences so a slow SSH link never shows half a frame.
 
 pub mod keymap;
+pub mod sgr16;
 pub mod state;
 pub mod theme;
 pub mod views;
@@ -35,6 +36,37 @@ pub struct Options {
     pub mouse: bool,
     pub keymap: Keymap,
     pub theme: Theme,
+}
+
+/// The console's output: standard output, through `Sgr16` for a 16-colour terminal.
+pub enum Out {
+    Plain(io::Stdout),
+    Sgr16(sgr16::Sgr16<io::Stdout>),
+}
+
+impl Out {
+    fn new(sgr16: bool) -> Out {
+        if sgr16 {
+            Out::Sgr16(sgr16::Sgr16::new(io::stdout()))
+        } else {
+            Out::Plain(io::stdout())
+        }
+    }
+}
+
+impl io::Write for Out {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::Plain(o) => o.write(b),
+            Out::Sgr16(o) => o.write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Plain(o) => o.flush(),
+            Out::Sgr16(o) => o.flush(),
+        }
+    }
 }
 
 /// Puts the terminal back as it was: cooked mode, main screen, cursor, no mouse capture.
@@ -118,7 +150,9 @@ pub async fn run(
     if opts.mouse {
         execute!(out, event::EnableMouseCapture)?;
     }
-    let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    // The 16 named colours in their classic codes where the terminal knows no more.
+    let sgr16 = opts.theme.color == theme::ColorMode::Ansi16;
+    let mut terminal = Terminal::new(CrosstermBackend::new(Out::new(sgr16)))?;
     terminal.clear()?;
     let mut st = UiState::new(opts.read_only, opts.theme.ascii);
     let mut snap = snapshots.borrow_and_update().clone();

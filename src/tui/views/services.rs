@@ -12,7 +12,7 @@ use super::{block, source_down};
 use crate::model::snapshot::Snapshot;
 use crate::tui::state::{UiState, service_rows};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{bytes, fit, pct, spark, uptime};
+use crate::tui::widgets::{bytes, fit, spark, uptime};
 
 pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
     let rows = service_rows(s, st.filter());
@@ -48,7 +48,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             "SERVICE",
             "STATE",
             "HEALTH",
-            "CPU/LIM",
+            "CPU",
             "TREND",
             "MEM / LIMIT",
             "RST",
@@ -96,8 +96,12 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                         x.health.clone()
                     })
                     .style(t.health(&x.state, &x.health)),
-                    Cell::from(if running { pct(cpu) } else { String::new() })
-                        .style(cpu.map(|c| t.level(c)).unwrap_or_default()),
+                    Cell::from(if running {
+                        cpu_cell(x.cpu_limit_percent, x.cpu_percent)
+                    } else {
+                        String::new()
+                    })
+                    .style(cpu.map(|c| t.level(c)).unwrap_or_default()),
                     Cell::from(spark(t, &trend, if wide { 10 } else { 5 }, Some(scale)))
                         .style(t.accent()),
                     Cell::from(mem).style(x.memory_percent.map(|p| t.level(p)).unwrap_or_default()),
@@ -115,12 +119,12 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             })
             .collect();
         let mut widths = vec![
-            Constraint::Length(if wide { 18 } else { 13 }),
+            Constraint::Length(if wide { 18 } else { 12 }),
             Constraint::Length(12),
             Constraint::Length(9),
-            Constraint::Length(7),
+            Constraint::Length(9),
             Constraint::Length(if wide { 10 } else { 5 }),
-            Constraint::Length(if wide { 19 } else { 16 }),
+            Constraint::Length(if wide { 19 } else { 15 }),
             Constraint::Length(3),
             Constraint::Length(if wide { 7 } else { 6 }),
         ];
@@ -145,6 +149,23 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             .block(block(t, "detail")),
         info,
     );
+}
+
+/// The CPU cell says what it measures: `% lim` of the container's CPU limit, or `% core`
+/// (100 = one core, as `docker stats`) when it has none.
+pub fn cpu_cell(of_limit: Option<f64>, of_core: Option<f64>) -> String {
+    let f = |v: f64| {
+        if v >= 10.0 {
+            format!("{v:.0}%")
+        } else {
+            format!("{v:.1}%")
+        }
+    };
+    match (of_limit, of_core) {
+        (Some(l), _) => format!("{} lim", f(l)),
+        (None, Some(c)) => format!("{} core", f(c)),
+        _ => "-".into(),
+    }
 }
 
 fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
