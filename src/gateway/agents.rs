@@ -25,9 +25,16 @@ pub struct Agent {
     template: String,
     pub chain: Vec<Arc<Provider>>,
     pub concurrency: usize,
+    /// The memory bound of the queue (see `AgentFile::queue`).
     pub queue: usize,
+    /// How long a request may take from arrival to answer: the first provider's timeout.
+    pub deadline: std::time::Duration,
+    /// How long an identical answer is served from the cache (None: never).
+    pub cache_ttl: Option<std::time::Duration>,
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Mean time an execution holds its slot (nanoseconds, moving average; 0: none yet).
+    service_ns: std::sync::atomic::AtomicU64,
     /// Usage counters of the executions running now.
     pub live: Mutex<Vec<Arc<Usage>>>,
 }
@@ -40,12 +47,13 @@ pub enum ExecError {
     NoProvider,
 }
 
-/// How long a completion stays in the shared (Redis) cache.
-pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// An agent without a provider still answers (503) within this.
+pub const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The in-process cache first, then Redis (whose hits warm the in-process one).
-async fn cached(gw: &Gateway, key: &str) -> Option<Completion> {
-    if let Some(hit) = gw.cache.get(key) {
+/// The in-process cache first, then Redis (whose hits warm the in-process one); an entry
+/// older than `ttl` is no answer.
+async fn cached(gw: &Gateway, key: &str, ttl: std::time::Duration) -> Option<Completion> {
+    if let Some(hit) = gw.cache.get(key, ttl) {
         return Some(hit);
     }
     let bytes = gw
@@ -102,6 +110,10 @@ pub struct Outcome {
 
 impl Agent {
     pub fn new(name: &str, f: &AgentFile, template: String, chain: Vec<Arc<Provider>>) -> Agent {
+        let deadline = chain
+            .first()
+            .map(|p| p.cfg.timeout)
+            .unwrap_or(DEFAULT_DEADLINE);
         Agent {
             name: name.to_string(),
             description: f.description.clone(),
@@ -112,8 +124,14 @@ impl Agent {
             chain,
             concurrency: f.concurrency.max(1),
             queue: f.queue,
+            deadline,
+            cache_ttl: f
+                .cache_ttl
+                .as_deref()
+                .and_then(|t| crate::model::units::parse_duration(t).ok()),
             slots: Arc::new(Semaphore::new(f.concurrency.max(1))),
             waiting: AtomicUsize::new(0),
+            service_ns: std::sync::atomic::AtomicU64::new(0),
             live: Mutex::new(Vec::new()),
         }
     }
@@ -126,11 +144,47 @@ impl Agent {
         self.waiting.load(Ordering::SeqCst)
     }
 
-    /// Takes a slot, waiting in the queue when all are busy; None when the queue is full
-    /// too (the caller answers 429 at once).
-    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+    /// The mean time an execution holds a slot, once one has run.
+    pub fn mean_service(&self) -> Option<std::time::Duration> {
+        match self.service_ns.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(std::time::Duration::from_nanos(n)),
+        }
+    }
+
+    /// Notes how long an execution held its slot (a moving average over about the last
+    /// ten, so the estimate follows a provider that slows down).
+    pub fn served(&self, held: std::time::Duration) {
+        let new = held.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let _ = self
+            .service_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    new.max(1)
+                } else {
+                    (old / 10 * 9 + new / 10).max(1)
+                })
+            });
+    }
+
+    /// The expected wait for a slot with `ahead` requests already waiting.
+    pub fn expected_wait(&self, ahead: usize) -> std::time::Duration {
+        let Some(mean) = self.mean_service() else {
+            return std::time::Duration::ZERO;
+        };
+        mean.mul_f64((ahead + 1) as f64 / self.concurrency as f64)
+    }
+
+    /// Takes a slot, waiting while the request can still be served before its deadline
+    /// (`deadline` from its arrival; the expected wait plus one execution must fit).
+    /// Refused at once, with the expected wait, when it could not be served in time or the
+    /// queue is at its memory bound; refused when the wait outlasts what is left.
+    pub async fn admit(
+        &self,
+        arrived: Instant,
+    ) -> Result<OwnedSemaphorePermit, std::time::Duration> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
-            return Some(p);
+            return Ok(p);
         }
         // Counted while waiting, and uncounted however the wait ends (a client that
         // disconnects drops this future half-way).
@@ -142,10 +196,20 @@ impl Agent {
         }
         let before = self.waiting.fetch_add(1, Ordering::SeqCst);
         let _w = Waiting(&self.waiting);
-        if before >= self.queue {
-            return None;
+        let wait = self.expected_wait(before);
+        let service = self.mean_service().unwrap_or_default();
+        let left = self.deadline.saturating_sub(arrived.elapsed());
+        if before >= self.queue || wait + service > left {
+            return Err(wait.max(std::time::Duration::from_secs(1)));
         }
-        self.slots.clone().acquire_owned().await.ok()
+        // Waits no longer than leaves time for its own execution.
+        let limit = left.saturating_sub(service);
+        match tokio::time::timeout(limit, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(self
+                .expected_wait(self.queued())
+                .max(std::time::Duration::from_secs(1))),
+        }
     }
 
     /// The facts the agent's tool gathers for this request.
@@ -205,7 +269,9 @@ impl Agent {
         for p in &self.chain {
             let model = self.model.clone().unwrap_or_else(|| p.cfg.model.clone());
             let key = Cache::key(p.name(), &model, &system, &prompt);
-            if let Some(mut hit) = cached(gw, &key).await {
+            if let Some(ttl) = self.cache_ttl
+                && let Some(mut hit) = cached(gw, &key, ttl).await
+            {
                 hit.cached = true;
                 return Ok(Outcome {
                     completion: hit,
@@ -215,17 +281,20 @@ impl Agent {
             }
             match p.chat(&model, &system, &prompt).await {
                 Ok(c) => {
+                    let Some(ttl) = self.cache_ttl else {
+                        return Ok(Outcome {
+                            completion: c,
+                            provider: p.name().to_string(),
+                            facts,
+                        });
+                    };
                     gw.cache.put(key.clone(), c.clone());
                     if let Some(r) = &gw.redis {
                         let v = serde_json::json!({"text": c.text, "model": c.model,
                             "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens});
                         // A cache that cannot be written only costs a future miss.
                         let _ = r
-                            .set_ex(
-                                &format!("osmen:llm:{key}"),
-                                v.to_string().as_bytes(),
-                                CACHE_TTL,
-                            )
+                            .set_ex(&format!("osmen:llm:{key}"), v.to_string().as_bytes(), ttl)
                             .await;
                     }
                     return Ok(Outcome {

@@ -21,6 +21,49 @@ pub const SLOTS: usize = 6;
 pub const BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
 ];
+/// A cumulative histogram over `BUCKETS`, as Prometheus exposes it.
+#[derive(Debug, Clone, Default)]
+pub struct Hist {
+    pub buckets: [u64; BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl Hist {
+    pub fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += s;
+    }
+
+    /// Writes the family's `_bucket`, `_sum` and `_count` lines for one agent.
+    pub fn write(&self, o: &mut String, family: &str, agent: &str) {
+        let agent = esc(agent);
+        for (b, c) in BUCKETS.iter().zip(self.buckets.iter()) {
+            let _ = writeln!(o, "{family}_bucket{{agent=\"{agent}\",le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            o,
+            "{family}_bucket{{agent=\"{agent}\",le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(o, "{family}_sum{{agent=\"{agent}\"}} {}", self.sum);
+        let _ = writeln!(o, "{family}_count{{agent=\"{agent}\"}} {}", self.count);
+    }
+}
+
+/// Time a request waited for a slot, from its arrival.
+pub const QUEUE_WAIT_METRIC: &str = "osmen_agent_queue_wait_seconds";
+/// Time an execution held its slot: the tool's facts and the provider call(s).
+pub const EXECUTION_METRIC: &str = "osmen_agent_execution_seconds";
+/// Every HTTP answer of the gateway by status code (401s and 429s included).
+pub const RESPONSES_METRIC: &str = "osmen_http_responses_total";
+
 /// A key counts as an active user for this long after its last request.
 pub const ACTIVE_WINDOW: Duration = Duration::from_secs(300);
 
@@ -219,6 +262,10 @@ pub struct AgentStats {
     pub ttft_sum: f64,
     /// Answers served from the cache (no provider call, no tokens, no cost).
     pub cache_hits: u64,
+    /// Waits for a slot (arrival to admission).
+    pub queue_wait: Hist,
+    /// Executions (admission to answer).
+    pub execution: Hist,
     /// (provider, model) -> what it did for this agent.
     pub models: BTreeMap<(String, String), ModelStats>,
     /// Key ids that used the agent, with when they last did.
@@ -252,6 +299,8 @@ impl Default for AgentStats {
             ttft: Window::default(),
             ttft_sum: 0.0,
             cache_hits: 0,
+            queue_wait: Hist::default(),
+            execution: Hist::default(),
             models: BTreeMap::new(),
             users: HashMap::new(),
             minutes: VecDeque::new(),
@@ -405,16 +454,31 @@ impl AgentStats {
 
 pub struct Metrics {
     pub agents: Mutex<BTreeMap<String, AgentStats>>,
+    /// HTTP status code -> answers given.
+    pub responses: Mutex<BTreeMap<u16, u64>>,
     users: Mutex<HashMap<String, Instant>>,
     /// Each agent's providers and models in the order it tries them.
     chains: Mutex<BTreeMap<String, Vec<(String, String)>>>,
     started: Instant,
 }
 
+impl Metrics {
+    /// Counts one HTTP answer.
+    pub fn answered_http(&self, code: u16) {
+        *self
+            .responses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             agents: Mutex::default(),
+            responses: Mutex::default(),
             users: Mutex::default(),
             chains: Mutex::default(),
             started: Instant::now(),
@@ -557,6 +621,38 @@ impl Metrics {
                 esc(n),
                 s.duration_count
             );
+        }
+        head(
+            &mut o,
+            QUEUE_WAIT_METRIC,
+            "histogram",
+            "Time a request waited for a slot, from its arrival (part of its latency).",
+        );
+        for (n, s) in a.iter() {
+            s.queue_wait.write(&mut o, QUEUE_WAIT_METRIC, n);
+        }
+        head(
+            &mut o,
+            EXECUTION_METRIC,
+            "histogram",
+            "Time an execution held its slot: the tool's facts and the provider call(s).",
+        );
+        for (n, s) in a.iter() {
+            s.execution.write(&mut o, EXECUTION_METRIC, n);
+        }
+        head(
+            &mut o,
+            RESPONSES_METRIC,
+            "counter",
+            "Every HTTP answer of the gateway by status code.",
+        );
+        for (code, c) in self
+            .responses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(o, "{RESPONSES_METRIC}{{code=\"{code}\"}} {c}");
         }
         head(
             &mut o,

@@ -74,6 +74,13 @@ async fn auth(State(gw): Gw, mut req: Request, next: Next) -> Response {
     }
 }
 
+/// Counts every answer by its status code (`osmen_http_responses_total`).
+async fn count_response(State(gw): Gw, req: axum::extract::Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    gw.metrics.answered_http(r.status().as_u16());
+    r
+}
+
 pub fn router(gw: Arc<Gateway>) -> Router {
     let limit = gw.body_limit;
     let api = Router::new()
@@ -91,6 +98,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route; see /api/v1/agents") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(gw.clone(), count_response))
         .with_state(gw)
 }
 
@@ -139,6 +147,7 @@ async fn execute(
     caller: axum::Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let arrived = Instant::now();
     let Some(agent) = gw.agents.get(&name) else {
         let known: Vec<&String> = gw.agents.keys().collect();
         return (
@@ -181,22 +190,32 @@ async fn execute(
     }
     gw.metrics
         .agent(&name, |s| s.queued = agent.queued() as i64 + 1);
-    let Some(permit) = agent.admit().await else {
-        count("rejected");
-        let msg = format!(
-            "agent {name} is at its limit ({} running, {} queued): retry later",
-            agent.concurrency, agent.queue
-        );
-        gw.metrics.agent(&name, |s| {
-            s.failed(Instant::now(), unix_now(), ErrorKind::Overload, msg.clone());
-            s.queued = agent.queued() as i64;
-        });
-        let mut r = error(StatusCode::TOO_MANY_REQUESTS, msg);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    let permit = match agent.admit(arrived).await {
+        Ok(p) => p,
+        Err(wait) => {
+            count("rejected");
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let msg = format!(
+                "agent {name} cannot answer this request within its deadline of {}s ({} \
+                 running, {} waiting, about {secs}s of wait ahead): retry after {secs}s",
+                agent.deadline.as_secs(),
+                agent.inflight(),
+                agent.queued()
+            );
+            gw.metrics.agent(&name, |s| {
+                s.failed(Instant::now(), unix_now(), ErrorKind::Overload, msg.clone());
+                s.queued = agent.queued() as i64;
+                s.queue_wait.observe(arrived.elapsed());
+            });
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, msg);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
     };
     let started = Instant::now();
+    let waited = started.duration_since(arrived);
     gw.metrics.agent(&name, |s| {
         s.queued = agent.queued() as i64;
         s.inflight = agent.inflight() as i64;
@@ -210,11 +229,16 @@ async fn execute(
     .await;
     drop(permit);
     drop(live);
-    let elapsed = started.elapsed();
+    let held = started.elapsed();
+    agent.served(held);
+    // As the client feels it: from the request's arrival, its wait for a slot included.
+    let elapsed = arrived.elapsed();
     let cpu = usage.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9;
     let peak = usage.peak_bytes.load(Ordering::Relaxed);
     gw.metrics.agent(&name, |s| {
         s.observe(Instant::now(), elapsed);
+        s.queue_wait.observe(waited);
+        s.execution.observe(held);
         s.saw_user(&caller.0.0, Instant::now());
         s.cpu_seconds += cpu;
         s.memory_peak = s.memory_peak.max(peak);

@@ -48,7 +48,7 @@ impl Default for Server {
             cache_entries: 256,
             n8n_url: None,
             qdrant_url: None,
-            rate_limit_per_key: 100.0,
+            rate_limit_per_key: 0.0,
             rate_limit_burst: None,
         }
     }
@@ -96,9 +96,18 @@ pub struct AgentFile {
     pub model: Option<String>,
     #[serde(default = "four")]
     pub concurrency: usize,
-    #[serde(default = "sixteen")]
+    /// Requests that may wait for a slot at once: a memory bound only. Whether a request
+    /// waits is decided by its deadline (the provider's timeout): it waits while it can
+    /// still be served in time, else it gets 429 with the expected wait as Retry-After.
+    #[serde(default = "queue_bound")]
     pub queue: usize,
+    /// How long an identical request is answered from the response cache (`10m`, `1h`);
+    /// unset: never (the default: an answer built from live facts must be asked again).
+    pub cache_ttl: Option<String>,
 }
+
+/// The default memory bound of an agent's queue.
+pub const QUEUE_BOUND: usize = 4096;
 
 fn none() -> String {
     "none".into()
@@ -109,8 +118,8 @@ fn auto() -> String {
 fn four() -> usize {
     4
 }
-fn sixteen() -> usize {
-    16
+fn queue_bound() -> usize {
+    QUEUE_BOUND
 }
 
 impl GatewayFile {
@@ -148,6 +157,9 @@ impl GatewayFile {
                     a.tool,
                     tools.join(", ")
                 ));
+            }
+            if let Some(t) = &a.cache_ttl {
+                parse_duration(t).map_err(|m| format!("{file}: agents.{name}.cache_ttl: {m}"))?;
             }
             if !["auto", "ollama", "openai", "anthropic"].contains(&a.provider.as_str()) {
                 return Err(format!(

@@ -979,3 +979,83 @@ async fn clients_that_give_up_in_the_queue_free_their_place() {
     assert_eq!(sample(&m, "osmen_queue_depth{agent=\"slow\"}"), Some(0.0));
     gw.stop().await;
 }
+
+/// The guide's load test on the shipped defaults (10 users x 100 requests, at most 100 in
+/// flight, one key): every request is answered (they wait for a slot rather than being
+/// refused), `daily_brief` is never answered from the cache (its prompt carries live
+/// facts), and the gateway's latency includes the wait: its total over the requests
+/// matches what the clients measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guides_burst_waits_for_slots_and_latency_includes_the_wait() {
+    let llm = llm_standin::start().await;
+    llm.script().latency = Duration::from_millis(20);
+    let gw = start(&[("OLLAMA_URL", &llm.url)], None).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(100)
+        .build()
+        .unwrap();
+    let permits = Arc::new(tokio::sync::Semaphore::new(100));
+    let mut tasks = Vec::new();
+    for user in 0..10 {
+        for i in 0..100 {
+            let (client, permits) = (client.clone(), permits.clone());
+            let url = format!("{}/api/v1/agents/daily_brief/execute", gw.url());
+            tasks.push(tokio::spawn(async move {
+                let _p = permits.acquire_owned().await.unwrap();
+                let t = std::time::Instant::now();
+                let r = client
+                    .post(url)
+                    .header("X-API-Key", "key-one")
+                    .json(&json!({"input": format!("user {user} request {i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let v: Value = r.json().await.unwrap_or(Value::Null);
+                (status, v["cached"].as_bool(), t.elapsed())
+            }));
+        }
+    }
+    let mut ok = 0;
+    let mut client_sum = 0.0;
+    for t in tasks {
+        let (status, cached, took) = t.await.unwrap();
+        if status == 200 {
+            ok += 1;
+            assert_eq!(
+                cached,
+                Some(false),
+                "daily_brief must not be cached by default"
+            );
+        }
+        client_sum += took.as_secs_f64();
+    }
+    assert!(ok >= 990, "{ok} of 1000 succeeded on the shipped defaults");
+    assert_eq!(llm.requests(), ok, "every answer came from the provider");
+    let (_, m) = gw.get("/metrics", None).await;
+    let value = |line: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in:\n{m}"))
+    };
+    let gw_sum = value("osmen_agent_duration_seconds_sum{agent=\"daily_brief\"}");
+    let wait_sum = value("osmen_agent_queue_wait_seconds_sum{agent=\"daily_brief\"}");
+    assert!(
+        wait_sum > 0.3 * gw_sum,
+        "100 in flight through 4 slots: most of the latency is the wait ({wait_sum} of {gw_sum})"
+    );
+    // The clients' time also holds the HTTP exchange; the gateway's must be most of it.
+    let ratio = gw_sum / client_sum;
+    assert!(
+        (0.85..=1.0).contains(&ratio),
+        "gateway latency total {gw_sum:.2}s against the clients' {client_sum:.2}s ({ratio:.3})"
+    );
+    assert_eq!(
+        value("osmen_http_responses_total{code=\"200\"}") as usize,
+        ok,
+        "every answer is counted by status"
+    );
+    gw.stop().await;
+}

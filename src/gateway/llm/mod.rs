@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -670,9 +670,12 @@ impl Provider {
 }
 
 /// A small LRU of completions keyed by provider, model and prompt.
+/// Key -> (completion, when it was stored), and the keys from least to most recently used.
+type CacheMap = (HashMap<String, (Completion, Instant)>, VecDeque<String>);
+
 pub struct Cache {
     cap: usize,
-    map: Mutex<(HashMap<String, Completion>, VecDeque<String>)>,
+    map: Mutex<CacheMap>,
 }
 
 impl Cache {
@@ -693,9 +696,15 @@ impl Cache {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    pub fn get(&self, key: &str) -> Option<Completion> {
+    /// The completion stored under `key` if it is younger than `ttl`.
+    pub fn get(&self, key: &str, ttl: Duration) -> Option<Completion> {
         let mut g = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = g.0.get(key).cloned()?;
+        let (hit, at) = g.0.get(key).cloned()?;
+        if at.elapsed() > ttl {
+            g.0.remove(key);
+            g.1.retain(|k| k != key);
+            return None;
+        }
         g.1.retain(|k| k != key);
         g.1.push_back(key.to_string());
         Some(hit)
@@ -706,7 +715,7 @@ impl Cache {
             return;
         }
         let mut g = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0.insert(key.clone(), c).is_none() {
+        if g.0.insert(key.clone(), (c, Instant::now())).is_none() {
             g.1.push_back(key);
         }
         while g.1.len() > self.cap {
@@ -750,12 +759,17 @@ mod tests {
             cached: false,
             timing: Timing::default(),
         };
+        let hour = Duration::from_secs(3600);
         c.put("a".into(), comp("a"));
         c.put("b".into(), comp("b"));
-        assert!(c.get("a").is_some());
+        assert!(c.get("a", hour).is_some());
         c.put("c".into(), comp("c"));
-        assert!(c.get("b").is_none(), "b was least recently used");
-        assert!(c.get("a").is_some() && c.get("c").is_some());
+        assert!(c.get("b", hour).is_none(), "b was least recently used");
+        assert!(c.get("a", hour).is_some() && c.get("c", hour).is_some());
+        // An entry older than the agent's cache_ttl is no answer, and is dropped.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(c.get("a", Duration::from_millis(1)).is_none());
+        assert!(c.get("a", hour).is_none());
     }
 }
 
