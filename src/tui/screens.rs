@@ -720,7 +720,7 @@ fn log_scrolling_shows_a_full_page_at_every_position_with_and_without_a_filter()
             assert!(!rows.is_empty(), "{filter:?} matches nothing");
             let n = rows.len();
             let texts: Vec<String> = rows.iter().map(|l| l.text.clone()).collect();
-            for sel in 0..n {
+            for (sel, line) in texts.iter().enumerate() {
                 st.logs.follow = false;
                 st.selected[View::Logs.index()] = sel;
                 let text = render(&mut st, &s, 80, 24);
@@ -733,7 +733,7 @@ fn log_scrolling_shows_a_full_page_at_every_position_with_and_without_a_filter()
                     filled >= want.min(20) - usize::from(wrap),
                     "{filter:?} wrap {wrap} at {sel} of {n}: {filled} of 20 rows drawn:\n{text}"
                 );
-                let head: String = texts[sel].chars().take(30).collect();
+                let head: String = line.chars().take(30).collect();
                 assert!(
                     text.contains(&head),
                     "{filter:?} wrap {wrap}: selected line {sel} not shown:\n{text}"

@@ -66,7 +66,7 @@ pub fn draw(f: &mut Frame, st: &mut UiState, s: &Snapshot, keymap: &Keymap, t: &
                 body,
                 t,
                 "quit",
-                wrapped(&[why.clone()], body.width, 60),
+                wrapped(std::slice::from_ref(why), body.width, 60),
                 60,
             );
         }
