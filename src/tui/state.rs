@@ -485,6 +485,20 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
         Action::StackUp => return ask(state, Command::Up),
         Action::StackDown => return ask(state, Command::Down),
         Action::Dependencies => state.show_dependencies = !state.show_dependencies,
+        _ => return update_views(state, s, action, count),
+    }
+    None
+}
+
+/// The keys of the Agents, GPU, Suggestions and Logs views.
+fn update_views(
+    state: &mut UiState,
+    s: &Snapshot,
+    action: Action,
+    count: usize,
+) -> Option<Command> {
+    let vi = state.view.index();
+    match action {
         Action::Replicas => {
             state.show_replicas = !state.show_replicas;
             let n = s.replica_agents.len();
