@@ -99,7 +99,7 @@ pub async fn run_logs<S: FeedSource>(
             let after = last_seen.get(&r.id).copied().unwrap_or(0.0);
             let mut stream = src.follow(&r.id, since, tail);
             let ltx = line_tx.clone();
-            let (service, container) = (r.service.clone(), r.name.clone());
+            let (service, container, replica) = (r.service.clone(), r.name.clone(), r.number);
             followed.insert(
                 r.id.clone(),
                 tokio::spawn(async move {
@@ -116,6 +116,7 @@ pub async fn run_logs<S: FeedSource>(
                                 container: container.clone(),
                                 stderr,
                                 text: piece.trim_end_matches('\r').to_string(),
+                                replica,
                             };
                             if ltx.send(l).await.is_err() {
                                 return last;

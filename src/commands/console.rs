@@ -161,6 +161,8 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     });
 
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(16);
+    // A shell in a container borrows the terminal from the UI loop through this.
+    let (handover_tx, handover_rx) = mpsc::channel::<tui::Handover>(1);
     let engine = DockerEngine::connect().await.map(Arc::new);
     match &engine {
         Ok(e) => {
@@ -199,11 +201,16 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
                 });
             }
             let ctx = Arc::new(ctx);
-            tokio::spawn(execute(ctx, e.clone(), sup, cmd_rx, tx.clone(), rx.clone()));
+            let io = Io {
+                tx: tx.clone(),
+                snapshots: rx.clone(),
+                handover: handover_tx,
+            };
+            tokio::spawn(execute(ctx, e.clone(), sup, cmd_rx, io));
         }
         Err(e) => {
             let msg = format!("engine unavailable: {e}; actions are refused until it answers");
-            activity(&tx, move |a| a.last_result = Some(msg));
+            activity(&tx, move |a| a.set_result(msg));
         }
     }
 
@@ -213,7 +220,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
         keymap,
         theme,
     };
-    let result = tui::run(opts, rx, cmd_tx).await;
+    let result = tui::run(opts, rx, cmd_tx, handover_rx).await;
     // Leaving: stop osmen's own tasks, let the gateway finish in-flight requests briefly.
     let _ = stop_tx.send(true);
     let _ = gw_stop_tx.send(true);
@@ -417,9 +424,17 @@ async fn stack_up(
     activity_sure(&tx, move |a| {
         a.running = None;
         a.blocked.clear();
-        a.last_result = Some(text);
+        a.set_result(text);
     })
     .await;
+}
+
+/// The channels the command side answers on: updates for the hub, the snapshots it
+/// reads, and the UI loop's terminal (lent for a shell).
+struct Io {
+    tx: mpsc::Sender<Update>,
+    snapshots: watch::Receiver<Arc<crate::model::snapshot::Snapshot>>,
+    handover: mpsc::Sender<tui::Handover>,
 }
 
 /// Carries out the console's commands, one task each; results come back as activity.
@@ -428,9 +443,13 @@ async fn execute(
     engine: Arc<DockerEngine>,
     sup: Supervisor<DockerEngine>,
     mut rx: mpsc::Receiver<Command>,
-    tx: mpsc::Sender<Update>,
-    snapshots: watch::Receiver<Arc<crate::model::snapshot::Snapshot>>,
+    io: Io,
 ) {
+    let Io {
+        tx,
+        snapshots,
+        handover,
+    } = io;
     while let Some(cmd) = rx.recv().await {
         if ctx.global.read_only && cmd.changes_stack() {
             continue;
@@ -441,8 +460,13 @@ async fn execute(
         event(&tx, "", format!("operator asked: {what}"));
         let (ctx, engine, sup, tx) = (ctx.clone(), engine.clone(), sup.clone(), tx.clone());
         let snap = snapshots.borrow().clone();
+        let handover = handover.clone();
         tokio::spawn(async move {
-            let r = carry_out(&ctx, &engine, &sup, &cmd, &tx, &snap).await;
+            let r = match &cmd {
+                Command::Exec(c) => super::console_shell::run(&*engine, c, &handover).await,
+                Command::Inspect(c) => inspect(&engine, c, &tx).await,
+                _ => carry_out(&ctx, &engine, &sup, &cmd, &tx, &snap).await,
+            };
             let text = match r {
                 // The status line has one line: the first says what happened.
                 Ok(done) => format!("{what}: {}", done.lines().next().unwrap_or("done")),
@@ -453,11 +477,26 @@ async fn execute(
                 if let Some(i) = a.pending.iter().position(|p| *p == what) {
                     a.pending.remove(i);
                 }
-                a.last_result = Some(text);
+                a.set_result(text);
             })
             .await;
         });
     }
+}
+
+/// Reads the container's inspection into the snapshot, where the inspect pane finds it.
+async fn inspect(
+    engine: &DockerEngine,
+    container: &str,
+    tx: &mpsc::Sender<Update>,
+) -> anyhow::Result<String> {
+    let i = engine.inspection(container).await?;
+    let n = (i.env.len(), i.mounts.len(), i.health_log.len());
+    activity_sure(tx, move |a| a.inspect = Some(i)).await;
+    Ok(format!(
+        "{} variables, {} mounts, {} health checks",
+        n.0, n.1, n.2
+    ))
 }
 
 async fn containers_of(
@@ -591,5 +630,7 @@ async fn carry_out(
             let report = reporter(tx.clone(), ctx.project.services.keys().cloned().collect());
             super::suggest::apply(ctx, &engine, s, report).await
         }
+        // Carried out by `execute` itself (they need the terminal or the hub).
+        Command::Exec(_) | Command::Inspect(_) => bail!("{} is not a stack action", cmd.describe()),
     }
 }

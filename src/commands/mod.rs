@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod console_shell;
 pub mod doctor;
 pub mod down;
 pub mod export;

@@ -21,6 +21,12 @@ pub enum Command {
     ProbeOllama(Option<String>),
     /// Apply the suggestion with this id (from the advisor).
     ApplySuggestion(String),
+    /// An interactive shell in this container (by name): the console hands the terminal
+    /// over until the shell exits.
+    Exec(String),
+    /// Read this container's configuration and health-check log (answered in
+    /// `Activity::inspect`).
+    Inspect(String),
 }
 
 impl Command {
@@ -36,12 +42,15 @@ impl Command {
             Command::ProbeOllama(None) => "run the Ollama tokens/s probe".into(),
             Command::ProbeOllama(Some(m)) => format!("run the tokens/s probe of {m}"),
             Command::ApplySuggestion(id) => format!("apply suggestion {id}"),
+            Command::Exec(c) => format!("open a shell in {c}"),
+            Command::Inspect(c) => format!("inspect {c}"),
         }
     }
 
     /// Whether the command changes the stack (refused under `--read-only`).
     pub fn changes_stack(&self) -> bool {
-        !matches!(self, Command::ProbeOllama(_))
+        // A shell can change anything in its container: refused under --read-only too.
+        !matches!(self, Command::ProbeOllama(_) | Command::Inspect(_))
     }
 
     /// Whether the operator must confirm it first.
@@ -77,6 +86,21 @@ pub struct LogLine {
     pub container: String,
     pub stderr: bool,
     pub text: String,
+    /// The container's replica number (`com.docker.compose.container-number`).
+    #[serde(default)]
+    pub replica: u32,
+}
+
+impl LogLine {
+    /// The line's prefix in the merged view: the service, with the replica number from
+    /// the second replica on (`worker`, `worker#2`), as the Services view names rows.
+    pub fn source(&self) -> String {
+        if self.replica > 1 {
+            format!("{}#{}", self.service, self.replica)
+        } else {
+            self.service.clone()
+        }
+    }
 }
 
 /// Bounded log buffer shared between snapshots: chunks behind `Arc`, so publishing a
@@ -137,8 +161,15 @@ pub struct Activity {
     pub blocked: BTreeMap<String, String>,
     /// Commands from the console still being carried out.
     pub pending: Vec<String>,
-    /// The last answer to a console command ("restart api: done", or the error).
+    /// The last answer to a console command ("restart api: done", or the error); set
+    /// with `set_result`, which counts the answers.
     pub last_result: Option<String>,
+    /// How many answers there have been: a console knows an answer is new even when its
+    /// text equals the previous one.
+    pub results: u64,
+    /// The last container inspected (`Command::Inspect`), secrets masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inspect: Option<Inspection>,
     /// Whether this console may change the stack.
     pub read_only: bool,
     /// Where the embedded gateway listens, or why it does not.
@@ -147,6 +178,108 @@ pub struct Activity {
     pub dependencies: BTreeMap<String, Vec<String>>,
     /// When the embedded gateway last served an API client (seconds since the epoch).
     pub gateway_last_client: Option<f64>,
+}
+
+impl Activity {
+    /// Records the answer to a command: the status line shows it in place of the message
+    /// the key left ("apply suggestion…").
+    pub fn set_result(&mut self, text: String) {
+        self.last_result = Some(text);
+        self.results += 1;
+    }
+}
+
+/// One health-check run, as the engine keeps the last few.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HealthRun {
+    /// RFC 3339, as the engine wrote it.
+    pub start: String,
+    pub exit_code: i64,
+    pub output: String,
+}
+
+/// What `i` shows of a container: the configuration an operator reaches for in
+/// `docker inspect`. Environment values whose names look secret, and URL passwords
+/// anywhere, are masked when it is built (`masked`) and again when it is shown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Inspection {
+    pub container: String,
+    pub image: String,
+    pub command: String,
+    pub state: String,
+    pub created: String,
+    /// `NAME=value`.
+    pub env: Vec<String>,
+    /// `volume osmen_data -> /data (rw)`.
+    pub mounts: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    /// `osmen_default 172.18.0.3 (aliases redis)`.
+    pub networks: Vec<String>,
+    pub health_status: String,
+    pub health_log: Vec<HealthRun>,
+}
+
+impl Inspection {
+    /// The same inspection with every secret masked.
+    pub fn masked(mut self) -> Inspection {
+        use super::secret::{mask_assignment, mask_url_credentials, shown};
+        self.command = mask_url_credentials(&self.command);
+        self.env = self.env.iter().map(|e| mask_assignment(e)).collect();
+        self.mounts = self
+            .mounts
+            .iter()
+            .map(|m| mask_url_credentials(m))
+            .collect();
+        for (k, v) in &mut self.labels {
+            *v = shown(k, v);
+        }
+        for h in &mut self.health_log {
+            h.output = mask_url_credentials(&h.output);
+        }
+        self
+    }
+
+    /// The pane's text, one entry a line, secrets masked.
+    pub fn lines(&self) -> Vec<String> {
+        let me = self.clone().masked();
+        let mut v = vec![
+            format!("container  {}", me.container),
+            format!("image      {}", me.image),
+            format!("command    {}", me.command),
+            format!("state      {}  created {}", me.state, me.created),
+        ];
+        let mut section = |title: &str, items: Vec<String>| {
+            v.push(String::new());
+            v.push(format!("{title} ({})", items.len()));
+            if items.is_empty() {
+                v.push("  none".into());
+            }
+            v.extend(items.into_iter().map(|i| format!("  {i}")));
+        };
+        section("environment", me.env.clone());
+        section("mounts", me.mounts.clone());
+        section(
+            "labels",
+            me.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        );
+        section("networks", me.networks.clone());
+        let status = if me.health_status.is_empty() {
+            "no health check".to_string()
+        } else {
+            me.health_status.clone()
+        };
+        section(
+            &format!("health checks: {status}"),
+            me.health_log
+                .iter()
+                .map(|h| {
+                    let out = h.output.trim().replace('\n', " | ");
+                    format!("{} exit {}: {out}", h.start, h.exit_code)
+                })
+                .collect(),
+        );
+        v
+    }
 }
 
 /// Quitting within this many seconds of the gateway's last API client asks first.
@@ -163,6 +296,7 @@ mod tests {
             container: "c".into(),
             stderr: false,
             text: i.to_string(),
+            replica: 1,
         }
     }
 

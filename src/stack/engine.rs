@@ -23,6 +23,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::compose::{GpuRequest, HealthTest, Healthcheck, MountKind, Port, Restart};
 use super::image::{Credentials, ImageRef};
+use crate::model::console::{HealthRun, Inspection};
 use crate::model::container::{ContainerRow, Health, PortRow};
 use crate::model::progress::LayerEvent;
 use crate::model::snapshot::RawStats;
@@ -209,6 +210,114 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = EResult<()>> + Send;
     /// Sends a signal to a running container's main process (`HUP` reloads nginx).
     fn signal(&self, id: &str, signal: &str) -> impl Future<Output = EResult<()>> + Send;
+    /// What the console's inspect pane shows of a container, secrets masked.
+    fn inspection(&self, id: &str) -> impl Future<Output = EResult<Inspection>> + Send;
+    /// Runs `cmd` in the container without a terminal and waits for it: its exit code
+    /// and its output (stdout and stderr).
+    fn exec_output(
+        &self,
+        id: &str,
+        cmd: &[&str],
+    ) -> impl Future<Output = EResult<(Option<i64>, String)>> + Send;
+    /// Starts `cmd` in the container with a TTY of `size` (columns, rows) and stdin
+    /// attached: the operator's shell.
+    fn exec_tty(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        size: (u16, u16),
+    ) -> impl Future<Output = EResult<TtyExec>> + Send;
+    fn resize_exec(
+        &self,
+        exec_id: &str,
+        size: (u16, u16),
+    ) -> impl Future<Output = EResult<()>> + Send;
+    /// The exit code of a finished exec (None while it runs).
+    fn exec_exit_code(&self, exec_id: &str) -> impl Future<Output = EResult<Option<i64>>> + Send;
+}
+
+/// An exec with a TTY: what it prints, and its standard input.
+pub struct TtyExec {
+    pub id: String,
+    pub output: BoxStream<EResult<Vec<u8>>>,
+    pub input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+/// The inspect pane's content from the engine's answer (masked by the caller's
+/// `Inspection::masked`).
+fn inspection_from(c: ContainerInspectResponse) -> Inspection {
+    let cfg = c.config.clone().unwrap_or_default();
+    let state = c.state.clone().unwrap_or_default();
+    let health = state.health.clone().unwrap_or_default();
+    let mut labels: Vec<(String, String)> =
+        cfg.labels.clone().unwrap_or_default().into_iter().collect();
+    labels.sort();
+    let mounts = c
+        .mounts
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            format!(
+                "{} {} -> {} ({})",
+                m.typ.unwrap_or_default(),
+                m.name.or(m.source).unwrap_or_default(),
+                m.destination.unwrap_or_default(),
+                if m.rw.unwrap_or(true) { "rw" } else { "ro" }
+            )
+        })
+        .collect();
+    let mut networks: Vec<String> = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, e)| {
+            let aliases = e.aliases.unwrap_or_default();
+            let mut l = format!("{name} {}", e.ip_address.unwrap_or_default());
+            if !aliases.is_empty() {
+                l.push_str(&format!(" (aliases {})", aliases.join(", ")));
+            }
+            l
+        })
+        .collect();
+    networks.sort();
+    let command: Vec<String> = cfg
+        .entrypoint
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(cfg.cmd.clone().unwrap_or_default())
+        .collect();
+    Inspection {
+        container: c
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: cfg.image.clone().unwrap_or_default(),
+        command: command.join(" "),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        created: c.created.clone().map(|t| t.to_string()).unwrap_or_default(),
+        env: cfg.env.clone().unwrap_or_default(),
+        mounts,
+        labels,
+        networks,
+        health_status: health.status.map(|s| s.to_string()).unwrap_or_default(),
+        health_log: health
+            .log
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| HealthRun {
+                start: r.start.map(|t| t.to_string()).unwrap_or_default(),
+                exit_code: r.exit_code.unwrap_or(-1),
+                output: r.output.unwrap_or_default(),
+            })
+            .collect(),
+    }
+    .masked()
 }
 
 /// One piece of a container's output as text, with the stream it came from.
@@ -641,6 +750,92 @@ fn image_error(e: BollardError) -> EngineError {
 }
 
 impl Engine for DockerEngine {
+    async fn inspection(&self, id: &str) -> EResult<Inspection> {
+        let c = self.docker.inspect_container(id, None).await?;
+        Ok(inspection_from(c))
+    }
+
+    async fn exec_output(&self, id: &str, cmd: &[&str]) -> EResult<(Option<i64>, String)> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let e = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut text = String::new();
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&e.id, None).await?
+        {
+            while let Some(chunk) = output.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+            }
+        }
+        let code = self.exec_exit_code(&e.id).await?;
+        Ok((code, text))
+    }
+
+    async fn exec_tty(&self, id: &str, cmd: &[&str], size: (u16, u16)) -> EResult<TtyExec> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".into());
+        let e = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(true),
+                    env: Some(vec![format!("TERM={term}")]),
+                    cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let opts = StartExecOptions {
+            detach: false,
+            tty: true,
+            output_capacity: None,
+        };
+        match self.docker.start_exec(&e.id, Some(opts)).await? {
+            StartExecResults::Attached { output, input } => {
+                // The engine may refuse a size before the process runs: best effort, the
+                // caller sizes it again.
+                let _ = self.resize_exec(&e.id, size).await;
+                Ok(TtyExec {
+                    id: e.id,
+                    output: Box::pin(output.map(|r| {
+                        r.map(|o| o.into_bytes().to_vec())
+                            .map_err(EngineError::from)
+                    })),
+                    input,
+                })
+            }
+            StartExecResults::Detached => Err(EngineError::Other(
+                "the engine started the exec detached: no terminal to attach".into(),
+            )),
+        }
+    }
+
+    async fn resize_exec(&self, exec_id: &str, size: (u16, u16)) -> EResult<()> {
+        let opts = bollard::exec::ResizeExecOptions {
+            width: size.0,
+            height: size.1,
+        };
+        Ok(self.docker.resize_exec(exec_id, opts).await?)
+    }
+
+    async fn exec_exit_code(&self, exec_id: &str) -> EResult<Option<i64>> {
+        Ok(self.docker.inspect_exec(exec_id).await?.exit_code)
+    }
+
     async fn info(&self) -> EResult<EngineInfo> {
         let v = self.docker.version().await?;
         let i = self.docker.info().await?;

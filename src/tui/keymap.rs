@@ -43,6 +43,20 @@ pub enum Action {
     Timestamps,
     LogFilter,
     LogService,
+    /// The whole text of the selected row (event, service, agent, suggestion, log line).
+    Open,
+    /// The whole text of the status line.
+    ShowStatus,
+    /// A shell in the selected container.
+    Shell,
+    /// The inspect pane of the selected container.
+    Inspect,
+    /// Services: the next order (name, CPU, memory).
+    Sort,
+    /// Services: the selected service's logs.
+    OpenLogs,
+    ScrollLeft,
+    ScrollRight,
 }
 
 /// A key with its modifiers, as written in the settings file: `q`, `R`, `ctrl-c`,
@@ -237,6 +251,18 @@ impl Default for Keymap {
                 "cancel",
                 "clear the filter, close popups",
             ),
+            g(
+                code(KeyCode::Enter),
+                Open,
+                "open",
+                "open the row's whole text",
+            ),
+            g(
+                ch('m'),
+                ShowStatus,
+                "show_status",
+                "the status line in full",
+            ),
             g(ch('U'), StackUp, "stack_up", "bring the whole stack up"),
             g(
                 ch('D'),
@@ -274,6 +300,22 @@ impl Default for Keymap {
                 "dependencies",
                 "dependency view on/off",
             ),
+            v(Services, ch('e'), Shell, "shell", "shell in the container"),
+            v(
+                Services,
+                ch('i'),
+                Inspect,
+                "inspect",
+                "inspect the container",
+            ),
+            v(Services, ch('o'), Sort, "sort", "sort: name, CPU, memory"),
+            v(
+                Services,
+                ch('l'),
+                OpenLogs,
+                "service_logs",
+                "this service's logs",
+            ),
             v(
                 Gpu,
                 ch('p'),
@@ -297,7 +339,7 @@ impl Default for Keymap {
             ),
             v(
                 Suggestions,
-                code(KeyCode::Enter),
+                ch('a'),
                 Apply,
                 "apply",
                 "apply the suggestion (asks)",
@@ -321,6 +363,34 @@ impl Default for Keymap {
             v(Logs, ch('f'), Follow, "follow", "follow new lines on/off"),
             v(Logs, ch('w'), Wrap, "wrap", "wrap long lines on/off"),
             v(Logs, ch('t'), Timestamps, "timestamps", "timestamps on/off"),
+            v(
+                Logs,
+                ch('h'),
+                ScrollLeft,
+                "scroll_left",
+                "scroll left (wrap off)",
+            ),
+            v(
+                Logs,
+                code(KeyCode::Left),
+                ScrollLeft,
+                "scroll_left_arrow",
+                "scroll left (wrap off)",
+            ),
+            v(
+                Logs,
+                ch('l'),
+                ScrollRight,
+                "scroll_right",
+                "scroll right (wrap off)",
+            ),
+            v(
+                Logs,
+                code(KeyCode::Right),
+                ScrollRight,
+                "scroll_right_arrow",
+                "scroll right (wrap off)",
+            ),
             v(
                 Logs,
                 ch('&'),

@@ -4,6 +4,7 @@
 //! something (a new snapshot is drawn at most every `SNAPSHOT_FRAME`), each frame wrapped
 //! in synchronized-output sequences so a slow SSH link never shows half a frame.
 
+pub mod detail;
 pub mod keymap;
 pub mod sgr16;
 pub mod state;
@@ -84,6 +85,38 @@ pub fn restore_terminal() {
     let _ = out.flush();
 }
 
+/// The command side asks for the terminal (a shell in a container): the UI loop stops
+/// reading keys, leaves the alternate screen (raw mode stays: the container's TTY does
+/// the line editing), answers on `granted`, and takes the terminal back, redrawing
+/// everything, when `done` resolves or its sender is dropped.
+pub struct Handover {
+    pub granted: tokio::sync::oneshot::Sender<()>,
+    pub done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Gives the screen to another program: main screen, cursor shown, no mouse capture.
+fn suspend() -> io::Result<()> {
+    let mut out = io::stdout();
+    execute!(
+        out,
+        event::DisableMouseCapture,
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    )?;
+    out.flush()
+}
+
+/// Takes the screen back after `suspend`.
+fn resume(mouse: bool) -> io::Result<()> {
+    let mut out = io::stdout();
+    terminal::enable_raw_mode()?;
+    execute!(out, terminal::EnterAlternateScreen, cursor::Hide)?;
+    if mouse {
+        execute!(out, event::EnableMouseCapture)?;
+    }
+    out.flush()
+}
+
 /// Restores the terminal when dropped: on quit, on error, and while unwinding.
 struct Guard;
 
@@ -137,6 +170,7 @@ pub async fn run(
     opts: Options,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     commands: mpsc::Sender<Command>,
+    mut handover: mpsc::Receiver<Handover>,
 ) -> io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term_sig = signal(SignalKind::terminate())?;
@@ -161,6 +195,7 @@ pub async fn run(
     let mut snapshot_pending = false;
     let mut engine_gone = false;
     let mut last_draw = tokio::time::Instant::now();
+    let mut handover_gone = false;
     loop {
         if dirty {
             execute!(terminal.backend_mut(), terminal::BeginSynchronizedUpdate)?;
@@ -178,7 +213,12 @@ pub async fn run(
             break;
         }
         let frame_due = last_draw + SNAPSHOT_FRAME;
+        let mut lend: Option<Handover> = None;
         tokio::select! {
+            h = handover.recv(), if !handover_gone => match h {
+                Some(h) => lend = Some(h),
+                None => handover_gone = true,
+            },
             ev = events.next() => match ev {
                 Some(Ok(Event::Key(k))) if k.kind != KeyEventKind::Release => {
                     if let Some(cmd) = state::on_key(&mut st, &opts.keymap, &snap, k) {
@@ -221,6 +261,24 @@ pub async fn run(
             _ = term_sig.recv() => break,
             _ = hup.recv() => break,
             _ = int.recv() => break,
+        }
+        if let Some(h) = lend {
+            // Stop reading keys first: the shell gets every byte typed from now on.
+            drop(events);
+            suspend()?;
+            let _ = h.granted.send(());
+            let quit = tokio::select! {
+                _ = h.done => false,
+                _ = term_sig.recv() => true,
+                _ = hup.recv() => true,
+            };
+            if quit {
+                break;
+            }
+            resume(opts.mouse)?;
+            terminal.clear()?;
+            events = EventStream::new();
+            dirty = true;
         }
     }
     drop(terminal);

@@ -316,6 +316,8 @@ pub fn full() -> Snapshot {
                     "request {i} GET /api/v1/agents/daily_brief/execute 200 in {}ms postgres://app:hunter2@db/osmen",
                     10 + i
                 ),
+                // The gateway runs two replicas: their lines carry distinct prefixes.
+                replica: if i % 3 != 0 && i % 2 == 0 { 2 } else { 1 },
             })
             .collect(),
     );
@@ -695,4 +697,200 @@ fn a_failing_agent_is_marked_with_its_error_rate_and_last_error() {
     // A healthy agent is not marked.
     let text = render(&mut UiState::new(false, false), &full(), 160, 48);
     assert!(!text.contains("FAILING"), "{text}");
+}
+
+/// The body rows of a Logs screen that hold a log line (between the borders).
+fn log_body(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with('│'))
+        .map(|l| l.trim_matches('│').trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn log_scrolling_shows_a_full_page_at_every_position_with_and_without_a_filter() {
+    let s = full();
+    for filter in ["", "GATEWAY", "gateway#2", "request 3"] {
+        for wrap in [false, true] {
+            let mut st = UiState::new(false, false);
+            st.view = View::Logs;
+            st.logs.filter = filter.into();
+            st.logs.wrap = wrap;
+            let rows = crate::tui::state::log_rows(&s, &st.logs);
+            assert!(!rows.is_empty(), "{filter:?} matches nothing");
+            let n = rows.len();
+            let texts: Vec<String> = rows.iter().map(|l| l.text.clone()).collect();
+            for (sel, line) in texts.iter().enumerate() {
+                st.logs.follow = false;
+                st.selected[View::Logs.index()] = sel;
+                let text = render(&mut st, &s, 80, 24);
+                let body = log_body(&text);
+                // 24 rows: tab bar, two borders, status line; 20 for the lines.
+                assert_eq!(body.len(), 20, "{filter:?} wrap {wrap} at {sel}:\n{text}");
+                let filled = body.iter().filter(|l| !l.trim().is_empty()).count();
+                let want = if wrap { 20.min(2 * n) } else { 20.min(n) };
+                assert!(
+                    filled >= want.min(20) - usize::from(wrap),
+                    "{filter:?} wrap {wrap} at {sel} of {n}: {filled} of 20 rows drawn:\n{text}"
+                );
+                let head: String = line.chars().take(30).collect();
+                assert!(
+                    text.contains(&head),
+                    "{filter:?} wrap {wrap}: selected line {sel} not shown:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn logs_scroll_sideways_and_replicas_have_their_own_prefix() {
+    let s = full();
+    let mut st = UiState::new(false, false);
+    st.view = View::Logs;
+    st.logs.hscroll = 16;
+    let text = render(&mut st, &s, 80, 24);
+    assert!(text.contains("from column 17"), "{text}");
+    assert!(text.contains("gateway#2 api/v1/agents"), "{text}");
+    assert!(!text.contains("request 39"), "{text}");
+}
+
+/// A container as `i` shows it, with secrets in its environment, labels and health log.
+fn inspection() -> crate::model::console::Inspection {
+    use crate::model::console::{HealthRun, Inspection};
+    Inspection {
+        container: "osmen-gateway-1".into(),
+        image: "osmen-gateway:latest".into(),
+        command: "/usr/local/bin/osmen gateway".into(),
+        state: "running".into(),
+        created: "2026-11-29T02:00:00Z".into(),
+        env: vec![
+            "OSMEN_GATEWAY_LISTEN=0.0.0.0:8080".into(),
+            "OPENAI_API_KEY=sk-live-abcdef123456".into(),
+            "DATABASE_URL=postgresql://osmen:hunter2@postgres:5432/osmen".into(),
+            "PATH=/usr/local/bin:/usr/bin:/bin".into(),
+        ],
+        mounts: vec!["volume osmen_gateway-data -> /data (rw)".into()],
+        labels: vec![
+            ("com.docker.compose.project".into(), "osmen".into()),
+            ("com.docker.compose.service".into(), "gateway".into()),
+            ("io.osmen.api-token".into(), "tok-9f8e7d".into()),
+        ],
+        networks: vec!["osmen_default 172.18.0.5 (aliases gateway, osmen-gateway-1)".into()],
+        health_status: "healthy".into(),
+        health_log: (0..3)
+            .map(|i| HealthRun {
+                start: format!("2026-11-29T03:59:5{i}Z"),
+                exit_code: 0,
+                output: "GET http://admin:s3cret@127.0.0.1:8080/health 200".into(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn inspect_pane_masks_secrets_and_shows_mounts_labels_networks_and_health_log() {
+    let mut s = full();
+    let mut st = UiState::new(false, false);
+    st.view = View::Services;
+    st.mode = Mode::Inspect {
+        container: "osmen-gateway-1".into(),
+        scroll: 0,
+    };
+    let waiting = render(&mut st, &s, 80, 24);
+    assert!(
+        waiting.contains("asking the engine about osmen-gateway-1"),
+        "{waiting}"
+    );
+    s.activity.inspect = Some(inspection());
+    let text = render(&mut st, &s, 160, 48);
+    insta::assert_snapshot!("inspect_160x48", text);
+    for secret in ["sk-live", "hunter2", "tok-9f8e7d", "s3cret"] {
+        assert!(!text.contains(secret), "{secret} shown:\n{text}");
+    }
+    for want in [
+        "OPENAI_API_KEY=********",
+        "postgresql://osmen:********@postgres",
+        "volume osmen_gateway-data -> /data (rw)",
+        "com.docker.compose.service=gateway",
+        "osmen_default 172.18.0.5",
+        "health checks: healthy (3)",
+        "2026-11-29T03:59:52Z exit 0",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    // At 80x24 it scrolls: the end is reached with G and nothing is cut on the way.
+    let text = render(&mut st, &s, 80, 24);
+    insta::assert_snapshot!("inspect_80x24", text);
+    assert!(!text.contains("03:59:52Z"), "{text}");
+    if let Mode::Inspect { scroll, .. } = &mut st.mode {
+        *scroll = usize::MAX / 2;
+    }
+    let end = render(&mut st, &s, 80, 24);
+    assert!(end.contains("2026-11-29T03:59:52Z exit 0"), "{end}");
+}
+
+#[test]
+fn the_whole_text_popup_and_a_long_confirmation_wrap_instead_of_cutting() {
+    let mut s = full();
+    let long = "pull access denied for registry-1.docker.io/library/langflow, repository does \
+                not exist or may require 'docker login': denied: requested access to the \
+                resource is denied; fix: docker login, or build the image locally (END)";
+    std::sync::Arc::make_mut(&mut s.events).push(EventLine {
+        time: T0,
+        source: "console".into(),
+        service: "langflow".into(),
+        text: long.into(),
+    });
+    let mut st = UiState::new(false, false);
+    st.view = View::Events;
+    let _ = crate::tui::state::update(&mut st, &s, crate::tui::keymap::Action::Open);
+    let text = render(&mut st, &s, 80, 24);
+    insta::assert_snapshot!("event_detail_80x24", text);
+    assert!(text.contains("(END)"), "{text}");
+    let joined: String = text.split_whitespace().collect();
+    for word in long.split_whitespace() {
+        assert!(joined.contains(word), "{word} cut:\n{text}");
+    }
+    let mut st = UiState::new(false, false);
+    st.view = View::Suggestions;
+    st.mode = Mode::Confirm(crate::model::console::Command::ApplySuggestion(
+        "agent-errors:gateway/knowledge_management_with_a_long_name".into(),
+    ));
+    let text = render(&mut st, &s, 80, 24);
+    insta::assert_snapshot!("confirm_long_80x24", text);
+    assert!(
+        text.contains("agent-errors:gateway/knowledge_management_with_a_long_name│"),
+        "{text}"
+    );
+    assert!(text.contains("?  y = yes, any other key = no"), "{text}");
+}
+
+#[test]
+fn agents_at_80_columns_keep_14_characters_of_names_and_the_units_of_figures() {
+    let text = render(
+        &mut UiState::new(false, false).tap_view(View::Agents),
+        &full(),
+        80,
+        24,
+    );
+    let row = text
+        .lines()
+        .find(|l| l.contains("knowle"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("knowle…agement "), "{row}");
+    for unit in ["20.5GiB", "9.50s", "14.00s", "15.10s"] {
+        assert!(row.contains(unit), "{unit} missing or cut: {row}");
+    }
+}
+
+trait TapView {
+    fn tap_view(self, v: View) -> Self;
+}
+
+impl TapView for UiState {
+    fn tap_view(mut self, v: View) -> Self {
+        self.view = v;
+        self
+    }
 }

@@ -71,6 +71,49 @@ pub enum Mode {
     /// Quitting would stop the gateway that served API clients recently: the text says so.
     ConfirmQuit(String),
     Help,
+    /// A scrollable popup with a whole text (an event, a row, a log line, the status).
+    Detail(Detail),
+    /// The inspect pane of this container (its text comes back in the snapshot).
+    Inspect {
+        container: String,
+        scroll: usize,
+    },
+}
+
+/// The whole text of what Enter opened, cut into nothing: the popup wraps and scrolls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    pub title: String,
+    pub lines: Vec<String>,
+    /// First wrapped row shown.
+    pub scroll: usize,
+}
+
+/// The order of the Services rows (`o` cycles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServiceSort {
+    #[default]
+    Name,
+    Cpu,
+    Memory,
+}
+
+impl ServiceSort {
+    pub fn next(self) -> ServiceSort {
+        match self {
+            ServiceSort::Name => ServiceSort::Cpu,
+            ServiceSort::Cpu => ServiceSort::Memory,
+            ServiceSort::Memory => ServiceSort::Name,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ServiceSort::Name => "by name",
+            ServiceSort::Cpu => "by CPU",
+            ServiceSort::Memory => "by memory",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +125,8 @@ pub struct LogsState {
     pub filter: String,
     /// None: every service merged.
     pub service: Option<String>,
+    /// Characters scrolled off to the left (wrap off).
+    pub hscroll: usize,
 }
 
 impl Default for LogsState {
@@ -93,6 +138,7 @@ impl Default for LogsState {
             search: String::new(),
             filter: String::new(),
             service: None,
+            hscroll: 0,
         }
     }
 }
@@ -113,9 +159,10 @@ pub struct UiState {
     pub logs: LogsState,
     /// A one-line answer to the last key (refusals, copies), shown in the status line.
     pub message: Option<String>,
-    /// The engine side's last answer when the last key was pressed: a newer answer
-    /// replaces `message` in the status line.
-    pub result_seen: Option<String>,
+    /// How many answers the engine side had given when the last key was pressed
+    /// (`Activity::results`): a newer answer replaces `message` in the status line.
+    pub result_seen: u64,
+    pub sort: ServiceSort,
     /// Text to put on the clipboard (OSC 52) at the next draw.
     pub copy: Option<String>,
     /// Rows of the list area at the last draw (for page up/down).
@@ -136,7 +183,8 @@ impl UiState {
             show_replicas: false,
             logs: LogsState::default(),
             message: None,
-            result_seen: None,
+            result_seen: 0,
+            sort: ServiceSort::Name,
             copy: None,
             page: 10,
             quit: false,
@@ -160,14 +208,27 @@ fn matches(filter: &str, fields: &[&str]) -> bool {
     fields.iter().any(|x| x.to_lowercase().contains(&f))
 }
 
-/// The Services rows after the filter, in display order.
-pub fn service_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a ServiceStats> {
+/// The Services rows after the filter, in display order: by name (replicas by number),
+/// or the busiest first by CPU (% of the limit, else of a core) or memory.
+pub fn service_rows<'a>(s: &'a Snapshot, filter: &str, sort: ServiceSort) -> Vec<&'a ServiceStats> {
     let mut v: Vec<&ServiceStats> = s
         .services
         .iter()
-        .filter(|x| matches(filter, &[&x.service, &x.container, &x.state, &x.health]))
+        .filter(|x| {
+            let name = x.display_name();
+            matches(filter, &[&name, &x.container, &x.state, &x.health])
+        })
         .collect();
-    v.sort_by(|a, b| (&a.service, &a.container).cmp(&(&b.service, &b.container)));
+    v.sort_by(|a, b| {
+        (&a.service, a.number, &a.container).cmp(&(&b.service, b.number, &b.container))
+    });
+    let key = |x: &ServiceStats| match sort {
+        ServiceSort::Name => 0.0,
+        ServiceSort::Cpu => x.cpu_limit_percent.or(x.cpu_percent).unwrap_or(-1.0),
+        ServiceSort::Memory => x.memory_bytes.map(|m| m as f64).unwrap_or(-1.0),
+    };
+    // Stable: equal figures keep the name order.
+    v.sort_by(|a, b| key(b).total_cmp(&key(a)));
     v
 }
 
@@ -192,12 +253,17 @@ pub fn agent_rows<'a>(s: &'a Snapshot, filter: &str, replicas: bool) -> Vec<&'a 
     out
 }
 
+/// The Events rows, newest first in strict time order (the sources append at their own
+/// pace; equal times keep the order they came in, newest first).
 pub fn event_rows<'a>(s: &'a Snapshot, filter: &str) -> Vec<&'a crate::model::console::EventLine> {
-    s.events
+    let mut v: Vec<&crate::model::console::EventLine> = s
+        .events
         .iter()
         .rev()
         .filter(|e| matches(filter, &[&e.service, &e.text, &e.source]))
-        .collect()
+        .collect();
+    v.sort_by(|a, b| b.time.total_cmp(&a.time));
+    v
 }
 
 pub fn suggestion_rows<'a>(
@@ -210,12 +276,18 @@ pub fn suggestion_rows<'a>(
         .collect()
 }
 
-/// The log lines the Logs view shows (service choice and line filter applied).
+/// The log lines the Logs view shows (service choice and line filter applied). The
+/// filter ignores case and matches the line's prefix too (`redis`, `worker#2`).
 pub fn log_rows<'a>(s: &'a Snapshot, logs: &LogsState) -> Vec<&'a LogLine> {
+    let f = logs.filter.to_lowercase();
     s.logs
         .iter()
         .filter(|l| logs.service.as_ref().is_none_or(|svc| &l.service == svc))
-        .filter(|l| logs.filter.is_empty() || l.text.contains(&logs.filter))
+        .filter(|l| {
+            f.is_empty()
+                || l.text.to_lowercase().contains(&f)
+                || l.source().to_lowercase().contains(&f)
+        })
         .collect()
 }
 
@@ -223,7 +295,7 @@ pub fn log_rows<'a>(s: &'a Snapshot, logs: &LogsState) -> Vec<&'a LogLine> {
 pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
     let f = state.filter();
     match state.view {
-        View::Services => service_rows(s, f).len(),
+        View::Services => service_rows(s, f, state.sort).len(),
         View::Agents => agent_rows(s, f, state.show_replicas).len(),
         View::Logs => log_rows(s, &state.logs).len(),
         View::Events => event_rows(s, f).len(),
@@ -255,7 +327,7 @@ pub fn quit_warning(s: &Snapshot) -> Option<String> {
 }
 
 fn selected_service(state: &UiState, s: &Snapshot) -> Option<(String, usize)> {
-    let rows = service_rows(s, state.filter());
+    let rows = service_rows(s, state.filter(), state.sort);
     let row = rows.get(state.selected())?;
     let replicas = s
         .services
@@ -413,6 +485,20 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
         Action::StackUp => return ask(state, Command::Up),
         Action::StackDown => return ask(state, Command::Down),
         Action::Dependencies => state.show_dependencies = !state.show_dependencies,
+        _ => return update_views(state, s, action, count),
+    }
+    None
+}
+
+/// The keys of the Agents, GPU, Suggestions and Logs views.
+fn update_views(
+    state: &mut UiState,
+    s: &Snapshot,
+    action: Action,
+    count: usize,
+) -> Option<Command> {
+    let vi = state.view.index();
+    match action {
         Action::Replicas => {
             state.show_replicas = !state.show_replicas;
             let n = s.replica_agents.len();
@@ -498,7 +584,10 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
                 state.selected[vi] = count.saturating_sub(1);
             }
         }
-        Action::Wrap => state.logs.wrap = !state.logs.wrap,
+        Action::Wrap => {
+            state.logs.wrap = !state.logs.wrap;
+            state.logs.hscroll = 0;
+        }
         Action::Timestamps => state.logs.timestamps = !state.logs.timestamps,
         Action::LogService => {
             let mut names: Vec<&str> = s.services.iter().map(|x| x.service.as_str()).collect();
@@ -515,8 +604,114 @@ pub fn update(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Comma
             state.selected[vi] = 0;
             state.logs.follow = true;
         }
+        _ => return update_more(state, s, action),
     }
     None
+}
+
+/// Columns one press of `h`/`l` scrolls.
+pub const HSCROLL_STEP: usize = 8;
+
+/// The row's whole text, the container keys (shell, inspect), the Services order, a
+/// service's logs and sideways scrolling.
+fn update_more(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Command> {
+    let vi = state.view.index();
+    match action {
+        Action::Open => match super::detail::of_row(state, s) {
+            Some(d) => state.mode = Mode::Detail(d),
+            None if state.view == View::Overview || state.view == View::Gpu => {
+                return update_more(state, s, Action::ShowStatus);
+            }
+            None => state.message = Some("nothing selected to open".into()),
+        },
+        Action::ShowStatus => match super::detail::of_status(state, s) {
+            Some(d) => state.mode = Mode::Detail(d),
+            None => state.message = Some("the status line is empty".into()),
+        },
+        Action::Shell | Action::Inspect => {
+            let rows = service_rows(s, state.filter(), state.sort);
+            let Some(x) = rows.get(state.selected[vi]) else {
+                state.message = Some("no container selected".into());
+                return None;
+            };
+            if x.container.is_empty() {
+                state.message = Some(format!(
+                    "{} has no container yet: U brings the stack up from the file",
+                    x.service
+                ));
+                return None;
+            }
+            let name = x.container.clone();
+            if action == Action::Inspect {
+                state.mode = Mode::Inspect {
+                    container: name.clone(),
+                    scroll: 0,
+                };
+                return Some(Command::Inspect(name));
+            }
+            if x.state != "running" {
+                state.message = Some(format!(
+                    "{name} is {}: a shell needs a running container (s starts it)",
+                    x.state_label()
+                ));
+                return None;
+            }
+            return ask(state, Command::Exec(name));
+        }
+        Action::Sort => {
+            state.sort = state.sort.next();
+            state.selected[vi] = 0;
+            state.message = Some(format!("services sorted {}", state.sort.label()));
+        }
+        Action::OpenLogs => {
+            let rows = service_rows(s, state.filter(), state.sort);
+            let Some(x) = rows.get(state.selected[vi]) else {
+                state.message = Some("no service selected".into());
+                return None;
+            };
+            state.logs.service = Some(x.service.clone());
+            state.logs.follow = true;
+            state.logs.filter.clear();
+            state.logs.hscroll = 0;
+            state.view = View::Logs;
+            state.message = None;
+        }
+        Action::ScrollLeft | Action::ScrollRight => {
+            if state.logs.wrap {
+                state.message =
+                    Some("lines are wrapped: w turns wrap off to scroll sideways".into());
+            } else if action == Action::ScrollLeft {
+                state.logs.hscroll = state.logs.hscroll.saturating_sub(HSCROLL_STEP);
+            } else {
+                state.logs.hscroll += HSCROLL_STEP;
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+/// A key while a popup is open: scrolling keys scroll it, Esc, Enter and q close it.
+fn popup_key(state: &mut UiState, keymap: &Keymap, key: KeyEvent) {
+    let page = state.page.max(1);
+    let action = keymap.lookup(state.view, &key);
+    let scroll = match &mut state.mode {
+        Mode::Detail(d) => &mut d.scroll,
+        Mode::Inspect { scroll, .. } => scroll,
+        _ => return,
+    };
+    match action {
+        Some(Action::Down) => *scroll += 1,
+        Some(Action::Up) => *scroll = scroll.saturating_sub(1),
+        Some(Action::PageDown) => *scroll += page,
+        Some(Action::PageUp) => *scroll = scroll.saturating_sub(page),
+        Some(Action::Top) => *scroll = 0,
+        // The draw clamps it to the last page.
+        Some(Action::Bottom) => *scroll = usize::MAX / 2,
+        Some(Action::Cancel | Action::Open | Action::Quit) => state.mode = Mode::Normal,
+        _ if key.code == KeyCode::Esc || key.code == KeyCode::Enter => state.mode = Mode::Normal,
+        _ => {}
+    }
 }
 
 /// One key in any mode: typing goes to the filter or search being edited, the
@@ -527,7 +722,11 @@ pub fn on_key(
     s: &Snapshot,
     key: KeyEvent,
 ) -> Option<Command> {
-    state.result_seen = s.activity.last_result.clone();
+    // An answer came back since the last key: the message that key left is over.
+    if s.activity.results != state.result_seen {
+        state.message = None;
+    }
+    state.result_seen = s.activity.results;
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         state.quit = true;
         return None;
@@ -556,6 +755,10 @@ pub fn on_key(
         }
         Mode::Help => {
             state.mode = Mode::Normal;
+            None
+        }
+        Mode::Detail(_) | Mode::Inspect { .. } => {
+            popup_key(state, keymap, key);
             None
         }
         Mode::Filter | Mode::Search | Mode::LogFilter => {
@@ -633,6 +836,7 @@ mod tests {
                 container: "p-api-1".into(),
                 stderr: false,
                 text: t.to_string(),
+                replica: 1,
             })
             .collect(),
         );
@@ -740,7 +944,6 @@ mod tests {
         let mut s = snap();
         s.suggestions = vec![sug("cpu:api", "vertical")];
         let km = Keymap::default();
-        let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
         // Services: start, stop, restart, scale up and down; anywhere: stack up and down;
         // Suggestions: apply. Each is refused, confirmed or not, and says why.
         for (view, keys) in [
@@ -769,7 +972,7 @@ mod tests {
         }
         let mut st = UiState::new(true, false);
         press(&mut st, &s, "6");
-        let sent: Vec<Command> = on_key(&mut st, &km, &s, enter).into_iter().collect();
+        let sent: Vec<Command> = on_key(&mut st, &km, &s, key('a')).into_iter().collect();
         assert!(sent.is_empty(), "apply: sent {sent:?}");
         assert_eq!(st.mode, Mode::Normal, "no confirmation is even asked");
         assert!(
@@ -810,7 +1013,7 @@ mod tests {
             &s,
             KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
         );
-        assert_eq!(service_rows(&s, st.filter()).len(), 2);
+        assert_eq!(service_rows(&s, st.filter(), st.sort).len(), 2);
         // While typing, letters are text, not keys: "q" did not quit.
         press(&mut st, &s, "/q");
         assert!(!st.quit);
@@ -820,7 +1023,7 @@ mod tests {
             &s,
             KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
         );
-        assert_eq!(service_rows(&s, st.filter()).len(), 4);
+        assert_eq!(service_rows(&s, st.filter(), st.sort).len(), 4);
     }
 
     #[test]
@@ -858,7 +1061,20 @@ mod tests {
         let km = Keymap::default();
         press(&mut st, &s, "6");
         let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        // Enter opens the whole suggestion; `a` applies it.
         assert!(on_key(&mut st, &km, &s, enter).is_none());
+        assert!(
+            matches!(&st.mode, Mode::Detail(d) if d.lines.iter().any(|l| l.contains("a applies it")))
+        );
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
+        );
+        assert_eq!(st.mode, Mode::Normal);
+        let apply = key('a');
+        assert!(on_key(&mut st, &km, &s, apply).is_none());
         assert_eq!(
             st.mode,
             Mode::Confirm(Command::ApplySuggestion("cpu:api".into()))
@@ -871,13 +1087,13 @@ mod tests {
         assert_eq!(st.copy.as_deref(), Some("docker update cpu:api"));
         // A host suggestion has nothing to apply.
         press(&mut st, &s, "j");
-        assert!(on_key(&mut st, &km, &s, enter).is_none());
+        assert!(on_key(&mut st, &km, &s, apply).is_none());
         assert_eq!(st.mode, Mode::Normal);
         assert!(st.message.as_deref().unwrap().contains("about the machine"));
         // Read-only refuses.
         let mut ro = UiState::new(true, false);
         press(&mut ro, &s, "6");
-        assert!(on_key(&mut ro, &km, &s, enter).is_none());
+        assert!(on_key(&mut ro, &km, &s, apply).is_none());
         assert!(ro.message.as_deref().unwrap().starts_with("read-only"));
     }
 
@@ -903,12 +1119,257 @@ mod tests {
         assert_eq!(press(&mut st, &s, "s"), vec![Command::Start("db".into())]);
     }
 
+    fn logs_of(lines: &[(&str, u32, &str)]) -> Snapshot {
+        let mut s = snap();
+        s.logs = Default::default();
+        s.logs.push(
+            lines
+                .iter()
+                .map(|(svc, n, t)| LogLine {
+                    time: 0.0,
+                    service: svc.to_string(),
+                    container: format!("p-{svc}-{n}"),
+                    stderr: false,
+                    text: t.to_string(),
+                    replica: *n,
+                })
+                .collect(),
+        );
+        s
+    }
+
+    #[test]
+    fn log_filter_ignores_case_and_matches_the_service_and_replica_prefix() {
+        let s = logs_of(&[
+            ("redis", 1, "Ready to accept connections"),
+            ("worker", 1, "job 1 done"),
+            ("worker", 2, "job 2 done"),
+            ("api", 1, "GET /REDIS/keys 200"),
+        ]);
+        let mut st = UiState::new(false, false);
+        press(&mut st, &s, "5&redis");
+        let texts = |st: &UiState| -> Vec<String> {
+            log_rows(&s, &st.logs)
+                .iter()
+                .map(|l| l.text.clone())
+                .collect()
+        };
+        // The service prefix and, ignoring case, the text.
+        assert_eq!(
+            texts(&st),
+            ["Ready to accept connections", "GET /REDIS/keys 200"]
+        );
+        st.logs.filter = "READY".into();
+        assert_eq!(texts(&st), ["Ready to accept connections"]);
+        // Replicas have their own prefix: worker#2 is the second one only.
+        st.logs.filter = "worker#2".into();
+        assert_eq!(texts(&st), ["job 2 done"]);
+        let prefixes: Vec<String> = s.logs.iter().map(|l| l.source()).collect();
+        assert_eq!(prefixes, ["redis", "worker", "worker#2", "api"]);
+    }
+
+    #[test]
+    fn sideways_scroll_moves_by_steps_and_wrap_refuses_it() {
+        let s = snap();
+        let mut st = UiState::new(false, false);
+        press(&mut st, &s, "5lll");
+        assert_eq!(st.logs.hscroll, 3 * HSCROLL_STEP);
+        press(&mut st, &s, "hhhhh");
+        assert_eq!(st.logs.hscroll, 0);
+        press(&mut st, &s, "ll");
+        press(&mut st, &s, "w");
+        assert_eq!(st.logs.hscroll, 0, "wrap starts from the first column");
+        press(&mut st, &s, "l");
+        assert_eq!(st.logs.hscroll, 0);
+        assert!(st.message.as_deref().unwrap().contains("w turns wrap off"));
+    }
+
+    #[test]
+    fn the_status_line_message_gives_way_to_the_answer_even_an_identical_one() {
+        let mut s = snap();
+        s.suggestions = vec![sug("cpu:api", "vertical")];
+        let mut st = UiState::new(false, false);
+        assert_eq!(
+            press(&mut st, &s, "6ay"),
+            vec![Command::ApplySuggestion("cpu:api".into())]
+        );
+        let status = |st: &UiState, s: &Snapshot| super::super::detail::status_text(st, s);
+        assert_eq!(
+            status(&st, &s).as_deref(),
+            Some("apply suggestion cpu:api…")
+        );
+        s.activity
+            .set_result("apply suggestion cpu:api: failed: boom".into());
+        assert_eq!(
+            status(&st, &s).as_deref(),
+            Some("apply suggestion cpu:api: failed: boom")
+        );
+        // A key afterwards does not bring the old message back.
+        press(&mut st, &s, "j");
+        assert_eq!(
+            status(&st, &s).as_deref(),
+            Some("apply suggestion cpu:api: failed: boom")
+        );
+        // The same action again, answered with the same words: still replaced.
+        press(&mut st, &s, "kay");
+        assert_eq!(
+            status(&st, &s).as_deref(),
+            Some("apply suggestion cpu:api…")
+        );
+        s.activity
+            .set_result("apply suggestion cpu:api: failed: boom".into());
+        assert_eq!(
+            status(&st, &s).as_deref(),
+            Some("apply suggestion cpu:api: failed: boom")
+        );
+    }
+
+    #[test]
+    fn events_are_newest_first_in_strict_time_order() {
+        let mut s = snap();
+        let ev = |t: f64, text: &str| crate::model::console::EventLine {
+            time: t,
+            source: "engine".into(),
+            service: "api".into(),
+            text: text.into(),
+        };
+        // Appended out of order: a journal line stamped before an engine line it followed.
+        s.events = std::sync::Arc::new(vec![
+            ev(10.0, "a"),
+            ev(30.0, "c"),
+            ev(20.0, "b"),
+            ev(30.0, "d"),
+        ]);
+        let order: Vec<&str> = event_rows(&s, "").iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(order, ["d", "c", "b", "a"]);
+    }
+
+    #[test]
+    fn enter_opens_the_whole_text_and_the_popup_scrolls_and_closes() {
+        let mut s = snap();
+        let long = "x ".repeat(400);
+        s.events = std::sync::Arc::new(vec![crate::model::console::EventLine {
+            time: 0.0,
+            source: "console".into(),
+            service: "api".into(),
+            text: format!("up failed: {long}END"),
+        }]);
+        let km = Keymap::default();
+        let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+        let mut st = UiState::new(false, false);
+        press(&mut st, &s, "7");
+        on_key(&mut st, &km, &s, enter);
+        let Mode::Detail(d) = &st.mode else {
+            panic!("{:?}", st.mode)
+        };
+        assert!(d.lines.iter().any(|l| l.ends_with("END")));
+        press(&mut st, &s, "jjj");
+        assert!(matches!(&st.mode, Mode::Detail(d) if d.scroll == 3));
+        press(&mut st, &s, "k");
+        assert!(matches!(&st.mode, Mode::Detail(d) if d.scroll == 2));
+        // q closes the popup, it does not quit.
+        press(&mut st, &s, "q");
+        assert_eq!(st.mode, Mode::Normal);
+        assert!(!st.quit);
+        // Overview has no rows: Enter opens the status line.
+        st.message = Some("read-only console: a long refusal".into());
+        press(&mut st, &s, "1");
+        on_key(&mut st, &km, &s, enter);
+        assert!(matches!(&st.mode, Mode::Detail(d) if d.lines[0].contains("a long refusal")));
+        on_key(
+            &mut st,
+            &km,
+            &s,
+            KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE),
+        );
+        press(&mut st, &s, "m");
+        assert!(matches!(&st.mode, Mode::Detail(_)));
+    }
+
+    #[test]
+    fn services_sort_by_cpu_memory_and_name_and_l_opens_the_service_logs() {
+        let mut s = snap();
+        for (x, (cpu, mem)) in
+            s.services
+                .iter_mut()
+                .zip([(5.0, 300u64), (80.0, 100), (20.0, 900), (1.0, 50)])
+        {
+            x.cpu_percent = Some(cpu);
+            x.memory_bytes = Some(mem);
+        }
+        s.services[3].number = 2;
+        let names = |st: &UiState| -> Vec<String> {
+            service_rows(&s, st.filter(), st.sort)
+                .iter()
+                .map(|x| x.display_name())
+                .collect()
+        };
+        let mut st = UiState::new(false, false);
+        press(&mut st, &s, "2");
+        assert_eq!(names(&st), ["api", "db", "worker", "worker#2"]);
+        press(&mut st, &s, "o");
+        assert_eq!(st.sort, ServiceSort::Cpu);
+        assert_eq!(names(&st), ["db", "worker", "api", "worker#2"]);
+        press(&mut st, &s, "o");
+        assert_eq!(names(&st), ["worker", "api", "db", "worker#2"]);
+        press(&mut st, &s, "o");
+        assert_eq!(st.sort, ServiceSort::Name);
+        press(&mut st, &s, "jl");
+        assert_eq!(st.view, View::Logs);
+        assert_eq!(st.logs.service.as_deref(), Some("db"));
+        assert!(st.logs.follow);
+    }
+
+    #[test]
+    fn shell_and_inspect_ask_for_the_selected_container_and_read_only_refuses_the_shell() {
+        let mut s = snap();
+        s.services.push(ServiceStats {
+            service: "old".into(),
+            container: "p-old-1".into(),
+            state: "exited".into(),
+            ..Default::default()
+        });
+        let mut st = UiState::new(false, false);
+        assert_eq!(
+            press(&mut st, &s, "2e"),
+            vec![Command::Exec("p-api-1".into())]
+        );
+        assert_eq!(
+            press(&mut st, &s, "i"),
+            vec![Command::Inspect("p-api-1".into())]
+        );
+        assert!(matches!(&st.mode, Mode::Inspect { container, .. } if container == "p-api-1"));
+        press(&mut st, &s, "q");
+        assert_eq!(st.mode, Mode::Normal);
+        // Not running: no shell, and it says why.
+        assert!(press(&mut st, &s, "jje").is_empty());
+        assert!(
+            st.message
+                .as_deref()
+                .unwrap()
+                .contains("needs a running container")
+        );
+        // Read-only: the shell is refused with a message; inspecting changes nothing.
+        let mut ro = UiState::new(true, false);
+        assert!(press(&mut ro, &s, "2e").is_empty());
+        assert!(
+            ro.message
+                .as_deref()
+                .unwrap()
+                .starts_with("read-only console")
+        );
+        assert_eq!(
+            press(&mut ro, &s, "i"),
+            vec![Command::Inspect("p-api-1".into())]
+        );
+    }
+
     #[test]
     fn keys_on_an_empty_snapshot_do_not_panic() {
         let s = Snapshot::default();
         let mut st = UiState::new(false, false);
         for v in "1234567".chars() {
-            press(&mut st, &s, &format!("{v}jkgGnNyrsx+-dpfwt"));
+            press(&mut st, &s, &format!("{v}jkgGnNyrsx+-dpfwtohlaeim"));
             st.mode = Mode::Normal;
         }
     }

@@ -86,6 +86,63 @@ pub fn fit(theme: &Theme, s: &str, width: usize) -> String {
     s.chars().take(width - 1).collect::<String>() + mark
 }
 
+/// Cuts `s` to `width` characters in the middle, so both ends stay readable:
+/// `knowledge_management` in 14 is `knowle…gement` (`~` in ASCII).
+pub fn fit_middle(theme: &Theme, s: &str, width: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= width {
+        return s.to_string();
+    }
+    if width < 3 {
+        return chars.iter().take(width).collect();
+    }
+    let mark = if theme.ascii { "~" } else { "…" };
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push_str(mark);
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// Word-wraps `text` into rows of at most `width` characters; a word longer than a row
+/// is broken. An empty text is one empty row; nothing is ever dropped.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut rows = Vec::new();
+    for para in text.split('\n') {
+        // A leading indent is kept on the first row (the inspect pane's lists).
+        let body = para.trim_start_matches(' ');
+        let indent = (para.len() - body.len()).min(width - 1);
+        let mut row = " ".repeat(indent);
+        let mut n = indent;
+        let mut fresh = true;
+        for word in body.split(' ') {
+            let w: Vec<char> = word.chars().collect();
+            if !fresh && n + 1 + w.len() > width {
+                rows.push(std::mem::take(&mut row));
+                n = 0;
+            } else if !fresh {
+                row.push(' ');
+                n += 1;
+            }
+            let mut rest = &w[..];
+            while n + rest.len() > width {
+                let take = width - n;
+                row.extend(&rest[..take]);
+                rows.push(std::mem::take(&mut row));
+                n = 0;
+                rest = &rest[take..];
+            }
+            row.extend(rest);
+            n += rest.len();
+            fresh = false;
+        }
+        rows.push(row);
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +166,31 @@ mod tests {
         assert_eq!(clock(1_795_924_800.5), "04:00:00");
         assert_eq!(ms(Some(0.0123)), "12ms");
         assert_eq!(ms(None), "-");
+    }
+
+    #[test]
+    fn middle_cut_keeps_both_ends_and_wrap_drops_nothing() {
+        let u = Theme {
+            color: ColorMode::None,
+            ascii: false,
+        };
+        assert_eq!(fit_middle(&u, "knowledge_management", 14), "knowle…agement");
+        assert_eq!(
+            fit_middle(&u, "knowledge_management", 14).chars().count(),
+            14
+        );
+        assert_eq!(fit_middle(&T, "daily_brief", 14), "daily_brief");
+        assert_eq!(fit_middle(&T, "abcdef", 2), "ab");
+        let text = "Apply suggestion cpu:gateway: scale gateway from 2 to 3 replicas \
+                    averyveryverylongwordthatdoesnotfit";
+        let rows = wrap(text, 20);
+        assert!(rows.iter().all(|r| r.chars().count() <= 20), "{rows:?}");
+        assert_eq!(
+            rows.join(" ").split_whitespace().collect::<String>(),
+            text.split_whitespace().collect::<String>()
+        );
+        assert_eq!(wrap("", 5), vec![String::new()]);
+        assert_eq!(wrap("a\nb", 5), vec!["a", "b"]);
+        assert_eq!(wrap("  ab cd", 5), vec!["  ab", "cd"]);
     }
 }

@@ -2,7 +2,8 @@
 # Builds the images osmen's Docker tests run. The engine here has no registry, so all are
 # made locally: `osmen-standin:test` from the project's own stand-in (a static binary in a
 # scratch image), `osmen-redis:test` from Debian's redis-tools package (Redis 7.0),
-# `osmen-nginx:test` from Debian's nginx (the balancer in front of gateway replicas) and
+# `osmen-nginx:test` from Debian's nginx (the balancer in front of gateway replicas),
+# `osmen-shell:test` from Debian's busybox-static (a container with a shell) and
 # `osmen-postgres:test` from Debian's postgresql-15 package and the libraries it needs.
 # An image is rebuilt only when its sources changed (a label holds their digest).
 #   tests/images/build.sh [--force]
@@ -56,6 +57,27 @@ if [[ $force == --force || $(current_label osmen-redis:test) != "$digest" ]]; th
     -c 'CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no"]' \
     -c "LABEL osmen.source=$digest" - osmen-redis:test >/dev/null
   echo "built osmen-redis:test ($digest)"
+fi
+
+# --- a shell, from Debian's busybox-static ----------------------------------------------
+# The console's `e` (a shell in a container) is tested on this one: /bin/sh is busybox.
+# The stand-in has no shell at all, which the same test checks is said plainly.
+digest=$( (echo "busybox-static v1"; sha256sum < "$here/build.sh") | sha256sum | cut -c1-16)
+if [[ $force == --force || $(current_label osmen-shell:test) != "$digest" ]]; then
+  mkdir -p "$work/bb" && cd "$work/bb"
+  apt-get download busybox-static >/dev/null 2>&1 || {
+    echo "apt-get download of busybox-static failed: run 'apt-get update' first" >&2; exit 1; }
+  for d in ./*.deb; do dpkg-deb -x "$d" x; done
+  rootfs="$work/bb-root"
+  mkdir -p "$rootfs/bin" "$rootfs/tmp" "$rootfs/etc"
+  cp x/bin/busybox "$rootfs/bin/busybox"
+  for app in sh ls cat echo sleep env ps; do ln -s busybox "$rootfs/bin/$app"; done
+  echo "root:x:0:0:root:/:/bin/sh" > "$rootfs/etc/passwd"
+  tar -C "$rootfs" --owner=0 --group=0 --numeric-owner -c . | docker import \
+    -c 'ENV PATH=/bin' -c 'WORKDIR /' \
+    -c 'CMD ["/bin/sh", "-c", "trap \"exit 0\" TERM; while :; do sleep 1; done"]' \
+    -c "LABEL osmen.source=$digest" - osmen-shell:test >/dev/null
+  echo "built osmen-shell:test ($digest)"
 fi
 
 # --- nginx, from Debian packages --------------------------------------------------------

@@ -97,7 +97,7 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
 
     // Services: every service with its health.
     t.keys(&["2"]);
-    let s = t.wait_for("services (6)", Duration::from_secs(10));
+    let s = t.wait_for("services (6,", Duration::from_secs(10));
     for svc in ["redis", "postgres", "qdrant", "gateway", "n8n"] {
         assert!(
             s.lines().any(|l| l.contains(svc) && l.contains("healthy")),
@@ -227,4 +227,83 @@ fn console_in_tmux_shows_the_stack_restarts_on_confirmation_and_quits_cleanly() 
         created.is_empty(),
         "recreations after the restart: {created:?}"
     );
+}
+
+#[test]
+fn console_shell_in_a_container_and_the_inspect_pane_in_tmux() {
+    if !docker_ready() {
+        return;
+    }
+    let stack = Stack::new("shell", "sh");
+    let (code, _, err) = stack.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    let shell = stack.container("shell");
+    let script = format!(
+        "cd {dir} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} {bin} --no-up -p {project}; sleep 60",
+        dir = stack.dir.display(),
+        port = free_port(),
+        bin = env!("CARGO_BIN_EXE_osmen"),
+        project = stack.project,
+    );
+    let t = Tmux::start(
+        format!("osmen-it-sh-{}", std::process::id()),
+        120,
+        40,
+        &script,
+    );
+    t.wait_for("2 running", Duration::from_secs(60));
+    t.keys(&["2"]);
+    t.wait_for("services (2, by name)", Duration::from_secs(10));
+
+    // e on the shell row: the console leaves its screen, the container's shell answers a
+    // command typed into it, and exit brings the console back.
+    t.keys(&["/", "s", "h", "e", "l", "l", "Enter", "e"]);
+    t.wait_for(
+        &format!("osmen: /bin/sh in {shell}"),
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        t.alternate_screen(),
+        "0",
+        "the shell runs on the main screen"
+    );
+    t.keys(&["echo osmen-$((6*7))", "Enter"]);
+    t.wait_for("osmen-42", Duration::from_secs(10));
+    t.keys(&["exit", "Enter"]);
+    t.wait_for("services (1, by name", Duration::from_secs(10));
+    assert_eq!(
+        t.alternate_screen(),
+        "1",
+        "the console took its screen back"
+    );
+    t.wait_for(
+        &format!("open a shell in {shell}: /bin/sh exited (0)"),
+        Duration::from_secs(10),
+    );
+    // Keys reach the console again.
+    t.keys(&["?"]);
+    t.wait_for("keys: Services", Duration::from_secs(5));
+    t.keys(&["Escape"]);
+
+    // i: the inspect pane, the secret masked, the rest shown.
+    t.keys(&["i"]);
+    let s = t.wait_for(&format!("inspect {shell}"), Duration::from_secs(10));
+    let s = if s.contains("SHELL_TEST_TOKEN") {
+        s
+    } else {
+        t.wait_for("SHELL_TEST_TOKEN", Duration::from_secs(10))
+    };
+    assert!(s.contains("SHELL_TEST_TOKEN=********"), "{s}");
+    assert!(!s.contains("tok-do-not-show"), "{s}");
+    assert!(s.contains("SHELL_TEST_MODE=plain-value-shown"), "{s}");
+    t.keys(&["G"]);
+    let s = t.wait_for("health checks: healthy", Duration::from_secs(10));
+    assert!(s.contains("exit 0: alive"), "{s}");
+    t.keys(&["Escape"]);
+
+    // The stand-in is built from scratch: no shell, said plainly, the console stays.
+    t.keys(&["Escape", "/", "s", "t", "a", "n", "d", "Enter", "e"]);
+    t.wait_for("has no shell", Duration::from_secs(15));
+    assert_eq!(t.alternate_screen(), "1");
+    assert_eq!(inspect(&shell, "{{.State.Status}}"), "running");
 }

@@ -131,7 +131,7 @@ fn console_rows_follow_the_engine() {
     );
     t.wait_for("4/4 running", Duration::from_secs(30));
     t.keys(&["2"]);
-    t.wait_for("services (4)", Duration::from_secs(10));
+    t.wait_for("services (4,", Duration::from_secs(10));
     // The console has been open a while before anything changes.
     std::thread::sleep(Duration::from_secs(30));
     see(&t, "api", "running and healthy", |r| {

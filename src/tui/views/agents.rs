@@ -18,7 +18,7 @@ use crate::model::snapshot::Snapshot;
 use crate::model::units::format_duration;
 use crate::tui::state::{UiState, agent_rows};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{bytes, clock, fit, ms, pct, spark};
+use crate::tui::widgets::{bytes, clock, fit, fit_middle, ms, pct, spark};
 
 fn num(v: &serde_json::Value, digits: usize) -> String {
     v.as_f64()
@@ -78,6 +78,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         area
     };
     let wide = area.width >= 130;
+    // Under 122 columns (80 included) MODEL and ERR/S give their room to the others, so
+    // that names keep 14 characters and every figure its unit; both are in the detail.
+    let narrow = area.width < 122;
     let mut header = vec![
         "AGENT",
         "MODEL",
@@ -95,6 +98,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     if wide {
         header.extend(["TOK/S", "TTFT", "$/REQ", "CPU", "HELD"]);
     }
+    if narrow {
+        header[9] = "TREND";
+        header.remove(4);
+        header.remove(1);
+    }
     let body: Vec<Row> = rows
         .iter()
         .map(|a| {
@@ -105,12 +113,20 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 .cloned()
                 .unwrap_or_default();
             let err = a["errors_per_s"].as_f64().unwrap_or(0.0);
-            let (vram, bad) = vram_cell(a);
+            let (mut vram, bad) = vram_cell(a);
+            if narrow {
+                vram = vram.replace("off+sh ", "o+s ");
+            }
             // A replica's row sits under its merged row: show just its container.
             let shown = match a["replica"].as_str() {
                 Some(r) if st.ascii => format!(" - {r}"),
                 Some(r) => format!(" └ {r}"),
                 None => name,
+            };
+            let shown = if narrow {
+                fit_middle(t, &shown, 14)
+            } else {
+                shown
             };
             let bad_if = |on: bool| if on { t.bad() } else { t.dim() };
             let share = error_share(a);
@@ -128,7 +144,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 Cell::from(ms(a["p50_seconds"].as_f64())),
                 Cell::from(ms(a["p95_seconds"].as_f64())),
                 Cell::from(ms(a["p99_seconds"].as_f64())),
-                Cell::from(spark(t, &trend, 10, None)).style(t.accent()),
+                Cell::from(spark(t, &trend, if narrow { 5 } else { 10 }, None)).style(t.accent()),
                 Cell::from(num(&a["inflight"], 0)),
                 Cell::from(num(&a["queued"], 0)),
             ];
@@ -140,6 +156,10 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                     Cell::from(pct(a["cpu_percent"].as_f64())),
                     Cell::from(bytes(a["memory_bytes"].as_f64().map(|b| b as u64))),
                 ]);
+            }
+            if narrow {
+                cells.remove(4);
+                cells.remove(1);
             }
             Row::new(cells)
         })
@@ -166,6 +186,12 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         Constraint::Length(5),
         Constraint::Length(5),
     ];
+    if narrow {
+        widths = [14, 11, 6, 5, 6, 6, 6, 5, 4, 5]
+            .into_iter()
+            .map(Constraint::Length)
+            .collect();
+    }
     if wide {
         widths.extend([
             Constraint::Length(6),

@@ -13,7 +13,7 @@ use crate::model::secret::mask_url_credentials;
 use crate::model::snapshot::Snapshot;
 use crate::tui::state::{UiState, View, log_rows};
 use crate::tui::theme::Theme;
-use crate::tui::widgets::clock;
+use crate::tui::widgets::{clock, fit_middle};
 
 pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
     let rows = log_rows(s, &st.logs);
@@ -34,6 +34,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             format!(", search {:?}", l.search)
         },
     );
+    if l.hscroll > 0 && !l.wrap {
+        title.push_str(&format!(", from column {}", l.hscroll + 1));
+    }
     if area.width < 60 {
         title = format!("logs ({})", rows.len());
     }
@@ -58,34 +61,57 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     };
     let name_w = rows
         .iter()
-        .map(|r| r.service.len())
+        .map(|r| r.source().chars().count())
         .max()
         .unwrap_or(0)
         .min(14);
     let merged = l.service.is_none();
-    // Walk back from the selected line until the screen is full.
-    let mut out: Vec<Line> = Vec::new();
-    let mut i = sel as isize;
-    while i >= 0 && out.len() < inner_h {
-        let r = rows[i as usize];
-        let mut lines = render_line(
-            r,
+    let draw = |i: usize| {
+        render_line(
+            rows[i],
             st,
             t,
             merged,
             name_w,
             inner_w,
-            i as usize == sel && !l.follow,
-        );
+            i == sel && !l.follow,
+        )
+    };
+    let out = window(rows.len(), sel, inner_h, draw);
+    f.render_widget(Paragraph::new(out).block(block(t, &title)), area);
+}
+
+/// A full page around row `sel` of `n`: the rows up to `sel` from the bottom of the page
+/// up, then, when the top is reached first (after `g`), the rows after it, so every
+/// position shows `height` lines as long as there are that many.
+fn window<'a>(
+    n: usize,
+    sel: usize,
+    height: usize,
+    draw: impl Fn(usize) -> Vec<Line<'a>>,
+) -> Vec<Line<'a>> {
+    let mut out: Vec<Line> = Vec::new();
+    let mut i = sel.min(n.saturating_sub(1)) as isize;
+    while i >= 0 && out.len() < height {
+        let mut lines = draw(i as usize);
         while let Some(x) = lines.pop() {
-            if out.len() < inner_h {
+            if out.len() < height {
                 out.push(x);
             }
         }
         i -= 1;
     }
     out.reverse();
-    f.render_widget(Paragraph::new(out).block(block(t, &title)), area);
+    let mut j = sel + 1;
+    while j < n && out.len() < height {
+        for x in draw(j) {
+            if out.len() < height {
+                out.push(x);
+            }
+        }
+        j += 1;
+    }
+    out
 }
 
 fn render_line<'a>(
@@ -103,10 +129,8 @@ fn render_line<'a>(
         prefix.push(' ');
     }
     if merged {
-        prefix.push_str(&format!(
-            "{:<name_w$} ",
-            r.service.chars().take(name_w).collect::<String>()
-        ));
+        // Replicas apart: `gateway`, `gateway#2`, as the Services view names them.
+        prefix.push_str(&format!("{:<name_w$} ", fit_middle(t, &r.source(), name_w)));
     }
     let text = mask_url_credentials(&r.text.replace('\t', "    "));
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
@@ -116,7 +140,7 @@ fn render_line<'a>(
     let pieces: Vec<String> = if st.logs.wrap {
         chars.chunks(room).map(|c| c.iter().collect()).collect()
     } else {
-        vec![chars.iter().take(room).collect()]
+        vec![chars.iter().skip(st.logs.hscroll).take(room).collect()]
     };
     let pieces = if pieces.is_empty() {
         vec![String::new()]

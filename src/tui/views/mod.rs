@@ -58,13 +58,94 @@ pub fn draw(f: &mut Frame, st: &mut UiState, s: &Snapshot, keymap: &Keymap, t: &
                 "{}?  y = yes, any other key = no",
                 capitalise(&cmd.describe())
             );
-            popup(f, body, t, "confirm", vec![Line::from(text)], 60);
+            popup(f, body, t, "confirm", wrapped(&[text], body.width, 60), 60);
         }
         Mode::ConfirmQuit(why) => {
-            popup(f, body, t, "quit", vec![Line::from(why.clone())], 60);
+            popup(
+                f,
+                body,
+                t,
+                "quit",
+                wrapped(std::slice::from_ref(why), body.width, 60),
+                60,
+            );
         }
+        Mode::Detail(_) | Mode::Inspect { .. } => scrolled_popup(f, body, st, s, t),
         _ => {}
     }
+}
+
+/// `texts` word-wrapped to the inside of a popup `width` wide (at most the area's).
+fn wrapped<'a>(texts: &[String], area_w: u16, width: u16) -> Vec<Line<'a>> {
+    let inner = usize::from(width.min(area_w).saturating_sub(2)).max(1);
+    texts
+        .iter()
+        .flat_map(|t| crate::tui::widgets::wrap(t, inner))
+        .map(Line::from)
+        .collect()
+}
+
+/// The whole text of a row, or the inspect pane: nearly the whole body, wrapped, from
+/// the scroll position (clamped here to the last page).
+fn scrolled_popup(f: &mut Frame, area: Rect, st: &mut UiState, s: &Snapshot, t: &Theme) {
+    let (title, texts) = match &st.mode {
+        Mode::Detail(d) => (d.title.clone(), d.lines.clone()),
+        Mode::Inspect { container, .. } => {
+            match s
+                .activity
+                .inspect
+                .as_ref()
+                .filter(|i| &i.container == container)
+            {
+                Some(i) => (format!("inspect {container}"), i.lines()),
+                None => (
+                    format!("inspect {container}"),
+                    vec![format!("asking the engine about {container}…")],
+                ),
+            }
+        }
+        _ => return,
+    };
+    let w = area.width.saturating_sub(4).max(1);
+    let inner_w = usize::from(w.saturating_sub(2)).max(1);
+    let rows: Vec<String> = texts
+        .iter()
+        .flat_map(|l| crate::tui::widgets::wrap(l, inner_w))
+        .collect();
+    let h = (rows.len() as u16 + 2).min(area.height);
+    let inner_h = usize::from(h.saturating_sub(2)).max(1);
+    let last = rows.len().saturating_sub(inner_h);
+    let scroll = match &mut st.mode {
+        Mode::Detail(d) => &mut d.scroll,
+        Mode::Inspect { scroll, .. } => scroll,
+        _ => return,
+    };
+    *scroll = (*scroll).min(last);
+    let top = *scroll;
+    let shown: Vec<Line> = rows
+        .into_iter()
+        .skip(top)
+        .take(inner_h)
+        .map(Line::from)
+        .collect();
+    let more = if last > 0 {
+        format!(
+            "{title}  {}-{} of {}  j/k scroll, Esc closes",
+            top + 1,
+            top + shown.len(),
+            last + inner_h
+        )
+    } else {
+        format!("{title}  Esc closes")
+    };
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(shown).block(block(t, &more)), r);
 }
 
 fn capitalise(s: &str) -> String {
@@ -114,7 +195,7 @@ fn status_line<'a>(st: &UiState, s: &Snapshot, keymap: &Keymap, t: &Theme) -> Li
         _ => {}
     }
     if let Some(m) = &st.message
-        && (s.activity.last_result == st.result_seen || s.activity.last_result.is_none())
+        && s.activity.results == st.result_seen
     {
         return Line::from(Span::styled(m.clone(), t.warn()));
     }

@@ -15,7 +15,7 @@ use crate::tui::theme::Theme;
 use crate::tui::widgets::{bytes, fit, spark, uptime};
 
 pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
-    let rows = service_rows(s, st.filter());
+    let rows = service_rows(s, st.filter(), st.sort);
     let detail = detail_lines(st, s, t);
     let [list, info] = Layout::vertical([
         Constraint::Min(3),
@@ -131,11 +131,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         if wide {
             widths.push(Constraint::Min(10));
         }
-        let title = if st.filter().is_empty() {
-            format!("services ({})", rows.len())
-        } else {
-            format!("services ({}, filter {:?})", rows.len(), st.filter())
-        };
+        let mut title = format!("services ({}, {}", rows.len(), st.sort.label());
+        if !st.filter().is_empty() {
+            title.push_str(&format!(", filter {:?}", st.filter()));
+        }
+        title.push(')');
         let table = Table::new(body, widths)
             .header(Row::new(header).style(t.header()))
             .row_highlight_style(t.selected())
@@ -179,7 +179,7 @@ fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
             v.push(Line::from(Span::styled(why.clone(), t.warn())));
         }
     }
-    let rows = service_rows(s, st.filter());
+    let rows = service_rows(s, st.filter(), st.sort);
     if let Some(x) = rows.get(st.selected()) {
         let mut l = if x.container.is_empty() {
             format!(

@@ -1,5 +1,5 @@
 //! View 6: the advisor's suggestions: what crossed which threshold, the evidence, and the
-//! action (Enter applies it after a confirmation, y copies its command).
+//! action (`a` applies it after a confirmation, Enter shows it whole, y copies its command).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -27,7 +27,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                  against its limit (80%), agents' P95 against their baseline or SLO, queues \
                  that grow, GPU memory (90%), Ollama models that spill onto the CPU, and the \
                  host's CPU and memory, each over a sustained window. Suggestions appear here \
-                 with their evidence; Enter applies one after a confirmation, y copies its \
+                 with their evidence; a applies one after a confirmation, y copies its \
                  command.",
             )
             .style(t.dim()),
@@ -97,7 +97,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     } else if !x.action.appliable() {
         "a setting that needs a restart: nothing to apply live; y copies the command"
     } else {
-        "Enter applies it live (asks first); y copies the command"
+        "a applies it live (asks first); Enter shows it whole; y copies the command"
     };
     lines.push(Line::from(Span::styled(hint, t.dim())));
     f.render_widget(
