@@ -40,8 +40,8 @@ const DISK_WARN: u64 = 20 << 30;
 
 pub async fn checks(global: &Global) -> Vec<Check> {
     let mut out = Vec::new();
-    let ctx = match Ctx::load(global) {
-        Ok(c) => {
+    let ctx = match Ctx::load_first_run(global, super::FirstRun::Preview) {
+        Ok((c, pending)) => {
             let active = c.project.active_services(&global.profiles, &[]);
             out.push(check(
                 Status::Ok,
@@ -54,6 +54,10 @@ pub async fn checks(global: &Global) -> Vec<Check> {
                     active.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
             ));
+            // A fresh clone's missing database password: `up` creates it.
+            if let Some(p) = pending {
+                out.push(check(Status::Warn, "secrets", p));
+            }
             Some(c)
         }
         Err(e) => {
@@ -355,7 +359,7 @@ pub async fn first_run(global: &Global) -> String {
     let cs = checks(global).await;
     let relevant: Vec<Check> = cs
         .into_iter()
-        .filter(|c| matches!(c.name, "compose" | "engine" | "images"))
+        .filter(|c| matches!(c.name, "compose" | "secrets" | "engine" | "images"))
         .collect();
     let mut s = render(&relevant);
     if relevant.iter().any(|c| c.status == Status::Fail) {

@@ -18,6 +18,7 @@ mod docker_stack;
 mod economics;
 mod export;
 mod faults;
+mod first_run;
 mod gateway;
 mod images;
 mod llm_standin;

@@ -1,6 +1,7 @@
 //! The compose file: loading, interpolation, validation, and the resolved stack model
 //! that the supervisor acts on. Everything is checked before the engine is touched.
 
+pub mod dotenv;
 pub mod error;
 pub mod interpolate;
 mod parse;
