@@ -17,12 +17,13 @@ pub const GENERATED: &[&str] = &["POSTGRES_PASSWORD"];
 /// secret; `up` writes the real one).
 pub const PLACEHOLDER: &str = "generated-by-osmen-up";
 
-/// The `.env` beside a compose file.
+/// The `.env` beside a compose file (absolute, so a message names it plainly).
 pub fn path(compose_file: &Path) -> PathBuf {
-    match compose_file.parent() {
+    let p = match compose_file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.join(".env"),
         _ => PathBuf::from(".env"),
-    }
+    };
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 /// Whether the compose text refers to `$NAME` or `${NAME...}`.
