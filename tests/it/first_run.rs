@@ -192,3 +192,31 @@ fn commands_other_than_up_say_how_a_fresh_clone_gets_its_password() {
     assert_eq!(code, 2, "{err}");
     assert!(!c.env_file().exists(), "--read-only wrote .env");
 }
+
+#[test]
+fn doctor_checks_the_gateway_port() {
+    let c = Clone::new();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let doctor = |listen: &str| {
+        let o = osmen()
+            .current_dir(&c.dir)
+            .env("OSMEN_GATEWAY_LISTEN", listen)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        let out = text(&o).0;
+        out.lines()
+            .find(|l| l.contains(" gateway "))
+            .unwrap_or_else(|| panic!("no gateway check:\n{out}"))
+            .to_string()
+    };
+    let line = doctor(&format!("127.0.0.1:{port}"));
+    assert!(
+        line.starts_with("FAIL") && line.contains("in use by another program"),
+        "{line}"
+    );
+    drop(held);
+    let line = doctor(&format!("127.0.0.1:{port}"));
+    assert!(line.starts_with("ok") && line.contains("is free"), "{line}");
+}

@@ -5,6 +5,7 @@
 static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accounting::CountingAlloc;
 
 mod advisor;
+mod advisor_patches;
 mod agent_errors;
 mod architecture;
 mod bench;
