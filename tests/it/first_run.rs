@@ -23,8 +23,8 @@ struct Clone {
 }
 
 impl Clone {
-    fn new() -> Clone {
-        let project = format!("osmenit-fresh-{}", std::process::id());
+    fn new(tag: &str) -> Clone {
+        let project = format!("osmenit-fresh{tag}-{}", std::process::id());
         let dir = std::env::temp_dir().join(&project);
         let _ = std::fs::remove_dir_all(&dir);
         let o = Command::new("git")
@@ -112,7 +112,7 @@ fn a_fresh_clone_gets_a_private_database_password_on_its_first_up() {
     if !docker_ready() {
         return;
     }
-    let c = Clone::new();
+    let c = Clone::new("up");
 
     // Before the first `up`: a warning, not a failure, and nothing written.
     let (code, out, err) = c.run(&["config"]);
@@ -179,7 +179,7 @@ fn a_fresh_clone_gets_a_private_database_password_on_its_first_up() {
 
 #[test]
 fn commands_other_than_up_say_how_a_fresh_clone_gets_its_password() {
-    let c = Clone::new();
+    let c = Clone::new("ps");
     let (code, _, err) = c.run(&["ps"]);
     assert_eq!(code, 2, "{err}");
     assert!(
@@ -195,7 +195,7 @@ fn commands_other_than_up_say_how_a_fresh_clone_gets_its_password() {
 
 #[test]
 fn doctor_checks_the_gateway_port() {
-    let c = Clone::new();
+    let c = Clone::new("doctor");
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let doctor = |listen: &str| {
