@@ -38,6 +38,9 @@ pub enum Update {
     /// The services the compose file declares now (active profiles): one without a
     /// container shows as `not created`.
     Declared(Vec<String>),
+    /// How the compose file writes each service's limits and command (the advisor's
+    /// patches edit those keys).
+    ComposeForms(std::collections::BTreeMap<String, crate::model::advice::ComposeForm>),
 }
 
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
@@ -272,6 +275,7 @@ impl Hub {
                 self.declared = Some(names);
                 self.publish_services();
             }
+            Update::ComposeForms(f) => self.snapshot.compose_forms = f,
             Update::Gpus(g) => {
                 for x in &g {
                     if x.memory_total_bytes > 0 {

@@ -89,7 +89,22 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let ctx = commands::Ctx::load(&cli.global).ok();
             return commands::suggest::plan(ctx.as_ref(), a).await;
         }
-        let ctx = commands::Ctx::load(&cli.global)?;
+        // A fresh clone: `up` writes the secrets it lacks to `.env` (saying so once);
+        // `config` shows what `up` will create.
+        let first_run = match &command {
+            Command::Up(_) if !cli.global.read_only => commands::FirstRun::Generate,
+            Command::Config(_) => commands::FirstRun::Preview,
+            _ => commands::FirstRun::Require,
+        };
+        let (ctx, note) = commands::Ctx::load_first_run(&cli.global, first_run)?;
+        if let Some(n) = note {
+            let tag = if first_run == commands::FirstRun::Preview {
+                "warning"
+            } else {
+                "osmen"
+            };
+            eprintln!("{tag}: {n}");
+        }
         match command {
             Command::Up(a) => commands::up::run(&ctx, &a).await,
             Command::Down(a) => commands::down::run(&ctx, &a).await,

@@ -6,6 +6,7 @@
 
 pub mod agent_errors;
 pub mod capacity;
+mod patch;
 mod probes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,6 +95,52 @@ pub fn hysteresis(
             Some(since)
         }
         None => None,
+    }
+}
+
+/// Bits per weight of an Ollama quantisation level (`Q4_K_M` 4, `Q8_0` 8, `F16` 16).
+fn quant_bits(level: &str) -> Option<u32> {
+    let l = level.to_ascii_uppercase();
+    let l = l.strip_prefix("I").unwrap_or(&l);
+    let rest = ["Q", "BF", "FP", "F"]
+        .iter()
+        .find_map(|p| l.strip_prefix(p))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The quantisation of a model: what Ollama reports, else a tag such as `8b-q8_0`.
+fn quant_of(name: &str, reported: Option<&str>) -> Option<String> {
+    if let Some(q) = reported.filter(|q| quant_bits(q).is_some()) {
+        return Some(q.to_string());
+    }
+    let tag = name.rsplit_once(':')?.1;
+    tag.split('-')
+        .find(|p| {
+            let u = p.to_ascii_uppercase();
+            (u.starts_with('Q') || u.starts_with("IQ") || u.starts_with("FP") || u == "F16")
+                && quant_bits(p).is_some()
+        })
+        .map(str::to_string)
+}
+
+/// What to run instead of a model that does not fit: a 4-bit quantisation when it has
+/// more bits now, else (already 4 bits or fewer) a model with fewer parameters.
+fn smaller_model(name: &str, reported: Option<&str>) -> String {
+    match quant_of(name, reported) {
+        Some(q) if quant_bits(&q).is_some_and(|b| b > 4) => format!(
+            "use a smaller quantisation of {name}: it is {q}; a q4_K_M tag needs about {}% of \
+             its memory",
+            400 / quant_bits(&q).unwrap_or(8)
+        ),
+        Some(q) => format!(
+            "{name} is already {q}: use a model with fewer parameters (a smaller tag of its \
+             family)"
+        ),
+        None => format!(
+            "use a smaller quantisation of {name} if it has more than 4 bits (`ollama show \
+             {name}` names it; a q4_K_M tag) or a model with fewer parameters"
+        ),
     }
 }
 
@@ -186,16 +233,9 @@ fn vertical_memory(current: u64, service: &str, s: &Snapshot, host: &Host) -> u6
     (current.saturating_mul(2).min(room) >> 20) << 20
 }
 
-fn compose_limits(service: &str, cpus: Option<f64>, memory: Option<u64>) -> String {
-    let mut p =
-        format!("services:\n  {service}:\n    deploy:\n      resources:\n        limits:\n");
-    if let Some(c) = cpus {
-        p.push_str(&format!("          cpus: \"{c}\"\n"));
-    }
-    if let Some(m) = memory {
-        p.push_str(&format!("          memory: {}M\n", m >> 20));
-    }
-    p
+/// The limits patch, under the keys the service's compose file uses.
+fn compose_limits(s: &Snapshot, service: &str, cpus: Option<f64>, memory: Option<u64>) -> String {
+    patch::limits(service, cpus, memory, s.compose_forms.get(service))
 }
 
 fn update_command(containers: &[&ServiceStats], cpus: Option<f64>, memory: Option<u64>) -> String {
@@ -310,7 +350,7 @@ pub fn evaluate(
                         from: format!("cpus {limit}"),
                     },
                     update_command(containers, Some(cpus), None),
-                    compose_limits(svc, Some(cpus), None),
+                    compose_limits(s, svc, Some(cpus), None),
                 )
             };
             out.push(Suggestion {
@@ -372,7 +412,7 @@ pub fn evaluate(
                     from: format!("memory {}", format_bytes(limit)),
                 },
                 command: update_command(containers, None, Some(memory)),
-                compose_patch: compose_limits(svc, None, Some(memory)),
+                compose_patch: compose_limits(s, svc, None, Some(memory)),
             });
         }
     }
@@ -604,8 +644,9 @@ pub fn evaluate(
                 since,
                 action: ScaleAction::host(format!("{name} partly on the CPU")),
                 command: format!(
-                    "use a smaller quantisation of {name} (a q4_K_M tag), keep fewer models \
-                     resident (OLLAMA_MAX_LOADED_MODELS=1), or a GPU with more VRAM"
+                    "{}, keep fewer models resident (OLLAMA_MAX_LOADED_MODELS=1), or a GPU \
+                     with more VRAM",
+                    smaller_model(name, m["quantization"].as_str())
                 ),
                 compose_patch: if loaded_models(o) > 1 {
                     "services:\n  ollama:\n    environment:\n      OLLAMA_MAX_LOADED_MODELS: \"1\"\n".into()

@@ -112,17 +112,17 @@ pub(super) fn evaluate(
                 command.push_str(&format!(
                     "redis-cli CONFIG SET maxmemory {new_max}  (AUTH first when requirepass is set)"
                 ));
-                let mut patch = format!("services:\n  {svc}:\n");
-                if let Some(n) = new_limit {
-                    patch.push_str(&format!(
-                        "    deploy:\n      resources:\n        limits:\n          memory: {}M\n",
-                        n >> 20
-                    ));
-                }
-                patch.push_str(&format!(
-                    "    # and in its command: --maxmemory {}mb\n",
-                    new_max >> 20
-                ));
+                // The limit under the file's own key, and the command with only its
+                // --maxmemory changed.
+                let form = s.compose_forms.get(svc);
+                let mut patch = super::patch::limits(svc, None, new_limit, form);
+                let words = super::patch::with_flag(
+                    form.and_then(|f| f.command.as_deref()),
+                    "redis-server",
+                    "--maxmemory",
+                    &format!("{}mb", new_max >> 20),
+                );
+                patch.push_str(&super::patch::command_lines(&words));
                 out.push(Suggestion {
                     id,
                     service: svc.to_string(),
@@ -193,8 +193,14 @@ pub(super) fn evaluate(
                          max_connections to {new_max} (each connection costs work_mem; needs a \
                          restart of {svc})"
                     ),
+                    // The file's command, with only max_connections set.
                     compose_patch: format!(
-                        "services:\n  {svc}:\n    command: [\"postgres\", \"-c\", \"max_connections={new_max}\"]\n"
+                        "services:\n  {svc}:\n{}",
+                        super::patch::command_lines(&super::patch::with_pg_setting(
+                            s.compose_forms.get(svc).and_then(|f| f.command.as_deref()),
+                            "max_connections",
+                            &new_max.to_string(),
+                        ))
                     ),
                 });
             }

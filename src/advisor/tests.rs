@@ -625,3 +625,43 @@ fn agent_error_rate_holds_inside_half_the_threshold_then_clears() {
     );
     assert!(st.active.is_empty());
 }
+
+#[test]
+fn offload_advice_never_proposes_the_quantisation_the_model_has() {
+    let offloaded = |name: &str, quant: Option<&str>| {
+        let mut s = snap();
+        s.ollama = Some(serde_json::json!({"loaded": [
+            {"name": name, "size_bytes": 10u64 << 30, "size_vram_bytes": 6u64 << 30,
+             "gpu_percent": 60.0, "partly_on_cpu": true, "agents": [], "quantization": quant}
+        ]}));
+        let got = run(&History::default(), &s, &mut AdvisorState::default(), T0);
+        got.into_iter()
+            .find(|x| x.rule == "ollama-offload")
+            .expect("the offload rule holds")
+            .command
+    };
+    // The tester's case: a Q4_K_M model was told to move to Q4_K_M.
+    let c = offloaded("llama3.1:8b", Some("Q4_K_M"));
+    assert!(!c.contains("q4_K_M tag"), "{c}");
+    assert!(
+        c.contains("already Q4_K_M") && c.contains("fewer parameters"),
+        "{c}"
+    );
+    // Named by its tag when Ollama does not say; smaller still counts as already small.
+    let c = offloaded("llama3:8b-instruct-q3_K_S", None);
+    assert!(c.contains("already q3_K_S"), "{c}");
+    // More bits than 4: a q4_K_M tag, with what it saves.
+    let c = offloaded("llama3.1:8b", Some("Q8_0"));
+    assert!(
+        c.contains("it is Q8_0; a q4_K_M tag needs about 50%"),
+        "{c}"
+    );
+    let c = offloaded("qwen2:7b-fp16", None);
+    assert!(
+        c.contains("it is fp16; a q4_K_M tag needs about 25%"),
+        "{c}"
+    );
+    // Unknown: says how to find out rather than guessing.
+    let c = offloaded("mixtral:8x7b", None);
+    assert!(c.contains("if it has more than 4 bits"), "{c}");
+}

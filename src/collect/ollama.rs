@@ -74,6 +74,8 @@ pub async fn sample_cached(
             "expires_at": x["expires_at"],
             "digest": x["digest"],
             "blob": blob,
+            // `Q4_K_M`, `Q8_0`, `F16`: the advice never proposes the one it has.
+            "quantization": x["details"]["quantization_level"],
         }));
     }
     Ok(json!({

@@ -105,7 +105,14 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
              `osmen status --json`"
         );
     }
-    let ctx = Ctx::load(global)?;
+    // The first console on a fresh clone creates what `up` needs (not one that only
+    // watches).
+    let mode = if global.read_only || args.no_up {
+        super::FirstRun::Preview
+    } else {
+        super::FirstRun::Generate
+    };
+    let (ctx, first_run_note) = Ctx::load_first_run(global, mode)?;
     let origin = global
         .config
         .clone()
@@ -122,6 +129,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
         ascii: args.ascii,
     };
     let read_only = global.read_only;
+    let mouse = ctx.config.console.mouse;
 
     // The embedded gateway: the same server as `osmen gateway`, on its default address.
     let mut gw_opts = super::gateway::options(
@@ -154,6 +162,10 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
             (name.clone(), d)
         })
         .collect();
+    if let Some(n) = first_run_note {
+        event(&tx, "", n.clone());
+        activity(&tx, move |a| a.last_result = Some(n));
+    }
     activity(&tx, move |a| {
         a.read_only = read_only;
         a.gateway = Some(embedded.note);
@@ -216,7 +228,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
 
     let opts = tui::Options {
         read_only,
-        mouse: ctx_mouse(global),
+        mouse,
         keymap,
         theme,
     };
@@ -388,20 +400,21 @@ async fn follow_clients(
     }
 }
 
-fn ctx_mouse(global: &Global) -> bool {
-    Ctx::load(global)
-        .map(|c| c.config.console.mouse)
-        .unwrap_or(false)
-}
-
 async fn stack_up(
     sup: Supervisor<DockerEngine>,
     targets: BTreeSet<String>,
     tx: mpsc::Sender<Update>,
 ) {
-    activity(&tx, |a| a.running = Some("up".into()));
+    activity(&tx, |a| {
+        a.running = Some("up".into());
+        a.image_failures.clear();
+    });
+    // Every failed pull, whole, per service: handed over at once when `up` ends (a pull
+    // failure stops `up` before anything is created).
+    let failures: Arc<std::sync::Mutex<BTreeMap<String, String>>> = Arc::default();
     let sink: crate::stack::provision::ImageSink = {
         let tx = tx.clone();
+        let failures = failures.clone();
         Arc::new(move |e| {
             use crate::model::progress::ImageEvent;
             let text = match &e {
@@ -410,6 +423,17 @@ async fn stack_up(
                 ImageEvent::BuildStarted { image, .. } => format!("building {image}"),
                 ImageEvent::Built { image, .. } => format!("built {image}"),
                 ImageEvent::Note(n) => n.clone(),
+                ImageEvent::PullFailed {
+                    service, message, ..
+                } => {
+                    let message = crate::model::secret::mask_url_credentials(message);
+                    event(&tx, service, message.replace('\n', "; "));
+                    failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(service.clone(), message);
+                    return;
+                }
                 _ => return,
             };
             event(&tx, "", text);
@@ -418,13 +442,32 @@ async fn stack_up(
     let r = sup.up(&targets, &UpOptions::default(), sink).await;
     let text = match r {
         Ok(o) => format!("up: {} services converged", o.len()),
+        Err(crate::stack::supervise::SuperviseError::Failed(lines)) => {
+            let images: Vec<&str> = lines
+                .iter()
+                .filter(|l| l.contains(": cannot pull image ") || l.contains("pull policy"))
+                .filter_map(|l| l.split(':').next())
+                .collect();
+            if images.is_empty() {
+                format!("up failed: {}", lines.join("; "))
+            } else {
+                format!(
+                    "up failed: {} image(s) cannot be pulled ({}): the Services view shows each \
+                     with the registry's words and the fix",
+                    images.len(),
+                    images.join(", ")
+                )
+            }
+        }
         Err(e) => format!("up failed: {e}"),
     };
     event(&tx, "", text.clone());
+    let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
     activity_sure(&tx, move |a| {
         a.running = None;
         a.blocked.clear();
         a.set_result(text);
+        a.image_failures = failures;
     })
     .await;
 }

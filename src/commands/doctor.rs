@@ -40,8 +40,8 @@ const DISK_WARN: u64 = 20 << 30;
 
 pub async fn checks(global: &Global) -> Vec<Check> {
     let mut out = Vec::new();
-    let ctx = match Ctx::load(global) {
-        Ok(c) => {
+    let ctx = match Ctx::load_first_run(global, super::FirstRun::Preview) {
+        Ok((c, pending)) => {
             let active = c.project.active_services(&global.profiles, &[]);
             out.push(check(
                 Status::Ok,
@@ -54,6 +54,10 @@ pub async fn checks(global: &Global) -> Vec<Check> {
                     active.iter().cloned().collect::<Vec<_>>().join(", ")
                 ),
             ));
+            // A fresh clone's missing database password: `up` creates it.
+            if let Some(p) = pending {
+                out.push(check(Status::Warn, "secrets", p));
+            }
             Some(c)
         }
         Err(e) => {
@@ -205,6 +209,7 @@ pub async fn checks(global: &Global) -> Vec<Check> {
             }
         }
     }
+    out.push(gateway_port(&c.runtime_dir).await);
     out.push(if busy.is_empty() {
         check(
             Status::Ok,
@@ -257,6 +262,62 @@ pub async fn checks(global: &Global) -> Vec<Check> {
         info.as_ref().map(|i| i.runtimes.clone()),
     );
     out
+}
+
+/// The console's embedded gateway port: free, or held by a running osmen console's
+/// gateway (`runtime/gateway.addr` names it and it answers `/health`).
+async fn gateway_port(runtime_dir: &std::path::Path) -> Check {
+    let listen = std::env::var("OSMEN_GATEWAY_LISTEN")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| crate::gateway::addrfile::DEFAULT_LISTEN.to_string());
+    let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
+        return check(
+            Status::Fail,
+            "gateway",
+            format!(
+                "OSMEN_GATEWAY_LISTEN={listen:?} is not an address: write IP:PORT, such as \
+                 127.0.0.1:8080"
+            ),
+        );
+    };
+    if TcpListener::bind(addr).is_ok() {
+        return check(
+            Status::Ok,
+            "gateway",
+            format!("{addr} is free for the console's gateway"),
+        );
+    }
+    let recorded = crate::gateway::addrfile::read(runtime_dir);
+    let client = crate::http::client(|b| b.timeout(std::time::Duration::from_secs(1)));
+    let answers = match recorded {
+        Some(r) if r.port() == addr.port() => client
+            .get(format!("http://{r}/health"))
+            .send()
+            .await
+            .is_ok_and(|x| x.status().is_success()),
+        _ => false,
+    };
+    if answers {
+        check(
+            Status::Ok,
+            "gateway",
+            format!(
+                "{addr} is held by a running osmen console's gateway ({} names it); a new \
+                 console shows that one",
+                crate::gateway::addrfile::path(runtime_dir).display()
+            ),
+        )
+    } else {
+        check(
+            Status::Fail,
+            "gateway",
+            format!(
+                "{addr} is in use by another program: stop it, or give the console's gateway \
+                 another address with OSMEN_GATEWAY_LISTEN=127.0.0.1:PORT"
+            ),
+        )
+    }
 }
 
 fn tempfile_probe(dir: &std::path::Path) -> std::io::Result<()> {
@@ -355,7 +416,7 @@ pub async fn first_run(global: &Global) -> String {
     let cs = checks(global).await;
     let relevant: Vec<Check> = cs
         .into_iter()
-        .filter(|c| matches!(c.name, "compose" | "engine" | "images"))
+        .filter(|c| matches!(c.name, "compose" | "secrets" | "engine" | "images"))
         .collect();
     let mut s = render(&relevant);
     if relevant.iter().any(|c| c.status == Status::Fail) {

@@ -48,14 +48,79 @@ pub struct Ctx {
     pub runtime_dir: PathBuf,
 }
 
+/// What loading does about a secret a fresh clone lacks (`compose::dotenv::GENERATED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstRun {
+    /// Fail on it, saying that `osmen up` creates it.
+    Require,
+    /// `up` and the console: write it to `.env` and say so.
+    Generate,
+    /// `config` and `doctor`: resolve it to a masked placeholder and say `up` creates it.
+    Preview,
+}
+
 impl Ctx {
     pub fn load(global: &Global) -> anyhow::Result<Ctx> {
-        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Ctx::load_first_run(global, FirstRun::Require).map(|(c, _)| c)
+    }
+
+    /// Loads the stack; with a first-run secret missing, does what `mode` says and
+    /// returns the one line to show about it.
+    pub fn load_first_run(
+        global: &Global,
+        mode: FirstRun,
+    ) -> anyhow::Result<(Ctx, Option<String>)> {
+        let mut env: BTreeMap<String, String> = std::env::vars().collect();
+        let missing = compose::dotenv::missing(&global.file, &env);
+        let dotenv = compose::dotenv::path(&global.file);
+        let mut note = None;
+        if !missing.is_empty() {
+            match mode {
+                FirstRun::Require => {}
+                FirstRun::Generate => {
+                    // Only for a file that loads once it has the value: a broken file
+                    // gets its own error and no `.env`.
+                    let mut trial = env.clone();
+                    for n in &missing {
+                        trial.insert(n.clone(), compose::dotenv::PLACEHOLDER.into());
+                    }
+                    let opts = LoadOptions {
+                        project_name: global.project.clone(),
+                        env: trial,
+                    };
+                    compose::load(&global.file, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let p = compose::dotenv::generate(&global.file, &missing)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    note = Some(compose::dotenv::created_note(&p, &missing));
+                }
+                FirstRun::Preview => {
+                    for n in &missing {
+                        env.insert(n.clone(), compose::dotenv::PLACEHOLDER.into());
+                    }
+                    note = Some(compose::dotenv::pending_note(&dotenv, &missing));
+                }
+            }
+        }
         let opts = LoadOptions {
             project_name: global.project.clone(),
             env,
         };
-        let project = compose::load(&global.file, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let project = compose::load(&global.file, &opts).map_err(|e| {
+            if mode == FirstRun::Require && !missing.is_empty() {
+                anyhow::anyhow!(
+                    "{e}\n{}: the first `osmen up` (or the console) writes a random one to {} \
+                     (mode 0600), or set it there yourself",
+                    missing.join(", "),
+                    dotenv.display()
+                )
+            } else {
+                anyhow::anyhow!("{e}")
+            }
+        })?;
+        Ok((Ctx::finish(global, project)?, note))
+    }
+
+    fn finish(global: &Global, project: Project) -> anyhow::Result<Ctx> {
         let dir = project.dir.clone();
         let config_path = global.config.clone().or_else(|| {
             let p = dir.join("config").join("osmen.toml");

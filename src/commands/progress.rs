@@ -165,6 +165,8 @@ pub fn stderr_sink() -> ImageSink {
                 st.note(&mut err, &format!("built {image} for {service}"));
             }
             ImageEvent::Note(text) => st.note(&mut err, &text),
+            // `up` prints every failure, whole, when it stops.
+            ImageEvent::PullFailed { .. } => {}
         }
     })
 }

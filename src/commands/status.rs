@@ -218,6 +218,9 @@ async fn watch_compose(
     let _ = tx.send(Update::Declared(first)).await;
     let _ = tx.send(Update::Source("compose", Ok(()))).await;
     let Ok(ctx) = Ctx::load(&global) else { return };
+    let _ = tx
+        .send(Update::ComposeForms(ctx.project.compose_forms()))
+        .await;
     let file = ctx.project.file.clone();
     let mut stamp = compose_stamp(&file);
     let mut tick = tokio::time::interval(COMPOSE_WATCH_EVERY);
@@ -235,6 +238,9 @@ async fn watch_compose(
         let update = match Ctx::load(&global) {
             Ok(c) => {
                 let _ = tx.send(Update::Declared(declared(&c))).await;
+                let _ = tx
+                    .send(Update::ComposeForms(c.project.compose_forms()))
+                    .await;
                 Ok(())
             }
             Err(e) => Err(format!("{e:#}")),

@@ -69,6 +69,20 @@ impl ScaleAction {
     }
 }
 
+/// How the compose file writes what a patch changes, so that the patch edits the key the
+/// file already uses (a service-level `cpus:` stays there; a `deploy.resources.limits`
+/// one stays there) and keeps the rest of a `command:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ComposeForm {
+    /// The CPU limit the file sets is the service-level `cpus:`.
+    pub cpus_service_level: bool,
+    /// The memory limit the file sets is the service-level `mem_limit:`.
+    pub memory_service_level: bool,
+    /// The `command:` as the file writes it: a secret's value written back as
+    /// `${VAR}` and `$` as `$$`, so a patch quoting it never shows a secret.
+    pub command: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Suggestion {
     /// `rule:service`, stable while the condition lasts (what `--apply` takes).

@@ -178,6 +178,9 @@ pub struct Activity {
     pub dependencies: BTreeMap<String, Vec<String>>,
     /// When the embedded gateway last served an API client (seconds since the epoch).
     pub gateway_last_client: Option<f64>,
+    /// Service -> why its image could not be had at the last `up`: the registry's whole
+    /// message and the fix (`cannot pull image x: ...\nfix: ...`).
+    pub image_failures: BTreeMap<String, String>,
 }
 
 impl Activity {

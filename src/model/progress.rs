@@ -161,4 +161,11 @@ pub enum ImageEvent {
     /// Something the operator should know that is not an error (an unsupported
     /// credential helper, say).
     Note(String),
+    /// A service's image cannot be pulled (or may not be): the registry's whole message
+    /// and the fix, one event per service.
+    PullFailed {
+        service: String,
+        image: String,
+        message: String,
+    },
 }

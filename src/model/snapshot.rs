@@ -233,6 +233,9 @@ pub struct Snapshot {
     pub activity: super::console::Activity,
     /// The advisor's current suggestions.
     pub suggestions: Vec<super::advice::Suggestion>,
+    /// Per compose service, how its file writes limits and command (for the patches).
+    #[serde(skip)]
+    pub compose_forms: BTreeMap<String, super::advice::ComposeForm>,
     /// The last minute of a few series (key as in the history), for sparklines.
     #[serde(skip)]
     pub trends: std::sync::Arc<BTreeMap<String, Vec<f64>>>,

@@ -288,13 +288,17 @@ pub async fn provision<E: Engine>(
     plans: &[ImagePlan],
     sink: ImageSink,
 ) -> Result<(), Vec<String>> {
-    let mut failures: Vec<String> = plans
-        .iter()
-        .filter_map(|p| match &p.action {
-            ImageAction::Refused(why) => Some(format!("{}: {why}", p.service)),
-            _ => None,
-        })
-        .collect();
+    let mut failures: Vec<String> = Vec::new();
+    for p in plans {
+        if let ImageAction::Refused(why) = &p.action {
+            sink(ImageEvent::PullFailed {
+                service: p.service.clone(),
+                image: p.image.clone(),
+                message: why.clone(),
+            });
+            failures.push(format!("{}: {why}", p.service));
+        }
+    }
     // One pull per image, however many services share it.
     let mut pulls: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in plans.iter().filter(|p| p.action == ImageAction::Pull) {
@@ -334,10 +338,14 @@ pub async fn provision<E: Engine>(
                     build_after_pull.push(s.clone());
                 } else {
                     let advice = pull_advice(&msg, &ImageRef::parse(&image));
-                    failures.push(format!(
-                        "{s}: cannot pull image {image}: {}\n    fix: {advice}",
-                        msg.trim()
-                    ));
+                    let message =
+                        format!("cannot pull image {image}: {}\nfix: {advice}", msg.trim());
+                    sink(ImageEvent::PullFailed {
+                        service: s.clone(),
+                        image: image.clone(),
+                        message: message.clone(),
+                    });
+                    failures.push(format!("{s}: {}", message.replace('\n', "\n    ")));
                 }
             }
         }

@@ -894,3 +894,54 @@ impl TapView for UiState {
         self
     }
 }
+
+/// The tester's case: no registry answers, and every image of the stack fails to pull.
+#[test]
+fn every_failed_pull_shows_in_its_row_and_whole_in_the_detail_pane() {
+    let mut s = changed_stack();
+    s.services.push(ServiceStats::not_created("postgres"));
+    let long = "cannot pull image postgres:15-alpine: Get \"https://registry-1.docker.io/v2/\": \
+                dial tcp: lookup registry-1.docker.io on 127.0.0.53:53: server misbehaving\n\
+                fix: the registry docker.io cannot be reached from the engine: check the \
+                network, or use `--pull never` with images already on this engine";
+    for svc in ["burner", "postgres"] {
+        s.activity.image_failures.insert(
+            svc.into(),
+            long.replace("postgres:15-alpine", &format!("{svc}:1")),
+        );
+    }
+    // A running service keeps its state even if an earlier pull of it failed.
+    s.activity
+        .image_failures
+        .insert("redis".into(), "cannot pull image redis:7".into());
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut st = UiState::new(false, false);
+        st.view = View::Services;
+        let rows = crate::tui::state::service_rows(&s, "", crate::tui::state::ServiceSort::Name);
+        let at = rows.iter().position(|x| x.service == "postgres").unwrap();
+        st.selected[View::Services.index()] = at;
+        let text = render(&mut st, &s, w, h);
+        let row = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("│{name} ")))
+                .unwrap_or_else(|| panic!("no row {name}:\n{text}"))
+                .to_string()
+        };
+        assert!(row("postgres").contains("pull failed"), "{text}");
+        assert!(row("burner").contains("pull failed"), "{text}");
+        assert!(!row("redis").contains("pull failed"), "{text}");
+        // The whole message and the fix, joined back from the wrapped detail pane.
+        let flat: String = text
+            .lines()
+            .map(|l| l.trim_matches(|c| c == '│' || c == ' '))
+            .collect::<Vec<_>>()
+            .join(" ");
+        for want in [
+            "postgres  not created: its image could not be pulled",
+            "server misbehaving",
+            "use `--pull never` with images already on this engine",
+        ] {
+            assert!(flat.contains(want), "{want} missing at {w}x{h}:\n{text}");
+        }
+    }
+}

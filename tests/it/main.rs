@@ -5,6 +5,7 @@
 static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accounting::CountingAlloc;
 
 mod advisor;
+mod advisor_patches;
 mod agent_errors;
 mod architecture;
 mod bench;
@@ -18,6 +19,7 @@ mod docker_stack;
 mod economics;
 mod export;
 mod faults;
+mod first_run;
 mod gateway;
 mod images;
 mod llm_standin;

@@ -1,6 +1,7 @@
 //! The compose file: loading, interpolation, validation, and the resolved stack model
 //! that the supervisor acts on. Everything is checked before the engine is touched.
 
+pub mod dotenv;
 pub mod error;
 pub mod interpolate;
 mod parse;
@@ -231,6 +232,12 @@ pub struct GpuRequest {
 pub struct Resources {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
+    /// `cpus` came from the service-level `cpus:` (else `deploy.resources.limits`).
+    #[serde(skip)]
+    pub cpus_service_level: bool,
+    /// `memory` came from the service-level `mem_limit:`.
+    #[serde(skip)]
+    pub memory_service_level: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -312,6 +319,40 @@ impl Project {
                     || named.contains(&s.name)
             })
             .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
+impl Project {
+    /// How the file writes each service's limits and command, for the advisor's patches.
+    pub fn compose_forms(&self) -> BTreeMap<String, crate::model::advice::ComposeForm> {
+        // Longest values first, so a secret inside another is not half replaced.
+        let mut secrets: Vec<(&String, &String)> = self
+            .secret_vars
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        secrets.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+        let as_written = |arg: &String| {
+            let mut a = arg.replace('$', "$$");
+            for (name, value) in &secrets {
+                a = a.replace(&value.replace('$', "$$"), &format!("${{{name}}}"));
+            }
+            a
+        };
+        self.services
+            .iter()
+            .map(|(name, s)| {
+                let form = crate::model::advice::ComposeForm {
+                    cpus_service_level: s.resources.cpus_service_level,
+                    memory_service_level: s.resources.memory_service_level,
+                    command: s
+                        .command
+                        .as_ref()
+                        .map(|c| c.iter().map(as_written).collect()),
+                };
+                (name.clone(), form)
+            })
             .collect()
     }
 }

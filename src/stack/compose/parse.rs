@@ -880,8 +880,14 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
                 }
             }
             "deploy" => parse_deploy(ctx, v, &p, &mut svc, restart_set),
-            "cpus" => svc.resources.cpus = ctx.cpus(v, &p),
-            "mem_limit" => svc.resources.memory = ctx.bytes(v, &p),
+            "cpus" => {
+                svc.resources.cpus = ctx.cpus(v, &p);
+                svc.resources.cpus_service_level = true;
+            }
+            "mem_limit" => {
+                svc.resources.memory = ctx.bytes(v, &p);
+                svc.resources.memory_service_level = true;
+            }
             "mem_reservation" => svc.resources.memory_reservation = ctx.bytes(v, &p),
             "gpus" => {
                 if let Some(g) = parse_gpus_short(ctx, v, &p) {
@@ -1548,9 +1554,11 @@ fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, resta
                     let lp = format!("{p}.limits");
                     if let Some(c) = limits.get("cpus") {
                         svc.resources.cpus = ctx.cpus(c, &format!("{lp}.cpus"));
+                        svc.resources.cpus_service_level = false;
                     }
                     if let Some(mm) = limits.get("memory") {
                         svc.resources.memory = ctx.bytes(mm, &format!("{lp}.memory"));
+                        svc.resources.memory_service_level = false;
                     }
                 }
                 if let Some(res) = v.get("reservations") {

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{block, source_down};
-use crate::model::snapshot::Snapshot;
+use crate::model::snapshot::{ServiceStats, Snapshot};
 use crate::tui::state::{UiState, service_rows};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{bytes, fit, spark, uptime};
@@ -17,9 +17,15 @@ use crate::tui::widgets::{bytes, fit, spark, uptime};
 pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
     let rows = service_rows(s, st.filter(), st.sort);
     let detail = detail_lines(st, s, t);
+    // Wrapped lines count: a registry's message runs over several rows.
+    let inner = usize::from(area.width.saturating_sub(2)).max(1);
+    let rows_needed: usize = detail
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(inner))
+        .sum();
     let [list, info] = Layout::vertical([
         Constraint::Min(3),
-        Constraint::Length((detail.len() as u16 + 2).min(area.height / 2)),
+        Constraint::Length((rows_needed as u16).saturating_add(2).min(area.height / 2)),
     ])
     .areas(area);
     if st.show_dependencies {
@@ -86,10 +92,14 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                     (m, _) => bytes(m),
                 };
                 let trend = if running { trend } else { Vec::new() };
+                let state = match pull_failed(s, x) {
+                    Some(_) => Cell::from("pull failed").style(t.bad()),
+                    None => Cell::from(x.state_label()).style(t.health(&x.state, "")),
+                };
                 let mut cells = vec![
                     // Replicas: the number tells them apart (`worker`, `worker#2`).
                     Cell::from(x.display_name()),
-                    Cell::from(x.state_label()).style(t.health(&x.state, "")),
+                    state,
                     Cell::from(if x.health.is_empty() {
                         "-".into()
                     } else {
@@ -168,6 +178,15 @@ pub fn cpu_cell(of_limit: Option<f64>, of_core: Option<f64>) -> String {
     }
 }
 
+/// Why the last `up` could not get the row's image, while the row has no running
+/// container.
+fn pull_failed<'s>(s: &'s Snapshot, x: &ServiceStats) -> Option<&'s String> {
+    if x.state == "running" {
+        return None;
+    }
+    s.activity.image_failures.get(&x.service)
+}
+
 fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
     let mut v = Vec::new();
     if let Some(a) = &s.activity.running {
@@ -181,7 +200,9 @@ fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
     }
     let rows = service_rows(s, st.filter(), st.sort);
     if let Some(x) = rows.get(st.selected()) {
-        let mut l = if x.container.is_empty() {
+        let mut l = if x.container.is_empty() && pull_failed(s, x).is_some() {
+            format!("{}  not created: its image could not be pulled", x.service)
+        } else if x.container.is_empty() {
             format!(
                 "{}  not created: U brings the stack up from the file",
                 x.service
@@ -203,6 +224,12 @@ fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
             ));
         }
         v.push(Line::from(l));
+        if let Some(why) = pull_failed(s, x) {
+            // Whole: the registry's words and the fix, never cut.
+            for line in why.lines() {
+                v.push(Line::from(Span::styled(line.to_string(), t.bad())));
+            }
+        }
         if !x.health_output.trim().is_empty() {
             v.push(Line::from(Span::styled(
                 format!(
