@@ -212,7 +212,13 @@ pub async fn run<S: ContainerSource>(
                     continue;
                 }
             }
-            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            // A container that is not running starts its figures afresh when it starts
+            // again (its counters start from zero then).
+            let ids: Vec<String> = rows
+                .iter()
+                .filter(|r| r.state == "running")
+                .map(|r| r.id.clone())
+                .collect();
             tracker.forget_missing(&ids);
             if !sample {
                 // The change is shown now, with the figures already sampled.

@@ -163,16 +163,17 @@ pub async fn run_events<S: FeedSource>(
 }
 
 /// New journal entries (the supervisor's and the console's actions) as they are written,
-/// until `stop`: the last 200 first, then each second what was added.
+/// until `stop`: all of it first, then each second what was added.
 pub async fn run_journal(
     journal: PathBuf,
     tx: mpsc::Sender<Update>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tail = JournalTail::new(journal);
+    // All of it: the supervisor's restarts count in RST however old (the journal is
+    // bounded by `journal_max_entries`); the hub keeps the newest as events.
     let first = tail.read_new();
-    let start = first.len().saturating_sub(JOURNAL_FIRST);
-    let _ = tx.send(Update::Journal(first[start..].to_vec())).await;
+    let _ = tx.send(Update::Journal(first)).await;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -187,9 +188,6 @@ pub async fn run_journal(
         }
     }
 }
-
-/// Journal entries read when a follower starts.
-pub const JOURNAL_FIRST: usize = 200;
 
 /// One journal entry as an Events-view line.
 pub fn journal_line(e: &JournalEntry) -> EventLine {

@@ -45,23 +45,13 @@ pub fn mask(v: &mut Value) {
         }
         for key in ["command", "entrypoint"] {
             if let Some(words) = svc.get_mut(key).and_then(Value::as_array_mut) {
-                let mut hide_next = false;
-                for w in words.iter_mut() {
-                    let s = w.as_str().unwrap_or("").to_string();
-                    if hide_next {
-                        *w = Value::String(MASK.into());
-                        hide_next = false;
-                        continue;
-                    }
-                    if let Some((flag, val)) = s.split_once('=')
-                        && flag.starts_with('-')
-                        && is_secret_name(flag)
-                        && !val.is_empty()
-                    {
-                        *w = Value::String(format!("{flag}={MASK}"));
-                    } else if s.starts_with('-') && is_secret_name(&s) {
-                        hide_next = true;
-                    }
+                let plain: Vec<String> = words
+                    .iter()
+                    .map(|w| w.as_str().unwrap_or("").to_string())
+                    .collect();
+                let masked = crate::model::secret::mask_command(&plain);
+                for (w, m) in words.iter_mut().zip(masked) {
+                    *w = Value::String(m);
                 }
             }
         }

@@ -139,7 +139,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
             gateway_config: None,
         },
     );
-    let found_ollama = discover_ollama(&ctx, &mut gw_opts.env).await;
+    let found_ollama = discover_ollama(&ctx, &mut gw_opts).await;
     let (gw_stop_tx, gw_stop) = watch::channel(false);
     let runtime_dir = gw_opts.runtime_dir.clone();
     let embedded = start_gateway(&gw_opts, gw_stop, found_ollama).await;
@@ -336,6 +336,9 @@ async fn start_gateway(
     }
 }
 
+/// The Ollama URL `config/gateway.toml` ships with.
+const SHIPPED_OLLAMA_URL: &str = "http://127.0.0.1:11434";
+
 /// Whether a gateway answers `/health` at `addr` within a second.
 async fn answers_health(addr: std::net::SocketAddr) -> bool {
     let client = crate::http::client(|b| b.timeout(Duration::from_secs(1)));
@@ -349,13 +352,22 @@ async fn answers_health(addr: std::net::SocketAddr) -> bool {
 /// When `OLLAMA_URL` is not set, the stack's Ollama: the compose file's published port,
 /// else the running `ollama` container's published port for 11434. Sets it for the
 /// gateway and returns it.
-async fn discover_ollama(
-    ctx: &Ctx,
-    env: &mut std::collections::BTreeMap<String, String>,
-) -> Option<String> {
-    if env.get("OLLAMA_URL").is_some_and(|u| !u.is_empty()) {
+async fn discover_ollama(ctx: &Ctx, opts: &mut crate::gateway::Options) -> Option<String> {
+    if opts.env.get("OLLAMA_URL").is_some_and(|u| !u.is_empty()) {
         return None;
     }
+    // An Ollama the gateway's settings name (other than the shipped loopback default) is
+    // the operator's choice: the embedded gateway uses it, as the headless one does.
+    let configured = opts
+        .config_file
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| crate::model::gateway::GatewayFile::parse(&t, "gateway.toml").ok())
+        .and_then(|f| f.providers.get("ollama").and_then(|p| p.base_url.clone()));
+    if configured.is_some_and(|u| u.trim_end_matches('/') != SHIPPED_OLLAMA_URL) {
+        return None;
+    }
+    let env = &mut opts.env;
     let url = match super::status::ollama_url(ctx) {
         Some(u) => Some(u),
         None => {
@@ -393,9 +405,15 @@ async fn follow_clients(
             _ = tick.tick() => {}
         }
         let now = gw.last_client_at();
-        if now != last {
+        if now != last
+            && tx
+                .send(Update::Activity(Box::new(move |a| {
+                    a.gateway_last_client = now
+                })))
+                .await
+                .is_ok()
+        {
             last = now;
-            activity(&tx, move |a| a.gateway_last_client = now);
         }
     }
 }
@@ -584,7 +602,7 @@ async fn carry_out(
             let rows = containers_of(engine, ctx, svc).await?;
             if rows.is_empty() {
                 // A service added to the file since the console opened has no container.
-                let fresh = Ctx::load(&ctx.global)?;
+                let fresh = Ctx::load_first_run(&ctx.global, super::FirstRun::Generate)?.0;
                 let targets = super::up::targets(&fresh, std::slice::from_ref(svc))?;
                 let n = fresh_supervisor(&fresh, engine, tx)
                     .up(&targets, &UpOptions::default(), Arc::new(|_| {}))
@@ -645,7 +663,7 @@ async fn carry_out(
         }
         Command::Up => {
             // The file as it is now: an edit since the console opened is honoured.
-            let fresh = Ctx::load(&ctx.global)?;
+            let fresh = Ctx::load_first_run(&ctx.global, super::FirstRun::Generate)?.0;
             let targets = super::up::targets(&fresh, &[])?;
             let sup = fresh_supervisor(&fresh, engine, tx);
             stack_up(sup, targets, tx.clone()).await;

@@ -215,13 +215,25 @@ async fn watch_compose(
     tx: tokio::sync::mpsc::Sender<Update>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // As `config` reads it: a fresh clone's missing database password (which `up`
+    // creates) does not stop the watching.
+    let load = || super::Ctx::load_first_run(&global, super::FirstRun::Preview).map(|(c, _)| c);
     let _ = tx.send(Update::Declared(first)).await;
-    let _ = tx.send(Update::Source("compose", Ok(()))).await;
-    let Ok(ctx) = Ctx::load(&global) else { return };
-    let _ = tx
-        .send(Update::ComposeForms(ctx.project.compose_forms()))
-        .await;
-    let file = ctx.project.file.clone();
+    let file = match load() {
+        Ok(ctx) => {
+            let _ = tx.send(Update::Source("compose", Ok(()))).await;
+            let _ = tx
+                .send(Update::ComposeForms(ctx.project.compose_forms()))
+                .await;
+            ctx.project.file.clone()
+        }
+        Err(e) => {
+            let _ = tx
+                .send(Update::Source("compose", Err(format!("{e:#}"))))
+                .await;
+            global.file.clone()
+        }
+    };
     let mut stamp = compose_stamp(&file);
     let mut tick = tokio::time::interval(COMPOSE_WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -235,7 +247,7 @@ async fn watch_compose(
             continue;
         }
         stamp = now;
-        let update = match Ctx::load(&global) {
+        let update = match load() {
             Ok(c) => {
                 let _ = tx.send(Update::Declared(declared(&c))).await;
                 let _ = tx
@@ -583,7 +595,21 @@ pub fn render(s: &Snapshot) -> String {
         }
         let name = a["agent"].as_str().unwrap_or("?");
         if a["p99_seconds"].as_f64().is_none() && errs.is_empty() {
-            o.push_str(&format!("agent {name:<22} no requests yet{model}\n"));
+            let served: f64 = a
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| k.starts_with("requests_") && *k != "requests_per_s")
+                        .filter_map(|(_, v)| v.as_f64())
+                        .sum()
+                })
+                .unwrap_or(0.0);
+            let what = if served > 0.0 {
+                format!("no requests in the last minute ({served:.0} since start)")
+            } else {
+                "no requests yet".to_string()
+            };
+            o.push_str(&format!("agent {name:<22} {what}{model}\n"));
             continue;
         }
         let source = a["latency_source"]

@@ -18,7 +18,9 @@ use crate::stack::engine::{DockerEngine, Engine};
 /// that ran until now), then returns the snapshot with its suggestions.
 pub async fn collect(ctx: &Ctx) -> Snapshot {
     let window = ctx.config.advisor.window;
-    let fresh = history_age(&ctx.runtime_dir).filter(|a| *a <= FRESH_HISTORY);
+    let fresh = history_age(&ctx.runtime_dir)
+        .filter(|a| *a <= FRESH_HISTORY)
+        .filter(|_| history_covers(&ctx.runtime_dir, window));
     let (tx, mut rx, stop) = super::status::start_collectors(ctx, None, false).await;
     let started = tokio::time::Instant::now();
     // The hub evaluates the advisor once a second (`hub::ADVISE_EVERY`): wait until an
@@ -28,7 +30,8 @@ pub async fn collect(ctx: &Ctx) -> Snapshot {
     let settle = match fresh {
         Some(age) => {
             eprintln!(
-                "osmen: using the console's history (runtime/history.json, written {} ago)                  and a few seconds of samples…",
+                "osmen: using the console's history (runtime/history.json, written {} ago) \
+                 and a few seconds of samples…",
                 crate::model::units::format_duration(Duration::from_secs(age.as_secs()))
             );
             FRESH_SETTLE
@@ -68,6 +71,22 @@ const FRESH_SETTLE: Duration = Duration::from_secs(5);
 fn history_age(runtime_dir: &std::path::Path) -> Option<Duration> {
     let m = std::fs::metadata(runtime_dir.join("history.json")).ok()?;
     m.modified().ok()?.elapsed().ok()
+}
+
+/// Whether the persisted history reaches back a whole advisor window (a console that ran
+/// for 30 s has not measured a minute).
+fn history_covers(runtime_dir: &std::path::Path, window: Duration) -> bool {
+    let Ok(text) = std::fs::read_to_string(runtime_dir.join("history.json")) else {
+        return false;
+    };
+    let Ok(h) = serde_json::from_str::<crate::model::history::History>(&text) else {
+        return false;
+    };
+    let since = crate::hub::now_secs() - window.as_secs_f64();
+    h.series
+        .get("host:cpu_percent")
+        .and_then(|s| s.fine.front())
+        .is_some_and(|(t, _)| *t <= since)
 }
 
 fn text(s: &[Suggestion]) -> String {

@@ -40,12 +40,20 @@ pub fn remove_if(runtime_dir: &Path, addr: SocketAddr) {
 }
 
 /// The address clients should use: `OSMEN_GATEWAY_LISTEN`, else the running console's
-/// recorded address, else the default.
+/// recorded address when something listens there (a console killed with SIGKILL leaves
+/// its file behind), else the default.
 pub fn listen(runtime_dir: &Path) -> String {
     std::env::var("OSMEN_GATEWAY_LISTEN")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .or_else(|| read(runtime_dir).map(|a| a.to_string()))
+        .or_else(|| {
+            read(runtime_dir)
+                .filter(|a| {
+                    std::net::TcpStream::connect_timeout(a, std::time::Duration::from_millis(300))
+                        .is_ok()
+                })
+                .map(|a| a.to_string())
+        })
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string())
 }
 

@@ -30,17 +30,22 @@ pub fn load_or_create(path: &Path) -> Result<(String, bool), String> {
 /// restores mode 0600 and reads the key; an empty file gets a new key.
 fn read_existing(path: &Path) -> Result<String, String> {
     let shown = path.display();
+    // Read-only (a key file of mode 0400 is fine), not following a link, and not
+    // waiting on a pipe swapped in after the check.
     let mut f = std::fs::OpenOptions::new()
         .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| format!("cannot open {shown}: {e}"))?;
-    let mode = f
+    let meta = f
         .metadata()
-        .map_err(|e| format!("cannot read {shown}: {e}"))?
-        .permissions()
-        .mode();
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown} is not a regular file: remove it and start again, or set OSMEN_API_KEYS"
+        ));
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o777 != 0o600 {
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| format!("cannot set mode 0600 on {shown}: {e}"))?;
@@ -51,12 +56,27 @@ fn read_existing(path: &Path) -> Result<String, String> {
         .take(4096)
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let key = text.trim();
+    let mut key = text.trim().to_string();
+    // Another start may have just created it and not yet written its key.
+    for _ in 0..20 {
+        if !key.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        key = std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+    }
+    let key = key.as_str();
     if key.is_empty() {
         let key = super::random_key().map_err(|e| format!("cannot make an API key: {e}"))?;
-        f.set_len(0)
-            .and_then(|_| std::io::Seek::rewind(&mut f))
-            .and_then(|_| f.write_all(format!("{key}\n").as_bytes()))
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+        w.write_all(format!("{key}\n").as_bytes())
             .map_err(|e| format!("cannot write {shown}: {e}"))?;
         return Ok(key);
     }

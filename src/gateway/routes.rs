@@ -230,7 +230,16 @@ async fn execute(
     drop(permit);
     drop(live);
     let held = started.elapsed();
-    agent.served(held);
+    // The wait estimate is a provider's pace: a cache hit or a failure that never
+    // reached a provider (none configured, circuit open) says nothing of it.
+    let called_provider = match &result {
+        Ok(out) => !out.completion.cached,
+        Err(super::agents::ExecError::NoProvider) => false,
+        Err(super::agents::ExecError::Provider(e)) => !e.is_circuit_open(),
+    };
+    if called_provider {
+        agent.served(held);
+    }
     // As the client feels it: from the request's arrival, its wait for a slot included.
     let elapsed = arrived.elapsed();
     let cpu = usage.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9;

@@ -63,6 +63,33 @@ pub fn mask_url_credentials(s: &str) -> String {
     out
 }
 
+/// A command's words with secrets masked: the value after a secret-named option
+/// (`--requirepass x`, `-p x` is not one), the value of `--password=x`, and URL passwords.
+pub fn mask_command(words: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(words.len());
+    let mut hide_next = false;
+    for w in words {
+        if hide_next {
+            out.push(MASK.to_string());
+            hide_next = false;
+            continue;
+        }
+        if let Some((flag, val)) = w.split_once('=')
+            && flag.starts_with('-')
+            && is_secret_name(flag)
+            && !val.is_empty()
+        {
+            out.push(format!("{flag}={MASK}"));
+            continue;
+        }
+        if w.starts_with('-') && is_secret_name(w) {
+            hide_next = true;
+        }
+        out.push(mask_url_credentials(w));
+    }
+    out
+}
+
 /// Masks the value of a `KEY=value` string when KEY looks secret.
 pub fn mask_assignment(kv: &str) -> String {
     match kv.split_once('=') {
@@ -74,6 +101,33 @@ pub fn mask_assignment(kv: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_words_hide_the_values_of_secret_options() {
+        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            mask_command(&w(&[
+                "redis-server",
+                "--requirepass",
+                "cmd-secret",
+                "--port",
+                "1"
+            ])),
+            w(&["redis-server", "--requirepass", MASK, "--port", "1"])
+        );
+        assert_eq!(
+            mask_command(&w(&[
+                "app",
+                "--db-password=hunter2",
+                "postgres://u:pw@h/db"
+            ])),
+            w(&[
+                "app",
+                &format!("--db-password={MASK}"),
+                &format!("postgres://u:{MASK}@h/db")
+            ])
+        );
+    }
 
     #[test]
     fn masks_secret_names_only() {

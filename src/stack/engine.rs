@@ -298,7 +298,8 @@ fn inspection_from(c: ContainerInspectResponse) -> Inspection {
             .trim_start_matches('/')
             .to_string(),
         image: cfg.image.clone().unwrap_or_default(),
-        command: command.join(" "),
+        // Secret options' values never reach the pane (`--requirepass x`).
+        command: crate::model::secret::mask_command(&command).join(" "),
         state: state.status.map(|s| s.to_string()).unwrap_or_default(),
         created: c.created.clone().map(|t| t.to_string()).unwrap_or_default(),
         env: cfg.env.clone().unwrap_or_default(),

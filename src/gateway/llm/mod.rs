@@ -183,6 +183,10 @@ impl LlmError {
     /// An outage moves an agent on to its next provider and counts against the
     /// provider's circuit: unreachable, timeout, 429, 5xx, an unreadable answer, an open
     /// circuit. Any other 4xx is the request's fault.
+    pub fn is_circuit_open(&self) -> bool {
+        matches!(self, LlmError::CircuitOpen { .. })
+    }
+
     pub fn is_outage(&self) -> bool {
         match self {
             LlmError::Status { status, .. } => *status == 429 || *status >= 500,
