@@ -289,7 +289,10 @@ pub async fn apply(
 /// Cores as capacity is planned: whole millicores when small (a gateway's own work
 /// usually is), and `under 1 millicore` rather than a fraction nobody can reserve.
 fn cores(c: f64) -> String {
-    if c == 0.0 || c >= 0.1 {
+    if c <= 0.0 {
+        // An empty sum of floats is -0.0: no limits add up to plain zero.
+        "0 cores".into()
+    } else if c >= 0.1 {
         format!("{c:.2} cores")
     } else if c >= 0.001 {
         format!("{:.0} millicores", c * 1000.0)
@@ -402,6 +405,7 @@ mod tests {
         assert_eq!(cores(0.25), "0.25 cores");
         assert_eq!(cores(0.044), "44 millicores");
         assert_eq!(cores(0.000_044), "under 1 millicore");
-        assert_eq!(cores(0.0), "0.00 cores");
+        assert_eq!(cores(0.0), "0 cores");
+        assert_eq!(cores(std::iter::empty::<f64>().sum()), "0 cores");
     }
 }
