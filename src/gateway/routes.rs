@@ -97,6 +97,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route; see /api/v1/agents") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route: agents are executed with POST, status, \
+                 health and metrics read with GET",
+            )
+        })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(gw.clone(), count_response))
         .with_state(gw)
@@ -587,22 +594,34 @@ async fn health(State(gw): Gw) -> Response {
 
 async fn ready(State(gw): Gw) -> Response {
     let deps = dependencies(&gw).await;
-    let usable = deps
-        .iter()
-        .any(|(k, v)| k != "n8n" && k != "redis" && (v == "up" || v.starts_with("configured")));
+    // A provider can serve when it answers (or has its key) and its circuit is not open.
+    let open = |p: &super::llm::Provider| matches!(p.breaker(), super::llm::Breaker::Open { .. });
+    let usable = gw.providers.iter().any(|p| {
+        let state = deps.get(p.name()).map(String::as_str).unwrap_or("");
+        !open(p) && (state == "up" || state.starts_with("configured"))
+    });
     if usable {
-        Json(json!({"ready": true, "dependencies": deps})).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "ready": false,
-                "reason": "no LLM provider answers: start Ollama or set OPENAI_API_KEY / ANTHROPIC_API_KEY",
-                "dependencies": deps,
-            })),
-        )
-            .into_response()
+        return Json(json!({"ready": true, "dependencies": deps})).into_response();
     }
+    let reason = if gw.providers.is_empty() {
+        "no LLM provider is configured: set OLLAMA_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
+            .to_string()
+    } else if gw.providers.iter().all(|p| open(p)) {
+        let names: Vec<&str> = gw.providers.iter().map(|p| p.name()).collect();
+        format!(
+            "every LLM provider's circuit is open ({}): they failed in a row; see \
+             dependencies for their last errors",
+            names.join(", ")
+        )
+    } else {
+        "no LLM provider answers: start Ollama or set OPENAI_API_KEY / ANTHROPIC_API_KEY"
+            .to_string()
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"ready": false, "reason": reason, "dependencies": deps})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {

@@ -100,6 +100,13 @@ async fn a_failing_provider_opens_its_circuit_and_closes_when_it_recovers() {
         );
     }
     assert_eq!(llm.requests(), 3);
+    // Its /api/version still answers, but an open circuit cannot serve: not ready, and why.
+    let (s, r) = gw.get("/ready", None).await;
+    assert_eq!(s, 503, "{r}");
+    assert!(
+        r.contains("every LLM provider's circuit is open (ollama)"),
+        "{r}"
+    );
     // Open: refused at once, the provider is not called.
     let t = std::time::Instant::now();
     let (s, v) = gw.exec_as("content_creator", "key-one", "q3").await;

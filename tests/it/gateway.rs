@@ -1059,3 +1059,30 @@ async fn the_guides_burst_waits_for_slots_and_latency_includes_the_wait() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_wrong_method_gets_405_with_the_json_error_body() {
+    let gw = start(&[], None).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/agents/daily_brief/execute", gw.url()))
+        .header("X-API-Key", "key-one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = r.json().await.expect("a JSON body, not an empty one");
+    assert_eq!(v["error"]["code"], 405, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("POST"),
+        "{v}"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/health", gw.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], 405);
+    gw.stop().await;
+}
