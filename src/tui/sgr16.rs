@@ -48,13 +48,14 @@ impl<W: Write> Write for Sgr16<W> {
     }
 }
 
-/// `ESC[38;5;Nm` / `ESC[48;5;Nm` with N below 16 become the 16-colour SGR codes.
+/// In every SGR sequence (`ESC[…m`), `38;5;N` and `48;5;N` with N below 16 become the
+/// 16-colour codes; crossterm also writes them combined (`ESC[38;5;6;49m`).
 pub fn rewrite(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if let Some((code, len)) = indexed(&b[i..]) {
-            out.extend_from_slice(format!("\x1b[{code}m").as_bytes());
+        if let Some((seq, len)) = sgr(&b[i..]) {
+            out.extend_from_slice(&seq);
             i += len;
         } else {
             out.push(b[i]);
@@ -64,28 +65,59 @@ pub fn rewrite(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The 16-colour code for a 256-colour sequence of a colour below 16 at the start of
-/// `b`, and the sequence's length.
-fn indexed(b: &[u8]) -> Option<(u8, usize)> {
-    let rest = b.strip_prefix(b"\x1b[")?;
-    let (base, rest) = if let Some(r) = rest.strip_prefix(b"38;5;") {
-        (30u8, r)
-    } else if let Some(r) = rest.strip_prefix(b"48;5;") {
-        (40u8, r)
-    } else {
-        return None;
-    };
-    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 || digits > 2 || rest.get(digits) != Some(&b'm') {
+/// The rewritten SGR sequence at the start of `b` and the length it replaces, when `b`
+/// starts with one that holds a 256-colour index below 16.
+fn sgr(b: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let body = b.strip_prefix(b"\x1b[")?;
+    let n = body
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || **c == b';')
+        .count();
+    if body.get(n) != Some(&b'm') || n == 0 {
         return None;
     }
-    let n: u8 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-    let code = match n {
-        0..=7 => base + n,
-        8..=15 => base + 60 + (n - 8),
-        _ => return None,
-    };
-    Some((code, 2 + 5 + digits + 1))
+    let params: Vec<&str> = std::str::from_utf8(&body[..n]).ok()?.split(';').collect();
+    let mut out: Vec<String> = Vec::with_capacity(params.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < params.len() {
+        let p = params[i];
+        if (p == "38" || p == "48") && params.get(i + 1) == Some(&"5") {
+            let Some(idx) = params.get(i + 2).and_then(|v| v.parse::<u8>().ok()) else {
+                out.push(p.to_string());
+                i += 1;
+                continue;
+            };
+            if idx < 16 {
+                let base = if p == "38" { 30 } else { 40 };
+                let code = if idx < 8 {
+                    base + idx
+                } else {
+                    base + 60 + idx - 8
+                };
+                out.push(code.to_string());
+                changed = true;
+            } else {
+                out.extend([p.to_string(), "5".into(), idx.to_string()]);
+            }
+            i += 3;
+        } else if (p == "38" || p == "48") && params.get(i + 1) == Some(&"2") {
+            // True colour: its three components pass through untouched.
+            out.extend(
+                params[i..(i + 5).min(params.len())]
+                    .iter()
+                    .map(|x| x.to_string()),
+            );
+            i += 5;
+        } else {
+            out.push(p.to_string());
+            i += 1;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    Some((format!("\x1b[{}m", out.join(";")).into_bytes(), 2 + n + 1))
 }
 
 #[cfg(test)]
@@ -105,6 +137,15 @@ mod tests {
 \x1b[38;2;1;2;3mrgb\x1b[0m"
         );
         assert!(!out.contains("38;5;1m"));
+    }
+
+    #[test]
+    fn combined_sequences_as_crossterm_writes_them() {
+        let out =
+            String::from_utf8(rewrite(b"\x1b[38;5;6;49m osmen \x1b[1;38;5;8;48;5;11mx")).unwrap();
+        assert_eq!(out, "\x1b[36;49m osmen \x1b[1;90;103mx");
+        let keep = b"\x1b[38;2;1;5;3;49mrgb\x1b[38;5;200;49m";
+        assert_eq!(rewrite(keep), keep.to_vec());
     }
 
     #[test]
