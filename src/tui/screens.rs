@@ -646,6 +646,17 @@ fn quitting_asks_while_the_gateway_has_recent_clients() {
     assert!(!st.quit, "a recent client: quitting asks first");
     assert!(matches!(st.mode, Mode::ConfirmQuit(_)));
     insta::assert_snapshot!("quit_asks_80x24", render(&mut st, &s, 80, 24));
+    // Ctrl-C asks too, and a second one quits.
+    let ctrl_c = crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::Char('c'),
+        crossterm::event::KeyModifiers::CONTROL,
+    );
+    let mut st = UiState::new(false, false);
+    let km = crate::tui::keymap::Keymap::default();
+    let _ = crate::tui::state::on_key(&mut st, &km, &s, ctrl_c);
+    assert!(!st.quit && matches!(st.mode, Mode::ConfirmQuit(_)));
+    let _ = crate::tui::state::on_key(&mut st, &km, &s, ctrl_c);
+    assert!(st.quit, "a second Ctrl-C quits");
     // Long enough ago, or never: it quits at once.
     s.activity.gateway_last_client = Some(T0 - 301.0);
     let mut st = UiState::new(false, false);

@@ -728,7 +728,13 @@ pub fn on_key(
     }
     state.result_seen = s.activity.results;
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-        state.quit = true;
+        // Like q, it asks while the gateway has recent clients; a second Ctrl-C quits.
+        match quit_warning(s) {
+            Some(why) if !matches!(state.mode, Mode::ConfirmQuit(_)) => {
+                state.mode = Mode::ConfirmQuit(format!("{why} (Ctrl-C again quits)"));
+            }
+            _ => state.quit = true,
+        }
         return None;
     }
     match state.mode.clone() {
