@@ -261,7 +261,7 @@ impl Hub {
             Update::Journal(entries) => {
                 let ev = std::sync::Arc::make_mut(&mut self.snapshot.events);
                 for e in &entries {
-                    ev.push(crate::collect::feed::journal_line(e));
+                    ev.push(e.event_line());
                     self.supervisor_restarts.note(e);
                 }
                 if ev.len() > MAX_EVENTS {

@@ -189,16 +189,6 @@ pub async fn run_journal(
     }
 }
 
-/// One journal entry as an Events-view line.
-pub fn journal_line(e: &JournalEntry) -> EventLine {
-    EventLine {
-        time: crate::model::units::parse_rfc3339_utc(&e.time).unwrap_or(0.0),
-        source: "journal".into(),
-        service: e.service.clone(),
-        text: format!("{}: {}", e.action, e.reason),
-    }
-}
-
 /// Reads the journal file from where it was last read; starts over when it was rotated.
 pub struct JournalTail {
     path: PathBuf,
@@ -263,8 +253,8 @@ mod tests {
         let mut t = JournalTail::new(p.clone());
         let got = t.read_new();
         assert_eq!(got.len(), 1);
-        assert_eq!(journal_line(&got[0]).text, "start: a");
-        assert_eq!(journal_line(&got[0]).time, 1_795_924_800.0);
+        assert_eq!(got[0].event_line().text, "start: a");
+        assert_eq!(got[0].event_line().time, 1_795_924_800.0);
         std::fs::write(&p, entry("a") + &entry("b")).unwrap();
         assert_eq!(t.read_new()[0].reason, "b");
         assert!(t.read_new().is_empty());

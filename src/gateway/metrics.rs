@@ -43,18 +43,30 @@ impl Hist {
 
     /// Writes the family's `_bucket`, `_sum` and `_count` lines for one agent.
     pub fn write(&self, o: &mut String, family: &str, agent: &str) {
-        let agent = esc(agent);
-        for (b, c) in BUCKETS.iter().zip(self.buckets.iter()) {
-            let _ = writeln!(o, "{family}_bucket{{agent=\"{agent}\",le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(
-            o,
-            "{family}_bucket{{agent=\"{agent}\",le=\"+Inf\"}} {}",
-            self.count
-        );
-        let _ = writeln!(o, "{family}_sum{{agent=\"{agent}\"}} {}", self.sum);
-        let _ = writeln!(o, "{family}_count{{agent=\"{agent}\"}} {}", self.count);
+        write_histogram(o, family, agent, &self.buckets, self.count, self.sum);
     }
+}
+
+/// One agent's series of a histogram family over `BUCKETS`: `_bucket` lines (cumulative
+/// counts, then `+Inf`), `_sum` and `_count`.
+fn write_histogram(
+    o: &mut String,
+    family: &str,
+    agent: &str,
+    buckets: &[u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+) {
+    let agent = esc(agent);
+    for (b, c) in BUCKETS.iter().zip(buckets.iter()) {
+        let _ = writeln!(o, "{family}_bucket{{agent=\"{agent}\",le=\"{b}\"}} {c}");
+    }
+    let _ = writeln!(
+        o,
+        "{family}_bucket{{agent=\"{agent}\",le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(o, "{family}_sum{{agent=\"{agent}\"}} {sum}");
+    let _ = writeln!(o, "{family}_count{{agent=\"{agent}\"}} {count}");
 }
 
 /// Time a request waited for a slot, from its arrival.
@@ -596,30 +608,13 @@ impl Metrics {
             "Agent execution time.",
         );
         for (n, s) in a.iter() {
-            for (b, c) in BUCKETS.iter().zip(s.buckets.iter()) {
-                let _ = writeln!(
-                    o,
-                    "osmen_agent_duration_seconds_bucket{{agent=\"{}\",le=\"{b}\"}} {c}",
-                    esc(n)
-                );
-            }
-            let _ = writeln!(
-                o,
-                "osmen_agent_duration_seconds_bucket{{agent=\"{}\",le=\"+Inf\"}} {}",
-                esc(n),
-                s.duration_count
-            );
-            let _ = writeln!(
-                o,
-                "osmen_agent_duration_seconds_sum{{agent=\"{}\"}} {}",
-                esc(n),
-                s.duration_sum
-            );
-            let _ = writeln!(
-                o,
-                "osmen_agent_duration_seconds_count{{agent=\"{}\"}} {}",
-                esc(n),
-                s.duration_count
+            write_histogram(
+                &mut o,
+                "osmen_agent_duration_seconds",
+                n,
+                &s.buckets,
+                s.duration_count,
+                s.duration_sum,
             );
         }
         head(

@@ -13,3 +13,15 @@ pub struct JournalEntry {
     pub action: String,
     pub reason: String,
 }
+
+impl JournalEntry {
+    /// The entry as an Events-view line.
+    pub fn event_line(&self) -> super::console::EventLine {
+        super::console::EventLine {
+            time: super::units::parse_rfc3339_utc(&self.time).unwrap_or(0.0),
+            source: "journal".into(),
+            service: self.service.clone(),
+            text: format!("{}: {}", self.action, self.reason),
+        }
+    }
+}

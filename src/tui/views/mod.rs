@@ -138,14 +138,19 @@ fn scrolled_popup(f: &mut Frame, area: Rect, st: &mut UiState, s: &Snapshot, t: 
     } else {
         format!("{title}  Esc closes")
     };
-    let r = Rect {
+    let r = centered(area, w, h);
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(shown).block(block(t, &more)), r);
+}
+
+/// A `w` x `h` rectangle in the middle of `area` (both already at most its size).
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
         width: w,
         height: h,
-    };
-    f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(shown).block(block(t, &more)), r);
+    }
 }
 
 fn capitalise(s: &str) -> String {
@@ -239,12 +244,7 @@ fn popup(f: &mut Frame, area: Rect, t: &Theme, title: &str, lines: Vec<Line>, wi
         })
         .sum();
     let h = (rows as u16 + 2).min(area.height);
-    let r = Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    };
+    let r = centered(area, w, h);
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines)
