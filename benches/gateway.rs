@@ -105,7 +105,7 @@ fn main() {
             &dir,
             &format!(
                 "[gateway]\ncache_entries = 0\n[providers.ollama]\nurl = \"{llm}\"\nconcurrency = 128\nretries = 0\n\
-                 [agents.daily_brief]\ndescription = \"bench\"\nprompt = \"content_creator.md\"\nconcurrency = 128\nqueue = 128\n"
+                 [agents.daily_brief]\ndescription = \"bench\"\nprompt = \"daily_brief.md\"\ntool = \"system_status\"\nconcurrency = 128\nqueue = 128\n"
             ),
             KEY,
         )
@@ -143,17 +143,24 @@ fn main() {
         let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
         let mut added = Vec::new();
+        // The gateway process's own CPU (user + system), charged only over its slices.
+        let mut gw_cpu = 0.0;
         for pair in 0..PAIRS {
             let round = 1 + 2 * pair as u64;
             let run_direct = || load(&to_llm, &direct_url, &direct_body, false, round);
-            let run_via = || load(&to_gw, &via_url, &via_body, true, round + 1);
-            let (d, v) = if pair % 2 == 0 {
+            let run_via = || async {
+                let before = common::cpu_seconds(gw.id());
+                let r = load(&to_gw, &via_url, &via_body, true, round + 1).await;
+                (r, common::cpu_seconds(gw.id()) - before)
+            };
+            let (d, (v, cpu)) = if pair % 2 == 0 {
                 let d = run_direct().await;
                 (d, run_via().await)
             } else {
                 let v = run_via().await;
                 (run_direct().await, v)
             };
+            gw_cpu += cpu;
             added.push(p99(&v.hist) - p99(&d.hist));
             for (sum, r) in [(&mut direct, d), (&mut via, v)] {
                 sum.hist.add(&r.hist).unwrap();
@@ -172,6 +179,11 @@ fn main() {
             (added[PAIRS / 2 - 1] + added[PAIRS / 2]) / 2.0,
             added[0],
             added[PAIRS - 1]
+        );
+        println!(
+            "gateway CPU: {:.0} us per execute (user + system over its slices, {} executes)",
+            gw_cpu * 1e6 / via.ok.max(1) as f64,
+            via.ok
         );
         println!(
             "gateway RSS: {} KiB idle, peak {} KiB under load",
