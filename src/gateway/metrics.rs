@@ -879,14 +879,14 @@ impl Metrics {
         }
         head(
             o,
-            "osmen_agent_cache_hits_total",
+            "osmen_cache_hits_total",
             "counter",
             "Answers served from the response cache (no tokens, no cost).",
         );
         for (n, s) in a.iter() {
             let _ = writeln!(
                 o,
-                "osmen_agent_cache_hits_total{{agent=\"{}\"}} {}",
+                "osmen_cache_hits_total{{agent=\"{}\"}} {}",
                 esc(n),
                 s.cache_hits
             );

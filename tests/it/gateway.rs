@@ -391,6 +391,23 @@ async fn identical_requests_are_served_from_the_cache() {
     assert_eq!(b["cached"], true);
     assert_eq!(a["output"], b["output"]);
     assert_eq!(llm.requests(), 1);
+    // The hit is counted apart, and adds no tokens.
+    let (_, m) = gw.get("/metrics", None).await;
+    let line = |series: &str| {
+        m.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    assert_eq!(
+        line("osmen_cache_hits_total{agent=\"content_creator\"}").as_deref(),
+        Some("1"),
+        "{m}"
+    );
+    assert_eq!(
+        line("osmen_tokens_used_total{agent=\"content_creator\",kind=\"prompt\"}").as_deref(),
+        Some("11"),
+        "{m}"
+    );
     gw.stop().await;
 }
 
