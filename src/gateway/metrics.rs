@@ -379,10 +379,19 @@ impl AgentStats {
         self.prompt_tokens += a.prompt_tokens;
         self.completion_tokens += a.completion_tokens;
         self.cost += a.cost;
-        let m = self
+        // Looked up before a key is made: the names are copied once per model.
+        let key = (a.provider, a.model);
+        let m = match self
             .models
-            .entry((a.provider.to_string(), a.model.to_string()))
-            .or_default();
+            .iter_mut()
+            .find(|((p, m), _)| (p.as_str(), m.as_str()) == key)
+        {
+            Some((_, m)) => m,
+            None => self
+                .models
+                .entry((a.provider.to_string(), a.model.to_string()))
+                .or_default(),
+        };
         m.requests += 1;
         m.prompt_tokens += a.prompt_tokens;
         m.completion_tokens += a.completion_tokens;

@@ -74,6 +74,20 @@ fn ns(v: &Value, key: &str) -> Option<Duration> {
 }
 
 /// Ollama's own timing fields of a final `/api/chat` or `/api/generate` answer.
+/// Ollama's `/api/chat` request, non-streaming.
+#[derive(serde::Serialize)]
+struct OllamaChat<'a> {
+    model: &'a str,
+    stream: bool,
+    messages: [ChatMessage<'a>; 2],
+}
+
+#[derive(serde::Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
 pub fn ollama_timing(v: &Value) -> Timing {
     let eval = v.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
     let eval_d = ns(v, "eval_duration").filter(|d| !d.is_zero());
@@ -401,14 +415,24 @@ impl Provider {
     fn request(&self, model: &str, system: &str, user: &str) -> reqwest::RequestBuilder {
         let base = self.cfg.base_url.trim_end_matches('/');
         match self.cfg.kind {
-            Kind::Ollama => self.client.post(format!("{base}/api/chat")).json(&json!({
-                "model": model,
-                "stream": false,
-                "messages": [
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": user}
-                ]
-            })),
+            // Written straight from the borrowed prompt (no JSON tree, no copy of it).
+            Kind::Ollama => self
+                .client
+                .post(format!("{base}/api/chat"))
+                .json(&OllamaChat {
+                    model,
+                    stream: false,
+                    messages: [
+                        ChatMessage {
+                            role: "system",
+                            content: system,
+                        },
+                        ChatMessage {
+                            role: "user",
+                            content: user,
+                        },
+                    ],
+                }),
             Kind::OpenAi => {
                 let mut r = self
                     .client
