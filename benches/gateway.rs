@@ -8,7 +8,9 @@
 //!    ran in it. Reported: the P99s over all slices, and the median of the ten per-pair
 //!    differences. The gateway runs as its own process (`osmen gateway`) so its RSS under
 //!    load is its own.
-//! 2. `wrk` (when installed) against GET /api/v1/agents/status with a key, 64 connections.
+//! 2. `wrk` (when installed) against GET /api/v1/agents/status with a key, 64 connections,
+//!    and against its Python peer (`benches/peer/status_peer.py`: FastAPI on uvicorn, the
+//!    same route shape and answer; `pip install fastapi uvicorn`) in the same run.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -79,6 +81,39 @@ async fn load(client: &reqwest::Client, url: &str, body: &Body, key: bool, round
     }
 }
 
+/// `wrk -t2 -c64 -d10s` with the key against `url`: prints its figures and returns the
+/// requests per second (None when every answer was not a 2xx or wrk failed).
+fn wrk(name: &str, url: &str) -> Option<f64> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c64",
+            "-d10s",
+            "--latency",
+            "-H",
+            &format!("X-API-Key: {KEY}"),
+        ])
+        .arg(url)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("wrk -t2 -c64 -d10s GET /api/v1/agents/status, {name}:");
+    for l in text.lines().filter(|l| {
+        l.contains("Requests/sec")
+            || l.trim_start().starts_with("99%")
+            || l.trim_start().starts_with("50%")
+            || l.contains("Non-2xx")
+    }) {
+        println!("  {}", l.trim());
+    }
+    if text.contains("Non-2xx") {
+        return None;
+    }
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn report(name: &str, r: &Result_) {
     let ms = |q: f64| r.hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
@@ -105,7 +140,7 @@ fn main() {
             &dir,
             &format!(
                 "[gateway]\ncache_entries = 0\n[providers.ollama]\nurl = \"{llm}\"\nconcurrency = 128\nretries = 0\n\
-                 [agents.daily_brief]\ndescription = \"bench\"\nprompt = \"content_creator.md\"\nconcurrency = 128\nqueue = 128\n"
+                 [agents.daily_brief]\ndescription = \"bench\"\nprompt = \"daily_brief.md\"\ntool = \"system_status\"\nconcurrency = 128\nqueue = 128\n"
             ),
             KEY,
         )
@@ -143,17 +178,24 @@ fn main() {
         let p99 = |h: &Histogram<u64>| h.value_at_quantile(0.99) as f64 / 1000.0;
         let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1000.0;
         let mut added = Vec::new();
+        // The gateway process's own CPU (user + system), charged only over its slices.
+        let mut gw_cpu = 0.0;
         for pair in 0..PAIRS {
             let round = 1 + 2 * pair as u64;
             let run_direct = || load(&to_llm, &direct_url, &direct_body, false, round);
-            let run_via = || load(&to_gw, &via_url, &via_body, true, round + 1);
-            let (d, v) = if pair % 2 == 0 {
+            let run_via = || async {
+                let before = common::cpu_seconds(gw.id());
+                let r = load(&to_gw, &via_url, &via_body, true, round + 1).await;
+                (r, common::cpu_seconds(gw.id()) - before)
+            };
+            let (d, (v, cpu)) = if pair % 2 == 0 {
                 let d = run_direct().await;
                 (d, run_via().await)
             } else {
                 let v = run_via().await;
                 (run_direct().await, v)
             };
+            gw_cpu += cpu;
             added.push(p99(&v.hist) - p99(&d.hist));
             for (sum, r) in [(&mut direct, d), (&mut via, v)] {
                 sum.hist.add(&r.hist).unwrap();
@@ -174,20 +216,67 @@ fn main() {
             added[PAIRS - 1]
         );
         println!(
+            "gateway CPU: {:.0} us per execute (user + system over its slices, {} executes)",
+            gw_cpu * 1e6 / via.ok.max(1) as f64,
+            via.ok
+        );
+        println!(
             "gateway RSS: {} KiB idle, peak {} KiB under load",
             rss_before,
             common::status_kib(gw.id(), "VmHWM:")
         );
         if Command::new("wrk").arg("--version").output().is_ok() {
-            let out = Command::new("wrk")
-                .args(["-t2", "-c64", "-d10s", "--latency", "-H", &format!("X-API-Key: {KEY}")])
-                .arg(format!("{base}/api/v1/agents/status"))
-                .output()
+            let ours = wrk("the gateway", &format!("{base}/api/v1/agents/status"));
+            // The Python peer (FastAPI on uvicorn) answers the gateway's own status JSON.
+            let sample = dir.join("status.json");
+            let body = reqwest::Client::new()
+                .get(format!("{base}/api/v1/agents/status"))
+                .header("X-API-Key", KEY)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
                 .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            println!("wrk -t2 -c64 -d10s GET /api/v1/agents/status:");
-            for l in text.lines().filter(|l| l.contains("Requests/sec") || l.trim_start().starts_with("99%") || l.trim_start().starts_with("50%") || l.contains("Non-2xx")) {
-                println!("  {}", l.trim());
+            std::fs::write(&sample, body).unwrap();
+            let peer_port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/status_peer.py");
+            match Command::new("python3")
+                .arg(script)
+                .arg(peer_port.to_string())
+                .arg(&sample)
+                .arg(KEY)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(mut peer) => {
+                    let mut up = false;
+                    for _ in 0..100 {
+                        if std::net::TcpStream::connect(("127.0.0.1", peer_port)).is_ok() {
+                            up = true;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    if up {
+                        let theirs = wrk(
+                            "FastAPI on uvicorn (the peer)",
+                            &format!("http://127.0.0.1:{peer_port}/api/v1/agents/status"),
+                        );
+                        if let (Some(a), Some(b)) = (ours, theirs) {
+                            println!("status route: the gateway answers {:.1}x the peer's requests/s", a / b);
+                        }
+                    } else {
+                        println!("the Python peer did not start (pip install fastapi uvicorn)");
+                    }
+                    let _ = peer.kill();
+                    let _ = peer.wait();
+                }
+                Err(e) => println!("python3 not available for the peer: {e}"),
             }
         } else {
             println!("wrk not installed: status-route throughput not measured");

@@ -475,7 +475,7 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                 ("osmen_llm_cost_dollars_total", _, _) => {
                     e.insert("cost_dollars_total".into(), json!(s.value));
                 }
-                ("osmen_agent_cache_hits_total", _, _) => {
+                ("osmen_cache_hits_total", _, _) => {
                     e.insert("cache_hits_total".into(), json!(s.value));
                 }
                 ("osmen_agent_requests_per_active_user", _, _) => {
@@ -922,6 +922,34 @@ fn target_row(
     }
 }
 
+/// The wait for a provider slot and the time a slot was held, P50/P95/P99 per agent, from
+/// the windowed `osmen_agent_queue_wait_seconds` and `osmen_agent_execution_seconds`
+/// buckets. Only figures of the last 60 s are shown: none while the window is empty.
+pub fn attach_waits(rows: &mut [serde_json::Value], lat: &[crate::model::snapshot::LatencySeries]) {
+    for a in rows.iter_mut() {
+        let name = a["agent"].as_str().unwrap_or("").to_string();
+        for (family, prefix) in [
+            ("osmen_agent_queue_wait_seconds", "wait"),
+            ("osmen_agent_execution_seconds", "execution"),
+        ] {
+            let series = lat.iter().find(|l| {
+                l.family == family
+                    && l.labels == format!("agent={name}")
+                    && l.source == "histogram, last 60 s"
+            });
+            for (q, v) in [
+                ("p50", series.and_then(|l| l.p50)),
+                ("p95", series.and_then(|l| l.p95)),
+                ("p99", series.and_then(|l| l.p99)),
+            ] {
+                a[format!("{prefix}_{q}_seconds")] = v
+                    .map(serde_json::Value::from)
+                    .unwrap_or(serde_json::Value::Null);
+            }
+        }
+    }
+}
+
 /// Per-agent figures of a replica group: the merged counters, and P50/P95/P99 from the
 /// merged histogram buckets over the window (the replicas' own summaries cannot be
 /// combined). Agents are named `service/agent`, apart from the embedded gateway's.
@@ -932,6 +960,7 @@ pub fn group_agents(
     lat: &[crate::model::snapshot::LatencySeries],
 ) -> Vec<serde_json::Value> {
     let mut agents = agents_from(merged);
+    attach_waits(&mut agents, lat);
     for a in agents.iter_mut() {
         let name = a["agent"].as_str().unwrap_or("").to_string();
         let series = lat.iter().find(|l| {
@@ -993,8 +1022,11 @@ pub async fn run_targets(
             let r = fetch(&client, u).await;
             let lat = match &r {
                 Ok(f) => {
-                    agents.extend(agents_from(f));
-                    windows.entry(u.clone()).or_default().latencies(f, now)
+                    let lat = windows.entry(u.clone()).or_default().latencies(f, now);
+                    let mut rows = agents_from(f);
+                    attach_waits(&mut rows, &lat);
+                    agents.extend(rows);
+                    lat
                 }
                 Err(e) => {
                     down.push(format!("{u}: {e}"));
@@ -1016,12 +1048,14 @@ pub async fn run_targets(
                         Vec::new()
                     }
                 };
+                let mut rows = r.as_ref().map(|f| agents_from(f)).unwrap_or_default();
+                attach_waits(&mut rows, &lat);
                 let mut row = target_row(u, &r, lat);
                 row.replica_of = Some(g.service.clone());
                 row.name = Some(name.clone());
                 targets.push(row);
                 if let Ok(f) = r {
-                    for mut a in agents_from(&f) {
+                    for mut a in rows {
                         let agent = a["agent"].as_str().unwrap_or("").to_string();
                         a["group_agent"] = format!("{}/{agent}", g.service).into();
                         a["agent"] = format!("{}/{agent}@{name}", g.service).into();
@@ -1069,6 +1103,42 @@ pub async fn run_targets(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_for_a_slot_is_the_windows_and_none_without_requests_in_it() {
+        let text = |n: f64, slow: f64| {
+            format!(
+                "# TYPE osmen_agent_queue_wait_seconds histogram\n\
+                 osmen_agent_queue_wait_seconds_bucket{{agent=\"a\",le=\"0.1\"}} {n}\n\
+                 osmen_agent_queue_wait_seconds_bucket{{agent=\"a\",le=\"1\"}} {}\n\
+                 osmen_agent_queue_wait_seconds_bucket{{agent=\"a\",le=\"+Inf\"}} {}\n\
+                 osmen_agent_queue_wait_seconds_sum{{agent=\"a\"}} 1\n\
+                 osmen_agent_queue_wait_seconds_count{{agent=\"a\"}} {}\n",
+                n + slow,
+                n + slow,
+                n + slow
+            )
+        };
+        let mut w = Windowed::default();
+        let t0 = std::time::Instant::now();
+        // Since start: 100 short waits, before the console looked.
+        let first = parse(&text(100.0, 0.0)).unwrap();
+        let lat = w.latencies(&first, t0);
+        let mut rows = vec![serde_json::json!({"agent": "a"})];
+        attach_waits(&mut rows, &lat);
+        assert!(
+            rows[0]["wait_p95_seconds"].is_null(),
+            "no window yet: {}",
+            rows[0]
+        );
+        // Then 100 waits between 0.1 and 1 s: the window holds only those.
+        let second = parse(&text(100.0, 100.0)).unwrap();
+        let lat = w.latencies(&second, t0 + std::time::Duration::from_secs(2));
+        attach_waits(&mut rows, &lat);
+        let p95 = rows[0]["wait_p95_seconds"].as_f64().unwrap();
+        assert!((p95 - 0.955).abs() < 1e-9, "{p95}");
+        assert!(rows[0]["execution_p95_seconds"].is_null());
+    }
 
     #[test]
     fn merged_replicas_sum_counters_and_buckets_and_drop_summary_quantiles() {

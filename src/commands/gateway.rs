@@ -64,7 +64,10 @@ fn stack_probe(global: &Global) -> Option<gateway::StackProbe> {
                         "restarts": r.restart_count,
                     })).collect::<Vec<_>>(),
                 }),
-                Err(e) => serde_json::json!({"engine": e.to_string()}),
+                // DOCKER_HOST may carry credentials (tcp://user:pass@host).
+                Err(e) => serde_json::json!({
+                    "engine": crate::model::secret::mask_url_credentials(&e.to_string())
+                }),
             }
         })
     }))

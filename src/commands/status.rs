@@ -619,8 +619,12 @@ pub fn render(s: &Snapshot) -> String {
             .as_f64()
             .map(|_| format!(" ttft p50 {}", ms("ttft_p50_seconds")))
             .unwrap_or_default();
+        let wait = a["wait_p95_seconds"]
+            .as_f64()
+            .map(|_| format!(" wait p95 {}", ms("wait_p95_seconds")))
+            .unwrap_or_default();
         o.push_str(&format!(
-            "agent {name:<22} p50 {} p95 {} p99 {} ({source}){ttft}{tps}{cost}{model}{errs}\n",
+            "agent {name:<22} p50 {} p95 {} p99 {} ({source}){wait}{ttft}{tps}{cost}{model}{errs}\n",
             ms("p50_seconds"),
             ms("p95_seconds"),
             ms("p99_seconds"),

@@ -105,7 +105,7 @@ impl Drop for LiveGuard<'_> {
 pub struct Outcome {
     pub completion: Completion,
     pub provider: String,
-    pub facts: Value,
+    pub facts: Arc<tools::Facts>,
 }
 
 impl Agent {
@@ -212,42 +212,79 @@ impl Agent {
         }
     }
 
-    /// The facts the agent's tool gathers for this request.
-    pub async fn facts(&self, gw: &Gateway, key_id: &str, input: &str) -> Value {
+    /// The facts the agent's tool gathers for this request. The machine's (system status
+    /// with the stack, boot hardening) are shared between requests for up to a second;
+    /// a focus session or a memory search is the request's own.
+    pub async fn facts(&self, gw: &Gateway, key_id: &str, input: &str) -> Arc<tools::Facts> {
         match self.tool.as_str() {
             "system_status" => {
-                let mut v = tools::system_status();
-                if let Some(probe) = &gw.stack {
-                    v["stack"] = probe().await;
-                }
-                v
+                gw.system_facts
+                    .get(|| async {
+                        let mut v = tools::system_status();
+                        if let Some(probe) = &gw.stack {
+                            v["stack"] = probe().await;
+                        }
+                        v
+                    })
+                    .await
             }
-            "boot_hardening" => tools::boot_hardening(),
-            "focus_session" => gw.focus.handle(key_id, input, Instant::now()),
+            "boot_hardening" => {
+                gw.hardening_facts
+                    .get(|| async { tools::boot_hardening() })
+                    .await
+            }
+            "focus_session" => Arc::new(tools::Facts::new(gw.focus.handle(
+                key_id,
+                input,
+                Instant::now(),
+            ))),
             "memory_search" => {
                 let (hits, mode, _) = gw.memory.search(input, 3).await;
-                json!({
+                Arc::new(tools::Facts::new(json!({
                     "mode": mode.as_str(),
                     "notes": hits.iter().map(|h| json!({"id": h.id, "text": h.text, "score": h.score})).collect::<Vec<_>>(),
-                })
+                })))
             }
-            _ => Value::Null,
+            _ => Arc::new(tools::Facts::new(Value::Null)),
         }
     }
 
-    pub fn render(&self, input: &str, facts: &Value, client_context: Option<&Value>) -> String {
-        let mut ctx = if facts.is_null() {
-            String::new()
-        } else {
-            serde_json::to_string_pretty(facts).unwrap_or_default()
-        };
-        if let Some(c) = client_context {
-            ctx.push_str("\nClient context: ");
-            ctx.push_str(&c.to_string());
+    pub fn render(
+        &self,
+        input: &str,
+        facts: &tools::Facts,
+        client_context: Option<&Value>,
+    ) -> String {
+        let client = client_context.map(|c| c.to_string());
+        let mut out = String::with_capacity(
+            self.template.len()
+                + facts.text.len()
+                + input.len()
+                + client.as_ref().map_or(0, |c| c.len() + 20),
+        );
+        // One pass over the template: {{context}} and {{input}} replaced where they stand
+        // (an input that itself holds "{{context}}" is not expanded).
+        let mut rest = self.template.as_str();
+        while let Some(at) = rest.find("{{") {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            if let Some(t) = tail.strip_prefix("{{context}}") {
+                out.push_str(&facts.text);
+                if let Some(c) = &client {
+                    out.push_str("\nClient context: ");
+                    out.push_str(c);
+                }
+                rest = t;
+            } else if let Some(t) = tail.strip_prefix("{{input}}") {
+                out.push_str(input);
+                rest = t;
+            } else {
+                out.push_str("{{");
+                rest = &tail[2..];
+            }
         }
-        self.template
-            .replace("{{context}}", &ctx)
-            .replace("{{input}}", input)
+        out.push_str(rest);
+        out
     }
 
     /// Gathers facts and asks the providers in order; an outage (unreachable, timeout,
@@ -268,7 +305,11 @@ impl Agent {
         let mut last = None;
         for p in &self.chain {
             let model = self.model.clone().unwrap_or_else(|| p.cfg.model.clone());
-            let key = Cache::key(p.name(), &model, &system, &prompt);
+            // The key is a digest of the whole prompt: computed only for a cached agent.
+            let key = self
+                .cache_ttl
+                .map(|_| Cache::key(p.name(), &model, &system, &prompt))
+                .unwrap_or_default();
             if let Some(ttl) = self.cache_ttl
                 && let Some(mut hit) = cached(gw, &key, ttl).await
             {

@@ -414,7 +414,12 @@ impl AgentStats {
     }
 
     pub fn saw_user(&mut self, key_id: &str, now: Instant) {
-        self.users.insert(key_id.to_string(), now);
+        match self.users.get_mut(key_id) {
+            Some(t) => *t = now,
+            None => {
+                self.users.insert(key_id.to_string(), now);
+            }
+        }
         self.users
             .retain(|_, t| now.duration_since(*t) <= ACTIVE_WINDOW);
     }
@@ -533,12 +538,21 @@ impl Metrics {
 
     pub fn agent<R>(&self, name: &str, f: impl FnOnce(&mut AgentStats) -> R) -> R {
         let mut a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        // The name is copied only the first time an agent is seen.
+        if let Some(s) = a.get_mut(name) {
+            return f(s);
+        }
         f(a.entry(name.to_string()).or_default())
     }
 
     pub fn saw_user(&self, key_id: &str, now: Instant) {
         let mut u = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        u.insert(key_id.to_string(), now);
+        match u.get_mut(key_id) {
+            Some(t) => *t = now,
+            None => {
+                u.insert(key_id.to_string(), now);
+            }
+        }
         u.retain(|_, t| now.duration_since(*t) <= ACTIVE_WINDOW);
     }
 
@@ -865,14 +879,14 @@ impl Metrics {
         }
         head(
             o,
-            "osmen_agent_cache_hits_total",
+            "osmen_cache_hits_total",
             "counter",
             "Answers served from the response cache (no tokens, no cost).",
         );
         for (n, s) in a.iter() {
             let _ = writeln!(
                 o,
-                "osmen_agent_cache_hits_total{{agent=\"{}\"}} {}",
+                "osmen_cache_hits_total{{agent=\"{}\"}} {}",
                 esc(n),
                 s.cache_hits
             );

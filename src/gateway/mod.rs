@@ -55,6 +55,9 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub memory: Memory,
     pub focus: Focus,
+    /// The system-status and boot-hardening facts, shared for up to a second.
+    pub system_facts: tools::Shared,
+    pub hardening_facts: tools::Shared,
     pub cache: Cache,
     /// The shared second-level cache (`REDIS_URL`), for gateway replicas.
     pub redis: Option<redis::Redis>,
@@ -378,6 +381,8 @@ impl Gateway {
                 qdrant,
             ),
             focus: Focus::default(),
+            system_facts: tools::Shared::new(tools::FACTS_MAX_AGE),
+            hardening_facts: tools::Shared::new(tools::FACTS_MAX_AGE),
             cache: Cache::new(file.gateway.cache_entries),
             redis: match env.get("REDIS_URL").filter(|u| !u.is_empty()) {
                 Some(u) => Some(redis::Redis::new(u)?),

@@ -285,23 +285,27 @@ async fn execute(
             count("success");
             gw.metrics
                 .agent(&name, |s| s.answered(Instant::now(), unix_now(), &answer));
-            Json(json!({
-                "agent": name,
-                "output": c.text,
-                "provider": out.provider,
-                "model": c.model,
-                "cached": c.cached,
-                "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                          "cost_dollars": cost},
-                "timing": {
-                    "ttft_ms": c.timing.ttft.map(|d| d.as_secs_f64() * 1000.0),
-                    "tokens_per_second": c.timing.tokens_per_s,
-                    "load_ms": c.timing.load.map(|d| d.as_secs_f64() * 1000.0),
+            let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+            Json(ExecuteAnswer {
+                agent: &name,
+                output: &c.text,
+                provider: &out.provider,
+                model: &c.model,
+                cached: c.cached,
+                usage: UsageAnswer {
+                    prompt_tokens: c.prompt_tokens,
+                    completion_tokens: c.completion_tokens,
+                    cost_dollars: cost,
                 },
-                "duration_ms": elapsed.as_secs_f64() * 1000.0,
-                "request_id": request_id(),
-                "facts": out.facts,
-            }))
+                timing: TimingAnswer {
+                    ttft_ms: ms(c.timing.ttft),
+                    tokens_per_second: c.timing.tokens_per_s,
+                    load_ms: ms(c.timing.load),
+                },
+                duration_ms: elapsed.as_secs_f64() * 1000.0,
+                request_id: request_id(),
+                facts: &out.facts.value,
+            })
             .into_response()
         }
         Err(e) => {
@@ -314,6 +318,36 @@ async fn execute(
             error(status, msg)
         }
     }
+}
+
+/// An execute answer, written straight from the execution's values (the facts are
+/// shared between requests and not copied).
+#[derive(serde::Serialize)]
+struct ExecuteAnswer<'a> {
+    agent: &'a str,
+    output: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    cached: bool,
+    usage: UsageAnswer,
+    timing: TimingAnswer,
+    duration_ms: f64,
+    request_id: String,
+    facts: &'a Value,
+}
+
+#[derive(serde::Serialize)]
+struct UsageAnswer {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cost_dollars: f64,
+}
+
+#[derive(serde::Serialize)]
+struct TimingAnswer {
+    ttft_ms: Option<f64>,
+    tokens_per_second: Option<f64>,
+    load_ms: Option<f64>,
 }
 
 fn unix_now() -> f64 {
@@ -433,10 +467,10 @@ async fn memory_store(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Res
             Json(json!({"id": n.id, "mode": mode.as_str()})),
         )
             .into_response(),
-        Err(e) if e.starts_with("qdrant") => error(StatusCode::BAD_GATEWAY, e),
+        Err(e) if e.starts_with("qdrant") => error(StatusCode::BAD_GATEWAY, gw.clean_error(&e)),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot store the note: {e}"),
+            gw.clean_error(&format!("cannot store the note: {e}")),
         ),
     }
 }
@@ -460,7 +494,7 @@ async fn memory_search(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Re
     let (hits, mode, why) = gw.memory.search(q, k).await;
     Json(json!({
         "mode": mode.as_str(),
-        "fallback_reason": why,
+        "fallback_reason": why.map(|w| gw.clean_error(&w)),
         "results": hits.iter().map(|h| json!({"id": h.id, "text": h.text, "tags": h.tags, "score": h.score})).collect::<Vec<_>>(),
     }))
     .into_response()
@@ -576,9 +610,9 @@ async fn dependencies(gw: &Gateway) -> BTreeMap<String, String> {
             probe(gw, &format!("{}/healthz", n.trim_end_matches('/'))).await,
         );
     }
-    // A provider URL may hold a password; its errors quote the URL.
+    // A provider URL may hold a password, and its errors quote the URL.
     for v in deps.values_mut() {
-        *v = crate::model::secret::mask_url_credentials(v);
+        *v = gw.clean_error(v);
     }
     deps
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -211,6 +211,79 @@ pub fn boot_hardening() -> Value {
     })
 }
 
+/// A tool's facts as the prompt and the answer carry them: the value and its text,
+/// rendered once.
+#[derive(Debug)]
+pub struct Facts {
+    pub value: Value,
+    /// The value as pretty JSON, empty for no facts.
+    pub text: String,
+    pub at: Instant,
+}
+
+impl Facts {
+    pub fn new(value: Value) -> Facts {
+        let text = if value.is_null() {
+            String::new()
+        } else {
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        };
+        Facts {
+            value,
+            text,
+            at: Instant::now(),
+        }
+    }
+}
+
+/// How long machine-wide facts (load, memory, disk, sockets, the stack) are shared
+/// between requests before they are read again.
+pub const FACTS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// Facts that do not depend on the request, read at most once per [`FACTS_MAX_AGE`] and
+/// shared by every request meanwhile; one reader refreshes while the others wait for it.
+pub struct Shared {
+    last: Mutex<Option<Arc<Facts>>>,
+    refresh: tokio::sync::Mutex<()>,
+    max_age: Duration,
+}
+
+impl Shared {
+    pub fn new(max_age: Duration) -> Shared {
+        Shared {
+            last: Mutex::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+            max_age,
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<Facts>> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|f| f.at.elapsed() < self.max_age)
+            .cloned()
+    }
+
+    /// The shared facts, read with `read` when the last are older than the max age.
+    pub async fn get<F, Fut>(&self, read: F) -> Arc<Facts>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Value>,
+    {
+        if let Some(f) = self.fresh() {
+            return f;
+        }
+        let _one = self.refresh.lock().await;
+        // Another request may have read them while this one waited.
+        if let Some(f) = self.fresh() {
+            return f;
+        }
+        let f = Arc::new(Facts::new(read().await));
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
+        f
+    }
+}
+
 /// Focus sessions, one per API key.
 #[derive(Default)]
 pub struct Focus {
@@ -309,6 +382,37 @@ mod tests {
             "finished"
         );
         assert_eq!(f.handle("a", "stop", t)["session"], "none");
+    }
+
+    #[tokio::test]
+    async fn shared_facts_are_read_once_per_max_age() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let reads = AtomicU32::new(0);
+        let shared = Shared::new(Duration::from_millis(200));
+        let read = || async {
+            let n = reads.fetch_add(1, Ordering::SeqCst) + 1;
+            json!({ "read": n })
+        };
+        let a = shared.get(read).await;
+        let b = shared.get(read).await;
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "a second request within the max age shares the facts"
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert_eq!(a.text, "{\n  \"read\": 1\n}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let c = shared.get(read).await;
+        assert_eq!(
+            c.value["read"], 2,
+            "facts older than the max age are read again"
+        );
+        // Concurrent requests on stale facts: one read between them.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (x, y) = tokio::join!(shared.get(read), shared.get(read));
+        assert!(Arc::ptr_eq(&x, &y));
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+        assert!(Facts::new(Value::Null).text.is_empty());
     }
 
     #[test]

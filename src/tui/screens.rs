@@ -186,6 +186,8 @@ pub fn full() -> Snapshot {
         agents: vec![
             serde_json::json!({"agent": "daily_brief", "requests_per_s": 12.5, "errors_per_s": 0.0,
                 "p50_seconds": 0.8, "p95_seconds": 1.9, "p99_seconds": 2.6, "inflight": 3.0, "queued": 0.0,
+                "wait_p50_seconds": 0.0, "wait_p95_seconds": 0.35, "wait_p99_seconds": 0.6,
+                "execution_p50_seconds": 0.78, "execution_p95_seconds": 1.6, "execution_p99_seconds": 2.1,
                 "cpu_percent": 4.2, "memory_bytes": 2_097_152.0, "memory_peak_bytes": 8_388_608.0,
                 "provider": "ollama", "model": "llama3.1:8b",
                 "tokens_per_second_p50": 40.0, "tokens_per_second_p95": 38.2,
@@ -202,6 +204,7 @@ pub fn full() -> Snapshot {
                            {"provider": "openai", "model": "gpt-4o-mini", "role": "fallback"}]}),
             serde_json::json!({"agent": "focus_guardrails", "requests_per_s": 40.0, "errors_per_s": 0.5,
                 "p50_seconds": 0.012, "p95_seconds": 0.04, "p99_seconds": 0.09, "inflight": 1.0, "queued": 2.0,
+                "wait_p50_seconds": 0.004, "wait_p95_seconds": 0.021, "wait_p99_seconds": 0.05,
                 "cpu_percent": 1.1, "memory_bytes": 65536.0, "memory_peak_bytes": 131072.0,
                 "provider": "ollama", "model": "llama3.1:8b", "tokens_per_second_p50": 41.5,
                 "gpu": {"state": "loaded", "model_from": "last answer", "vram_bytes": 6_000_000_000u64,

@@ -48,7 +48,9 @@ pub fn pct(v: Option<f64>) -> String {
 pub fn ms(seconds: Option<f64>) -> String {
     match seconds {
         Some(s) if s.is_finite() && s < 1.0 => format!("{:.0}ms", s * 1000.0),
-        Some(s) if s.is_finite() => format!("{s:.2}s"),
+        // At most six characters below 100 s, and whole seconds beyond.
+        Some(s) if s.is_finite() && s < 99.995 => format!("{s:.2}s"),
+        Some(s) if s.is_finite() => format!("{s:.0}s"),
         _ => "-".into(),
     }
 }

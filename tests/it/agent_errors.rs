@@ -241,3 +241,107 @@ async fn a_provider_that_is_down_is_unreachable_then_circuit_open_and_its_passwo
     }
     gw.stop().await;
 }
+
+/// Every route and the gateway's own log, with passwords in the provider's URL, Qdrant's
+/// URL and the embedding model's URL: the `osmen gateway` binary as an operator runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_passwords_show_in_no_route_and_no_log_line() {
+    let dir = std::env::temp_dir().join(format!("osmen-mask-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The LLM answers (and embeds), Qdrant and n8n are down: each URL carries a password.
+    let llm = llm_standin::start().await;
+    let with_pw = llm.url.replacen("http://", "http://osmen:llm-pass-77@", 1);
+    let down = crate::util::free_port();
+    let cfg = dir.join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!("[providers.ollama]\nurl = \"{with_pw}\"\nretries = 0\n"),
+    )
+    .unwrap();
+    let port = crate::util::free_port();
+    let log = dir.join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_osmen"))
+        .current_dir(&dir)
+        .env("OSMEN_API_KEYS", "key-one")
+        .env("OSMEN_RUNTIME_DIR", &dir)
+        .env(
+            "QDRANT_URL",
+            format!("http://qd:qdrant-pass-88@127.0.0.1:{down}"),
+        )
+        .env(
+            "N8N_URL",
+            format!("http://n8n:n8n-pass-99@127.0.0.1:{down}"),
+        )
+        .args([
+            "gateway",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--gateway-config",
+        ])
+        .arg(&cfg)
+        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seen = Vec::new();
+    let mut call = async |method: &str, path: &str, body: Option<&str>| {
+        let mut r = match method {
+            "GET" => http.get(format!("{base}{path}")),
+            _ => http.post(format!("{base}{path}")),
+        }
+        .header("X-API-Key", "key-one");
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        seen.push((format!("{method} {path} ({status})"), text));
+    };
+    call(
+        "POST",
+        "/api/v1/agents/daily_brief/execute",
+        Some(r#"{"input":"x"}"#),
+    )
+    .await;
+    call("POST", "/api/v1/memory", Some(r#"{"text":"a note"}"#)).await;
+    call("POST", "/api/v1/memory/search", Some(r#"{"query":"note"}"#)).await;
+    for path in [
+        "/health",
+        "/ready",
+        "/api/v1/agents/status",
+        "/metrics",
+        "/api/v1/agents",
+    ] {
+        call("GET", path, None).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    seen.push(("stderr".into(), std::fs::read_to_string(&log).unwrap()));
+    seen.push((
+        "stdout".into(),
+        std::fs::read_to_string(dir.join("stdout.log")).unwrap(),
+    ));
+    let all: String = seen.iter().map(|(w, t)| format!("{w}: {t}\n")).collect();
+    // The routes did report the failures, with the URLs masked.
+    for shown in ["qd:********@127.0.0.1", "\"n8n\":\"down"] {
+        assert!(all.contains(shown), "{shown} not in:\n{all}");
+    }
+    assert!(all.contains("execute (200)"), "the LLM answered:\n{all}");
+    for (what, text) in &seen {
+        for pw in ["llm-pass-77", "qdrant-pass-88", "n8n-pass-99"] {
+            assert!(!text.contains(pw), "{what} shows {pw}:\n{text}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -697,7 +697,12 @@ impl Cache {
             h.update(part.as_bytes());
             h.update([0u8]);
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        let mut out = String::with_capacity(64);
+        for b in h.finalize() {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+        }
+        out
     }
 
     /// The completion stored under `key` if it is younger than `ttl`.

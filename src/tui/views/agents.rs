@@ -1,6 +1,7 @@
 //! View 3: per agent requests/s, errors/s and the share of failed requests (FAILING when
 //! most of the last minute's failed), P50/P95/P99 with the P99 trend, CPU, memory
-//! (working and peak), in flight and queued, from the gateway's own metrics; the model
+//! (working and peak), in flight, queued and the P95 wait for a slot, from the gateway's
+//! own metrics; the model
 //! that serves each agent with its VRAM (shared, offloaded, cold), tokens/s and time to
 //! first token, tokens and cost per request; a detail pane for the selected agent.
 
@@ -81,6 +82,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     // Under 122 columns (80 included) MODEL and ERR/S give their room to the others, so
     // that names keep 14 characters and every figure its unit; both are in the detail.
     let narrow = area.width < 122;
+    // The P95 wait for a slot has its column from 122 columns on; the detail always shows
+    // the wait.
+    let with_wait = !narrow;
     let mut header = vec![
         "AGENT",
         "MODEL",
@@ -94,7 +98,11 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         "P99 TREND",
         "INFL",
         "QUEUE",
+        "WAIT95",
     ];
+    if !with_wait {
+        header.pop();
+    }
     if wide {
         header.extend(["TOK/S", "TTFT", "$/REQ", "CPU", "HELD"]);
     }
@@ -144,10 +152,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 Cell::from(ms(a["p50_seconds"].as_f64())),
                 Cell::from(ms(a["p95_seconds"].as_f64())),
                 Cell::from(ms(a["p99_seconds"].as_f64())),
-                Cell::from(spark(t, &trend, if narrow { 5 } else { 10 }, None)).style(t.accent()),
+                Cell::from(spark(t, &trend, if narrow { 5 } else { 9 }, None)).style(t.accent()),
                 Cell::from(num(&a["inflight"], 0)),
                 Cell::from(num(&a["queued"], 0)),
             ];
+            if with_wait {
+                cells.push(Cell::from(ms(a["wait_p95_seconds"].as_f64())));
+            }
             if wide {
                 cells.extend([
                     Cell::from(num(&a["tokens_per_second_p50"], 1)),
@@ -177,15 +188,18 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         Constraint::Length(16),
         Constraint::Length(14),
         Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(5),
         Constraint::Length(6),
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(10),
-        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(9),
+        Constraint::Length(4),
         Constraint::Length(5),
     ];
+    if with_wait {
+        widths.push(Constraint::Length(6));
+    }
     if narrow {
         widths = [14, 11, 6, 5, 6, 6, 6, 5, 4, 5]
             .into_iter()
@@ -195,10 +209,10 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     if wide {
         widths.extend([
             Constraint::Length(6),
-            Constraint::Length(7),
-            Constraint::Length(9),
             Constraint::Length(6),
-            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(6),
+            Constraint::Length(7),
         ]);
     }
     // What fails comes first in the title, so that a narrow terminal still shows it.
@@ -404,6 +418,18 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>>
         mem.push(Span::styled(format!("  unloads {e}"), t.dim()));
     }
     lines.push(Line::from(mem));
+    lines.push(Line::from(vec![
+        Span::styled("wait   ", t.header()),
+        Span::raw(format!(
+            "for a slot P50 {}, P95 {}, P99 {}   slot held P50 {}, P95 {}, P99 {}   (last 60 s; latency includes the wait)",
+            ms(a["wait_p50_seconds"].as_f64()),
+            ms(a["wait_p95_seconds"].as_f64()),
+            ms(a["wait_p99_seconds"].as_f64()),
+            ms(a["execution_p50_seconds"].as_f64()),
+            ms(a["execution_p95_seconds"].as_f64()),
+            ms(a["execution_p99_seconds"].as_f64()),
+        )),
+    ]));
     lines.push(Line::from(vec![
         Span::styled("speed  ", t.header()),
         Span::raw(format!(
