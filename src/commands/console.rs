@@ -302,6 +302,10 @@ async fn start_gateway(
     };
     let addr = listener.local_addr().ok();
     let mut note = format!("http://{}", gw.listen);
+    let connections = crate::gateway::connections::prepare(&gw);
+    if connections.constrained() {
+        note.push_str(&format!("; {connections}"));
+    }
     if let Some(p) = &gw.generated_key_file {
         note.push_str(&format!(" (API key in {})", p.display()));
     }

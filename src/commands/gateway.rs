@@ -88,6 +88,7 @@ pub async fn run(global: &Global, args: &GatewayArgs) -> anyhow::Result<u8> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    eprintln!("{}", gateway::connections::prepare(&gw));
     if let Some(p) = &gw.generated_key_file {
         eprintln!(
             "no API key was configured: generated one in {} (mode 0600); send it as X-API-Key",

@@ -5,6 +5,7 @@
 pub mod accounting;
 pub mod addrfile;
 pub mod agents;
+pub mod connections;
 pub mod keyfile;
 pub mod llm;
 pub mod memory;
@@ -68,6 +69,8 @@ pub struct Gateway {
     pub listen: SocketAddr,
     pub body_limit: usize,
     pub shutdown_grace: Duration,
+    /// Client connections: their timeouts and cap, and what those did.
+    pub connections: connections::Connections,
     /// Where a generated key was written, if the gateway made its own.
     pub generated_key_file: Option<PathBuf>,
     pub stack: Option<StackProbe>,
@@ -393,6 +396,7 @@ impl Gateway {
             listen,
             body_limit: file.gateway.body_limit_kib * 1024,
             shutdown_grace: file.shutdown_grace(),
+            connections: connections::Connections::new(connections::Settings::from_file(&file)),
             generated_key_file,
             stack: opts.stack.clone(),
             last_client: std::sync::atomic::AtomicU64::new(0),
@@ -481,23 +485,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
-/// grace period.
+/// grace period. Raises the descriptor soft limit first; the connections' timeouts and
+/// cap are in [`connections`].
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = gw.shutdown_grace;
-    let app = routes::router(gw);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    // Answers go out as soon as they are written (no Nagle wait on a small response).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
+    let app = routes::router(gw.clone());
     // A gateway runs for weeks: freed memory goes back to the system once a minute.
     let trim = tokio::spawn(async {
         let mut every = tokio::time::interval(Duration::from_secs(60));
@@ -508,12 +503,7 @@ pub async fn serve(
         }
     });
     let _trim = AbortOnDrop(trim);
-    let server = std::pin::pin!(server.into_future());
-    let mut server = server;
-    tokio::select! {
-        r = &mut server => r,
-        _ = async { let _ = rx.await; tokio::time::sleep(grace).await } => Ok(()),
-    }
+    connections::serve(gw, app, listener, shutdown).await
 }
 
 /// The router alone, for tests and embedding.

@@ -113,7 +113,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 #[allow(clippy::result_large_err)]
 fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value, Response> {
     let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(t) = super::connections::BodyTimeout::find(&e) {
+            error(StatusCode::REQUEST_TIMEOUT, t.to_string())
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body is larger than {} KiB", limit / 1024),
@@ -675,6 +677,7 @@ async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {
         .collect();
     let mut text = gw.metrics.render(Instant::now(), &live);
     text.push_str(&provider_metrics(&gw.providers));
+    text.push_str(&gw.connections.stats.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -36,6 +36,16 @@ pub struct Server {
     pub rate_limit_per_key: f64,
     /// Requests one key may make at once above that rate (default: twice the rate).
     pub rate_limit_burst: Option<f64>,
+    /// How long a client may take to send a request's head (request line and headers),
+    /// from its first byte, or from the accept for a connection's first request.
+    pub header_read_timeout: String,
+    /// How long a client may take to send a request's whole body, from its head.
+    pub body_read_timeout: String,
+    /// How long a kept-alive connection may wait, idle, for its next request.
+    pub idle_timeout: String,
+    /// Client connections held at once (lowered to fit the descriptor limit); a new one
+    /// beyond it sheds the connection idle the longest.
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -50,6 +60,10 @@ impl Default for Server {
             qdrant_url: None,
             rate_limit_per_key: 0.0,
             rate_limit_burst: None,
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "30s".into(),
+            idle_timeout: "60s".into(),
+            max_connections: 4096,
         }
     }
 }
@@ -106,6 +120,9 @@ pub struct AgentFile {
     pub cache_ttl: Option<String>,
 }
 
+/// The shortest connection timeout the settings accept.
+pub const MIN_CONNECTION_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// The default memory bound of an agent's queue.
 pub const QUEUE_BOUND: usize = 4096;
 
@@ -122,6 +139,28 @@ fn queue_bound() -> usize {
     QUEUE_BOUND
 }
 
+/// The dotted key (`gateway.max_connections`) of the `key = value` line holding byte
+/// `offset` of a TOML text, for errors about a value; None elsewhere.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix('[')?
+            .strip_suffix(']')
+            .map(|t| t.trim().to_string())
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
 impl GatewayFile {
     pub fn parse(text: &str, file: &str) -> Result<GatewayFile, String> {
         let g: GatewayFile = toml::from_str(text).map_err(|e| {
@@ -129,10 +168,34 @@ impl GatewayFile {
                 .span()
                 .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
                 .unwrap_or_default();
-            format!("{file}{at}: {}", e.message())
+            let key = e
+                .span()
+                .and_then(|s| key_at(text, s.start))
+                .map(|k| format!("{k}: "))
+                .unwrap_or_default();
+            format!("{file}{at}: {key}{}", e.message())
         })?;
         parse_duration(&g.gateway.shutdown_grace)
             .map_err(|m| format!("{file}: gateway.shutdown_grace: {m}"))?;
+        for (key, value) in [
+            ("header_read_timeout", &g.gateway.header_read_timeout),
+            ("body_read_timeout", &g.gateway.body_read_timeout),
+            ("idle_timeout", &g.gateway.idle_timeout),
+        ] {
+            let d = parse_duration(value).map_err(|m| format!("{file}: gateway.{key}: {m}"))?;
+            if d < MIN_CONNECTION_TIMEOUT {
+                return Err(format!(
+                    "{file}: gateway.{key} = {value:?}: give at least 100ms (a timeout cannot \
+                     be turned off: it is what keeps slow clients from holding connections)"
+                ));
+            }
+        }
+        if g.gateway.max_connections == 0 {
+            return Err(format!(
+                "{file}: gateway.max_connections = 0: give the most client connections to \
+                 hold at once (the default is 4096)"
+            ));
+        }
         for (name, p) in &g.providers {
             if !["ollama", "openai", "anthropic"].contains(&name.as_str()) {
                 return Err(format!(
@@ -175,6 +238,21 @@ impl GatewayFile {
     pub fn shutdown_grace(&self) -> Duration {
         parse_duration(&self.gateway.shutdown_grace).unwrap_or(Duration::from_secs(10))
     }
+
+    /// `gateway.header_read_timeout` (validated by [`GatewayFile::parse`]).
+    pub fn header_read_timeout(&self) -> Duration {
+        parse_duration(&self.gateway.header_read_timeout).unwrap_or(Duration::from_secs(10))
+    }
+
+    /// `gateway.body_read_timeout` (validated by [`GatewayFile::parse`]).
+    pub fn body_read_timeout(&self) -> Duration {
+        parse_duration(&self.gateway.body_read_timeout).unwrap_or(Duration::from_secs(30))
+    }
+
+    /// `gateway.idle_timeout` (validated by [`GatewayFile::parse`]).
+    pub fn idle_timeout(&self) -> Duration {
+        parse_duration(&self.gateway.idle_timeout).unwrap_or(Duration::from_secs(60))
+    }
 }
 
 #[cfg(test)]
@@ -193,5 +271,30 @@ mod tests {
         assert!(e.starts_with("g.toml:2") && e.contains("listen_on"), "{e}");
         let e = GatewayFile::parse("[providers.gemini]\n", "g.toml").unwrap_err();
         assert!(e.contains("providers.gemini"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_bad_values_name_their_key() {
+        let g = GatewayFile::parse("", "g.toml").unwrap();
+        assert_eq!(g.header_read_timeout(), Duration::from_secs(10));
+        assert_eq!(g.body_read_timeout(), Duration::from_secs(30));
+        assert_eq!(g.idle_timeout(), Duration::from_secs(60));
+        assert_eq!(g.gateway.max_connections, 4096);
+        let g = GatewayFile::parse("[gateway]\nidle_timeout = '1m30s'\n", "g.toml").unwrap();
+        assert_eq!(g.idle_timeout(), Duration::from_secs(90));
+        for (text, key) in [
+            (
+                "header_read_timeout = 'soon'",
+                "gateway.header_read_timeout",
+            ),
+            ("body_read_timeout = '0'", "gateway.body_read_timeout"),
+            ("idle_timeout = '10ms'", "gateway.idle_timeout"),
+            ("max_connections = 0", "gateway.max_connections"),
+        ] {
+            let e = GatewayFile::parse(&format!("[gateway]\n{text}\n"), "g.toml").unwrap_err();
+            assert!(e.starts_with("g.toml") && e.contains(key), "{text}: {e}");
+        }
+        let e = GatewayFile::parse("[gateway]\nmax_connections = -1\n", "g.toml").unwrap_err();
+        assert!(e.starts_with("g.toml:2: gateway.max_connections: "), "{e}");
     }
 }
