@@ -9,6 +9,7 @@ pub mod keyfile;
 pub mod llm;
 pub mod memory;
 pub mod metrics;
+pub mod otel;
 pub mod redis;
 mod routes;
 pub mod tools;
@@ -73,6 +74,8 @@ pub struct Gateway {
     /// When an API client last made an authorised request (seconds since the epoch; 0:
     /// never): the console asks before quitting takes the API away from recent clients.
     pub last_client: std::sync::atomic::AtomicU64,
+    /// OpenTelemetry export, installed only when an OTLP endpoint is configured.
+    pub otel: Option<Arc<otel::Otel>>,
 }
 
 fn provider_config(
@@ -365,7 +368,10 @@ impl Gateway {
                     .collect(),
             );
         }
+        let providers: Vec<Arc<Provider>> = providers.into_values().collect();
+        let otel = otel::Otel::from_env(env, &providers)?.map(Arc::new);
         Ok(Gateway {
+            otel,
             metrics,
             agents,
             keys: keys.into_iter().map(String::into_bytes).collect(),
@@ -383,7 +389,7 @@ impl Gateway {
             prices: file.prices.clone(),
             n8n_url,
             http: crate::http::client(|b| b.timeout(Duration::from_secs(30))),
-            providers: providers.into_values().collect(),
+            providers,
             started: Instant::now(),
             listen,
             body_limit: file.gateway.body_limit_kib * 1024,
@@ -483,6 +489,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = gw.shutdown_grace;
+    let otel = gw.otel.clone();
     let app = routes::router(gw);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     // Answers go out as soon as they are written (no Nagle wait on a small response).
@@ -505,10 +512,18 @@ pub async fn serve(
     let _trim = AbortOnDrop(trim);
     let server = std::pin::pin!(server.into_future());
     let mut server = server;
-    tokio::select! {
+    let served = tokio::select! {
         r = &mut server => r,
         _ = async { let _ = rx.await; tokio::time::sleep(grace).await } => Ok(()),
+    };
+    // What the exporters still hold goes out before the gateway stops. Their shutdown
+    // blocks on the export, so off the runtime, and no longer than the export timeout.
+    if let Some(o) = otel {
+        let limit = o.shutdown_limit();
+        let _ =
+            tokio::time::timeout(limit, tokio::task::spawn_blocking(move || o.shutdown())).await;
     }
+    served
 }
 
 /// The router alone, for tests and embedding.
