@@ -89,6 +89,9 @@ pub async fn run(global: &Global, args: &GatewayArgs) -> anyhow::Result<u8> {
             .join(", ")
     );
     eprintln!("{}", gateway::connections::prepare(&gw));
+    if let Some(o) = &gw.otel {
+        eprintln!("{}", o.describe());
+    }
     if let Some(p) = &gw.generated_key_file {
         eprintln!(
             "no API key was configured: generated one in {} (mode 0600); send it as X-API-Key",

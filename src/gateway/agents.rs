@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::Gateway;
 use super::accounting::Usage;
 use super::llm::{Cache, Completion, LlmError, Provider};
+use super::otel::Execution;
 use super::tools;
 use crate::model::gateway::AgentFile;
 
@@ -288,15 +289,22 @@ impl Agent {
     }
 
     /// Gathers facts and asks the providers in order; an outage (unreachable, timeout,
-    /// 429 or 5xx) moves on to the next provider, any other error is final.
+    /// 429 or 5xx) moves on to the next provider, any other error is final. With
+    /// OpenTelemetry on, the tool and each provider call are traced under `trace` and the
+    /// calls counted in the GenAI histograms.
     pub async fn execute(
         &self,
         gw: &Gateway,
         key_id: &str,
         input: &str,
         client_context: Option<&Value>,
+        trace: Option<&Execution>,
     ) -> Result<Outcome, ExecError> {
+        let tool = trace.and_then(|t| gw.otel.as_deref()?.tool(t, &self.tool));
         let facts = self.facts(gw, key_id, input).await;
+        if let Some(span) = tool {
+            span.end();
+        }
         let prompt = self.render(input, &facts, client_context);
         let system = format!(
             "You are {}, an OsMEN agent. {}",
@@ -320,7 +328,12 @@ impl Agent {
                     facts,
                 });
             }
-            match p.chat(&model, &system, &prompt).await {
+            let call = gw.otel.as_deref().map(|o| o.call(trace, p, &model));
+            let answer = p.chat(&model, &system, &prompt).await;
+            if let Some(call) = call {
+                call.end(&answer);
+            }
+            match answer {
                 Ok(c) => {
                     let Some(ttl) = self.cache_ttl else {
                         return Ok(Outcome {

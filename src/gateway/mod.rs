@@ -10,6 +10,7 @@ pub mod keyfile;
 pub mod llm;
 pub mod memory;
 pub mod metrics;
+pub mod otel;
 pub mod redis;
 mod routes;
 pub mod tools;
@@ -79,6 +80,8 @@ pub struct Gateway {
     /// When an API client last made an authorised request (seconds since the epoch; 0:
     /// never): the console asks before quitting takes the API away from recent clients.
     pub last_client: std::sync::atomic::AtomicU64,
+    /// OpenTelemetry export, installed only when an OTLP endpoint is configured.
+    pub otel: Option<Arc<otel::Otel>>,
 }
 
 fn provider_config(
@@ -371,7 +374,10 @@ impl Gateway {
                     .collect(),
             );
         }
+        let providers: Vec<Arc<Provider>> = providers.into_values().collect();
+        let otel = otel::Otel::from_env(env, &providers)?.map(Arc::new);
         Ok(Gateway {
+            otel,
             metrics,
             agents,
             keys: keys.into_iter().map(String::into_bytes).collect(),
@@ -391,7 +397,7 @@ impl Gateway {
             prices: file.prices.clone(),
             n8n_url,
             http: crate::http::client(|b| b.timeout(Duration::from_secs(30))),
-            providers: providers.into_values().collect(),
+            providers,
             started: Instant::now(),
             listen,
             body_limit: file.gateway.body_limit_kib * 1024,
@@ -492,6 +498,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let otel = gw.otel.clone();
     let app = routes::router(gw.clone());
     // A gateway runs for weeks: freed memory goes back to the system once a minute.
     let trim = tokio::spawn(async {
@@ -503,7 +510,15 @@ pub async fn serve(
         }
     });
     let _trim = AbortOnDrop(trim);
-    connections::serve(gw, app, listener, shutdown).await
+    let served = connections::serve(gw, app, listener, shutdown).await;
+    // What the exporters still hold goes out before the gateway stops. Their shutdown
+    // blocks on the export, so off the runtime, and no longer than the export timeout.
+    if let Some(o) = otel {
+        let limit = o.shutdown_limit();
+        let _ =
+            tokio::time::timeout(limit, tokio::task::spawn_blocking(move || o.shutdown())).await;
+    }
+    served
 }
 
 /// The router alone, for tests and embedding.

@@ -150,10 +150,31 @@ fn request_id() -> String {
     format!("req-{t:x}-{n:06}")
 }
 
+/// The trace context a client sent (`traceparent`), read only while spans are exported
+/// (None otherwise: the headers are not looked at).
+struct TraceParent(Option<opentelemetry::Context>);
+
+impl axum::extract::FromRequestParts<Arc<Gateway>> for TraceParent {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        gw: &Arc<Gateway>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(TraceParent(
+            gw.otel
+                .as_deref()
+                .filter(|o| o.traces())
+                .map(|o| o.parent(&parts.headers)),
+        ))
+    }
+}
+
 async fn execute(
     State(gw): Gw,
     Path(name): Path<String>,
     caller: axum::Extension<Caller>,
+    parent: TraceParent,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let arrived = Instant::now();
@@ -197,12 +218,19 @@ async fn execute(
         count("invalid");
         return error(StatusCode::BAD_REQUEST, "\"context\" must be a JSON object");
     }
+    // One span per execution, from the request's arrival (so the wait is in it).
+    let trace = parent
+        .0
+        .and_then(|cx| gw.otel.as_deref()?.execution(&cx, agent, arrived));
     gw.metrics
         .agent(&name, |s| s.queued = agent.queued() as i64 + 1);
     let permit = match agent.admit(arrived).await {
         Ok(p) => p,
         Err(wait) => {
             count("rejected");
+            if let Some(t) = trace {
+                t.failed(None, ErrorKind::Overload, Some(arrived.elapsed()));
+            }
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             let msg = format!(
                 "agent {name} cannot answer this request within its deadline of {}s ({} \
@@ -232,7 +260,7 @@ async fn execute(
     let usage = Arc::new(Usage::default());
     let live = super::agents::LiveGuard::new(agent, usage.clone());
     let result = Accounted::new(
-        agent.execute(&gw, &caller.0.0, input, context),
+        agent.execute(&gw, &caller.0.0, input, context, trace.as_ref()),
         usage.clone(),
     )
     .await;
@@ -262,6 +290,18 @@ async fn execute(
         s.memory_peak = s.memory_peak.max(peak);
         s.inflight = agent.inflight() as i64;
     });
+    if let Some(t) = trace {
+        match &result {
+            Ok(out) => t.answered(out, waited),
+            Err(e) => {
+                let provider = match e {
+                    ExecError::Provider(p) => Some(p.provider()),
+                    ExecError::NoProvider => None,
+                };
+                t.failed(provider, exec_error_kind(e), Some(waited));
+            }
+        }
+    }
     match result {
         Ok(out) => {
             let c = &out.completion;
@@ -678,6 +718,9 @@ async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {
     let mut text = gw.metrics.render(Instant::now(), &live);
     text.push_str(&provider_metrics(&gw.providers));
     text.push_str(&gw.connections.stats.render());
+    if let Some(o) = &gw.otel {
+        text.push_str(&o.render_prometheus());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

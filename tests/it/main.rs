@@ -22,6 +22,7 @@ mod faults;
 mod first_run;
 mod gateway;
 mod gateway_conns;
+mod gateway_otel;
 mod guide_load;
 mod images;
 mod llm_standin;

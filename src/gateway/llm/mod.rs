@@ -183,6 +183,17 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    /// The provider that failed.
+    pub fn provider(&self) -> &str {
+        match self {
+            LlmError::Timeout { provider, .. }
+            | LlmError::Status { provider, .. }
+            | LlmError::Unavailable { provider, .. }
+            | LlmError::BadAnswer { provider, .. }
+            | LlmError::CircuitOpen { provider, .. } => provider,
+        }
+    }
+
     /// The kind the gateway counts and reports the error as.
     pub fn kind(&self) -> ErrorKind {
         match self {
