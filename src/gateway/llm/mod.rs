@@ -73,7 +73,6 @@ fn ns(v: &Value, key: &str) -> Option<Duration> {
     v.get(key).and_then(Value::as_u64).map(Duration::from_nanos)
 }
 
-/// Ollama's own timing fields of a final `/api/chat` or `/api/generate` answer.
 /// Ollama's `/api/chat` request, non-streaming.
 #[derive(serde::Serialize)]
 struct OllamaChat<'a> {
@@ -88,6 +87,57 @@ struct ChatMessage<'a> {
     content: &'a str,
 }
 
+/// Ollama's `/api/chat` answer, read straight into the fields the gateway uses (no JSON
+/// tree of the whole answer).
+#[derive(serde::Deserialize)]
+struct OllamaAnswer {
+    model: Option<String>,
+    message: Option<OllamaMessage>,
+    prompt_eval_count: Option<u64>,
+    eval_count: Option<u64>,
+    load_duration: Option<u64>,
+    prompt_eval_duration: Option<u64>,
+    eval_duration: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct OllamaMessage {
+    content: Option<String>,
+}
+
+impl OllamaAnswer {
+    /// The completion, or None without a message text; the same reading as `parse` and
+    /// [`ollama_timing`] give of the JSON tree.
+    fn completion(self, model: &str) -> Option<Completion> {
+        let text = self.message?.content?;
+        let eval = self.eval_count.unwrap_or(0);
+        let load = self.load_duration.map(Duration::from_nanos);
+        let prompt = self.prompt_eval_duration.map(Duration::from_nanos);
+        let eval_d = self
+            .eval_duration
+            .map(Duration::from_nanos)
+            .filter(|d| !d.is_zero());
+        Some(Completion {
+            text,
+            model: self.model.unwrap_or_else(|| model.to_string()),
+            prompt_tokens: self.prompt_eval_count.unwrap_or(0),
+            completion_tokens: eval,
+            cached: false,
+            timing: Timing {
+                ttft: match (load, prompt) {
+                    (None, None) => None,
+                    (l, p) => Some(l.unwrap_or_default() + p.unwrap_or_default()),
+                },
+                tokens_per_s: eval_d
+                    .filter(|_| eval > 0)
+                    .map(|d| eval as f64 / d.as_secs_f64()),
+                load,
+            },
+        })
+    }
+}
+
+/// Ollama's own timing fields of a final `/api/chat` or `/api/generate` answer.
 pub fn ollama_timing(v: &Value) -> Timing {
     let eval = v.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
     let eval_d = ns(v, "eval_duration").filter(|d| !d.is_zero());
@@ -651,6 +701,17 @@ impl Provider {
                     message,
                 });
             }
+            if self.cfg.kind == Kind::Ollama {
+                let a: OllamaAnswer =
+                    serde_json::from_str(&body).map_err(|e| LlmError::BadAnswer {
+                        provider: provider.clone(),
+                        message: format!("unreadable answer: {e}"),
+                    })?;
+                return a.completion(model).ok_or(LlmError::BadAnswer {
+                    provider,
+                    message: "the answer has no completion text".into(),
+                });
+            }
             let v: Value = serde_json::from_str(&body).map_err(|e| LlmError::BadAnswer {
                 provider: provider.clone(),
                 message: format!("unreadable answer: {e}"),
@@ -776,6 +837,35 @@ pub type Chain = Vec<Arc<Provider>>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ollamas_answer_reads_the_same_typed_as_from_the_json_tree() {
+        let bodies = [
+            r#"{"model":"llama3.2","created_at":"2026-12-01T00:00:00Z","message":{"role":"assistant","content":"hi"},"done":true,"total_duration":5000000,"load_duration":1000000,"prompt_eval_count":11,"prompt_eval_duration":2000000,"eval_count":7,"eval_duration":3500000}"#,
+            r#"{"message":{"role":"assistant","content":"no counters"},"done":true}"#,
+            r#"{"model":"m2","message":{"content":"zero eval"},"eval_count":0,"eval_duration":0,"load_duration":5}"#,
+        ];
+        for b in bodies {
+            let v: Value = serde_json::from_str(b).unwrap();
+            let typed = serde_json::from_str::<OllamaAnswer>(b)
+                .unwrap()
+                .completion("asked")
+                .unwrap();
+            assert_eq!(typed.text, v["message"]["content"].as_str().unwrap());
+            assert_eq!(typed.model, v["model"].as_str().unwrap_or("asked"));
+            assert_eq!(
+                typed.prompt_tokens,
+                v["prompt_eval_count"].as_u64().unwrap_or(0)
+            );
+            assert_eq!(
+                typed.completion_tokens,
+                v["eval_count"].as_u64().unwrap_or(0)
+            );
+            assert_eq!(typed.timing, ollama_timing(&v), "{b}");
+        }
+        let none = serde_json::from_str::<OllamaAnswer>(r#"{"done":true}"#).unwrap();
+        assert!(none.completion("m").is_none(), "no message: no completion");
+    }
 
     #[test]
     fn retry_after_is_honoured_and_capped() {
