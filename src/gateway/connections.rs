@@ -329,6 +329,11 @@ impl std::fmt::Display for Prepared {
     }
 }
 
+/// When a request began to arrive: the first byte of its head on the connection (for a
+/// connection's first request, its accept). Set on every request the gateway serves.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub Instant);
+
 /// What a connection is doing.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -674,7 +679,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Future = ServiceFuture;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // The request arrived when its head began to come in (a connection's first one:
+        // when it was accepted); latency is measured from then.
+        let arrived = match *self.conn.phase() {
+            Phase::Head(t) => t,
+            _ => Instant::now(),
+        };
         self.conn.begin();
+        let mut req = req;
+        req.extensions_mut().insert(Arrival(arrived));
         let busy = Busy(self.conn.clone());
         let limit = self.gw.connections.settings.body_read_timeout;
         let req = req.map(|inner| TimedBody {

@@ -175,9 +175,12 @@ async fn execute(
     Path(name): Path<String>,
     caller: axum::Extension<Caller>,
     parent: TraceParent,
+    arrival: Option<axum::Extension<super::connections::Arrival>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let arrived = Instant::now();
+    // From the first byte of the request (the router alone, without the gateway's
+    // connections, starts the clock here).
+    let arrived = arrival.map(|a| a.0.0).unwrap_or_else(Instant::now);
     let Some(agent) = gw.agents.get(&name) else {
         let known: Vec<&String> = gw.agents.keys().collect();
         return (
