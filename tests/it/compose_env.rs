@@ -259,3 +259,46 @@ fn config_lists_the_services_of_enabled_profiles() {
         ["adminer", "app", "db", "web"]
     );
 }
+
+#[test]
+fn env_file_and_label_file_lookups_follow_compose_go() {
+    // env_file: an earlier file's value first, then the project's variables;
+    // label_file: earlier label files only (compose-go's WithServicesLabelsResolved).
+    let d = Dir::new(
+        "lookup",
+        &[
+            (".env", "TIER=from-dotenv\n"),
+            ("one.env", "TIER=from-one\n"),
+            ("two.env", "A=${TIER}\nTIER\n"),
+            ("one.labels", "team=ops\n"),
+            ("two.labels", "owner=${team}\ntier=${TIER}\n"),
+            (
+                "docker-compose.yml",
+                "services:\n  s:\n    image: x\n    env_file: [one.env, two.env]\n    \
+                 label_file: [one.labels, two.labels]\n",
+            ),
+        ],
+    );
+    let p = load(&d.compose(), &opts(&[], None)).unwrap();
+    let s = &p.services["s"];
+    assert_eq!(s.environment["A"], "from-one");
+    assert_eq!(s.environment["TIER"], "from-one");
+    assert_eq!(s.labels["owner"], "ops");
+    assert_eq!(
+        s.labels["tier"], "",
+        "a label file does not see the project's variables"
+    );
+    // A `required: false` entry that exists but is a directory is still an error.
+    std::fs::create_dir_all(d.0.join("dir.env")).unwrap();
+    std::fs::write(
+        d.compose(),
+        "services:\n  s:\n    image: x\n    env_file:\n      - path: dir.env\n        \
+         required: false\n",
+    )
+    .unwrap();
+    let e = load_err(&d.compose(), &[]);
+    assert!(
+        e.contains("dir.env") && e.contains("make it a readable file"),
+        "{e}"
+    );
+}

@@ -1092,7 +1092,8 @@ fn env_file_entry(
 }
 
 /// `env_file` (or `label_file`): each file read in order, a later one winning. A value may
-/// refer to the project's variables and to those set by an earlier file.
+/// refer to those set by an earlier file and, in an env_file, to the project's variables.
+/// A `required: false` file is skipped only when it does not exist.
 fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, String> {
     let long_form = path.ends_with(".env_file");
     let what = if long_form { "env_file" } else { "label_file" };
@@ -1109,7 +1110,13 @@ fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, S
         let full = ctx.dir.join(&file);
         match std::fs::read_to_string(&full) {
             Ok(t) => {
-                let lookup = |k: &str| ctx.vars.get(k).or_else(|| out.get(k)).cloned();
+                // As compose-go: the earlier files' values, then (env_file only) the
+                // project's variables.
+                let lookup = |k: &str| {
+                    out.get(k)
+                        .or_else(|| if long_form { ctx.vars.get(k) } else { None })
+                        .cloned()
+                };
                 match envfile::parse(&t, format, &lookup) {
                     Ok(pairs) => out.extend(pairs),
                     Err(e) => ctx.errors.push(ComposeError {
@@ -1123,12 +1130,17 @@ fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, S
                     }),
                 }
             }
-            Err(e) if required => ctx.err(
+            Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => ctx.err(
                 it.pos,
                 &p,
                 format!(
-                    "cannot read {what} {:?}: {e} (create it, or mark it `required: false`)",
-                    full.display()
+                    "cannot read {what} {:?}: {e} ({})",
+                    full.display(),
+                    match (e.kind() == std::io::ErrorKind::NotFound, long_form) {
+                        (true, true) => "create it, or mark it `required: false`",
+                        (true, false) => "create it, or remove it from label_file",
+                        (false, _) => "make it a readable file",
+                    }
                 ),
             ),
             Err(_) => {}
