@@ -659,6 +659,18 @@ mod tests {
     }
 
     #[test]
+    fn every_cut_of_a_tricky_file_is_read_or_refused_without_panicking() {
+        let tricky = "\u{feff}export\tA=\"x\\\"y\\0101\\0\\é\" # c\r\nB='a\nb'\nC=${A:-${D}}$\n\
+                      É-ü.k[0]: v #x\nE\n\"F=1\n=2\nG=\"\\$H\\\\\" tail\n";
+        for (i, _) in tricky.char_indices().chain([(tricky.len(), ' ')]) {
+            for format in [Format::Compose, Format::Raw] {
+                let _ = parse(&tricky[..i], format, &environment);
+                let _ = parse(&tricky[i..], format, &environment);
+            }
+        }
+    }
+
+    #[test]
     fn raw_takes_values_literally() {
         let got = parse(
             "# c\nA=\"quoted\" # not a comment\nB=${ENV_SET}\\n\r\nENV_SET\nC='x'\n",
