@@ -321,4 +321,8 @@ pub struct ConfigArgs {
     /// JSON instead of YAML.
     #[arg(long)]
     pub json: bool,
+    /// Every service, also those of profiles not enabled (by default only the services
+    /// `up` would start, as `docker compose config` shows them).
+    #[arg(long = "all-profiles", alias = "all")]
+    pub all_profiles: bool,
 }

@@ -76,8 +76,16 @@ pub fn to_yaml(v: &Value) -> Yaml {
     }
 }
 
-pub fn render(ctx: &Ctx, json: bool) -> anyhow::Result<String> {
+/// The resolved stack: the services of the enabled profiles (`--profile`,
+/// COMPOSE_PROFILES), or every service with `all_profiles`.
+pub fn render(ctx: &Ctx, json: bool, all_profiles: bool) -> anyhow::Result<String> {
     let mut v = serde_json::to_value(&*ctx.project)?;
+    if !all_profiles {
+        let active = ctx.project.active_services(&ctx.global.profiles, &[]);
+        if let Some(services) = v.get_mut("services").and_then(Value::as_object_mut) {
+            services.retain(|name, _| active.contains(name));
+        }
+    }
     mask(&mut v);
     if json {
         return Ok(serde_json::to_string_pretty(&v)? + "\n");
@@ -88,6 +96,6 @@ pub fn render(ctx: &Ctx, json: bool) -> anyhow::Result<String> {
 }
 
 pub fn run(ctx: &Ctx, args: &ConfigArgs) -> anyhow::Result<u8> {
-    out(&render(ctx, args.json)?)?;
+    out(&render(ctx, args.json, args.all_profiles)?)?;
     Ok(OK)
 }

@@ -265,7 +265,7 @@ fn dotenv_beside_the_file_and_process_env_override() {
     std::fs::write(dir.join(".env"), "TAG=ok\nthis line is wrong\n").unwrap();
     let e = load(&f, &opts(&[])).unwrap_err().to_string();
     assert!(
-        e.contains(".env:2:1") && e.contains("expected KEY=VALUE"),
+        e.contains(".env:2:1") && e.contains("contains a space"),
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,6 +12,7 @@ mod bench;
 mod cli;
 mod collect;
 mod compose_corpus;
+mod compose_env;
 mod console;
 mod console_truth;
 mod deps;

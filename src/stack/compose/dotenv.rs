@@ -8,7 +8,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::interpolate::{Vars, parse_env_file};
+use super::envfile::{self, Format};
+use super::interpolate::Vars;
 
 /// Variables osmen may create on a first run: secrets no one has to choose, only keep.
 pub const GENERATED: &[&str] = &["POSTGRES_PASSWORD"];
@@ -51,7 +52,7 @@ pub fn missing(compose_file: &Path, env: &Vars) -> Vec<String> {
         return Vec::new();
     };
     let dotenv = match std::fs::read_to_string(path(compose_file)) {
-        Ok(t) => match parse_env_file(&t) {
+        Ok(t) => match envfile::parse(&t, Format::Compose, &|k| env.get(k).cloned()) {
             Ok(pairs) => pairs,
             Err(_) => return Vec::new(),
         },
@@ -234,7 +235,8 @@ mod tests {
         assert_eq!(p, d.join(".env"));
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let pairs = parse_env_file(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let pairs = envfile::parse(&text, Format::Compose, &|_| None).unwrap();
         let v = &pairs
             .iter()
             .find(|(k, _)| k == "POSTGRES_PASSWORD")

@@ -8,7 +8,27 @@ use std::collections::BTreeMap;
 /// The variables visible to a compose file: the process environment over the `.env` file.
 pub type Vars = BTreeMap<String, String>;
 
+/// Interpolates `s` with `vars`.
 pub fn interpolate(s: &str, vars: &Vars) -> Result<String, String> {
+    interpolate_with(s, &|name: &str| vars.get(name).cloned())
+}
+
+fn is_name_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_'
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Interpolates `s`, resolving each name with `lookup` (`None`: not set). As in
+/// compose-go's template package, a `$` that starts none of `$$`, `$NAME` or `${` (a lone
+/// `$` before a space, a digit or the end) is kept as written; a malformed `${...}` is an
+/// error.
+pub fn interpolate_with(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     if !s.contains('$') {
         return Ok(s.to_string());
     }
@@ -32,23 +52,22 @@ pub fn interpolate(s: &str, vars: &Vars) -> Result<String, String> {
                     format!("unterminated `${{` in {s:?}: close it with `}}` or write `$$`")
                 })?;
                 let inner: String = chars[i + 2..end].iter().collect();
-                out.push_str(&braced(&inner, vars)?);
+                out.push_str(&braced(&inner, lookup)?);
                 i = end + 1;
             }
-            Some(c2) if c2.is_ascii_alphabetic() || *c2 == '_' => {
+            Some(c2) if is_name_start(*c2) => {
                 let start = i + 1;
                 let mut j = start;
-                while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                while j < chars.len() && is_name_char(chars[j]) {
                     j += 1;
                 }
                 let name: String = chars[start..j].iter().collect();
-                out.push_str(vars.get(&name).map(String::as_str).unwrap_or(""));
+                out.push_str(&lookup(&name).unwrap_or_default());
                 i = j;
             }
             _ => {
-                return Err(format!(
-                    "invalid `$` in {s:?}: write `$$` for a literal dollar sign"
-                ));
+                out.push('$');
+                i += 1;
             }
         }
     }
@@ -72,10 +91,10 @@ fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
     None
 }
 
-fn braced(inner: &str, vars: &Vars) -> Result<String, String> {
+fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let name_len = inner
         .char_indices()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .find(|(_, c)| !is_name_char(*c))
         .map(|(k, _)| k)
         .unwrap_or(inner.len());
     let name = &inner[..name_len];
@@ -85,8 +104,8 @@ fn braced(inner: &str, vars: &Vars) -> Result<String, String> {
         ));
     }
     let rest = &inner[name_len..];
-    let value = vars.get(name);
-    let set_nonempty = value.is_some_and(|v| !v.is_empty());
+    let value = lookup(name);
+    let set_nonempty = value.as_ref().is_some_and(|v| !v.is_empty());
     let (op, arg) = if let Some(a) = rest.strip_prefix(":-") {
         (":-", a)
     } else if let Some(a) = rest.strip_prefix(":?") {
@@ -107,13 +126,13 @@ fn braced(inner: &str, vars: &Vars) -> Result<String, String> {
              ${{VAR-default}}, ${{VAR:?message}} or ${{VAR:+alternative}}"
         ));
     };
-    let current = || value.cloned().unwrap_or_default();
+    let current = || value.clone().unwrap_or_default();
     Ok(match op {
         "" => current(),
         ":-" if set_nonempty => current(),
-        ":-" => interpolate(arg, vars)?,
+        ":-" => interpolate_with(arg, lookup)?,
         "-" if value.is_some() => current(),
-        "-" => interpolate(arg, vars)?,
+        "-" => interpolate_with(arg, lookup)?,
         ":?" | "?" => {
             let ok = if op == ":?" {
                 set_nonempty
@@ -121,7 +140,7 @@ fn braced(inner: &str, vars: &Vars) -> Result<String, String> {
                 value.is_some()
             };
             if !ok {
-                let why = interpolate(arg, vars)?;
+                let why = interpolate_with(arg, lookup)?;
                 let why = if why.is_empty() {
                     "is required".to_string()
                 } else {
@@ -134,117 +153,145 @@ fn braced(inner: &str, vars: &Vars) -> Result<String, String> {
             }
             current()
         }
-        ":+" if set_nonempty => interpolate(arg, vars)?,
-        "+" if value.is_some() => interpolate(arg, vars)?,
+        ":+" if set_nonempty => interpolate_with(arg, lookup)?,
+        "+" if value.is_some() => interpolate_with(arg, lookup)?,
         _ => String::new(),
     })
-}
-
-/// Reads a `.env` / `env_file`: `KEY=VALUE` lines, `#` comments, optional `export `,
-/// single or double quotes. Returns the first bad line's number and text on error.
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
-    let mut out = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-        let Some((k, v)) = line.split_once('=') else {
-            return Err((n + 1, raw.to_string()));
-        };
-        let k = k.trim();
-        if k.is_empty()
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-        {
-            return Err((n + 1, raw.to_string()));
-        }
-        let v = v.trim();
-        let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
-        {
-            let inner = &v[1..v.len() - 1];
-            if v.starts_with('"') {
-                inner.replace("\\n", "\n").replace("\\\"", "\"")
-            } else {
-                inner.to_string()
-            }
-        } else {
-            // An unquoted value ends at ` #` (an inline comment).
-            match v.find(" #") {
-                Some(k) => v[..k].trim_end().to_string(),
-                None => v.to_string(),
-            }
-        };
-        out.push((k.to_string(), v));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// compose-go template_test.go's mapping: `FOO=first`, `BAR=` (set, empty).
     fn vars() -> Vars {
-        [("SET", "yes"), ("EMPTY", "")]
+        [("FOO", "first"), ("BAR", "")]
             .into_iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     }
 
+    /// (compose-go template_test.go case, template, result).
+    const FORMS: &[(&str, &str, &str)] = &[
+        ("TestEscaped", "$${foo}", "${foo}"),
+        ("TestSubstituteNoMatch", "foo", "foo"),
+        ("TestNonBraced", "$FOO-bar", "first-bar"),
+        ("TestNoValueNoDefault", "This ${missing} var", "This  var"),
+        ("TestNoValueNoDefault", "This ${BAR} var", "This  var"),
+        ("TestValueNoDefault", "This $FOO var", "This first var"),
+        ("TestValueNoDefault", "This ${FOO} var", "This first var"),
+        ("TestNoValueWithDefault", "ok ${missing:-def}", "ok def"),
+        ("TestNoValueWithDefault", "ok ${missing-def}", "ok def"),
+        ("TestEmptyValueWithSoftDefault", "ok ${BAR:-def}", "ok def"),
+        ("TestValueWithSoftDefault", "ok ${FOO:-def}", "ok first"),
+        ("TestEmptyValueWithHardDefault", "ok ${BAR-def}", "ok "),
+        (
+            "TestNonAlphanumericDefault",
+            "ok ${BAR:-/non:-alphanumeric}",
+            "ok /non:-alphanumeric",
+        ),
+        (
+            "TestDefaultsWithNestedExpansion",
+            "ok ${UNSET_VAR-$FOO}",
+            "ok first",
+        ),
+        (
+            "TestDefaultsWithNestedExpansion",
+            "ok ${UNSET_VAR-${FOO}}",
+            "ok first",
+        ),
+        (
+            "TestDefaultsWithNestedExpansion",
+            "ok ${UNSET_VAR-${FOO} ${FOO}}",
+            "ok first first",
+        ),
+        (
+            "TestDefaultsWithNestedExpansion",
+            "ok ${BAR:-${FOO}}",
+            "ok first",
+        ),
+        (
+            "TestDefaultsForMandatoryVariables",
+            "ok ${FOO:?err}",
+            "ok first",
+        ),
+        (
+            "TestDefaultsForMandatoryVariables",
+            "ok ${FOO?err}",
+            "ok first",
+        ),
+        ("TestDefaultsForMandatoryVariables", "ok ${BAR?err}", "ok "),
+        ("TestPrecedence", "${UNSET_VAR-myerror?msg}", "myerror?msg"),
+        ("TestPrecedence", "${FOO?bar-baz}", "first"),
+        ("withDefaultWhenPresence :+ set", "${FOO:+alt}", "alt"),
+        ("withDefaultWhenPresence :+ empty", "${BAR:+alt}", ""),
+        ("withDefaultWhenPresence + empty", "${BAR+alt}", "alt"),
+        ("withDefaultWhenPresence + unset", "${NOPE+alt}", ""),
+        ("pattern: a lone $ before a space", "a $ b", "a $ b"),
+        ("pattern: a lone $ at the end", "cost 5$", "cost 5$"),
+        ("pattern: $ before a digit", "$1 and $-", "$1 and $-"),
+        ("pattern: $} is not a substitution", "$}", "$}"),
+        (
+            "pattern: lower-case names, looked up as written",
+            "$foo${Foo}",
+            "",
+        ),
+        ("escaped", "cost $$5", "cost $5"),
+    ];
+
     #[test]
-    fn forms() {
+    fn forms_as_compose_go_template_tests() {
         let v = vars();
-        let cases = [
-            ("$SET", "yes"),
-            ("${SET}", "yes"),
-            ("a${SET}b", "ayesb"),
-            ("${UNSET:-d}", "d"),
-            ("${EMPTY:-d}", "d"),
-            ("${EMPTY-d}", ""),
-            ("${UNSET-d}", "d"),
-            ("${SET:+alt}", "alt"),
-            ("${EMPTY:+alt}", ""),
-            ("${EMPTY+alt}", "alt"),
-            ("$$SET", "$SET"),
-            ("${UNSET:-${SET}}", "yes"),
-            ("${UNSET}", ""),
-            ("cost $$5", "cost $5"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(interpolate(input, &v).unwrap(), want, "{input}");
+        for (case, input, want) in FORMS {
+            assert_eq!(
+                interpolate(input, &v).as_deref(),
+                Ok(*want),
+                "{case}: {input}"
+            );
         }
     }
 
     #[test]
-    fn required_and_invalid() {
+    fn required_and_invalid_as_compose_go_template_tests() {
         let v = vars();
-        let e = interpolate("${PASS:?set a password}", &v).unwrap_err();
-        assert!(e.contains("PASS") && e.contains("set a password"), "{e}");
-        assert!(interpolate("${EMPTY:?}", &v).is_err());
-        assert!(interpolate("${EMPTY?}", &v).is_ok());
+        // TestMandatoryVariableErrors and ...WithNestedExpansion.
+        for (input, want) in [
+            (
+                "not ok ${UNSET_VAR:?Mandatory Variable Unset}",
+                "Mandatory Variable Unset",
+            ),
+            (
+                "not ok ${BAR:?Mandatory Variable Empty}",
+                "Mandatory Variable Empty",
+            ),
+            (
+                "not ok ${UNSET_VAR?Mandatory Variable Unset}",
+                "Mandatory Variable Unset",
+            ),
+            (
+                "not ok ${UNSET_VAR:?Mandatory Variable ${FOO}}",
+                "Mandatory Variable first",
+            ),
+            ("${UNSET_VAR?bar-baz}", "bar-baz"),
+        ] {
+            let e = interpolate(input, &v).unwrap_err();
+            assert!(
+                e.contains("required variable") && e.contains(want),
+                "{input}: {e}"
+            );
+        }
+        assert!(interpolate("${BAR:?}", &v).is_err());
+        assert!(interpolate("${BAR?}", &v).is_ok());
+        // TestInvalid, less `$}` (a substitution only starts at `$$`, `$NAME` or `${`).
+        for input in [
+            "${", "${}", "${ }", "${ foo}", "${foo }", "${foo!}", "${1X}",
+        ] {
+            assert!(interpolate(input, &v).is_err(), "{input}");
+        }
         assert!(
-            interpolate("${SET", &v)
+            interpolate("${FOO", &v)
                 .unwrap_err()
                 .contains("unterminated")
         );
-        assert!(interpolate("a $ b", &v).unwrap_err().contains("$$"));
-        assert!(interpolate("${1X}", &v).is_err());
-    }
-
-    #[test]
-    fn env_file_lines() {
-        let got =
-            parse_env_file("# c\nA=1\nexport B = \"two words\"\nC='x y' \nD=v # note\n").unwrap();
-        let want = [("A", "1"), ("B", "two words"), ("C", "x y"), ("D", "v")];
-        let want: Vec<(String, String)> = want
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-        assert_eq!(got, want);
-        assert_eq!(parse_env_file("A=1\nnonsense\n").unwrap_err().0, 2);
     }
 }

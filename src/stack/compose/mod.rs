@@ -2,6 +2,7 @@
 //! that the supervisor acts on. Everything is checked before the engine is touched.
 
 pub mod dotenv;
+pub mod envfile;
 pub mod error;
 pub mod interpolate;
 mod parse;

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::interpolate::{Vars, interpolate, parse_env_file};
+use super::envfile::{self, Format};
+use super::interpolate::{Vars, interpolate};
 use super::yaml::{self, Kind, Node, Pos};
 use super::*;
 use crate::model::probe::ProbeSpec;
@@ -21,6 +22,7 @@ const SERVICE_KEYS: &[&str] = &[
     "entrypoint",
     "environment",
     "env_file",
+    "label_file",
     "ports",
     "volumes",
     "networks",
@@ -443,14 +445,17 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
     };
     let dotenv = dir.join(".env");
     if let Ok(t) = std::fs::read_to_string(&dotenv) {
-        match parse_env_file(&t) {
+        match envfile::parse(&t, Format::Compose, &|k| opts.env.get(k).cloned()) {
             Ok(pairs) => ctx.vars.extend(pairs),
-            Err((line, raw)) => {
+            Err(e) => {
                 return Err(ComposeErrors(vec![ComposeError {
                     file: dotenv,
-                    pos: Some(Pos { line, col: 1 }),
+                    pos: Some(Pos {
+                        line: e.line,
+                        col: 1,
+                    }),
                     path: String::new(),
-                    message: format!("expected KEY=VALUE, found {raw:?}"),
+                    message: e.message,
                 }]));
             }
         }
@@ -477,6 +482,26 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
             ),
         }]));
     }
+    // The project name first (`-p`/COMPOSE_PROJECT_NAME, else `name:`, else the
+    // directory), then offered to interpolation as COMPOSE_PROJECT_NAME, as compose-go does.
+    let raw_name = match (
+        &opts.project_name,
+        ctx.vars.get("COMPOSE_PROJECT_NAME"),
+        root.get("name"),
+    ) {
+        (Some(n), _, _) => n.clone(),
+        (None, Some(n), _) if !n.is_empty() => n.clone(),
+        (None, _, Some(n)) => match ctx.scalar(n, "name", "a project name") {
+            Some(v) => interpolate(&v, &ctx.vars).unwrap_or(v),
+            None => String::new(),
+        },
+        (None, _, None) => std::fs::canonicalize(&dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_default(),
+    };
+    let name = normalize_project_name(&raw_name);
+    ctx.vars.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
     interpolate_tree(&mut root, "", &mut ctx);
 
     let entries = root.as_map().unwrap_or(&[]).to_vec();
@@ -495,15 +520,6 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
         }
     }
 
-    let raw_name = match (&opts.project_name, root.get("name")) {
-        (Some(n), _) => n.clone(),
-        (None, Some(n)) => ctx.scalar(n, "name", "a project name").unwrap_or_default(),
-        (None, None) => std::fs::canonicalize(&dir)
-            .ok()
-            .and_then(|d| d.file_name().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_default(),
-    };
-    let name = normalize_project_name(&raw_name);
     if name.is_empty() {
         let pos = root.get("name").map(|n| n.pos).unwrap_or(root.pos);
         ctx.err(
@@ -839,6 +855,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
     };
     let mut env_files: BTreeMap<String, String> = BTreeMap::new();
     let mut explicit_env = BTreeMap::new();
+    let (mut label_files, mut explicit_labels) = (BTreeMap::new(), BTreeMap::new());
     let mut restart_set = false;
     for (k, v) in &m {
         let Some(key) = k.as_str().map(str::to_string) else {
@@ -895,7 +912,8 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
                 }
             }
             "profiles" => svc.profiles = ctx.string_list(v, &p),
-            "labels" => svc.labels = ctx.kv(v, &p, false),
+            "labels" => explicit_labels = ctx.kv(v, &p, false),
+            "label_file" => label_files = parse_env_files(ctx, v, &p),
             "container_name" => svc.container_name = ctx.scalar(v, &p, "a container name"),
             "logging" => svc.logging = parse_logging(ctx, v, &p),
             "stop_grace_period" => svc.stop_grace_period = ctx.duration(v, &p),
@@ -926,6 +944,8 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
     }
     svc.environment = env_files;
     svc.environment.extend(explicit_env);
+    svc.labels = label_files;
+    svc.labels.extend(explicit_labels);
     Some(svc)
 }
 
@@ -1025,45 +1045,102 @@ fn parse_build(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Build> {
     }
 }
 
+/// One `env_file` entry: a path, or `{path, required, format}`; `label_file` entries are
+/// paths only.
+fn env_file_entry(
+    ctx: &mut Ctx,
+    it: &Node,
+    p: &str,
+    long_form: bool,
+) -> Option<(String, bool, Format)> {
+    let Kind::Map(m) = &it.kind else {
+        return ctx
+            .scalar(it, p, "a path")
+            .map(|f| (f, true, Format::Compose));
+    };
+    if !long_form {
+        ctx.err(
+            it.pos,
+            p,
+            "expected a path: label_file entries are file paths",
+        );
+        return None;
+    }
+    let (mut file, mut required, mut format) = (None, true, Format::Compose);
+    for (k, v) in m {
+        let key = k.as_str().unwrap_or("");
+        let kp = format!("{p}.{key}");
+        match key {
+            "path" => file = ctx.scalar(v, &kp, "a path"),
+            "required" => required = ctx.boolean(v, &kp).unwrap_or(true),
+            "format" => match ctx.scalar(v, &kp, "a format").map(|f| Format::parse(&f)) {
+                Some(Ok(f)) => format = f,
+                Some(Err(m)) => ctx.err(v.pos, &kp, m),
+                None => {}
+            },
+            other => ctx.err(
+                k.pos,
+                &kp,
+                format!("unknown env_file key `{other}`: allowed are path, required and format"),
+            ),
+        }
+    }
+    if file.is_none() {
+        ctx.err(it.pos, p, "an env_file entry needs `path:`");
+    }
+    Some((file?, required, format))
+}
+
+/// `env_file` (or `label_file`): each file read in order, a later one winning. A value may
+/// refer to those set by an earlier file and, in an env_file, to the project's variables.
+/// A `required: false` file is skipped only when it does not exist.
 fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+    let long_form = path.ends_with(".env_file");
+    let what = if long_form { "env_file" } else { "label_file" };
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
     let items: Vec<&Node> = match &node.kind {
         Kind::Seq(s) => s.iter().collect(),
         _ => vec![node],
     };
     for (i, it) in items.into_iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let (file, required) = match &it.kind {
-            Kind::Map(_) => {
-                let f = it
-                    .get("path")
-                    .and_then(|f| ctx.scalar(f, &format!("{p}.path"), "a path"));
-                let req = it
-                    .get("required")
-                    .and_then(|r| ctx.boolean(r, &format!("{p}.required")))
-                    .unwrap_or(true);
-                (f, req)
-            }
-            _ => (ctx.scalar(it, &p, "a path"), true),
+        let Some((file, required, format)) = env_file_entry(ctx, it, &p, long_form) else {
+            continue;
         };
-        let Some(file) = file else { continue };
         let full = ctx.dir.join(&file);
         match std::fs::read_to_string(&full) {
-            Ok(t) => match parse_env_file(&t) {
-                Ok(pairs) => out.extend(pairs),
-                Err((line, raw)) => ctx.errors.push(ComposeError {
-                    file: full.clone(),
-                    pos: Some(Pos { line, col: 1 }),
-                    path: String::new(),
-                    message: format!("expected KEY=VALUE, found {raw:?} (env_file of {path})"),
-                }),
-            },
-            Err(e) if required => ctx.err(
+            Ok(t) => {
+                // As compose-go: the earlier files' values, then (env_file only) the
+                // project's variables.
+                let lookup = |k: &str| {
+                    out.get(k)
+                        .or_else(|| if long_form { ctx.vars.get(k) } else { None })
+                        .cloned()
+                };
+                match envfile::parse(&t, format, &lookup) {
+                    Ok(pairs) => out.extend(pairs),
+                    Err(e) => ctx.errors.push(ComposeError {
+                        file: full.clone(),
+                        pos: Some(Pos {
+                            line: e.line,
+                            col: 1,
+                        }),
+                        path: String::new(),
+                        message: format!("{} ({what} of {path})", e.message),
+                    }),
+                }
+            }
+            Err(e) if required || e.kind() != std::io::ErrorKind::NotFound => ctx.err(
                 it.pos,
                 &p,
                 format!(
-                    "cannot read env_file {:?}: {e} (create it, or mark it `required: false`)",
-                    full.display()
+                    "cannot read {what} {:?}: {e} ({})",
+                    full.display(),
+                    match (e.kind() == std::io::ErrorKind::NotFound, long_form) {
+                        (true, true) => "create it, or mark it `required: false`",
+                        (true, false) => "create it, or remove it from label_file",
+                        (false, _) => "make it a readable file",
+                    }
                 ),
             ),
             Err(_) => {}
