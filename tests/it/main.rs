@@ -21,6 +21,7 @@ mod export;
 mod faults;
 mod first_run;
 mod gateway;
+mod gateway_memory;
 mod images;
 mod llm_standin;
 mod probes;
