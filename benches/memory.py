@@ -11,6 +11,8 @@ latencies. Standard library only.
 
     python3 benches/memory.py target/debug/osmen --notes 200 --note-kib 250
     python3 benches/memory.py target/debug/osmen --notes 600 --note-kib 56
+    python3 benches/memory.py target/debug/osmen --notes 200 --note-kib 244 \
+        --memory max_note_bytes=262144 --memory max_total_bytes=67108864
 """
 
 import argparse
@@ -86,6 +88,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--body-limit-kib", type=int, default=256)
+    ap.add_argument("--memory", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [memory] setting, e.g. max_note_bytes=262144 (repeatable)")
     args = ap.parse_args()
 
     rng = random.Random(22)
@@ -96,6 +100,8 @@ def main():
     cfg = os.path.join(tmp, "gateway.toml")
     with open(cfg, "w") as f:
         f.write(f'[gateway]\nlisten = "127.0.0.1:{port}"\nbody_limit_kib = {args.body_limit_kib}\n')
+        if args.memory:
+            f.write("[memory]\n" + "".join(f"{kv}\n" for kv in args.memory))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OLLAMA", "OPENAI", "ANTHROPIC", "QDRANT", "REDIS", "N8N"))}
     env.update(OSMEN_API_KEYS=KEY, OSMEN_RUNTIME_DIR=os.path.join(tmp, "runtime"))
     proc = subprocess.Popen(
@@ -181,7 +187,7 @@ def main():
         print(f"RSS idle {rss0 / mib:.1f} MiB; after the stores {rss1 / mib:.1f} MiB (+{(rss1 - rss0) / mib:.1f}); VmHWM during the stores {hwm_stores / mib:.1f} MiB")
         print(f"searches {len(search_ms)} from {args.searchers} threads in {args.seconds:g}s: P50 {quantile(search_ms, 0.5):.1f} ms, max {max(search_ms, default=float('nan')):.1f} ms, answers up to {max(answers, default=0) / 1024:.0f} KiB")
         peak = max(rss_samples, default=0)
-        print(f"RSS during the searches: VmHWM {hwm / mib:.1f} MiB{'' if reset else ' (not reset: includes the stores)'}, sampled max {peak / mib:.1f} MiB; above the RSS after the stores: +{(max(hwm, peak) - rss1) / mib:.1f} MiB ({(max(hwm, peak) - rss1) * 1024 / max(stored_bytes, 1):.2f}x the stored text)")
+        print(f"RSS during the searches: VmHWM {hwm / mib:.1f} MiB{'' if reset else ' (not reset: includes the stores)'}, sampled max {peak / mib:.1f} MiB; above the RSS after the stores: +{(max(hwm, peak) - rss1) / mib:.1f} MiB {f'({(max(hwm, peak) - rss1) * 1024 / stored_bytes:.2f}x the stored text)' if stored_bytes else ''}")
         if failures:
             print(f"timed out: {failures.count('health')} /health probes (30 s), {failures.count('search')} searches (120 s)")
         print(f"/health during the searches: {len(health_ms)} probes, P50 {quantile(health_ms, 0.5):.1f} ms, P99 {quantile(health_ms, 0.99):.1f} ms, max {max(health_ms, default=float('nan')):.1f} ms")

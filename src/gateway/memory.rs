@@ -564,22 +564,24 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Reads the notes file line by line; an unreadable line is skipped and counted.
+/// Reads the notes file line by line; a line that is not a note (not JSON, not UTF-8, cut
+/// short) is skipped and counted, and the lines after it are read all the same.
 fn load(path: &Path) -> (Index, usize) {
     let mut index = Index::default();
     let mut bad = 0;
     let Ok(f) = std::fs::File::open(path) else {
         return (index, bad);
     };
-    for line in std::io::BufReader::new(f).lines() {
+    for line in std::io::BufReader::new(f).split(b'\n') {
         let Ok(line) = line else {
+            // A read error: the rest of the file cannot be read either.
             bad += 1;
             break;
         };
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_str::<Note>(&line) {
+        match serde_json::from_slice::<Note>(&line) {
             Ok(note) => {
                 let t = tokens(&note.text);
                 index.push(note, t);
@@ -771,6 +773,7 @@ impl Memory {
 }
 
 fn append(p: &Path, note: &Note) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d)?;
     }
@@ -778,8 +781,18 @@ fn append(p: &Path, note: &Note) -> std::io::Result<()> {
     line.push('\n');
     let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(p)?;
+    // A last line cut short (a crash mid-write) must not swallow this one.
+    if f.metadata()?.len() > 0 {
+        let mut last = [0u8];
+        f.seek(SeekFrom::End(-1))?;
+        f.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.insert(0, '\n');
+        }
+    }
     f.write_all(line.as_bytes())
 }
 
@@ -1020,6 +1033,37 @@ mod tests {
             again.store("e", vec![]).await,
             Err(StoreError::Full(_))
         ));
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[tokio::test]
+    async fn lines_that_are_not_notes_are_skipped_and_said() {
+        let p = temp("bad-lines");
+        let good = |id: u64, text: &str| {
+            let n = Note {
+                id,
+                text: text.into(),
+                tags: vec![],
+                vector: None,
+            };
+            serde_json::to_vec(&n).unwrap()
+        };
+        let mut file = good(1, "postgres backups nightly");
+        file.extend_from_slice(b"\nnot json\n\xff\xfe{\"id\": 9}\n\n");
+        file.extend(good(2, "redis eviction policy"));
+        // The last line cut short, as by a crash mid-write.
+        file.extend_from_slice(b"\n{\"id\": 3, \"text\": \"cut sh");
+        std::fs::write(&p, &file).unwrap();
+        let m = Memory::open(Some(p.clone()), MemoryLimits::default(), None, None);
+        let u = m.usage();
+        assert_eq!(u.notes, 2);
+        assert!(u.warning.unwrap().contains("3 lines are not notes"));
+        // The next note starts a line of its own, and is read back after a restart.
+        let (n, _) = m.store("qdrant snapshots weekly", vec![]).await.unwrap();
+        assert_eq!(n.id, 3);
+        let again = Memory::open(Some(p.clone()), MemoryLimits::default(), None, None);
+        assert_eq!(again.usage().notes, 3);
+        assert_eq!(again.bm25("qdrant", 1)[0].id, 3);
         let _ = std::fs::remove_file(&p);
     }
 
