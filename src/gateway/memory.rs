@@ -604,9 +604,11 @@ impl Memory {
     ) -> Memory {
         let (index, bad) = path.as_deref().map(load).unwrap_or_default();
         let mut warning = Vec::new();
+        // The file's name only: the warning is on the unauthenticated /health.
         let shown = path
             .as_deref()
-            .map(|p| p.display().to_string())
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if bad > 0 {
             warning.push(format!(
