@@ -45,7 +45,7 @@ pub const MEMORY_MAX_NOTES: usize = 10_000;
 pub const MEMORY_MAX_NOTE_BYTES: usize = 64 * 1024;
 /// 32 MiB of notes: with the word index the store then holds about 1.5x that in memory
 /// (a full store raised the gateway's RSS by 49 MiB), and a start re-reads and indexes
-/// it in 3-4 s in a debug build on a 2-core machine.
+/// it in 3-7 s in a debug build on a shared 2-core machine.
 pub const MEMORY_MAX_TOTAL_BYTES: usize = 32 * 1024 * 1024;
 
 impl Default for MemoryLimits {
