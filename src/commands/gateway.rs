@@ -98,6 +98,9 @@ pub async fn run(global: &Global, args: &GatewayArgs) -> anyhow::Result<u8> {
             p.display()
         );
     }
+    if let Some(w) = gw.memory.usage().warning {
+        eprintln!("memory: {w}");
+    }
     let mut term = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {

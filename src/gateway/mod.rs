@@ -383,6 +383,7 @@ impl Gateway {
             keys: keys.into_iter().map(String::into_bytes).collect(),
             memory: Memory::open(
                 Some(opts.runtime_dir.join("memory.jsonl")),
+                file.memory,
                 embedder,
                 qdrant,
             ),

@@ -504,14 +504,17 @@ async fn memory_store(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Res
                 .collect()
         })
         .unwrap_or_default();
+    use super::memory::StoreError;
     match gw.memory.store(text, tags).await {
         Ok((n, mode)) => (
             StatusCode::CREATED,
             Json(json!({"id": n.id, "mode": mode.as_str()})),
         )
             .into_response(),
-        Err(e) if e.starts_with("qdrant") => error(StatusCode::BAD_GATEWAY, gw.clean_error(&e)),
-        Err(e) => error(
+        Err(StoreError::TooLarge(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Err(StoreError::Full(e)) => error(StatusCode::INSUFFICIENT_STORAGE, e),
+        Err(StoreError::Qdrant(e)) => error(StatusCode::BAD_GATEWAY, gw.clean_error(&e)),
+        Err(StoreError::Io(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             gw.clean_error(&format!("cannot store the note: {e}")),
         ),
@@ -535,12 +538,30 @@ async fn memory_search(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Re
         .unwrap_or(5)
         .clamp(1, 100) as usize;
     let (hits, mode, why) = gw.memory.search(q, k).await;
-    Json(json!({
-        "mode": mode.as_str(),
-        "fallback_reason": why.map(|w| gw.clean_error(&w)),
-        "results": hits.iter().map(|h| json!({"id": h.id, "text": h.text, "tags": h.tags, "score": h.score})).collect::<Vec<_>>(),
-    }))
-    .into_response()
+    #[derive(serde::Serialize)]
+    struct Answer {
+        mode: &'static str,
+        fallback_reason: Option<String>,
+        results: Vec<super::memory::Hit>,
+    }
+    let answer = Answer {
+        mode: mode.as_str(),
+        fallback_reason: why.map(|w| gw.clean_error(&w)),
+        results: hits,
+    };
+    // Up to top_k whole notes: written out off the event loop, like the search.
+    match gw
+        .memory
+        .off_loop(move || serde_json::to_vec(&answer))
+        .await
+    {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the answer: {e}"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 async fn trigger(
@@ -667,6 +688,7 @@ async fn health(State(gw): Gw) -> Response {
         "uptime_seconds": gw.started.elapsed().as_secs_f64(),
         "agents": gw.agents.len(),
         "dependencies": dependencies(&gw).await,
+        "memory": gw.memory.usage(),
     }))
     .into_response()
 }
@@ -680,7 +702,8 @@ async fn ready(State(gw): Gw) -> Response {
         !open(p) && (state == "up" || state.starts_with("configured"))
     });
     if usable {
-        return Json(json!({"ready": true, "dependencies": deps})).into_response();
+        return Json(json!({"ready": true, "dependencies": deps, "memory": gw.memory.usage()}))
+            .into_response();
     }
     let reason = if gw.providers.is_empty() {
         "no LLM provider is configured: set OLLAMA_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY"
@@ -698,7 +721,12 @@ async fn ready(State(gw): Gw) -> Response {
     };
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"ready": false, "reason": reason, "dependencies": deps})),
+        Json(json!({
+            "ready": false,
+            "reason": reason,
+            "dependencies": deps,
+            "memory": gw.memory.usage(),
+        })),
     )
         .into_response()
 }

@@ -20,6 +20,72 @@ pub struct GatewayFile {
     pub prices: BTreeMap<String, Price>,
     #[serde(default)]
     pub agents: BTreeMap<String, AgentFile>,
+    #[serde(default)]
+    pub memory: MemoryLimits,
+}
+
+/// The bounds of the gateway's note memory (`[memory]`): the notes are held in memory with
+/// their word index and kept in `runtime/memory.jsonl`, so these bound the gateway's RSS
+/// and the file. A note's size is the UTF-8 bytes of its text and tags.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryLimits {
+    /// Notes the store keeps; beyond it a new note gets 507.
+    pub max_notes: usize,
+    /// Bytes of one note; a larger note gets 413.
+    pub max_note_bytes: usize,
+    /// Bytes of all notes together; a note that would pass it gets 507.
+    pub max_total_bytes: usize,
+}
+
+/// 10,000 notes: a large personal or team knowledge base; more belongs in Qdrant.
+pub const MEMORY_MAX_NOTES: usize = 10_000;
+/// 64 KiB: about 10,000 words, a long document; below `body_limit_kib` (256 KiB), so an
+/// oversized note is refused by this bound, whose 413 names the key to raise.
+pub const MEMORY_MAX_NOTE_BYTES: usize = 64 * 1024;
+/// 32 MiB of notes: with the word index the store then holds about 1.5x that in memory
+/// (a full store raised the gateway's RSS by 49 MiB), and a start re-reads and indexes
+/// it in 3-7 s in a debug build on a shared 2-core machine.
+pub const MEMORY_MAX_TOTAL_BYTES: usize = 32 * 1024 * 1024;
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        MemoryLimits {
+            max_notes: MEMORY_MAX_NOTES,
+            max_note_bytes: MEMORY_MAX_NOTE_BYTES,
+            max_total_bytes: MEMORY_MAX_TOTAL_BYTES,
+        }
+    }
+}
+
+impl MemoryLimits {
+    fn check(&self, file: &str) -> Result<(), String> {
+        for (key, v) in [
+            ("max_notes", self.max_notes),
+            ("max_note_bytes", self.max_note_bytes),
+            ("max_total_bytes", self.max_total_bytes),
+        ] {
+            if v == 0 {
+                return Err(format!(
+                    "{file}: memory.{key} = 0: give a positive bound (the default is {})",
+                    match key {
+                        "max_notes" => MEMORY_MAX_NOTES,
+                        "max_note_bytes" => MEMORY_MAX_NOTE_BYTES,
+                        _ => MEMORY_MAX_TOTAL_BYTES,
+                    }
+                ));
+            }
+        }
+        if self.max_total_bytes < self.max_note_bytes {
+            return Err(format!(
+                "{file}: memory.max_total_bytes = {} is below memory.max_note_bytes = {}: no \
+                 note that size could be stored; raise memory.max_total_bytes or lower \
+                 memory.max_note_bytes",
+                self.max_total_bytes, self.max_note_bytes
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,16 +230,16 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 impl GatewayFile {
     pub fn parse(text: &str, file: &str) -> Result<GatewayFile, String> {
         let g: GatewayFile = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| format!(":{}", text[..s.start].matches('\n').count() + 1))
-                .unwrap_or_default();
-            let key = e
-                .span()
-                .and_then(|s| key_at(text, s.start))
+            let Some(s) = e.span() else {
+                return format!("{file}: {}", e.message());
+            };
+            // toml names the expected type, not the key: name it, and quote the line.
+            let line = text[..s.start].matches('\n').count() + 1;
+            let quoted = text.lines().nth(line - 1).unwrap_or("").trim();
+            let key = key_at(text, s.start)
                 .map(|k| format!("{k}: "))
                 .unwrap_or_default();
-            format!("{file}{at}: {key}{}", e.message())
+            format!("{file}:{line}: {key}{} (in `{quoted}`)", e.message())
         })?;
         parse_duration(&g.gateway.shutdown_grace)
             .map_err(|m| format!("{file}: gateway.shutdown_grace: {m}"))?;
@@ -196,6 +262,7 @@ impl GatewayFile {
                  hold at once (the default is 4096)"
             ));
         }
+        g.memory.check(file)?;
         for (name, p) in &g.providers {
             if !["ollama", "openai", "anthropic"].contains(&name.as_str()) {
                 return Err(format!(
@@ -296,5 +363,28 @@ mod tests {
         }
         let e = GatewayFile::parse("[gateway]\nmax_connections = -1\n", "g.toml").unwrap_err();
         assert!(e.starts_with("g.toml:2: gateway.max_connections: "), "{e}");
+    }
+
+    #[test]
+    fn memory_limits_default_and_are_checked() {
+        let g = GatewayFile::parse("", "g.toml").unwrap();
+        assert_eq!(g.memory, MemoryLimits::default());
+        let g = GatewayFile::parse("[memory]\nmax_notes = 3\n", "g.toml").unwrap();
+        assert_eq!((g.memory.max_notes, g.memory.max_note_bytes), (3, 65536));
+        let e = GatewayFile::parse("[memory]\nmax_notes = 0\n", "g.toml").unwrap_err();
+        assert!(e.contains("memory.max_notes = 0"), "{e}");
+        let e = GatewayFile::parse(
+            "[memory]\nmax_note_bytes = 2048\nmax_total_bytes = 1024\n",
+            "g.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("memory.max_total_bytes = 1024") && e.contains("memory.max_note_bytes"),
+            "{e}"
+        );
+        let e = GatewayFile::parse("[memory]\nmax_notes = -1\n", "g.toml").unwrap_err();
+        assert!(e.starts_with("g.toml:2") && e.contains("max_notes"), "{e}");
+        let e = GatewayFile::parse("[memory]\nmax_bytes = 1\n", "g.toml").unwrap_err();
+        assert!(e.contains("max_bytes"), "{e}");
     }
 }

@@ -23,6 +23,7 @@ mod faults;
 mod first_run;
 mod gateway;
 mod gateway_conns;
+mod gateway_memory;
 mod gateway_otel;
 mod guide_load;
 mod images;
