@@ -5,6 +5,18 @@
 
 use crate::util::{Stack, docker_ready, inspect, osmen, text};
 
+/// The suggestions about the stack's services: the machine's own (`host-*`, a busy test
+/// host's CPU) are real but not this test's.
+fn of_the_stack(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["id"].as_str().unwrap_or("").starts_with("host-"))
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn a_burning_service_gets_a_cpu_suggestion_that_applies_in_place() {
     if !docker_ready() {
@@ -21,7 +33,7 @@ fn a_burning_service_gets_a_cpu_suggestion_that_applies_in_place() {
     let (code, out, err) = stack.run(&["suggest", "--json"]);
     assert_eq!(code, 1, "advice is exit 1: {out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let list = v["suggestions"].as_array().unwrap();
+    let list = of_the_stack(&v);
     assert_eq!(list.len(), 1, "only the burner: {out}");
     let s = &list[0];
     assert_eq!(s["id"], "cpu:burner");
@@ -58,9 +70,11 @@ fn a_burning_service_gets_a_cpu_suggestion_that_applies_in_place() {
 
     // The same work is now 40% of the limit: no suggestion after a window.
     let (code, out, err) = stack.run(&["suggest", "--json"]);
-    assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(v["suggestions"].as_array().unwrap().is_empty(), "{out}");
+    assert!(of_the_stack(&v).is_empty(), "{out}");
+    // Advice about the machine itself (a busy test host) is exit 1 too.
+    let host = v["suggestions"].as_array().unwrap().len();
+    assert_eq!(code, if host > 0 { 1 } else { 0 }, "{out}{err}");
     let (_, out, _) = stack.run(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let b = v["services"]

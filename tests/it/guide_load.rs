@@ -114,7 +114,7 @@ fn the_fixture_is_the_guides_script() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guides_load_test_py_succeeds_on_the_shipped_defaults() {
-    if !tool_present("python3", "-c", "python3") {
+    if !tool_present("python3", "--version", "python3") {
         return;
     }
     let aiohttp = Command::new("python3")
