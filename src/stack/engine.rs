@@ -115,7 +115,8 @@ pub struct ContainerSpec {
     /// The service's container settings; `service:x` modes already resolved to
     /// `container:<id>` by the supervisor (see `plan::resolve_refs`).
     pub settings: ContainerSettings,
-    /// `HostConfig.Links` as the engine takes them (`CONTAINER:ALIAS`).
+    /// Links as the engine takes them (`CONTAINER:ALIAS`): on the first network's endpoint,
+    /// or in HostConfig with a network_mode.
     pub links: Vec<String>,
 }
 
@@ -588,6 +589,9 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 n.clone(),
                 EndpointSettings {
                     aliases: Some(aliases.clone()),
+                    // On a user-defined network the engine takes links here and drops
+                    // HostConfig.Links without a word (docker-compose writes them here too).
+                    links: non_empty(&spec.links),
                     mac_address: st.mac_address.clone(),
                     ..Default::default()
                 },
@@ -608,7 +612,12 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             typ: Some(d.clone()),
             config: Some(o.clone()),
         }),
-        links: (!spec.links.is_empty()).then(|| spec.links.clone()),
+        // Only the default bridge (`network_mode: bridge`) has legacy links; other modes
+        // with links are refused by the engine itself.
+        links: st
+            .network_mode
+            .as_ref()
+            .and_then(|_| non_empty(&spec.links)),
         ..Default::default()
     };
     apply_settings(st, &mut host_config);
@@ -1458,7 +1467,7 @@ mod tests {
              annotations: {a.b: c}\n    device_cgroup_rules: ['c 1:3 mr']\n",
             "a",
         );
-        let hc = body.host_config.unwrap();
+        let hc = body.host_config.clone().unwrap();
         assert_eq!(hc.cap_add, Some(vec!["NET_ADMIN".into()]));
         assert_eq!(hc.cap_drop, Some(vec!["ALL".into()]));
         assert_eq!(hc.privileged, Some(true));
@@ -1503,7 +1512,15 @@ mod tests {
         assert_eq!((hc.memory_swappiness, hc.memory_swap), (Some(0), Some(-1)));
         assert_eq!(hc.pids_limit, Some(7));
         assert_eq!(hc.storage_opt.unwrap()["size"], "1G");
-        assert_eq!(hc.links, Some(vec!["other:o".into()]));
+        assert_eq!(hc.links, None, "links go to the network endpoint");
+        let ep = &body
+            .networking_config
+            .as_ref()
+            .unwrap()
+            .endpoints_config
+            .as_ref()
+            .unwrap()["t_default"];
+        assert_eq!(ep.links, Some(vec!["other:o".into()]));
         assert_eq!(hc.annotations.unwrap()["a.b"], "c");
         assert_eq!(hc.device_cgroup_rules, Some(vec!["c 1:3 mr".into()]));
         assert_eq!(body.hostname.as_deref(), Some("h"));
