@@ -992,6 +992,31 @@ mod tests {
     }
 
     #[test]
+    fn container_settings_reach_the_security_context_or_a_warning() {
+        let p = project(
+            "services:\n  api:\n    image: api\n    cap_drop: [ALL]\n    cap_add: [CAP_NET_BIND_SERVICE]\n    \
+             read_only: true\n    privileged: false\n    tty: true\n    sysctls: {a.b: 1}\n    \
+             network_mode: host\n",
+        );
+        let ex = export(&p, &all(&p));
+        let text = serde_json::to_value(ex.files.iter().map(|f| &f.objects).collect::<Vec<_>>())
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains(r#""securityContext":{"capabilities":{"add":["NET_BIND_SERVICE"],"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""tty":true"#), "{text}");
+        assert!(
+            ex.warnings
+                .iter()
+                .any(|w| w == "api: not exported (no form in this export): network_mode, sysctls"),
+            "{:?}",
+            ex.warnings
+        );
+    }
+
+    #[test]
     fn secrets_become_references_and_never_values() {
         let p = project(
             "services:\n  db:\n    image: postgres\n    environment:\n      POSTGRES_PASSWORD: \

@@ -668,6 +668,41 @@ mod tests {
     use crate::stack::compose::{LoadOptions, load_str};
 
     #[test]
+    fn container_settings_are_carried_or_named() {
+        let p = load_str(
+            "services:\n  api:\n    image: api:1\n    hostname: h\n    cap_drop: [ALL]\n    \
+             read_only: true\n    ulimits: {nofile: 9}\n    extra_hosts: ['db:10.0.0.2']\n    \
+             dns: [10.0.0.53]\n    privileged: true\n    pids_limit: 5\n",
+            std::path::Path::new("/tmp/s/docker-compose.yml"),
+            &LoadOptions {
+                project_name: Some("st".into()),
+                env: Default::default(),
+            },
+        )
+        .unwrap();
+        let (spec, warnings) = service_spec(&p, &p.services["api"]).unwrap();
+        let v = serde_json::to_value(&spec).unwrap();
+        let c = &v["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(c["Hostname"], "h");
+        assert_eq!(c["CapabilityDrop"], json!(["ALL"]));
+        assert_eq!(c["ReadOnly"], true);
+        assert_eq!(
+            c["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 9, "Hard": 9}])
+        );
+        assert_eq!(c["Hosts"], json!(["10.0.0.2 db"]));
+        assert_eq!(c["DNSConfig"]["Nameservers"], json!(["10.0.0.53"]));
+        assert!(
+            warnings.contains(
+                &"api: a Swarm service has no form for pids_limit, privileged; its tasks run \
+                  without them"
+                    .to_string()
+            ),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
     fn a_compose_service_becomes_a_swarm_service() {
         let p = load_str(
             "services:\n  api:\n    image: api:1\n    command: [serve]\n    ports: \
