@@ -722,6 +722,7 @@ fn apply_settings(st: &ContainerSettings, hc: &mut HostConfig) {
     hc.pids_limit = st.pids_limit;
     hc.storage_opt = hash_map(&st.storage_opt);
     hc.annotations = hash_map(&st.annotations);
+    hc.volumes_from = non_empty(&st.volumes_from);
 }
 
 /// Settings an older engine would drop without a word: refused with the version they

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
-use super::compose::settings::link_parts;
+use super::compose::settings::{VolumesFrom, link_parts, volumes_from_parts};
 use super::compose::{MountKind, Project, Service};
 use super::engine::{
     ContainerSpec, LABEL_CONFIG_FILES, LABEL_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_OSMEN,
@@ -192,6 +192,19 @@ pub fn resolve_refs(
         };
         *mode = Some(format!("container:{}", row.id));
     }
+    for v in st.volumes_from.iter_mut() {
+        *v = match volumes_from_parts(v) {
+            VolumesFrom::Container(c, mode) => format!("{c}:{mode}"),
+            VolumesFrom::Service(svc, mode) => match first_of(svc) {
+                Some(row) => format!("{}:{mode}", row.id),
+                None => {
+                    return Err(format!(
+                        "volumes_from: service `{svc}` has no container yet; start it first"
+                    ));
+                }
+            },
+        };
+    }
     let mut links = Vec::new();
     for l in &st.links {
         let (target, alias) = link_parts(l);
@@ -345,7 +358,8 @@ mod tests {
         let p = project(
             "name: t\nservices:\n  db: {image: i, scale: 2}\n  side:\n    image: i\n    \
              network_mode: service:db\n    ipc: service:db\n  web:\n    image: i\n    \
-             links: ['db:database']\n    external_links: ['ext:e']\n",
+             links: ['db:database']\n    external_links: ['ext:e']\n    \
+             volumes_from: ['db:ro', 'container:c']\n",
         );
         let rows = [row("db", 2, "id2"), row("db", 1, "id1")];
         let mut side = container_spec(&p, &p.services["side"], 1);
@@ -358,6 +372,7 @@ mod tests {
         assert_eq!(side.settings.ipc.as_deref(), Some("container:id1"));
         let mut web = container_spec(&p, &p.services["web"], 1);
         resolve_refs(&p, &mut web, &rows).unwrap();
+        assert_eq!(web.settings.volumes_from, ["id1:ro", "c:rw"]);
         assert_eq!(
             web.links,
             [

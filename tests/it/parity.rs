@@ -6,7 +6,7 @@
 //!
 //! Keys docker-compose 1.29 predates or this engine (20.10, API 1.41, cgroup v1) cannot
 //! apply are not in the fixture: `annotations` (API 1.43), `mac_address` on the endpoint
-//! (API 1.44), `uts`, `cgroup`, `device_cgroup_rules`, `storage_opt` (needs xfs quotas),
+//! (API 1.44), `uts`, `cgroup`, `storage_opt` (needs xfs quotas),
 //! `cpu_count` (Windows), `cpu_rt_*` (needs real-time group scheduling). Their mapping onto
 //! the Engine API is checked against the spec's text by the unit tests of
 //! `stack::engine` and `stack::compose::settings`.
@@ -90,6 +90,7 @@ const SERVICES: &[(&str, u32)] = &[
     ("db", 1),
     ("hardened", 1),
     ("side", 1),
+    ("reader", 1),
     ("hostnet", 2),
     ("standin", 1),
 ];
@@ -346,14 +347,19 @@ fn containers_match_docker_compose_field_by_field() {
         }
     }
     // The settings really reached the containers (not both unset alike).
-    let hardened = &containers[1].1;
+    let of = |label: &str| &containers.iter().find(|c| c.0 == label).unwrap().1;
+    assert_eq!(
+        norm.value(&of("reader#1")["HostConfig"]["VolumesFrom"], ""),
+        serde_json::json!(["<db#1>:ro"])
+    );
+    let hardened = of("hardened#1");
     assert_eq!(
         hardened["HostConfig"]["CapDrop"],
         serde_json::json!(["ALL"])
     );
     assert_eq!(hardened["HostConfig"]["ReadonlyRootfs"], true);
     assert_eq!(
-        norm.value(&containers[2].1["HostConfig"]["NetworkMode"], ""),
+        norm.value(&of("side#1")["HostConfig"]["NetworkMode"], ""),
         "container:<db#1>"
     );
     println!(

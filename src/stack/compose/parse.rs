@@ -574,6 +574,10 @@ fn link_service_refs(ctx: &mut Ctx, services: &mut BTreeMap<String, Service>, ro
         }
         for dep in st.service_refs() {
             if dep == *name || !names.contains(&dep) {
+                let linked = st
+                    .links
+                    .iter()
+                    .any(|l| super::settings::link_parts(l).0 == dep);
                 let key = [
                     ("network_mode", &st.network_mode),
                     ("ipc", &st.ipc),
@@ -581,7 +585,7 @@ fn link_service_refs(ctx: &mut Ctx, services: &mut BTreeMap<String, Service>, ro
                 ]
                 .into_iter()
                 .find(|(_, m)| m.as_deref() == Some(&format!("service:{dep}")))
-                .map_or("links", |(k, _)| k);
+                .map_or(if linked { "links" } else { "volumes_from" }, |(k, _)| k);
                 let why = if dep == *name {
                     "a service cannot refer to itself".to_string()
                 } else {

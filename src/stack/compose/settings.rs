@@ -91,6 +91,7 @@ pub const APPLIED_KEYS: &[&str] = &[
     "userns_mode",
     "uts",
     "volumes",
+    "volumes_from",
     "working_dir",
 ];
 
@@ -169,10 +170,6 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
         "use_api_socket",
         "osmen does not hand the engine's socket and credentials to a container; bind \
          /var/run/docker.sock under `volumes:` if you mean it",
-    ),
-    (
-        "volumes_from",
-        "`volumes_from` is not applied by osmen yet; name the volumes under `volumes:`",
     ),
 ];
 
@@ -302,6 +299,10 @@ pub struct ContainerSettings {
     pub external_links: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// `SERVICE[:ro|rw]` or `container:NAME[:ro|rw]`; resolved to `ID:MODE` (a service) or
+    /// `NAME:MODE` (a container) for the engine.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
 }
 
 impl ContainerSettings {
@@ -316,6 +317,11 @@ impl ContainerSettings {
             .collect();
         for l in &self.links {
             out.push(link_parts(l).0.to_string());
+        }
+        for v in &self.volumes_from {
+            if let VolumesFrom::Service(svc, _) = volumes_from_parts(v) {
+                out.push(svc.to_string());
+            }
         }
         out.sort();
         out.dedup();
@@ -347,6 +353,23 @@ impl ContainerSettings {
             }
         }
         out
+    }
+}
+
+/// One `volumes_from` entry: a service of the project or a container, and the mode.
+#[derive(Debug, PartialEq, Eq)]
+pub enum VolumesFrom<'a> {
+    Service(&'a str, &'a str),
+    Container(&'a str, &'a str),
+}
+
+/// `db`, `db:ro`, `container:c`, `container:c:rw` (the mode defaults to rw, as in Compose).
+pub fn volumes_from_parts(v: &str) -> VolumesFrom<'_> {
+    match v.split(':').collect::<Vec<_>>().as_slice() {
+        ["container", c] => VolumesFrom::Container(c, "rw"),
+        ["container", c, m] => VolumesFrom::Container(c, m),
+        [s, m] => VolumesFrom::Service(s, m),
+        _ => VolumesFrom::Service(v, "rw"),
     }
 }
 
@@ -419,6 +442,7 @@ pub(super) fn parse_key(
         "links" => st.links = list(ctx, v, p),
         "external_links" => st.external_links = list(ctx, v, p),
         "annotations" => st.annotations = ctx.kv(v, p, false),
+        "volumes_from" => st.volumes_from = volumes_from(ctx, v, p),
         _ => return false,
     }
     true
@@ -797,6 +821,31 @@ fn extra_hosts(ctx: &mut Ctx, v: &Node, p: &str) -> Vec<String> {
     out
 }
 
+fn volumes_from(ctx: &mut Ctx, v: &Node, p: &str) -> Vec<String> {
+    let items = list(ctx, v, p);
+    for e in &items {
+        let parts: Vec<&str> = e.split(':').collect();
+        let mode = match parts.as_slice() {
+            [s] => Some((*s, "rw")),
+            ["container", c] => Some((*c, "rw")),
+            ["container", c, m] => Some((*c, *m)),
+            [s, m] if *s != "container" => Some((*s, *m)),
+            _ => None,
+        };
+        if !mode.is_some_and(|(name, m)| !name.is_empty() && (m == "ro" || m == "rw")) {
+            ctx.err(
+                v.pos,
+                p,
+                format!(
+                    "invalid volumes_from {e:?}: write \"SERVICE[:ro|rw]\" or \
+                     \"container:NAME[:ro|rw]\""
+                ),
+            );
+        }
+    }
+    items
+}
+
 fn expose(ctx: &mut Ctx, v: &Node, p: &str) -> Vec<String> {
     let items = list(ctx, v, p);
     for e in &items {
@@ -1036,6 +1085,11 @@ mod tests {
                 "services.a.network_mode: unknown service `nope`",
             ),
             ("links: [nope]", "services.a.links: unknown service `nope`"),
+            (
+                "volumes_from: ['nope:ro']",
+                "services.a.volumes_from: unknown service `nope`",
+            ),
+            ("volumes_from: ['db:rx']", "invalid volumes_from \"db:rx\""),
             (
                 "network_mode: host\n    networks: [default]",
                 "network_mode \"host\" and networks cannot be combined",
