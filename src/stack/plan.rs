@@ -162,6 +162,22 @@ pub fn container_spec(project: &Project, svc: &Service, number: u32) -> Containe
     }
 }
 
+/// The config hash of a container whose settings name other containers: the service's
+/// hash and the resolved ids, so that it changes when one of them is recreated.
+pub fn refs_hash(base: &str, spec: &ContainerSpec) -> String {
+    let st = &spec.settings;
+    let mut h = Sha256::new();
+    h.update(base.as_bytes());
+    for m in [&st.network_mode, &st.ipc, &st.pid].into_iter().flatten() {
+        h.update(m.as_bytes());
+    }
+    for v in st.volumes_from.iter().chain(&spec.links) {
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Fills in what names other containers of the project: `service:x` namespace modes
 /// become `container:<id of x's first container>`, and each link to a service becomes the
 /// three names Compose gives every container of it (the alias, `svc-N` and
@@ -384,6 +400,15 @@ mod tests {
                 "t-db-2:t-db-2",
                 "ext:e"
             ]
+        );
+        let base = config_hash(&p, &p.services["side"]);
+        let moved = [row("db", 1, "id9")];
+        let mut again = container_spec(&p, &p.services["side"], 1);
+        resolve_refs(&p, &mut again, &moved).unwrap();
+        assert_ne!(
+            refs_hash(&base, &side),
+            refs_hash(&base, &again),
+            "a recreated db makes side out of date"
         );
         let e = resolve_refs(&p, &mut container_spec(&p, &p.services["side"], 1), &[]);
         assert!(e.unwrap_err().contains("service:db has no container yet"));

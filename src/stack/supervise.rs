@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::compose::{Condition, HealthTest, Project, Restart, Service};
-use super::engine::{Engine, EngineError, LABEL_NETWORK, LABEL_OSMEN, LABEL_PROJECT, LABEL_VOLUME};
+use super::engine::{
+    Engine, EngineError, LABEL_HASH, LABEL_NETWORK, LABEL_OSMEN, LABEL_PROJECT, LABEL_VOLUME,
+};
 use super::journal::Journal;
 use super::plan;
 use super::provision;
@@ -339,10 +341,15 @@ impl<E: Engine> Supervisor<E> {
         for n in 1..=svc.replicas {
             let current = mine.iter().find(|c| c.number == n);
             let mut spec = plan::container_spec(&self.project, svc, n);
+            let mut hash = hash.clone();
             if refers {
                 let rows = self.engine.list_containers(&self.project.name).await?;
                 plan::resolve_refs(&self.project, &mut spec, &rows)
                     .map_err(|why| SuperviseError::Plan(format!("{name}: {why}")))?;
+                // A container joined to another's namespaces or volumes is current only
+                // while that one is: a recreated `db` recreates what joins it.
+                hash = plan::refs_hash(&hash, &spec);
+                spec.labels.insert(LABEL_HASH.into(), hash.clone());
             }
             let label = format!("{name}#{n}");
             let id = match current {

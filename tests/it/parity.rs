@@ -372,4 +372,29 @@ fn containers_match_docker_compose_field_by_field() {
         "osmen and docker-compose 1.29 created different containers:\n{}",
         differences.join("\n")
     );
+
+    // A recreated db recreates what joins its namespaces and volumes: they must not keep
+    // pointing at the container that is gone.
+    let text = std::fs::read_to_string(&pair.file).unwrap();
+    std::fs::write(&pair.file, text.replace("tier: data", "tier: data2")).unwrap();
+    let (ok, out) = pair.osmen(&["up", "--wait"]);
+    assert!(ok, "osmen up after a change:\n{out}");
+    let db = pair.inspect(&format!("{}-db-1", pair.osmen));
+    let new_id = db["Id"].as_str().unwrap();
+    assert_ne!(
+        new_id,
+        of("db#1")["Id"].as_str().unwrap(),
+        "db was not recreated"
+    );
+    let side = pair.inspect(&format!("{}-side-1", pair.osmen));
+    assert_eq!(
+        side["HostConfig"]["NetworkMode"],
+        format!("container:{new_id}"),
+        "{out}"
+    );
+    let reader = pair.inspect(&format!("{}-reader-1", pair.osmen));
+    assert_eq!(
+        reader["HostConfig"]["VolumesFrom"],
+        serde_json::json!([format!("{new_id}:ro")])
+    );
 }
