@@ -12,7 +12,8 @@ use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, DeviceMapping,
     DeviceRequest, EndpointSettings, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum,
     HostConfigLogConfig, Mount as BMount, MountType, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    PortBinding, ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum, ThrottleDevice, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -21,6 +22,7 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
+use super::compose::settings::DeviceRate;
 use super::compose::{
     ContainerSettings, GpuRequest, HealthTest, Healthcheck, MountKind, Port, Restart,
 };
@@ -723,6 +725,32 @@ fn apply_settings(st: &ContainerSettings, hc: &mut HostConfig) {
     hc.storage_opt = hash_map(&st.storage_opt);
     hc.annotations = hash_map(&st.annotations);
     hc.volumes_from = non_empty(&st.volumes_from);
+    if let Some(b) = &st.blkio_config {
+        let throttle = |l: &[DeviceRate]| {
+            (!l.is_empty()).then(|| {
+                l.iter()
+                    .map(|d| ThrottleDevice {
+                        path: Some(d.path.clone()),
+                        rate: Some(d.rate),
+                    })
+                    .collect()
+            })
+        };
+        hc.blkio_weight = b.weight;
+        hc.blkio_weight_device = (!b.weight_device.is_empty()).then(|| {
+            b.weight_device
+                .iter()
+                .map(|d| ResourcesBlkioWeightDevice {
+                    path: Some(d.path.clone()),
+                    weight: Some(usize::from(d.weight)),
+                })
+                .collect()
+        });
+        hc.blkio_device_read_bps = throttle(&b.device_read_bps);
+        hc.blkio_device_write_bps = throttle(&b.device_write_bps);
+        hc.blkio_device_read_iops = throttle(&b.device_read_iops);
+        hc.blkio_device_write_iops = throttle(&b.device_write_iops);
+    }
 }
 
 /// Settings an older engine would drop without a word: refused with the version they
@@ -1465,7 +1493,10 @@ mod tests {
              cpu_rt_runtime: 1ms\n    cpu_rt_period: 2ms\n    cpuset: '0-1'\n    \
              mem_swappiness: 0\n    memswap_limit: -1\n    pids_limit: 7\n    \
              storage_opt: {size: 1G}\n    external_links: ['other:o']\n    \
-             annotations: {a.b: c}\n    device_cgroup_rules: ['c 1:3 mr']\n",
+             annotations: {a.b: c}\n    device_cgroup_rules: ['c 1:3 mr']\n    \
+             blkio_config: {weight: 300, weight_device: [{path: /dev/sda, weight: 400}], \
+             device_read_bps: [{path: /dev/sda, rate: 12mb}], \
+             device_write_iops: [{path: /dev/sda, rate: 30}]}\n",
             "a",
         );
         let hc = body.host_config.clone().unwrap();
@@ -1524,6 +1555,14 @@ mod tests {
         assert_eq!(ep.links, Some(vec!["other:o".into()]));
         assert_eq!(hc.annotations.unwrap()["a.b"], "c");
         assert_eq!(hc.device_cgroup_rules, Some(vec!["c 1:3 mr".into()]));
+        assert_eq!(hc.blkio_weight, Some(300));
+        assert_eq!(hc.blkio_weight_device.unwrap()[0].weight, Some(400));
+        let bps = &hc.blkio_device_read_bps.unwrap()[0];
+        assert_eq!(
+            (bps.path.as_deref(), bps.rate),
+            (Some("/dev/sda"), Some(12 << 20))
+        );
+        assert_eq!(hc.blkio_device_write_iops.unwrap()[0].rate, Some(30));
         assert_eq!(body.hostname.as_deref(), Some("h"));
         assert_eq!(body.domainname.as_deref(), Some("d"));
         assert_eq!((body.tty, body.open_stdin), (Some(true), Some(true)));

@@ -18,6 +18,7 @@ use crate::model::units::{parse_bytes, parse_duration};
 /// each becomes).
 pub const APPLIED_KEYS: &[&str] = &[
     "annotations",
+    "blkio_config",
     "build",
     "cap_add",
     "cap_drop",
@@ -104,11 +105,6 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
         "osmen does not attach to service output at `up`; follow it with `osmen logs`",
     ),
     (
-        "blkio_config",
-        "block I/O weights and limits are not applied by osmen yet; remove the key or run \
-         this stack with `docker compose`",
-    ),
-    (
         "configs",
         "configs are not mounted by osmen yet; mount the file read-only under `volumes:` \
          (`./app.conf:/app.conf:ro`)",
@@ -185,6 +181,37 @@ pub fn refusal(key: &str) -> Option<&'static str> {
 pub struct Ulimit {
     pub soft: i64,
     pub hard: i64,
+}
+
+/// `blkio_config`: a weight (10-1000) and per-device weights and throttles.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Blkio {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<DeviceWeight>,
+    /// Bytes per second.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_read_bps: Vec<DeviceRate>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_write_bps: Vec<DeviceRate>,
+    /// Operations per second.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_read_iops: Vec<DeviceRate>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_write_iops: Vec<DeviceRate>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceWeight {
+    pub path: String,
+    pub weight: u16,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeviceRate {
+    pub path: String,
+    pub rate: i64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -303,6 +330,8 @@ pub struct ContainerSettings {
     /// `NAME:MODE` (a container) for the engine.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes_from: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blkio_config: Option<Blkio>,
 }
 
 impl ContainerSettings {
@@ -443,6 +472,7 @@ pub(super) fn parse_key(
         "external_links" => st.external_links = list(ctx, v, p),
         "annotations" => st.annotations = ctx.kv(v, p, false),
         "volumes_from" => st.volumes_from = volumes_from(ctx, v, p),
+        "blkio_config" => st.blkio_config = blkio(ctx, v, p),
         _ => return false,
     }
     true
@@ -821,6 +851,101 @@ fn extra_hosts(ctx: &mut Ctx, v: &Node, p: &str) -> Vec<String> {
     out
 }
 
+fn blkio(ctx: &mut Ctx, v: &Node, p: &str) -> Option<Blkio> {
+    let m = ctx.map(v, p)?;
+    let mut b = Blkio::default();
+    for (k, val) in m {
+        let key = k.as_str().unwrap_or("");
+        let kp = format!("{p}.{key}");
+        match key {
+            "weight" => b.weight = int(ctx, val, &kp, 10, 1000).map(|w| w as u16),
+            "weight_device" => {
+                b.weight_device = per_device(ctx, val, &kp, "weight", |ctx, n, ip| {
+                    int(ctx, n, ip, 10, 1000)
+                })
+                .into_iter()
+                .map(|(path, w)| DeviceWeight {
+                    path,
+                    weight: w as u16,
+                })
+                .collect()
+            }
+            "device_read_bps" | "device_write_bps" => {
+                let l = rates(per_device(ctx, val, &kp, "rate", |ctx, n, ip| {
+                    ctx.bytes(n, ip).map(|r| r as i64)
+                }));
+                if key == "device_read_bps" {
+                    b.device_read_bps = l;
+                } else {
+                    b.device_write_bps = l;
+                }
+            }
+            "device_read_iops" | "device_write_iops" => {
+                let l = rates(per_device(ctx, val, &kp, "rate", |ctx, n, ip| {
+                    int(ctx, n, ip, 0, i64::MAX)
+                }));
+                if key == "device_read_iops" {
+                    b.device_read_iops = l;
+                } else {
+                    b.device_write_iops = l;
+                }
+            }
+            other => ctx.err(
+                k.pos,
+                &kp,
+                format!(
+                    "unknown blkio_config key `{other}`: use weight, weight_device, \
+                     device_read_bps, device_write_bps, device_read_iops, device_write_iops"
+                ),
+            ),
+        }
+    }
+    Some(b)
+}
+
+fn rates(l: Vec<(String, i64)>) -> Vec<DeviceRate> {
+    l.into_iter()
+        .map(|(path, rate)| DeviceRate { path, rate })
+        .collect()
+}
+
+/// A list of `{path: /dev/sda, FIELD: value}`.
+fn per_device(
+    ctx: &mut Ctx,
+    v: &Node,
+    p: &str,
+    field: &str,
+    value: impl Fn(&mut Ctx, &Node, &str) -> Option<i64>,
+) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for (i, it) in seq_or_err(ctx, v, p).unwrap_or(&[]).iter().enumerate() {
+        let ip = format!("{p}[{i}]");
+        let (Some(path), Some(val)) = (it.get("path"), it.get(field)) else {
+            ctx.err(
+                it.pos,
+                &ip,
+                format!("write {{path: /dev/sda, {field}: ...}}"),
+            );
+            continue;
+        };
+        let Some(path) = ctx.scalar(path, &format!("{ip}.path"), "a device path") else {
+            continue;
+        };
+        if !path.starts_with('/') {
+            ctx.err(
+                it.pos,
+                &ip,
+                format!("device path {path:?} must be absolute"),
+            );
+            continue;
+        }
+        if let Some(n) = value(ctx, val, &format!("{ip}.{field}")) {
+            out.push((path, n));
+        }
+    }
+    out
+}
+
 fn volumes_from(ctx: &mut Ctx, v: &Node, p: &str) -> Vec<String> {
     let items = list(ctx, v, p);
     for e in &items {
@@ -1090,6 +1215,18 @@ mod tests {
                 "services.a.volumes_from: unknown service `nope`",
             ),
             ("volumes_from: ['db:rx']", "invalid volumes_from \"db:rx\""),
+            (
+                "blkio_config: {weight: 5}",
+                "services.a.blkio_config.weight: 5 is out of range: use a number between 10 and 1000",
+            ),
+            (
+                "blkio_config: {device_read_bps: [{path: /dev/sda}]}",
+                "services.a.blkio_config.device_read_bps[0]: write {path: /dev/sda, rate: ...}",
+            ),
+            (
+                "blkio_config: {wieght: 5}",
+                "unknown blkio_config key `wieght`",
+            ),
             (
                 "network_mode: host\n    networks: [default]",
                 "network_mode \"host\" and networks cannot be combined",
