@@ -9,10 +9,11 @@ use std::pin::Pin;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, DeviceRequest,
-    EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount as BMount, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-    VolumeCreateRequest,
+    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, DeviceMapping,
+    DeviceRequest, EndpointSettings, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum,
+    HostConfigLogConfig, Mount as BMount, MountType, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum, ThrottleDevice, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -21,7 +22,10 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::compose::{GpuRequest, HealthTest, Healthcheck, MountKind, Port, Restart};
+use super::compose::settings::DeviceRate;
+use super::compose::{
+    ContainerSettings, GpuRequest, HealthTest, Healthcheck, MountKind, Port, Restart,
+};
 use super::image::{Credentials, ImageRef};
 use crate::model::console::{HealthRun, Inspection};
 use crate::model::container::{ContainerRow, Health, PortRow};
@@ -110,6 +114,12 @@ pub struct ContainerSpec {
     pub user: Option<String>,
     pub init: Option<bool>,
     pub log_driver: Option<(String, HashMap<String, String>)>,
+    /// The service's container settings; `service:x` modes already resolved to
+    /// `container:<id>` by the supervisor (see `plan::resolve_refs`).
+    pub settings: ContainerSettings,
+    /// Links as the engine takes them (`CONTAINER:ALIAS`): on the first network's endpoint,
+    /// or in HostConfig with a network_mode.
+    pub links: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -524,11 +534,14 @@ pub fn health_config(h: &Healthcheck) -> HealthConfig {
 
 fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let healthcheck = spec.healthcheck.as_ref().map(health_config);
+    let st = &spec.settings;
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    let mut exposed = Vec::new();
+    let mut exposed = st.exposed_ports();
     for p in &spec.ports {
         let key = format!("{}/{}", p.target, p.protocol);
-        exposed.push(key.clone());
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
         port_bindings
             .entry(key)
             .or_insert_with(|| Some(Vec::new()))
@@ -564,7 +577,11 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             options: None,
         })
         .collect::<Vec<_>>();
-    let first_net = spec.networks.first().map(|(n, _)| n.clone());
+    // With network_mode the container joins no network of the project (as in Compose).
+    let first_net = st
+        .network_mode
+        .clone()
+        .or_else(|| spec.networks.first().map(|(n, _)| n.clone()));
     let endpoints: HashMap<String, EndpointSettings> = spec
         .networks
         .iter()
@@ -574,11 +591,38 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 n.clone(),
                 EndpointSettings {
                     aliases: Some(aliases.clone()),
+                    // On a user-defined network the engine takes links here and drops
+                    // HostConfig.Links without a word (docker-compose writes them here too).
+                    links: non_empty(&spec.links),
+                    mac_address: st.mac_address.clone(),
                     ..Default::default()
                 },
             )
         })
         .collect();
+    let mut host_config = HostConfig {
+        nano_cpus: spec.cpus.map(|c| (c * 1e9).round() as i64),
+        memory: spec.memory.map(|m| m as i64),
+        memory_reservation: spec.memory_reservation.map(|m| m as i64),
+        restart_policy: Some(restart_policy(&spec.restart)),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        device_requests: (!device_requests.is_empty()).then_some(device_requests),
+        network_mode: first_net,
+        init: spec.init,
+        log_config: spec.log_driver.as_ref().map(|(d, o)| HostConfigLogConfig {
+            typ: Some(d.clone()),
+            config: Some(o.clone()),
+        }),
+        // Only the default bridge (`network_mode: bridge`) has legacy links; other modes
+        // with links are refused by the engine itself.
+        links: st
+            .network_mode
+            .as_ref()
+            .and_then(|_| non_empty(&spec.links)),
+        ..Default::default()
+    };
+    apply_settings(st, &mut host_config);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.cmd.clone(),
@@ -591,27 +635,145 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         stop_signal: spec.stop_signal.clone(),
         working_dir: spec.working_dir.clone(),
         user: spec.user.clone(),
-        host_config: Some(HostConfig {
-            nano_cpus: spec.cpus.map(|c| (c * 1e9).round() as i64),
-            memory: spec.memory.map(|m| m as i64),
-            memory_reservation: spec.memory_reservation.map(|m| m as i64),
-            restart_policy: Some(restart_policy(&spec.restart)),
-            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            mounts: (!mounts.is_empty()).then_some(mounts),
-            device_requests: (!device_requests.is_empty()).then_some(device_requests),
-            network_mode: first_net,
-            init: spec.init,
-            log_config: spec.log_driver.as_ref().map(|(d, o)| HostConfigLogConfig {
-                typ: Some(d.clone()),
-                config: Some(o.clone()),
-            }),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
+        hostname: st.hostname.clone(),
+        domainname: st.domainname.clone(),
+        tty: st.tty,
+        open_stdin: st.stdin_open,
+        host_config: Some(host_config),
+        networking_config: st.network_mode.is_none().then_some(NetworkingConfig {
             endpoints_config: Some(endpoints),
         }),
         ..Default::default()
     }
+}
+
+fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+fn hash_map(m: &std::collections::BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// The service's container settings onto HostConfig, field by field as `docker compose`
+/// writes them.
+fn apply_settings(st: &ContainerSettings, hc: &mut HostConfig) {
+    hc.cap_add = non_empty(&st.cap_add);
+    hc.cap_drop = non_empty(&st.cap_drop);
+    hc.privileged = st.privileged;
+    hc.readonly_rootfs = st.read_only;
+    hc.security_opt = non_empty(&st.security_opt);
+    hc.tmpfs = (!st.tmpfs.is_empty()).then(|| {
+        st.tmpfs
+            .iter()
+            .map(|t| match t.split_once(':') {
+                Some((path, opts)) => (path.to_string(), opts.to_string()),
+                None => (t.clone(), String::new()),
+            })
+            .collect()
+    });
+    hc.shm_size = st.shm_size.map(|b| b as i64);
+    hc.ulimits = (!st.ulimits.is_empty()).then(|| {
+        st.ulimits
+            .iter()
+            .map(|(name, l)| ResourcesUlimits {
+                name: Some(name.clone()),
+                soft: Some(l.soft),
+                hard: Some(l.hard),
+            })
+            .collect()
+    });
+    hc.sysctls = hash_map(&st.sysctls);
+    hc.devices = (!st.devices.is_empty()).then(|| {
+        st.devices
+            .iter()
+            .map(|d| DeviceMapping {
+                path_on_host: Some(d.source.clone()),
+                path_in_container: Some(d.target.clone()),
+                cgroup_permissions: Some(d.permissions.clone()),
+            })
+            .collect()
+    });
+    hc.device_cgroup_rules = non_empty(&st.device_cgroup_rules);
+    hc.extra_hosts = non_empty(&st.extra_hosts);
+    hc.dns = non_empty(&st.dns);
+    hc.dns_search = non_empty(&st.dns_search);
+    hc.dns_options = non_empty(&st.dns_opt);
+    hc.ipc_mode = st.ipc.clone();
+    hc.pid_mode = st.pid.clone();
+    hc.uts_mode = st.uts.clone();
+    hc.cgroupns_mode = st.cgroup.as_deref().map(|c| match c {
+        "host" => HostConfigCgroupnsModeEnum::HOST,
+        _ => HostConfigCgroupnsModeEnum::PRIVATE,
+    });
+    hc.group_add = non_empty(&st.group_add);
+    hc.oom_score_adj = st.oom_score_adj;
+    hc.oom_kill_disable = st.oom_kill_disable;
+    hc.cgroup_parent = st.cgroup_parent.clone();
+    hc.userns_mode = st.userns_mode.clone();
+    hc.runtime = st.runtime.clone();
+    hc.cpu_count = st.cpu_count;
+    hc.cpu_shares = st.cpu_shares;
+    hc.cpu_period = st.cpu_period;
+    hc.cpu_quota = st.cpu_quota;
+    hc.cpu_realtime_runtime = st.cpu_rt_runtime;
+    hc.cpu_realtime_period = st.cpu_rt_period;
+    hc.cpuset_cpus = st.cpuset.clone();
+    hc.memory_swappiness = st.mem_swappiness;
+    hc.memory_swap = st.memswap_limit;
+    hc.pids_limit = st.pids_limit;
+    hc.storage_opt = hash_map(&st.storage_opt);
+    hc.annotations = hash_map(&st.annotations);
+    hc.volumes_from = non_empty(&st.volumes_from);
+    if let Some(b) = &st.blkio_config {
+        let throttle = |l: &[DeviceRate]| {
+            (!l.is_empty()).then(|| {
+                l.iter()
+                    .map(|d| ThrottleDevice {
+                        path: Some(d.path.clone()),
+                        rate: Some(d.rate),
+                    })
+                    .collect()
+            })
+        };
+        hc.blkio_weight = b.weight;
+        hc.blkio_weight_device = (!b.weight_device.is_empty()).then(|| {
+            b.weight_device
+                .iter()
+                .map(|d| ResourcesBlkioWeightDevice {
+                    path: Some(d.path.clone()),
+                    weight: Some(usize::from(d.weight)),
+                })
+                .collect()
+        });
+        hc.blkio_device_read_bps = throttle(&b.device_read_bps);
+        hc.blkio_device_write_bps = throttle(&b.device_write_bps);
+        hc.blkio_device_read_iops = throttle(&b.device_read_iops);
+        hc.blkio_device_write_iops = throttle(&b.device_write_iops);
+    }
+}
+
+/// Settings an older engine would drop without a word: refused with the version they
+/// need instead.
+fn check_api(spec: &ContainerSpec, api: (u16, u16)) -> EResult<()> {
+    let needs = [
+        (
+            "annotations",
+            !spec.settings.annotations.is_empty(),
+            (1, 43),
+        ),
+        ("mac_address", spec.settings.mac_address.is_some(), (1, 44)),
+    ];
+    for (key, set, (major, minor)) in needs {
+        if set && api < (major, minor) {
+            return Err(EngineError::Other(format!(
+                "{}: `{key}` needs Engine API {major}.{minor} or later; this engine speaks \
+                 {}.{} and would ignore it. Remove the key or upgrade the engine",
+                spec.name, api.0, api.1
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
@@ -984,15 +1146,25 @@ impl Engine for DockerEngine {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> EResult<String> {
-        let opts = CreateContainerOptionsBuilder::default()
-            .name(&spec.name)
-            .build();
+        let v = self.docker.client_version();
+        check_api(spec, (v.major_version as u16, v.minor_version as u16))?;
+        let mut opts = CreateContainerOptionsBuilder::default().name(&spec.name);
+        if let Some(p) = &spec.settings.platform {
+            opts = opts.platform(p);
+        }
+        let opts = opts.build();
         let resp = self
             .docker
             .create_container(Some(opts), create_body(spec))
             .await?;
-        // Further networks are connected after creation, as Compose does.
-        for (net, aliases) in spec.networks.iter().skip(1) {
+        // Further networks are connected after creation, as Compose does; with a
+        // network_mode there are none.
+        let further = if spec.settings.network_mode.is_some() {
+            &[][..]
+        } else {
+            spec.networks.get(1..).unwrap_or(&[])
+        };
+        for (net, aliases) in further {
             self.docker
                 .connect_network(
                     net,
@@ -1291,5 +1463,143 @@ mod tests {
         assert_eq!(h.test.as_ref().unwrap(), &["CMD", "ollama", "list"]);
         assert_eq!(h.interval, Some(15_000_000_000));
         assert_eq!(hc.network_mode.as_deref(), Some("t_default"));
+    }
+
+    fn body_of(src: &str, svc: &str) -> ContainerCreateBody {
+        let p = load_str(
+            src,
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        create_body(&container_spec(&p, &p.services[svc], 1))
+    }
+
+    #[test]
+    fn create_body_carries_privileges_limits_and_names_as_compose_does() {
+        let body = body_of(
+            "name: t\nservices:\n  a:\n    image: i\n    cap_add: [NET_ADMIN]\n    \
+             cap_drop: [ALL]\n    privileged: true\n    read_only: true\n    \
+             security_opt: ['no-new-privileges:true']\n    tmpfs: ['/run:size=64m', /tmp]\n    \
+             shm_size: 1m\n    ulimits: {nofile: {soft: 100, hard: 200}}\n    \
+             sysctls: {net.core.somaxconn: 1024}\n    devices: [/dev/null]\n    \
+             extra_hosts: {db: 10.0.0.9}\n    dns: [1.1.1.1]\n    dns_search: [x.y]\n    \
+             dns_opt: ['ndots:1']\n    hostname: h\n    domainname: d\n    tty: true\n    \
+             stdin_open: true\n    ipc: shareable\n    pid: host\n    uts: host\n    \
+             cgroup: private\n    expose: ['81']\n    ports: ['8080:80']\n    \
+             group_add: [audio]\n    oom_score_adj: 10\n    oom_kill_disable: true\n    \
+             cgroup_parent: p\n    userns_mode: host\n    runtime: runc\n    cpu_count: 1\n    \
+             cpu_shares: 2\n    cpu_period: 100000\n    cpu_quota: 5000\n    \
+             cpu_rt_runtime: 1ms\n    cpu_rt_period: 2ms\n    cpuset: '0-1'\n    \
+             mem_swappiness: 0\n    memswap_limit: -1\n    pids_limit: 7\n    \
+             storage_opt: {size: 1G}\n    external_links: ['other:o']\n    \
+             annotations: {a.b: c}\n    device_cgroup_rules: ['c 1:3 mr']\n    \
+             blkio_config: {weight: 300, weight_device: [{path: /dev/sda, weight: 400}], \
+             device_read_bps: [{path: /dev/sda, rate: 12mb}], \
+             device_write_iops: [{path: /dev/sda, rate: 30}]}\n",
+            "a",
+        );
+        let hc = body.host_config.clone().unwrap();
+        assert_eq!(hc.cap_add, Some(vec!["NET_ADMIN".into()]));
+        assert_eq!(hc.cap_drop, Some(vec!["ALL".into()]));
+        assert_eq!(hc.privileged, Some(true));
+        assert_eq!(hc.readonly_rootfs, Some(true));
+        assert_eq!(hc.security_opt, Some(vec!["no-new-privileges:true".into()]));
+        let tmpfs = hc.tmpfs.unwrap();
+        assert_eq!(tmpfs["/run"], "size=64m");
+        assert_eq!(tmpfs["/tmp"], "");
+        assert_eq!(hc.shm_size, Some(1 << 20));
+        let u = &hc.ulimits.unwrap()[0];
+        assert_eq!(
+            (u.name.as_deref(), u.soft, u.hard),
+            (Some("nofile"), Some(100), Some(200))
+        );
+        assert_eq!(hc.sysctls.unwrap()["net.core.somaxconn"], "1024");
+        let d = &hc.devices.unwrap()[0];
+        assert_eq!(d.path_in_container.as_deref(), Some("/dev/null"));
+        assert_eq!(d.cgroup_permissions.as_deref(), Some("rwm"));
+        assert_eq!(hc.extra_hosts, Some(vec!["db:10.0.0.9".into()]));
+        assert_eq!(hc.dns, Some(vec!["1.1.1.1".into()]));
+        assert_eq!(hc.dns_search, Some(vec!["x.y".into()]));
+        assert_eq!(hc.dns_options, Some(vec!["ndots:1".into()]));
+        assert_eq!(hc.ipc_mode.as_deref(), Some("shareable"));
+        assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+        assert_eq!(hc.uts_mode.as_deref(), Some("host"));
+        assert_eq!(hc.cgroupns_mode, Some(HostConfigCgroupnsModeEnum::PRIVATE));
+        assert_eq!(hc.group_add, Some(vec!["audio".into()]));
+        assert_eq!(
+            (hc.oom_score_adj, hc.oom_kill_disable),
+            (Some(10), Some(true))
+        );
+        assert_eq!(hc.cgroup_parent.as_deref(), Some("p"));
+        assert_eq!(hc.userns_mode.as_deref(), Some("host"));
+        assert_eq!(hc.runtime.as_deref(), Some("runc"));
+        assert_eq!((hc.cpu_count, hc.cpu_shares), (Some(1), Some(2)));
+        assert_eq!((hc.cpu_period, hc.cpu_quota), (Some(100_000), Some(5000)));
+        assert_eq!(
+            (hc.cpu_realtime_runtime, hc.cpu_realtime_period),
+            (Some(1000), Some(2000))
+        );
+        assert_eq!(hc.cpuset_cpus.as_deref(), Some("0-1"));
+        assert_eq!((hc.memory_swappiness, hc.memory_swap), (Some(0), Some(-1)));
+        assert_eq!(hc.pids_limit, Some(7));
+        assert_eq!(hc.storage_opt.unwrap()["size"], "1G");
+        assert_eq!(hc.links, None, "links go to the network endpoint");
+        let ep = &body
+            .networking_config
+            .as_ref()
+            .unwrap()
+            .endpoints_config
+            .as_ref()
+            .unwrap()["t_default"];
+        assert_eq!(ep.links, Some(vec!["other:o".into()]));
+        assert_eq!(hc.annotations.unwrap()["a.b"], "c");
+        assert_eq!(hc.device_cgroup_rules, Some(vec!["c 1:3 mr".into()]));
+        assert_eq!(hc.blkio_weight, Some(300));
+        assert_eq!(hc.blkio_weight_device.unwrap()[0].weight, Some(400));
+        let bps = &hc.blkio_device_read_bps.unwrap()[0];
+        assert_eq!(
+            (bps.path.as_deref(), bps.rate),
+            (Some("/dev/sda"), Some(12 << 20))
+        );
+        assert_eq!(hc.blkio_device_write_iops.unwrap()[0].rate, Some(30));
+        assert_eq!(body.hostname.as_deref(), Some("h"));
+        assert_eq!(body.domainname.as_deref(), Some("d"));
+        assert_eq!((body.tty, body.open_stdin), (Some(true), Some(true)));
+        let mut exposed = body.exposed_ports.unwrap();
+        exposed.sort();
+        assert_eq!(exposed, ["80/tcp", "81/tcp"]);
+    }
+
+    #[test]
+    fn network_mode_replaces_the_project_networks() {
+        let body = body_of(
+            "name: t\nservices:\n  a:\n    image: i\n    network_mode: host\n",
+            "a",
+        );
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("host")
+        );
+        assert!(body.networking_config.is_none());
+        let body = body_of("name: t\nservices:\n  a:\n    image: i\n", "a");
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("t_default")
+        );
+    }
+
+    #[test]
+    fn settings_an_old_engine_would_drop_are_refused_by_version() {
+        let p = load_str(
+            "name: t\nservices:\n  a:\n    image: i\n    annotations: {k: v}\n",
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let spec = container_spec(&p, &p.services["a"], 1);
+        let e = check_api(&spec, (1, 41)).unwrap_err().to_string();
+        assert!(e.contains("`annotations` needs Engine API 1.43"), "{e}");
+        assert!(check_api(&spec, (1, 43)).is_ok());
     }
 }

@@ -608,6 +608,56 @@ fn service_file(
     }
 }
 
+/// The service keys a container's securityContext carries (capabilities, privileged, a
+/// read-only root); every other container setting of the service is named in a warning,
+/// since a pod built without it is not the container the file describes.
+fn security_context(svc: &Service, ex: &mut Export) -> Map<String, Value> {
+    const CARRIED: &[&str] = &[
+        "cap_add",
+        "cap_drop",
+        "privileged",
+        "read_only",
+        "tty",
+        "stdin_open",
+    ];
+    let st = &svc.settings;
+    let mut sc = Map::new();
+    let caps = |l: &[String]| -> Vec<String> {
+        l.iter()
+            .map(|c| c.strip_prefix("CAP_").unwrap_or(c).to_string())
+            .collect()
+    };
+    let mut capabilities = Map::new();
+    if !st.cap_add.is_empty() {
+        capabilities.insert("add".into(), json!(caps(&st.cap_add)));
+    }
+    if !st.cap_drop.is_empty() {
+        capabilities.insert("drop".into(), json!(caps(&st.cap_drop)));
+    }
+    if !capabilities.is_empty() {
+        sc.insert("capabilities".into(), Value::Object(capabilities));
+    }
+    if let Some(p) = st.privileged {
+        sc.insert("privileged".into(), json!(p));
+    }
+    if let Some(r) = st.read_only {
+        sc.insert("readOnlyRootFilesystem".into(), json!(r));
+    }
+    let dropped: Vec<&str> = st
+        .set_keys()
+        .into_iter()
+        .filter(|k| !CARRIED.contains(k))
+        .collect();
+    if !dropped.is_empty() {
+        ex.warnings.push(format!(
+            "{}: not exported (no form in this export): {}",
+            svc.name,
+            dropped.join(", ")
+        ));
+    }
+    sc
+}
+
 fn pod_spec(
     project: &Project,
     svc: &Service,
@@ -634,8 +684,8 @@ fn pod_spec(
     if let Some(wd) = &svc.working_dir {
         c.insert("workingDir".into(), json!(wd));
     }
+    let mut sc = security_context(svc, ex);
     if let Some(user) = &svc.user {
-        let mut sc = Map::new();
         let (u, g) = user.split_once(':').unwrap_or((user, ""));
         match u.parse::<u64>() {
             Ok(uid) => {
@@ -650,9 +700,15 @@ fn pod_spec(
         if let Ok(gid) = g.parse::<u64>() {
             sc.insert("runAsGroup".into(), json!(gid));
         }
-        if !sc.is_empty() {
-            c.insert("securityContext".into(), Value::Object(sc));
-        }
+    }
+    if !sc.is_empty() {
+        c.insert("securityContext".into(), Value::Object(sc));
+    }
+    if let Some(t) = svc.settings.tty {
+        c.insert("tty".into(), json!(t));
+    }
+    if let Some(i) = svc.settings.stdin_open {
+        c.insert("stdin".into(), json!(i));
     }
 
     let mut configmaps = Vec::new();
@@ -933,6 +989,31 @@ mod tests {
         assert_eq!(memory_quantity(1000), "1000");
         assert_eq!(dns_name("Postgres_Data"), "postgres-data");
         assert_eq!(dns_name("__a..b__"), "a-b");
+    }
+
+    #[test]
+    fn container_settings_reach_the_security_context_or_a_warning() {
+        let p = project(
+            "services:\n  api:\n    image: api\n    cap_drop: [ALL]\n    cap_add: [CAP_NET_BIND_SERVICE]\n    \
+             read_only: true\n    privileged: false\n    tty: true\n    sysctls: {a.b: 1}\n    \
+             network_mode: host\n",
+        );
+        let ex = export(&p, &all(&p));
+        let text = serde_json::to_value(ex.files.iter().map(|f| &f.objects).collect::<Vec<_>>())
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains(r#""securityContext":{"capabilities":{"add":["NET_BIND_SERVICE"],"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""tty":true"#), "{text}");
+        assert!(
+            ex.warnings
+                .iter()
+                .any(|w| w == "api: not exported (no form in this export): network_mode, sysctls"),
+            "{:?}",
+            ex.warnings
+        );
     }
 
     #[test]

@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
+use super::compose::settings::{VolumesFrom, link_parts, volumes_from_parts};
 use super::compose::{MountKind, Project, Service};
 use super::engine::{
     ContainerSpec, LABEL_CONFIG_FILES, LABEL_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_OSMEN,
     LABEL_PROJECT, LABEL_SERVICE, LABEL_VERSION, LABEL_WORKING_DIR,
 };
+use crate::model::container::ContainerRow;
 
 /// The Compose version osmen's labels claim to be compatible with.
 pub const COMPOSE_COMPAT_VERSION: &str = "2.20.0";
@@ -70,7 +72,9 @@ pub fn container_spec(project: &Project, svc: &Service, number: u32) -> Containe
         .image
         .clone()
         .unwrap_or_else(|| format!("{}-{}", project.name, svc.name));
-    let networks: Vec<(String, Vec<String>)> = if svc.networks.is_empty() {
+    let networks: Vec<(String, Vec<String>)> = if svc.settings.network_mode.is_some() {
+        Vec::new()
+    } else if svc.networks.is_empty() {
         vec![("default".to_string(), Vec::new())]
     } else {
         svc.networks
@@ -145,7 +149,98 @@ pub fn container_spec(project: &Project, svc: &Service, number: u32) -> Containe
                 )
             })
         }),
+        settings: svc.settings.clone(),
+        links: svc
+            .settings
+            .external_links
+            .iter()
+            .map(|l| {
+                let (c, alias) = link_parts(l);
+                format!("{c}:{alias}")
+            })
+            .collect(),
     }
+}
+
+/// The config hash of a container whose settings name other containers: the service's
+/// hash and the resolved ids, so that it changes when one of them is recreated.
+pub fn refs_hash(base: &str, spec: &ContainerSpec) -> String {
+    let st = &spec.settings;
+    let mut h = Sha256::new();
+    h.update(base.as_bytes());
+    for m in [&st.network_mode, &st.ipc, &st.pid].into_iter().flatten() {
+        h.update(m.as_bytes());
+    }
+    for v in st.volumes_from.iter().chain(&spec.links) {
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fills in what names other containers of the project: `service:x` namespace modes
+/// become `container:<id of x's first container>`, and each link to a service becomes the
+/// three names Compose gives every container of it (the alias, `svc-N` and
+/// `project-svc-N`). `rows` are the project's containers as the engine lists them.
+pub fn resolve_refs(
+    project: &Project,
+    spec: &mut ContainerSpec,
+    rows: &[ContainerRow],
+) -> Result<(), String> {
+    let first_of = |svc: &str| {
+        rows.iter()
+            .filter(|r| r.service == svc)
+            .min_by_key(|r| (r.state != "running", r.number))
+    };
+    let st = &mut spec.settings;
+    for (key, mode) in [
+        ("network_mode", &mut st.network_mode),
+        ("ipc", &mut st.ipc),
+        ("pid", &mut st.pid),
+    ] {
+        let Some(target) = mode.as_deref().and_then(|m| m.strip_prefix("service:")) else {
+            continue;
+        };
+        let Some(row) = first_of(target) else {
+            return Err(format!(
+                "{key}: service:{target} has no container yet; start `{target}` first"
+            ));
+        };
+        *mode = Some(format!("container:{}", row.id));
+    }
+    for v in st.volumes_from.iter_mut() {
+        *v = match volumes_from_parts(v) {
+            VolumesFrom::Container(c, mode) => format!("{c}:{mode}"),
+            VolumesFrom::Service(svc, mode) => match first_of(svc) {
+                Some(row) => format!("{}:{mode}", row.id),
+                None => {
+                    return Err(format!(
+                        "volumes_from: service `{svc}` has no container yet; start it first"
+                    ));
+                }
+            },
+        };
+    }
+    let mut links = Vec::new();
+    for l in &st.links {
+        let (target, alias) = link_parts(l);
+        let mut mine: Vec<&ContainerRow> = rows.iter().filter(|r| r.service == target).collect();
+        if mine.is_empty() {
+            return Err(format!(
+                "links: service `{target}` has no container yet; start it first"
+            ));
+        }
+        mine.sort_by_key(|r| r.number);
+        for r in mine {
+            let n = r.number;
+            links.push(format!("{}:{alias}", r.name));
+            links.push(format!("{}:{target}-{n}", r.name));
+            links.push(format!("{}:{}-{target}-{n}", r.name, project.name));
+        }
+    }
+    links.append(&mut spec.links);
+    spec.links = links;
+    Ok(())
 }
 
 /// Groups `services` into start levels: each level depends only on earlier ones.
@@ -248,5 +343,74 @@ mod tests {
         assert_eq!(s.labels[LABEL_SERVICE], "r");
         assert_eq!(s.networks[0].0, "t_default");
         assert_eq!(s.networks[0].1, vec!["r".to_string()]);
+    }
+
+    fn row(service: &str, number: u32, id: &str) -> ContainerRow {
+        ContainerRow {
+            service: service.into(),
+            number,
+            id: id.into(),
+            name: format!("t-{service}-{number}"),
+            state: "running".into(),
+            image: "i".into(),
+            health: crate::model::container::Health::None,
+            exit_code: None,
+            restart_count: 0,
+            started_at: String::new(),
+            created: String::new(),
+            oom_killed: false,
+            ports: Vec::new(),
+            health_output: String::new(),
+            config_hash: String::new(),
+            managed: true,
+            cpu_limit: None,
+            memory_limit: None,
+            addresses: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn service_refs_become_container_ids_and_compose_link_names() {
+        let p = project(
+            "name: t\nservices:\n  db: {image: i, scale: 2}\n  side:\n    image: i\n    \
+             network_mode: service:db\n    ipc: service:db\n  web:\n    image: i\n    \
+             links: ['db:database']\n    external_links: ['ext:e']\n    \
+             volumes_from: ['db:ro', 'container:c']\n",
+        );
+        let rows = [row("db", 2, "id2"), row("db", 1, "id1")];
+        let mut side = container_spec(&p, &p.services["side"], 1);
+        assert!(
+            side.networks.is_empty(),
+            "network_mode joins no project network"
+        );
+        resolve_refs(&p, &mut side, &rows).unwrap();
+        assert_eq!(side.settings.network_mode.as_deref(), Some("container:id1"));
+        assert_eq!(side.settings.ipc.as_deref(), Some("container:id1"));
+        let mut web = container_spec(&p, &p.services["web"], 1);
+        resolve_refs(&p, &mut web, &rows).unwrap();
+        assert_eq!(web.settings.volumes_from, ["id1:ro", "c:rw"]);
+        assert_eq!(
+            web.links,
+            [
+                "t-db-1:database",
+                "t-db-1:db-1",
+                "t-db-1:t-db-1",
+                "t-db-2:database",
+                "t-db-2:db-2",
+                "t-db-2:t-db-2",
+                "ext:e"
+            ]
+        );
+        let base = config_hash(&p, &p.services["side"]);
+        let moved = [row("db", 1, "id9")];
+        let mut again = container_spec(&p, &p.services["side"], 1);
+        resolve_refs(&p, &mut again, &moved).unwrap();
+        assert_ne!(
+            refs_hash(&base, &side),
+            refs_hash(&base, &again),
+            "a recreated db makes side out of date"
+        );
+        let e = resolve_refs(&p, &mut container_spec(&p, &p.services["side"], 1), &[]);
+        assert!(e.unwrap_err().contains("service:db has no container yet"));
     }
 }

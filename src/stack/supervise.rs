@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::compose::{Condition, HealthTest, Project, Restart, Service};
-use super::engine::{Engine, EngineError, LABEL_NETWORK, LABEL_OSMEN, LABEL_PROJECT, LABEL_VOLUME};
+use super::engine::{
+    Engine, EngineError, LABEL_HASH, LABEL_NETWORK, LABEL_OSMEN, LABEL_PROJECT, LABEL_VOLUME,
+};
 use super::journal::Journal;
 use super::plan;
 use super::provision;
@@ -308,8 +310,11 @@ impl<E: Engine> Supervisor<E> {
         // New containers are created at once, while dependencies are still coming up, so
         // that only `start` remains on the critical path.
         let mut precreated: BTreeMap<u32, String> = BTreeMap::new();
+        // A container that joins or links to another service's is created once that
+        // one's exists (after the dependency wait below).
+        let refers = !svc.settings.service_refs().is_empty();
         for n in 1..=svc.replicas {
-            if !mine.iter().any(|c| c.number == n) {
+            if !refers && !mine.iter().any(|c| c.number == n) {
                 let spec = plan::container_spec(&self.project, svc, n);
                 self.record(name, "create", &format!("{name}#{n}: no container yet"))?;
                 precreated.insert(n, self.engine.create(&spec).await?);
@@ -335,7 +340,17 @@ impl<E: Engine> Supervisor<E> {
         let mut ids = Vec::new();
         for n in 1..=svc.replicas {
             let current = mine.iter().find(|c| c.number == n);
-            let spec = plan::container_spec(&self.project, svc, n);
+            let mut spec = plan::container_spec(&self.project, svc, n);
+            let mut hash = hash.clone();
+            if refers {
+                let rows = self.engine.list_containers(&self.project.name).await?;
+                plan::resolve_refs(&self.project, &mut spec, &rows)
+                    .map_err(|why| SuperviseError::Plan(format!("{name}: {why}")))?;
+                // A container joined to another's namespaces or volumes is current only
+                // while that one is: a recreated `db` recreates what joins it.
+                hash = plan::refs_hash(&hash, &spec);
+                spec.labels.insert(LABEL_HASH.into(), hash.clone());
+            }
             let label = format!("{name}#{n}");
             let id = match current {
                 Some(c) if !force && (c.config_hash == hash || !is_osmen(c)) => {

@@ -43,6 +43,84 @@ fn ns(d: std::time::Duration) -> i64 {
     d.as_nanos() as i64
 }
 
+/// The container settings a Swarm ContainerSpec has a field for; the others are named
+/// in a warning (Swarm tasks run without them).
+fn carry_settings(svc: &Service, container: &mut Value, warnings: &mut Vec<String>) {
+    let st = &svc.settings;
+    let mut carried = Vec::new();
+    let mut set = |key: &'static str, field: &str, v: Value| {
+        container[field] = v;
+        carried.push(key);
+    };
+    if let Some(h) = &st.hostname {
+        set("hostname", "Hostname", json!(h));
+    }
+    if let Some(t) = st.tty {
+        set("tty", "TTY", json!(t));
+    }
+    if let Some(o) = st.stdin_open {
+        set("stdin_open", "OpenStdin", json!(o));
+    }
+    if let Some(r) = st.read_only {
+        set("read_only", "ReadOnly", json!(r));
+    }
+    if !st.group_add.is_empty() {
+        set("group_add", "Groups", json!(st.group_add));
+    }
+    if !st.cap_add.is_empty() {
+        set("cap_add", "CapabilityAdd", json!(st.cap_add));
+    }
+    if !st.cap_drop.is_empty() {
+        set("cap_drop", "CapabilityDrop", json!(st.cap_drop));
+    }
+    if !st.sysctls.is_empty() {
+        set("sysctls", "Sysctls", json!(st.sysctls));
+    }
+    if !st.ulimits.is_empty() {
+        let l: Vec<Value> = st
+            .ulimits
+            .iter()
+            .map(|(n, u)| json!({"Name": n, "Soft": u.soft, "Hard": u.hard}))
+            .collect();
+        set("ulimits", "Ulimits", json!(l));
+    }
+    if !st.extra_hosts.is_empty() {
+        // Swarm writes hosts as /etc/hosts lines: "IP HOST".
+        let h: Vec<String> = st
+            .extra_hosts
+            .iter()
+            .filter_map(|e| e.split_once(':').map(|(host, ip)| format!("{ip} {host}")))
+            .collect();
+        set("extra_hosts", "Hosts", json!(h));
+    }
+    let mut dns = json!({});
+    for (key, field, v) in [
+        ("dns", "Nameservers", &st.dns),
+        ("dns_search", "Search", &st.dns_search),
+        ("dns_opt", "Options", &st.dns_opt),
+    ] {
+        if !v.is_empty() {
+            dns[field] = json!(v);
+            carried.push(key);
+        }
+    }
+    if dns.as_object().is_some_and(|o| !o.is_empty()) {
+        container["DNSConfig"] = dns;
+    }
+    let dropped: Vec<&str> = st
+        .set_keys()
+        .into_iter()
+        .filter(|k| !carried.contains(k))
+        .collect();
+    if !dropped.is_empty() {
+        warnings.push(format!(
+            "{}: a Swarm service has no form for {}; its tasks run without them",
+            svc.name,
+            dropped.join(", ")
+        ));
+    }
+}
+
 /// One compose service as a Swarm service spec, and what could not be kept.
 pub fn service_spec(
     project: &Project,
@@ -104,6 +182,7 @@ pub fn service_spec(
     if let Some(i) = c.init {
         container["Init"] = json!(i);
     }
+    carry_settings(svc, &mut container, &mut warnings);
     let r = &svc.resources;
     let mut limits = json!({});
     if let Some(cpus) = r.cpus {
@@ -587,6 +666,41 @@ pub async fn remove(
 mod tests {
     use super::*;
     use crate::stack::compose::{LoadOptions, load_str};
+
+    #[test]
+    fn container_settings_are_carried_or_named() {
+        let p = load_str(
+            "services:\n  api:\n    image: api:1\n    hostname: h\n    cap_drop: [ALL]\n    \
+             read_only: true\n    ulimits: {nofile: 9}\n    extra_hosts: ['db:10.0.0.2']\n    \
+             dns: [10.0.0.53]\n    privileged: true\n    pids_limit: 5\n",
+            std::path::Path::new("/tmp/s/docker-compose.yml"),
+            &LoadOptions {
+                project_name: Some("st".into()),
+                env: Default::default(),
+            },
+        )
+        .unwrap();
+        let (spec, warnings) = service_spec(&p, &p.services["api"]).unwrap();
+        let v = serde_json::to_value(&spec).unwrap();
+        let c = &v["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(c["Hostname"], "h");
+        assert_eq!(c["CapabilityDrop"], json!(["ALL"]));
+        assert_eq!(c["ReadOnly"], true);
+        assert_eq!(
+            c["Ulimits"],
+            json!([{"Name": "nofile", "Soft": 9, "Hard": 9}])
+        );
+        assert_eq!(c["Hosts"], json!(["10.0.0.2 db"]));
+        assert_eq!(c["DNSConfig"]["Nameservers"], json!(["10.0.0.53"]));
+        assert!(
+            warnings.contains(
+                &"api: a Swarm service has no form for pids_limit, privileged; its tasks run \
+                  without them"
+                    .to_string()
+            ),
+            "{warnings:?}"
+        );
+    }
 
     #[test]
     fn a_compose_service_becomes_a_swarm_service() {

@@ -28,6 +28,7 @@ mod gateway_otel;
 mod guide_load;
 mod images;
 mod llm_standin;
+mod parity;
 mod probes;
 mod prometheus;
 mod remote;

@@ -6,6 +6,7 @@ pub mod envfile;
 pub mod error;
 pub mod interpolate;
 mod parse;
+pub mod settings;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 pub use error::{ComposeError, ComposeErrors};
 pub use parse::{dependency_closure, load_str};
+pub use settings::ContainerSettings;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
@@ -83,6 +85,10 @@ pub struct Service {
     /// `deploy.placement.constraints` (Swarm): `node.role == manager`, `node.labels.gpu == true`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub placement: Vec<String>,
+    /// Privileges, kernel limits, name resolution, namespaces, CPU tuning: printed by
+    /// `config` under their compose names.
+    #[serde(flatten)]
+    pub settings: ContainerSettings,
 }
 
 /// What a balancer service balances: `x-osmen-balance: gateway:8080` or

@@ -15,86 +15,15 @@ const TOP_KEYS: &[&str] = &[
     "version", "name", "services", "networks", "volumes", "configs", "secrets", "include",
 ];
 
-const SERVICE_KEYS: &[&str] = &[
-    "image",
-    "build",
-    "command",
-    "entrypoint",
-    "environment",
-    "env_file",
-    "label_file",
-    "ports",
-    "volumes",
-    "networks",
-    "depends_on",
-    "healthcheck",
-    "restart",
-    "deploy",
-    "cpus",
-    "mem_limit",
-    "mem_reservation",
-    "gpus",
-    "profiles",
-    "labels",
-    "container_name",
-    "logging",
-    "stop_grace_period",
-    "stop_signal",
-    "working_dir",
-    "user",
-    "init",
-    "pull_policy",
-];
-
-/// Keys real stacks use that osmen accepts but does not apply yet; `config` lists them.
-const IGNORED_SERVICE_KEYS: &[&str] = &[
-    "expose",
-    "hostname",
-    "domainname",
-    "extra_hosts",
-    "tty",
-    "stdin_open",
-    "cap_add",
-    "cap_drop",
-    "privileged",
-    "shm_size",
-    "ulimits",
-    "security_opt",
-    "sysctls",
-    "devices",
-    "dns",
-    "dns_search",
-    "platform",
-    "secrets",
-    "configs",
-    "network_mode",
-    "ipc",
-    "pid",
-    "read_only",
-    "tmpfs",
-    "links",
-    "external_links",
-    "mac_address",
-    "oom_score_adj",
-    "cgroup_parent",
-    "userns_mode",
-    "group_add",
-    "annotations",
-    "attach",
-    "develop",
-    "scale",
-    "x-",
-];
-
-struct Ctx<'a> {
-    file: &'a Path,
-    dir: PathBuf,
-    vars: Vars,
-    errors: Vec<ComposeError>,
+pub(super) struct Ctx<'a> {
+    pub(super) file: &'a Path,
+    pub(super) dir: PathBuf,
+    pub(super) vars: Vars,
+    pub(super) errors: Vec<ComposeError>,
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
+    pub(super) fn err(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
         self.errors.push(ComposeError {
             file: self.file.to_path_buf(),
             pos: Some(pos),
@@ -103,7 +32,7 @@ impl Ctx<'_> {
         });
     }
 
-    fn scalar(&mut self, node: &Node, path: &str, what: &str) -> Option<String> {
+    pub(super) fn scalar(&mut self, node: &Node, path: &str, what: &str) -> Option<String> {
         match &node.kind {
             Kind::Scalar { value, .. } => Some(value.clone()),
             _ => {
@@ -117,7 +46,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn map<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [(Node, Node)]> {
+    pub(super) fn map<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [(Node, Node)]> {
         match &node.kind {
             Kind::Map(m) => Some(m),
             Kind::Null => Some(&[]),
@@ -132,7 +61,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+    pub(super) fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
         let s = self.scalar(node, path, "true or false")?;
         match s.as_str() {
             "true" | "True" | "TRUE" | "yes" | "on" => Some(true),
@@ -148,7 +77,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn uint(&mut self, node: &Node, path: &str) -> Option<u32> {
+    pub(super) fn uint(&mut self, node: &Node, path: &str) -> Option<u32> {
         let s = self.scalar(node, path, "a whole number")?;
         match s.parse::<u32>() {
             Ok(n) => Some(n),
@@ -163,7 +92,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn duration(&mut self, node: &Node, path: &str) -> Option<std::time::Duration> {
+    pub(super) fn duration(&mut self, node: &Node, path: &str) -> Option<std::time::Duration> {
         let s = self.scalar(node, path, "a duration such as \"10s\"")?;
         match parse_duration(&s) {
             Ok(d) => Some(d),
@@ -174,7 +103,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn bytes(&mut self, node: &Node, path: &str) -> Option<u64> {
+    pub(super) fn bytes(&mut self, node: &Node, path: &str) -> Option<u64> {
         let s = self.scalar(node, path, "a size such as \"512m\"")?;
         match parse_bytes(&s) {
             Ok(b) => Some(b),
@@ -185,7 +114,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn cpus(&mut self, node: &Node, path: &str) -> Option<f64> {
+    pub(super) fn cpus(&mut self, node: &Node, path: &str) -> Option<f64> {
         let s = self.scalar(node, path, "a number of CPUs such as \"0.5\"")?;
         match s.trim().parse::<f64>() {
             Ok(v) if v > 0.0 && v.is_finite() => Some(v),
@@ -201,7 +130,7 @@ impl Ctx<'_> {
     }
 
     /// A command-like value: a string (split like a shell would) or a list of strings.
-    fn words(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+    pub(super) fn words(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
         match &node.kind {
             Kind::Scalar { value, .. } => match shell_split(value) {
                 Ok(w) => Some(w),
@@ -229,7 +158,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn string_list(&mut self, node: &Node, path: &str) -> Vec<String> {
+    pub(super) fn string_list(&mut self, node: &Node, path: &str) -> Vec<String> {
         match &node.kind {
             Kind::Scalar { value, .. } => vec![value.clone()],
             Kind::Seq(items) => items
@@ -251,7 +180,12 @@ impl Ctx<'_> {
 
     /// A `KEY: value` mapping or a `["KEY=value"]` list. `from_env` fills bare keys from the
     /// interpolation variables (for `environment`); otherwise bare keys get "".
-    fn kv(&mut self, node: &Node, path: &str, from_env: bool) -> BTreeMap<String, String> {
+    pub(super) fn kv(
+        &mut self,
+        node: &Node,
+        path: &str,
+        from_env: bool,
+    ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         match &node.kind {
             Kind::Map(m) => {
@@ -585,6 +519,7 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
         }
     }
 
+    link_service_refs(&mut ctx, &mut services, &root);
     let secret_vars = ctx
         .vars
         .iter()
@@ -608,6 +543,87 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
     } else {
         Err(ComposeErrors(ctx.errors))
     }
+}
+
+/// A service whose containers another joins (`network_mode: service:x`, `ipc`, `pid`) or
+/// links to must exist, and starts first, as in Compose.
+fn link_service_refs(ctx: &mut Ctx, services: &mut BTreeMap<String, Service>, root: &Node) {
+    let names: Vec<String> = services.keys().cloned().collect();
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (name, svc) in services.iter_mut() {
+        let node = root.get("services").and_then(|s| s.get(name));
+        let st = &svc.settings;
+        let base = format!("services.{name}");
+        let at = |key: &str| {
+            node.and_then(|n| n.get(key))
+                .map(|n| n.pos)
+                .or(node.map(|n| n.pos))
+                .unwrap_or_default()
+        };
+        if st.network_mode.is_some() {
+            let mode = st.network_mode.clone().unwrap_or_default();
+            if node.and_then(|n| n.get("networks")).is_some() {
+                ctx.err(
+                    at("network_mode"),
+                    &format!("{base}.network_mode"),
+                    format!(
+                        "network_mode {mode:?} and networks cannot be combined: the container \
+                         joins one or the other; remove one of them"
+                    ),
+                );
+            }
+            if !svc.ports.is_empty() && mode != "bridge" && !is_network_name(&mode) {
+                ctx.err(
+                    at("ports"),
+                    &format!("{base}.ports"),
+                    format!(
+                        "ports cannot be published with network_mode {mode:?}: {}; remove ports",
+                        if mode == "host" {
+                            "the container listens on the host's ports directly"
+                        } else {
+                            "the container has no network of its own to publish from"
+                        }
+                    ),
+                );
+            }
+        }
+        for dep in st.service_refs() {
+            if dep == *name || !names.contains(&dep) {
+                let linked = st
+                    .links
+                    .iter()
+                    .any(|l| super::settings::link_parts(l).0 == dep);
+                let key = [
+                    ("network_mode", &st.network_mode),
+                    ("ipc", &st.ipc),
+                    ("pid", &st.pid),
+                ]
+                .into_iter()
+                .find(|(_, m)| m.as_deref() == Some(&format!("service:{dep}")))
+                .map_or(if linked { "links" } else { "volumes_from" }, |(k, _)| k);
+                let why = if dep == *name {
+                    "a service cannot refer to itself".to_string()
+                } else {
+                    format!(
+                        "unknown service `{dep}`{}; services in this file: {}",
+                        did_you_mean(&dep, &known),
+                        known.join(", ")
+                    )
+                };
+                ctx.err(at(key), &format!("{base}.{key}"), why);
+                continue;
+            }
+            svc.depends_on.entry(dep).or_insert(Dependency {
+                condition: Condition::ServiceStarted,
+                required: true,
+            });
+        }
+    }
+}
+
+/// `network_mode` naming a network rather than a mode (host, none, service:, container:).
+fn is_network_name(mode: &str) -> bool {
+    !matches!(mode, "host" | "none" | "bridge") && !mode.contains(':')
 }
 
 type TopDef = (String, bool, Option<String>);
@@ -852,7 +868,9 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         probe: None,
         balance: None,
         placement: Vec::new(),
+        settings: ContainerSettings::default(),
     };
+    let mut scale = None;
     let mut env_files: BTreeMap<String, String> = BTreeMap::new();
     let mut explicit_env = BTreeMap::new();
     let (mut label_files, mut explicit_labels) = (BTreeMap::new(), BTreeMap::new());
@@ -931,9 +949,19 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
             }
             "x-osmen-probe" => svc.probe = parse_probe(ctx, v, &p),
             "x-osmen-balance" => svc.balance = parse_balance(ctx, v, &p),
-            other if other.starts_with("x-") || IGNORED_SERVICE_KEYS.contains(&other) => {}
+            "scale" => scale = ctx.uint(v, &p).map(|n| (n, v.pos)),
+            other if other.starts_with("x-") => {}
+            other if super::settings::parse_key(ctx, other, v, &p, &mut svc.settings) => {}
+            other if super::settings::refusal(other).is_some() => {
+                let why = super::settings::refusal(other).unwrap_or_default();
+                ctx.err(
+                    k.pos,
+                    &p,
+                    format!("service key `{other}` is refused: {why}"),
+                );
+            }
             other => {
-                let hint = did_you_mean(other, SERVICE_KEYS);
+                let hint = did_you_mean(other, super::settings::APPLIED_KEYS);
                 ctx.err(
                     k.pos,
                     &p,
@@ -946,10 +974,24 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
     svc.environment.extend(explicit_env);
     svc.labels = label_files;
     svc.labels.extend(explicit_labels);
+    if let Some((n, pos)) = scale {
+        let replicas_set = node.get("deploy").and_then(|d| d.get("replicas")).is_some();
+        if replicas_set && svc.replicas != n {
+            ctx.err(
+                pos,
+                &format!("{base}.scale"),
+                format!(
+                    "scale is {n} but deploy.replicas is {}: set one of them",
+                    svc.replicas
+                ),
+            );
+        }
+        svc.replicas = n;
+    }
     Some(svc)
 }
 
-fn seq_or_err<'n>(ctx: &mut Ctx, node: &'n Node, path: &str) -> Option<&'n [Node]> {
+pub(super) fn seq_or_err<'n>(ctx: &mut Ctx, node: &'n Node, path: &str) -> Option<&'n [Node]> {
     match &node.kind {
         Kind::Seq(s) => Some(s),
         Kind::Null => Some(&[]),
@@ -1992,9 +2034,12 @@ mod tests {
     #[test]
     fn suggestions() {
         assert_eq!(
-            did_you_mean("helthcheck", SERVICE_KEYS),
+            did_you_mean("helthcheck", super::super::settings::APPLIED_KEYS),
             " (did you mean `healthcheck`?)"
         );
-        assert_eq!(did_you_mean("zzzzzzzz", SERVICE_KEYS), "");
+        assert_eq!(
+            did_you_mean("zzzzzzzz", super::super::settings::APPLIED_KEYS),
+            ""
+        );
     }
 }
