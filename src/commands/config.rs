@@ -7,7 +7,8 @@ use super::{Ctx, OK, out};
 use crate::cli::ConfigArgs;
 use crate::model::secret::{MASK, is_secret_name, shown};
 
-/// Every string in the tree: secret-named keys masked whole, URL passwords masked.
+/// Every string in the tree: secret-named keys masked whole, secrets inside other strings
+/// (URL passwords, `--password=x`) masked.
 fn mask_tree(v: &mut Value) {
     match v {
         Value::Object(m) => {
@@ -21,7 +22,7 @@ fn mask_tree(v: &mut Value) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(mask_tree),
-        Value::String(s) => *s = crate::model::secret::mask_url_credentials(s),
+        Value::String(s) => *s = crate::model::secret::mask_text(s),
         _ => {}
     }
 }
@@ -43,8 +44,13 @@ pub fn mask(v: &mut Value) {
                 }
             }
         }
-        for key in ["command", "entrypoint"] {
-            if let Some(words) = svc.get_mut(key).and_then(Value::as_array_mut) {
+        for key in ["command", "entrypoint", "healthcheck"] {
+            let list = match svc.get_mut(key) {
+                // A health check's test is a command too (`["CMD", "mysqladmin", "-pX"]`).
+                Some(h) if key == "healthcheck" => h.get_mut("test"),
+                other => other,
+            };
+            if let Some(words) = list.and_then(Value::as_array_mut) {
                 let plain: Vec<String> = words
                     .iter()
                     .map(|w| w.as_str().unwrap_or("").to_string())
