@@ -93,6 +93,9 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_NODES: usize = 1_000_000;
 /// How many bytes of scalar text the tree may hold once aliases are expanded.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
+/// The longest mapping key: YAML's own limit for a plain `key:`, applied to `? key` too,
+/// since an unknown key is compared with every known one to suggest a spelling.
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// go-yaml's rule for "excessive aliasing": up to this many nodes, 99% of them may come
 /// from aliases; from the high mark on, 10%; in between the share falls linearly. So a
@@ -216,6 +219,17 @@ impl Builder {
             if self.check_totals(node.pos) {
                 self.anchors.insert(anchor, (node.clone(), size));
             }
+        }
+        let is_key = matches!(self.stack.last(), Some(Frame::Map(_, None, ..)));
+        if let Some(k) = node.as_str().filter(|k| is_key && k.len() > MAX_KEY_BYTES) {
+            let len = k.len();
+            self.fail(
+                node.pos,
+                &format!(
+                    "refused: a mapping key of {len} bytes, over the limit of {MAX_KEY_BYTES} \
+                     bytes for a key"
+                ),
+            );
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),
@@ -614,6 +628,19 @@ mod tests {
     }
 
     #[test]
+    fn a_long_key_is_refused_before_it_is_compared_with_known_keys() {
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        let err = parse(&format!("services:\n  web:\n    ? {long}\n    : 1\n")).unwrap_err();
+        assert_eq!(err.pos.line, 3, "{err:?}");
+        assert!(
+            err.message.contains("a mapping key of 1025 bytes"),
+            "{err:?}"
+        );
+        let ok = "k".repeat(MAX_KEY_BYTES);
+        assert!(parse(&format!("? {ok}\n: 1\n")).is_ok());
+    }
+
+    #[test]
     fn a_mapping_with_many_keys_is_checked_for_duplicates_quickly() {
         let src: String = (0..100_000).map(|i| format!("k{i}: {i}\n")).collect();
         let root = parse(&src).unwrap();
@@ -634,6 +661,12 @@ mod tests {
     }
 
     #[test]
+    fn an_alias_inside_its_own_anchor_is_an_error_not_a_loop() {
+        let err = parse("a: &a [x, *a]\n").unwrap_err();
+        assert!(err.message.contains("unknown anchor"), "{err:?}");
+    }
+
+    #[test]
     fn only_the_first_document_is_read() {
         let root = parse("a: 1\n---\nb: [unclosed\n").unwrap();
         assert_eq!(root.get("a").unwrap().as_str(), Some("1"));
@@ -650,6 +683,31 @@ mod tests {
             err.starts_with("/nonexistent/osmen-hostile/compose.yml:")
                 && err.contains("excessive aliasing"),
             "{err}"
+        );
+    }
+
+    /// A bad value a megabyte long, among 300 services: the loader suggests a spelling
+    /// only from names of about its length, so this fails at once instead of comparing a
+    /// megabyte with each name (minutes in a debug build).
+    #[test]
+    fn a_long_unknown_dependency_fails_without_a_long_search() {
+        let mut s = String::from("services:\n");
+        for i in 0..300 {
+            s.push_str(&format!("  service-number-{i}:\n    image: nginx\n"));
+        }
+        let long = "x".repeat(1_000_000);
+        s.push_str(&format!(
+            "  web:\n    image: nginx\n    depends_on: [\"{long}\"]\n"
+        ));
+        let file = std::path::Path::new("/nonexistent/osmen-dep/compose.yml");
+        let opts = crate::stack::compose::LoadOptions::default();
+        let t = std::time::Instant::now();
+        let err = crate::stack::compose::load_str(&s, file, &opts).unwrap_err();
+        eprintln!("long dependency refused in {:?}", t.elapsed());
+        assert!(
+            err.to_string().contains("depends_on"),
+            "{}",
+            &err.to_string()[..200]
         );
     }
 
