@@ -5,18 +5,16 @@ use yaml_rust2::{Yaml, YamlEmitter};
 
 use super::{Ctx, OK, out};
 use crate::cli::ConfigArgs;
-use crate::model::secret::{MASK, is_secret_name, shown};
+use crate::model::secret::{is_secret_name, shown};
 
-/// Every string in the tree: secret-named keys masked whole, secrets inside other strings
+/// Every string in the tree: secret-named keys masked whole (as `shown` does), secrets inside other strings
 /// (URL passwords, `--password=x`) masked.
 fn mask_tree(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
                 match val {
-                    Value::String(s) if is_secret_name(k) && !s.is_empty() => {
-                        *s = MASK.to_string();
-                    }
+                    Value::String(s) if is_secret_name(k) => *s = shown(k, s),
                     other => mask_tree(other),
                 }
             }
