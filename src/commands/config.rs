@@ -7,8 +7,8 @@ use super::{Ctx, OK, out};
 use crate::cli::ConfigArgs;
 use crate::model::secret::{is_secret_name, shown};
 
-/// Every string in the tree: secret-named keys masked whole (as `shown` does), secrets inside other strings
-/// (URL passwords, `--password=x`) masked.
+/// Every string in the tree: secret-named keys' values masked as `shown` masks them, and
+/// secrets inside other strings (URL passwords, `--password=x`) masked.
 fn mask_tree(v: &mut Value) {
     match v {
         Value::Object(m) => {

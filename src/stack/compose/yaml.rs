@@ -117,7 +117,8 @@ fn allowed_alias_ratio(nodes: usize) -> f64 {
 
 fn too_deep() -> String {
     format!(
-        "refused: mappings and lists nest deeper than {MAX_DEPTH} levels here (the limit on nesting)"
+        "refused: mappings and lists nest deeper than {MAX_DEPTH} levels here (the limit on \
+         nesting)"
     )
 }
 
