@@ -5,23 +5,22 @@ use yaml_rust2::{Yaml, YamlEmitter};
 
 use super::{Ctx, OK, out};
 use crate::cli::ConfigArgs;
-use crate::model::secret::{MASK, is_secret_name, shown};
+use crate::model::secret::{is_secret_name, shown};
 
-/// Every string in the tree: secret-named keys masked whole, URL passwords masked.
+/// Every string in the tree: secret-named keys' values masked as `shown` masks them, and
+/// secrets inside other strings (URL passwords, `--password=x`) masked.
 fn mask_tree(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
                 match val {
-                    Value::String(s) if is_secret_name(k) && !s.is_empty() => {
-                        *s = MASK.to_string();
-                    }
+                    Value::String(s) if is_secret_name(k) => *s = shown(k, s),
                     other => mask_tree(other),
                 }
             }
         }
         Value::Array(a) => a.iter_mut().for_each(mask_tree),
-        Value::String(s) => *s = crate::model::secret::mask_url_credentials(s),
+        Value::String(s) => *s = crate::model::secret::mask_text(s),
         _ => {}
     }
 }
@@ -43,8 +42,13 @@ pub fn mask(v: &mut Value) {
                 }
             }
         }
-        for key in ["command", "entrypoint"] {
-            if let Some(words) = svc.get_mut(key).and_then(Value::as_array_mut) {
+        for key in ["command", "entrypoint", "healthcheck"] {
+            let list = match svc.get_mut(key) {
+                // A health check's test is a command too (`["CMD", "mysqladmin", "-pX"]`).
+                Some(h) if key == "healthcheck" => h.get_mut("test"),
+                other => other,
+            };
+            if let Some(words) = list.and_then(Value::as_array_mut) {
                 let plain: Vec<String> = words
                     .iter()
                     .map(|w| w.as_str().unwrap_or("").to_string())

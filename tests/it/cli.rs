@@ -112,6 +112,57 @@ fn no_engine_is_a_plain_message_not_a_trace() {
     );
 }
 
+/// Issue 23: `--default-authentication-plugin=mysql_native_password` and
+/// `MYSQL_ROOT_PASSWORD_FILE=/run/secrets/db` were printed as `********`.
+#[test]
+fn config_masks_secrets_not_words_that_look_secret() {
+    let f = root().join("tests/fixtures/compose/valid/masking-mysql.yml");
+    let o = osmen()
+        .arg("-f")
+        .arg(&f)
+        .args(["config", "--json"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for secret in [
+        "inline-pw-4d1e",
+        "env-pw-77ab",
+        "health-pw-0c9f",
+        "url-pw-5e2a",
+        "tok-91f0",
+        "hdr-tok-3b7c",
+    ] {
+        assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let db = &v["services"]["db"];
+    assert_eq!(
+        db["command"],
+        serde_json::json!([
+            "--default-authentication-plugin=mysql_native_password",
+            "--password",
+            "********"
+        ])
+    );
+    assert_eq!(
+        db["environment"]["MYSQL_ROOT_PASSWORD_FILE"],
+        "/run/secrets/db_root"
+    );
+    assert_eq!(db["environment"]["MYSQL_ALLOW_EMPTY_PASSWORD"], "no");
+    assert_eq!(db["environment"]["MYSQL_PASSWORD"], "********");
+    assert_eq!(db["healthcheck"]["test"][4], "-p********");
+    let app = &v["services"]["app"];
+    assert_eq!(
+        app["environment"]["DATABASE_URL"],
+        "mysql://app:********@db:3306/app"
+    );
+    assert_eq!(
+        app["command"][2],
+        "curl -fsS -H 'Authorization: Bearer ********' http://db/ && exec nginx"
+    );
+}
+
 #[test]
 fn config_masks_secrets() {
     let f = root().join("docker-compose.yml");

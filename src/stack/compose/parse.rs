@@ -319,9 +319,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 fn did_you_mean(word: &str, known: &[&str]) -> String {
+    // Two words whose lengths differ by more than 2 are more than 2 edits apart: skipping
+    // them keeps a megabyte-long bad value from costing minutes of comparisons.
+    let len = word.chars().count();
     known
         .iter()
-        .filter(|k| !k.ends_with('-'))
+        .filter(|k| !k.ends_with('-') && k.chars().count().abs_diff(len) <= 2)
         .map(|k| (edit_distance(word, k), *k))
         .filter(|(d, _)| *d <= 2)
         .min()
