@@ -126,6 +126,10 @@ fn osmen_starts_only_its_ssh_tunnel_so_no_string_reaches_a_shell() {
     // nothing itself there, so that file too is held to the spawning calls alone.
     let container_shell = "src/commands/console_shell.rs: ";
     bad.retain(|l| !(l.contains(container_shell) && offending(l, &SPAWNING[..7]).is_empty()));
+    // The masking tables hold compose commands (`sh -c "mysql -p..."`) as data to mask;
+    // that file too is held to the spawning calls alone.
+    let masking = "src/model/secret.rs: ";
+    bad.retain(|l| !(l.contains(masking) && offending(l, &SPAWNING[..7]).is_empty()));
     // The one process osmen starts: the ssh tunnel to a remote engine, the fixed program
     // `ssh`, its argument vector built from a parsed and checked ssh:// address (tested
     // there: a host that is an ssh option is refused) and closed by `--`.
