@@ -144,7 +144,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 } else {
                     Style::default()
                 }),
-                Cell::from(fit(t, a["model"].as_str().unwrap_or("-"), 16)),
+                Cell::from(fit(t, a["model"].as_str().unwrap_or("-"), 15)),
                 Cell::from(vram).style(if bad { t.bad() } else { t.dim() }),
                 Cell::from(num(&a["requests_per_s"], 1)),
                 Cell::from(num(&a["errors_per_s"], 2)).style(bad_if(err > 0.0)),
@@ -185,7 +185,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
                 .unwrap_or(20)
                 .clamp(20, 30) as u16,
         ),
-        Constraint::Length(16),
+        Constraint::Length(15),
         Constraint::Length(14),
         Constraint::Length(6),
         Constraint::Length(5),
@@ -212,7 +212,8 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             Constraint::Length(6),
             Constraint::Length(8),
             Constraint::Length(6),
-            Constraint::Length(7),
+            // `117.6KiB`, `1023.9MiB` fits but for its last letter.
+            Constraint::Length(8),
         ]);
     }
     // What fails comes first in the title, so that a narrow terminal still shows it.
