@@ -662,10 +662,43 @@ fn parse_top_defs(
                             named = true;
                         }
                     }
-                    "external" => external = ctx.boolean(bv, &p).unwrap_or(false),
+                    // `external: true`, or the legacy `external: {name: x}` (Compose
+                    // still reads it: the engine object is `x`).
+                    "external" => match &bv.kind {
+                        Kind::Map(_) => {
+                            external = true;
+                            match bv.get("name").and_then(|n| n.as_str()) {
+                                Some(n) if !n.is_empty() => {
+                                    name = n.to_string();
+                                    named = true;
+                                }
+                                _ => ctx.err(
+                                    bv.pos,
+                                    &p,
+                                    "the legacy form is `external: {name: NAME}`; or write                                      `external: true` with `name: NAME` beside it",
+                                ),
+                            }
+                        }
+                        _ => external = ctx.boolean(bv, &p).unwrap_or(false),
+                    },
                     "driver" => driver = ctx.scalar(bv, &p, "a driver name"),
+                    // Refused, not accepted and ignored: osmen creates the object with its
+                    // name, driver and project labels only.
                     "driver_opts" | "labels" | "attachable" | "internal" | "ipam"
-                    | "enable_ipv6" => {}
+                    | "enable_ipv6" => {
+                        let what = if section == "networks" {
+                            "network"
+                        } else {
+                            "volume"
+                        };
+                        ctx.err(
+                            bk.pos,
+                            &p,
+                            format!(
+                                "`{bkey}` of a {what} is not applied by osmen yet, and a {what}                                  created without it would differ from the file: remove it, or                                  create the {what} yourself (docker {what} create) and mark it                                  `external: true`"
+                            ),
+                        );
+                    }
                     other if other.starts_with("x-") => {}
                     other => ctx.err(bk.pos, &p, format!("unknown key `{other}` in {section}")),
                 }
@@ -2032,6 +2065,69 @@ mod tests {
             vec!["redis-server", "--save", "", "--x", "a b", "c d"]
         );
         assert!(shell_split("a 'b").is_err());
+    }
+
+    fn load(src: &str) -> Result<Project, String> {
+        let opts = LoadOptions {
+            project_name: Some("t".into()),
+            ..LoadOptions::default()
+        };
+        load_str(src, Path::new("/x/compose.yml"), &opts).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn top_level_networks_and_volumes_apply_or_refuse_every_key() {
+        // The legacy external form names the engine object.
+        let p = load(
+            "services:\n  a:\n    image: i\n    networks: [front]\n    volumes: [data:/d]\n\
+             networks:\n  front:\n    external:\n      name: shared-front\n\
+             volumes:\n  data:\n    external: {name: shared-data}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                p.networks["front"].name.as_str(),
+                p.networks["front"].external
+            ),
+            ("shared-front", true)
+        );
+        assert_eq!(
+            (p.volumes["data"].name.as_str(), p.volumes["data"].external),
+            ("shared-data", true)
+        );
+        let e =
+            load("services:\n  a:\n    image: i\nnetworks:\n  n:\n    external: {}\n").unwrap_err();
+        assert!(
+            e.contains("networks.n.external") && e.contains("name"),
+            "{e}"
+        );
+        // What osmen does not create an object with is refused, naming file, line and key.
+        for (section, key, value) in [
+            ("networks", "ipam", "{config: [{subnet: 172.28.0.0/16}]}"),
+            ("networks", "internal", "true"),
+            ("networks", "attachable", "true"),
+            ("networks", "enable_ipv6", "true"),
+            (
+                "networks",
+                "driver_opts",
+                "{com.docker.network.bridge.name: br0}",
+            ),
+            ("networks", "labels", "[a=b]"),
+            ("volumes", "driver_opts", "{type: nfs}"),
+            ("volumes", "labels", "{a: b}"),
+        ] {
+            let e = load(&format!(
+                "services:\n  a:\n    image: i\n{section}:\n  x:\n    {key}: {value}\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.contains("/x/compose.yml:6:5")
+                    && e.contains(&format!("{section}.x.{key}"))
+                    && e.contains("not applied by osmen yet")
+                    && e.contains("external: true"),
+                "{section}.{key}: {e}"
+            );
+        }
     }
 
     #[test]
