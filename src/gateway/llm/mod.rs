@@ -69,10 +69,6 @@ pub struct Timing {
     pub load: Option<Duration>,
 }
 
-fn ns(v: &Value, key: &str) -> Option<Duration> {
-    v.get(key).and_then(Value::as_u64).map(Duration::from_nanos)
-}
-
 /// Ollama's `/api/chat` request, non-streaming.
 #[derive(serde::Serialize)]
 struct OllamaChat<'a> {
@@ -106,8 +102,9 @@ struct OllamaMessage {
 }
 
 impl OllamaAnswer {
-    /// The completion, or None without a message text; the same reading as `parse` and
-    /// [`ollama_timing`] give of the JSON tree.
+    /// The completion, or None without a message text. Ollama reports its own counters:
+    /// time to first token is the load plus the prompt's evaluation, speed the evaluated
+    /// tokens over their evaluation time.
     fn completion(self, model: &str) -> Option<Completion> {
         let text = self.message?.content?;
         let eval = self.eval_count.unwrap_or(0);
@@ -134,24 +131,6 @@ impl OllamaAnswer {
                 load,
             },
         })
-    }
-}
-
-/// Ollama's own timing fields of a final `/api/chat` or `/api/generate` answer.
-pub fn ollama_timing(v: &Value) -> Timing {
-    let eval = v.get("eval_count").and_then(Value::as_u64).unwrap_or(0);
-    let eval_d = ns(v, "eval_duration").filter(|d| !d.is_zero());
-    let load = ns(v, "load_duration");
-    let prompt = ns(v, "prompt_eval_duration");
-    Timing {
-        ttft: match (load, prompt) {
-            (None, None) => None,
-            (l, p) => Some(l.unwrap_or_default() + p.unwrap_or_default()),
-        },
-        tokens_per_s: eval_d
-            .filter(|_| eval > 0)
-            .map(|d| eval as f64 / d.as_secs_f64()),
-        load,
     }
 }
 
@@ -531,33 +510,47 @@ impl Provider {
         }
     }
 
-    fn parse(&self, model: &str, v: &Value) -> Option<Completion> {
-        let u64_at = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-        let (text, prompt, completion) = match self.cfg.kind {
-            Kind::Ollama => (
-                v.pointer("/message/content")?.as_str()?.to_string(),
-                u64_at("/prompt_eval_count"),
-                u64_at("/eval_count"),
-            ),
-            Kind::OpenAi => (
-                v.pointer("/choices/0/message/content")?
-                    .as_str()?
-                    .to_string(),
-                u64_at("/usage/prompt_tokens"),
-                u64_at("/usage/completion_tokens"),
-            ),
-            Kind::Anthropic => (
-                v.get("content")?
-                    .as_array()?
-                    .iter()
-                    .filter_map(|c| c.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join(""),
-                u64_at("/usage/input_tokens"),
-                u64_at("/usage/output_tokens"),
-            ),
+    /// The completion in a successful, non-streamed answer body; None when it has no
+    /// completion text.
+    fn read_completion(
+        &self,
+        model: &str,
+        body: &str,
+    ) -> Result<Option<Completion>, serde_json::Error> {
+        let v: Value = match self.cfg.kind {
+            // Read straight into the fields used (no JSON tree of the whole answer).
+            Kind::Ollama => {
+                return Ok(serde_json::from_str::<OllamaAnswer>(body)?.completion(model));
+            }
+            Kind::OpenAi | Kind::Anthropic => serde_json::from_str(body)?,
         };
-        Some(Completion {
+        let u64_at = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        let read = || {
+            Some(if self.cfg.kind == Kind::OpenAi {
+                (
+                    v.pointer("/choices/0/message/content")?
+                        .as_str()?
+                        .to_string(),
+                    u64_at("/usage/prompt_tokens"),
+                    u64_at("/usage/completion_tokens"),
+                )
+            } else {
+                (
+                    v.get("content")?
+                        .as_array()?
+                        .iter()
+                        .filter_map(|c| c.get("text").and_then(Value::as_str))
+                        .collect::<Vec<_>>()
+                        .join(""),
+                    u64_at("/usage/input_tokens"),
+                    u64_at("/usage/output_tokens"),
+                )
+            })
+        };
+        let Some((text, prompt, completion)) = read() else {
+            return Ok(None);
+        };
+        Ok(Some(Completion {
             text,
             model: v
                 .get("model")
@@ -567,11 +560,8 @@ impl Provider {
             prompt_tokens: prompt,
             completion_tokens: completion,
             cached: false,
-            timing: match self.cfg.kind {
-                Kind::Ollama => ollama_timing(v),
-                _ => Timing::default(),
-            },
-        })
+            timing: Timing::default(),
+        }))
     }
 
     /// Reads a successful answer: a server-sent-events stream chunk by chunk (timing the
@@ -701,25 +691,17 @@ impl Provider {
                     message,
                 });
             }
-            if self.cfg.kind == Kind::Ollama {
-                let a: OllamaAnswer =
-                    serde_json::from_str(&body).map_err(|e| LlmError::BadAnswer {
-                        provider: provider.clone(),
-                        message: format!("unreadable answer: {e}"),
-                    })?;
-                return a.completion(model).ok_or(LlmError::BadAnswer {
+            return match self.read_completion(model, &body) {
+                Ok(Some(c)) => Ok(c),
+                Ok(None) => Err(LlmError::BadAnswer {
                     provider,
                     message: "the answer has no completion text".into(),
-                });
-            }
-            let v: Value = serde_json::from_str(&body).map_err(|e| LlmError::BadAnswer {
-                provider: provider.clone(),
-                message: format!("unreadable answer: {e}"),
-            })?;
-            return self.parse(model, &v).ok_or(LlmError::BadAnswer {
-                provider,
-                message: "the answer has no completion text".into(),
-            });
+                }),
+                Err(e) => Err(LlmError::BadAnswer {
+                    provider,
+                    message: format!("unreadable answer: {e}"),
+                }),
+            };
         }
     }
 }
@@ -839,32 +821,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ollamas_answer_reads_the_same_typed_as_from_the_json_tree() {
-        let bodies = [
-            r#"{"model":"llama3.2","created_at":"2026-12-01T00:00:00Z","message":{"role":"assistant","content":"hi"},"done":true,"total_duration":5000000,"load_duration":1000000,"prompt_eval_count":11,"prompt_eval_duration":2000000,"eval_count":7,"eval_duration":3500000}"#,
-            r#"{"message":{"role":"assistant","content":"no counters"},"done":true}"#,
-            r#"{"model":"m2","message":{"content":"zero eval"},"eval_count":0,"eval_duration":0,"load_duration":5}"#,
-        ];
-        for b in bodies {
-            let v: Value = serde_json::from_str(b).unwrap();
-            let typed = serde_json::from_str::<OllamaAnswer>(b)
+    fn ollamas_answer_gives_its_text_tokens_and_counters() {
+        let read = |b: &str| {
+            serde_json::from_str::<OllamaAnswer>(b)
                 .unwrap()
                 .completion("asked")
-                .unwrap();
-            assert_eq!(typed.text, v["message"]["content"].as_str().unwrap());
-            assert_eq!(typed.model, v["model"].as_str().unwrap_or("asked"));
-            assert_eq!(
-                typed.prompt_tokens,
-                v["prompt_eval_count"].as_u64().unwrap_or(0)
-            );
-            assert_eq!(
-                typed.completion_tokens,
-                v["eval_count"].as_u64().unwrap_or(0)
-            );
-            assert_eq!(typed.timing, ollama_timing(&v), "{b}");
-        }
-        let none = serde_json::from_str::<OllamaAnswer>(r#"{"done":true}"#).unwrap();
-        assert!(none.completion("m").is_none(), "no message: no completion");
+        };
+        let c = read(
+            r#"{"model":"llama3.2","created_at":"2026-12-01T00:00:00Z","message":{"role":"assistant","content":"hi"},"done":true,"total_duration":5000000,"load_duration":1000000,"prompt_eval_count":11,"prompt_eval_duration":2000000,"eval_count":7,"eval_duration":3500000}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.text.as_str(),
+                c.model.as_str(),
+                c.prompt_tokens,
+                c.completion_tokens
+            ),
+            ("hi", "llama3.2", 11, 7)
+        );
+        // First token: load (1 ms) plus the prompt's evaluation (2 ms); 7 tokens in 3.5 ms.
+        assert_eq!(c.timing.ttft, Some(Duration::from_millis(3)));
+        assert_eq!(c.timing.load, Some(Duration::from_millis(1)));
+        assert!((c.timing.tokens_per_s.unwrap() - 2000.0).abs() < 1e-9);
+        // No counters: the asked model, no figures.
+        let c = read(r#"{"message":{"role":"assistant","content":"x"},"done":true}"#).unwrap();
+        assert_eq!((c.model.as_str(), c.prompt_tokens), ("asked", 0));
+        assert_eq!(c.timing, Timing::default());
+        // Zero evaluated tokens or time give no speed; a load alone is the first token.
+        let c = read(
+            r#"{"message":{"content":"z"},"eval_count":0,"eval_duration":0,"load_duration":5}"#,
+        )
+        .unwrap();
+        assert_eq!(c.timing.tokens_per_s, None);
+        assert_eq!(c.timing.ttft, Some(Duration::from_nanos(5)));
+        assert!(
+            read(r#"{"done":true}"#).is_none(),
+            "no message: no completion"
+        );
+        assert!(serde_json::from_str::<OllamaAnswer>(r#"{"message":{"content":3}}"#).is_err());
     }
 
     #[test]
