@@ -260,7 +260,7 @@ async fn url_passwords_show_in_no_route_and_no_log_line() {
     .unwrap();
     let port = crate::util::free_port();
     let log = dir.join("stderr.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_osmen"))
+    let mut child = crate::util::osmen()
         .current_dir(&dir)
         .env("OSMEN_API_KEYS", "key-one")
         .env("OSMEN_RUNTIME_DIR", &dir)

@@ -139,7 +139,7 @@ impl Drop for Gw {
 }
 
 /// One metric sample's value from Prometheus text (name with its label set, exact).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
@@ -393,19 +393,17 @@ async fn identical_requests_are_served_from_the_cache() {
     assert_eq!(llm.requests(), 1);
     // The hit is counted apart, and adds no tokens.
     let (_, m) = gw.get("/metrics", None).await;
-    let line = |series: &str| {
-        m.lines()
-            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-            .map(|l| l.rsplit(' ').next().unwrap().to_string())
-    };
     assert_eq!(
-        line("osmen_cache_hits_total{agent=\"content_creator\"}").as_deref(),
-        Some("1"),
+        sample(&m, "osmen_cache_hits_total{agent=\"content_creator\"}"),
+        Some(1.0),
         "{m}"
     );
     assert_eq!(
-        line("osmen_tokens_used_total{agent=\"content_creator\",kind=\"prompt\"}").as_deref(),
-        Some("11"),
+        sample(
+            &m,
+            "osmen_tokens_used_total{agent=\"content_creator\",kind=\"prompt\"}"
+        ),
+        Some(11.0),
         "{m}"
     );
     gw.stop().await;

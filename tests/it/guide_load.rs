@@ -50,7 +50,7 @@ async fn shipped_gateway(llm: &str, tag: &str) -> Gateway {
     let dir = std::env::temp_dir().join(format!("osmen-guide-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = crate::util::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_osmen"))
+    let child = crate::util::osmen()
         .current_dir(&dir)
         .env("OSMEN_API_KEYS", KEY)
         .env("OSMEN_RUNTIME_DIR", &dir)
@@ -85,11 +85,7 @@ async fn metrics(port: u16) -> String {
 }
 
 fn sample(m: &str, series: &str) -> f64 {
-    m.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{m}"))
+    crate::gateway::sample(m, series).unwrap_or_else(|| panic!("no {series} in:\n{m}"))
 }
 
 /// The script in tests/fixtures/guide is the guide's, byte for byte.
