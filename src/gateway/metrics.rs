@@ -84,6 +84,18 @@ fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
 }
 
+/// Marks a key as seen now (its name copied only the first time) and forgets the keys
+/// not seen within ACTIVE_WINDOW.
+fn saw(users: &mut HashMap<String, Instant>, key_id: &str, now: Instant) {
+    match users.get_mut(key_id) {
+        Some(t) => *t = now,
+        None => {
+            users.insert(key_id.to_string(), now);
+        }
+    }
+    users.retain(|_, t| now.duration_since(*t) <= ACTIVE_WINDOW);
+}
+
 /// Values over the last SLOTS x SLOT, for quantiles: latencies in seconds (kept in
 /// microseconds), or any other positive value at a chosen resolution.
 pub struct Window {
@@ -423,14 +435,7 @@ impl AgentStats {
     }
 
     pub fn saw_user(&mut self, key_id: &str, now: Instant) {
-        match self.users.get_mut(key_id) {
-            Some(t) => *t = now,
-            None => {
-                self.users.insert(key_id.to_string(), now);
-            }
-        }
-        self.users
-            .retain(|_, t| now.duration_since(*t) <= ACTIVE_WINDOW);
+        saw(&mut self.users, key_id, now);
     }
 
     /// Requests per active user: requests in the last ACTIVE_WINDOW over the keys that
@@ -555,14 +560,11 @@ impl Metrics {
     }
 
     pub fn saw_user(&self, key_id: &str, now: Instant) {
-        let mut u = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        match u.get_mut(key_id) {
-            Some(t) => *t = now,
-            None => {
-                u.insert(key_id.to_string(), now);
-            }
-        }
-        u.retain(|_, t| now.duration_since(*t) <= ACTIVE_WINDOW);
+        saw(
+            &mut self.users.lock().unwrap_or_else(|p| p.into_inner()),
+            key_id,
+            now,
+        );
     }
 
     pub fn active_users(&self, now: Instant) -> usize {
