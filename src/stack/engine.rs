@@ -10,10 +10,10 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, DeviceMapping,
-    DeviceRequest, EndpointSettings, HealthConfig, HostConfig, HostConfigCgroupnsModeEnum,
-    HostConfigLogConfig, Mount as BMount, MountType, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy,
-    RestartPolicyNameEnum, ThrottleDevice, VolumeCreateRequest,
+    DeviceRequest, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigCgroupnsModeEnum, HostConfigLogConfig, Mount as BMount, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesBlkioWeightDevice,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, ThrottleDevice, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -24,7 +24,8 @@ use futures_util::{Stream, StreamExt};
 
 use super::compose::settings::DeviceRate;
 use super::compose::{
-    ContainerSettings, GpuRequest, HealthTest, Healthcheck, MountKind, Port, Restart,
+    ContainerSettings, GpuRequest, HealthTest, Healthcheck, MountKind, NetworkDef, Port, Restart,
+    VolumeDef,
 };
 use super::image::{Credentials, ImageRef};
 use crate::model::console::{HealthRun, Inspection};
@@ -106,8 +107,12 @@ pub struct ContainerSpec {
     /// (kind, engine-side source, target, read-only).
     pub mounts: Vec<(MountKind, Option<String>, String, bool)>,
     pub gpus: Vec<GpuRequest>,
-    /// Engine-side network names with the aliases this container answers to there.
-    pub networks: Vec<(String, Vec<String>)>,
+    /// The networks to join, in attachment order (the first at create, the others
+    /// connected after it, as Compose does).
+    pub networks: Vec<Attachment>,
+    /// Secrets and configs written into the container after create, before start (those
+    /// from `environment:` or `content:`, or a file with uid, gid or mode).
+    pub files: Vec<InjectedFile>,
     pub stop_timeout_s: Option<i64>,
     pub stop_signal: Option<String>,
     pub working_dir: Option<String>,
@@ -120,6 +125,57 @@ pub struct ContainerSpec {
     /// Links as the engine takes them (`CONTAINER:ALIAS`): on the first network's endpoint,
     /// or in HostConfig with a network_mode.
     pub links: Vec<String>,
+}
+
+/// One network attachment of a container: the engine-side network name and its
+/// endpoint's settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
+    pub link_local_ips: Vec<String>,
+    pub mac_address: Option<String>,
+}
+
+/// Where an injected file's bytes come from.
+#[derive(Clone, PartialEq)]
+pub enum FileContent {
+    /// A value read at load (a secret's variable, a config's `content:`).
+    Inline(String),
+    /// A host file, read when the container is created.
+    Path(std::path::PathBuf),
+}
+
+/// The value never appears in a Debug print (specs are logged).
+impl std::fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileContent::Inline(v) => write!(f, "Inline(<{} bytes>)", v.len()),
+            FileContent::Path(p) => write!(f, "Path({})", p.display()),
+        }
+    }
+}
+
+/// A file copied into a created container through the archive API, as `docker compose`
+/// injects secrets and configs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectedFile {
+    /// Absolute path in the container.
+    pub target: String,
+    pub content: FileContent,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// A created container and what the engine said about it (`Warnings`: settings the
+/// kernel cannot honour, such as swap limits without swap accounting).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub id: String,
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,23 +238,25 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = EResult<Vec<ContainerRow>>> + Send;
     fn inspect(&self, id: &str) -> impl Future<Output = EResult<ContainerRow>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = EResult<bool>> + Send;
+    /// Creates the network with every option of its definition; an existing one must
+    /// match them (else the error names each difference). True when created.
     fn ensure_network(
         &self,
-        name: &str,
-        driver: Option<&str>,
+        def: &NetworkDef,
         labels: HashMap<String, String>,
     ) -> impl Future<Output = EResult<bool>> + Send;
     fn project_networks(&self, project: &str) -> impl Future<Output = EResult<Vec<String>>> + Send;
     fn remove_network(&self, name: &str) -> impl Future<Output = EResult<()>> + Send;
+    /// As `ensure_network`, for a volume.
     fn ensure_volume(
         &self,
-        name: &str,
-        driver: Option<&str>,
+        def: &VolumeDef,
         labels: HashMap<String, String>,
     ) -> impl Future<Output = EResult<bool>> + Send;
     fn volume_exists(&self, name: &str) -> impl Future<Output = EResult<bool>> + Send;
     fn remove_volume(&self, name: &str) -> impl Future<Output = EResult<()>> + Send;
-    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = EResult<String>> + Send;
+    /// Creates the container, joins its further networks and writes its injected files.
+    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = EResult<Created>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = EResult<()>> + Send;
     fn stop(&self, id: &str, grace_s: i64) -> impl Future<Output = EResult<()>> + Send;
     fn remove(&self, id: &str) -> impl Future<Output = EResult<()>> + Send;
@@ -528,7 +586,7 @@ pub fn health_config(h: &Healthcheck) -> HealthConfig {
         timeout: nanos(h.timeout),
         retries: h.retries.map(i64::from),
         start_period: nanos(h.start_period),
-        start_interval: None,
+        start_interval: nanos(h.start_interval),
     }
 }
 
@@ -581,23 +639,18 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let first_net = st
         .network_mode
         .clone()
-        .or_else(|| spec.networks.first().map(|(n, _)| n.clone()));
+        .or_else(|| spec.networks.first().map(|a| a.network.clone()));
     let endpoints: HashMap<String, EndpointSettings> = spec
         .networks
         .iter()
         .take(1)
-        .map(|(n, aliases)| {
-            (
-                n.clone(),
-                EndpointSettings {
-                    aliases: Some(aliases.clone()),
-                    // On a user-defined network the engine takes links here and drops
-                    // HostConfig.Links without a word (docker-compose writes them here too).
-                    links: non_empty(&spec.links),
-                    mac_address: st.mac_address.clone(),
-                    ..Default::default()
-                },
-            )
+        .map(|a| {
+            let mut ep = endpoint(a);
+            // On a user-defined network the engine takes links here and drops
+            // HostConfig.Links without a word (docker-compose writes them here too).
+            ep.links = non_empty(&spec.links);
+            ep.mac_address = a.mac_address.clone().or_else(|| st.mac_address.clone());
+            (a.network.clone(), ep)
         })
         .collect();
     let mut host_config = HostConfig {
@@ -642,6 +695,20 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         networking_config: st.network_mode.is_none().then_some(NetworkingConfig {
             endpoints_config: Some(endpoints),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One attachment's endpoint: aliases and static addresses (`IPAMConfig`).
+fn endpoint(a: &Attachment) -> EndpointSettings {
+    let static_ip = a.ipv4_address.is_some() || a.ipv6_address.is_some();
+    EndpointSettings {
+        aliases: Some(a.aliases.clone()),
+        ipam_config: (static_ip || !a.link_local_ips.is_empty()).then(|| EndpointIpamConfig {
+            ipv4_address: a.ipv4_address.clone(),
+            ipv6_address: a.ipv6_address.clone(),
+            link_local_ips: non_empty(&a.link_local_ips),
         }),
         ..Default::default()
     }
@@ -762,7 +829,19 @@ fn check_api(spec: &ContainerSpec, api: (u16, u16)) -> EResult<()> {
             !spec.settings.annotations.is_empty(),
             (1, 43),
         ),
-        ("mac_address", spec.settings.mac_address.is_some(), (1, 44)),
+        (
+            "mac_address",
+            spec.settings.mac_address.is_some()
+                || spec.networks.iter().any(|a| a.mac_address.is_some()),
+            (1, 44),
+        ),
+        (
+            "healthcheck.start_interval",
+            spec.healthcheck
+                .as_ref()
+                .is_some_and(|h| h.start_interval.is_some()),
+            (1, 44),
+        ),
     ];
     for (key, set, (major, minor)) in needs {
         if set && api < (major, minor) {
@@ -774,6 +853,208 @@ fn check_api(spec: &ContainerSpec, api: (u16, u16)) -> EResult<()> {
         }
     }
     Ok(())
+}
+
+/// The archive `docker compose` copies into a container for its secrets and configs:
+/// one entry per file at its absolute target, with its mode and owner.
+fn files_tar(container: &str, files: &[InjectedFile]) -> EResult<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for f in files {
+        let body = match &f.content {
+            FileContent::Inline(v) => v.clone().into_bytes(),
+            FileContent::Path(p) => std::fs::read(p).map_err(|e| {
+                EngineError::Other(format!(
+                    "{container}: cannot read {} for {}: {e}",
+                    p.display(),
+                    f.target
+                ))
+            })?,
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(f.mode);
+        h.set_uid(u64::from(f.uid));
+        h.set_gid(u64::from(f.gid));
+        h.set_mtime(now);
+        h.set_entry_type(tar::EntryType::Regular);
+        let path = f.target.trim_start_matches('/');
+        tar.append_data(&mut h, path, body.as_slice())
+            .map_err(|e| EngineError::Other(format!("cannot pack {}: {e}", f.target)))?;
+    }
+    tar.into_inner()
+        .map_err(|e| EngineError::Other(format!("cannot pack the files of {container}: {e}")))
+}
+
+/// The project's labels with the file's own (the file cannot override Compose's).
+fn with_labels(
+    mut labels: HashMap<String, String>,
+    own: &std::collections::BTreeMap<String, String>,
+) -> HashMap<String, String> {
+    for (k, v) in own {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    labels
+}
+
+fn network_request(def: &NetworkDef, labels: HashMap<String, String>) -> NetworkCreateRequest {
+    let ipam = def.ipam.as_ref().map(|i| bollard::models::Ipam {
+        driver: Some(i.driver.clone().unwrap_or_else(|| "default".into())),
+        config: Some(
+            i.config
+                .iter()
+                .map(|c| bollard::models::IpamConfig {
+                    subnet: c.subnet.clone(),
+                    ip_range: c.ip_range.clone(),
+                    gateway: c.gateway.clone(),
+                    auxiliary_addresses: hash_map(&c.aux_addresses),
+                })
+                .collect(),
+        ),
+        options: hash_map(&i.options),
+    });
+    NetworkCreateRequest {
+        name: def.name.clone(),
+        driver: Some(def.driver.clone().unwrap_or_else(|| "bridge".into())),
+        internal: def.internal.then_some(true),
+        attachable: def.attachable.then_some(true),
+        enable_ipv6: def.enable_ipv6.then_some(true),
+        ipam,
+        options: hash_map(&def.driver_opts),
+        labels: Some(with_labels(labels, &def.labels)),
+        ..Default::default()
+    }
+}
+
+fn drift_error(what: &str, name: &str, drift: Vec<String>) -> EResult<bool> {
+    if drift.is_empty() {
+        return Ok(false);
+    }
+    let fix = if what == "network" {
+        format!(
+            "docker compose recreates a diverged network; osmen does not disconnect containers              on its own: run `osmen down`, then `docker network rm {name}`, then `osmen up`,              or mark it `external: true` to use it as it is"
+        )
+    } else {
+        format!(
+            "docker compose asks before recreating a diverged volume (its data is lost); osmen              does not delete data: back it up, `docker volume rm {name}`, then `osmen up`, or              mark it `external: true` to use it as it is"
+        )
+    };
+    Err(EngineError::Other(format!(
+        "{what} {name} exists but differs from the compose file: {}. {fix}",
+        drift.join("; ")
+    )))
+}
+
+/// What an existing network lacks of its definition (and the Compose labels that say
+/// whose it is), as `docker compose` checks before using one.
+fn network_drift(
+    def: &NetworkDef,
+    labels: &HashMap<String, String>,
+    n: &bollard::models::NetworkInspect,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let have = n.labels.clone().unwrap_or_default();
+    let want = LABEL_NETWORK;
+    if have.get(want) != labels.get(want) {
+        out.push(format!(
+            "label {want} is {:?} (expected {:?}; it was not created by Compose for this              project)",
+            have.get(want).map_or("", String::as_str),
+            labels.get(want).map_or("", String::as_str)
+        ));
+    }
+    let driver = def.driver.as_deref().unwrap_or("bridge");
+    if n.driver.as_deref() != Some(driver) {
+        out.push(format!(
+            "driver is {:?} (file: {driver:?})",
+            n.driver.as_deref().unwrap_or("")
+        ));
+    }
+    for (key, want, got) in [
+        ("internal", def.internal, n.internal),
+        ("attachable", def.attachable, n.attachable),
+        ("enable_ipv6", def.enable_ipv6, n.enable_ipv6),
+    ] {
+        if got.unwrap_or(false) != want {
+            out.push(format!("{key} is {} (file: {want})", got.unwrap_or(false)));
+        }
+    }
+    map_drift(
+        &mut out,
+        "driver_opts",
+        &def.driver_opts,
+        n.options.as_ref(),
+    );
+    map_drift(&mut out, "label", &def.labels, n.labels.as_ref());
+    if let Some(ipam) = &def.ipam {
+        let got = n.ipam.clone().unwrap_or_default();
+        let drv = ipam.driver.as_deref().unwrap_or("default");
+        if got.driver.as_deref().unwrap_or("default") != drv {
+            out.push(format!("ipam driver is {:?} (file: {drv:?})", got.driver));
+        }
+        let pools: Vec<_> = got.config.unwrap_or_default();
+        for c in &ipam.config {
+            let found = pools.iter().any(|p| {
+                p.subnet == c.subnet
+                    && (c.ip_range.is_none() || p.ip_range == c.ip_range)
+                    && (c.gateway.is_none() || p.gateway == c.gateway)
+            });
+            if !found {
+                out.push(format!(
+                    "no ipam pool with subnet {} (the network has {})",
+                    c.subnet.as_deref().unwrap_or("(any)"),
+                    pools
+                        .iter()
+                        .filter_map(|p| p.subnet.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn volume_drift(
+    def: &VolumeDef,
+    labels: &HashMap<String, String>,
+    v: &bollard::models::Volume,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let want = LABEL_VOLUME;
+    if v.labels.get(want) != labels.get(want) {
+        out.push(format!(
+            "label {want} is {:?} (expected {:?}; it was not created by Compose for this              project)",
+            v.labels.get(want).map_or("", String::as_str),
+            labels.get(want).map_or("", String::as_str)
+        ));
+    }
+    let driver = def.driver.as_deref().unwrap_or("local");
+    if v.driver != driver {
+        out.push(format!("driver is {:?} (file: {driver:?})", v.driver));
+    }
+    map_drift(&mut out, "driver_opts", &def.driver_opts, Some(&v.options));
+    map_drift(&mut out, "label", &def.labels, Some(&v.labels));
+    out
+}
+
+fn map_drift(
+    out: &mut Vec<String>,
+    what: &str,
+    want: &std::collections::BTreeMap<String, String>,
+    have: Option<&HashMap<String, String>>,
+) {
+    for (k, v) in want {
+        let got = have.and_then(|h| h.get(k));
+        if got != Some(v) {
+            out.push(format!(
+                "{what} {k} is {} (file: {v:?})",
+                got.map_or("unset".to_string(), |g| format!("{g:?}"))
+            ));
+        }
+    }
 }
 
 fn row_from_inspect(c: ContainerInspectResponse) -> ContainerRow {
@@ -1048,24 +1329,18 @@ impl Engine for DockerEngine {
 
     async fn ensure_network(
         &self,
-        name: &str,
-        driver: Option<&str>,
+        def: &NetworkDef,
         labels: HashMap<String, String>,
     ) -> EResult<bool> {
-        match self.docker.inspect_network(name, None).await {
-            Ok(_) => return Ok(false),
+        match self.docker.inspect_network(&def.name, None).await {
+            Ok(n) => return drift_error("network", &def.name, network_drift(def, &labels, &n)),
             Err(e) => match EngineError::from(e) {
                 EngineError::NotFound(_) => {}
                 other => return Err(other),
             },
         }
         self.docker
-            .create_network(NetworkCreateRequest {
-                name: name.to_string(),
-                driver: Some(driver.unwrap_or("bridge").to_string()),
-                labels: Some(labels),
-                ..Default::default()
-            })
+            .create_network(network_request(def, labels))
             .await?;
         Ok(true)
     }
@@ -1084,18 +1359,22 @@ impl Engine for DockerEngine {
 
     async fn ensure_volume(
         &self,
-        name: &str,
-        driver: Option<&str>,
+        def: &VolumeDef,
         labels: HashMap<String, String>,
     ) -> EResult<bool> {
-        if self.volume_exists(name).await? {
-            return Ok(false);
+        match self.docker.inspect_volume(&def.name).await {
+            Ok(v) => return drift_error("volume", &def.name, volume_drift(def, &labels, &v)),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => {}
+                other => return Err(other),
+            },
         }
         self.docker
             .create_volume(VolumeCreateRequest {
-                name: Some(name.to_string()),
-                driver: driver.map(str::to_string),
-                labels: Some(labels),
+                name: Some(def.name.clone()),
+                driver: def.driver.clone(),
+                driver_opts: hash_map(&def.driver_opts),
+                labels: Some(with_labels(labels, &def.labels)),
                 ..Default::default()
             })
             .await?;
@@ -1145,7 +1424,7 @@ impl Engine for DockerEngine {
         Ok(self.docker.kill_container(id, Some(opts)).await?)
     }
 
-    async fn create(&self, spec: &ContainerSpec) -> EResult<String> {
+    async fn create(&self, spec: &ContainerSpec) -> EResult<Created> {
         let v = self.docker.client_version();
         check_api(spec, (v.major_version as u16, v.minor_version as u16))?;
         let mut opts = CreateContainerOptionsBuilder::default().name(&spec.name);
@@ -1164,21 +1443,35 @@ impl Engine for DockerEngine {
         } else {
             spec.networks.get(1..).unwrap_or(&[])
         };
-        for (net, aliases) in further {
+        for a in further {
+            let mut ep = endpoint(a);
+            ep.mac_address = a.mac_address.clone();
             self.docker
                 .connect_network(
-                    net,
+                    &a.network,
                     bollard::models::NetworkConnectRequest {
                         container: resp.id.clone(),
-                        endpoint_config: Some(EndpointSettings {
-                            aliases: Some(aliases.clone()),
-                            ..Default::default()
-                        }),
+                        endpoint_config: Some(ep),
                     },
                 )
                 .await?;
         }
-        Ok(resp.id)
+        if !spec.files.is_empty() {
+            // Secrets and configs land before the first start, as `docker compose` copies
+            // them: the process never sees the container without them.
+            let tar = files_tar(&spec.name, &spec.files)?;
+            let opts = bollard::query_parameters::UploadToContainerOptions {
+                path: "/".to_string(),
+                ..Default::default()
+            };
+            self.docker
+                .upload_to_container(&resp.id, Some(opts), bollard::body_full(tar.into()))
+                .await?;
+        }
+        Ok(Created {
+            id: resp.id,
+            warnings: resp.warnings,
+        })
     }
 
     async fn start(&self, id: &str) -> EResult<()> {

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sha2::{Digest, Sha256};
 
 use super::compose::settings::{VolumesFrom, link_parts, volumes_from_parts};
-use super::compose::{MountKind, Project, Service};
+use super::compose::{FileGrant, FileObject, MountKind, Project, Service, ServiceNetwork};
 use super::engine::{
-    ContainerSpec, LABEL_CONFIG_FILES, LABEL_HASH, LABEL_NUMBER, LABEL_ONEOFF, LABEL_OSMEN,
-    LABEL_PROJECT, LABEL_SERVICE, LABEL_VERSION, LABEL_WORKING_DIR,
+    Attachment, ContainerSpec, FileContent, InjectedFile, LABEL_CONFIG_FILES, LABEL_HASH,
+    LABEL_NUMBER, LABEL_ONEOFF, LABEL_OSMEN, LABEL_PROJECT, LABEL_SERVICE, LABEL_VERSION,
+    LABEL_WORKING_DIR,
 };
 use crate::model::container::ContainerRow;
 
@@ -67,35 +68,109 @@ pub fn container_labels(project: &Project, svc: &Service, number: u32) -> HashMa
     l
 }
 
+/// The networks a container joins, highest `priority` first, then by name (as Compose
+/// orders them); the first is given at create.
+fn attachments(project: &Project, svc: &Service) -> Vec<Attachment> {
+    if svc.settings.network_mode.is_some() {
+        return Vec::new();
+    }
+    let default = [("default".to_string(), ServiceNetwork::default())];
+    let mut nets: Vec<(&String, &ServiceNetwork)> = if svc.networks.is_empty() {
+        default.iter().map(|(k, v)| (k, v)).collect()
+    } else {
+        svc.networks.iter().collect()
+    };
+    nets.sort_by(|a, b| {
+        b.1.priority
+            .unwrap_or(0)
+            .cmp(&a.1.priority.unwrap_or(0))
+            .then(a.0.cmp(b.0))
+    });
+    nets.into_iter()
+        .map(|(key, n)| {
+            let mut aliases = vec![svc.name.clone()];
+            aliases.extend(n.aliases.iter().cloned());
+            if let Some(cn) = &svc.container_name {
+                aliases.push(cn.clone());
+            }
+            Attachment {
+                network: project
+                    .networks
+                    .get(key)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_else(|| key.clone()),
+                aliases,
+                ipv4_address: n.ipv4_address.clone(),
+                ipv6_address: n.ipv6_address.clone(),
+                link_local_ips: n.link_local_ips.clone(),
+                mac_address: n.mac_address.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The service's secrets and configs with their definitions.
+fn grants<'a>(
+    project: &'a Project,
+    svc: &'a Service,
+) -> impl Iterator<Item = (&'a FileGrant, &'a FileObject)> {
+    let secrets = svc
+        .secrets
+        .iter()
+        .filter_map(|g| project.secrets.get(&g.source).map(|o| (g, o)));
+    let configs = svc
+        .configs
+        .iter()
+        .filter_map(|g| project.configs.get(&g.source).map(|o| (g, o)));
+    secrets.chain(configs)
+}
+
+/// A file-based secret or config without uid, gid or mode is bind-mounted read-only, as
+/// `docker compose` (and docker-compose 1.29) mounts it.
+fn is_bind(g: &FileGrant, o: &FileObject) -> bool {
+    o.file.is_some() && g.uid.is_none() && g.gid.is_none() && g.mode.is_none()
+}
+
+fn file_mounts(project: &Project, svc: &Service) -> Vec<(MountKind, Option<String>, String, bool)> {
+    grants(project, svc)
+        .filter(|(g, o)| is_bind(g, o))
+        .filter_map(|(g, o)| {
+            let src = o.file.as_ref()?.to_string_lossy().into_owned();
+            Some((MountKind::Bind, Some(src), g.target.clone(), true))
+        })
+        .collect()
+}
+
+/// Everything else is copied in after create: from a variable or `content:` (as
+/// `docker compose` injects them), or a file whose owner or mode the grant sets (a bind
+/// mount would keep the host file's). Mode 0444 unless set, owner root unless set.
+fn injected_files(project: &Project, svc: &Service) -> Vec<InjectedFile> {
+    grants(project, svc)
+        .filter(|(g, o)| !is_bind(g, o))
+        .filter_map(|(g, o)| {
+            let content = match (&o.file, &o.value, &o.content) {
+                (Some(f), _, _) => FileContent::Path(f.clone()),
+                (None, Some(v), _) => FileContent::Inline(v.clone()),
+                (None, None, Some(c)) => FileContent::Inline(c.clone()),
+                _ => return None,
+            };
+            Some(InjectedFile {
+                target: g.target.clone(),
+                content,
+                uid: g.uid.unwrap_or(0),
+                gid: g.gid.unwrap_or(0),
+                mode: g.mode.unwrap_or(0o444),
+            })
+        })
+        .collect()
+}
+
 pub fn container_spec(project: &Project, svc: &Service, number: u32) -> ContainerSpec {
     let image = svc
         .image
         .clone()
         .unwrap_or_else(|| format!("{}-{}", project.name, svc.name));
-    let networks: Vec<(String, Vec<String>)> = if svc.settings.network_mode.is_some() {
-        Vec::new()
-    } else if svc.networks.is_empty() {
-        vec![("default".to_string(), Vec::new())]
-    } else {
-        svc.networks
-            .iter()
-            .map(|(k, a)| (k.clone(), a.clone()))
-            .collect()
-    }
-    .into_iter()
-    .map(|(key, mut aliases)| {
-        let name = project
-            .networks
-            .get(&key)
-            .map(|n| n.name.clone())
-            .unwrap_or(key);
-        aliases.insert(0, svc.name.clone());
-        if let Some(cn) = &svc.container_name {
-            aliases.push(cn.clone());
-        }
-        (name, aliases)
-    })
-    .collect();
+    let networks = attachments(project, svc);
     let mounts = svc
         .volumes
         .iter()
@@ -112,6 +187,7 @@ pub fn container_spec(project: &Project, svc: &Service, number: u32) -> Containe
             };
             (m.kind.clone(), source, m.target.clone(), m.read_only)
         })
+        .chain(file_mounts(project, svc))
         .collect();
     ContainerSpec {
         name: container_name(project, svc, number),
@@ -133,6 +209,7 @@ pub fn container_spec(project: &Project, svc: &Service, number: u32) -> Containe
         mounts,
         gpus: svc.resources.gpus.clone(),
         networks,
+        files: injected_files(project, svc),
         stop_timeout_s: svc.stop_grace_period.map(|d| d.as_secs() as i64),
         stop_signal: svc.stop_signal.clone(),
         working_dir: svc.working_dir.clone(),
@@ -341,8 +418,8 @@ mod tests {
         assert_eq!(s.memory, Some(128 << 20));
         assert_eq!(s.labels[LABEL_PROJECT], "t");
         assert_eq!(s.labels[LABEL_SERVICE], "r");
-        assert_eq!(s.networks[0].0, "t_default");
-        assert_eq!(s.networks[0].1, vec!["r".to_string()]);
+        assert_eq!(s.networks[0].network, "t_default");
+        assert_eq!(s.networks[0].aliases, vec!["r".to_string()]);
     }
 
     fn row(service: &str, number: u32, id: &str) -> ContainerRow {

@@ -126,6 +126,18 @@ impl<E: Engine> Supervisor<E> {
             })
     }
 
+    /// Creates one container; each warning the engine gives (a limit the kernel cannot
+    /// honour) goes to the operator and the journal, with the service's name, as
+    /// `docker` prints them.
+    async fn create(&self, service: &str, spec: &super::engine::ContainerSpec) -> SResult<String> {
+        let created = self.engine.create(spec).await?;
+        for w in &created.warnings {
+            (self.report)(&format!("{service}: WARNING: {w}"));
+            self.record(service, "warning", &format!("{}: {w}", spec.name))?;
+        }
+        Ok(created.id)
+    }
+
     fn grace(&self, svc: Option<&Service>) -> i64 {
         svc.and_then(|s| s.stop_grace_period)
             .unwrap_or(self.cfg.stop_grace)
@@ -177,11 +189,7 @@ impl<E: Engine> Supervisor<E> {
             let mut labels = base_labels(&p.name);
             labels.insert(LABEL_NETWORK.into(), key.clone());
             self.record("", "network", &format!("ensure network {}", def.name))?;
-            if self
-                .engine
-                .ensure_network(&def.name, def.driver.as_deref(), labels)
-                .await?
-            {
+            if self.engine.ensure_network(def, labels).await? {
                 (self.report)(&format!("network {} created", def.name));
             }
         }
@@ -210,11 +218,7 @@ impl<E: Engine> Supervisor<E> {
             let mut labels = base_labels(&p.name);
             labels.insert(LABEL_VOLUME.into(), key.clone());
             self.record("", "volume", &format!("ensure volume {}", def.name))?;
-            if self
-                .engine
-                .ensure_volume(&def.name, def.driver.as_deref(), labels)
-                .await?
-            {
+            if self.engine.ensure_volume(def, labels).await? {
                 (self.report)(&format!("volume {} created", def.name));
             }
         }
@@ -317,7 +321,7 @@ impl<E: Engine> Supervisor<E> {
             if !refers && !mine.iter().any(|c| c.number == n) {
                 let spec = plan::container_spec(&self.project, svc, n);
                 self.record(name, "create", &format!("{name}#{n}: no container yet"))?;
-                precreated.insert(n, self.engine.create(&spec).await?);
+                precreated.insert(n, self.create(name, &spec).await?);
             }
         }
         for (dep, d) in &svc.depends_on {
@@ -380,7 +384,7 @@ impl<E: Engine> Supervisor<E> {
                     self.record(name, "recreate", &format!("{label}: {why}"))?;
                     self.engine.stop(&c.id, self.grace(Some(svc))).await?;
                     self.engine.remove(&c.id).await?;
-                    let id = self.engine.create(&spec).await?;
+                    let id = self.create(name, &spec).await?;
                     self.engine.start(&id).await?;
                     action = "recreated";
                     id
@@ -388,7 +392,7 @@ impl<E: Engine> Supervisor<E> {
                 None => {
                     let id = match precreated.remove(&n) {
                         Some(id) => id,
-                        None => self.engine.create(&spec).await?,
+                        None => self.create(name, &spec).await?,
                     };
                     self.record(name, "start", &format!("{label} created"))?;
                     self.engine.start(&id).await?;

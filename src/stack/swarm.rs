@@ -233,7 +233,7 @@ pub fn service_spec(
         svc.networks
             .iter()
             .map(|(k, aliases)| {
-                let mut a = aliases.clone();
+                let mut a = aliases.aliases.clone();
                 a.insert(0, svc.name.clone());
                 json!({"Target": network_name(project, k), "Aliases": a})
             })

@@ -184,7 +184,7 @@ fn full_file_ports_volumes_networks() {
         (Some(8081), 8081)
     );
     assert_eq!((gw.ports[2].published, gw.ports[2].target), (None, 9000));
-    assert_eq!(gw.networks["backend"], vec!["api".to_string()]);
+    assert_eq!(gw.networks["backend"].aliases, vec!["api".to_string()]);
     assert_eq!(p.networks["backend"].name, "full_stack_backend");
     assert_eq!(p.networks["outside"].name, "outside");
     assert!(p.networks["outside"].external);

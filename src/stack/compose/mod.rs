@@ -5,6 +5,7 @@ pub mod dotenv;
 pub mod envfile;
 pub mod error;
 pub mod interpolate;
+pub mod objects;
 mod parse;
 pub mod settings;
 pub mod yaml;
@@ -29,6 +30,10 @@ pub struct Project {
     pub services: BTreeMap<String, Service>,
     pub networks: BTreeMap<String, NetworkDef>,
     pub volumes: BTreeMap<String, VolumeDef>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, FileObject>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, FileObject>,
     /// Secret-named variables the file refers to, with their values: what an export must
     /// turn into references wherever the value landed (`--requirepass ${REDIS_PASSWORD}`).
     /// Never serialized.
@@ -49,7 +54,13 @@ pub struct Service {
     pub environment: BTreeMap<String, String>,
     pub ports: Vec<Port>,
     pub volumes: Vec<Mount>,
-    pub networks: BTreeMap<String, Vec<String>>,
+    pub networks: BTreeMap<String, ServiceNetwork>,
+    /// `secrets:` granted to the service, targets resolved (`/run/secrets/NAME`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileGrant>,
+    /// `configs:` granted to the service, targets resolved (`/NAME`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileGrant>,
     pub depends_on: BTreeMap<String, Dependency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
@@ -202,6 +213,9 @@ pub struct Healthcheck {
     pub retries: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
     pub start_period: Option<Duration>,
+    /// Engine API 1.44: refused at create by older engines, as `docker compose` does.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub start_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -261,21 +275,120 @@ pub struct Logging {
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct NetworkDef {
     /// The engine-side name (`<project>_<key>` unless `name:` or `external`).
     pub name: String,
     pub external: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub enable_ipv6: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A network's `ipam:` as the engine's IPAM takes it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Ipam {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamPool>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct IpamPool {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct VolumeDef {
     pub name: String,
     pub external: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How a service joins one network: `networks: {front: {aliases: [...], ipv4_address: ..}}`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServiceNetwork {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    /// Higher first: the order in which the container is attached (Compose's `priority`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+}
+
+/// A top-level `secrets:` or `configs:` entry: where its content comes from (one of
+/// `file`, `environment`, `content`). `config` prints this definition, never the content
+/// of a secret.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FileObject {
+    pub name: String,
+    /// Absolute path on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The variable whose value is the content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Inline content (configs only in the specification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// The environment variable's value, read at load. Never serialized.
+    #[serde(skip)]
+    pub value: Option<String>,
+}
+
+/// A service's grant of one secret or config: what lands where in its containers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileGrant {
+    pub source: String,
+    /// Absolute path in the container.
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Permission bits (`0440`); printed in octal.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "octal_mode")]
+    pub mode: Option<u32>,
+}
+
+fn octal_mode<S: serde::Serializer>(m: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(&format!("0{m:o}")),
+        None => s.serialize_none(),
+    }
 }
 
 mod opt_duration {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::envfile::{self, Format};
 use super::interpolate::{Vars, interpolate};
+use super::objects::{self, FileKind};
 use super::yaml::{self, Kind, Node, Pos};
 use super::*;
 use crate::model::probe::ProbeSpec;
@@ -468,38 +469,16 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
         );
     }
 
-    let networks = parse_top_defs(&mut ctx, root.get("networks"), "networks", &name);
-    let mut networks: BTreeMap<String, NetworkDef> = networks
-        .into_iter()
-        .map(|(k, (n, ext, drv))| {
-            (
-                k,
-                NetworkDef {
-                    name: n,
-                    external: ext,
-                    driver: drv,
-                },
-            )
-        })
-        .collect();
+    let mut networks = objects::parse_networks(&mut ctx, root.get("networks"), &name);
     networks.entry("default".into()).or_insert(NetworkDef {
         name: format!("{name}_default"),
-        external: false,
-        driver: None,
+        ..Default::default()
     });
-    let volumes = parse_top_defs(&mut ctx, root.get("volumes"), "volumes", &name)
-        .into_iter()
-        .map(|(k, (n, ext, drv))| {
-            (
-                k,
-                VolumeDef {
-                    name: n,
-                    external: ext,
-                    driver: drv,
-                },
-            )
-        })
-        .collect::<BTreeMap<_, _>>();
+    let volumes = objects::parse_volumes(&mut ctx, root.get("volumes"), &name);
+    let secrets =
+        objects::parse_file_objects(&mut ctx, root.get("secrets"), FileKind::Secret, &name);
+    let configs =
+        objects::parse_file_objects(&mut ctx, root.get("configs"), FileKind::Config, &name);
 
     let mut services = BTreeMap::new();
     match root.get("services") {
@@ -538,9 +517,12 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
         services,
         networks,
         volumes,
+        secrets,
+        configs,
         secret_vars,
     };
     validate(&mut ctx, &project, &root);
+    objects::validate_grants(&mut ctx, &project, &root);
     if ctx.errors.is_empty() {
         Ok(project)
     } else {
@@ -627,90 +609,6 @@ fn link_service_refs(ctx: &mut Ctx, services: &mut BTreeMap<String, Service>, ro
 /// `network_mode` naming a network rather than a mode (host, none, service:, container:).
 fn is_network_name(mode: &str) -> bool {
     !matches!(mode, "host" | "none" | "bridge") && !mode.contains(':')
-}
-
-type TopDef = (String, bool, Option<String>);
-
-fn parse_top_defs(
-    ctx: &mut Ctx,
-    node: Option<&Node>,
-    section: &str,
-    project: &str,
-) -> BTreeMap<String, TopDef> {
-    let mut out = BTreeMap::new();
-    let Some(node) = node else { return out };
-    let Some(m) = ctx.map(node, section) else {
-        return out;
-    };
-    for (k, v) in m {
-        let Some(key) = ctx.scalar(k, section, "a name") else {
-            continue;
-        };
-        let path = format!("{section}.{key}");
-        let mut name = format!("{project}_{key}");
-        let mut named = false;
-        let mut external = false;
-        let mut driver = None;
-        if let Some(body) = ctx.map(v, &path) {
-            for (bk, bv) in body {
-                let bkey = bk.as_str().unwrap_or("");
-                let p = format!("{path}.{bkey}");
-                match bkey {
-                    "name" => {
-                        if let Some(n) = ctx.scalar(bv, &p, "a name") {
-                            name = n;
-                            named = true;
-                        }
-                    }
-                    // `external: true`, or the legacy `external: {name: x}` (Compose
-                    // still reads it: the engine object is `x`).
-                    "external" => match &bv.kind {
-                        Kind::Map(_) => {
-                            external = true;
-                            match bv.get("name").and_then(|n| n.as_str()) {
-                                Some(n) if !n.is_empty() => {
-                                    name = n.to_string();
-                                    named = true;
-                                }
-                                _ => ctx.err(
-                                    bv.pos,
-                                    &p,
-                                    "the legacy form is `external: {name: NAME}`; or write                                      `external: true` with `name: NAME` beside it",
-                                ),
-                            }
-                        }
-                        _ => external = ctx.boolean(bv, &p).unwrap_or(false),
-                    },
-                    "driver" => driver = ctx.scalar(bv, &p, "a driver name"),
-                    // Refused, not accepted and ignored: osmen creates the object with its
-                    // name, driver and project labels only.
-                    "driver_opts" | "labels" | "attachable" | "internal" | "ipam"
-                    | "enable_ipv6" => {
-                        let what = if section == "networks" {
-                            "network"
-                        } else {
-                            "volume"
-                        };
-                        ctx.err(
-                            bk.pos,
-                            &p,
-                            format!(
-                                "`{bkey}` of a {what} is not applied by osmen yet, and a {what}                                  created without it would differ from the file: remove it, or                                  create the {what} yourself (docker {what} create) and mark it                                  `external: true`"
-                            ),
-                        );
-                    }
-                    other if other.starts_with("x-") => {}
-                    other => ctx.err(bk.pos, &p, format!("unknown key `{other}` in {section}")),
-                }
-            }
-        }
-        if external && !named {
-            // `external: true` without `name:` names the engine object by the key itself.
-            name = key.clone();
-        }
-        out.insert(key, (name, external, driver));
-    }
-    out
 }
 
 /// `x-osmen-probe: redis`, `x-osmen-probe: none`, or `{kind: postgres, port: 5433, every: 10s}`.
@@ -886,6 +784,8 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         ports: Vec::new(),
         volumes: Vec::new(),
         networks: BTreeMap::new(),
+        secrets: Vec::new(),
+        configs: Vec::new(),
         depends_on: BTreeMap::new(),
         healthcheck: None,
         restart: Restart::No,
@@ -941,7 +841,9 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
                     }
                 }
             }
-            "networks" => svc.networks = parse_service_networks(ctx, v, &p),
+            "networks" => svc.networks = objects::parse_service_networks(ctx, v, &p),
+            "secrets" => svc.secrets = objects::parse_grants(ctx, v, &p, FileKind::Secret),
+            "configs" => svc.configs = objects::parse_grants(ctx, v, &p, FileKind::Config),
             "depends_on" => svc.depends_on = parse_depends(ctx, v, &p),
             "healthcheck" => svc.healthcheck = parse_healthcheck(ctx, v, &p),
             "restart" => {
@@ -1498,33 +1400,6 @@ fn resolve_bind(ctx: &Ctx, s: &str) -> String {
     out.to_string_lossy().into_owned()
 }
 
-fn parse_service_networks(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    match &node.kind {
-        Kind::Seq(items) => {
-            for (i, it) in items.iter().enumerate() {
-                if let Some(n) = ctx.scalar(it, &format!("{path}[{i}]"), "a network name") {
-                    out.insert(n, Vec::new());
-                }
-            }
-        }
-        Kind::Map(m) => {
-            for (k, v) in m {
-                let Some(n) = ctx.scalar(k, path, "a network name") else {
-                    continue;
-                };
-                let aliases = v
-                    .get("aliases")
-                    .map(|a| ctx.string_list(a, &format!("{path}.{n}.aliases")))
-                    .unwrap_or_default();
-                out.insert(n, aliases);
-            }
-        }
-        _ => ctx.err(node.pos, path, "expected a list or mapping of networks"),
-    }
-    out
-}
-
 fn parse_depends(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, Dependency> {
     let mut out = BTreeMap::new();
     match &node.kind {
@@ -1593,6 +1468,7 @@ fn parse_healthcheck(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Healthche
         timeout: None,
         retries: None,
         start_period: None,
+        start_interval: None,
     };
     for (k, v) in node.as_map().unwrap_or(&[]) {
         let key = k.as_str().unwrap_or("");
@@ -1638,9 +1514,7 @@ fn parse_healthcheck(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Healthche
             "interval" => hc.interval = ctx.duration(v, &p),
             "timeout" => hc.timeout = ctx.duration(v, &p),
             "start_period" => hc.start_period = ctx.duration(v, &p),
-            "start_interval" => {
-                ctx.duration(v, &p);
-            }
+            "start_interval" => hc.start_interval = ctx.duration(v, &p),
             "retries" => hc.retries = ctx.uint(v, &p),
             "disable" => {
                 if ctx.boolean(v, &p) == Some(true) {
@@ -1654,6 +1528,7 @@ fn parse_healthcheck(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Healthche
                     "timeout",
                     "retries",
                     "start_period",
+                    "start_interval",
                     "disable",
                 ];
                 let hint = did_you_mean(other, &known);
@@ -2101,33 +1976,7 @@ mod tests {
             e.contains("networks.n.external") && e.contains("name"),
             "{e}"
         );
-        // What osmen does not create an object with is refused, naming file, line and key.
-        for (section, key, value) in [
-            ("networks", "ipam", "{config: [{subnet: 172.28.0.0/16}]}"),
-            ("networks", "internal", "true"),
-            ("networks", "attachable", "true"),
-            ("networks", "enable_ipv6", "true"),
-            (
-                "networks",
-                "driver_opts",
-                "{com.docker.network.bridge.name: br0}",
-            ),
-            ("networks", "labels", "[a=b]"),
-            ("volumes", "driver_opts", "{type: nfs}"),
-            ("volumes", "labels", "{a: b}"),
-        ] {
-            let e = load(&format!(
-                "services:\n  a:\n    image: i\n{section}:\n  x:\n    {key}: {value}\n"
-            ))
-            .unwrap_err();
-            assert!(
-                e.contains("/x/compose.yml:6:5")
-                    && e.contains(&format!("{section}.x.{key}"))
-                    && e.contains("not applied by osmen yet")
-                    && e.contains("external: true"),
-                "{section}.{key}: {e}"
-            );
-        }
+        // The other options are applied: see `objects::tests`.
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub const APPLIED_KEYS: &[&str] = &[
     "cgroup",
     "cgroup_parent",
     "command",
+    "configs",
     "container_name",
     "cpu_count",
     "cpu_period",
@@ -79,6 +80,7 @@ pub const APPLIED_KEYS: &[&str] = &[
     "restart",
     "runtime",
     "scale",
+    "secrets",
     "security_opt",
     "shm_size",
     "stdin_open",
@@ -104,11 +106,6 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
     (
         "attach",
         "osmen does not attach to service output at `up`; follow it with `osmen logs`",
-    ),
-    (
-        "configs",
-        "configs are not mounted by osmen yet; mount the file read-only under `volumes:` \
-         (`./app.conf:/app.conf:ro`)",
     ),
     (
         "cpu_percent",
@@ -153,11 +150,6 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
     (
         "pull_refresh_after",
         "osmen pulls by `pull_policy` only; use always, missing or never",
-    ),
-    (
-        "secrets",
-        "secrets are not mounted by osmen yet; mount the file read-only under `volumes:` \
-         (`./db_password.txt:/run/secrets/db_password:ro`)",
     ),
     (
         "use_api_socket",
