@@ -1895,4 +1895,300 @@ mod tests {
         assert!(e.contains("`annotations` needs Engine API 1.43"), "{e}");
         assert!(check_api(&spec, (1, 43)).is_ok());
     }
+
+    fn project_in(dir: &std::path::Path, src: &str) -> crate::stack::compose::Project {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("pw.txt"), "s3cret").unwrap();
+        std::fs::write(dir.join("app.conf"), "listen 80;").unwrap();
+        let opts = LoadOptions {
+            env: [("TOKEN".to_string(), "tok-123".to_string())].into(),
+            ..LoadOptions::default()
+        };
+        load_str(src, &dir.join("c.yml"), &opts).unwrap()
+    }
+
+    #[test]
+    fn secrets_and_configs_are_bind_mounted_or_injected_as_compose_does() {
+        let dir = std::env::temp_dir().join(format!("osmen-eng-sec-{}", std::process::id()));
+        let p = project_in(
+            &dir,
+            "name: t\nservices:\n  a:\n    image: i\n    secrets:\n      - pw\n      \
+             - {source: pw, target: owned, uid: '7', gid: '8', mode: 0400}\n      - token\n    \
+             configs:\n      - app\n      - {source: inline, target: etc/inline.conf}\n\
+             secrets:\n  pw: {file: pw.txt}\n  token: {environment: TOKEN}\n\
+             configs:\n  app: {file: app.conf}\n  inline: {content: 'a = 1'}\n",
+        );
+        let spec = container_spec(&p, &p.services["a"], 1);
+        let body = create_body(&spec);
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        let binds: Vec<(String, String, bool)> = mounts
+            .iter()
+            .map(|m| {
+                assert_eq!(m.typ, Some(MountType::BIND));
+                (
+                    m.source.clone().unwrap(),
+                    m.target.clone().unwrap(),
+                    m.read_only.unwrap(),
+                )
+            })
+            .collect();
+        let abs = |f: &str| {
+            std::path::absolute(dir.join(f))
+                .unwrap()
+                .display()
+                .to_string()
+        };
+        assert_eq!(
+            binds,
+            vec![
+                (abs("pw.txt"), "/run/secrets/pw".into(), true),
+                (abs("app.conf"), "/app".into(), true),
+            ]
+        );
+        let files: Vec<(&str, u32, u32, u32)> = spec
+            .files
+            .iter()
+            .map(|f| (f.target.as_str(), f.uid, f.gid, f.mode))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("/run/secrets/owned", 7, 8, 0o400),
+                ("/run/secrets/token", 0, 0, 0o444),
+                ("/etc/inline.conf", 0, 0, 0o444),
+            ]
+        );
+        // The spec is logged: a secret's value never shows in its Debug form.
+        assert!(!format!("{spec:?}").contains("tok-123"));
+        // The archive holds each file at its path with its owner, mode and bytes.
+        let tar = files_tar("t-a-1", &spec.files).unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut e, &mut body).unwrap();
+            seen.push((
+                e.path().unwrap().display().to_string(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mode().unwrap(),
+                body,
+            ));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("run/secrets/owned".into(), 7, 8, 0o400, "s3cret".into()),
+                ("run/secrets/token".into(), 0, 0, 0o444, "tok-123".into()),
+                ("etc/inline.conf".into(), 0, 0, 0o444, "a = 1".into()),
+            ]
+        );
+        std::fs::remove_file(dir.join("pw.txt")).unwrap();
+        let e = files_tar("t-a-1", &spec.files).unwrap_err().to_string();
+        assert!(
+            e.contains("pw.txt") && e.contains("/run/secrets/owned"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn endpoints_carry_static_addresses_in_priority_order() {
+        let p = load_str(
+            "name: t\nservices:\n  a:\n    image: i\n    networks:\n      \
+             back: {ipv4_address: 10.9.0.5}\n      front:\n        priority: 100\n        \
+             ipv4_address: 172.28.5.10\n        ipv6_address: 2001:db8::10\n        \
+             link_local_ips: [169.254.1.1]\n        aliases: [web]\n\
+             networks:\n  front: {}\n  back: {}\n",
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let spec = container_spec(&p, &p.services["a"], 1);
+        let order: Vec<&str> = spec.networks.iter().map(|a| a.network.as_str()).collect();
+        assert_eq!(order, ["t_front", "t_back"], "priority 100 first");
+        let body = create_body(&spec);
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("t_front")
+        );
+        let eps = body.networking_config.unwrap().endpoints_config.unwrap();
+        let ep = &eps["t_front"];
+        assert_eq!(ep.aliases, Some(vec!["a".to_string(), "web".to_string()]));
+        let ipam = ep.ipam_config.as_ref().unwrap();
+        assert_eq!(ipam.ipv4_address.as_deref(), Some("172.28.5.10"));
+        assert_eq!(ipam.ipv6_address.as_deref(), Some("2001:db8::10"));
+        assert_eq!(ipam.link_local_ips, Some(vec!["169.254.1.1".to_string()]));
+        // The second network is connected after create with its own address.
+        let back = endpoint(&spec.networks[1]);
+        assert_eq!(
+            back.ipam_config.unwrap().ipv4_address.as_deref(),
+            Some("10.9.0.5")
+        );
+    }
+
+    #[test]
+    fn networks_are_created_with_every_option_and_a_diverged_one_is_named() {
+        let p = load_str(
+            "name: t\nservices:\n  a:\n    image: i\n    networks: [n]\n\
+             networks:\n  n:\n    driver_opts: {com.docker.network.bridge.enable_icc: 'false'}\n    \
+             labels: {tier: front}\n    internal: true\n    attachable: true\n    \
+             enable_ipv6: true\n    ipam:\n      config:\n        - subnet: 172.28.0.0/16\n          \
+             ip_range: 172.28.5.0/24\n          gateway: 172.28.5.254\n          \
+             aux_addresses: {host1: 172.28.1.5}\n      options: {o: v}\n",
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let def = &p.networks["n"];
+        let labels: HashMap<String, String> = [
+            (LABEL_PROJECT.to_string(), "t".to_string()),
+            (LABEL_NETWORK.to_string(), "n".to_string()),
+        ]
+        .into();
+        let req = network_request(def, labels.clone());
+        assert_eq!(req.name, "t_n");
+        assert_eq!(req.driver.as_deref(), Some("bridge"));
+        assert_eq!(
+            (req.internal, req.attachable, req.enable_ipv6),
+            (Some(true), Some(true), Some(true))
+        );
+        assert_eq!(
+            req.options.as_ref().unwrap()["com.docker.network.bridge.enable_icc"],
+            "false"
+        );
+        let req_labels = req.labels.clone().unwrap();
+        assert_eq!(req_labels["tier"], "front");
+        assert_eq!(req_labels[LABEL_NETWORK], "n");
+        let ipam = req.ipam.clone().unwrap();
+        assert_eq!(ipam.driver.as_deref(), Some("default"));
+        let pool = &ipam.config.as_ref().unwrap()[0];
+        assert_eq!(pool.subnet.as_deref(), Some("172.28.0.0/16"));
+        assert_eq!(pool.ip_range.as_deref(), Some("172.28.5.0/24"));
+        assert_eq!(pool.gateway.as_deref(), Some("172.28.5.254"));
+        assert_eq!(
+            pool.auxiliary_addresses.as_ref().unwrap()["host1"],
+            "172.28.1.5"
+        );
+        assert_eq!(ipam.options.as_ref().unwrap()["o"], "v");
+        // What the engine answers for the network it made matches: nothing to say.
+        let made = bollard::models::NetworkInspect {
+            driver: req.driver.clone(),
+            internal: req.internal,
+            attachable: req.attachable,
+            enable_ipv6: req.enable_ipv6,
+            ipam: req.ipam.clone(),
+            options: req.options.clone(),
+            labels: req.labels.clone(),
+            ..Default::default()
+        };
+        assert_eq!(network_drift(def, &labels, &made), Vec::<String>::new());
+        // A network made by hand with another subnet and no Compose labels.
+        let other = bollard::models::NetworkInspect {
+            driver: Some("bridge".into()),
+            ipam: Some(bollard::models::Ipam {
+                driver: Some("default".into()),
+                config: Some(vec![bollard::models::IpamConfig {
+                    subnet: Some("10.1.0.0/16".into()),
+                    ..Default::default()
+                }]),
+                options: None,
+            }),
+            ..Default::default()
+        };
+        let drift = network_drift(def, &labels, &other).join("; ");
+        for w in [
+            "label com.docker.compose.network is \"\" (expected \"n\"",
+            "internal is false (file: true)",
+            "no ipam pool with subnet 172.28.0.0/16 (the network has 10.1.0.0/16)",
+            "driver_opts com.docker.network.bridge.enable_icc is unset",
+            "label tier is unset (file: \"front\")",
+        ] {
+            assert!(drift.contains(w), "{w:?} in {drift}");
+        }
+        let e = drift_error("network", "t_n", vec!["x".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("network t_n exists but differs") && e.contains("docker network rm t_n")
+        );
+    }
+
+    #[test]
+    fn a_diverged_volume_is_named_and_never_removed() {
+        let p = load_str(
+            "name: t\nservices:\n  a:\n    image: i\n    volumes: [v:/v]\n\
+             volumes:\n  v:\n    driver_opts: {type: tmpfs, device: tmpfs}\n    labels: {team: data}\n",
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let labels: HashMap<String, String> = [(LABEL_VOLUME.to_string(), "v".to_string())].into();
+        let mut v = bollard::models::Volume {
+            name: "t_v".into(),
+            driver: "local".into(),
+            labels: [
+                (LABEL_VOLUME.to_string(), "v".to_string()),
+                ("team".to_string(), "data".to_string()),
+            ]
+            .into(),
+            options: [
+                ("type".to_string(), "tmpfs".to_string()),
+                ("device".to_string(), "tmpfs".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        assert!(volume_drift(&p.volumes["v"], &labels, &v).is_empty());
+        v.options.insert("type".into(), "nfs".into());
+        let d = volume_drift(&p.volumes["v"], &labels, &v).join("; ");
+        assert!(
+            d.contains("driver_opts type is \"nfs\" (file: \"tmpfs\")"),
+            "{d}"
+        );
+        let e = drift_error("volume", "t_v", vec![d])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("docker volume rm t_v") && e.contains("data is lost"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn start_interval_and_endpoint_mac_are_refused_below_api_1_44() {
+        let p = load_str(
+            "name: t\nservices:\n  a:\n    image: i\n    healthcheck:\n      \
+             test: [CMD, true]\n      start_interval: 2s\n  b:\n    image: i\n    \
+             networks:\n      default: {mac_address: '02:42:ac:11:00:02'}\n",
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let spec = container_spec(&p, &p.services["a"], 1);
+        let e = check_api(&spec, (1, 41)).unwrap_err().to_string();
+        assert!(
+            e.contains("`healthcheck.start_interval` needs Engine API 1.44"),
+            "{e}"
+        );
+        assert!(check_api(&spec, (1, 44)).is_ok());
+        assert_eq!(
+            create_body(&spec).healthcheck.unwrap().start_interval,
+            Some(2_000_000_000)
+        );
+        let spec = container_spec(&p, &p.services["b"], 1);
+        let e = check_api(&spec, (1, 41)).unwrap_err().to_string();
+        assert!(e.contains("`mac_address` needs Engine API 1.44"), "{e}");
+        let eps = create_body(&spec)
+            .networking_config
+            .unwrap()
+            .endpoints_config
+            .unwrap();
+        assert_eq!(
+            eps["t_default"].mac_address.as_deref(),
+            Some("02:42:ac:11:00:02")
+        );
+    }
 }
