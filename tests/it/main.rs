@@ -29,6 +29,7 @@ mod guide_load;
 mod images;
 mod llm_standin;
 mod parity;
+mod parity_objects;
 mod probes;
 mod prometheus;
 mod remote;
