@@ -157,11 +157,47 @@ pub(super) fn parse_networks(
             }
         }
         let (name, external) = id.finish(&key);
+        let set = [
+            ("driver", def.driver.is_some()),
+            ("driver_opts", !def.driver_opts.is_empty()),
+            ("ipam", def.ipam.is_some()),
+            ("labels", !def.labels.is_empty()),
+            ("internal", def.internal),
+            ("attachable", def.attachable),
+            ("enable_ipv6", def.enable_ipv6),
+        ];
+        conflicts_with_external(ctx, v, &path, external, &set);
         def.name = name;
         def.external = external;
         out.insert(key, def);
     }
     out
+}
+
+/// An external object is used as it is: options beside `external: true` would be
+/// silently unused, and compose-go refuses them ("conflicting parameters").
+fn conflicts_with_external(
+    ctx: &mut Ctx,
+    v: &Node,
+    path: &str,
+    external: bool,
+    set: &[(&str, bool)],
+) {
+    if !external {
+        return;
+    }
+    for (key, on) in set {
+        if *on {
+            let pos = v.get(key).map_or(v.pos, |n| n.pos);
+            ctx.err(
+                pos,
+                &format!("{path}.{key}"),
+                format!(
+                    "conflicting parameters `external` and `{key}`: an external object is                      used as it exists, so `{key}` would not apply; remove one of them"
+                ),
+            );
+        }
+    }
 }
 
 fn parse_ipam(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Ipam> {
@@ -280,6 +316,12 @@ pub(super) fn parse_volumes(
             }
         }
         let (name, external) = id.finish(&key);
+        let set = [
+            ("driver", def.driver.is_some()),
+            ("driver_opts", !def.driver_opts.is_empty()),
+            ("labels", !def.labels.is_empty()),
+        ];
+        conflicts_with_external(ctx, v, &path, external, &set);
         def.name = name;
         def.external = external;
         out.insert(key, def);
@@ -593,9 +635,37 @@ fn parse_attachment(ctx: &mut Ctx, node: &Node, path: &str) -> ServiceNetwork {
     att
 }
 
-/// Every grant names a declared secret or config.
+/// Every grant names a declared secret or config, and lands where nothing else does.
 pub(super) fn validate_grants(ctx: &mut Ctx, project: &Project, root: &Node) {
     for (name, svc) in &project.services {
+        let mut taken: BTreeMap<&str, String> = svc
+            .volumes
+            .iter()
+            .map(|m| (m.target.as_str(), "volumes".to_string()))
+            .collect();
+        for (section, g) in svc
+            .secrets
+            .iter()
+            .map(|g| ("secrets", g))
+            .chain(svc.configs.iter().map(|g| ("configs", g)))
+        {
+            if let Some(other) = taken.insert(g.target.as_str(), section.to_string()) {
+                let pos = root
+                    .get("services")
+                    .and_then(|s| s.get(name))
+                    .and_then(|s| s.get(section))
+                    .map(|n| n.pos)
+                    .unwrap_or_default();
+                ctx.err(
+                    pos,
+                    &format!("services.{name}.{section}"),
+                    format!(
+                        "`{}` would land on {}, where {other} already puts a file: give it                          another `target:`",
+                        g.source, g.target
+                    ),
+                );
+            }
+        }
         for (kind, grants, defs) in [
             (FileKind::Secret, &svc.secrets, &project.secrets),
             (FileKind::Config, &svc.configs, &project.configs),
@@ -847,6 +917,30 @@ mod tests {
                 assert!(e.contains(w), "{w:?} in:\n{e}");
             }
         }
+    }
+
+    #[test]
+    fn external_objects_refuse_options_and_targets_do_not_collide() {
+        let e = load(
+            "services:\n  a:\n    image: i\nnetworks:\n  n:\n    external: true\n    \
+             driver: bridge\nvolumes:\n  v:\n    external: true\n    labels: {a: b}\n",
+        )
+        .unwrap_err();
+        for w in [
+            ":7:13: networks.n.driver: conflicting parameters `external` and `driver`",
+            ":11:13: volumes.v.labels: conflicting parameters `external` and `labels`",
+        ] {
+            assert!(e.contains(w), "{w:?} in {e}");
+        }
+        let e = load(
+            "services:\n  a:\n    image: i\n    secrets: [s, {source: s, target: s}]\n\
+             secrets:\n  s: {file: db_password.txt}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(":4:14: services.a.secrets: `s` would land on /run/secrets/s"),
+            "{e}"
+        );
     }
 
     #[test]

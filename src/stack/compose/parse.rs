@@ -1580,6 +1580,7 @@ fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, resta
                 }
             }
             "resources" => {
+                check_resource_keys(ctx, v, &p, svc);
                 if let Some(limits) = v.get("limits") {
                     let lp = format!("{p}.limits");
                     if let Some(c) = limits.get("cpus") {
@@ -1654,6 +1655,55 @@ fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, resta
             "restart_policy" | "update_config" | "rollback_config" | "mode" | "labels"
             | "endpoint_mode" => {}
             other => ctx.err(k.pos, &p, format!("unknown deploy key `{other}`")),
+        }
+    }
+}
+
+/// `deploy.resources` keys beyond cpus, memory and devices: `limits.pids` is applied (as
+/// `docker compose` sets PidsLimit); the rest is refused by name, never dropped.
+fn check_resource_keys(ctx: &mut Ctx, v: &Node, p: &str, svc: &mut Service) {
+    for (k, sub) in v.as_map().unwrap_or(&[]) {
+        let key = k.as_str().unwrap_or("");
+        let kp = format!("{p}.{key}");
+        let known: &[&str] = match key {
+            "limits" => &["cpus", "memory", "pids"],
+            "reservations" => &["cpus", "memory", "devices"],
+            other if other.starts_with("x-") => continue,
+            other => {
+                ctx.err(
+                    k.pos,
+                    &kp,
+                    format!("unknown key `{other}`; allowed: limits, reservations"),
+                );
+                continue;
+            }
+        };
+        for (sk, sv) in sub.as_map().unwrap_or(&[]) {
+            let skey = sk.as_str().unwrap_or("");
+            let sp = format!("{kp}.{skey}");
+            if key == "limits" && skey == "pids" {
+                let n = ctx.uint(sv, &sp).map(i64::from);
+                match (svc.settings.pids_limit, n) {
+                    (Some(a), Some(b)) if a != b => ctx.err(
+                        sv.pos,
+                        &sp,
+                        format!("pids_limit is {a} but {sp} is {b}: set one of them"),
+                    ),
+                    _ => svc.settings.pids_limit = svc.settings.pids_limit.or(n),
+                }
+            } else if skey == "generic_resources" {
+                ctx.err(
+                    sk.pos,
+                    &sp,
+                    "generic_resources are Swarm node resources; one engine has none to                      reserve: remove them",
+                );
+            } else if !known.contains(&skey) && !skey.starts_with("x-") {
+                ctx.err(
+                    sk.pos,
+                    &sp,
+                    format!("unknown key `{skey}`; allowed: {}", known.join(", ")),
+                );
+            }
         }
     }
 }
@@ -1977,6 +2027,51 @@ mod tests {
             "{e}"
         );
         // The other options are applied: see `objects::tests`.
+    }
+
+    #[test]
+    fn deploy_resources_apply_pids_and_refuse_what_one_engine_lacks() {
+        let p = load(
+            "services:\n  a:\n    image: i\n    deploy:\n      resources:\n        \
+             limits: {pids: 50, memory: 64m}\n",
+        )
+        .unwrap();
+        assert_eq!(p.services["a"].settings.pids_limit, Some(50));
+        for (body, at, words) in [
+            (
+                "reservations: {generic_resources: []}",
+                "/x/compose.yml:6:24",
+                vec!["reservations.generic_resources", "Swarm"],
+            ),
+            (
+                "limits: {cpu: 1}",
+                "/x/compose.yml:6:18",
+                vec!["limits.cpu", "unknown key `cpu`", "cpus, memory, pids"],
+            ),
+            (
+                "limit: {cpus: 1}",
+                "/x/compose.yml:6:9",
+                vec!["resources.limit", "unknown key `limit`"],
+            ),
+        ] {
+            let e = load(&format!(
+                "services:\n  a:\n    image: i\n    deploy:\n      resources:\n        {body}\n"
+            ))
+            .unwrap_err();
+            assert!(e.contains(at), "{at} in {e}");
+            for w in words {
+                assert!(e.contains(w), "{w:?} in {e}");
+            }
+        }
+        let e = load(
+            "services:\n  a:\n    image: i\n    pids_limit: 10\n    deploy:\n      \
+             resources:\n        limits: {pids: 20}\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("pids_limit is 10 but") && e.contains(":7:"),
+            "{e}"
+        );
     }
 
     #[test]
