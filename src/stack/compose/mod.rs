@@ -332,21 +332,53 @@ pub struct VolumeDef {
 }
 
 /// How a service joins one network: `networks: {front: {aliases: [...], ipv4_address: ..}}`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// Written as its alias list when that is all it sets (the form the config hash of
+/// existing containers was computed on), else as a mapping.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServiceNetwork {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub link_local_ips: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
     /// Higher first: the order in which the container is attached (Compose's `priority`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
+}
+
+impl Serialize for ServiceNetwork {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Full<'a> {
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            aliases: &'a Vec<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ipv4_address: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ipv6_address: &'a Option<String>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            link_local_ips: &'a Vec<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mac_address: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            priority: &'a Option<i64>,
+        }
+        let only_aliases = ServiceNetwork {
+            aliases: self.aliases.clone(),
+            ..Default::default()
+        };
+        if *self == only_aliases {
+            return self.aliases.serialize(s);
+        }
+        Full {
+            aliases: &self.aliases,
+            ipv4_address: &self.ipv4_address,
+            ipv6_address: &self.ipv6_address,
+            link_local_ips: &self.link_local_ips,
+            mac_address: &self.mac_address,
+            priority: &self.priority,
+        }
+        .serialize(s)
+    }
 }
 
 /// A top-level `secrets:` or `configs:` entry: where its content comes from (one of

@@ -958,5 +958,10 @@ mod tests {
         assert_eq!(n.link_local_ips, vec!["169.254.8.8"]);
         assert_eq!(n.priority, Some(10));
         assert_eq!(n.aliases, vec!["web"]);
+        // Aliases alone keep the form existing containers' config hash was taken on.
+        let json = serde_json::to_value(&p.services["a"].networks).unwrap();
+        assert_eq!(json["back"], serde_json::json!([]));
+        assert_eq!(json["front"]["ipv4_address"], "172.28.0.10");
+        assert_eq!(json["front"]["aliases"], serde_json::json!(["web"]));
     }
 }
