@@ -27,11 +27,12 @@ struct Objects {
 }
 
 impl Objects {
-    fn new() -> Objects {
+    /// `tag` keeps each test's directory and projects apart (the tests run in parallel).
+    fn new(tag: &str) -> Objects {
         let pid = std::process::id();
-        let osmen = format!("osmen-objects-o{pid}");
-        let compose = format!("osmen-objects-c{pid}");
-        let dir = std::env::temp_dir().join(format!("osmen-objects-dir{pid}"));
+        let osmen = format!("osmen-objects-{tag}o{pid}");
+        let compose = format!("osmen-objects-{tag}c{pid}");
+        let dir = std::env::temp_dir().join(format!("osmen-objects-{tag}dir{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("config")).unwrap();
         let fixture = root().join("tests/fixtures/compose/parity-objects");
@@ -147,6 +148,11 @@ fn created(project: &str, container: &str) -> BTreeMap<String, Value> {
     mounts.sort_by_key(|m| m["Destination"].to_string());
     out.insert("container.Mounts".into(), norm(&Value::Array(mounts)));
     let ep = &c["NetworkSettings"]["Networks"][format!("{project}_front")];
+    assert!(
+        ep.is_object(),
+        "{container} is not on {project}_front: {}",
+        c["NetworkSettings"]["Networks"]
+    );
     let mut aliases: Vec<Value> = ep["Aliases"]
         .as_array()
         .cloned()
@@ -203,7 +209,7 @@ fn secrets_networks_and_volumes_match_docker_compose() {
         eprintln!("skipped: no docker-compose (required under CI=true)");
         return;
     }
-    let o = Objects::new();
+    let o = Objects::new("p");
     let file = "docker-compose.yml";
 
     let (ok, out) = o.osmen(&o.osmen, file, &["up", "--wait"]);
@@ -272,7 +278,7 @@ fn injected_secrets_and_configs_land_with_their_owner_and_mode() {
     if !docker_ready() {
         return;
     }
-    let o = Objects::new();
+    let o = Objects::new("i");
     let project = o.injected();
     let (ok, cfg) = o.osmen(&project, "injected.yml", &["config"]);
     assert!(ok, "{cfg}");
@@ -289,6 +295,14 @@ fn injected_secrets_and_configs_land_with_their_owner_and_mode() {
     );
     assert!(!out.contains("tok-from-env"), "{out}");
     let c = format!("{project}-app-1");
+    // ... and is kept in the journal the console shows.
+    let journal = std::fs::read_to_string(o.dir.join("runtime/journal.jsonl")).unwrap();
+    assert!(
+        journal.lines().any(|l| l.contains("\"warning\"")
+            && l.contains(&c)
+            && l.contains("OOM killer is disabled")),
+        "{journal}"
+    );
     for (path, content, perms, owner) in [
         (
             "/run/secrets/token",
@@ -326,4 +340,45 @@ fn injected_secrets_and_configs_land_with_their_owner_and_mode() {
         (&conf["Type"], &conf["RW"]),
         (&json!("bind"), &json!(false))
     );
+}
+
+/// `docker compose` refuses `healthcheck.start_interval` on an engine older than API 1.44
+/// ("can't set healthcheck.start_interval as feature require Docker Engine v25 or later");
+/// osmen does the same at `up`, by name, and creates no container without it.
+#[test]
+fn start_interval_is_refused_by_an_engine_older_than_api_1_44() {
+    if !docker_ready() {
+        return;
+    }
+    let (ok, version) = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    assert!(ok, "{version}");
+    let (major, minor) = version.split_once('.').unwrap();
+    let new_engine = (major.parse::<u32>().unwrap(), minor.parse::<u32>().unwrap()) >= (1, 44);
+    let o = Objects::new("s");
+    let project = format!("{}s", o.osmen);
+    std::fs::write(
+        o.dir.join("start.yml"),
+        "services:\n  app:\n    image: osmen-shell:test\n    command: [sleep, '300']\n    \
+         healthcheck:\n      test: [CMD, 'true']\n      interval: 1s\n      \
+         start_interval: 1s\n",
+    )
+    .unwrap();
+    let (ok, out) = o.osmen(&project, "start.yml", &["up"]);
+    let _ = o.osmen(&project, "start.yml", &["down", "--volumes"]);
+    if new_engine {
+        assert!(ok, "{out}");
+        return;
+    }
+    assert!(
+        !ok,
+        "up with start_interval succeeded on API {version}:\n{out}"
+    );
+    assert!(
+        out.contains("`healthcheck.start_interval` needs Engine API 1.44")
+            && out.contains(&format!("this engine speaks {version}")),
+        "{out}"
+    );
+    let filter = format!("label=com.docker.compose.project={project}");
+    let (_, ids) = docker(&["ps", "-aq", "--filter", &filter]);
+    assert!(ids.is_empty(), "a container was created: {ids}");
 }
