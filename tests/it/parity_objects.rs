@@ -96,6 +96,7 @@ impl Drop for Objects {
                 let _ = docker(&["rm", "-f", id]);
             }
             let _ = docker(&["network", "rm", &format!("{project}_front")]);
+            let _ = docker(&["network", "rm", &format!("{project}_back")]);
             let _ = docker(&["network", "rm", &format!("{project}_default")]);
             let _ = docker(&["volume", "rm", &format!("{project}_data")]);
         }
@@ -147,36 +148,49 @@ fn created(project: &str, container: &str) -> BTreeMap<String, Value> {
         .collect();
     mounts.sort_by_key(|m| m["Destination"].to_string());
     out.insert("container.Mounts".into(), norm(&Value::Array(mounts)));
-    let ep = &c["NetworkSettings"]["Networks"][format!("{project}_front")];
-    assert!(
-        ep.is_object(),
-        "{container} is not on {project}_front: {}",
-        c["NetworkSettings"]["Networks"]
+    out.insert(
+        "container.NetworkMode".into(),
+        norm(&c["HostConfig"]["NetworkMode"]),
     );
-    let mut aliases: Vec<Value> = ep["Aliases"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|a| !id.starts_with(a.as_str().unwrap_or("-")))
-        .collect();
-    aliases.sort_by_key(|a| a.to_string());
-    out.insert("endpoint.Aliases".into(), Value::Array(aliases));
-    for f in ["IPAMConfig", "IPAddress", "Gateway", "IPPrefixLen"] {
-        out.insert(format!("endpoint.{f}"), ep[f].clone());
+    for net in ["front", "back"] {
+        let ep = &c["NetworkSettings"]["Networks"][format!("{project}_{net}")];
+        assert!(
+            ep.is_object(),
+            "{container} is not on {project}_{net}: {}",
+            c["NetworkSettings"]["Networks"]
+        );
+        let mut aliases: Vec<Value> = ep["Aliases"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| !id.starts_with(a.as_str().unwrap_or("-")))
+            .collect();
+        aliases.sort_by_key(|a| a.to_string());
+        out.insert(format!("endpoint.{net}.Aliases"), Value::Array(aliases));
+        for f in ["IPAMConfig", "IPAddress", "Gateway", "IPPrefixLen"] {
+            let v = if net == "front" {
+                ep[f].clone()
+            } else {
+                json!(ep[f].is_string())
+            };
+            out.insert(format!("endpoint.{net}.{f}"), v);
+        }
+        let n = inspect(&["network", "inspect", &format!("{project}_{net}")]);
+        for f in ["Driver", "Internal", "Attachable", "EnableIPv6", "Options"] {
+            // docker-compose 1.29 makes every network attachable (API >= 1.24); compose
+            // v2, the behaviour osmen follows, takes the file's `attachable` (default
+            // false). Compared where the file sets it.
+            if f == "Attachable" && net == "back" {
+                continue;
+            }
+            out.insert(format!("network.{net}.{f}"), n[f].clone());
+        }
+        if net == "front" {
+            out.insert("network.front.IPAM".into(), n["IPAM"].clone());
+        }
+        out.insert(format!("network.{net}.Labels"), file_labels(&n["Labels"]));
     }
-    let n = inspect(&["network", "inspect", &format!("{project}_front")]);
-    for f in [
-        "Driver",
-        "Internal",
-        "Attachable",
-        "EnableIPv6",
-        "IPAM",
-        "Options",
-    ] {
-        out.insert(format!("network.{f}"), n[f].clone());
-    }
-    out.insert("network.Labels".into(), file_labels(&n["Labels"]));
     let v = inspect(&["volume", "inspect", &format!("{project}_data")]);
     for f in ["Driver", "Options"] {
         out.insert(format!("volume.{f}"), v[f].clone());
@@ -252,8 +266,17 @@ fn secrets_networks_and_volumes_match_docker_compose() {
         }
     }
     // What was compared was really set (not both empty alike).
-    assert_eq!(mine["endpoint.IPAddress"], "10.213.5.10");
-    assert_eq!(mine["network.IPAM"]["Config"][0]["Subnet"], "10.213.0.0/16");
+    assert_eq!(mine["endpoint.front.IPAddress"], "10.213.5.10");
+    assert_eq!(
+        mine["endpoint.front.IPAMConfig"]["LinkLocalIPs"],
+        json!(["169.254.8.8"])
+    );
+    assert_eq!(mine["container.NetworkMode"], "PROJECT_back");
+    assert_eq!(mine["network.back.Internal"], true);
+    assert_eq!(
+        mine["network.front.IPAM"]["Config"][0]["Subnet"],
+        "10.213.0.0/16"
+    );
     assert_eq!(mine["volume.Options"]["type"], "tmpfs");
     assert_eq!(
         mine["container.Mounts"].as_array().map(Vec::len),
