@@ -935,11 +935,15 @@ fn drift_error(what: &str, name: &str, drift: Vec<String>) -> EResult<bool> {
     }
     let fix = if what == "network" {
         format!(
-            "docker compose recreates a diverged network; osmen does not disconnect containers              on its own: run `osmen down`, then `docker network rm {name}`, then `osmen up`,              or mark it `external: true` to use it as it is"
+            "docker compose recreates a diverged network; osmen does not disconnect containers \
+             on its own: run `osmen down`, then `docker network rm {name}`, then `osmen up`, \
+             or mark it `external: true` to use it as it is"
         )
     } else {
         format!(
-            "docker compose asks before recreating a diverged volume (its data is lost); osmen              does not delete data: back it up, `docker volume rm {name}`, then `osmen up`, or              mark it `external: true` to use it as it is"
+            "docker compose asks before recreating a diverged volume (its data is lost); osmen \
+             does not delete data: back it up, `docker volume rm {name}`, then `osmen up`, or \
+             mark it `external: true` to use it as it is"
         )
     };
     Err(EngineError::Other(format!(
@@ -960,7 +964,8 @@ fn network_drift(
     let want = LABEL_NETWORK;
     if have.get(want) != labels.get(want) {
         out.push(format!(
-            "label {want} is {:?} (expected {:?}; it was not created by Compose for this              project)",
+            "label {want} is {:?} (expected {:?}; it was not created by Compose for this \
+             project)",
             have.get(want).map_or("", String::as_str),
             labels.get(want).map_or("", String::as_str)
         ));
@@ -972,13 +977,17 @@ fn network_drift(
             n.driver.as_deref().unwrap_or("")
         ));
     }
-    for (key, want, got) in [
-        ("internal", def.internal, n.internal),
-        ("attachable", def.attachable, n.attachable),
-        ("enable_ipv6", def.enable_ipv6, n.enable_ipv6),
+    // `internal` both ways (a network cut off from outside, or not, changes what the
+    // containers can reach); `attachable` and `enable_ipv6` when the file asks for them:
+    // docker-compose 1.29 makes every network attachable, and its networks are adopted.
+    for (key, want, got, both_ways) in [
+        ("internal", def.internal, n.internal, true),
+        ("attachable", def.attachable, n.attachable, false),
+        ("enable_ipv6", def.enable_ipv6, n.enable_ipv6, false),
     ] {
-        if got.unwrap_or(false) != want {
-            out.push(format!("{key} is {} (file: {want})", got.unwrap_or(false)));
+        let got = got.unwrap_or(false);
+        if got != want && (want || both_ways) {
+            out.push(format!("{key} is {got} (file: {want})"));
         }
     }
     map_drift(
@@ -1026,7 +1035,8 @@ fn volume_drift(
     let want = LABEL_VOLUME;
     if v.labels.get(want) != labels.get(want) {
         out.push(format!(
-            "label {want} is {:?} (expected {:?}; it was not created by Compose for this              project)",
+            "label {want} is {:?} (expected {:?}; it was not created by Compose for this \
+             project)",
             v.labels.get(want).map_or("", String::as_str),
             labels.get(want).map_or("", String::as_str)
         ));
@@ -2098,10 +2108,23 @@ mod tests {
             }),
             ..Default::default()
         };
+        // docker-compose 1.29's networks are attachable: not a difference the file asks
+        // about when it does not set `attachable`.
+        let plain = &p.networks["default"];
+        let default_labels: HashMap<String, String> =
+            [(LABEL_NETWORK.to_string(), "default".to_string())].into();
+        let compose129 = bollard::models::NetworkInspect {
+            driver: Some("bridge".into()),
+            attachable: Some(true),
+            labels: Some(default_labels.clone()),
+            ..Default::default()
+        };
+        assert!(network_drift(plain, &default_labels, &compose129).is_empty());
         let drift = network_drift(def, &labels, &other).join("; ");
         for w in [
             "label com.docker.compose.network is \"\" (expected \"n\"",
             "internal is false (file: true)",
+            "attachable is false (file: true)",
             "no ipam pool with subnet 172.28.0.0/16 (the network has 10.1.0.0/16)",
             "driver_opts com.docker.network.bridge.enable_icc is unset",
             "label tier is unset (file: \"front\")",

@@ -1695,7 +1695,8 @@ fn check_resource_keys(ctx: &mut Ctx, v: &Node, p: &str, svc: &mut Service) {
                 ctx.err(
                     sk.pos,
                     &sp,
-                    "generic_resources are Swarm node resources; one engine has none to                      reserve: remove them",
+                    "generic_resources are Swarm node resources; one engine has none to \
+                     reserve: remove them",
                 );
             } else if !known.contains(&skey) && !skey.starts_with("x-") {
                 ctx.err(
