@@ -384,7 +384,7 @@ impl Serialize for ServiceNetwork {
 /// A top-level `secrets:` or `configs:` entry: where its content comes from (one of
 /// `file`, `environment`, `content`). `config` prints this definition, never the content
 /// of a secret.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Clone, Default, Serialize, PartialEq)]
 pub struct FileObject {
     pub name: String,
     /// Absolute path on the host.
@@ -399,6 +399,19 @@ pub struct FileObject {
     /// The environment variable's value, read at load. Never serialized.
     #[serde(skip)]
     pub value: Option<String>,
+}
+
+/// The value stays out of Debug prints (a project may be logged).
+impl std::fmt::Debug for FileObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileObject")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("environment", &self.environment)
+            .field("content", &self.content)
+            .field("value", &self.value.as_ref().map(|_| "********"))
+            .finish()
+    }
 }
 
 /// A service's grant of one secret or config: what lands where in its containers.

@@ -773,6 +773,10 @@ mod tests {
         assert!(json.contains("\"mode\":\"0440\""), "{json}");
         assert!(!json.contains("tok-123"), "{json}");
         assert!(!json.contains("s3cret-value"), "{json}");
+        assert!(
+            !format!("{:?}", p.secrets).contains("tok-123"),
+            "a Debug print shows the value"
+        );
     }
 
     #[test]
