@@ -121,6 +121,52 @@ fn carry_settings(svc: &Service, container: &mut Value, warnings: &mut Vec<Strin
     }
 }
 
+/// The service's published ports as Swarm `PortConfig`s. A host range is published port
+/// by port, as `docker stack deploy` does (Swarm picks no port in a range); a port the
+/// file publishes on one address only is left out and named.
+fn endpoint_ports(svc: &Service, warnings: &mut Vec<String>) -> Vec<Value> {
+    let mut ports = Vec::new();
+    for p in &svc.ports {
+        if let Some(ip) = p.host_ip.as_deref()
+            && ip != "0.0.0.0"
+            && ip != "::"
+        {
+            warnings.push(format!(
+                "{}: port {} is published on {ip} only in the file; Swarm's ingress listens \
+                 on every address, so it is not published (reach it on the overlay network, \
+                 or publish it without an address)",
+                svc.name, p.target
+            ));
+            continue;
+        }
+        let entry = |published: Option<u16>| {
+            let mut e = json!({
+                "Protocol": p.protocol,
+                "TargetPort": p.target,
+                "PublishMode": p.mode.as_deref().unwrap_or("ingress"),
+            });
+            if let Some(n) = &p.name {
+                e["Name"] = json!(n);
+            }
+            if let Some(pp) = published {
+                e["PublishedPort"] = json!(pp);
+            }
+            e
+        };
+        match p.published {
+            None => ports.push(entry(None)),
+            Some(h) => ports.extend((h.start..=h.end).map(|n| entry(Some(n)))),
+        }
+        if p.app_protocol.is_some() {
+            warnings.push(format!(
+                "{}: port {}: app_protocol has no Swarm form; it is left out",
+                svc.name, p.target
+            ));
+        }
+    }
+    ports
+}
+
 /// One compose service as a Swarm service spec, and what could not be kept.
 pub fn service_spec(
     project: &Project,
@@ -239,28 +285,7 @@ pub fn service_spec(
             })
             .collect()
     };
-    let mut ports = Vec::new();
-    for p in &svc.ports {
-        match (p.host_ip.as_deref(), p.published) {
-            (Some(ip), _) if ip != "0.0.0.0" && ip != "::" => warnings.push(format!(
-                "{}: port {} is published on {ip} only in the file; Swarm's ingress listens \
-                 on every address, so it is not published (reach it on the overlay network, \
-                 or publish it without an address)",
-                svc.name, p.target
-            )),
-            (_, published) => {
-                let mut e = json!({
-                    "Protocol": p.protocol,
-                    "TargetPort": p.target,
-                    "PublishMode": "ingress",
-                });
-                if let Some(pp) = published {
-                    e["PublishedPort"] = json!(pp);
-                }
-                ports.push(e);
-            }
-        }
-    }
+    let ports = endpoint_ports(svc, &mut warnings);
     let stateful = svc.volumes.iter().any(|m| m.kind == MountKind::Volume);
     let mut placement = json!({});
     if !svc.placement.is_empty() {
