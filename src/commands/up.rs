@@ -68,6 +68,11 @@ pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
     if ctx.global.engine == crate::cli::EngineKind::Swarm {
         return super::swarm::up(ctx, &project, &targets, args.wait).await;
     }
+    for t in &targets {
+        for line in crate::stack::compose::deploy::local_up_notes(&project.services[t]) {
+            eprintln!("note: {line}");
+        }
+    }
     let sup = ctx.supervisor_for(std::sync::Arc::new(project)).await?;
     let opts = UpOptions {
         wait: args.wait,

@@ -1,6 +1,7 @@
 //! The compose file: loading, interpolation, validation, and the resolved stack model
 //! that the supervisor acts on. Everything is checked before the engine is touched.
 
+pub mod deploy;
 pub mod dotenv;
 pub mod envfile;
 pub mod error;
@@ -87,6 +88,10 @@ pub struct Service {
     /// `deploy.placement.constraints` (Swarm): `node.role == manager`, `node.labels.gpu == true`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub placement: Vec<String>,
+    /// `deploy.mode`, `update_config`, `rollback_config`, `endpoint_mode`, `labels`:
+    /// Swarm's; printed by `config` under `deploy`.
+    #[serde(skip_serializing_if = "deploy::SwarmDeploy::is_empty")]
+    pub deploy: deploy::SwarmDeploy,
     /// Privileges, kernel limits, name resolution, namespaces, CPU tuning: printed by
     /// `config` under their compose names.
     #[serde(flatten)]

@@ -904,6 +904,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         probe: None,
         balance: None,
         placement: Vec::new(),
+        deploy: Default::default(),
         settings: ContainerSettings::default(),
     };
     let mut scale = None;
@@ -1635,11 +1636,12 @@ fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, resta
                     }
                 }
             }
-            "restart_policy" | "update_config" | "rollback_config" | "mode" | "labels"
-            | "endpoint_mode" => {}
+            "restart_policy" => {}
+            other if super::deploy::parse_key(ctx, other, v, &p, svc) => {}
             other => ctx.err(k.pos, &p, format!("unknown deploy key `{other}`")),
         }
     }
+    super::deploy::check(ctx, node, path, svc);
 }
 
 fn parse_device(ctx: &mut Ctx, node: &Node, path: &str) -> Option<GpuRequest> {
