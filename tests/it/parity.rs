@@ -311,6 +311,10 @@ fn containers_match_docker_compose_field_by_field() {
 
     let (ok, out) = pair.osmen(&["up", "--wait"]);
     assert!(ok, "osmen up:\n{out}");
+    assert!(
+        out.contains("note: reader: deploy.update_config: Swarm's rolling update"),
+        "a Swarm-only key is named at a local up:\n{out}"
+    );
     let (ok, out) = pair.compose(&["up", "-d", "--no-build"]);
     assert!(ok, "docker-compose up:\n{out}");
 
