@@ -62,6 +62,13 @@ pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
                  have; remove it to run replicas"
             );
         }
+        if s.deploy.is_global() && ctx.global.engine == crate::cli::EngineKind::Swarm {
+            anyhow::bail!(
+                "--scale {svc}={n}: {svc} is a global service (deploy.mode: global, one task \
+                 per node): it has no replica count to scale; set mode: replicated in the \
+                 file to scale it"
+            );
+        }
         s.replicas = *n;
         targets.insert(svc.clone());
     }

@@ -611,6 +611,14 @@ pub async fn update(
     spec.labels
         .get_or_insert_with(Default::default)
         .insert(LABEL_SPEC_HASH.into(), "changed-since-up".into());
+    if let (Some(_), Some(m)) = (replicas, spec.mode.as_ref())
+        && m.global.is_some()
+    {
+        return Err(EngineError::Other(format!(
+            "{name} is a global service (deploy.mode: global, one task per node): it has no \
+             replica count to scale; set mode: replicated in the file to scale it"
+        )));
+    }
     if let Some(n) = replicas {
         let mode = spec.mode.get_or_insert_with(Default::default);
         mode.replicated
@@ -685,10 +693,9 @@ pub async fn tasks(
             .as_ref()
             .and_then(|x| x.name.clone())
             .unwrap_or_default();
-        let desired = s
-            .spec
-            .as_ref()
-            .and_then(|x| x.mode.as_ref())
+        let mode = s.spec.as_ref().and_then(|x| x.mode.as_ref());
+        let global = mode.is_some_and(|m| m.global.is_some());
+        let mut desired = mode
             .and_then(|m| m.replicated.as_ref())
             .and_then(|r| r.replicas)
             .unwrap_or(0) as u64;
@@ -707,6 +714,10 @@ pub async fn tasks(
             // replaces it is not one of the wanted replicas.
             if state == "running" && desired_state == "running" {
                 running += 1;
+            }
+            // A global service wants one task per eligible node: those Swarm made.
+            if global && desired_state == "running" {
+                desired += 1;
             }
             // Old tasks Swarm keeps for history are left out, as `docker service ps` does
             // by default with --filter desired-state=running.
@@ -736,6 +747,10 @@ pub async fn tasks(
             .as_ref()
             .and_then(|u| u.state.as_ref())
             .is_some_and(|st| matches!(st.to_string().as_str(), "updating" | "rollback_started"));
+        // Before Swarm made its tasks, a global service still wants one.
+        if global {
+            desired = desired.max(1);
+        }
         summary.push((name, desired, running, rolling));
     }
     summary.sort();

@@ -314,7 +314,11 @@ fn swarm_carries_container_settings_and_deploy_keys() {
     let _swarm = SwarmGuard::ensure();
     let st = Stack::new("swarm-settings", "swarmset");
     let _down = Down(&st, Vec::new());
-    let o = st.cmd(&["--engine", "swarm", "up"]).output().unwrap();
+    // --wait: a global service's task (one per node) runs before up returns.
+    let o = st
+        .cmd(&["--engine", "swarm", "up", "--wait"])
+        .output()
+        .unwrap();
     let (so, se) = crate::util::text(&o);
     assert!(o.status.success(), "{so}{se}");
     for key in ["privileged", "devices"] {
@@ -381,4 +385,14 @@ fn swarm_carries_container_settings_and_deploy_keys() {
     );
     assert_eq!(s["RollbackConfig"]["Parallelism"], 1);
     assert_eq!(s["RollbackConfig"]["FailureAction"], "pause");
+    let tasks = running_containers(&format!("{}_hard", st.project));
+    assert_eq!(tasks.len(), 1, "one task on the one node:\n{se}");
+    // A global service has no replica count to scale.
+    let o = st
+        .cmd(&["--engine", "swarm", "up", "--scale", "hard=2", "hard"])
+        .output()
+        .unwrap();
+    let (so, se) = crate::util::text(&o);
+    assert!(!o.status.success(), "{so}{se}");
+    assert!(se.contains("is a global service"), "{se}");
 }
