@@ -742,6 +742,14 @@ fn pod_spec(
             if let Some(n) = port_field(svc, t, |p| p.name.as_deref()) {
                 p["name"] = json!(n);
             }
+            // `mode: host` publishes on the node itself, as a hostPort does.
+            let host = svc
+                .ports
+                .iter()
+                .find(|p| p.target == t && p.mode.as_deref() == Some("host"));
+            if let Some(h) = host.and_then(|p| p.host_port()) {
+                p["hostPort"] = json!(h);
+            }
             p
         })
         .collect();

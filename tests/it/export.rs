@@ -427,6 +427,12 @@ fn container_settings_reach_the_pod_or_stderr() {
             .any(|p| p["containerPort"] == 9001 && p["protocol"] == "UDP"),
         "{ports:?}"
     );
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["containerPort"] == 7000 && p["hostPort"] == 47200),
+        "mode: host is a hostPort: {ports:?}"
+    );
     let svc = &objs[&("Service".into(), "web".into())];
     assert_eq!(
         svc["spec"]["clusterIP"], "None",
