@@ -76,7 +76,12 @@ pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
         return super::swarm::up(ctx, &project, &targets, args.wait).await;
     }
     for t in &targets {
-        for line in crate::stack::compose::deploy::local_up_notes(&project.services[t]) {
+        let svc = &project.services[t];
+        let notes = crate::stack::compose::deploy::local_up_notes(svc);
+        for line in notes
+            .into_iter()
+            .chain(crate::stack::compose::ports::local_up_notes(svc))
+        {
             eprintln!("note: {line}");
         }
     }

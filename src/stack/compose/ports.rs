@@ -269,6 +269,36 @@ pub(super) fn parse_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<P
     }
 }
 
+/// The long-form port keys a local container has no setting for, one line per service,
+/// port and key, for standard error (docker compose passes them to no container either).
+pub fn local_up_notes(svc: &super::Service) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in &svc.ports {
+        let mut note = |key: &str, what: &str| {
+            out.push(format!("{}: ports[{}].{key}: {what}", svc.name, p.target));
+        };
+        if p.mode.as_deref() == Some("ingress") {
+            note(
+                "mode",
+                "ingress is Swarm's routing mesh; a local up publishes on this engine only",
+            );
+        }
+        if p.name.is_some() {
+            note(
+                "name",
+                "a port name for other engines (export k8s); a container has none",
+            );
+        }
+        if p.app_protocol.is_some() {
+            note(
+                "app_protocol",
+                "for other engines (export k8s: appProtocol); a container has none",
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +448,31 @@ mod tests {
         assert_eq!(p[0].app_protocol.as_deref(), Some("http"));
         assert_eq!((p[1].host_port(), p[1].target), (Some(9000), 81));
         assert_eq!((p[2].published, p[2].target), (None, 82));
+        let svc = crate::stack::compose::Service {
+            ports: p,
+            ..load_service()
+        };
+        assert_eq!(
+            local_up_notes(&svc),
+            [
+                "a: ports[80].name: a port name for other engines (export k8s); a container \
+                 has none",
+                "a: ports[80].app_protocol: for other engines (export k8s: appProtocol); a \
+                 container has none"
+            ]
+        );
+    }
+
+    fn load_service() -> crate::stack::compose::Service {
+        let opts = crate::stack::compose::LoadOptions {
+            project_name: Some("t".into()),
+            ..Default::default()
+        };
+        let src = "services:\n  a:\n    image: i\n";
+        crate::stack::compose::load_str(src, std::path::Path::new("/x/compose.yml"), &opts)
+            .unwrap()
+            .services["a"]
+            .clone()
     }
 
     #[test]
