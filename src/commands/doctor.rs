@@ -181,7 +181,8 @@ pub async fn checks(global: &Global) -> Vec<Check> {
     let mut seen = BTreeSet::new();
     for name in &active {
         for p in &c.project.services[name].ports {
-            let (Some(port), true) = (p.published, p.protocol == "tcp") else {
+            // A range is the engine's to pick in: only a fixed port can be checked here.
+            let (Some(port), true) = (p.host_port(), p.protocol == "tcp") else {
                 continue;
             };
             let ip = p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());

@@ -337,7 +337,7 @@ pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
             for p in svc.ports.iter().filter(|p| p.target == target) {
                 let ip = p.host_ip.as_deref().unwrap_or("");
                 if let (Some(port), Some(host)) =
-                    (p.published, published_host(remote.as_deref(), ip))
+                    (p.host_port(), published_host(remote.as_deref(), ip))
                 {
                     t.push(format!("http://{host}:{port}/metrics"));
                 }
@@ -360,7 +360,7 @@ pub fn ollama_url(ctx: &Ctx) -> Option<String> {
             let p = svc.ports.iter().find(|p| p.target == 11434)?;
             let remote = crate::stack::remote::remote_host_from_env();
             let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
-            Some(format!("http://{host}:{}", p.published?))
+            Some(format!("http://{host}:{}", p.host_port()?))
         })
 }
 

@@ -62,11 +62,28 @@ pub async fn run(ctx: &Ctx, args: &UpArgs) -> anyhow::Result<u8> {
                  have; remove it to run replicas"
             );
         }
+        if s.deploy.is_global() && ctx.global.engine == crate::cli::EngineKind::Swarm {
+            anyhow::bail!(
+                "--scale {svc}={n}: {svc} is a global service (deploy.mode: global, one task \
+                 per node): it has no replica count to scale; set mode: replicated in the \
+                 file to scale it"
+            );
+        }
         s.replicas = *n;
         targets.insert(svc.clone());
     }
     if ctx.global.engine == crate::cli::EngineKind::Swarm {
         return super::swarm::up(ctx, &project, &targets, args.wait).await;
+    }
+    for t in &targets {
+        let svc = &project.services[t];
+        let notes = crate::stack::compose::deploy::local_up_notes(svc);
+        for line in notes
+            .into_iter()
+            .chain(crate::stack::compose::ports::local_up_notes(svc))
+        {
+            eprintln!("note: {line}");
+        }
     }
     let sup = ctx.supervisor_for(std::sync::Arc::new(project)).await?;
     let opts = UpOptions {

@@ -60,11 +60,34 @@ pub struct PortRow {
 
 impl std::fmt::Display for PortRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // An IPv6 address in brackets, as `docker ps` prints it: `[::1]:8080->80/tcp`.
+        if self.host_ip.contains(':') {
+            write!(f, "[{}]", self.host_ip)?;
+        } else {
+            write!(f, "{}", self.host_ip)?;
+        }
         write!(
             f,
-            "{}:{}->{}/{}",
-            self.host_ip, self.host_port, self.container_port, self.protocol
+            ":{}->{}/{}",
+            self.host_port, self.container_port, self.protocol
         )
+    }
+}
+
+#[cfg(test)]
+mod port_row_tests {
+    use super::PortRow;
+
+    #[test]
+    fn ipv6_host_addresses_print_in_brackets() {
+        let row = |ip: &str| PortRow {
+            host_ip: ip.into(),
+            host_port: 47300,
+            container_port: 81,
+            protocol: "udp".into(),
+        };
+        assert_eq!(row("::1").to_string(), "[::1]:47300->81/udp");
+        assert_eq!(row("127.0.0.1").to_string(), "127.0.0.1:47300->81/udp");
     }
 }
 

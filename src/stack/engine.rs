@@ -606,7 +606,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             .get_or_insert_with(Vec::new)
             .push(PortBinding {
                 host_ip: p.host_ip.clone(),
-                host_port: Some(p.published.map(|n| n.to_string()).unwrap_or_default()),
+                host_port: Some(p.published.map(|h| h.to_string()).unwrap_or_default()),
             });
     }
     let mounts = spec

@@ -18,6 +18,8 @@ use serde_json::{Map, Value, json};
 use super::compose::{HealthTest, Healthcheck, MountKind, Project, Restart, Service};
 use crate::model::secret::{is_secret_name, mask_url_credentials};
 
+mod settings;
+
 /// The guide's autoscaler bounds for the gateway.
 pub const HPA_MIN_REPLICAS: u32 = 3;
 pub const HPA_MAX_REPLICAS: u32 = 10;
@@ -341,11 +343,22 @@ fn container_ports(svc: &Service) -> BTreeSet<(u16, String)> {
         .collect()
 }
 
+/// The long form's `name` or `app_protocol` of the first port with this target.
+fn port_field<'s>(
+    svc: &'s Service,
+    target: u16,
+    f: impl Fn(&'s super::compose::Port) -> Option<&'s str>,
+) -> Option<&'s str> {
+    svc.ports.iter().filter(|p| p.target == target).find_map(f)
+}
+
 struct Pod {
     containers: Value,
     volumes: Vec<Value>,
     claims: Vec<Value>,
     configmaps: Vec<Value>,
+    /// Pod-level fields from the container settings (hostAliases, dnsConfig, ...).
+    pod: Map<String, Value>,
 }
 
 pub fn export(project: &Project, opts: &ExportOptions) -> Export {
@@ -457,17 +470,22 @@ fn service_file(
     let ports: Vec<Value> = container_ports(svc)
         .into_iter()
         .map(|(target, proto)| {
-            json!({
+            let mut p = json!({
                 "name": format!("{}-{target}", proto.to_ascii_lowercase()),
                 "port": target,
                 "targetPort": target,
                 "protocol": proto,
-            })
+            });
+            if let Some(a) = port_field(svc, target, |p| p.app_protocol.as_deref()) {
+                p["appProtocol"] = json!(a);
+            }
+            p
         })
         .collect();
     if !ports.is_empty() {
         let mut spec = json!({ "selector": selector, "ports": ports });
-        if stateful {
+        // dnsrr: clients resolve the pods themselves, as a headless Service gives them.
+        if stateful || svc.deploy.endpoint_mode.as_deref() == Some("dnsrr") {
             // Headless: the StatefulSet's governing service, and clients reach the pod.
             spec["clusterIP"] = json!("None");
         }
@@ -480,6 +498,9 @@ fn service_file(
     }
 
     let mut template_spec = json!({ "containers": pod.containers });
+    for (k, v) in pod.pod {
+        template_spec[k] = v;
+    }
     if !pod.volumes.is_empty() {
         template_spec["volumes"] = json!(pod.volumes);
     }
@@ -515,6 +536,17 @@ fn service_file(
                 "volumeClaimTemplates": pod.claims,
             }
         })
+    } else if svc.deploy.is_global() {
+        // One pod per node, as `mode: global` runs one task per Swarm node.
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": { "name": name, "labels": lbl },
+            "spec": {
+                "selector": { "matchLabels": selector },
+                "template": template,
+            }
+        })
     } else {
         json!({
             "apiVersion": "apps/v1",
@@ -527,6 +559,11 @@ fn service_file(
             }
         })
     };
+    let mut workload = workload;
+    if !svc.deploy.labels.is_empty() {
+        // The service's labels (not its pods'): annotations take any value.
+        workload["metadata"]["annotations"] = json!(svc.deploy.labels);
+    }
     if stateful && ports.is_empty() {
         ex.warnings.push(format!(
             "{}: a StatefulSet without ports has no governing Service; serviceName {name} \
@@ -544,6 +581,8 @@ fn service_file(
             "Job"
         } else if stateful {
             "StatefulSet"
+        } else if svc.deploy.is_global() {
+            "DaemonSet"
         } else {
             "Deployment"
         }
@@ -608,56 +647,6 @@ fn service_file(
     }
 }
 
-/// The service keys a container's securityContext carries (capabilities, privileged, a
-/// read-only root); every other container setting of the service is named in a warning,
-/// since a pod built without it is not the container the file describes.
-fn security_context(svc: &Service, ex: &mut Export) -> Map<String, Value> {
-    const CARRIED: &[&str] = &[
-        "cap_add",
-        "cap_drop",
-        "privileged",
-        "read_only",
-        "tty",
-        "stdin_open",
-    ];
-    let st = &svc.settings;
-    let mut sc = Map::new();
-    let caps = |l: &[String]| -> Vec<String> {
-        l.iter()
-            .map(|c| c.strip_prefix("CAP_").unwrap_or(c).to_string())
-            .collect()
-    };
-    let mut capabilities = Map::new();
-    if !st.cap_add.is_empty() {
-        capabilities.insert("add".into(), json!(caps(&st.cap_add)));
-    }
-    if !st.cap_drop.is_empty() {
-        capabilities.insert("drop".into(), json!(caps(&st.cap_drop)));
-    }
-    if !capabilities.is_empty() {
-        sc.insert("capabilities".into(), Value::Object(capabilities));
-    }
-    if let Some(p) = st.privileged {
-        sc.insert("privileged".into(), json!(p));
-    }
-    if let Some(r) = st.read_only {
-        sc.insert("readOnlyRootFilesystem".into(), json!(r));
-    }
-    let dropped: Vec<&str> = st
-        .set_keys()
-        .into_iter()
-        .filter(|k| !CARRIED.contains(k))
-        .collect();
-    if !dropped.is_empty() {
-        ex.warnings.push(format!(
-            "{}: not exported (no form in this export): {}",
-            svc.name,
-            dropped.join(", ")
-        ));
-    }
-    sc
-}
-
 fn pod_spec(
     project: &Project,
     svc: &Service,
@@ -684,7 +673,8 @@ fn pod_spec(
     if let Some(wd) = &svc.working_dir {
         c.insert("workingDir".into(), json!(wd));
     }
-    let mut sc = security_context(svc, ex);
+    let carried = settings::carry(svc, ex);
+    let mut sc = carried.security_context;
     if let Some(user) = &svc.user {
         let (u, g) = user.split_once(':').unwrap_or((user, ""));
         match u.parse::<u64>() {
@@ -747,7 +737,21 @@ fn pod_spec(
 
     let ports: Vec<Value> = container_ports(svc)
         .into_iter()
-        .map(|(t, proto)| json!({ "containerPort": t, "protocol": proto }))
+        .map(|(t, proto)| {
+            let mut p = json!({ "containerPort": t, "protocol": proto });
+            if let Some(n) = port_field(svc, t, |p| p.name.as_deref()) {
+                p["name"] = json!(n);
+            }
+            // `mode: host` publishes on the node itself, as a hostPort does.
+            let host = svc
+                .ports
+                .iter()
+                .find(|p| p.target == t && p.mode.as_deref() == Some("host"));
+            if let Some(h) = host.and_then(|p| p.host_port()) {
+                p["hostPort"] = json!(h);
+            }
+            p
+        })
         .collect();
     if !ports.is_empty() {
         c.insert("ports".into(), json!(ports));
@@ -947,14 +951,24 @@ fn pod_spec(
             "data": files,
         }));
     }
+    mounts.extend(carried.mounts);
+    volumes.extend(carried.volumes);
     if !mounts.is_empty() {
         c.insert("volumeMounts".into(), json!(mounts));
+    }
+    let mut pod = carried.pod;
+    if !carried.pod_security.is_empty() {
+        pod.insert(
+            "securityContext".into(),
+            Value::Object(carried.pod_security),
+        );
     }
     Pod {
         containers: json!([Value::Object(c)]),
         volumes,
         claims,
         configmaps,
+        pod,
     }
 }
 
@@ -1007,12 +1021,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#""tty":true"#), "{text}");
+        assert!(text.contains(r#""hostNetwork":true"#), "{text}");
         assert!(
-            ex.warnings
-                .iter()
-                .any(|w| w == "api: not exported (no form in this export): network_mode, sysctls"),
-            "{:?}",
-            ex.warnings
+            text.contains(r#""securityContext":{"sysctls":[{"name":"a.b","value":"1"}]}"#),
+            "{text}"
         );
     }
 

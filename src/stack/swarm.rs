@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use bollard::models::{ServiceSpec, Task};
 use serde_json::{Value, json};
 
+use super::compose::deploy::UpdateConfig;
 use super::compose::{MountKind, Project, Restart, Service};
 use super::engine::{DockerEngine, EResult, EngineError};
 use super::plan;
@@ -107,18 +108,117 @@ fn carry_settings(svc: &Service, container: &mut Value, warnings: &mut Vec<Strin
     if dns.as_object().is_some_and(|o| !o.is_empty()) {
         container["DNSConfig"] = dns;
     }
-    let dropped: Vec<&str> = st
-        .set_keys()
-        .into_iter()
-        .filter(|k| !carried.contains(k))
-        .collect();
-    if !dropped.is_empty() {
+    let (nnp, other_opts): (Vec<&String>, Vec<&String>) = st
+        .security_opt
+        .iter()
+        .partition(|o| is_no_new_privileges(o));
+    if !nnp.is_empty() {
+        container["Privileges"] = json!({"NoNewPrivileges": true});
+    }
+    if other_opts.is_empty() && !nnp.is_empty() {
+        carried.push("security_opt");
+    }
+    for o in &other_opts {
         warnings.push(format!(
-            "{}: a Swarm service has no form for {}; its tasks run without them",
-            svc.name,
-            dropped.join(", ")
+            "{}: security_opt {o:?}: a Swarm service has no form for it; its tasks run \
+             without it",
+            svc.name
         ));
     }
+    for key in st.set_keys() {
+        if !carried.contains(&key) && key != "security_opt" {
+            warnings.push(format!(
+                "{}: {key}: a Swarm service has no form for it; its tasks run without it",
+                svc.name
+            ));
+        }
+    }
+}
+
+/// `no-new-privileges`, `no-new-privileges:true` (or `=true`).
+fn is_no_new_privileges(opt: &str) -> bool {
+    matches!(
+        opt,
+        "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
+    )
+}
+
+/// A compose `update_config` / `rollback_config` over osmen's defaults for the service.
+fn update_config(u: Option<&UpdateConfig>, stateful: bool, rollback: bool) -> Value {
+    let mut v = json!({
+        "Parallelism": 1,
+        "Order": if stateful { "stop-first" } else { "start-first" },
+        "FailureAction": "pause",
+    });
+    if rollback && u.is_none() {
+        return Value::Null;
+    }
+    let Some(u) = u else { return v };
+    if let Some(p) = u.parallelism {
+        v["Parallelism"] = json!(p);
+    }
+    if let Some(d) = u.delay {
+        v["Delay"] = json!(ns(d));
+    }
+    if let Some(m) = u.monitor {
+        v["Monitor"] = json!(ns(m));
+    }
+    if let Some(a) = &u.failure_action {
+        v["FailureAction"] = json!(a);
+    }
+    if let Some(r) = u.max_failure_ratio {
+        v["MaxFailureRatio"] = json!(r);
+    }
+    if let Some(o) = &u.order {
+        v["Order"] = json!(o);
+    }
+    v
+}
+
+/// The service's published ports as Swarm `PortConfig`s. A host range is published port
+/// by port, as `docker stack deploy` does (Swarm picks no port in a range); a port the
+/// file publishes on one address only is left out and named.
+fn endpoint_ports(svc: &Service, warnings: &mut Vec<String>) -> Vec<Value> {
+    let mut ports = Vec::new();
+    for p in &svc.ports {
+        if let Some(ip) = p.host_ip.as_deref()
+            && ip != "0.0.0.0"
+            && ip != "::"
+        {
+            warnings.push(format!(
+                "{}: port {} is published on {ip} only in the file; Swarm's ingress listens \
+                 on every address, so it is not published (reach it on the overlay network, \
+                 or publish it without an address)",
+                svc.name, p.target
+            ));
+            continue;
+        }
+        let entry = |published: Option<u16>| {
+            let mut e = json!({
+                "Protocol": p.protocol,
+                "TargetPort": p.target,
+                "PublishMode": p.mode.as_deref().unwrap_or("ingress"),
+            });
+            if let Some(n) = &p.name {
+                e["Name"] = json!(n);
+            }
+            if let Some(pp) = published {
+                e["PublishedPort"] = json!(pp);
+            }
+            e
+        };
+        match p.published {
+            None => ports.push(entry(None)),
+            Some(h) => ports.extend((h.start..=h.end).map(|n| entry(Some(n)))),
+        }
+        if p.app_protocol.is_some() {
+            warnings.push(format!(
+                "{}: port {}: app_protocol has no Swarm form; it is left out",
+                svc.name, p.target
+            ));
+        }
+    }
+    ports
 }
 
 /// One compose service as a Swarm service spec, and what could not be kept.
@@ -239,33 +339,17 @@ pub fn service_spec(
             })
             .collect()
     };
-    let mut ports = Vec::new();
-    for p in &svc.ports {
-        match (p.host_ip.as_deref(), p.published) {
-            (Some(ip), _) if ip != "0.0.0.0" && ip != "::" => warnings.push(format!(
-                "{}: port {} is published on {ip} only in the file; Swarm's ingress listens \
-                 on every address, so it is not published (reach it on the overlay network, \
-                 or publish it without an address)",
-                svc.name, p.target
-            )),
-            (_, published) => {
-                let mut e = json!({
-                    "Protocol": p.protocol,
-                    "TargetPort": p.target,
-                    "PublishMode": "ingress",
-                });
-                if let Some(pp) = published {
-                    e["PublishedPort"] = json!(pp);
-                }
-                ports.push(e);
-            }
-        }
-    }
+    let ports = endpoint_ports(svc, &mut warnings);
     let stateful = svc.volumes.iter().any(|m| m.kind == MountKind::Volume);
     let mut placement = json!({});
     if !svc.placement.is_empty() {
         placement["Constraints"] = json!(svc.placement);
     }
+    let mode = if svc.deploy.is_global() {
+        json!({"Global": {}})
+    } else {
+        json!({"Replicated": {"Replicas": svc.replicas}})
+    };
     let spec = json!({
         "Name": service_name(project, &svc.name),
         "Labels": {
@@ -281,17 +365,24 @@ pub fn service_spec(
             "Placement": placement,
             "Networks": nets,
         },
-        "Mode": {"Replicated": {"Replicas": svc.replicas}},
+        "Mode": mode,
         // A replica with a volume must stop before its successor mounts it; a stateless
-        // one starts its successor first, so an update drops no capacity.
-        "UpdateConfig": {
-            "Parallelism": 1,
-            "Order": if stateful { "stop-first" } else { "start-first" },
-            "FailureAction": "pause",
+        // one starts its successor first, so an update drops no capacity. The file's
+        // update_config and rollback_config override these.
+        "UpdateConfig": update_config(svc.deploy.update_config.as_ref(), stateful, false),
+        "EndpointSpec": {
+            "Mode": svc.deploy.endpoint_mode.as_deref().unwrap_or("vip"),
+            "Ports": ports,
         },
-        "EndpointSpec": {"Mode": "vip", "Ports": ports},
     });
     let mut spec = spec;
+    let rollback = update_config(svc.deploy.rollback_config.as_ref(), stateful, true);
+    if !rollback.is_null() {
+        spec["RollbackConfig"] = rollback;
+    }
+    for (k, v) in &svc.deploy.labels {
+        spec["Labels"][k] = json!(v);
+    }
     let digest = {
         use sha2::Digest;
         let d = sha2::Sha256::digest(spec.to_string().as_bytes());
@@ -418,6 +509,13 @@ pub async fn deploy(
         }
         let (spec, warnings) = service_spec(project, svc).map_err(EngineError::Other)?;
         out.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
+        let wants_nnp = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.privileges.as_ref())
+            .and_then(|p| p.no_new_privileges)
+            == Some(true);
         let name = service_name(project, t);
         let current = existing
             .iter()
@@ -445,8 +543,33 @@ pub async fn deploy(
                 out.push(format!("{name}: created"));
             }
         }
+        if wants_nnp && !engine_kept_no_new_privileges(engine, &name).await {
+            out.push(format!(
+                "warning: {t}: security_opt no-new-privileges: this engine dropped the \
+                 service's Privileges.NoNewPrivileges (Engine API 1.46, Docker 27, takes it); \
+                 its tasks run without it"
+            ));
+        }
     }
     Ok(out)
+}
+
+/// Whether the engine stored `NoNewPrivileges` (older engines drop the field unread).
+async fn engine_kept_no_new_privileges(engine: &DockerEngine, name: &str) -> bool {
+    let svc = engine
+        .api()
+        .inspect_service(
+            name,
+            None::<bollard::query_parameters::InspectServiceOptions>,
+        )
+        .await;
+    svc.ok()
+        .and_then(|s| s.spec)
+        .and_then(|s| s.task_template)
+        .and_then(|t| t.container_spec)
+        .and_then(|c| c.privileges)
+        .and_then(|p| p.no_new_privileges)
+        == Some(true)
 }
 
 /// Changes one service's replicas and/or CPU and memory limits in place (a service
@@ -488,6 +611,14 @@ pub async fn update(
     spec.labels
         .get_or_insert_with(Default::default)
         .insert(LABEL_SPEC_HASH.into(), "changed-since-up".into());
+    if let (Some(_), Some(m)) = (replicas, spec.mode.as_ref())
+        && m.global.is_some()
+    {
+        return Err(EngineError::Other(format!(
+            "{name} is a global service (deploy.mode: global, one task per node): it has no \
+             replica count to scale; set mode: replicated in the file to scale it"
+        )));
+    }
     if let Some(n) = replicas {
         let mode = spec.mode.get_or_insert_with(Default::default);
         mode.replicated
@@ -562,10 +693,9 @@ pub async fn tasks(
             .as_ref()
             .and_then(|x| x.name.clone())
             .unwrap_or_default();
-        let desired = s
-            .spec
-            .as_ref()
-            .and_then(|x| x.mode.as_ref())
+        let mode = s.spec.as_ref().and_then(|x| x.mode.as_ref());
+        let global = mode.is_some_and(|m| m.global.is_some());
+        let mut desired = mode
             .and_then(|m| m.replicated.as_ref())
             .and_then(|r| r.replicas)
             .unwrap_or(0) as u64;
@@ -584,6 +714,10 @@ pub async fn tasks(
             // replaces it is not one of the wanted replicas.
             if state == "running" && desired_state == "running" {
                 running += 1;
+            }
+            // A global service wants one task per eligible node: those Swarm made.
+            if global && desired_state == "running" {
+                desired += 1;
             }
             // Old tasks Swarm keeps for history are left out, as `docker service ps` does
             // by default with --filter desired-state=running.
@@ -613,6 +747,10 @@ pub async fn tasks(
             .as_ref()
             .and_then(|u| u.state.as_ref())
             .is_some_and(|st| matches!(st.to_string().as_str(), "updating" | "rollback_started"));
+        // Before Swarm made its tasks, a global service still wants one.
+        if global {
+            desired = desired.max(1);
+        }
         summary.push((name, desired, running, rolling));
     }
     summary.sort();
@@ -672,7 +810,13 @@ mod tests {
         let p = load_str(
             "services:\n  api:\n    image: api:1\n    hostname: h\n    cap_drop: [ALL]\n    \
              read_only: true\n    ulimits: {nofile: 9}\n    extra_hosts: ['db:10.0.0.2']\n    \
-             dns: [10.0.0.53]\n    privileged: true\n    pids_limit: 5\n",
+             dns: [10.0.0.53]\n    privileged: true\n    pids_limit: 5\n    \
+             security_opt: ['no-new-privileges:true', 'seccomp=unconfined']\n    \
+             ports: ['8000-8001:80', {target: 81, published: 9000, mode: host, name: web}]\n    \
+             deploy:\n      mode: global\n      endpoint_mode: dnsrr\n      \
+             labels: {tier: web}\n      update_config: {parallelism: 2, delay: 10s, order: \
+             stop-first, failure_action: rollback, monitor: 5s, max_failure_ratio: 0.5}\n      \
+             rollback_config: {parallelism: 3}\n",
             std::path::Path::new("/tmp/s/docker-compose.yml"),
             &LoadOptions {
                 project_name: Some("st".into()),
@@ -692,14 +836,48 @@ mod tests {
         );
         assert_eq!(c["Hosts"], json!(["10.0.0.2 db"]));
         assert_eq!(c["DNSConfig"]["Nameservers"], json!(["10.0.0.53"]));
-        assert!(
-            warnings.contains(
-                &"api: a Swarm service has no form for pids_limit, privileged; its tasks run \
-                  without them"
-                    .to_string()
+        assert_eq!(c["Privileges"]["NoNewPrivileges"], true);
+        // One line per service and key, naming what Swarm cannot carry.
+        for key in [
+            "pids_limit",
+            "privileged",
+            "security_opt \"seccomp=unconfined\"",
+        ] {
+            let line =
+                format!("api: {key}: a Swarm service has no form for it; its tasks run without it");
+            assert!(warnings.contains(&line), "{line}\n{warnings:?}");
+        }
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(v["Mode"], json!({"Global": {}}));
+        assert_eq!(v["EndpointSpec"]["Mode"], "dnsrr");
+        // A host range is published port by port, as `docker stack deploy` does.
+        let ports = &v["EndpointSpec"]["Ports"];
+        assert_eq!(ports[0]["PublishedPort"], 8000);
+        assert_eq!(ports[1]["PublishedPort"], 8001);
+        assert_eq!(ports[1]["TargetPort"], 80);
+        assert_eq!(ports[2]["PublishMode"], "host");
+        assert_eq!(ports[2]["Name"], "web");
+        assert_eq!(v["Labels"]["tier"], "web");
+        let u = &v["UpdateConfig"];
+        assert_eq!(
+            (
+                &u["Parallelism"],
+                &u["Delay"],
+                &u["Order"],
+                &u["FailureAction"]
             ),
-            "{warnings:?}"
+            (
+                &json!(2),
+                &json!(10_000_000_000i64),
+                &json!("stop-first"),
+                &json!("rollback")
+            )
         );
+        assert_eq!(
+            (&u["Monitor"], &u["MaxFailureRatio"]),
+            (&json!(5_000_000_000i64), &json!(0.5))
+        );
+        assert_eq!(v["RollbackConfig"]["Parallelism"], 3);
     }
 
     #[test]

@@ -169,21 +169,21 @@ fn full_file_ports_volumes_networks() {
     let pg = &p.services["postgres"];
     assert_eq!(pg.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(
-        (pg.ports[0].published, pg.ports[0].target),
+        (pg.ports[0].host_port(), pg.ports[0].target),
         (Some(5432), 5432)
     );
     let redis = &p.services["redis"];
-    assert_eq!(redis.ports[0].published, Some(6379));
+    assert_eq!(redis.ports[0].host_port(), Some(6379));
     let ollama = &p.services["ollama"];
     assert_eq!(ollama.ports[1].host_ip.as_deref(), Some("::1"));
-    assert_eq!(ollama.ports[1].published, Some(11435));
+    assert_eq!(ollama.ports[1].host_port(), Some(11435));
     let gw = &p.services["gateway"];
     assert_eq!(gw.ports.len(), 3);
     assert_eq!(
-        (gw.ports[1].published, gw.ports[1].target),
+        (gw.ports[1].host_port(), gw.ports[1].target),
         (Some(8081), 8081)
     );
-    assert_eq!((gw.ports[2].published, gw.ports[2].target), (None, 9000));
+    assert_eq!((gw.ports[2].host_port(), gw.ports[2].target), (None, 9000));
     assert_eq!(gw.networks["backend"].aliases, vec!["api".to_string()]);
     assert_eq!(p.networks["backend"].name, "full_stack_backend");
     assert_eq!(p.networks["outside"].name, "outside");
@@ -252,7 +252,7 @@ fn dotenv_beside_the_file_and_process_env_override() {
     let p = load(&f, &opts(&[])).unwrap();
     let web = &p.services["web"];
     assert_eq!(web.image.as_deref(), Some("web:from-dotenv"));
-    assert_eq!(web.ports[0].published, Some(8080));
+    assert_eq!(web.ports[0].host_port(), Some(8080));
     assert_eq!(web.environment["MODE"], "dev", "environment beats env_file");
     assert_eq!(web.environment["API_KEY"], "k");
     let p = load(&f, &opts(&[("TAG", "from-env")])).unwrap();

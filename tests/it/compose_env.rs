@@ -65,7 +65,7 @@ fn dotenv_forms_reach_the_services() {
     let p = load(&fixture(), &opts(&[("HOME_DIR", "/home/ops")], None)).unwrap();
     // COMPOSE_PROJECT_NAME in `.env` names the project and is offered to interpolation.
     assert_eq!(p.name, "shop");
-    assert_eq!(p.services["web"].ports[0].published, Some(8080));
+    assert_eq!(p.services["web"].ports[0].host_port(), Some(8080));
     let app = env_of(&p, "app");
     let want = [
         // `.env`: interpolation of earlier values, inline comment dropped.

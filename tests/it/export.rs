@@ -321,3 +321,130 @@ fn files_tmpfs_jobs_and_secrets_in_commands_translate() {
     let svc = &objs[&("Service".into(), "worker".into())];
     assert_eq!(svc["spec"]["ports"][1]["protocol"], "UDP");
 }
+
+/// The container settings osmen applies at `up` reach the pod (issue 23 item 9), the
+/// manifests validate, and each key without a form is named on stderr, one line per
+/// service and key.
+#[test]
+fn container_settings_reach_the_pod_or_stderr() {
+    let file = root().join("tests/fixtures/compose/k8s/settings.yml");
+    let out = std::env::temp_dir().join(format!("osmen-k8s-settings-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let o = osmen()
+        .arg("-f")
+        .arg(&file)
+        .args(["export", "k8s", "--out"])
+        .arg(&out)
+        .env("POSTGRES_PASSWORD", PG_SECRET)
+        .output()
+        .unwrap();
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}{se}");
+    validate(&out);
+    for line in [
+        "web: security_opt: \"seccomp=unconfined\" has no form in this export",
+        "web: pids_limit: no form in this export",
+        "web: init: a pod has no init process option",
+        "web: deploy.update_config: no form in this export",
+    ] {
+        assert!(se.contains(line), "stderr lacks {line:?}:\n{se}");
+    }
+    for carried in [
+        "cap_drop", "sysctls", "tmpfs", "dns:", "hostname", "pid:", "ipc:",
+    ] {
+        assert!(
+            !se.contains(&format!("web: {carried}")),
+            "{carried} is carried, yet named:\n{se}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+
+    let objs = objects(&project(&file));
+    let web = workload(&objs, "web");
+    assert_eq!(web["metadata"]["annotations"]["tier"], "web");
+    let pod = &web["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["NET_ADMIN"]));
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        (&sc["runAsUser"], &sc["runAsGroup"]),
+        (&1000.into(), &1001.into())
+    );
+    assert_eq!(
+        pod["securityContext"]["sysctls"],
+        serde_json::json!([{"name": "net.core.somaxconn", "value": "1024"}])
+    );
+    let vols = pod["volumes"].as_array().unwrap();
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let mem = |path: &str| {
+        let m = mounts.iter().find(|m| m["mountPath"] == path).expect(path);
+        let v = vols.iter().find(|v| v["name"] == m["name"]).unwrap();
+        assert_eq!(v["emptyDir"]["medium"], "Memory", "{v}");
+        v["emptyDir"]["sizeLimit"].clone()
+    };
+    assert_eq!(mem("/run"), "1048576");
+    assert_eq!(mem("/tmp"), Value::Null);
+    assert_eq!(mem("/dev/shm"), "67108864");
+    assert_eq!(
+        pod["hostAliases"],
+        serde_json::json!([
+            {"ip": "10.0.0.1", "hostnames": ["one.test", "two.test"]},
+            {"ip": "10.0.0.3", "hostnames": ["three.test"]}
+        ])
+    );
+    assert_eq!(pod["dnsPolicy"], "None");
+    assert_eq!(
+        pod["dnsConfig"],
+        serde_json::json!({
+            "nameservers": ["10.0.0.53"],
+            "searches": ["example.test"],
+            "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]
+        })
+    );
+    assert_eq!(
+        (&pod["hostname"], &pod["subdomain"]),
+        (&"web-host".into(), &"web-sub".into())
+    );
+    assert_eq!(
+        (&pod["hostPID"], &pod["hostIPC"]),
+        (&true.into(), &true.into())
+    );
+    assert_eq!(pod["terminationGracePeriodSeconds"], 20);
+    let ports = c["ports"].as_array().unwrap();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["containerPort"] == 8080 && p["name"] == "http"),
+        "{ports:?}"
+    );
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["containerPort"] == 9001 && p["protocol"] == "UDP"),
+        "{ports:?}"
+    );
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["containerPort"] == 7000 && p["hostPort"] == 47200),
+        "mode: host is a hostPort: {ports:?}"
+    );
+    let svc = &objs[&("Service".into(), "web".into())];
+    assert_eq!(
+        svc["spec"]["clusterIP"], "None",
+        "dnsrr is a headless Service"
+    );
+    let http = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["port"] == 8080)
+        .unwrap();
+    assert_eq!(http["appProtocol"], "http");
+    let agent = &objs[&("DaemonSet".into(), "agent".into())];
+    assert_eq!(agent["spec"]["template"]["spec"]["hostNetwork"], true);
+}

@@ -93,7 +93,13 @@ const SERVICES: &[(&str, u32)] = &[
     ("reader", 1),
     ("hostnet", 2),
     ("standin", 1),
+    ("ports", 1),
 ];
+
+/// The address each run publishes its fixed host ports on (the file's `PARITY_IP`), so
+/// both stacks can be up at once; normalised away before the comparison.
+const OSMEN_IP: &str = "127.0.0.2";
+const COMPOSE_IP: &str = "127.0.0.3";
 
 /// Both projects, taken down (containers, networks) when dropped, even on failure.
 struct Pair {
@@ -135,6 +141,7 @@ impl Pair {
             .current_dir(&self.dir)
             .arg("-p")
             .arg(&self.osmen)
+            .env("PARITY_IP", OSMEN_IP)
             .args(args)
             .output()
             .expect("run osmen");
@@ -148,6 +155,7 @@ impl Pair {
             .arg(&self.compose)
             .arg("-f")
             .arg(&self.file)
+            .env("PARITY_IP", COMPOSE_IP)
             .args(args)
             .output()
             .expect("run docker-compose");
@@ -303,6 +311,10 @@ fn containers_match_docker_compose_field_by_field() {
 
     let (ok, out) = pair.osmen(&["up", "--wait"]);
     assert!(ok, "osmen up:\n{out}");
+    assert!(
+        out.contains("note: reader: deploy.update_config: Swarm's rolling update"),
+        "a Swarm-only key is named at a local up:\n{out}"
+    );
     let (ok, out) = pair.compose(&["up", "-d", "--no-build"]);
     assert!(ok, "docker-compose up:\n{out}");
 
@@ -325,6 +337,8 @@ fn containers_match_docker_compose_field_by_field() {
     }
     words.push((pair.osmen.clone(), "PROJECT".into()));
     words.push((pair.compose.clone(), "PROJECT".into()));
+    words.push((OSMEN_IP.into(), "PARITY_IP".into()));
+    words.push((COMPOSE_IP.into(), "PARITY_IP".into()));
     let norm = Normaliser { words };
 
     let mut compared = 0;
@@ -362,6 +376,15 @@ fn containers_match_docker_compose_field_by_field() {
         norm.value(&of("side#1")["HostConfig"]["NetworkMode"], ""),
         "container:<db#1>"
     );
+    let bindings = &of("ports#1")["HostConfig"]["PortBindings"];
+    assert_eq!(
+        bindings["8080/tcp"],
+        serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": "47100-47110"}]),
+        "a host range over one port is the engine's to pick in: {bindings}"
+    );
+    assert_eq!(bindings["9001/tcp"][0]["HostPort"], "47201", "{bindings}");
+    assert_eq!(bindings["82/udp"][0]["HostIp"], "::1", "{bindings}");
+    assert_eq!(bindings["53/udp"][0]["HostPort"], "47210", "{bindings}");
     println!(
         "parity: {} containers, {compared} fields compared, {} differences",
         containers.len(),

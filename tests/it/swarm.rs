@@ -302,3 +302,97 @@ async fn service_updates_keep_the_health_check_bollard_drops() {
         "the update removed the health check"
     );
 }
+
+/// The container settings and Swarm's own deploy keys reach the ServiceSpec as the
+/// engine stores it; what a service has no field for is named on stderr, one line per
+/// service and key.
+#[test]
+fn swarm_carries_container_settings_and_deploy_keys() {
+    if !docker_ready() {
+        return;
+    }
+    let _swarm = SwarmGuard::ensure();
+    let st = Stack::new("swarm-settings", "swarmset");
+    let _down = Down(&st, Vec::new());
+    // --wait: a global service's task (one per node) runs before up returns.
+    let o = st
+        .cmd(&["--engine", "swarm", "up", "--wait"])
+        .output()
+        .unwrap();
+    let (so, se) = crate::util::text(&o);
+    assert!(o.status.success(), "{so}{se}");
+    for key in ["privileged", "devices"] {
+        let line = format!("hard: {key}: a Swarm service has no form for it");
+        assert!(se.contains(&line), "stderr lacks {line:?}:\n{se}");
+    }
+    for carried in [
+        "cap_drop",
+        "sysctls",
+        "ulimits",
+        "extra_hosts",
+        "dns",
+        "hostname",
+    ] {
+        assert!(
+            !se.contains(&format!("hard: {carried}:")),
+            "{carried} named:\n{se}"
+        );
+    }
+    let s = spec(&format!("{}_hard", st.project));
+    let c = &s["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(c["CapabilityAdd"], serde_json::json!(["NET_ADMIN"]));
+    assert_eq!(c["CapabilityDrop"], serde_json::json!(["ALL"]));
+    assert_eq!(c["ReadOnly"], true);
+    assert_eq!(c["Sysctls"]["net.core.somaxconn"], "1024");
+    assert_eq!(
+        c["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+    );
+    assert_eq!(c["Hosts"], serde_json::json!(["10.0.0.1 one.test"]));
+    assert_eq!(
+        c["DNSConfig"],
+        serde_json::json!({
+            "Nameservers": ["10.0.0.53"],
+            "Search": ["example.test"],
+            "Options": ["ndots:2"]
+        })
+    );
+    assert_eq!(c["Hostname"], "hard-host");
+    assert_eq!(c["Init"], true);
+    // Engines before API 1.46 drop NoNewPrivileges unread: then osmen says so.
+    assert!(
+        c["Privileges"]["NoNewPrivileges"] == true
+            || se.contains("hard: security_opt no-new-privileges: this engine dropped"),
+        "{c}\n{se}"
+    );
+    assert_eq!(s["Mode"], serde_json::json!({"Global": {}}));
+    assert_eq!(s["EndpointSpec"]["Mode"], "dnsrr");
+    assert_eq!(s["Labels"]["tier"], "hard");
+    let u = &s["UpdateConfig"];
+    assert_eq!(
+        (
+            &u["Parallelism"],
+            &u["Delay"],
+            &u["Order"],
+            &u["FailureAction"]
+        ),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1_000_000_000i64),
+            &serde_json::json!("stop-first"),
+            &serde_json::json!("continue")
+        )
+    );
+    assert_eq!(s["RollbackConfig"]["Parallelism"], 1);
+    assert_eq!(s["RollbackConfig"]["FailureAction"], "pause");
+    let tasks = running_containers(&format!("{}_hard", st.project));
+    assert_eq!(tasks.len(), 1, "one task on the one node:\n{se}");
+    // A global service has no replica count to scale.
+    let o = st
+        .cmd(&["--engine", "swarm", "up", "--scale", "hard=2", "hard"])
+        .output()
+        .unwrap();
+    let (so, se) = crate::util::text(&o);
+    assert!(!o.status.success(), "{so}{se}");
+    assert!(se.contains("is a global service"), "{se}");
+}

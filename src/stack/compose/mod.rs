@@ -1,12 +1,14 @@
 //! The compose file: loading, interpolation, validation, and the resolved stack model
 //! that the supervisor acts on. Everything is checked before the engine is touched.
 
+pub mod deploy;
 pub mod dotenv;
 pub mod envfile;
 pub mod error;
 pub mod interpolate;
 pub mod objects;
 mod parse;
+pub mod ports;
 pub mod settings;
 pub mod yaml;
 
@@ -18,6 +20,7 @@ use serde::Serialize;
 
 pub use error::{ComposeError, ComposeErrors};
 pub use parse::{dependency_closure, load_str};
+pub use ports::HostPorts;
 pub use settings::ContainerSettings;
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +99,10 @@ pub struct Service {
     /// `deploy.placement.constraints` (Swarm): `node.role == manager`, `node.labels.gpu == true`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub placement: Vec<String>,
+    /// `deploy.mode`, `update_config`, `rollback_config`, `endpoint_mode`, `labels`:
+    /// Swarm's; printed by `config` under `deploy`.
+    #[serde(skip_serializing_if = "deploy::SwarmDeploy::is_empty")]
+    pub deploy: deploy::SwarmDeploy,
     /// Privileges, kernel limits, name resolution, namespaces, CPU tuning: printed by
     /// `config` under their compose names.
     #[serde(flatten)]
@@ -128,11 +135,28 @@ pub struct Build {
 pub struct Port {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<String>,
-    /// None: the engine picks a free host port.
+    /// None: the engine picks a free host port; a range over one target: the engine
+    /// picks a free port of the range.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub published: Option<u16>,
+    pub published: Option<HostPorts>,
     pub target: u16,
     pub protocol: String,
+    /// Long form `mode`: `ingress` or `host` (Swarm's publish mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Long form `name` (a Kubernetes port name in `export k8s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Long form `app_protocol` (Kubernetes `appProtocol`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+}
+
+impl Port {
+    /// The host port when one is fixed (not left to the engine, not a range).
+    pub fn host_port(&self) -> Option<u16> {
+        self.published.and_then(HostPorts::single)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

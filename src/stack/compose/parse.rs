@@ -804,6 +804,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         probe: None,
         balance: None,
         placement: Vec::new(),
+        deploy: Default::default(),
         settings: ContainerSettings::default(),
     };
     let mut scale = None;
@@ -827,8 +828,10 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
             "ports" => {
                 if let Some(items) = seq_or_err(ctx, v, &p) {
                     for (i, it) in items.iter().enumerate() {
-                        svc.ports
-                            .extend(parse_port(ctx, it, &format!("{p}[{i}]")).unwrap_or_default());
+                        svc.ports.extend(
+                            super::ports::parse_port(ctx, it, &format!("{p}[{i}]"))
+                                .unwrap_or_default(),
+                        );
                     }
                 }
             }
@@ -919,7 +922,8 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
                 pos,
                 &format!("{base}.scale"),
                 format!(
-                    "scale is {n} but deploy.replicas is {}: set one of them",
+                    "can't set distinct values on 'scale' and 'deploy.replicas' (scale is \
+                     {n}, deploy.replicas is {}): set one of them",
                     svc.replicas
                 ),
             );
@@ -1127,150 +1131,6 @@ fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, S
         }
     }
     out
-}
-
-fn parse_port_num(s: &str) -> Option<u16> {
-    s.parse::<u16>().ok().filter(|p| *p > 0)
-}
-
-fn port_range(s: &str) -> Option<(u16, u16)> {
-    match s.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (parse_port_num(a)?, parse_port_num(b)?);
-            (a <= b).then_some((a, b))
-        }
-        None => parse_port_num(s).map(|p| (p, p)),
-    }
-}
-
-fn parse_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<Port>> {
-    let bad = |ctx: &mut Ctx, value: &str, why: &str| {
-        ctx.err(
-            node.pos,
-            path,
-            format!(
-                "invalid port {value:?}: {why}; write \"TARGET\", \"HOST:TARGET\", \
-                 \"IP:HOST:TARGET\" or \"IP::TARGET\", with ports 1-65535 and an optional \
-                 /tcp or /udp"
-            ),
-        );
-    };
-    if let Kind::Map(_) = node.kind {
-        let target = node
-            .get("target")
-            .and_then(|t| t.as_str())
-            .and_then(parse_port_num);
-        let Some(target) = target else {
-            bad(ctx, "(long syntax)", "`target` must be a port number");
-            return None;
-        };
-        let published = match node.get("published").and_then(|p| p.as_str()) {
-            None | Some("") => None,
-            Some(p) => match parse_port_num(p) {
-                Some(n) => Some(n),
-                None => {
-                    bad(ctx, p, "`published` is not a port number");
-                    return None;
-                }
-            },
-        };
-        let protocol = node
-            .get("protocol")
-            .and_then(|p| p.as_str())
-            .unwrap_or("tcp")
-            .to_string();
-        let host_ip = node
-            .get("host_ip")
-            .and_then(|p| p.as_str())
-            .map(str::to_string);
-        return Some(vec![Port {
-            host_ip,
-            published,
-            target,
-            protocol,
-        }]);
-    }
-    let raw = ctx.scalar(node, path, "a port mapping such as \"127.0.0.1:8080:80\"")?;
-    let (spec, protocol) = match raw.rsplit_once('/') {
-        Some((s, p)) if ["tcp", "udp", "sctp"].contains(&p) => (s.to_string(), p.to_string()),
-        Some((_, p)) => {
-            bad(ctx, &raw, &format!("unknown protocol {p:?}"));
-            return None;
-        }
-        None => (raw.clone(), "tcp".to_string()),
-    };
-    // An IPv6 host address comes in brackets: [::1]:8080:80.
-    let (host_ip, rest) = if let Some(r) = spec.strip_prefix('[') {
-        match r.split_once("]:") {
-            Some((ip, rest)) => (Some(ip.to_string()), rest.to_string()),
-            None => {
-                bad(ctx, &raw, "unclosed `[` around an IPv6 address");
-                return None;
-            }
-        }
-    } else {
-        let parts: Vec<&str> = spec.split(':').collect();
-        match parts.len() {
-            1 | 2 => (None, spec.clone()),
-            3 => (
-                Some(parts[0].to_string()),
-                format!("{}:{}", parts[1], parts[2]),
-            ),
-            _ => {
-                bad(ctx, &raw, "too many `:`");
-                return None;
-            }
-        }
-    };
-    if let Some(ip) = &host_ip
-        && ip.parse::<std::net::IpAddr>().is_err()
-    {
-        bad(ctx, &raw, &format!("{ip:?} is not an IP address"));
-        return None;
-    }
-    let (host, target) = match rest.split_once(':') {
-        Some((h, t)) => (Some(h), t),
-        None => (None, rest.as_str()),
-    };
-    let Some((t0, t1)) = port_range(target) else {
-        bad(
-            ctx,
-            &raw,
-            &format!("container port {target:?} is not a port or range"),
-        );
-        return None;
-    };
-    let host_range = match host {
-        None | Some("") => None,
-        Some(h) => match port_range(h) {
-            Some(r) => Some(r),
-            None => {
-                bad(
-                    ctx,
-                    &raw,
-                    &format!("host port {h:?} is not a port or range"),
-                );
-                return None;
-            }
-        },
-    };
-    if let Some((h0, h1)) = host_range
-        && h1 - h0 != t1 - t0
-        && h0 != h1
-    {
-        bad(ctx, &raw, "host and container ranges differ in length");
-        return None;
-    }
-    Some(
-        (0..=(t1 - t0))
-            .map(|i| Port {
-                host_ip: host_ip.clone(),
-                published: host_range.map(|(h0, h1)| if h0 == h1 { h0 } else { h0 + i }),
-                target: t0 + i,
-                protocol: protocol.clone(),
-            })
-            .collect(),
-    )
 }
 
 fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
@@ -1652,11 +1512,12 @@ fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, resta
                     }
                 }
             }
-            "restart_policy" | "update_config" | "rollback_config" | "mode" | "labels"
-            | "endpoint_mode" => {}
+            "restart_policy" => {}
+            other if super::deploy::parse_key(ctx, other, v, &p, svc) => {}
             other => ctx.err(k.pos, &p, format!("unknown deploy key `{other}`")),
         }
     }
+    super::deploy::check(ctx, node, path, svc);
 }
 
 /// `deploy.resources` keys beyond cpus, memory and devices: `limits.pids` is applied (as

@@ -1226,7 +1226,7 @@ mod tests {
             ),
             (
                 "scale: 2\n    deploy: {replicas: 3}",
-                "services.a.scale: scale is 2 but deploy.replicas is 3",
+                "services.a.scale: can't set distinct values on 'scale' and 'deploy.replicas' (scale is 2, deploy.replicas is 3)",
             ),
         ];
         for (body, want) in cases {
