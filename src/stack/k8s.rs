@@ -994,6 +994,18 @@ mod tests {
     }
 
     #[test]
+    fn secrets_and_configs_a_pod_does_not_get_are_named() {
+        let p = project(
+            "services:\n  api:\n    image: api:1\n    configs: [app]\n\
+             configs:\n  app:\n    content: 'x=1'\n",
+        );
+        let ex = export(&p, &all(&p));
+        let line = "api: configs: \"app\" is not exported; create a Secret or ConfigMap and \
+                    mount it at /app";
+        assert!(ex.warnings.iter().any(|w| w == line), "{:?}", ex.warnings);
+    }
+
+    #[test]
     fn quantities_are_exact() {
         assert_eq!(cpu_quantity(2.0), "2");
         assert_eq!(cpu_quantity(0.5), "500m");

@@ -125,6 +125,18 @@ fn carry_settings(svc: &Service, container: &mut Value, warnings: &mut Vec<Strin
             svc.name
         ));
     }
+    for (key, grants) in [("secrets", &svc.secrets), ("configs", &svc.configs)] {
+        for g in grants {
+            warnings.push(format!(
+                "{}: {key}: {:?} is not deployed to Swarm by osmen; create it with \
+                 `docker {} create` and grant it to the service ({})",
+                svc.name,
+                g.source,
+                &key[..key.len() - 1],
+                g.target
+            ));
+        }
+    }
     for key in st.set_keys() {
         if !carried.contains(&key) && key != "security_opt" {
             warnings.push(format!(
@@ -878,6 +890,32 @@ mod tests {
             (&json!(5_000_000_000i64), &json!(0.5))
         );
         assert_eq!(v["RollbackConfig"]["Parallelism"], 3);
+    }
+
+    #[test]
+    fn secrets_and_configs_swarm_does_not_get_are_named() {
+        let p = load_str(
+            "services:\n  api:\n    image: api:1\n    secrets: [tok]\n    configs: [app]\n\
+             secrets:\n  tok:\n    environment: TOK\nconfigs:\n  app:\n    content: 'x=1'\n",
+            std::path::Path::new("/tmp/s/docker-compose.yml"),
+            &LoadOptions {
+                project_name: Some("st".into()),
+                env: [("TOK".to_string(), "t0k".to_string())].into(),
+            },
+        )
+        .unwrap();
+        let (_, warnings) = service_spec(&p, &p.services["api"]).unwrap();
+        assert_eq!(
+            warnings,
+            vec![
+                "api: secrets: \"tok\" is not deployed to Swarm by osmen; create it with \
+                 `docker secret create` and grant it to the service (/run/secrets/tok)"
+                    .to_string(),
+                "api: configs: \"app\" is not deployed to Swarm by osmen; create it with \
+                 `docker config create` and grant it to the service (/app)"
+                    .to_string(),
+            ]
+        );
     }
 
     #[test]

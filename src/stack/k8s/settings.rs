@@ -233,6 +233,17 @@ pub(super) fn carry(svc: &Service, ex: &mut Export) -> Carried {
             );
         }
     }
+    for (key, grants) in [("secrets", &svc.secrets), ("configs", &svc.configs)] {
+        for g in grants {
+            cx.warn(
+                key,
+                format!(
+                    "{:?} is not exported; create a Secret or ConfigMap and mount it at {}",
+                    g.source, g.target
+                ),
+            );
+        }
+    }
     if svc.init == Some(true) {
         cx.warn(
             "init",
