@@ -339,6 +339,14 @@ pub fn service_spec(
         }
         Restart::Always | Restart::UnlessStopped => json!({"Condition": "any"}),
     };
+    let mut restart = restart;
+    let timing = &svc.deploy.restart_policy;
+    if let Some(d) = timing.delay {
+        restart["Delay"] = json!(ns(d));
+    }
+    if let Some(w) = timing.window {
+        restart["Window"] = json!(ns(w));
+    }
     let nets: Vec<Value> = if svc.networks.is_empty() {
         vec![json!({"Target": network_name(project, "default"), "Aliases": [svc.name]})]
     } else {
@@ -356,6 +364,18 @@ pub fn service_spec(
     let mut placement = json!({});
     if !svc.placement.is_empty() {
         placement["Constraints"] = json!(svc.placement);
+    }
+    let spread = &svc.deploy.placement;
+    if !spread.preferences.is_empty() {
+        let prefs: Vec<Value> = spread
+            .preferences
+            .iter()
+            .map(|s| json!({"Spread": {"SpreadDescriptor": s}}))
+            .collect();
+        placement["Preferences"] = json!(prefs);
+    }
+    if let Some(m) = spread.max_replicas_per_node {
+        placement["MaxReplicas"] = json!(m);
     }
     let mode = if svc.deploy.is_global() {
         json!({"Global": {}})
@@ -828,7 +848,9 @@ mod tests {
              deploy:\n      mode: global\n      endpoint_mode: dnsrr\n      \
              labels: {tier: web}\n      update_config: {parallelism: 2, delay: 10s, order: \
              stop-first, failure_action: rollback, monitor: 5s, max_failure_ratio: 0.5}\n      \
-             rollback_config: {parallelism: 3}\n",
+             rollback_config: {parallelism: 3}\n      restart_policy: {condition: on-failure, \
+             delay: 5s, window: 1m}\n      placement: {preferences: [{spread: \
+             node.labels.zone}], max_replicas_per_node: 2}\n",
             std::path::Path::new("/tmp/s/docker-compose.yml"),
             &LoadOptions {
                 project_name: Some("st".into()),
@@ -890,6 +912,19 @@ mod tests {
             (&json!(5_000_000_000i64), &json!(0.5))
         );
         assert_eq!(v["RollbackConfig"]["Parallelism"], 3);
+        let tt = &v["TaskTemplate"];
+        assert_eq!(
+            (
+                &tt["RestartPolicy"]["Delay"],
+                &tt["RestartPolicy"]["Window"]
+            ),
+            (&json!(5_000_000_000i64), &json!(60_000_000_000i64))
+        );
+        assert_eq!(
+            tt["Placement"],
+            json!({"Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}],
+                   "MaxReplicas": 2})
+        );
     }
 
     #[test]

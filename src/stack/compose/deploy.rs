@@ -45,6 +45,89 @@ pub struct SwarmDeploy {
     pub update_config: Option<UpdateConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback_config: Option<UpdateConfig>,
+    /// `restart_policy.delay` and `window`: Swarm's restart timing.
+    #[serde(skip_serializing_if = "RestartTiming::is_empty")]
+    pub restart_policy: RestartTiming,
+    /// `placement.preferences` and `max_replicas_per_node` (the constraints are
+    /// `Service::placement`).
+    #[serde(skip_serializing_if = "Spread::is_empty")]
+    pub placement: Spread,
+}
+
+/// `deploy.restart_policy.delay` and `window`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RestartTiming {
+    #[serde(skip_serializing_if = "Option::is_none", with = "super::opt_duration")]
+    pub delay: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "super::opt_duration")]
+    pub window: Option<Duration>,
+}
+
+impl RestartTiming {
+    pub fn is_empty(&self) -> bool {
+        *self == RestartTiming::default()
+    }
+}
+
+/// `deploy.placement.preferences` (`spread: node.labels.zone`) and `max_replicas_per_node`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Spread {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_replicas_per_node: Option<u32>,
+}
+
+impl Spread {
+    pub fn is_empty(&self) -> bool {
+        *self == Spread::default()
+    }
+}
+
+/// `deploy.restart_policy.delay`/`window`; false for another key.
+pub(super) fn restart_timing(
+    ctx: &mut Ctx,
+    key: &str,
+    v: &Node,
+    p: &str,
+    svc: &mut Service,
+) -> bool {
+    let t = &mut svc.deploy.restart_policy;
+    match key {
+        "delay" => t.delay = ctx.duration(v, p),
+        "window" => t.window = ctx.duration(v, p),
+        _ => return false,
+    }
+    true
+}
+
+/// `deploy.placement.preferences`/`max_replicas_per_node`; false for another key.
+pub(super) fn spread(ctx: &mut Ctx, key: &str, v: &Node, p: &str, svc: &mut Service) -> bool {
+    match key {
+        "preferences" => {
+            for (i, pref) in super::parse::seq_or_err(ctx, v, p)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
+                let ip = format!("{p}[{i}]");
+                match pref.get("spread").and_then(|s| s.as_str()) {
+                    Some(s) if pref.as_map().is_some_and(|m| m.len() == 1) => {
+                        svc.deploy.placement.preferences.push(s.to_string())
+                    }
+                    _ => ctx.err(
+                        pref.pos,
+                        &ip,
+                        "a placement preference is `{spread: node.labels.zone}` (spread is \
+                         the only kind)",
+                    ),
+                }
+            }
+        }
+        "max_replicas_per_node" => svc.deploy.placement.max_replicas_per_node = ctx.uint(v, p),
+        _ => return false,
+    }
+    true
 }
 
 impl SwarmDeploy {
@@ -191,7 +274,14 @@ pub fn local_up_notes(svc: &Service) -> Vec<String> {
              containers get `labels:`, not these)",
         );
     }
-    if !svc.placement.is_empty() {
+    if !d.restart_policy.is_empty() {
+        note(
+            "restart_policy",
+            "delay and window are Swarm's restart timing; the engine restarts a container \
+             with its own backoff",
+        );
+    }
+    if !svc.placement.is_empty() || !d.placement.is_empty() {
         note(
             "placement",
             "Swarm's node constraints; a local up runs on this engine",
@@ -218,7 +308,9 @@ mod tests {
         let p = load(
             "      mode: global\n      endpoint_mode: dnsrr\n      labels: {a: b}\n      \
              update_config: {parallelism: 2, delay: 1s}\n      rollback_config: {order: \
-             start-first}\n      placement: {constraints: ['node.role == manager']}\n",
+             start-first}\n      placement: {constraints: ['node.role == manager'], \
+             preferences: [{spread: node.labels.zone}], max_replicas_per_node: 1}\n      \
+             restart_policy: {condition: any, delay: 3s, window: 20s}\n",
         )
         .unwrap();
         let a = &p.services["a"];
@@ -235,6 +327,7 @@ mod tests {
             "endpoint_mode",
             "labels",
             "placement",
+            "restart_policy",
         ] {
             assert!(
                 notes
@@ -243,7 +336,16 @@ mod tests {
                 "{key}: {notes:?}"
             );
         }
-        assert_eq!(notes.len(), 6, "{notes:?}");
+        assert_eq!(notes.len(), 7, "{notes:?}");
+        assert_eq!(
+            a.deploy.placement.preferences,
+            vec!["node.labels.zone".to_string()]
+        );
+        assert_eq!(a.deploy.placement.max_replicas_per_node, Some(1));
+        assert_eq!(
+            a.deploy.restart_policy.window,
+            Some(std::time::Duration::from_secs(20))
+        );
         assert!(
             super::local_up_notes(&load("      replicas: 2\n").unwrap().services["a"]).is_empty()
         );
@@ -279,6 +381,25 @@ mod tests {
             (
                 "      update_config: {paralelism: 2}\n",
                 "unknown update_config key `paralelism`",
+            ),
+            (
+                "      restart_policy: {condition: any, windw: 5s}\n",
+                "5:40: services.a.deploy.restart_policy.windw: unknown restart_policy key \
+                 `windw`; allowed: condition, delay, max_attempts, window",
+            ),
+            (
+                "      restart_policy: {delay: soon}\n",
+                "services.a.deploy.restart_policy.delay",
+            ),
+            (
+                "      placement: {prefs: []}\n",
+                "unknown placement key `prefs`; allowed: constraints, preferences, \
+                 max_replicas_per_node",
+            ),
+            (
+                "      placement: {preferences: [{pack: node.id}]}\n",
+                "services.a.deploy.placement.preferences[0]: a placement preference is \
+                 `{spread: node.labels.zone}`",
             ),
         ] {
             let err = load(body).unwrap_err();

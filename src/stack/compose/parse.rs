@@ -1470,54 +1470,98 @@ fn parse_deploy(ctx: &mut Ctx, node: &Node, path: &str, svc: &mut Service, resta
                     }
                 }
             }
-            "restart_policy" if !restart_set => {
-                let cond = v.get("condition").and_then(|c| c.as_str()).unwrap_or("any");
-                let max = v
-                    .get("max_attempts")
-                    .and_then(|m| ctx.uint(m, &format!("{p}.max_attempts")));
-                svc.restart = match cond {
-                    "none" => Restart::No,
-                    "on-failure" => Restart::OnFailure(max),
-                    "any" => Restart::Always,
-                    other => {
-                        ctx.err(
-                            v.pos,
-                            &format!("{p}.condition"),
-                            format!("unknown condition {other:?}: use none, on-failure or any"),
-                        );
-                        svc.restart.clone()
-                    }
-                };
-            }
-            "placement" => {
-                if let Some(cs) = v.get("constraints") {
-                    let cp = format!("{p}.constraints");
-                    for (i, c) in seq_or_err(ctx, cs, &cp).unwrap_or(&[]).iter().enumerate() {
-                        let ip = format!("{cp}[{i}]");
-                        let Some(text) = ctx.scalar(c, &ip, "a constraint") else {
-                            continue;
-                        };
-                        if text.contains("==") || text.contains("!=") {
-                            svc.placement.push(text);
-                        } else {
-                            ctx.err(
-                                c.pos,
-                                &ip,
-                                format!(
-                                    "{text:?} is not a constraint: write `node.role == manager` \
-                                     or `node.labels.gpu != false` (== or !=)"
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
-            "restart_policy" => {}
+            "restart_policy" => restart_policy(ctx, v, &p, svc, restart_set),
+            "placement" => placement(ctx, v, &p, svc),
             other if super::deploy::parse_key(ctx, other, v, &p, svc) => {}
             other => ctx.err(k.pos, &p, format!("unknown deploy key `{other}`")),
         }
     }
     super::deploy::check(ctx, node, path, svc);
+}
+
+/// `deploy.restart_policy`: condition and max_attempts are the container's restart policy
+/// unless `restart:` is set (it wins, as in docker compose); delay and window are Swarm's.
+fn restart_policy(ctx: &mut Ctx, v: &Node, p: &str, svc: &mut Service, restart_set: bool) {
+    for (k, sub) in ctx.map(v, p).unwrap_or(&[]) {
+        let key = k.as_str().unwrap_or("");
+        let kp = format!("{p}.{key}");
+        match key {
+            "condition" | "max_attempts" => {}
+            other if super::deploy::restart_timing(ctx, other, sub, &kp, svc) => {}
+            other if other.starts_with("x-") => {}
+            other => ctx.err(
+                k.pos,
+                &kp,
+                format!(
+                    "unknown restart_policy key `{other}`; allowed: condition, delay, \
+                     max_attempts, window"
+                ),
+            ),
+        }
+    }
+    if restart_set {
+        return;
+    }
+    let cond = v.get("condition").and_then(|c| c.as_str()).unwrap_or("any");
+    let max = v
+        .get("max_attempts")
+        .and_then(|m| ctx.uint(m, &format!("{p}.max_attempts")));
+    svc.restart = match cond {
+        "none" => Restart::No,
+        "on-failure" => Restart::OnFailure(max),
+        "any" => Restart::Always,
+        other => {
+            ctx.err(
+                v.pos,
+                &format!("{p}.condition"),
+                format!("unknown condition {other:?}: use none, on-failure or any"),
+            );
+            svc.restart.clone()
+        }
+    };
+}
+
+/// `deploy.placement`: constraints (`node.role == manager`), preferences and
+/// max_replicas_per_node; Swarm's, named at a local up.
+fn placement(ctx: &mut Ctx, v: &Node, p: &str, svc: &mut Service) {
+    for (k, sub) in ctx.map(v, p).unwrap_or(&[]) {
+        let key = k.as_str().unwrap_or("");
+        let kp = format!("{p}.{key}");
+        match key {
+            "constraints" => constraints(ctx, sub, &kp, svc),
+            other if super::deploy::spread(ctx, other, sub, &kp, svc) => {}
+            other if other.starts_with("x-") => {}
+            other => ctx.err(
+                k.pos,
+                &kp,
+                format!(
+                    "unknown placement key `{other}`; allowed: constraints, preferences, \
+                     max_replicas_per_node"
+                ),
+            ),
+        }
+    }
+}
+
+fn constraints(ctx: &mut Ctx, cs: &Node, cp: &str, svc: &mut Service) {
+    for (i, c) in seq_or_err(ctx, cs, cp).unwrap_or(&[]).iter().enumerate() {
+        let ip = format!("{cp}[{i}]");
+        let Some(text) = ctx.scalar(c, &ip, "a constraint") else {
+            continue;
+        };
+        if text.contains("==") || text.contains("!=") {
+            svc.placement.push(text);
+        } else {
+            ctx.err(
+                c.pos,
+                &ip,
+                format!(
+                    "{text:?} is not a constraint: write `node.role == manager` or \
+                     `node.labels.gpu != false` (== or !=)"
+                ),
+            );
+        }
+    }
 }
 
 /// `deploy.resources` keys beyond cpus, memory and devices: `limits.pids` is applied (as
