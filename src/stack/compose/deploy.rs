@@ -274,6 +274,13 @@ pub fn local_up_notes(svc: &Service) -> Vec<String> {
              containers get `labels:`, not these)",
         );
     }
+    if svc.resources.cpus_reservation.is_some() {
+        note(
+            "resources.reservations.cpus",
+            "Swarm's scheduling reservation; one engine reserves no CPU for a container \
+             (docker compose drops it too): use cpus or cpu_shares",
+        );
+    }
     if !d.restart_policy.is_empty() {
         note(
             "restart_policy",
@@ -310,7 +317,8 @@ mod tests {
              update_config: {parallelism: 2, delay: 1s}\n      rollback_config: {order: \
              start-first}\n      placement: {constraints: ['node.role == manager'], \
              preferences: [{spread: node.labels.zone}], max_replicas_per_node: 1}\n      \
-             restart_policy: {condition: any, delay: 3s, window: 20s}\n",
+             restart_policy: {condition: any, delay: 3s, window: 20s}\n      \
+             resources: {reservations: {cpus: '0.5'}}\n",
         )
         .unwrap();
         let a = &p.services["a"];
@@ -328,6 +336,7 @@ mod tests {
             "labels",
             "placement",
             "restart_policy",
+            "resources.reservations.cpus",
         ] {
             assert!(
                 notes
@@ -336,7 +345,7 @@ mod tests {
                 "{key}: {notes:?}"
             );
         }
-        assert_eq!(notes.len(), 7, "{notes:?}");
+        assert_eq!(notes.len(), 8, "{notes:?}");
         assert_eq!(
             a.deploy.placement.preferences,
             vec!["node.labels.zone".to_string()]
