@@ -231,7 +231,7 @@ async fn watch_compose(
             let _ = tx
                 .send(Update::Source("compose", Err(format!("{e:#}"))))
                 .await;
-            global.file.clone()
+            global.compose_file()
         }
     };
     let mut stamp = compose_stamp(&file);
