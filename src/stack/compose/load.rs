@@ -303,7 +303,9 @@ pub(super) fn load_texts(inputs: Vec<(PathBuf, String)>, opts: &LoadOptions) -> 
     for (i, mut tree) in trees.into_iter().enumerate() {
         interpolate_tree(&mut tree, "", &mut loader.ctx);
         let before = loader.ctx.errors.len();
-        super::include::apply(&mut loader, &mut tree, &[inputs[i].0.clone()]);
+        let path = &inputs[i].0;
+        let key = std::fs::canonicalize(path).unwrap_or(path.clone());
+        super::include::apply(&mut loader, &mut tree, &[key]);
         super::extends::apply(&mut loader, &mut tree);
         refs_failed |= loader.ctx.errors.len() > before;
         merged = super::merge::merge(merged, tree, &[])
