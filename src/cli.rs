@@ -38,7 +38,12 @@ pub struct Global {
     /// does; `-` reads standard input). Default: COMPOSE_FILE (split on
     /// COMPOSE_PATH_SEPARATOR, `:`), else compose.yaml, compose.yml, docker-compose.yml or
     /// docker-compose.yaml found here or in a parent directory, with its *.override.* file.
-    #[arg(short = 'f', long = "file", env = "OSMEN_COMPOSE_FILE", value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "OSMEN_COMPOSE_FILE",
+        value_name = "FILE"
+    )]
     pub file: Vec<PathBuf>,
     /// Project name (default: the compose file's `name:`, else its directory's name).
     #[arg(short = 'p', long = "project-name", env = "COMPOSE_PROJECT_NAME")]

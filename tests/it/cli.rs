@@ -314,8 +314,15 @@ fn console_flags_parse_and_the_console_refuses_a_pipe() {
 
 #[test]
 fn file_is_repeatable_in_merge_order() {
-    let cli = Cli::parse_from(["osmen", "-f", "a.yml", "--file", "b.yml", "-f", "c.yml", "config"]);
-    let files: Vec<String> = cli.global.file.iter().map(|p| p.display().to_string()).collect();
+    let cli = Cli::parse_from([
+        "osmen", "-f", "a.yml", "--file", "b.yml", "-f", "c.yml", "config",
+    ]);
+    let files: Vec<String> = cli
+        .global
+        .file
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     assert_eq!(files, ["a.yml", "b.yml", "c.yml"]);
     assert_eq!(cli.global.compose_file(), std::path::PathBuf::from("a.yml"));
 }

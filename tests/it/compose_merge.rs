@@ -35,7 +35,12 @@ fn yaml_to_json(y: &yaml_rust2::Yaml) -> Value {
     match y {
         Yaml::Hash(h) => Value::Object(
             h.iter()
-                .map(|(k, v)| (k.as_str().map(str::to_string).unwrap_or_default(), yaml_to_json(v)))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().map(str::to_string).unwrap_or_default(),
+                        yaml_to_json(v),
+                    )
+                })
                 .collect::<Map<_, _>>(),
         ),
         Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
@@ -68,7 +73,10 @@ fn osmen_config(dir: &Path, files: &[&str]) -> Result<Value, String> {
     for f in files {
         c.args(["-f", f]);
     }
-    let o = c.args(["config", "--json", "--all"]).output().expect("run osmen");
+    let o = c
+        .args(["config", "--json", "--all"])
+        .output()
+        .expect("run osmen");
     let (out, err) = text(&o);
     if !o.status.success() {
         return Err(err);
@@ -101,7 +109,11 @@ fn reference_view(svc: &Value) -> Value {
         .map(|v| {
             let parts: Vec<&str> = v.split(':').collect();
             let ro = parts.get(2) == Some(&"ro");
-            format!("{}:{}:{ro}", norm_path(parts[0]), parts.get(1).unwrap_or(&""))
+            format!(
+                "{}:{}:{ro}",
+                norm_path(parts[0]),
+                parts.get(1).unwrap_or(&"")
+            )
         })
         .collect();
     let ports: BTreeSet<String> = svc
@@ -148,7 +160,14 @@ fn osmen_view(svc: &Value) -> Value {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|p| format!("{}:{}/{}", s(&p["published"]), s(&p["target"]), s(&p["protocol"])))
+                .map(|p| {
+                    format!(
+                        "{}:{}/{}",
+                        s(&p["published"]),
+                        s(&p["target"]),
+                        s(&p["protocol"])
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -173,15 +192,26 @@ fn assert_same(dir: &Path, files: &[&str]) -> usize {
     let reference = compose_config(dir, files);
     let ours = osmen_config(dir, files).unwrap_or_else(|e| panic!("osmen config: {e}"));
     let names = |v: &Value| -> BTreeSet<String> {
-        v["services"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        v["services"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     };
     assert_eq!(names(&ours), names(&reference), "services of {files:?}");
     for name in names(&reference) {
         let want = reference_view(&reference["services"][&name]);
         let got = osmen_view(&ours["services"][&name]);
-        assert_eq!(got, want, "service {name} of {files:?} in {}", dir.display());
+        assert_eq!(
+            got,
+            want,
+            "service {name} of {files:?} in {}",
+            dir.display()
+        );
     }
-    eprintln!("{files:?}: {} services match docker-compose 1.29", names(&reference).len());
+    eprintln!(
+        "{files:?}: {} services match docker-compose 1.29",
+        names(&reference).len()
+    );
     names(&reference).len()
 }
 
@@ -200,7 +230,11 @@ fn base_and_override_match_docker_compose() {
     assert_eq!(web["environment"]["LOG_LEVEL"], "debug");
     assert_eq!(web["environment"]["REGION"], "eu");
     assert_eq!(web["labels"], json!({"owner": "ops", "tier": "web"}));
-    assert_eq!(web["volumes"].as_array().map(Vec::len), Some(2), "one per target");
+    assert_eq!(
+        web["volumes"].as_array().map(Vec::len),
+        Some(2),
+        "one per target"
+    );
 }
 
 #[test]
@@ -224,8 +258,14 @@ fn extends_in_the_same_and_another_file_matches_docker_compose() {
     let ours = osmen_config(&dir, &["docker-compose.yml"]).unwrap();
     let api = &ours["services"]["api"];
     let common = dir.join("common");
-    assert_eq!(norm_path(&s(&api["build"]["context"])), common.join("app").display().to_string());
-    assert_eq!(api["environment"]["FROM_FILE"], "common", "env_file read from common/");
+    assert_eq!(
+        norm_path(&s(&api["build"]["context"])),
+        common.join("app").display().to_string()
+    );
+    assert_eq!(
+        api["environment"]["FROM_FILE"], "common",
+        "env_file read from common/"
+    );
 }
 
 /// Discovery in a fresh directory: the override file is merged only when no -f is given,
@@ -243,7 +283,10 @@ fn override_discovery_matches_docker_compose() {
     }
     assert_same(&dir, &[]);
     let merged = osmen_config(&dir, &[]).unwrap();
-    assert_eq!(merged["services"]["web"]["environment"]["LOG_LEVEL"], "debug");
+    assert_eq!(
+        merged["services"]["web"]["environment"]["LOG_LEVEL"],
+        "debug"
+    );
     let only = osmen_config(&dir, &["docker-compose.yml"]).unwrap();
     assert_eq!(only["services"]["web"]["environment"]["LOG_LEVEL"], "info");
     // From a sub-directory, as Compose walks up.
@@ -266,8 +309,13 @@ fn override_discovery_matches_docker_compose() {
         "services:\n  only:\n    image: osmen-shell:test\n  web:\n    image: osmen-nginx:test\n",
     )
     .unwrap();
-    let o = osmen().current_dir(&dir).env_remove("COMPOSE_FILE").env_remove("OSMEN_COMPOSE_FILE")
-        .args(["config", "--json"]).output().unwrap();
+    let o = osmen()
+        .current_dir(&dir)
+        .env_remove("COMPOSE_FILE")
+        .env_remove("OSMEN_COMPOSE_FILE")
+        .args(["config", "--json"])
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(out.contains("\"only\""), "{out}");
     assert!(err.contains("found several compose files"), "{err}");
@@ -283,14 +331,24 @@ fn include_is_recursive_with_paths_relative_to_each_file() {
     assert_eq!(names, ["cache", "db", "web"]);
     let db = &v["services"]["db"];
     let src = s(&db["volumes"][0]["source"]);
-    assert_eq!(src, dir.join("sub/init").display().to_string(), "relative to sub/");
+    assert_eq!(
+        src,
+        dir.join("sub/init").display().to_string(),
+        "relative to sub/"
+    );
 }
 
 #[test]
 fn an_include_cycle_is_refused_with_its_chain() {
     let err = osmen_config(&fixture("cycle"), &["a.yml"]).unwrap_err();
-    assert!(err.contains("include cycle: a.yml -> b.yml -> a.yml"), "{err}");
-    assert!(err.contains("b.yml:2:"), "names the including file and line: {err}");
+    assert!(
+        err.contains("include cycle: a.yml -> b.yml -> a.yml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("b.yml:2:"),
+        "names the including file and line: {err}"
+    );
     assert_eq!(err.matches("include cycle").count(), 1, "{err}");
 }
 
@@ -360,7 +418,16 @@ fn extends_errors_name_the_file_line_and_chain() {
     .unwrap();
     let err = osmen_config(&dir, &["compose.yml"]).unwrap_err();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(err.contains("extends cycle: compose.yml:a -> compose.yml:b -> compose.yml:a"), "{err}");
-    assert!(err.contains("compose.yml:8:") && err.contains("nope.yml"), "{err}");
-    assert!(err.contains("compose.yml:11:") && err.contains("no service `missing`"), "{err}");
+    assert!(
+        err.contains("extends cycle: compose.yml:a -> compose.yml:b -> compose.yml:a"),
+        "{err}"
+    );
+    assert!(
+        err.contains("compose.yml:8:") && err.contains("nope.yml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("compose.yml:11:") && err.contains("no service `missing`"),
+        "{err}"
+    );
 }

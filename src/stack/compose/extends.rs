@@ -83,7 +83,11 @@ fn reference(l: &mut Loader, ext: &Node, path: &str) -> Option<(String, Option<(
                 }
             }
             if service.is_none() {
-                l.ctx.err(ext.pos, path, "`extends` needs `service:` (the service to extend)");
+                l.ctx.err(
+                    ext.pos,
+                    path,
+                    "`extends` needs `service:` (the service to extend)",
+                );
             }
             Some((service?, file))
         }
@@ -108,7 +112,10 @@ fn resolve(l: &mut Loader, root: &Node, name: &str, chain: Vec<Link>) -> Option<
     let path = format!("services.{name}.extends");
     let (base_name, file) = reference(l, &ext, &path)?;
     let (base_root, base_file) = match file {
-        None => (root.clone(), chain.last().map(|c| c.0.clone()).unwrap_or_default()),
+        None => (
+            root.clone(),
+            chain.last().map(|c| c.0.clone()).unwrap_or_default(),
+        ),
         Some((f, at)) => {
             let full = l.ctx.dir_of(at).join(&f);
             let key = std::fs::canonicalize(&full).unwrap_or(full.clone());
@@ -130,11 +137,20 @@ fn resolve(l: &mut Loader, root: &Node, name: &str, chain: Vec<Link>) -> Option<
         );
         return None;
     }
-    if base_root.get("services").and_then(|s| s.get(&base_name)).is_none() {
+    if base_root
+        .get("services")
+        .and_then(|s| s.get(&base_name))
+        .is_none()
+    {
         let known = base_root
             .get("services")
             .and_then(Node::as_map)
-            .map(|m| m.iter().filter_map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", "))
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default();
         l.ctx.err(
             ext.pos,
@@ -154,7 +170,13 @@ fn resolve(l: &mut Loader, root: &Node, name: &str, chain: Vec<Link>) -> Option<
 }
 
 /// Another file's tree, read once per reference (a small file, in practice).
-fn loaded(l: &mut Loader, key: &std::path::Path, full: &std::path::Path, at: Pos, path: &str) -> Option<Node> {
+fn loaded(
+    l: &mut Loader,
+    key: &std::path::Path,
+    full: &std::path::Path,
+    at: Pos,
+    path: &str,
+) -> Option<Node> {
     let dir = parent_dir(key);
     let mut tree = l.read(full, &dir, None, at, path)?;
     // An extends file may itself include files.

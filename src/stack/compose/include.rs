@@ -43,7 +43,11 @@ pub(super) fn apply(l: &mut Loader, root: &mut Node, chain: &[PathBuf]) {
         Kind::Null => Vec::new(),
         _ => {
             let found = inc.type_name();
-            l.ctx.err(inc.pos, "include", format!("expected a list of files, found {found}"));
+            l.ctx.err(
+                inc.pos,
+                "include",
+                format!("expected a list of files, found {found}"),
+            );
             return;
         }
     };
@@ -74,7 +78,8 @@ fn entry(l: &mut Loader, item: &Node, p: &str) -> Option<Entry> {
                     "path" => e.paths = strings(l, v, &kp),
                     "env_file" => e.env_files = strings(l, v, &kp),
                     "project_directory" => {
-                        e.project_directory = l.ctx.scalar(v, &kp, "a directory").map(|d| (d, v.pos))
+                        e.project_directory =
+                            l.ctx.scalar(v, &kp, "a directory").map(|d| (d, v.pos))
                     }
                     other => l.ctx.err(
                         k.pos,
@@ -87,13 +92,21 @@ fn entry(l: &mut Loader, item: &Node, p: &str) -> Option<Entry> {
                 }
             }
             if e.paths.is_empty() {
-                l.ctx.err(item.pos, p, "an include entry needs `path:` (a file or a list of files)");
+                l.ctx.err(
+                    item.pos,
+                    p,
+                    "an include entry needs `path:` (a file or a list of files)",
+                );
                 return None;
             }
         }
         _ => {
             let found = item.type_name();
-            l.ctx.err(item.pos, p, format!("expected a file path or {{path, ...}}, found {found}"));
+            l.ctx.err(
+                item.pos,
+                p,
+                format!("expected a file path or {{path, ...}}, found {found}"),
+            );
             return None;
         }
     }
@@ -106,18 +119,27 @@ fn strings(l: &mut Loader, v: &Node, p: &str) -> Vec<(String, Pos)> {
             .iter()
             .enumerate()
             .filter_map(|(i, it)| {
-                l.ctx.scalar(it, &format!("{p}[{i}]"), "a path").map(|s| (s, it.pos))
+                l.ctx
+                    .scalar(it, &format!("{p}[{i}]"), "a path")
+                    .map(|s| (s, it.pos))
             })
             .collect(),
-        _ => l.ctx.scalar(v, p, "a path").map(|s| vec![(s, v.pos)]).unwrap_or_default(),
+        _ => l
+            .ctx
+            .scalar(v, p, "a path")
+            .map(|s| vec![(s, v.pos)])
+            .unwrap_or_default(),
     }
 }
 
 /// The variables an included file is interpolated with: its env files (default: the
 /// `.env` of its project directory), the process environment over them.
 fn include_vars(l: &mut Loader, e: &Entry, base: &Path, project_dir: &Path, p: &str) -> Vars {
-    let mut files: Vec<(PathBuf, Option<Pos>)> =
-        e.env_files.iter().map(|(f, at)| (base.join(f), Some(*at))).collect();
+    let mut files: Vec<(PathBuf, Option<Pos>)> = e
+        .env_files
+        .iter()
+        .map(|(f, at)| (base.join(f), Some(*at)))
+        .collect();
     if files.is_empty() {
         files.push((project_dir.join(".env"), None));
     }
@@ -134,7 +156,11 @@ fn include_vars(l: &mut Loader, e: &Entry, base: &Path, project_dir: &Path, p: &
             },
             Err(err) => {
                 if let Some(at) = at {
-                    l.ctx.err(at, p, format!("cannot read env_file {}: {err}", f.display()));
+                    l.ctx.err(
+                        at,
+                        p,
+                        format!("cannot read env_file {}: {err}", f.display()),
+                    );
                 }
             }
         }
@@ -160,7 +186,14 @@ fn load_entry(l: &mut Loader, e: &Entry, at: Pos, p: &str, chain: &[PathBuf]) ->
         let key = std::fs::canonicalize(&full).unwrap_or(full.clone());
         if chain.contains(&key) {
             let names: Vec<String> = chain.iter().chain([&key]).map(|c| short(c)).collect();
-            l.ctx.err(*fpos, p, format!("include cycle: {}; remove one of these includes", names.join(" -> ")));
+            l.ctx.err(
+                *fpos,
+                p,
+                format!(
+                    "include cycle: {}; remove one of these includes",
+                    names.join(" -> ")
+                ),
+            );
             return None;
         }
         let mut tree = l.read(&full, &project_dir, Some(vars.clone()), *fpos, p)?;

@@ -73,7 +73,12 @@ pub fn discover(dir: &Path) -> Result<Discovered, String> {
             return Err(format!(
                 "no compose file in {} or any parent directory (looked for {}): pass one \
                  with -f, or set COMPOSE_FILE",
-                if dir.as_os_str().is_empty() { Path::new(".") } else { dir }.display(),
+                if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                }
+                .display(),
                 DEFAULT_FILES.join(", ")
             ));
         }
@@ -175,8 +180,18 @@ fn project_vars(dir: &Path, opts: &LoadOptions) -> Result<Vars, ComposeErrors> {
     let mut vars = Vars::new();
     let dotenv = dir.join(".env");
     if let Ok(t) = std::fs::read_to_string(&dotenv) {
-        let pairs = envfile::parse(&t, Format::Compose, &|k| opts.env.get(k).cloned())
-            .map_err(|e| one(&dotenv, Some(Pos { line: e.line, col: 1, file: 0 }), e.message))?;
+        let pairs =
+            envfile::parse(&t, Format::Compose, &|k| opts.env.get(k).cloned()).map_err(|e| {
+                one(
+                    &dotenv,
+                    Some(Pos {
+                        line: e.line,
+                        col: 1,
+                        file: 0,
+                    }),
+                    e.message,
+                )
+            })?;
         vars.extend(pairs);
     }
     vars.extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -194,16 +209,25 @@ pub(super) struct Loader<'o> {
 impl Loader<'_> {
     /// Reads, parses and interpolates one more file (an `extends` or `include` source),
     /// `at` being the reference to it. None (and the error recorded there) if it fails.
-    pub(super) fn read(&mut self, path: &Path, dir: &Path, vars: Option<Vars>, at: Pos, what: &str) -> Option<Node> {
+    pub(super) fn read(
+        &mut self,
+        path: &Path,
+        dir: &Path,
+        vars: Option<Vars>,
+        at: Pos,
+        what: &str,
+    ) -> Option<Node> {
         let text = match read_bounded(path) {
             Ok(t) => t,
             Err(e) => {
-                self.ctx.err(at, what, format!("cannot read {}: {e}", path.display()));
+                self.ctx
+                    .err(at, what, format!("cannot read {}: {e}", path.display()));
                 return None;
             }
         };
         let Ok(idx) = u16::try_from(self.ctx.sources.len()) else {
-            self.ctx.err(at, what, "refused: more than 65535 files in one project");
+            self.ctx
+                .err(at, what, "refused: more than 65535 files in one project");
             return None;
         };
         self.ctx.sources.push(Source {
@@ -222,7 +246,11 @@ impl Loader<'_> {
         self.text.push_str(&text);
         if !matches!(root.kind, Kind::Map(_)) {
             let found = root.type_name();
-            self.ctx.err(root.pos, "", format!("a compose file is a mapping, found {found}"));
+            self.ctx.err(
+                root.pos,
+                "",
+                format!("a compose file is a mapping, found {found}"),
+            );
             return None;
         }
         match vars {
@@ -241,8 +269,12 @@ impl Loader<'_> {
 /// project directory's name. Returns the name as written and where it was written.
 fn project_name(opts: &LoadOptions, ctx: &mut Ctx, trees: &[Node]) -> (String, Pos) {
     let named = trees.iter().rev().find_map(|t| t.get("name"));
-    let pos = named.map(|n| n.pos).unwrap_or_default();
-    let raw = match (&opts.project_name, ctx.vars.get("COMPOSE_PROJECT_NAME"), named) {
+    let pos = named.or(trees.first()).map(|n| n.pos).unwrap_or_default();
+    let raw = match (
+        &opts.project_name,
+        ctx.vars.get("COMPOSE_PROJECT_NAME"),
+        named,
+    ) {
         (Some(n), _, _) => n.clone(),
         (None, Some(n), _) if !n.is_empty() => n.clone(),
         (None, _, Some(n)) => match ctx.scalar(n, "name", "a project name") {
@@ -259,7 +291,10 @@ fn project_name(opts: &LoadOptions, ctx: &mut Ctx, trees: &[Node]) -> (String, P
 
 /// Loads compose texts as the files they were read from, the first one's directory
 /// being the project directory.
-pub(super) fn load_texts(inputs: Vec<(PathBuf, String)>, opts: &LoadOptions) -> Result<Project, ComposeErrors> {
+pub(super) fn load_texts(
+    inputs: Vec<(PathBuf, String)>,
+    opts: &LoadOptions,
+) -> Result<Project, ComposeErrors> {
     let first = inputs.first().map(|(p, _)| p.clone()).unwrap_or_default();
     let dir = parent_dir(&first);
     let vars = project_vars(&dir, opts)?;
@@ -278,9 +313,8 @@ pub(super) fn load_texts(inputs: Vec<(PathBuf, String)>, opts: &LoadOptions) -> 
             dir: dir.clone(),
             top: true,
         });
-        let root = yaml::parse_file(t, idx).map_err(|e| {
-            one(path, Some(e.pos), format!("invalid YAML: {}", e.message))
-        })?;
+        let root = yaml::parse_file(t, idx)
+            .map_err(|e| one(path, Some(e.pos), format!("invalid YAML: {}", e.message)))?;
         if !matches!(root.kind, Kind::Map(_)) {
             let found = root.type_name();
             return Err(one(
@@ -317,4 +351,93 @@ pub(super) fn load_texts(inputs: Vec<(PathBuf, String)>, opts: &LoadOptions) -> 
     }
     let Loader { ctx, text, .. } = loader;
     build_project(ctx, merged, name, name_pos, &raw_name, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("osmen-load-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A sparse file over the limit is refused from its size, before a byte is read.
+    #[test]
+    fn an_oversized_file_is_refused_before_it_is_read() {
+        let d = tmp("big");
+        let f = d.join("compose.yml");
+        let file = std::fs::File::create(&f).unwrap();
+        file.set_len(yaml::MAX_FILE_BYTES as u64 + 1).unwrap();
+        let err = load_files(&[f.clone()], &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        let _ = std::fs::remove_dir_all(&d);
+        assert!(err.contains("over the limit of 10 MiB"), "{err}");
+        assert!(err.starts_with(&f.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn discovery_prefers_compose_yaml_and_takes_one_override() {
+        let d = tmp("disc");
+        for f in [
+            "docker-compose.yml",
+            "compose.yaml",
+            "docker-compose.override.yml",
+        ] {
+            std::fs::write(d.join(f), "services: {}\n").unwrap();
+        }
+        let found = discover(&d).unwrap();
+        let _ = std::fs::remove_dir_all(&d);
+        assert_eq!(
+            found.files,
+            vec![
+                d.join("compose.yaml"),
+                d.join("docker-compose.override.yml")
+            ]
+        );
+        assert_eq!(found.warnings.len(), 1, "{:?}", found.warnings);
+        assert!(found.warnings[0].contains("using"), "{:?}", found.warnings);
+    }
+
+    #[test]
+    fn discovery_walks_up_and_says_what_it_looked_for() {
+        let d = tmp("up");
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::fs::write(d.join("compose.yml"), "services: {}\n").unwrap();
+        let found = discover(&d.join("a/b")).unwrap();
+        assert_eq!(found.files, vec![d.join("compose.yml")]);
+        std::fs::remove_file(d.join("compose.yml")).unwrap();
+        let err = discover(&d.join("a/b"));
+        let _ = std::fs::remove_dir_all(&d);
+        // A parent of the temp dir may hold one; if not, the message names the names.
+        if let Err(e) = err {
+            assert!(e.contains("compose.yaml, compose.yml"), "{e}");
+        }
+    }
+
+    /// compose-go interpolates each file before merging: a later file's `${X}` is its own.
+    #[test]
+    fn each_file_is_interpolated_before_the_merge() {
+        let mut opts = LoadOptions {
+            project_name: Some("m".into()),
+            ..Default::default()
+        };
+        opts.env.insert("TAG".into(), "1.27".into());
+        let a = "services:\n  web:\n    image: nginx:${TAG}\n".to_string();
+        let b = "services:\n  web:\n    environment: [\"IMG=nginx:${TAG}\"]\n".to_string();
+        let p = load_texts(
+            vec![
+                (PathBuf::from("/nonexistent/m/compose.yml"), a),
+                (PathBuf::from("/nonexistent/m/over.yml"), b),
+            ],
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(p.services["web"].image.as_deref(), Some("nginx:1.27"));
+        assert_eq!(p.services["web"].environment["IMG"], "nginx:1.27");
+        assert_eq!(p.files.len(), 2);
+    }
 }

@@ -105,19 +105,33 @@ fn rule_at(path: &[&str]) -> Rule {
         ["secrets"] => Rule::Unique(secret_target),
         ["configs"] => Rule::Unique(config_target),
         ["env_file"] | ["label_file"] => Rule::Unique(env_file_path),
-        ["expose"] | ["dns"] | ["dns_search"] | ["dns_opt"] | ["cap_add"] | ["cap_drop"]
-        | ["profiles"] | ["links"] | ["external_links"] | ["security_opt"]
+        ["expose"]
+        | ["dns"]
+        | ["dns_search"]
+        | ["dns_opt"]
+        | ["cap_add"]
+        | ["cap_drop"]
+        | ["profiles"]
+        | ["links"]
+        | ["external_links"]
+        | ["security_opt"]
         | ["group_add"] => Rule::Unique(whole),
         ["networks", _, "aliases"] => Rule::Unique(whole),
         _ => Rule::Plain,
     }
 }
 
-fn merge_entries(base: Vec<(Node, Node)>, over: Vec<(Node, Node)>, path: &[&str]) -> Vec<(Node, Node)> {
+fn merge_entries(
+    base: Vec<(Node, Node)>,
+    over: Vec<(Node, Node)>,
+    path: &[&str],
+) -> Vec<(Node, Node)> {
     let mut out = base;
     for (k, v) in over {
         let key = k.as_str().unwrap_or("").to_string();
-        let at = out.iter().position(|(bk, _)| bk.as_str() == Some(key.as_str()));
+        let at = out
+            .iter()
+            .position(|(bk, _)| bk.as_str() == Some(key.as_str()));
         let merged = match at {
             // Extensions are replaced whole, as compose-go does.
             Some(i) if !key.starts_with("x-") => {
@@ -140,7 +154,13 @@ fn merge_entries(base: Vec<(Node, Node)>, over: Vec<(Node, Node)>, path: &[&str]
 }
 
 fn scalar_node(value: String, pos: super::yaml::Pos) -> Node {
-    Node::new(Kind::Scalar { value, plain: false }, pos)
+    Node::new(
+        Kind::Scalar {
+            value,
+            plain: false,
+        },
+        pos,
+    )
 }
 
 /// The entries of a `KEY: value` mapping or a `["KEY=value", "KEY"]` list, as mapping entries.
@@ -176,7 +196,10 @@ fn merge_as_map(base: Node, over: Node, sep: char) -> Node {
         return clean(over).unwrap_or(Node::new(Kind::Null, pos));
     }
     let mut out: Vec<(Node, Node)> = Vec::new();
-    for (k, v) in as_entries(base, sep).into_iter().chain(as_entries(over, sep)) {
+    for (k, v) in as_entries(base, sep)
+        .into_iter()
+        .chain(as_entries(over, sep))
+    {
         out.retain(|(bk, _)| bk.as_str() != k.as_str());
         if let Some(v) = clean(v) {
             out.push((k, v));
@@ -263,7 +286,12 @@ fn port_key(n: &Node) -> Option<String> {
     if n.as_map().is_some() {
         let f = |k: &str| field(n, k).unwrap_or_default();
         let proto = field(n, "protocol").unwrap_or_else(|| "tcp".into());
-        return Some(format!("{}:{}:{}/{proto}", f("host_ip"), f("published"), f("target")));
+        return Some(format!(
+            "{}:{}:{}/{proto}",
+            f("host_ip"),
+            f("published"),
+            f("target")
+        ));
     }
     let s = n.as_str()?;
     let (addr, proto) = s.rsplit_once('/').unwrap_or((s, "tcp"));
@@ -362,7 +390,8 @@ mod tests {
 
     #[test]
     fn command_entrypoint_and_healthcheck_test_are_replaced() {
-        let a = svc("    command: [a, b]\n    entrypoint: [x]\n    healthcheck: {test: [CMD, a]}\n");
+        let a =
+            svc("    command: [a, b]\n    entrypoint: [x]\n    healthcheck: {test: [CMD, a]}\n");
         let b = svc("    command: [c]\n    entrypoint: [y]\n    healthcheck: {test: [CMD, b]}\n");
         assert_eq!(web(&[&a, &b], "command"), "[c]");
         assert_eq!(web(&[&a, &b], "entrypoint"), "[y]");
@@ -371,8 +400,10 @@ mod tests {
 
     #[test]
     fn environment_labels_and_annotations_merge_as_maps_in_either_form() {
-        let a = svc("    environment: [A=1, B=2, C]\n    labels: {x: '1'}\n    annotations: [p=1]\n");
-        let b = svc("    environment: {B: 3, D: 4}\n    labels: [y=2, x=3]\n    annotations: {q: 2}\n");
+        let a =
+            svc("    environment: [A=1, B=2, C]\n    labels: {x: '1'}\n    annotations: [p=1]\n");
+        let b =
+            svc("    environment: {B: 3, D: 4}\n    labels: [y=2, x=3]\n    annotations: {q: 2}\n");
         assert_eq!(web(&[&a, &b], "environment"), "{A:1,C:~,B:3,D:4}");
         assert_eq!(web(&[&a, &b], "labels"), "{y:2,x:3}");
         assert_eq!(web(&[&a, &b], "annotations"), "{p:1,q:2}");
@@ -418,10 +449,14 @@ mod tests {
 
     #[test]
     fn expose_dns_and_the_like_are_a_unique_union() {
-        let a = svc("    expose: ['80', '81']\n    dns: [1.1.1.1]\n    dns_search: [a]\n    \
-                     extra_hosts: ['h:1.2.3.4']\n    cap_add: [NET_ADMIN]\n");
-        let b = svc("    expose: ['81', '82']\n    dns: [8.8.8.8, 1.1.1.1]\n    dns_search: [a, b]\n    \
-                     extra_hosts: ['h:1.2.3.4', 'g:5.6.7.8']\n    cap_add: [NET_ADMIN, SYS_TIME]\n");
+        let a = svc(
+            "    expose: ['80', '81']\n    dns: [1.1.1.1]\n    dns_search: [a]\n    \
+                     extra_hosts: ['h:1.2.3.4']\n    cap_add: [NET_ADMIN]\n",
+        );
+        let b = svc(
+            "    expose: ['81', '82']\n    dns: [8.8.8.8, 1.1.1.1]\n    dns_search: [a, b]\n    \
+                     extra_hosts: ['h:1.2.3.4', 'g:5.6.7.8']\n    cap_add: [NET_ADMIN, SYS_TIME]\n",
+        );
         assert_eq!(web(&[&a, &b], "expose"), "[80,81,82]");
         assert_eq!(web(&[&a, &b], "dns"), "[1.1.1.1,8.8.8.8]");
         assert_eq!(web(&[&a, &b], "dns_search"), "[a,b]");
@@ -435,7 +470,10 @@ mod tests {
         let b = svc(
             "    depends_on: {cache: {condition: service_healthy}}\n    networks: [front, back]\n",
         );
-        assert_eq!(web(&[&a, &b], "depends_on"), "{db:~,cache:{condition:service_healthy}}");
+        assert_eq!(
+            web(&[&a, &b], "depends_on"),
+            "{db:~,cache:{condition:service_healthy}}"
+        );
         assert_eq!(web(&[&a, &b], "networks"), "[front,back]");
         let c = svc("    networks: {front: {aliases: [w]}}\n");
         let d = svc("    networks: {front: {aliases: [v, w]}}\n");
@@ -448,7 +486,10 @@ mod tests {
                      logging: {driver: json-file, options: {max-size: 1m}}\n");
         let b = svc("    ulimits: {nofile: {soft: 3, hard: 4}}\n    \
                      logging: {options: {max-file: '2'}}\n");
-        assert_eq!(web(&[&a, &b], "ulimits"), "{nofile:{soft:3,hard:4},nproc:10}");
+        assert_eq!(
+            web(&[&a, &b], "ulimits"),
+            "{nofile:{soft:3,hard:4},nproc:10}"
+        );
         assert_eq!(
             web(&[&a, &b], "logging"),
             "{driver:json-file,options:{max-size:1m,max-file:2}}"
@@ -459,10 +500,14 @@ mod tests {
 
     #[test]
     fn reset_drops_a_value_in_each_of_its_forms() {
-        let a = svc("    image: a\n    ports: ['80:80']\n    environment: {FOO: bar, KEEP: x}\n    \
-                     labels: {a: b}\n    user: me\n");
-        let b = svc("    ports: !reset []\n    environment:\n      FOO: !reset null\n    \
-                     labels: !reset {}\n    user: !reset null\n");
+        let a = svc(
+            "    image: a\n    ports: ['80:80']\n    environment: {FOO: bar, KEEP: x}\n    \
+                     labels: {a: b}\n    user: me\n",
+        );
+        let b = svc(
+            "    ports: !reset []\n    environment:\n      FOO: !reset null\n    \
+                     labels: !reset {}\n    user: !reset null\n",
+        );
         assert_eq!(web(&[&a, &b], "ports"), "<absent>");
         assert_eq!(web(&[&a, &b], "environment"), "{KEEP:x}");
         assert_eq!(web(&[&a, &b], "labels"), "<absent>");
@@ -478,8 +523,10 @@ mod tests {
     fn override_replaces_instead_of_merging() {
         let a = svc("    ports: ['8080:80']\n    environment: {A: '1'}\n    \
                      healthcheck: {interval: 5s, retries: 3}\n");
-        let b = svc("    ports: !override ['8443:443']\n    environment: !override {B: '2'}\n    \
-                     healthcheck: !override {retries: 1}\n");
+        let b = svc(
+            "    ports: !override ['8443:443']\n    environment: !override {B: '2'}\n    \
+                     healthcheck: !override {retries: 1}\n",
+        );
         assert_eq!(web(&[&a, &b], "ports"), "[8443:443]");
         assert_eq!(web(&[&a, &b], "environment"), "{B:2}");
         assert_eq!(web(&[&a, &b], "healthcheck"), "{retries:1}");

@@ -4,9 +4,9 @@
 pub mod dotenv;
 pub mod envfile;
 pub mod error;
-pub mod interpolate;
 mod extends;
 mod include;
+pub mod interpolate;
 pub mod load;
 pub mod merge;
 mod parse;

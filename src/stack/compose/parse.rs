@@ -397,7 +397,11 @@ pub(super) fn build_project(
     text: &str,
 ) -> Result<Project, ComposeErrors> {
     let dir = ctx.dir.clone();
-    let file = ctx.sources.first().map(|s| s.path.clone()).unwrap_or_default();
+    let file = ctx
+        .sources
+        .first()
+        .map(|s| s.path.clone())
+        .unwrap_or_default();
     let files = ctx
         .sources
         .iter()
@@ -1068,7 +1072,9 @@ fn parse_build(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Build> {
                 }
             }
             Some(Build {
-                context: ctx.dir_of(node.get("context").map_or(node.pos, |c| c.pos)).join(context),
+                context: ctx
+                    .dir_of(node.get("context").map_or(node.pos, |c| c.pos))
+                    .join(context),
                 target,
                 labels,
                 dockerfile,

@@ -167,7 +167,14 @@ impl Size {
 
 enum Frame {
     Seq(Vec<Node>, Pos, usize, Size, Option<Tag>),
-    Map(Vec<(Node, Node)>, Option<Node>, Pos, usize, Size, Option<Tag>),
+    Map(
+        Vec<(Node, Node)>,
+        Option<Node>,
+        Pos,
+        usize,
+        Size,
+        Option<Tag>,
+    ),
 }
 
 #[derive(Default)]
@@ -479,7 +486,14 @@ impl Builder {
         }
     }
 
-    fn scalar(&mut self, value: String, style: TScalarStyle, anchor: usize, tag: Option<Tag>, at: Pos) {
+    fn scalar(
+        &mut self,
+        value: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        at: Pos,
+    ) {
         let plain = style == TScalarStyle::Plain;
         let size = Size {
             nodes: 1,
@@ -572,7 +586,47 @@ mod tests {
         assert_eq!(x.get("a").unwrap().as_str(), Some("1"));
         assert_eq!(x.get("b").unwrap().as_str(), Some("3"));
         let b = root.get("base").unwrap().get("b").unwrap();
-        assert_eq!(b.pos, Pos { line: 3, col: 6, file: 0 });
+        assert_eq!(
+            b.pos,
+            Pos {
+                line: 3,
+                col: 6,
+                file: 0
+            }
+        );
+    }
+
+    #[test]
+    fn merge_tags_are_carried_and_unknown_tags_refused() {
+        let root =
+            parse("a: !reset null\nb: !reset []\nc: !override {x: 1}\nd: !!str 5\ne: !reset\n")
+                .unwrap();
+        assert_eq!(root.get("a").unwrap().tag, Some(Tag::Reset));
+        assert!(root.get("a").unwrap().is_null());
+        assert_eq!(root.get("b").unwrap().tag, Some(Tag::Reset));
+        assert_eq!(root.get("c").unwrap().tag, Some(Tag::Override));
+        assert_eq!(root.get("c").unwrap().get("x").unwrap().tag, None);
+        assert_eq!(root.get("d").unwrap().tag, None);
+        assert_eq!(root.get("e").unwrap().tag, Some(Tag::Reset));
+        let err = parse("a: 1\nb: !resett []\n").unwrap_err();
+        assert_eq!(err.pos.line, 2, "{err:?}");
+        assert!(
+            err.message.contains("unknown YAML tag `!resett`"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn positions_carry_the_file_index() {
+        let root = parse_file("a:\n  b: 1\n", 3).unwrap();
+        assert_eq!(
+            root.get("a").unwrap().get("b").unwrap().pos,
+            Pos {
+                line: 2,
+                col: 6,
+                file: 3
+            }
+        );
     }
 
     #[test]
