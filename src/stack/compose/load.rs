@@ -371,7 +371,7 @@ mod tests {
         let f = d.join("compose.yml");
         let file = std::fs::File::create(&f).unwrap();
         file.set_len(yaml::MAX_FILE_BYTES as u64 + 1).unwrap();
-        let err = load_files(&[f.clone()], &LoadOptions::default())
+        let err = load_files(std::slice::from_ref(&f), &LoadOptions::default())
             .unwrap_err()
             .to_string();
         let _ = std::fs::remove_dir_all(&d);
