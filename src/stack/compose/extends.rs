@@ -177,11 +177,8 @@ fn loaded(
     at: Pos,
     path: &str,
 ) -> Option<Node> {
-    let dir = parent_dir(key);
-    let mut tree = l.read(full, &dir, None, at, path)?;
-    // An extends file may itself include files.
-    super::include::apply(l, &mut tree, &[key.to_path_buf()]);
-    Some(tree)
+    // As compose-go: a base file's own `include:` is not read (only its services are).
+    l.read(full, &parent_dir(key), None, at, path)
 }
 
 fn show(link: &Link) -> String {

@@ -132,8 +132,9 @@ fn strings(l: &mut Loader, v: &Node, p: &str) -> Vec<(String, Pos)> {
     }
 }
 
-/// The variables an included file is interpolated with: its env files (default: the
-/// `.env` of its project directory), the process environment over them.
+/// The variables an included file is interpolated with: the project's, and for names
+/// they do not define, its env files' (default: the `.env` of its project directory), as
+/// compose-go merges them.
 fn include_vars(l: &mut Loader, e: &Entry, base: &Path, project_dir: &Path, p: &str) -> Vars {
     let mut files: Vec<(PathBuf, Option<Pos>)> = e
         .env_files
@@ -143,11 +144,15 @@ fn include_vars(l: &mut Loader, e: &Entry, base: &Path, project_dir: &Path, p: &
     if files.is_empty() {
         files.push((project_dir.join(".env"), None));
     }
-    let mut vars = Vars::new();
+    let mut vars = l.ctx.vars.clone();
     for (f, at) in files {
         match std::fs::read_to_string(&f) {
             Ok(t) => match envfile::parse(&t, Format::Compose, &|k| l.opts.env.get(k).cloned()) {
-                Ok(pairs) => vars.extend(pairs),
+                Ok(pairs) => {
+                    for (k, v) in pairs {
+                        vars.entry(k).or_insert(v);
+                    }
+                }
                 Err(err) => {
                     let at = at.unwrap_or_default();
                     let msg = format!("{}: line {}: {}", f.display(), err.line, err.message);
@@ -164,10 +169,6 @@ fn include_vars(l: &mut Loader, e: &Entry, base: &Path, project_dir: &Path, p: &
                 }
             }
         }
-    }
-    vars.extend(l.opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if let Some(name) = l.ctx.vars.get("COMPOSE_PROJECT_NAME").cloned() {
-        vars.insert("COMPOSE_PROJECT_NAME".into(), name);
     }
     vars
 }
@@ -233,6 +234,8 @@ fn import(l: &mut Loader, root: &mut Node, included: Node, p: &str) {
         for (name, def) in entries {
             let n = name.as_str().unwrap_or("").to_string();
             match own.iter().find(|(ok, _)| ok.as_str() == Some(&n)) {
+                // The same definition twice (a file included by two others) is no conflict.
+                Some((_, mine)) if same(mine, &def) => {}
                 Some((ok, _)) => conflicts.push((ok.pos, n, name.pos)),
                 None => own.push((name, def)),
             }
@@ -250,6 +253,24 @@ fn import(l: &mut Loader, root: &mut Node, included: Node, p: &str) {
                 ),
             );
         }
+    }
+}
+
+/// Equal trees, wherever they were written.
+fn same(a: &Node, b: &Node) -> bool {
+    match (&a.kind, &b.kind) {
+        (Kind::Null, Kind::Null) => true,
+        (Kind::Scalar { value: x, .. }, Kind::Scalar { value: y, .. }) => x == y,
+        (Kind::Seq(x), Kind::Seq(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Kind::Map(x), Kind::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
+        }
+        _ => false,
     }
 }
 
