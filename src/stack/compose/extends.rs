@@ -192,3 +192,112 @@ fn without_extends(mut svc: Node) -> Node {
     }
     svc
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::stack::compose::{LoadOptions, Project, load_files};
+    use std::path::PathBuf;
+
+    fn project(files: &[(&str, &str)]) -> (PathBuf, Result<Project, String>) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "osmen-extends-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        for (name, body) in files {
+            let p = d.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        let opts = LoadOptions {
+            project_name: Some("x".into()),
+            ..Default::default()
+        };
+        let r = load_files(&[d.join(files[0].0)], &opts).map_err(|e| e.to_string());
+        (d, r)
+    }
+
+    #[test]
+    fn a_chain_of_three_merges_in_order_and_reset_drops_an_inherited_value() {
+        let (d, p) = project(&[(
+            "compose.yml",
+            "services:\n  a:\n    image: i\n    user: u\n    environment: {A: '1'}\n  \
+             b:\n    extends: {service: a}\n    environment: {B: '2'}\n  \
+             c:\n    extends: b\n    user: !reset null\n    environment: {A: '3'}\n",
+        )]);
+        let _ = std::fs::remove_dir_all(&d);
+        let p = p.unwrap();
+        let c = &p.services["c"];
+        assert_eq!(c.image.as_deref(), Some("i"));
+        assert_eq!(c.user, None);
+        assert_eq!(c.environment["A"], "3");
+        assert_eq!(c.environment["B"], "2");
+        assert_eq!(p.services["b"].user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn a_base_in_another_file_resolves_paths_there_and_names_its_errors() {
+        let (d, p) = project(&[
+            (
+                "compose.yml",
+                "services:\n  web:\n    extends: {file: lib/base.yml, service: base}\n",
+            ),
+            (
+                "lib/base.yml",
+                "services:\n  base:\n    image: i\n    volumes: ['./data:/data']\n    \
+                 restart: sometimes\n",
+            ),
+        ]);
+        let err = p.unwrap_err();
+        assert!(err.contains("lib/base.yml:5:"), "{err}");
+        let (d2, p) = project(&[
+            (
+                "compose.yml",
+                "services:\n  web:\n    extends: {file: lib/base.yml, service: base}\n",
+            ),
+            (
+                "lib/base.yml",
+                "services:\n  base:\n    image: i\n    volumes: ['./data:/data']\n",
+            ),
+        ]);
+        let p = p.unwrap();
+        let src = p.services["web"].volumes[0].source.clone().unwrap();
+        assert!(src.ends_with("lib/data"), "{src}");
+        for dir in [d, d2] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
+    fn a_cycle_across_files_is_named_and_unknown_keys_are_refused() {
+        let (d, p) = project(&[
+            (
+                "compose.yml",
+                "services:\n  web:\n    extends: {file: other.yml, service: base}\n",
+            ),
+            (
+                "other.yml",
+                "services:\n  base:\n    extends: {file: compose.yml, service: web}\n",
+            ),
+        ]);
+        let err = p.unwrap_err();
+        assert!(
+            err.contains("extends cycle: compose.yml:web -> other.yml:base -> compose.yml:web"),
+            "{err}"
+        );
+        let (d2, p) = project(&[(
+            "compose.yml",
+            "services:\n  a:\n    image: i\n  web:\n    extends: {service: a, files: x}\n",
+        )]);
+        let err = p.unwrap_err();
+        assert!(
+            err.contains("compose.yml:5:") && err.contains("unknown extends key `files`"),
+            "{err}"
+        );
+        for dir in [d, d2] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}

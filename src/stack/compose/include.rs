@@ -297,3 +297,113 @@ fn section_mut<'r>(root: &'r mut Node, section: &str, at: Pos) -> Option<&'r mut
     }
     Some(&mut m[i].1)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::stack::compose::{LoadOptions, Project, load_files};
+
+    fn project(tag: &str, files: &[(&str, &str)]) -> Result<Project, String> {
+        let d = std::env::temp_dir().join(format!("osmen-include-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for (name, body) in files {
+            let p = d.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        let opts = LoadOptions {
+            project_name: Some("x".into()),
+            ..Default::default()
+        };
+        let r = load_files(&[d.join(files[0].0)], &opts).map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&d);
+        r
+    }
+
+    #[test]
+    fn the_long_form_merges_its_paths_and_interpolates_with_its_env_file() {
+        let p = project(
+            "long",
+            &[
+                (
+                    "compose.yml",
+                    "include:\n  - path: [sub/a.yml, sub/b.yml]\n    env_file: sub/vars.env\n\
+                     services:\n  web:\n    image: w\n",
+                ),
+                (
+                    "sub/a.yml",
+                    "services:\n  db:\n    image: pg:${PG}\n    user: a\n",
+                ),
+                ("sub/b.yml", "services:\n  db:\n    user: b\n"),
+                ("sub/vars.env", "PG=16\n"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.services["db"].image.as_deref(), Some("pg:16"));
+        assert_eq!(p.services["db"].user.as_deref(), Some("b"));
+        assert!(p.services.contains_key("web"));
+    }
+
+    #[test]
+    fn include_errors_name_the_file_and_line() {
+        let err = project(
+            "missing",
+            &[(
+                "compose.yml",
+                "include:\n  - nope.yml\nservices:\n  web:\n    image: w\n",
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("compose.yml:2:") && err.contains("nope.yml"),
+            "{err}"
+        );
+        let err = project(
+            "badkey",
+            &[
+                (
+                    "compose.yml",
+                    "include:\n  - {path: a.yml, project_dir: x}\nservices: {}\n",
+                ),
+                ("a.yml", "services: {}\n"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown include key `project_dir`"), "{err}");
+        let err = project(
+            "notlist",
+            &[("compose.yml", "include: a.yml\nservices: {}\n")],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("compose.yml:1:") && err.contains("expected a list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_identical_resource_is_no_conflict_and_a_different_one_is() {
+        let ok = project(
+            "same",
+            &[
+                (
+                    "compose.yml",
+                    "include: [a.yml]\nnetworks:\n  n: {}\nservices:\n  w: {image: i}\n",
+                ),
+                ("a.yml", "networks:\n  n: {}\nservices:\n  v: {image: i}\n"),
+            ],
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let err = project(
+            "diff",
+            &[
+                (
+                    "compose.yml",
+                    "include: [a.yml]\nvolumes:\n  d: {}\nservices:\n  w: {image: i}\n",
+                ),
+                ("a.yml", "volumes:\n  d: {external: true}\nservices: {}\n"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.contains("volume `d` conflicts"), "{err}");
+    }
+}

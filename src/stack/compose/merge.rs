@@ -26,7 +26,17 @@ pub fn merge(base: Node, over: Node, path: &[&str]) -> Option<Node> {
         Rule::AsMap(sep) => merge_as_map(base, over, sep),
         Rule::ByName => merge_by_name(base, over, path),
         Rule::Logging => merge_logging(base, over, path),
-        Rule::Unique(key) => merge_unique(base, over, key),
+        Rule::Unique(key) => merge_unique(one_item_seq(base), one_item_seq(over), key),
+        Rule::Build => {
+            let (b, o) = (build_map(base), build_map(over));
+            let pos = o.pos;
+            match (b.kind, o.kind) {
+                (Kind::Map(b), Kind::Map(o)) => {
+                    Node::new(Kind::Map(merge_entries(b, o, path)), pos)
+                }
+                (_, kind) => clean(Node::new(kind, pos))?,
+            }
+        }
         Rule::Plain => match (base.kind, over.kind) {
             (Kind::Map(b), Kind::Map(o)) => Node {
                 kind: Kind::Map(merge_entries(b, o, path)),
@@ -82,6 +92,8 @@ enum Rule {
     Logging,
     /// A sequence with one entry per key.
     Unique(fn(&Node) -> Option<String>),
+    /// `build: ./dir` is `build: {context: ./dir}`, so that a string and a mapping merge.
+    Build,
 }
 
 fn rule_at(path: &[&str]) -> Rule {
@@ -93,6 +105,7 @@ fn rule_at(path: &[&str]) -> Rule {
     };
     match rest.unwrap_or(&[]) {
         ["command"] | ["entrypoint"] | ["healthcheck", "test"] => Rule::Replace,
+        ["build"] => Rule::Build,
         ["environment"] | ["labels"] | ["annotations"] | ["sysctls"] => Rule::AsMap('='),
         ["build", "args"] | ["build", "labels"] | ["deploy", "labels"] => Rule::AsMap('='),
         ["extra_hosts"] | ["build", "extra_hosts"] => Rule::Unique(whole),
@@ -271,6 +284,52 @@ fn merge_unique(base: Node, over: Node, key: fn(&Node) -> Option<String>) -> Nod
         }
     }
     Node::new(Kind::Seq(out), pos)
+}
+
+/// A lone string where a list is meant (`dns: 1.1.1.1`, `env_file: .env`) as that list.
+fn one_item_seq(n: Node) -> Node {
+    match n.kind {
+        Kind::Scalar { .. } => {
+            let pos = n.pos;
+            let mut seq = Node::new(
+                Kind::Seq(vec![Node {
+                    tag: None,
+                    ..n.clone()
+                }]),
+                pos,
+            );
+            seq.tag = n.tag;
+            seq
+        }
+        _ => n,
+    }
+}
+
+fn build_map(n: Node) -> Node {
+    match n.kind {
+        Kind::Scalar { .. } => {
+            let key = Node::new(
+                Kind::Scalar {
+                    value: "context".into(),
+                    plain: true,
+                },
+                n.pos,
+            );
+            let mut map = Node::new(
+                Kind::Map(vec![(
+                    key,
+                    Node {
+                        tag: None,
+                        ..n.clone()
+                    },
+                )]),
+                n.pos,
+            );
+            map.tag = n.tag;
+            map
+        }
+        _ => n,
+    }
 }
 
 fn whole(n: &Node) -> Option<String> {
@@ -530,6 +589,26 @@ mod tests {
         assert_eq!(web(&[&a, &b], "ports"), "[8443:443]");
         assert_eq!(web(&[&a, &b], "environment"), "{B:2}");
         assert_eq!(web(&[&a, &b], "healthcheck"), "{retries:1}");
+    }
+
+    #[test]
+    fn a_build_string_merges_with_a_build_mapping_and_lone_strings_with_lists() {
+        let a = svc("    build: ./app\n    dns: 1.1.1.1\n    env_file: a.env\n");
+        let b = svc(
+            "    build: {args: [X=1], target: dev}\n    dns: [8.8.8.8]\n    \
+                     env_file: [a.env, b.env]\n",
+        );
+        assert_eq!(
+            web(&[&a, &b], "build"),
+            "{context:./app,args:[X=1],target:dev}"
+        );
+        let c = svc("    build: {args: {Y: 2}}\n");
+        assert_eq!(
+            web(&[&a, &b, &c], "build"),
+            "{context:./app,args:{X:1,Y:2},target:dev}"
+        );
+        assert_eq!(web(&[&a, &b], "dns"), "[1.1.1.1,8.8.8.8]");
+        assert_eq!(web(&[&a, &b], "env_file"), "[a.env,b.env]");
     }
 
     #[test]
