@@ -275,8 +275,8 @@ fn override_discovery_matches_docker_compose() {
     if !has_compose() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("osmen-discover-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = TempDir::new("discover");
+    let dir = tmp.0.clone();
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     for f in ["docker-compose.yml", "docker-compose.override.yml"] {
         std::fs::copy(fixture("base").join(f), dir.join(f)).unwrap();
@@ -319,7 +319,24 @@ fn override_discovery_matches_docker_compose() {
     let (out, err) = text(&o);
     assert!(out.contains("\"only\""), "{out}");
     assert!(err.contains("found several compose files"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory under the system's temp dir, removed when dropped (a failing test too).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("osmen-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// docker-compose 1.29 predates `include`: the spec's text is the reference.
