@@ -166,6 +166,7 @@ fn resolve(l: &mut Loader, root: &Node, name: &str, chain: Vec<Link>) -> Option<
     chain.push(link);
     let base = resolve(l, &base_root, &base_name, chain)?;
     let local = without_extends(svc);
+    super::load::merge_checked(&mut l.ctx, &base, &local, &["services", name]);
     merge(base, local, &["services", name])
 }
 

@@ -202,6 +202,7 @@ fn load_entry(l: &mut Loader, e: &Entry, at: Pos, p: &str, chain: &[PathBuf]) ->
         next.push(key);
         apply(l, &mut tree, &next);
         super::extends::apply(l, &mut tree);
+        super::load::merge_checked(&mut l.ctx, &included, &tree, &[]);
         included = merge(included, tree, &[])?;
     }
     Some(included)

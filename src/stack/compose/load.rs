@@ -289,6 +289,15 @@ fn project_name(opts: &LoadOptions, ctx: &mut Ctx, trees: &[Node]) -> (String, P
     (raw, pos)
 }
 
+/// Records, as errors at the later value, what [`super::merge::conflicts`] finds.
+pub(super) fn merge_checked(ctx: &mut Ctx, base: &Node, over: &Node, path: &[&str]) {
+    let mut found = Vec::new();
+    super::merge::conflicts(base, over, path, &mut found);
+    for (pos, p, message) in found {
+        ctx.err(pos, &p, message);
+    }
+}
+
 /// Loads compose texts as the files they were read from, the first one's directory
 /// being the project directory.
 pub(super) fn load_texts(
@@ -342,6 +351,7 @@ pub(super) fn load_texts(
         super::include::apply(&mut loader, &mut tree, &[key]);
         super::extends::apply(&mut loader, &mut tree);
         refs_failed |= loader.ctx.errors.len() > before;
+        merge_checked(&mut loader.ctx, &merged, &tree, &[]);
         merged = super::merge::merge(merged, tree, &[])
             .unwrap_or(Node::new(Kind::Map(Vec::new()), Pos::default()));
     }

@@ -10,7 +10,7 @@
 //! `!override` replaces it. Nodes keep their positions (file included), so errors found
 //! after the merge still point at the line a value came from.
 
-use super::yaml::{Kind, Node, Tag};
+use super::yaml::{Kind, Node, Pos, Tag};
 
 /// Lays `over` on `base`. `path` is the keys from the root (`["services", "web"]`), which
 /// selects the special rules.
@@ -58,6 +58,52 @@ pub fn merge(base: Node, over: Node, path: &[&str]) -> Option<Node> {
             })?,
         },
     })
+}
+
+/// Where laying `over` on `base` would drop a mapping or a list for a value of another
+/// type, which compose-go refuses ("cannot override"): `(position, path, message)`. A
+/// tagged value (`!reset`, `!override`) may change the type.
+pub fn conflicts(base: &Node, over: &Node, path: &[&str], out: &mut Vec<(Pos, String, String)>) {
+    if over.tag.is_some() || over.is_null() || base.is_null() {
+        return;
+    }
+    let rule = rule_at(path);
+    let lists = matches!(rule, Rule::AsMap(_) | Rule::ByName);
+    let scalar_ok = matches!(rule, Rule::Unique(_) | Rule::Build | Rule::Replace);
+    let refused = match (&base.kind, &over.kind) {
+        _ if matches!(rule, Rule::Replace) => false,
+        (Kind::Map(_), Kind::Seq(_)) | (Kind::Seq(_), Kind::Map(_)) => !lists,
+        (Kind::Map(_) | Kind::Seq(_), Kind::Scalar { .. }) => !scalar_ok,
+        _ => false,
+    };
+    let here = path.join(".");
+    if refused {
+        out.push((
+            over.pos,
+            here,
+            format!(
+                "cannot merge {} over {} set by an earlier file: write the same form, or tag \
+                 it `!override` to replace it",
+                over.type_name(),
+                base.type_name()
+            ),
+        ));
+        return;
+    }
+    if let (Rule::Plain | Rule::Logging | Rule::Build, Kind::Map(b), Kind::Map(o)) =
+        (rule, &base.kind, &over.kind)
+    {
+        for (k, v) in o {
+            let Some(key) = k.as_str().filter(|k| !k.starts_with("x-")) else {
+                continue;
+            };
+            if let Some((_, old)) = b.iter().find(|(bk, _)| bk.as_str() == Some(key)) {
+                let mut p = path.to_vec();
+                p.push(key);
+                conflicts(old, v, &p, out);
+            }
+        }
+    }
 }
 
 /// A tree as one layer alone: entries tagged `!reset` dropped, tags removed.
@@ -166,7 +212,7 @@ fn merge_entries(
     out
 }
 
-fn scalar_node(value: String, pos: super::yaml::Pos) -> Node {
+fn scalar_node(value: String, pos: Pos) -> Node {
     Node::new(
         Kind::Scalar {
             value,
@@ -609,6 +655,43 @@ mod tests {
         );
         assert_eq!(web(&[&a, &b], "dns"), "[1.1.1.1,8.8.8.8]");
         assert_eq!(web(&[&a, &b], "env_file"), "[a.env,b.env]");
+    }
+
+    #[test]
+    fn a_list_or_mapping_replaced_by_another_type_is_a_conflict() {
+        let found = |a: &str, b: &str| {
+            let mut out = Vec::new();
+            conflicts(
+                &parse(&svc(a)).unwrap(),
+                &parse(&svc(b)).unwrap(),
+                &[],
+                &mut out,
+            );
+            out.into_iter()
+                .map(|(p, path, _)| format!("{}:{path}", p.line))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found("    healthcheck: {retries: 3}\n", "    healthcheck: [x]\n"),
+            ["3:services.web.healthcheck"]
+        );
+        assert_eq!(
+            found("    ports: ['80:80']\n", "    ports: {a: 1}\n"),
+            ["3:services.web.ports"]
+        );
+        assert_eq!(
+            found(
+                "    deploy: {resources: {limits: {}}}\n",
+                "    deploy: {resources: x}\n"
+            ),
+            ["3:services.web.deploy.resources"]
+        );
+        // Forms Compose merges, and tags, are no conflict.
+        assert!(found("    environment: [A=1]\n", "    environment: {B: 2}\n").is_empty());
+        assert!(found("    build: .\n", "    build: {target: x}\n").is_empty());
+        assert!(found("    dns: [1.1.1.1]\n", "    dns: 8.8.8.8\n").is_empty());
+        assert!(found("    command: [a]\n", "    command: b\n").is_empty());
+        assert!(found("    ports: ['80:80']\n", "    ports: !override {}\n").is_empty());
     }
 
     #[test]
