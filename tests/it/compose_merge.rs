@@ -628,3 +628,36 @@ fn merged_files_create_the_container_docker_compose_creates() {
         "{binds:?}"
     );
 }
+
+/// `-f -` reads the first file from standard input; the project directory is the
+/// working directory, and later files merge over it.
+#[test]
+fn a_file_from_standard_input_merges_with_the_next() {
+    use std::io::Write;
+    let dir = fixture("base");
+    let mut child = osmen()
+        .current_dir(&dir)
+        .args([
+            "-f",
+            "-",
+            "-f",
+            "docker-compose.scale.yml",
+            "config",
+            "--json",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = std::fs::read(dir.join("docker-compose.yml")).unwrap();
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "base");
+    assert_eq!(v["services"]["cache"]["replicas"], 3);
+    let src = s(&v["services"]["web"]["volumes"][0]["source"]);
+    assert_eq!(src, dir.join("html").display().to_string());
+}

@@ -116,18 +116,29 @@ pub fn read_bounded(path: &Path) -> Result<String, String> {
             limit / (1024 * 1024)
         )
     };
-    let mut f: Box<dyn Read> = if path == Path::new("-") {
-        Box::new(std::io::stdin())
-    } else {
-        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-        if meta.len() > limit as u64 {
-            return Err(too_big(meta.len()));
-        }
-        Box::new(std::fs::File::open(path).map_err(|e| e.to_string())?)
-    };
+    if path == Path::new("-") {
+        // Read once: a command may load the project twice (a first run's trial load).
+        static STDIN: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+        return STDIN
+            .get_or_init(|| read_limited(std::io::stdin(), limit, &too_big))
+            .clone();
+    }
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > limit as u64 {
+        return Err(too_big(meta.len()));
+    }
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    read_limited(f, limit, &too_big)
+}
+
+/// Up to `limit` bytes as UTF-8 text; past the limit, `too_big` of the bytes read.
+fn read_limited(
+    f: impl Read,
+    limit: usize,
+    too_big: &dyn Fn(u64) -> String,
+) -> Result<String, String> {
     let mut buf = Vec::new();
-    f.by_ref()
-        .take(limit as u64 + 1)
+    f.take(limit as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(|e| e.to_string())?;
     if buf.len() > limit {
