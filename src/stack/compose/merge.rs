@@ -82,9 +82,10 @@ pub fn conflicts(base: &Node, over: &Node, path: &[&str], out: &mut Vec<(Pos, St
             over.pos,
             here,
             format!(
-                "cannot merge {} over {} set by an earlier file: write the same form, or tag \
-                 it `!override` to replace it",
+                "cannot merge {}{} over {} set by an earlier file: write the same form, or \
+                 tag it `!override` to replace it",
                 over.type_name(),
+                over.as_str().map(|v| format!(" {v:?}")).unwrap_or_default(),
                 base.type_name()
             ),
         ));
