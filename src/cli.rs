@@ -34,14 +34,17 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// Compose file.
+    /// Compose file (repeatable: later files are merged over earlier ones, as Compose
+    /// does; `-` reads standard input). Default: COMPOSE_FILE (split on
+    /// COMPOSE_PATH_SEPARATOR, `:`), else compose.yaml, compose.yml, docker-compose.yml or
+    /// docker-compose.yaml found here or in a parent directory, with its *.override.* file.
     #[arg(
         short = 'f',
         long = "file",
         env = "OSMEN_COMPOSE_FILE",
-        default_value = "docker-compose.yml"
+        value_name = "FILE"
     )]
-    pub file: PathBuf,
+    pub file: Vec<PathBuf>,
     /// Project name (default: the compose file's `name:`, else its directory's name).
     #[arg(short = 'p', long = "project-name", env = "COMPOSE_PROJECT_NAME")]
     pub project: Option<String>,
@@ -68,6 +71,43 @@ pub struct Global {
         env = "OSMEN_ENGINE"
     )]
     pub engine: EngineKind,
+}
+
+impl Global {
+    /// The compose files, in merge order: `-f` (or OSMEN_COMPOSE_FILE), else COMPOSE_FILE,
+    /// else the discovered file and its override. Discovery's warnings (several files with
+    /// supported names) go to standard error once.
+    pub fn compose_files(&self) -> Result<Vec<PathBuf>, String> {
+        if !self.file.is_empty() {
+            return Ok(self.file.clone());
+        }
+        if let Some(list) = std::env::var_os("COMPOSE_FILE").filter(|v| !v.is_empty()) {
+            let sep = std::env::var("COMPOSE_PATH_SEPARATOR").unwrap_or_else(|_| ":".into());
+            let list = list.to_string_lossy().into_owned();
+            return Ok(list
+                .split(sep.as_str())
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect());
+        }
+        let found = crate::stack::compose::discover(std::path::Path::new(""))?;
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            for w in &found.warnings {
+                eprintln!("warning: {w}");
+            }
+        });
+        Ok(found.files)
+    }
+
+    /// The first compose file: the project directory is its directory. When none is found,
+    /// `compose.yaml` (the load then says what is missing).
+    pub fn compose_file(&self) -> PathBuf {
+        self.compose_files()
+            .ok()
+            .and_then(|f| f.into_iter().next())
+            .unwrap_or_else(|| PathBuf::from("compose.yaml"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

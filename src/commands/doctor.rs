@@ -48,7 +48,13 @@ pub async fn checks(global: &Global) -> Vec<Check> {
                 "compose",
                 format!(
                     "{} is valid: project {}, {} active service(s): {}",
-                    global.file.display(),
+                    global
+                        .compose_files()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     c.project.name,
                     active.len(),
                     active.iter().cloned().collect::<Vec<_>>().join(", ")

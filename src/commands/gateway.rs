@@ -14,7 +14,7 @@ use crate::gateway::{self, Gateway, Options};
 /// Files beside the compose file: config/gateway.toml, assets/, runtime/.
 pub fn options(global: &Global, args: &GatewayArgs) -> Options {
     let base = global
-        .file
+        .compose_file()
         .parent()
         .map(|p| {
             if p.as_os_str().is_empty() {

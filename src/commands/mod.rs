@@ -71,8 +71,10 @@ impl Ctx {
         mode: FirstRun,
     ) -> anyhow::Result<(Ctx, Option<String>)> {
         let mut env: BTreeMap<String, String> = std::env::vars().collect();
-        let missing = compose::dotenv::missing(&global.file, &env);
-        let dotenv = compose::dotenv::path(&global.file);
+        let files = global.compose_files().map_err(|e| anyhow::anyhow!(e))?;
+        let first = global.compose_file();
+        let missing = compose::dotenv::missing(&first, &env);
+        let dotenv = compose::dotenv::path(&first);
         let mut note = None;
         if !missing.is_empty() {
             match mode {
@@ -88,8 +90,8 @@ impl Ctx {
                         project_name: global.project.clone(),
                         env: trial,
                     };
-                    compose::load(&global.file, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let p = compose::dotenv::generate(&global.file, &missing)
+                    compose::load_files(&files, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let p = compose::dotenv::generate(&first, &missing)
                         .map_err(|e| anyhow::anyhow!(e))?;
                     note = Some(compose::dotenv::created_note(&p, &missing));
                 }
@@ -105,7 +107,7 @@ impl Ctx {
             project_name: global.project.clone(),
             env,
         };
-        let project = compose::load(&global.file, &opts).map_err(|e| {
+        let project = compose::load_files(&files, &opts).map_err(|e| {
             if mode == FirstRun::Require && !missing.is_empty() {
                 anyhow::anyhow!(
                     "{e}\n{}: the first `osmen up` (or the console) writes a random one to {} \

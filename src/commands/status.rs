@@ -197,15 +197,17 @@ fn declared(ctx: &Ctx) -> Vec<String> {
 }
 
 /// The modification times of the compose file and the `.env` beside it.
-fn compose_stamp(ctx_file: &std::path::Path) -> Vec<Option<std::time::SystemTime>> {
-    let env = ctx_file.with_file_name(".env");
-    [ctx_file, env.as_path()]
+/// The modification times of every compose file and of the first one's `.env`.
+fn compose_stamp(files: &[std::path::PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    let env = files.first().map(|f| f.with_file_name(".env"));
+    files
         .iter()
+        .chain(env.as_ref())
         .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .collect()
 }
 
-/// Follows the compose file: when it (or its `.env`) changes, it is loaded again and the
+/// Follows the compose files: when one (or the `.env`) changes, it is loaded again and the
 /// services it declares are sent to the hub (a new one shows as `not created`); a file
 /// that no longer loads is reported as the `compose` source's error, with the loader's
 /// words, until it loads again.
@@ -225,13 +227,13 @@ async fn watch_compose(
             let _ = tx
                 .send(Update::ComposeForms(ctx.project.compose_forms()))
                 .await;
-            ctx.project.file.clone()
+            ctx.project.files.clone()
         }
         Err(e) => {
             let _ = tx
                 .send(Update::Source("compose", Err(format!("{e:#}"))))
                 .await;
-            global.file.clone()
+            global.compose_files().unwrap_or_default()
         }
     };
     let mut stamp = compose_stamp(&file);

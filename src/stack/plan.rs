@@ -52,7 +52,16 @@ pub fn container_labels(project: &Project, svc: &Service, number: u32) -> HashMa
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let dir = std::fs::canonicalize(&project.dir).unwrap_or_else(|_| project.dir.clone());
-    let file = std::fs::canonicalize(&project.file).unwrap_or_else(|_| project.file.clone());
+    // Every compose file, comma-separated, as Compose writes the label.
+    let files: Vec<String> = project
+        .files
+        .iter()
+        .chain(project.files.is_empty().then_some(&project.file))
+        .map(|f| {
+            let f = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+            f.to_string_lossy().into_owned()
+        })
+        .collect();
     l.insert(LABEL_PROJECT.into(), project.name.clone());
     l.insert(LABEL_SERVICE.into(), svc.name.clone());
     l.insert(LABEL_NUMBER.into(), number.to_string());
@@ -60,10 +69,7 @@ pub fn container_labels(project: &Project, svc: &Service, number: u32) -> HashMa
     l.insert(LABEL_HASH.into(), config_hash(project, svc));
     l.insert(LABEL_VERSION.into(), COMPOSE_COMPAT_VERSION.into());
     l.insert(LABEL_WORKING_DIR.into(), dir.to_string_lossy().into_owned());
-    l.insert(
-        LABEL_CONFIG_FILES.into(),
-        file.to_string_lossy().into_owned(),
-    );
+    l.insert(LABEL_CONFIG_FILES.into(), files.join(","));
     l.insert(LABEL_OSMEN.into(), "true".into());
     l
 }

@@ -23,7 +23,7 @@ fn global_options_come_before_the_subcommand() {
         "redis",
         "postgres",
     ]);
-    assert_eq!(cli.global.file.to_str(), Some("x.yml"));
+    assert_eq!(cli.global.file, vec![std::path::PathBuf::from("x.yml")]);
     assert_eq!(cli.global.project.as_deref(), Some("demo"));
     assert_eq!(cli.global.profiles, vec!["ollama", "scale"]);
     assert!(cli.global.read_only);
@@ -310,4 +310,19 @@ fn console_flags_parse_and_the_console_refuses_a_pipe() {
     let o = osmen().arg("--no-up").output().unwrap();
     let (out, _) = text(&o);
     assert!(o.status.success() && out.contains("Usage:"), "{out}");
+}
+
+#[test]
+fn file_is_repeatable_in_merge_order() {
+    let cli = Cli::parse_from([
+        "osmen", "-f", "a.yml", "--file", "b.yml", "-f", "c.yml", "config",
+    ]);
+    let files: Vec<String> = cli
+        .global
+        .file
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(files, ["a.yml", "b.yml", "c.yml"]);
+    assert_eq!(cli.global.compose_file(), std::path::PathBuf::from("a.yml"));
 }

@@ -13,6 +13,7 @@ mod cli;
 mod collect;
 mod compose_corpus;
 mod compose_env;
+mod compose_merge;
 mod console;
 mod console_truth;
 mod deps;

@@ -5,7 +5,11 @@ pub mod deploy;
 pub mod dotenv;
 pub mod envfile;
 pub mod error;
+mod extends;
+mod include;
 pub mod interpolate;
+pub mod load;
+pub mod merge;
 pub mod objects;
 mod parse;
 pub mod ports;
@@ -26,8 +30,12 @@ pub use settings::ContainerSettings;
 #[derive(Debug, Clone, Serialize)]
 pub struct Project {
     pub name: String,
+    /// The first compose file (the project directory is its directory).
     #[serde(skip)]
     pub file: PathBuf,
+    /// Every compose file given (`-f`, COMPOSE_FILE or discovered), in merge order.
+    #[serde(skip)]
+    pub files: Vec<PathBuf>,
     #[serde(skip)]
     pub dir: PathBuf,
     pub services: BTreeMap<String, Service>,
@@ -483,19 +491,10 @@ pub struct LoadOptions {
 
 /// Reads and validates a compose file, its `.env` and `env_file`s.
 pub fn load(file: &Path, opts: &LoadOptions) -> Result<Project, ComposeErrors> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        ComposeErrors(vec![ComposeError {
-            file: file.to_path_buf(),
-            pos: None,
-            path: String::new(),
-            message: format!(
-                "cannot read the compose file: {e} (pass another with -f or set \
-                 OSMEN_COMPOSE_FILE)"
-            ),
-        }])
-    })?;
-    load_str(&text, file, opts)
+    load::load_files(&[file.to_path_buf()], opts)
 }
+
+pub use load::{discover, load_files};
 
 impl Project {
     /// Services that are active under the enabled profiles, plus those named explicitly.

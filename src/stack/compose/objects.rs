@@ -414,7 +414,7 @@ fn read_source(
             let Some(f) = ctx.scalar(bv, p, "a file path") else {
                 return;
             };
-            let path = ctx.dir.join(&f);
+            let path = ctx.dir_of(bv.pos).join(&f);
             let abs = std::path::absolute(&path).unwrap_or(path);
             if !abs.is_file() {
                 ctx.err(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::envfile::{self, Format};
 use super::interpolate::{Vars, interpolate};
 use super::objects::{self, FileKind};
-use super::yaml::{self, Kind, Node, Pos};
+use super::yaml::{Kind, Node, Pos};
 use super::*;
 use crate::model::probe::ProbeSpec;
 use crate::model::units::{parse_bytes, parse_duration};
@@ -16,17 +16,36 @@ const TOP_KEYS: &[&str] = &[
     "version", "name", "services", "networks", "volumes", "configs", "secrets", "include",
 ];
 
-pub(super) struct Ctx<'a> {
-    pub(super) file: &'a Path,
+pub(super) struct Ctx {
+    /// The files the tree was read from, indexed by `Pos::file`.
+    pub(super) sources: Vec<super::load::Source>,
+    /// The project directory.
     pub(super) dir: PathBuf,
     pub(super) vars: Vars,
     pub(super) errors: Vec<ComposeError>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
+    /// The file a node at `pos` came from.
+    pub(super) fn file_of(&self, pos: Pos) -> PathBuf {
+        self.sources
+            .get(usize::from(pos.file))
+            .map(|s| s.path.clone())
+            .unwrap_or_default()
+    }
+
+    /// Where a relative path in a value at `pos` resolves: the project directory, or the
+    /// directory of the `extends`/`include` file it came from.
+    pub(super) fn dir_of(&self, pos: Pos) -> &Path {
+        self.sources
+            .get(usize::from(pos.file))
+            .map(|s| s.dir.as_path())
+            .unwrap_or(&self.dir)
+    }
+
     pub(super) fn err(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
         self.errors.push(ComposeError {
-            file: self.file.to_path_buf(),
+            file: self.file_of(pos),
             pos: Some(pos),
             path: path.to_string(),
             message: message.into(),
@@ -334,7 +353,7 @@ fn did_you_mean(word: &str, known: &[&str]) -> String {
 }
 
 /// Interpolates every scalar value (not keys) in place, skipping `x-` extension blocks.
-fn interpolate_tree(node: &mut Node, path: &str, ctx: &mut Ctx) {
+pub(super) fn interpolate_tree(node: &mut Node, path: &str, ctx: &mut Ctx) {
     match &mut node.kind {
         Kind::Scalar { value, .. } => match interpolate(value, &ctx.vars) {
             Ok(v) => *value = v,
@@ -363,85 +382,33 @@ fn interpolate_tree(node: &mut Node, path: &str, ctx: &mut Ctx) {
     }
 }
 
+/// Loads one compose file's text (as if it were the only `-f`).
 pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, ComposeErrors> {
-    let dir = file
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let mut ctx = Ctx {
-        file,
-        dir: dir.clone(),
-        vars: Vars::new(),
-        errors: Vec::new(),
-    };
-    let dotenv = dir.join(".env");
-    if let Ok(t) = std::fs::read_to_string(&dotenv) {
-        match envfile::parse(&t, Format::Compose, &|k| opts.env.get(k).cloned()) {
-            Ok(pairs) => ctx.vars.extend(pairs),
-            Err(e) => {
-                return Err(ComposeErrors(vec![ComposeError {
-                    file: dotenv,
-                    pos: Some(Pos {
-                        line: e.line,
-                        col: 1,
-                    }),
-                    path: String::new(),
-                    message: e.message,
-                }]));
-            }
-        }
-    }
-    ctx.vars
-        .extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    super::load::load_texts(vec![(file.to_path_buf(), text.to_string())], opts)
+}
 
-    let mut root = yaml::parse(text).map_err(|e| {
-        ComposeErrors(vec![ComposeError {
-            file: file.to_path_buf(),
-            pos: Some(e.pos),
-            path: String::new(),
-            message: format!("invalid YAML: {}", e.message),
-        }])
-    })?;
-    if !matches!(root.kind, Kind::Map(_)) {
-        return Err(ComposeErrors(vec![ComposeError {
-            file: file.to_path_buf(),
-            pos: Some(root.pos),
-            path: String::new(),
-            message: format!(
-                "a compose file is a mapping with a `services:` key, found {}",
-                root.type_name()
-            ),
-        }]));
-    }
-    // The project name first (`-p`/COMPOSE_PROJECT_NAME, else `name:`, else the
-    // directory), then offered to interpolation as COMPOSE_PROJECT_NAME, as compose-go does.
-    let raw_name = match (
-        &opts.project_name,
-        ctx.vars.get("COMPOSE_PROJECT_NAME"),
-        root.get("name"),
-    ) {
-        (Some(n), _, _) => n.clone(),
-        (None, Some(n), _) if !n.is_empty() => n.clone(),
-        (None, _, Some(n)) => match ctx.scalar(n, "name", "a project name") {
-            Some(v) => interpolate(&v, &ctx.vars).unwrap_or(v),
-            None => String::new(),
-        },
-        (None, _, None) => std::fs::canonicalize(&dir)
-            .ok()
-            .and_then(|d| d.file_name().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_default(),
-    };
-    let name = normalize_project_name(&raw_name);
-    ctx.vars.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
-    interpolate_tree(&mut root, "", &mut ctx);
-
+/// The merged, interpolated tree of a project's files into a validated [`Project`].
+/// `text` is every file's text, for finding the secret variables they name.
+pub(super) fn build_project(
+    mut ctx: Ctx,
+    root: Node,
+    name: String,
+    name_pos: Pos,
+    raw_name: &str,
+    text: &str,
+) -> Result<Project, ComposeErrors> {
+    let dir = ctx.dir.clone();
+    let file = ctx
+        .sources
+        .first()
+        .map(|s| s.path.clone())
+        .unwrap_or_default();
+    let files = ctx
+        .sources
+        .iter()
+        .filter(|s| s.top)
+        .map(|s| s.path.clone())
+        .collect();
     let entries = root.as_map().unwrap_or(&[]).to_vec();
     for (k, _) in &entries {
         let key = k.as_str().unwrap_or("");
@@ -459,9 +426,8 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
     }
 
     if name.is_empty() {
-        let pos = root.get("name").map(|n| n.pos).unwrap_or(root.pos);
         ctx.err(
-            pos,
+            name_pos,
             "name",
             format!(
                 "project name {raw_name:?} has no letters or digits: set `name:` or pass -p NAME"
@@ -512,7 +478,8 @@ pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Result<Project, 
         .collect();
     let project = Project {
         name,
-        file: file.to_path_buf(),
+        file,
+        files,
         dir,
         services,
         networks,
@@ -951,7 +918,7 @@ pub(super) fn seq_or_err<'n>(ctx: &mut Ctx, node: &'n Node, path: &str) -> Optio
 fn parse_build(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Build> {
     match &node.kind {
         Kind::Scalar { value, .. } => Some(Build {
-            context: ctx.dir.join(value),
+            context: ctx.dir_of(node.pos).join(value),
             target: None,
             labels: BTreeMap::new(),
             dockerfile: None,
@@ -1011,7 +978,9 @@ fn parse_build(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Build> {
                 }
             }
             Some(Build {
-                context: ctx.dir.join(context),
+                context: ctx
+                    .dir_of(node.get("context").map_or(node.pos, |c| c.pos))
+                    .join(context),
                 target,
                 labels,
                 dockerfile,
@@ -1091,7 +1060,7 @@ fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, S
         let Some((file, required, format)) = env_file_entry(ctx, it, &p, long_form) else {
             continue;
         };
-        let full = ctx.dir.join(&file);
+        let full = ctx.dir_of(it.pos).join(&file);
         match std::fs::read_to_string(&full) {
             Ok(t) => {
                 // As compose-go: the earlier files' values, then (env_file only) the
@@ -1108,6 +1077,7 @@ fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, S
                         pos: Some(Pos {
                             line: e.line,
                             col: 1,
+                            ..Pos::default()
                         }),
                         path: String::new(),
                         message: format!("{} ({what} of {path})", e.message),
@@ -1165,7 +1135,7 @@ fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
             .and_then(|s| s.as_str())
             .map(str::to_string);
         if kind == MountKind::Bind {
-            source = source.map(|s| resolve_bind(ctx, &s));
+            source = source.map(|s| resolve_bind(ctx, &s, node.pos));
         }
         let read_only = node
             .get("read_only")
@@ -1222,7 +1192,7 @@ fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
     let (kind, source) = match src {
         None => (MountKind::Volume, None),
         Some(s) if s.starts_with('.') || s.starts_with('/') || s.starts_with('~') => {
-            (MountKind::Bind, Some(resolve_bind(ctx, s)))
+            (MountKind::Bind, Some(resolve_bind(ctx, s, node.pos)))
         }
         Some(s) => (MountKind::Volume, Some(s.to_string())),
     };
@@ -1234,13 +1204,13 @@ fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
     })
 }
 
-fn resolve_bind(ctx: &Ctx, s: &str) -> String {
+fn resolve_bind(ctx: &Ctx, s: &str, at: Pos) -> String {
     if let Some(rest) = s.strip_prefix("~/")
         && let Some(home) = ctx.vars.get("HOME")
     {
         return format!("{home}/{rest}");
     }
-    let p = ctx.dir.join(s);
+    let p = ctx.dir_of(at).join(s);
     let abs = if p.is_absolute() {
         p
     } else {

@@ -17,6 +17,8 @@ use crate::model::units::{parse_bytes, parse_duration};
 /// Service keys osmen applies at `up` (see `engine::create_body` for the Engine API field
 /// each becomes).
 pub const APPLIED_KEYS: &[&str] = &[
+    // Resolved by the loader before a service is read (compose/extends.rs).
+    "extends",
     "annotations",
     "blkio_config",
     "build",
@@ -118,10 +120,6 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
     (
         "develop",
         "`develop` drives `docker compose watch`, which osmen does not run",
-    ),
-    (
-        "extends",
-        "`extends` is not resolved by osmen yet; copy the settings into the service",
     ),
     (
         "isolation",

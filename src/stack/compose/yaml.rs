@@ -13,11 +13,22 @@ use std::collections::{HashMap, HashSet};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// Where a node starts in the source (both 1-based).
+/// Where a node starts in the source (both 1-based), and in which of the project's files
+/// (an index into the loader's list of sources, 0 for the first or only file): after
+/// several files are merged, an error must still name the file a value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,
+    pub file: u16,
+}
+
+/// The Compose merge tags: `!reset` drops what lower layers set, `!override` replaces it
+/// instead of merging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Reset,
+    Override,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,9 +47,18 @@ pub enum Kind {
 pub struct Node {
     pub kind: Kind,
     pub pos: Pos,
+    pub tag: Option<Tag>,
 }
 
 impl Node {
+    pub fn new(kind: Kind, pos: Pos) -> Node {
+        Node {
+            kind,
+            pos,
+            tag: None,
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match &self.kind {
             Kind::Scalar { value, .. } => Some(value),
@@ -146,12 +166,21 @@ impl Size {
 }
 
 enum Frame {
-    Seq(Vec<Node>, Pos, usize, Size),
-    Map(Vec<(Node, Node)>, Option<Node>, Pos, usize, Size),
+    Seq(Vec<Node>, Pos, usize, Size, Option<Tag>),
+    Map(
+        Vec<(Node, Node)>,
+        Option<Node>,
+        Pos,
+        usize,
+        Size,
+        Option<Tag>,
+    ),
 }
 
 #[derive(Default)]
 struct Builder {
+    /// The index of the file being read, stamped on every position.
+    file: u16,
     stack: Vec<Frame>,
     anchors: HashMap<usize, (Node, Size)>,
     docs: Vec<Node>,
@@ -166,11 +195,27 @@ struct Builder {
     bytes: usize,
 }
 
-fn pos(m: Marker) -> Pos {
+fn pos(m: Marker, file: u16) -> Pos {
     // yaml-rust2 markers count lines from 1 and columns from 0.
     Pos {
         line: m.line(),
         col: m.col() + 1,
+        file,
+    }
+}
+
+/// `!reset` and `!override` are Compose's; the core schema's `!!str` and the like keep
+/// their old meaning (the scalar's text); any other tag is refused rather than ignored.
+fn read_tag(tag: Option<yaml_rust2::parser::Tag>) -> Result<Option<Tag>, String> {
+    let Some(t) = tag else { return Ok(None) };
+    match (t.handle.as_str(), t.suffix.as_str()) {
+        ("!", "reset") => Ok(Some(Tag::Reset)),
+        ("!", "override") => Ok(Some(Tag::Override)),
+        ("!!", _) | ("tag:yaml.org,2002:", _) => Ok(None),
+        (h, x) => Err(format!(
+            "unknown YAML tag `{h}{x}`: Compose knows `!reset` (drop the value set by an \
+             earlier file) and `!override` (replace it instead of merging)"
+        )),
     }
 }
 
@@ -234,11 +279,11 @@ impl Builder {
         }
         match self.stack.last_mut() {
             None => self.docs.push(node),
-            Some(Frame::Seq(items, .., total)) => {
+            Some(Frame::Seq(items, _, _, total, _)) => {
                 total.add(size);
                 items.push(node);
             }
-            Some(Frame::Map(entries, pending, .., total)) => {
+            Some(Frame::Map(entries, pending, _, _, total, _)) => {
                 total.add(size);
                 match pending.take() {
                     None => *pending = Some(node),
@@ -372,10 +417,7 @@ impl Builder {
                 own.push((mk, mv));
             }
         }
-        Node {
-            kind: Kind::Map(own),
-            pos: at,
-        }
+        Node::new(Kind::Map(own), at)
     }
 
     fn fail(&mut self, at: Pos, message: &str) {
@@ -390,60 +432,87 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        let at = pos(mark);
+        let at = pos(mark, self.file);
         match ev {
-            Event::Scalar(value, style, anchor, _tag) => {
-                let plain = style == TScalarStyle::Plain;
-                let size = Size {
-                    nodes: 1,
-                    bytes: value.len(),
-                    height: 0,
-                };
-                self.nodes += 1;
-                self.bytes += value.len();
-                if !self.check_totals(at) {
-                    return;
-                }
-                let kind = if plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL")
-                {
-                    Kind::Null
-                } else {
-                    Kind::Scalar { value, plain }
-                };
-                self.push_value(Node { kind, pos: at }, anchor, size);
+            Event::Scalar(value, style, anchor, tag) => {
+                let Some(tag) = self.tag(tag, at) else { return };
+                self.scalar(value, style, anchor, tag, at)
             }
             Event::Alias(id) => self.alias(id, at),
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                let Some(tag) = self.tag(tag, at) else { return };
                 let one = Size {
                     nodes: 1,
                     ..Size::default()
                 };
-                self.open(Frame::Seq(Vec::new(), at, anchor, one), at)
+                self.open(Frame::Seq(Vec::new(), at, anchor, one, tag), at)
             }
-            Event::MappingStart(anchor, _) => {
+            Event::MappingStart(anchor, tag) => {
+                let Some(tag) = self.tag(tag, at) else { return };
                 let one = Size {
                     nodes: 1,
                     ..Size::default()
                 };
-                self.open(Frame::Map(Vec::new(), None, at, anchor, one), at)
+                self.open(Frame::Map(Vec::new(), None, at, anchor, one, tag), at)
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, p, anchor, size)) = self.stack.pop() {
-                    let node = Node {
-                        kind: Kind::Seq(items),
-                        pos: p,
-                    };
+                if let Some(Frame::Seq(items, p, anchor, size, tag)) = self.stack.pop() {
+                    let mut node = Node::new(Kind::Seq(items), p);
+                    node.tag = tag;
                     self.push_value(node, anchor, size);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, p, anchor, size)) = self.stack.pop() {
-                    let node = self.finish_map(entries, p);
+                if let Some(Frame::Map(entries, _, p, anchor, size, tag)) = self.stack.pop() {
+                    let mut node = self.finish_map(entries, p);
+                    node.tag = tag;
                     self.push_value(node, anchor, size);
                 }
             }
             _ => {}
         }
+    }
+}
+
+impl Builder {
+    /// The node's merge tag; None (and the error set) for a tag Compose does not know.
+    fn tag(&mut self, tag: Option<yaml_rust2::parser::Tag>, at: Pos) -> Option<Option<Tag>> {
+        match read_tag(tag) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                self.fail(at, &m);
+                None
+            }
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        value: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        at: Pos,
+    ) {
+        let plain = style == TScalarStyle::Plain;
+        let size = Size {
+            nodes: 1,
+            bytes: value.len(),
+            height: 0,
+        };
+        self.nodes += 1;
+        self.bytes += value.len();
+        if !self.check_totals(at) {
+            return;
+        }
+        let kind = if plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+            Kind::Null
+        } else {
+            Kind::Scalar { value, plain }
+        };
+        let mut node = Node::new(kind, at);
+        node.tag = tag;
+        self.push_value(node, anchor, size);
     }
 }
 
@@ -453,9 +522,19 @@ impl MarkedEventReceiver for Builder {
 /// deep file would overflow the stack before any limit is checked) and the build stops
 /// at the first error, so that a hostile file costs at most the limits above.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
+    parse_file(src, 0)
+}
+
+/// [`parse`] for the project's file number `file`: every position carries that index.
+pub fn parse_file(src: &str, file: u16) -> Result<Node, SyntaxError> {
+    let first = Pos {
+        line: 1,
+        col: 1,
+        file,
+    };
     if src.len() > MAX_FILE_BYTES {
         return Err(SyntaxError {
-            pos: Pos { line: 1, col: 1 },
+            pos: first,
             message: format!(
                 "refused: the file is {} bytes, over the limit of {} MiB for a compose file",
                 src.len(),
@@ -463,11 +542,14 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
             ),
         });
     }
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        file,
+        ..Builder::default()
+    };
     let mut parser = Parser::new_from_str(src);
     loop {
         let (ev, mark) = parser.next_token().map_err(|e| SyntaxError {
-            pos: pos(*e.marker()),
+            pos: pos(*e.marker(), file),
             // The scanner reads flow collections (`[[[`) ahead of the parser and has its
             // own cap on their depth, past ours: the same limit for the reader.
             message: if e.info() == "recursion limit exceeded" {
@@ -485,10 +567,11 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
             return Err(err);
         }
     }
-    Ok(builder.docs.into_iter().next().unwrap_or(Node {
-        kind: Kind::Null,
-        pos: Pos { line: 1, col: 1 },
-    }))
+    Ok(builder
+        .docs
+        .into_iter()
+        .next()
+        .unwrap_or(Node::new(Kind::Null, first)))
 }
 
 #[cfg(test)]
@@ -503,7 +586,47 @@ mod tests {
         assert_eq!(x.get("a").unwrap().as_str(), Some("1"));
         assert_eq!(x.get("b").unwrap().as_str(), Some("3"));
         let b = root.get("base").unwrap().get("b").unwrap();
-        assert_eq!(b.pos, Pos { line: 3, col: 6 });
+        assert_eq!(
+            b.pos,
+            Pos {
+                line: 3,
+                col: 6,
+                file: 0
+            }
+        );
+    }
+
+    #[test]
+    fn merge_tags_are_carried_and_unknown_tags_refused() {
+        let root =
+            parse("a: !reset null\nb: !reset []\nc: !override {x: 1}\nd: !!str 5\ne: !reset\n")
+                .unwrap();
+        assert_eq!(root.get("a").unwrap().tag, Some(Tag::Reset));
+        assert!(root.get("a").unwrap().is_null());
+        assert_eq!(root.get("b").unwrap().tag, Some(Tag::Reset));
+        assert_eq!(root.get("c").unwrap().tag, Some(Tag::Override));
+        assert_eq!(root.get("c").unwrap().get("x").unwrap().tag, None);
+        assert_eq!(root.get("d").unwrap().tag, None);
+        assert_eq!(root.get("e").unwrap().tag, Some(Tag::Reset));
+        let err = parse("a: 1\nb: !resett []\n").unwrap_err();
+        assert_eq!(err.pos.line, 2, "{err:?}");
+        assert!(
+            err.message.contains("unknown YAML tag `!resett`"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn positions_carry_the_file_index() {
+        let root = parse_file("a:\n  b: 1\n", 3).unwrap();
+        assert_eq!(
+            root.get("a").unwrap().get("b").unwrap().pos,
+            Pos {
+                line: 2,
+                col: 6,
+                file: 3
+            }
+        );
     }
 
     #[test]
