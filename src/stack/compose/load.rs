@@ -316,7 +316,9 @@ pub(super) fn load_texts(
     opts: &LoadOptions,
 ) -> Result<Project, ComposeErrors> {
     let first = inputs.first().map(|(p, _)| p.clone()).unwrap_or_default();
-    let dir = parent_dir(&first);
+    // Absolute, as compose-go makes it: `config` prints build contexts and bind sources
+    // the way `docker compose config` does, whatever the working directory is later.
+    let dir = std::path::absolute(parent_dir(&first)).unwrap_or_else(|_| parent_dir(&first));
     let vars = project_vars(&dir, opts)?;
     let mut ctx = Ctx {
         sources: Vec::new(),

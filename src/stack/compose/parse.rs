@@ -412,7 +412,14 @@ pub(super) fn build_project(
     let entries = root.as_map().unwrap_or(&[]).to_vec();
     for (k, _) in &entries {
         let key = k.as_str().unwrap_or("");
-        if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
+        if key == "models" {
+            ctx.err(
+                k.pos,
+                key,
+                "top-level models need Docker Model Runner, which osmen does not drive: \
+                 serve the model from the ollama service and remove `models:`",
+            );
+        } else if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
             let hint = did_you_mean(key, TOP_KEYS);
             ctx.err(
                 k.pos,
@@ -1874,6 +1881,16 @@ mod tests {
             ..LoadOptions::default()
         };
         load_str(src, Path::new("/x/compose.yml"), &opts).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn top_level_models_are_refused_with_the_reason() {
+        let e = load("services:\n  a:\n    image: i\nmodels:\n  llm:\n    model: ai/smollm2\n")
+            .unwrap_err();
+        assert!(
+            e.contains("4:1: models: top-level models need Docker Model Runner"),
+            "{e}"
+        );
     }
 
     #[test]
