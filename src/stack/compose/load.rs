@@ -358,6 +358,7 @@ pub(super) fn load_texts(
     let mut refs_failed = false;
     for (i, mut tree) in trees.into_iter().enumerate() {
         interpolate_tree(&mut tree, "", &mut loader.ctx);
+        super::unique::check(&mut loader.ctx, &tree);
         let before = loader.ctx.errors.len();
         let path = &inputs[i].0;
         let key = std::fs::canonicalize(path).unwrap_or(path.clone());

@@ -14,6 +14,7 @@ pub mod objects;
 mod parse;
 pub mod ports;
 pub mod settings;
+mod unique;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
