@@ -227,7 +227,7 @@ async fn watch_compose(
             let _ = tx
                 .send(Update::ComposeForms(ctx.project.compose_forms()))
                 .await;
-            ctx.project.files.clone()
+            ctx.project.sources.clone()
         }
         Err(e) => {
             let _ = tx
@@ -236,6 +236,7 @@ async fn watch_compose(
             global.compose_files().unwrap_or_default()
         }
     };
+    let mut file = file;
     let mut stamp = compose_stamp(&file);
     let mut tick = tokio::time::interval(COMPOSE_WATCH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -251,6 +252,11 @@ async fn watch_compose(
         stamp = now;
         let update = match load() {
             Ok(c) => {
+                // An include or extends base added or dropped changes what is followed.
+                if c.project.sources != file {
+                    file = c.project.sources.clone();
+                    stamp = compose_stamp(&file);
+                }
                 let _ = tx.send(Update::Declared(declared(&c))).await;
                 let _ = tx
                     .send(Update::ComposeForms(c.project.compose_forms()))

@@ -337,6 +337,9 @@ mod tests {
         .unwrap();
         let f = p.secrets["pw"].file.as_ref().expect("a file secret");
         assert!(f.ends_with("db/pw.txt"), "{}", f.display());
+        // A watcher follows the included file too.
+        assert_eq!(p.files.len(), 1);
+        assert!(p.sources[1].ends_with("db/compose.yml"), "{:?}", p.sources);
     }
 
     #[test]

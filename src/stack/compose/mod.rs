@@ -37,6 +37,10 @@ pub struct Project {
     /// Every compose file given (`-f`, COMPOSE_FILE or discovered), in merge order.
     #[serde(skip)]
     pub files: Vec<PathBuf>,
+    /// Every file the project was read from: the files above, then each included file
+    /// and `extends` base file (what a watcher follows).
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
     #[serde(skip)]
     pub dir: PathBuf,
     pub services: BTreeMap<String, Service>,

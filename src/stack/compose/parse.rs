@@ -409,6 +409,12 @@ pub(super) fn build_project(
         .filter(|s| s.top)
         .map(|s| s.path.clone())
         .collect();
+    let mut sources: Vec<PathBuf> = Vec::new();
+    for s in &ctx.sources {
+        if !sources.contains(&s.path) {
+            sources.push(s.path.clone());
+        }
+    }
     let entries = root.as_map().unwrap_or(&[]).to_vec();
     for (k, _) in &entries {
         let key = k.as_str().unwrap_or("");
@@ -487,6 +493,7 @@ pub(super) fn build_project(
         name,
         file,
         files,
+        sources,
         dir,
         services,
         networks,
