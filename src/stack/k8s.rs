@@ -16,7 +16,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use super::compose::{HealthTest, Healthcheck, MountKind, Project, Restart, Service};
-use crate::model::secret::{is_secret_name, mask_url_credentials};
+use crate::model::secret::{MASK, is_secret_name, mask_command, mask_url_credentials};
 
 mod settings;
 
@@ -189,48 +189,51 @@ fn scan_secrets(project: &Project, svc: &Service, ambiguous: &BTreeSet<String>) 
 }
 
 /// Command words with secrets replaced by `$(VAR)` (expanded by the kubelet), and the
-/// variables that must then come from the Secret.
+/// variables that must then come from the Secret. A known secret value becomes its own
+/// variable; any other secret is what the masker of every view hides (`--requirepass x`,
+/// `--password=x`, `-pX` after a MySQL client, a URL password), so the export and the
+/// views agree on what is a secret (`--default-authentication-plugin=mysql_native_password`
+/// is none).
 fn scrub_words(
     svc: &Service,
     words: &[String],
     scan: &SecretScan,
     extra: &mut BTreeMap<String, String>,
 ) -> Vec<String> {
+    let masked = mask_command(words);
     let mut out = Vec::with_capacity(words.len());
-    let mut hide_next: Option<String> = None;
-    for w in words {
-        // A known secret value becomes its variable, whatever flag precedes it.
+    for (i, (w, m)) in words.iter().zip(&masked).enumerate() {
         let mut word = w.clone();
         for (lit, var) in &scan.literals {
             if word.contains(lit.as_str()) {
                 word = word.replace(lit.as_str(), &format!("$({var})"));
             }
         }
-        if word != *w {
-            hide_next = None;
+        if word != *w || m == w {
             out.push(word);
             continue;
         }
-        if let Some(flag) = hide_next.take() {
-            let var = format!("OSMEN_ARG_{}", flag_var(&flag));
-            extra.insert(var.clone(), arg_key(svc, &flag));
-            out.push(format!("$({var})"));
-            continue;
-        }
-        if let Some((flag, val)) = w.split_once('=')
-            && flag.starts_with('-')
-            && is_secret_name(flag)
-            && !val.is_empty()
-        {
-            let var = format!("OSMEN_ARG_{}", flag_var(flag));
-            extra.insert(var.clone(), arg_key(svc, flag));
-            out.push(format!("{flag}=$({var})"));
-            continue;
-        }
-        if w.starts_with('-') && is_secret_name(w) {
-            hide_next = Some(w.clone());
-        }
-        out.push(word);
+        // One hidden part: keep what surrounds it; else the whole word is the secret.
+        let (pre, post) = match m.split_once(MASK) {
+            Some((pre, post))
+                if !post.contains(MASK)
+                    && w.len() > pre.len() + post.len()
+                    && w.starts_with(pre)
+                    && w.ends_with(post) =>
+            {
+                (pre, post)
+            }
+            _ => ("", ""),
+        };
+        let flag = match (pre.strip_suffix('='), i.checked_sub(1).map(|j| &words[j])) {
+            (Some(opt), _) if opt.starts_with('-') => opt.to_string(),
+            (None, Some(prev)) if pre.is_empty() && prev.starts_with('-') => prev.clone(),
+            _ if pre.starts_with('-') => pre.to_string(),
+            _ => format!("arg{i}"),
+        };
+        let var = format!("OSMEN_ARG_{}", flag_var(&flag));
+        extra.insert(var.clone(), arg_key(svc, &flag));
+        out.push(format!("{pre}$({var}){post}"));
     }
     out
 }
@@ -336,11 +339,50 @@ pub fn is_gateway(svc: &Service) -> bool {
 
 /// The container's ports, once each (compose may publish one port twice), as `(port,
 /// "TCP" | "UDP")`.
+/// The container's ports: the published ones' targets and the `expose`d ones (which the
+/// other services reach, as the Service's ports give them).
 fn container_ports(svc: &Service) -> BTreeSet<(u16, String)> {
+    let exposed = svc.settings.exposed_ports().into_iter().filter_map(|e| {
+        let (port, proto) = e.split_once('/')?;
+        Some((port.parse().ok()?, proto.to_ascii_uppercase()))
+    });
     svc.ports
         .iter()
         .map(|p| (p.target, p.protocol.to_ascii_uppercase()))
+        .chain(exposed)
         .collect()
+}
+
+/// What a Service does not keep of a published port: its host address (a Service is
+/// reached from the whole cluster) and a host port other than the target.
+fn published_port_warnings(svc: &Service, ex: &mut Export) {
+    for p in &svc.ports {
+        let shown = format!(
+            "{}{}:{}/{}",
+            p.host_ip
+                .as_ref()
+                .map(|ip| format!("{ip}:"))
+                .unwrap_or_default(),
+            p.published.map(|h| h.to_string()).unwrap_or_default(),
+            p.target,
+            p.protocol
+        );
+        if let Some(ip) = &p.host_ip {
+            ex.warnings.push(format!(
+                "{}: ports {shown}: bound to {ip} on the host; a Service has no address \
+                 binding and is reached from the whole cluster (restrict it with a \
+                 NetworkPolicy)",
+                svc.name
+            ));
+        }
+        if p.published.is_some_and(|h| h.single() != Some(p.target)) && p.mode.is_none() {
+            ex.warnings.push(format!(
+                "{}: ports {shown}: the Service listens on {} (the target), not the host \
+                 port; use kubectl port-forward or a LoadBalancer's port to publish it",
+                svc.name, p.target
+            ));
+        }
+    }
 }
 
 /// The long form's `name` or `app_protocol` of the first port with this target.
@@ -467,6 +509,7 @@ fn service_file(
             .insert(svc.name.clone());
     }
 
+    published_port_warnings(svc, ex);
     let ports: Vec<Value> = container_ports(svc)
         .into_iter()
         .map(|(target, proto)| {
@@ -1058,6 +1101,99 @@ mod tests {
         let keys: Vec<&String> = ex.secret_keys.keys().collect();
         assert_eq!(keys, ["DB_REQUIREPASS", "POSTGRES_PASSWORD", "URL"]);
         assert!(text.contains("\"PLAIN\":\"ok\""), "{text}");
+    }
+
+    /// What the views mask is what the export turns into references, and nothing else:
+    /// an option that only names a password keeps its value, and the word after it is
+    /// not taken for a secret.
+    #[test]
+    fn command_secrets_are_the_ones_every_view_masks() {
+        let p = project(
+            "services:\n  db:\n    image: mariadb\n    command: --default-authentication-plugin=\
+             mysql_native_password --character-set-server=utf8mb4 --password=pl41nword \
+             --password-file=/run/secrets/pw\n  cli:\n    image: mariadb\n    command: \
+             [mysql, -uroot, -pr00tpass, --url, 'mysql://u:urlpass1@db/x']\n",
+        );
+        let ex = export(&p, &all(&p));
+        let args = |name: &str| {
+            let f = ex
+                .files
+                .iter()
+                .find(|f| f.name == format!("{name}.yaml"))
+                .unwrap();
+            let w = f
+                .objects
+                .iter()
+                .find(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet")
+                .unwrap();
+            w["spec"]["template"]["spec"]["containers"][0]["args"].clone()
+        };
+        assert_eq!(
+            args("db"),
+            json!([
+                "--default-authentication-plugin=mysql_native_password",
+                "--character-set-server=utf8mb4",
+                "--password=$(OSMEN_ARG_PASSWORD)",
+                "--password-file=/run/secrets/pw"
+            ])
+        );
+        assert_eq!(
+            args("cli"),
+            json!([
+                "mysql",
+                "-uroot",
+                "-p$(OSMEN_ARG_P)",
+                "--url",
+                "mysql://u:$(OSMEN_ARG_ARG4)@db/x"
+            ])
+        );
+        let keys: Vec<&String> = ex.secret_keys.keys().collect();
+        assert_eq!(
+            keys,
+            ["CLI_ARG4", "CLI_P", "DB_PASSWORD"],
+            "{:?}",
+            ex.secret_keys
+        );
+    }
+
+    #[test]
+    fn exposed_ports_are_the_services_and_host_bindings_are_named() {
+        let p = project(
+            "services:\n  db:\n    image: mariadb\n    expose: ['3306', '4567-4568/udp']\n  \
+             admin:\n    image: a\n    ports: ['127.0.0.1:8088:8080']\n",
+        );
+        let ex = export(&p, &all(&p));
+        let svc = |name: &str| {
+            let f = ex
+                .files
+                .iter()
+                .find(|f| f.name == format!("{name}.yaml"))
+                .unwrap();
+            f.objects.iter().find(|o| o["kind"] == "Service").cloned()
+        };
+        let db = svc("db").expect("db's exposed port has a Service");
+        let ports: Vec<String> = db["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ports, ["3306/TCP", "4567/UDP", "4568/UDP"]);
+        assert!(
+            !ex.warnings.iter().any(|w| w.contains("expose")),
+            "{:?}",
+            ex.warnings
+        );
+        for want in [
+            "admin: ports 127.0.0.1:8088:8080/tcp: bound to 127.0.0.1 on the host",
+            "admin: ports 127.0.0.1:8088:8080/tcp: the Service listens on 8080",
+        ] {
+            assert!(
+                ex.warnings.iter().any(|w| w.starts_with(want)),
+                "{want}: {:?}",
+                ex.warnings
+            );
+        }
     }
 
     #[test]

@@ -448,3 +448,64 @@ fn container_settings_reach_the_pod_or_stderr() {
     let agent = &objs[&("DaemonSet".into(), "agent".into())];
     assert_eq!(agent["spec"]["template"]["spec"]["hostNetwork"], true);
 }
+
+/// The real-world fixtures export to valid manifests, and what a pod cannot be given is
+/// named: the LAMP database is reachable by its exposed port, the MySQL's secrets are
+/// named as not exported (never their values), the proxy's loopback-only admin port is
+/// named as reachable cluster-wide.
+#[test]
+fn real_world_stacks_export_valid_manifests_and_name_what_they_drop() {
+    let run = |name: &str| -> (PathBuf, String) {
+        let dir = root().join("tests/fixtures/compose/realworld").join(name);
+        let out = std::env::temp_dir().join(format!("osmen-k8s-rw-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let o = osmen()
+            .current_dir(&dir)
+            .args(["-f", "docker-compose.yml", "export", "k8s", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let (so, se) = text(&o);
+        assert!(o.status.success(), "{name}: {so}{se}");
+        validate(&out);
+        (out, se)
+    };
+    let (lamp, se) = run("lamp");
+    let db = std::fs::read_to_string(lamp.join("db.yaml")).unwrap();
+    assert!(
+        db.contains("kind: Service") && db.contains("port: 3306"),
+        "{db}"
+    );
+    // An option that only names a password plugin is not a secret.
+    assert!(!se.contains("AUTHENTICATION_PLUGIN"), "{se}");
+    assert!(se.contains("--from-literal=MARIADB_PASSWORD=..."), "{se}");
+
+    let (mysql, se) = run("mysql-secrets");
+    assert!(
+        se.contains(
+            "wordpress: secrets: \"db_password\" is not exported; create a Secret or ConfigMap \
+             and mount it at /run/secrets/wp_db_password"
+        ),
+        "{se}"
+    );
+    for e in std::fs::read_dir(&mysql).unwrap() {
+        let t = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(
+            !t.contains("wp-Zq81mXr") && !t.contains("root-Hc42pLs"),
+            "{t}"
+        );
+    }
+
+    let (proxy, se) = run("proxy");
+    assert!(
+        se.contains("proxy: ports 127.0.0.1:8088:8080/tcp: bound to 127.0.0.1 on the host"),
+        "{se}"
+    );
+    assert!(
+        se.contains("downloader: network_mode: \"service:vpn\""),
+        "{se}"
+    );
+    for d in [lamp, mysql, proxy] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

@@ -126,6 +126,8 @@ fn memory_volumes(cx: &mut Ctx, out: &mut Carried) {
         add("dshm".into(), "/dev/shm", Some(b));
     }
     cx.carried.extend(["tmpfs", "shm_size"]);
+    // `expose`: the container's ports and the Service's (see `container_ports`).
+    cx.carried.push("expose");
 }
 
 fn name_resolution(cx: &mut Ctx, out: &mut Carried) {
