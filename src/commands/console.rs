@@ -619,18 +619,11 @@ async fn carry_out(
                     "start",
                     &format!("operator asked in the console: {}", r.name),
                 )?;
-                engine.start(&r.id).await?;
+                sup.start_container(svc, &r.id).await?;
             }
             Ok("started".into())
         }
         Command::Stop(svc) => {
-            let grace = ctx
-                .project
-                .services
-                .get(svc)
-                .and_then(|s| s.stop_grace_period)
-                .unwrap_or(ctx.config.supervisor.stop_grace)
-                .as_secs() as i64;
             let rows = containers_of(engine, ctx, svc).await?;
             for r in rows.iter().filter(|r| r.state == "running") {
                 journal.record(
@@ -638,7 +631,7 @@ async fn carry_out(
                     "stop",
                     &format!("operator asked in the console: {}", r.name),
                 )?;
-                engine.stop(&r.id, grace).await?;
+                sup.stop_container(svc, &r.id).await?;
             }
             Ok(format!("stopped {} container(s)", rows.len()))
         }

@@ -302,6 +302,13 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = EResult<()>> + Send;
     /// The exit code of a finished exec (None while it runs).
     fn exec_exit_code(&self, exec_id: &str) -> impl Future<Output = EResult<Option<i64>>> + Send;
+    /// Runs a lifecycle hook (`post_start`, `pre_stop`) in the container with its user,
+    /// privileges, working directory and environment, and waits: exit code and output.
+    fn exec_hook(
+        &self,
+        id: &str,
+        hook: &crate::stack::compose::hooks::Hook,
+    ) -> impl Future<Output = EResult<(Option<i64>, String)>> + Send;
 }
 
 /// An exec with a TTY: what it prints, and its standard input.
@@ -1203,26 +1210,15 @@ fn image_error(e: BollardError) -> EngineError {
     }
 }
 
-impl Engine for DockerEngine {
-    async fn inspection(&self, id: &str) -> EResult<Inspection> {
-        let c = self.docker.inspect_container(id, None).await?;
-        Ok(inspection_from(c))
-    }
-
-    async fn exec_output(&self, id: &str, cmd: &[&str]) -> EResult<(Option<i64>, String)> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        let e = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
-                    ..Default::default()
-                },
-            )
-            .await?;
+impl DockerEngine {
+    /// Creates and runs an exec, collecting its output, and returns its exit code.
+    async fn exec_collect(
+        &self,
+        id: &str,
+        opts: bollard::exec::CreateExecOptions<String>,
+    ) -> EResult<(Option<i64>, String)> {
+        use bollard::exec::StartExecResults;
+        let e = self.docker.create_exec(id, opts).await?;
         let mut text = String::new();
         if let StartExecResults::Attached { mut output, .. } =
             self.docker.start_exec(&e.id, None).await?
@@ -1233,6 +1229,46 @@ impl Engine for DockerEngine {
         }
         let code = self.exec_exit_code(&e.id).await?;
         Ok((code, text))
+    }
+}
+
+impl Engine for DockerEngine {
+    async fn inspection(&self, id: &str) -> EResult<Inspection> {
+        let c = self.docker.inspect_container(id, None).await?;
+        Ok(inspection_from(c))
+    }
+
+    async fn exec_output(&self, id: &str, cmd: &[&str]) -> EResult<(Option<i64>, String)> {
+        let opts = bollard::exec::CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+            ..Default::default()
+        };
+        self.exec_collect(id, opts).await
+    }
+
+    async fn exec_hook(
+        &self,
+        id: &str,
+        hook: &crate::stack::compose::hooks::Hook,
+    ) -> EResult<(Option<i64>, String)> {
+        let env: Vec<String> = hook
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let opts = bollard::exec::CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(hook.command.clone()),
+            user: hook.user.clone(),
+            privileged: Some(hook.privileged),
+            working_dir: hook.working_dir.clone(),
+            env: (!env.is_empty()).then_some(env),
+            ..Default::default()
+        };
+        self.exec_collect(id, opts).await
     }
 
     async fn exec_tty(&self, id: &str, cmd: &[&str], size: (u16, u16)) -> EResult<TtyExec> {

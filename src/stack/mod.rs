@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod compose;
 pub mod engine;
+pub mod hooks;
 pub mod image;
 pub mod journal;
 pub mod k8s;

@@ -138,6 +138,47 @@ impl<E: Engine> Supervisor<E> {
         Ok(created.id)
     }
 
+    /// Starts a container, then runs its service's `post_start` hooks in it; a failing
+    /// hook stops the container again and is the error (the Compose Specification's rule).
+    pub async fn start_container(&self, service: &str, id: &str) -> SResult<()> {
+        self.engine.start(id).await?;
+        let Some(svc) = self.project.services.get(service) else {
+            return Ok(());
+        };
+        match super::hooks::post_start(&*self.engine, svc, id).await {
+            Ok(0) => Ok(()),
+            Ok(n) => self.record(service, "hook", &format!("post_start: {n} ran")),
+            Err(why) => {
+                self.record(service, "hook", &why)?;
+                let _ = self.engine.stop(id, self.grace(Some(svc))).await;
+                // `up` names the service in front of its failure.
+                Err(SuperviseError::Failed(vec![format!(
+                    "{why}; the container was stopped"
+                )]))
+            }
+        }
+    }
+
+    /// Runs the service's `pre_stop` hooks in a running container, then stops it; a
+    /// failing hook aborts the stop and is the error (the Compose Specification's rule).
+    pub async fn stop_container(&self, service: &str, id: &str) -> SResult<()> {
+        let svc = self.project.services.get(service);
+        if let Some(s) = svc {
+            match super::hooks::pre_stop(&*self.engine, s, id).await {
+                Ok(0) => {}
+                Ok(n) => self.record(service, "hook", &format!("pre_stop: {n} ran"))?,
+                Err(why) => {
+                    self.record(service, "hook", &why)?;
+                    return Err(SuperviseError::Failed(vec![format!(
+                        "{service}: {why}; the container was not stopped"
+                    )]));
+                }
+            }
+        }
+        self.engine.stop(id, self.grace(svc)).await?;
+        Ok(())
+    }
+
     fn grace(&self, svc: Option<&Service>) -> i64 {
         svc.and_then(|s| s.stop_grace_period)
             .unwrap_or(self.cfg.stop_grace)
@@ -370,7 +411,7 @@ impl<E: Engine> Supervisor<E> {
                         self.record(name, "start", &format!("{label} was {}", c.state))?;
                         // A crash-loop hold set the policy to "no": give the file's back.
                         self.engine.set_restart(&c.id, &svc.restart).await?;
-                        self.engine.start(&c.id).await?;
+                        self.start_container(name, &c.id).await?;
                         action = "started";
                     }
                     c.id.clone()
@@ -382,10 +423,10 @@ impl<E: Engine> Supervisor<E> {
                         "configuration changed"
                     };
                     self.record(name, "recreate", &format!("{label}: {why}"))?;
-                    self.engine.stop(&c.id, self.grace(Some(svc))).await?;
+                    self.stop_container(name, &c.id).await?;
                     self.engine.remove(&c.id).await?;
                     let id = self.create(name, &spec).await?;
-                    self.engine.start(&id).await?;
+                    self.start_container(name, &id).await?;
                     action = "recreated";
                     id
                 }
@@ -395,7 +436,7 @@ impl<E: Engine> Supervisor<E> {
                         None => self.create(name, &spec).await?,
                     };
                     self.record(name, "start", &format!("{label} created"))?;
-                    self.engine.start(&id).await?;
+                    self.start_container(name, &id).await?;
                     if action == "unchanged" {
                         action = "created";
                     }
@@ -421,7 +462,7 @@ impl<E: Engine> Supervisor<E> {
                 "remove",
                 &format!("{}: scaled down to {} replicas", extra.name, svc.replicas),
             )?;
-            self.engine.stop(&extra.id, self.grace(Some(svc))).await?;
+            self.stop_container(name, &extra.id).await?;
             self.engine.remove(&extra.id).await?;
         }
         if action != "unchanged" {
@@ -688,24 +729,36 @@ impl<E: Engine> Supervisor<E> {
             .into_iter()
             .collect();
         order.insert(0, orphans);
+        let mut kept: Vec<(String, String)> = Vec::new();
         for level in order {
             let mut set = JoinSet::new();
             for svc in level {
                 for r in rows.iter().filter(|r| r.service == svc) {
-                    let grace = self.grace(p.services.get(&svc));
                     self.record(&svc, "stop", &format!("down: {}", r.name))?;
-                    let e = self.engine.clone();
-                    let id = r.id.clone();
-                    set.spawn(async move { e.stop(&id, grace).await });
+                    let me = self.clone();
+                    let (id, service) = (r.id.clone(), svc.clone());
+                    set.spawn(async move {
+                        let r = me.stop_container(&service, &id).await;
+                        (id, r)
+                    });
                 }
             }
             while let Some(j) = set.join_next().await {
-                if let Ok(Err(e)) = j {
-                    (self.report)(&format!("stop: {e}"));
+                match j {
+                    // A failing pre_stop hook aborts that stop: the container stays.
+                    Ok((id, Err(e @ SuperviseError::Failed(_)))) => {
+                        (self.report)(&format!("stop: {e}"));
+                        kept.push((id, e.to_string()));
+                    }
+                    Ok((_, Err(e))) => (self.report)(&format!("stop: {e}")),
+                    _ => {}
                 }
             }
         }
-        for r in &rows {
+        for r in rows
+            .iter()
+            .filter(|r| !kept.iter().any(|(id, _)| *id == r.id))
+        {
             self.record(&r.service, "remove", &format!("down: {}", r.name))?;
             self.engine.remove(&r.id).await?;
         }
@@ -724,6 +777,11 @@ impl<E: Engine> Supervisor<E> {
                 )?;
                 self.engine.remove_volume(&def.name).await?;
             }
+        }
+        if !kept.is_empty() {
+            return Err(SuperviseError::Failed(
+                kept.into_iter().map(|(_, why)| why).collect(),
+            ));
         }
         Ok(rows.len())
     }
@@ -745,12 +803,12 @@ impl<E: Engine> Supervisor<E> {
         for r in &rows {
             self.record(service, "restart", &format!("operator asked: {}", r.name))?;
             let svc = self.project.services.get(service);
-            self.engine.stop(&r.id, self.grace(svc)).await?;
+            self.stop_container(service, &r.id).await?;
             // A crash-loop hold set the policy to "no": give the file's back.
             if let Some(svc) = svc {
                 self.engine.set_restart(&r.id, &svc.restart).await?;
             }
-            self.engine.start(&r.id).await?;
+            self.start_container(service, &r.id).await?;
         }
         Ok(rows.len())
     }
@@ -950,12 +1008,9 @@ impl<E: Engine> Supervisor<E> {
                         return;
                     }
                     if unhealthy {
-                        let _ = me
-                            .engine
-                            .stop(&id, me.grace(me.project.services.get(&service)))
-                            .await;
+                        let _ = me.stop_container(&service, &id).await;
                     }
-                    if let Err(e) = me.engine.start(&id).await {
+                    if let Err(e) = me.start_container(&service, &id).await {
                         (me.report)(&format!("{service}: restart failed: {e}"));
                     }
                 });

@@ -27,6 +27,7 @@ mod gateway_conns;
 mod gateway_memory;
 mod gateway_otel;
 mod guide_load;
+mod hooks;
 mod images;
 mod llm_standin;
 mod parity;

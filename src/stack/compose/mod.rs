@@ -6,6 +6,7 @@ pub mod dotenv;
 pub mod envfile;
 pub mod error;
 mod extends;
+pub mod hooks;
 mod include;
 pub mod interpolate;
 pub mod load;
@@ -116,6 +117,12 @@ pub struct Service {
     /// Swarm's; printed by `config` under `deploy`.
     #[serde(skip_serializing_if = "deploy::SwarmDeploy::is_empty")]
     pub deploy: deploy::SwarmDeploy,
+    /// `post_start` hooks: run in the container after it starts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<hooks::Hook>,
+    /// `pre_stop` hooks: run in the container before it stops.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<hooks::Hook>,
     /// Privileges, kernel limits, name resolution, namespaces, CPU tuning: printed by
     /// `config` under their compose names.
     #[serde(flatten)]

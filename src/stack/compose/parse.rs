@@ -769,6 +769,8 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         configs: Vec::new(),
         depends_on: BTreeMap::new(),
         healthcheck: None,
+        post_start: Vec::new(),
+        pre_stop: Vec::new(),
         restart: Restart::No,
         resources: Resources::default(),
         replicas: 1,
@@ -872,6 +874,8 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
             "x-osmen-probe" => svc.probe = parse_probe(ctx, v, &p),
             "x-osmen-balance" => svc.balance = parse_balance(ctx, v, &p),
             "scale" => scale = ctx.uint(v, &p).map(|n| (n, v.pos)),
+            "post_start" => svc.post_start = super::hooks::parse(ctx, v, &p),
+            "pre_stop" => svc.pre_stop = super::hooks::parse(ctx, v, &p),
             other if other.starts_with("x-") => {}
             other if super::settings::parse_key(ctx, other, v, &p, &mut svc.settings) => {}
             other if super::settings::refusal(other).is_some() => {

@@ -75,6 +75,8 @@ pub const APPLIED_KEYS: &[&str] = &[
     "pids_limit",
     "platform",
     "ports",
+    "post_start",
+    "pre_stop",
     "privileged",
     "profiles",
     "pull_policy",
@@ -130,16 +132,9 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
         "models need Docker Model Runner, which osmen does not drive",
     ),
     (
-        "post_start",
-        "lifecycle hooks are not run by osmen yet; put the step in the entrypoint",
-    ),
-    (
         "pre_start",
-        "lifecycle hooks are not run by osmen yet; put the step in the entrypoint",
-    ),
-    (
-        "pre_stop",
-        "lifecycle hooks are not run by osmen yet; handle the stop signal in the process",
+        "pre_start init containers are not run by osmen yet; make the step a one-shot \
+         service and depend on it with `condition: service_completed_successfully`",
     ),
     (
         "provider",
