@@ -293,7 +293,8 @@ pub struct UpArgs {
     /// Recreate containers even if their configuration did not change.
     #[arg(long)]
     pub force_recreate: bool,
-    /// Pull policy for every service: always, missing, never or build.
+    /// Pull policy for every service: always, missing, never, build, daily, weekly or
+    /// every_<duration> (pull an image tagged longer ago).
     #[arg(long, value_name = "POLICY", value_parser = parse_pull_policy)]
     pub pull: Option<PullPolicy>,
     /// Run N replicas of SERVICE instead of the file's count (repeatable): gateway=3.

@@ -238,6 +238,10 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = EResult<Vec<ContainerRow>>> + Send;
     fn inspect(&self, id: &str) -> impl Future<Output = EResult<ContainerRow>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = EResult<bool>> + Send;
+    /// When the engine's image was last tagged (built or tagged; engines from 23 on also
+    /// record a pull), in seconds since the Unix epoch, else when the image was created;
+    /// None when the engine has no such image.
+    fn image_tagged_at(&self, image: &str) -> impl Future<Output = EResult<Option<f64>>> + Send;
     /// Creates the network with every option of its definition; an existing one must
     /// match them (else the error names each difference). True when created.
     fn ensure_network(
@@ -1371,6 +1375,20 @@ impl Engine for DockerEngine {
 
     async fn image_exists(&self, image: &str) -> EResult<bool> {
         absent_ok(self.docker.inspect_image(image).await.map(|_| true), false)
+    }
+
+    async fn image_tagged_at(&self, image: &str) -> EResult<Option<f64>> {
+        let i = absent_ok(self.docker.inspect_image(image).await.map(Some), None)?;
+        Ok(i.map(|i| {
+            let tagged = i.metadata.and_then(|m| m.last_tag_time);
+            // A pulled image on engines before 23 has LastTagTime 0001-01-01: unknown.
+            tagged
+                .iter()
+                .chain(i.created.iter())
+                .filter_map(|t| crate::model::units::parse_rfc3339_utc(t))
+                .find(|t| *t > 0.0)
+                .unwrap_or(0.0)
+        }))
     }
 
     async fn ensure_network(

@@ -18,20 +18,53 @@ pub enum PullPolicy {
     Never,
     /// Build from the `build:` section every time.
     Build,
+    /// `daily`, `weekly`, `every_<duration>`: pull when the engine's image was tagged
+    /// longer ago than this (or is missing).
+    Refresh(std::time::Duration),
 }
 
 impl PullPolicy {
     pub fn parse(s: &str) -> Result<PullPolicy, String> {
+        const DAY: u64 = 86_400;
         match s {
             "always" => Ok(PullPolicy::Always),
             "missing" | "if_not_present" => Ok(PullPolicy::Missing),
             "never" => Ok(PullPolicy::Never),
             "build" => Ok(PullPolicy::Build),
-            other => Err(format!(
-                "unknown pull policy {other:?}: use always, missing, never or build"
-            )),
+            "daily" => Ok(PullPolicy::Refresh(std::time::Duration::from_secs(DAY))),
+            "weekly" => Ok(PullPolicy::Refresh(std::time::Duration::from_secs(7 * DAY))),
+            other => match other.strip_prefix("every_").map(every) {
+                Some(Some(d)) => Ok(PullPolicy::Refresh(d)),
+                _ => Err(format!(
+                    "unknown pull policy {other:?}: use always, missing, never, build, daily, \
+                     weekly or every_<duration> (every_12h, every_1w2d)"
+                )),
+            },
         }
     }
+}
+
+/// The `<duration>` of `every_<duration>`: numbers with w, d, h, m or s (`1w2d`, `90m`).
+fn every(spec: &str) -> Option<std::time::Duration> {
+    let (mut total, mut n, mut any) = (0u64, String::new(), false);
+    for c in spec.chars() {
+        if c.is_ascii_digit() {
+            n.push(c);
+            continue;
+        }
+        let unit = match c {
+            'w' => 604_800,
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let v: u64 = std::mem::take(&mut n).parse().ok()?;
+        total = total.checked_add(v.checked_mul(unit)?)?;
+        any = true;
+    }
+    (any && n.is_empty() && total > 0).then(|| std::time::Duration::from_secs(total))
 }
 
 /// An image reference split the way the registry needs it.
@@ -359,6 +392,26 @@ pub fn context_tar(dir: &Path, dockerfile: &str) -> std::io::Result<(Vec<u8>, Co
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn time_based_pull_policies_read_as_compose_writes_them() {
+        use std::time::Duration;
+        let secs = |p: &str| match PullPolicy::parse(p) {
+            Ok(PullPolicy::Refresh(d)) => Some(d),
+            _ => None,
+        };
+        assert_eq!(secs("daily"), Some(Duration::from_secs(86_400)));
+        assert_eq!(secs("weekly"), Some(Duration::from_secs(604_800)));
+        assert_eq!(secs("every_12h"), Some(Duration::from_secs(43_200)));
+        assert_eq!(secs("every_1w2d"), Some(Duration::from_secs(777_600)));
+        assert_eq!(secs("every_90m30s"), Some(Duration::from_secs(5_430)));
+        for bad in [
+            "every_", "every_12", "every_h", "every_0s", "every_1y", "hourly",
+        ] {
+            let e = PullPolicy::parse(bad).unwrap_err();
+            assert!(e.contains("every_<duration>"), "{bad}: {e}");
+        }
+    }
+
     use super::*;
 
     #[test]

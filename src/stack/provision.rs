@@ -62,29 +62,11 @@ pub async fn plan_images<E: Engine>(
                     .and_then(|p| PullPolicy::parse(p).ok())
             })
             .unwrap_or(PullPolicy::Missing);
-        let exists = engine.image_exists(&image).await?;
-        let has_build = svc.build.is_some();
-        let action = if policy == PullPolicy::Build {
-            if has_build {
-                ImageAction::Build
-            } else {
-                ImageAction::Refused("pull_policy build needs a `build:` section".to_string())
-            }
-        } else if policy == PullPolicy::Always && svc.image.is_some() {
-            ImageAction::Pull
-        } else if exists {
-            ImageAction::Present
-        } else if has_build && (svc.image.is_none() || policy == PullPolicy::Never) {
-            ImageAction::Build
-        } else if policy == PullPolicy::Never {
-            ImageAction::Refused(format!(
-                "image {image:?} is not on this engine and its pull policy is `never`: load \
-                 or build it first, or allow pulling (`--pull missing`)"
-            ))
-        } else {
-            // With both `image:` and `build:`, Compose pulls first; a failed pull builds.
-            ImageAction::Pull
-        };
+        let tagged = engine.image_tagged_at(&image).await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let action = decide(policy, svc, &image, tagged.map(|t| (now - t).max(0.0)));
         out.push(ImagePlan {
             service: name.clone(),
             image,
@@ -92,6 +74,35 @@ pub async fn plan_images<E: Engine>(
         });
     }
     Ok(out)
+}
+
+/// What to do about one service's image under its policy, given how long ago the
+/// engine's copy was tagged (None: the engine has none).
+fn decide(policy: PullPolicy, svc: &Service, image: &str, age_s: Option<f64>) -> ImageAction {
+    let exists = age_s.is_some();
+    let stale = matches!((policy, age_s), (PullPolicy::Refresh(d), Some(a)) if a > d.as_secs_f64());
+    let has_build = svc.build.is_some();
+    if policy == PullPolicy::Build {
+        if has_build {
+            ImageAction::Build
+        } else {
+            ImageAction::Refused("pull_policy build needs a `build:` section".to_string())
+        }
+    } else if (policy == PullPolicy::Always || stale) && svc.image.is_some() {
+        ImageAction::Pull
+    } else if exists {
+        ImageAction::Present
+    } else if has_build && (svc.image.is_none() || policy == PullPolicy::Never) {
+        ImageAction::Build
+    } else if policy == PullPolicy::Never {
+        ImageAction::Refused(format!(
+            "image {image:?} is not on this engine and its pull policy is `never`: load \
+             or build it first, or allow pulling (`--pull missing`)"
+        ))
+    } else {
+        // With both `image:` and `build:`, Compose pulls first; a failed pull builds.
+        ImageAction::Pull
+    }
 }
 
 /// Advice for a failed pull, chosen from the registry's own message.
@@ -371,5 +382,50 @@ pub async fn provision<E: Engine>(
     } else {
         failures.sort();
         Err(failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::compose::{LoadOptions, load_str};
+
+    fn svc(extra: &str) -> Service {
+        let src = format!("services:\n  a:\n    image: r.example/a:1\n{extra}");
+        let opts = LoadOptions {
+            project_name: Some("p".into()),
+            ..Default::default()
+        };
+        let p = load_str(&src, std::path::Path::new("/x/compose.yml"), &opts).unwrap();
+        p.services["a"].clone()
+    }
+
+    /// `daily`, `weekly` and `every_<d>` pull an image the engine tagged longer ago than
+    /// that, and use a fresher one; a missing image is pulled as with `missing`.
+    #[test]
+    fn time_based_policies_pull_only_a_stale_or_missing_image() {
+        let s = svc("");
+        let daily = PullPolicy::parse("daily").unwrap();
+        let hour = 3_600.0;
+        assert_eq!(decide(daily, &s, "a", Some(25.0 * hour)), ImageAction::Pull);
+        assert_eq!(
+            decide(daily, &s, "a", Some(23.0 * hour)),
+            ImageAction::Present
+        );
+        assert_eq!(decide(daily, &s, "a", None), ImageAction::Pull);
+        let every = PullPolicy::parse("every_90m").unwrap();
+        assert_eq!(decide(every, &s, "a", Some(5_401.0)), ImageAction::Pull);
+        assert_eq!(decide(every, &s, "a", Some(5_399.0)), ImageAction::Present);
+        // The other policies are untouched by age.
+        assert_eq!(
+            decide(PullPolicy::Missing, &s, "a", Some(1e9)),
+            ImageAction::Present
+        );
+        assert_eq!(
+            decide(PullPolicy::Always, &s, "a", Some(1.0)),
+            ImageAction::Pull
+        );
+        let built = svc("    build: .\n");
+        assert_eq!(decide(daily, &built, "a", None), ImageAction::Pull);
     }
 }

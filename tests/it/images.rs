@@ -96,6 +96,20 @@ fn up_pulls_a_missing_image_with_progress_and_pull_pulls_again() {
     let (code, out, err) = st.run(&["pull"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pulled 1 image(s)"), "{out}");
+    // Time-based policies: an image tagged just now is fresh for `daily`, and stale for
+    // `every_1s` a few seconds later (the engine's LastTagTime; this engine records no
+    // pull's time, so the test tags it).
+    docker(&["tag", &image, &image]);
+    let (code, out, err) = st.run(&["up", "--pull", "daily"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!err.contains("pulling"), "daily: the image is fresh: {err}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (code, out, err) = st.run(&["up", "--pull", "every_1s"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("pulling {image} (for app)")),
+        "every_1s: the image is stale: {err}"
+    );
     docker(&["rmi", "-f", &image]);
 }
 

@@ -142,7 +142,8 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
     ),
     (
         "pull_refresh_after",
-        "osmen pulls by `pull_policy` only; use always, missing or never",
+        "osmen refreshes by `pull_policy` alone: write the interval there (`daily`, \
+         `weekly` or `every_12h`)",
     ),
     (
         "use_api_socket",
