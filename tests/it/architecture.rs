@@ -378,3 +378,15 @@ fn list_long_functions() {
         println!("{n:5} {f} (file)");
     }
 }
+
+#[test]
+fn only_the_engine_adapter_speaks_bollard() {
+    let mut bad = check("src/stack", &["bollard::", ".api()"]);
+    bad.retain(|l| !l.starts_with(&root().join("src/stack/engine/").display().to_string()));
+    assert!(
+        bad.is_empty(),
+        "outside stack/engine/, the stack speaks to the engine through the adapter \
+         (DockerEngine's methods, the Engine trait):\n{}",
+        bad.join("\n")
+    );
+}
