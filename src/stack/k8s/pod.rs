@@ -13,7 +13,67 @@ pub(super) fn pod_spec(
     ex: &mut Export,
 ) -> Pod {
     let name = dns_name(&svc.name);
-    let secret_name = ex.secret_name.clone();
+    let carried = settings::carry(svc, ex);
+    let mut c = container(svc, scan, extra, carried.security_context, ex);
+    let mut configmaps = environment(project, svc, scan, extra, &mut c, ex);
+    let ports = container_port_list(svc);
+    if !ports.is_empty() {
+        c.insert("ports".into(), json!(ports));
+    }
+    let res = resources(svc, ex);
+    if !res.is_empty() {
+        c.insert("resources".into(), Value::Object(res));
+    }
+    if let Some(hc) = &svc.healthcheck {
+        probes(hc, scan, &mut c);
+    }
+    lifecycle_warnings(svc, ex);
+    let Mounts {
+        mut mounts,
+        mut volumes,
+        claims,
+        files,
+    } = mounts(project, svc, opts, scan, one_shot, ex);
+    if !files.is_empty() {
+        let cm = format!("{name}-files");
+        volumes.push(json!({ "name": "files", "configMap": { "name": cm } }));
+        configmaps.push(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": { "name": cm, "labels": labels(&project.name, &name) },
+            "data": files,
+        }));
+    }
+    mounts.extend(carried.mounts);
+    volumes.extend(carried.volumes);
+    if !mounts.is_empty() {
+        c.insert("volumeMounts".into(), json!(mounts));
+    }
+    let mut pod = carried.pod;
+    if !carried.pod_security.is_empty() {
+        pod.insert(
+            "securityContext".into(),
+            Value::Object(carried.pod_security),
+        );
+    }
+    Pod {
+        containers: json!([Value::Object(c)]),
+        volumes,
+        claims,
+        configmaps,
+        pod,
+    }
+}
+
+/// The container's own fields: name, image, command, working directory, user, terminal.
+fn container(
+    svc: &Service,
+    scan: &SecretScan,
+    extra: &mut BTreeMap<String, String>,
+    mut sc: Map<String, Value>,
+    ex: &mut Export,
+) -> Map<String, Value> {
+    let name = dns_name(&svc.name);
     let mut c = Map::new();
     c.insert("name".into(), json!(name));
     c.insert(
@@ -29,8 +89,6 @@ pub(super) fn pod_spec(
     if let Some(wd) = &svc.working_dir {
         c.insert("workingDir".into(), json!(wd));
     }
-    let carried = settings::carry(svc, ex);
-    let mut sc = carried.security_context;
     if let Some(user) = &svc.user {
         let (u, g) = user.split_once(':').unwrap_or((user, ""));
         match u.parse::<u64>() {
@@ -56,7 +114,21 @@ pub(super) fn pod_spec(
     if let Some(i) = svc.settings.stdin_open {
         c.insert("stdin".into(), json!(i));
     }
+    c
+}
 
+/// Plain environment as a ConfigMap (returned) read through `envFrom`, secret entries
+/// as references into the Secret.
+fn environment(
+    project: &Project,
+    svc: &Service,
+    scan: &SecretScan,
+    extra: &BTreeMap<String, String>,
+    c: &mut Map<String, Value>,
+    ex: &Export,
+) -> Vec<Value> {
+    let name = dns_name(&svc.name);
+    let secret_name = ex.secret_name.clone();
     let mut configmaps = Vec::new();
     let plain: BTreeMap<&String, &String> = svc
         .environment
@@ -90,8 +162,12 @@ pub(super) fn pod_spec(
             .collect();
         c.insert("env".into(), json!(env));
     }
+    configmaps
+}
 
-    let ports: Vec<Value> = container_ports(svc)
+/// The container's ports, named as the file names them, `mode: host` as a hostPort.
+fn container_port_list(svc: &Service) -> Vec<Value> {
+    container_ports(svc)
         .into_iter()
         .map(|(t, proto)| {
             let mut p = json!({ "containerPort": t, "protocol": proto });
@@ -108,11 +184,11 @@ pub(super) fn pod_spec(
             }
             p
         })
-        .collect();
-    if !ports.is_empty() {
-        c.insert("ports".into(), json!(ports));
-    }
+        .collect()
+}
 
+/// Limits and requests (CPU, memory, NVIDIA GPUs).
+fn resources(svc: &Service, ex: &mut Export) -> Map<String, Value> {
     let r = &svc.resources;
     let mut limits = Map::new();
     let mut requests = Map::new();
@@ -164,12 +240,11 @@ pub(super) fn pod_spec(
     if !limits.is_empty() {
         res.insert("limits".into(), Value::Object(limits));
     }
-    if !res.is_empty() {
-        c.insert("resources".into(), Value::Object(res));
-    }
-    if let Some(hc) = &svc.healthcheck {
-        probes(hc, scan, &mut c);
-    }
+    res
+}
+
+/// What Kubernetes does otherwise than compose: restart conditions and start order.
+fn lifecycle_warnings(svc: &Service, ex: &mut Export) {
     if matches!(svc.restart, Restart::OnFailure(_)) {
         ex.warnings.push(format!(
             "{}: restart {} has no Deployment form; Kubernetes always restarts the pod",
@@ -186,11 +261,33 @@ pub(super) fn pod_spec(
             deps.join(", ")
         ));
     }
+}
 
-    let mut mounts = Vec::new();
-    let mut volumes = Vec::new();
-    let mut claims = Vec::new();
-    let mut files: BTreeMap<String, String> = BTreeMap::new();
+/// The pod's mounts and what they mount.
+struct Mounts {
+    mounts: Vec<Value>,
+    volumes: Vec<Value>,
+    claims: Vec<Value>,
+    /// Small bind-mounted text files, for the `files` ConfigMap.
+    files: BTreeMap<String, String>,
+}
+
+/// The service's volumes as mounts, volumes and claim templates.
+fn mounts(
+    project: &Project,
+    svc: &Service,
+    opts: &ExportOptions,
+    scan: &SecretScan,
+    one_shot: bool,
+    ex: &mut Export,
+) -> Mounts {
+    let name = dns_name(&svc.name);
+    let mut acc = Mounts {
+        mounts: Vec::new(),
+        volumes: Vec::new(),
+        claims: Vec::new(),
+        files: BTreeMap::new(),
+    };
     for (i, m) in svc.volumes.iter().enumerate() {
         let mut mount = json!({ "mountPath": m.target });
         if m.read_only {
@@ -200,7 +297,7 @@ pub(super) fn pod_spec(
             (MountKind::Volume, Some(src)) if one_shot => {
                 let v = format!("volume-{i}");
                 mount["name"] = json!(v);
-                volumes.push(json!({ "name": v, "emptyDir": {} }));
+                acc.volumes.push(json!({ "name": v, "emptyDir": {} }));
                 ex.warnings.push(format!(
                     "{}: a one-shot task (a Job) cannot claim volume {src}; exported as an \
                      empty directory (mount an existing PersistentVolumeClaim if it needs \
@@ -211,7 +308,7 @@ pub(super) fn pod_spec(
             (MountKind::Volume, Some(src)) => {
                 let claim = dns_name(src);
                 mount["name"] = json!(claim);
-                claims.push(json!({
+                acc.claims.push(json!({
                     "metadata": { "name": claim, "labels": labels(&project.name, &name) },
                     "spec": {
                         "accessModes": ["ReadWriteOnce"],
@@ -222,108 +319,108 @@ pub(super) fn pod_spec(
             (MountKind::Volume, None) => {
                 let v = format!("scratch-{i}");
                 mount["name"] = json!(v);
-                volumes.push(json!({ "name": v, "emptyDir": {} }));
+                acc.volumes.push(json!({ "name": v, "emptyDir": {} }));
             }
             (MountKind::Tmpfs, _) => {
                 let v = format!("tmpfs-{i}");
                 mount["name"] = json!(v);
-                volumes.push(json!({ "name": v, "emptyDir": { "medium": "Memory" } }));
+                acc.volumes
+                    .push(json!({ "name": v, "emptyDir": { "medium": "Memory" } }));
             }
             (MountKind::Bind, src) => {
-                let src = src.clone().unwrap_or_default();
-                let path = Path::new(&src);
-                let small_file = std::fs::metadata(path)
-                    .ok()
-                    .filter(|md| md.is_file() && md.len() <= CONFIGMAP_FILE_MAX_BYTES);
-                let text = small_file.and_then(|_| std::fs::read_to_string(path).ok());
-                let fname = path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| format!("file-{i}"));
-                // A file that is or holds a secret never goes into a ConfigMap: it is
-                // mounted from the Secret, under a key the operator fills from the file.
-                let secret_file = is_secret_name(&fname)
-                    || fname.ends_with(".env")
-                    || fname == ".env"
-                    || text.as_deref().is_some_and(|t| {
-                        scan.literals
-                            .iter()
-                            .any(|(lit, _)| t.contains(lit.as_str()))
-                            || project
-                                .secret_vars
-                                .values()
-                                .any(|v| v.len() >= 4 && t.contains(v.as_str()))
-                    });
-                match text {
-                    Some(_) | None if secret_file && path.is_file() => {
-                        let key = format!("{}-{}", dns_name(&svc.name), dns_name(&fname));
-                        ex.secret_keys
-                            .entry(key.clone())
-                            .or_default()
-                            .insert(svc.name.clone());
-                        ex.secret_files.insert(key.clone(), src.clone());
-                        let v = format!("secret-file-{i}");
-                        mount["name"] = json!(v);
-                        mount["subPath"] = json!(key);
-                        mount["readOnly"] = json!(true);
-                        volumes.push(json!({
-                            "name": v,
-                            "secret": { "secretName": ex.secret_name, "items": [{"key": key, "path": key}] }
-                        }));
-                    }
-                    Some(text) => {
-                        let key = dns_name(&fname);
-                        let key = if files.contains_key(&key) {
-                            format!("{key}-{i}")
-                        } else {
-                            key
-                        };
-                        files.insert(key.clone(), text);
-                        mount["name"] = json!("files");
-                        mount["subPath"] = json!(key);
-                    }
-                    None => {
-                        let v = format!("bind-{i}");
-                        mount["name"] = json!(v);
-                        volumes.push(json!({ "name": v, "emptyDir": {} }));
-                        ex.warnings.push(format!(
-                            "{}: bind mount {src} -> {} is not a small text file; exported \
-                             as an empty directory (bake it into the image or use a volume)",
-                            svc.name, m.target
-                        ));
-                    }
-                }
+                let at = MountAt {
+                    i,
+                    target: &m.target,
+                };
+                bind_mount(project, svc, scan, at, src, &mut mount, &mut acc, ex);
             }
         }
-        mounts.push(mount);
+        acc.mounts.push(mount);
     }
-    if !files.is_empty() {
-        let cm = format!("{name}-files");
-        volumes.push(json!({ "name": "files", "configMap": { "name": cm } }));
-        configmaps.push(json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": { "name": cm, "labels": labels(&project.name, &name) },
-            "data": files,
-        }));
-    }
-    mounts.extend(carried.mounts);
-    volumes.extend(carried.volumes);
-    if !mounts.is_empty() {
-        c.insert("volumeMounts".into(), json!(mounts));
-    }
-    let mut pod = carried.pod;
-    if !carried.pod_security.is_empty() {
-        pod.insert(
-            "securityContext".into(),
-            Value::Object(carried.pod_security),
-        );
-    }
-    Pod {
-        containers: json!([Value::Object(c)]),
-        volumes,
-        claims,
-        configmaps,
-        pod,
+    acc
+}
+
+/// Which mount of the service a bind is: its index and target.
+struct MountAt<'a> {
+    i: usize,
+    target: &'a str,
+}
+
+/// A bind mount: a secret file from the Secret, a small text file from the `files`
+/// ConfigMap, anything else an empty directory (said in a warning).
+#[allow(clippy::too_many_arguments)]
+fn bind_mount(
+    project: &Project,
+    svc: &Service,
+    scan: &SecretScan,
+    at: MountAt,
+    src: &Option<String>,
+    mount: &mut Value,
+    acc: &mut Mounts,
+    ex: &mut Export,
+) {
+    let i = at.i;
+    let src = src.clone().unwrap_or_default();
+    let path = Path::new(&src);
+    let small_file = std::fs::metadata(path)
+        .ok()
+        .filter(|md| md.is_file() && md.len() <= CONFIGMAP_FILE_MAX_BYTES);
+    let text = small_file.and_then(|_| std::fs::read_to_string(path).ok());
+    let fname = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("file-{i}"));
+    // A file that is or holds a secret never goes into a ConfigMap: it is
+    // mounted from the Secret, under a key the operator fills from the file.
+    let secret_file = is_secret_name(&fname)
+        || fname.ends_with(".env")
+        || fname == ".env"
+        || text.as_deref().is_some_and(|t| {
+            scan.literals
+                .iter()
+                .any(|(lit, _)| t.contains(lit.as_str()))
+                || project
+                    .secret_vars
+                    .values()
+                    .any(|v| v.len() >= 4 && t.contains(v.as_str()))
+        });
+    match text {
+        Some(_) | None if secret_file && path.is_file() => {
+            let key = format!("{}-{}", dns_name(&svc.name), dns_name(&fname));
+            ex.secret_keys
+                .entry(key.clone())
+                .or_default()
+                .insert(svc.name.clone());
+            ex.secret_files.insert(key.clone(), src.clone());
+            let v = format!("secret-file-{i}");
+            mount["name"] = json!(v);
+            mount["subPath"] = json!(key);
+            mount["readOnly"] = json!(true);
+            acc.volumes.push(json!({
+                "name": v,
+                "secret": { "secretName": ex.secret_name, "items": [{"key": key, "path": key}] }
+            }));
+        }
+        Some(text) => {
+            let key = dns_name(&fname);
+            let key = if acc.files.contains_key(&key) {
+                format!("{key}-{i}")
+            } else {
+                key
+            };
+            acc.files.insert(key.clone(), text);
+            mount["name"] = json!("files");
+            mount["subPath"] = json!(key);
+        }
+        None => {
+            let v = format!("bind-{i}");
+            mount["name"] = json!(v);
+            acc.volumes.push(json!({ "name": v, "emptyDir": {} }));
+            ex.warnings.push(format!(
+                "{}: bind mount {src} -> {} is not a small text file; exported \
+                 as an empty directory (bake it into the image or use a volume)",
+                svc.name, at.target
+            ));
+        }
     }
 }
