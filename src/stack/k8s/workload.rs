@@ -42,6 +42,76 @@ pub(super) fn service_file(
     }
 
     published_port_warnings(svc, ex);
+    let (ports, service) = service_object(svc, &lbl, &selector, stateful);
+    objects.extend(service);
+    let mut template_spec = json!({ "containers": pod.containers });
+    for (k, v) in pod.pod {
+        template_spec[k] = v;
+    }
+    if !pod.volumes.is_empty() {
+        template_spec["volumes"] = json!(pod.volumes);
+    }
+    if let Some(g) = svc.stop_grace_period {
+        template_spec["terminationGracePeriodSeconds"] = json!(secs(g));
+    }
+    if one_shot {
+        template_spec["restartPolicy"] = json!("OnFailure");
+    }
+    let template = json!({ "metadata": { "labels": lbl }, "spec": template_spec });
+    let kinds = Kinds { one_shot, stateful };
+    let workload = workload(svc, &lbl, &selector, template, pod.claims, kinds);
+    if stateful && ports.is_empty() {
+        ex.warnings.push(format!(
+            "{}: a StatefulSet without ports has no governing Service; serviceName {name} \
+             names one that does not exist (harmless unless pods need stable DNS names)",
+            svc.name
+        ));
+    }
+    objects.push(workload);
+
+    let mut header = vec![format!(
+        "{} from {} ({})",
+        svc.name,
+        project.file.display(),
+        kinds.name(svc)
+    )];
+    if is_gateway(svc) {
+        objects.push(autoscaler(svc, &lbl, opts, stateful, &mut header, ex));
+    }
+    if !all_secret.is_empty() {
+        header.push(format!(
+            "Reads {} from the Secret {secret_name} (values are never exported)",
+            all_secret.values().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if svc.build.is_some() {
+        header.push(format!(
+            "Image {} is built locally: push it to a registry the cluster can pull from",
+            svc.image.as_deref().unwrap_or("(unnamed)")
+        ));
+        if svc.image.is_none() {
+            ex.warnings.push(format!(
+                "{}: built without an `image:` name; set one and push it",
+                svc.name
+            ));
+        }
+    }
+    ManifestFile {
+        name: format!("{name}.yaml"),
+        header,
+        objects,
+    }
+}
+
+/// The ports a Service gives the other services, and the Service (none without ports;
+/// headless for a StatefulSet or `endpoint_mode: dnsrr`).
+fn service_object(
+    svc: &Service,
+    lbl: &Value,
+    selector: &Value,
+    stateful: bool,
+) -> (Vec<Value>, Option<Value>) {
+    let name = dns_name(&svc.name);
     let ports: Vec<Value> = container_ports(svc)
         .into_iter()
         .map(|(target, proto)| {
@@ -64,28 +134,53 @@ pub(super) fn service_file(
             // Headless: the StatefulSet's governing service, and clients reach the pod.
             spec["clusterIP"] = json!("None");
         }
-        objects.push(json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": { "name": name, "labels": lbl },
-            "spec": spec,
-        }));
+        return (
+            ports,
+            Some(json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": { "name": name, "labels": lbl },
+                "spec": spec,
+            })),
+        );
     }
+    (ports, None)
+}
 
-    let mut template_spec = json!({ "containers": pod.containers });
-    for (k, v) in pod.pod {
-        template_spec[k] = v;
+/// What the service's workload is.
+#[derive(Clone, Copy)]
+struct Kinds {
+    /// Others wait on it to complete: a Job.
+    one_shot: bool,
+    /// It has a named volume: a StatefulSet.
+    stateful: bool,
+}
+
+impl Kinds {
+    fn name(self, svc: &Service) -> &'static str {
+        if self.one_shot {
+            "Job"
+        } else if self.stateful {
+            "StatefulSet"
+        } else if svc.deploy.is_global() {
+            "DaemonSet"
+        } else {
+            "Deployment"
+        }
     }
-    if !pod.volumes.is_empty() {
-        template_spec["volumes"] = json!(pod.volumes);
-    }
-    if let Some(g) = svc.stop_grace_period {
-        template_spec["terminationGracePeriodSeconds"] = json!(secs(g));
-    }
-    if one_shot {
-        template_spec["restartPolicy"] = json!("OnFailure");
-    }
-    let template = json!({ "metadata": { "labels": lbl }, "spec": template_spec });
+}
+
+/// The Job, StatefulSet, DaemonSet or Deployment around the pod template.
+fn workload(
+    svc: &Service,
+    lbl: &Value,
+    selector: &Value,
+    template: Value,
+    claims: Vec<Value>,
+    kinds: Kinds,
+) -> Value {
+    let name = dns_name(&svc.name);
+    let Kinds { one_shot, stateful } = kinds;
     let workload = if one_shot {
         let retries = match svc.restart {
             Restart::OnFailure(Some(n)) => n,
@@ -108,7 +203,7 @@ pub(super) fn service_file(
                 "replicas": svc.replicas,
                 "selector": { "matchLabels": selector },
                 "template": template,
-                "volumeClaimTemplates": pod.claims,
+                "volumeClaimTemplates": claims,
             }
         })
     } else if svc.deploy.is_global() {
@@ -139,85 +234,51 @@ pub(super) fn service_file(
         // The service's labels (not its pods'): annotations take any value.
         workload["metadata"]["annotations"] = json!(svc.deploy.labels);
     }
-    if stateful && ports.is_empty() {
+    workload
+}
+
+/// The guide's HorizontalPodAutoscaler for the gateway, said in the header.
+fn autoscaler(
+    svc: &Service,
+    lbl: &Value,
+    opts: &ExportOptions,
+    stateful: bool,
+    header: &mut Vec<String>,
+    ex: &mut Export,
+) -> Value {
+    let name = dns_name(&svc.name);
+    let min = HPA_MIN_REPLICAS.max(svc.replicas);
+    let hpa = json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": format!("{name}-hpa"), "labels": lbl },
+        "spec": {
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "minReplicas": min,
+            "maxReplicas": HPA_MAX_REPLICAS.max(min),
+            "metrics": [{
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": opts.cpu_target_percent,
+                    }
+                }
+            }],
+        }
+    });
+    header.push(format!(
+        "HPA: {min}-{} replicas at {}% of the requested CPU (the advisor's threshold)",
+        HPA_MAX_REPLICAS.max(min),
+        opts.cpu_target_percent
+    ));
+    if stateful {
         ex.warnings.push(format!(
-            "{}: a StatefulSet without ports has no governing Service; serviceName {name} \
-             names one that does not exist (harmless unless pods need stable DNS names)",
+            "{}: the gateway has a named volume, so it is a StatefulSet, but its HPA \
+             targets a Deployment; drop the volume or edit scaleTargetRef",
             svc.name
         ));
     }
-    objects.push(workload);
-
-    let mut header = vec![format!(
-        "{} from {} ({})",
-        svc.name,
-        project.file.display(),
-        if one_shot {
-            "Job"
-        } else if stateful {
-            "StatefulSet"
-        } else if svc.deploy.is_global() {
-            "DaemonSet"
-        } else {
-            "Deployment"
-        }
-    )];
-    if is_gateway(svc) {
-        let min = HPA_MIN_REPLICAS.max(svc.replicas);
-        objects.push(json!({
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": { "name": format!("{name}-hpa"), "labels": lbl },
-            "spec": {
-                "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
-                "minReplicas": min,
-                "maxReplicas": HPA_MAX_REPLICAS.max(min),
-                "metrics": [{
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": opts.cpu_target_percent,
-                        }
-                    }
-                }],
-            }
-        }));
-        header.push(format!(
-            "HPA: {min}-{} replicas at {}% of the requested CPU (the advisor's threshold)",
-            HPA_MAX_REPLICAS.max(min),
-            opts.cpu_target_percent
-        ));
-        if stateful {
-            ex.warnings.push(format!(
-                "{}: the gateway has a named volume, so it is a StatefulSet, but its HPA \
-                 targets a Deployment; drop the volume or edit scaleTargetRef",
-                svc.name
-            ));
-        }
-    }
-    if !all_secret.is_empty() {
-        header.push(format!(
-            "Reads {} from the Secret {secret_name} (values are never exported)",
-            all_secret.values().cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    if svc.build.is_some() {
-        header.push(format!(
-            "Image {} is built locally: push it to a registry the cluster can pull from",
-            svc.image.as_deref().unwrap_or("(unnamed)")
-        ));
-        if svc.image.is_none() {
-            ex.warnings.push(format!(
-                "{}: built without an `image:` name; set one and push it",
-                svc.name
-            ));
-        }
-    }
-    ManifestFile {
-        name: format!("{name}.yaml"),
-        header,
-        objects,
-    }
+    hpa
 }
