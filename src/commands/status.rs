@@ -20,6 +20,42 @@ fn pct(v: Option<f64>) -> String {
 
 pub fn render(s: &Snapshot) -> String {
     let mut o = format!("project {}\n", s.project);
+    render_host(&mut o, s);
+    let first_column = render_services(&mut o, s);
+    // One probe line per service (the first container carries it).
+    let mut probed = std::collections::BTreeSet::new();
+    for x in &s.services {
+        if let Some(p) = &x.probe
+            && probed.insert(x.service.as_str())
+        {
+            o.push_str(&format!(
+                "probe {:<w$} {}\n",
+                x.service,
+                crate::model::probe::show::summary(p),
+                w = first_column
+            ));
+        }
+    }
+    o.push('\n');
+    render_gpus_and_ollama(&mut o, s);
+    render_scrapes(&mut o, s);
+    for a in &s.agents {
+        o.push_str(&agent_line(a));
+    }
+    o.push_str("sources: ");
+    o.push_str(
+        &s.sources
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.status))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    o.push('\n');
+    mask_url_credentials(&o)
+}
+
+/// The host's line: CPU, memory, swap, load, network and osmen's own share.
+fn render_host(o: &mut String, s: &Snapshot) {
     match &s.host {
         Some(h) => {
             o.push_str(&format!(
@@ -45,6 +81,11 @@ pub fn render(s: &Snapshot) -> String {
         }
         None => o.push_str("host     (no sample yet)\n"),
     }
+}
+
+/// The services' table; returns the width of its first column (the probe lines align
+/// with it).
+fn render_services(o: &mut String, s: &Snapshot) -> usize {
     let head = [
         "SERVICE",
         "CONTAINER",
@@ -118,21 +159,11 @@ pub fn render(s: &Snapshot) -> String {
     if s.services.is_empty() {
         o.push_str("(no containers)\n");
     }
-    // One probe line per service (the first container carries it).
-    let mut probed = std::collections::BTreeSet::new();
-    for x in &s.services {
-        if let Some(p) = &x.probe
-            && probed.insert(x.service.as_str())
-        {
-            o.push_str(&format!(
-                "probe {:<w$} {}\n",
-                x.service,
-                crate::model::probe::show::summary(p),
-                w = w[0]
-            ));
-        }
-    }
-    o.push('\n');
+    w[0]
+}
+
+/// One line per GPU, and Ollama's.
+fn render_gpus_and_ollama(o: &mut String, s: &Snapshot) {
     for g in &s.gpus {
         o.push_str(&format!(
             "gpu {} {}  vram {} / {}  util {}%  {}°C\n",
@@ -157,6 +188,11 @@ pub fn render(s: &Snapshot) -> String {
             ol["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
         ));
     }
+}
+
+/// Latency percentiles of every scraped target that answered (the gateway's own are
+/// the agent lines).
+fn render_scrapes(o: &mut String, s: &Snapshot) {
     for t in &s.scrapes {
         if !t.up {
             continue;
@@ -188,108 +224,98 @@ pub fn render(s: &Snapshot) -> String {
             ));
         }
     }
-    for a in &s.agents {
-        let ms = |k: &str| {
-            a[k].as_f64()
-                .map(|v| format!("{:.0}ms", v * 1000.0))
-                .unwrap_or_else(|| "-".into())
-        };
-        let g = &a["gpu"];
-        let model = match (a["provider"].as_str(), a["model"].as_str()) {
-            (Some(p), Some(m)) => {
-                let mut t = format!(" model {p}/{m}");
-                match g["state"].as_str() {
-                    Some("remote") | None => {}
-                    Some(st @ ("loaded" | "offloaded" | "cpu")) => t.push_str(&format!(
-                        " {st} {}",
-                        g["vram_bytes"]
-                            .as_u64()
-                            .map(crate::model::units::format_bytes)
-                            .unwrap_or_default()
-                    )),
-                    Some(st) => t.push_str(&format!(" {st}")),
-                }
-                if g["shared_with"].as_array().is_some_and(|x| !x.is_empty()) {
-                    t.push_str(" shared");
-                }
-                t
+}
+
+/// One agent's line: percentiles, model and GPU state, economics, errors.
+fn agent_line(a: &serde_json::Value) -> String {
+    let ms = |k: &str| {
+        a[k].as_f64()
+            .map(|v| format!("{:.0}ms", v * 1000.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let g = &a["gpu"];
+    let model = match (a["provider"].as_str(), a["model"].as_str()) {
+        (Some(p), Some(m)) => {
+            let mut t = format!(" model {p}/{m}");
+            match g["state"].as_str() {
+                Some("remote") | None => {}
+                Some(st @ ("loaded" | "offloaded" | "cpu")) => t.push_str(&format!(
+                    " {st} {}",
+                    g["vram_bytes"]
+                        .as_u64()
+                        .map(crate::model::units::format_bytes)
+                        .unwrap_or_default()
+                )),
+                Some(st) => t.push_str(&format!(" {st}")),
             }
-            _ => String::new(),
-        };
-        let tps = a["tokens_per_second_p50"]
-            .as_f64()
-            .map(|v| format!(" {v:.1} tok/s"))
-            .unwrap_or_default();
-        let cost = a["cost_per_request_dollars"]
-            .as_f64()
-            .map(|v| format!(" ${v:.5}/req"))
-            .unwrap_or_default();
-        let mut errs = match (a["window_errors"].as_f64(), a["window_requests"].as_f64()) {
-            (Some(e), Some(n)) if e > 0.0 => format!(
-                " errors {e:.0} of {n:.0} requests in the last minute{}",
-                if a["failing"].as_bool().unwrap_or(false) {
-                    " FAILING"
-                } else {
-                    ""
-                }
-            ),
-            _ => String::new(),
-        };
-        if let Some(k) = a["last_error_kind"].as_str() {
-            let kind =
-                crate::model::agent_error::ErrorKind::from_label(k).map_or(k, |k| k.describe());
-            errs.push_str(&format!(
-                "; last error ({kind}): {}",
-                a["last_error"].as_str().unwrap_or("-")
-            ));
+            if g["shared_with"].as_array().is_some_and(|x| !x.is_empty()) {
+                t.push_str(" shared");
+            }
+            t
         }
-        let name = a["agent"].as_str().unwrap_or("?");
-        if a["p99_seconds"].as_f64().is_none() && errs.is_empty() {
-            let served: f64 = a
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter(|(k, _)| k.starts_with("requests_") && *k != "requests_per_s")
-                        .filter_map(|(_, v)| v.as_f64())
-                        .sum()
-                })
-                .unwrap_or(0.0);
-            let what = if served > 0.0 {
-                format!("no requests in the last minute ({served:.0} since start)")
+        _ => String::new(),
+    };
+    let tps = a["tokens_per_second_p50"]
+        .as_f64()
+        .map(|v| format!(" {v:.1} tok/s"))
+        .unwrap_or_default();
+    let cost = a["cost_per_request_dollars"]
+        .as_f64()
+        .map(|v| format!(" ${v:.5}/req"))
+        .unwrap_or_default();
+    let mut errs = match (a["window_errors"].as_f64(), a["window_requests"].as_f64()) {
+        (Some(e), Some(n)) if e > 0.0 => format!(
+            " errors {e:.0} of {n:.0} requests in the last minute{}",
+            if a["failing"].as_bool().unwrap_or(false) {
+                " FAILING"
             } else {
-                "no requests yet".to_string()
-            };
-            o.push_str(&format!("agent {name:<22} {what}{model}\n"));
-            continue;
-        }
-        let source = a["latency_source"]
-            .as_str()
-            .unwrap_or("the gateway's summary osmen_request_duration_seconds");
-        let ttft = a["ttft_p50_seconds"]
-            .as_f64()
-            .map(|_| format!(" ttft p50 {}", ms("ttft_p50_seconds")))
-            .unwrap_or_default();
-        let wait = a["wait_p95_seconds"]
-            .as_f64()
-            .map(|_| format!(" wait p95 {}", ms("wait_p95_seconds")))
-            .unwrap_or_default();
-        o.push_str(&format!(
-            "agent {name:<22} p50 {} p95 {} p99 {} ({source}){wait}{ttft}{tps}{cost}{model}{errs}\n",
-            ms("p50_seconds"),
-            ms("p95_seconds"),
-            ms("p99_seconds"),
+                ""
+            }
+        ),
+        _ => String::new(),
+    };
+    if let Some(k) = a["last_error_kind"].as_str() {
+        let kind = crate::model::agent_error::ErrorKind::from_label(k).map_or(k, |k| k.describe());
+        errs.push_str(&format!(
+            "; last error ({kind}): {}",
+            a["last_error"].as_str().unwrap_or("-")
         ));
     }
-    o.push_str("sources: ");
-    o.push_str(
-        &s.sources
-            .iter()
-            .map(|(k, v)| format!("{k} {}", v.status))
-            .collect::<Vec<_>>()
-            .join("; "),
-    );
-    o.push('\n');
-    mask_url_credentials(&o)
+    let name = a["agent"].as_str().unwrap_or("?");
+    if a["p99_seconds"].as_f64().is_none() && errs.is_empty() {
+        let served: f64 = a
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("requests_") && *k != "requests_per_s")
+                    .filter_map(|(_, v)| v.as_f64())
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        let what = if served > 0.0 {
+            format!("no requests in the last minute ({served:.0} since start)")
+        } else {
+            "no requests yet".to_string()
+        };
+        return format!("agent {name:<22} {what}{model}\n");
+    }
+    let source = a["latency_source"]
+        .as_str()
+        .unwrap_or("the gateway's summary osmen_request_duration_seconds");
+    let ttft = a["ttft_p50_seconds"]
+        .as_f64()
+        .map(|_| format!(" ttft p50 {}", ms("ttft_p50_seconds")))
+        .unwrap_or_default();
+    let wait = a["wait_p95_seconds"]
+        .as_f64()
+        .map(|_| format!(" wait p95 {}", ms("wait_p95_seconds")))
+        .unwrap_or_default();
+    format!(
+        "agent {name:<22} p50 {} p95 {} p99 {} ({source}){wait}{ttft}{tps}{cost}{model}{errs}\n",
+        ms("p50_seconds"),
+        ms("p95_seconds"),
+        ms("p99_seconds"),
+    )
 }
 
 /// A scraped quantile in the unit its family's name gives it (Prometheus naming:
