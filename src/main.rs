@@ -6,8 +6,8 @@ use clap::Parser;
 #[global_allocator]
 static ALLOC: osmen::gateway::accounting::CountingAlloc = osmen::gateway::accounting::CountingAlloc;
 
-use osmen::cli::{Cli, Command};
-use osmen::commands;
+use osmen::cli::{Cli, Command, Global};
+use osmen::commands::{self, FirstRun};
 
 fn main() {
     let cli = Cli::parse();
@@ -45,23 +45,82 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         commands::out(&format!("{summary}{}\n", cmd.render_help()))?;
         return Ok(0);
     };
-    if let Command::Probe(a) = &command {
-        return commands::probe::run(a);
+    let global = &cli.global;
+    match command {
+        Command::Probe(a) => commands::probe::run(&a),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(a.shell, &mut cmd, "osmen", &mut buf);
+            commands::out(&String::from_utf8_lossy(&buf))?;
+            Ok(0)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut buf)?;
+            commands::out(&String::from_utf8_lossy(&buf))?;
+            Ok(0)
+        }
+        Command::Doctor => on_runtime(commands::doctor::run(global)),
+        Command::Metrics(a) => on_runtime(commands::metrics::run(&a)),
+        Command::Gateway(a) => on_runtime(commands::gateway::run(global, &a)),
+        Command::Bench(a) => on_runtime(commands::bench::run(global, &a)),
+        // Works without a compose file; uses it when there is one.
+        Command::Plan(a) => on_runtime(async move {
+            let ctx = commands::Ctx::load(global).ok();
+            commands::suggest::plan(ctx.as_ref(), &a).await
+        }),
+        // A fresh clone: `up` writes the secrets it lacks to `.env` (saying so once);
+        // `config` shows what `up` will create.
+        Command::Up(a) => on_runtime(async move {
+            let mode = if global.read_only {
+                FirstRun::Require
+            } else {
+                FirstRun::Generate
+            };
+            commands::up::run(&stack(global, mode)?, &a).await
+        }),
+        Command::Config(a) => {
+            on_runtime(async move { commands::config::run(&stack(global, FirstRun::Preview)?, &a) })
+        }
+        Command::Down(a) => {
+            on_runtime(async move { commands::down::run(&stack_of(global)?, &a).await })
+        }
+        Command::Ps(a) => {
+            on_runtime(async move { commands::ps::run(&stack_of(global)?, &a).await })
+        }
+        Command::Logs(a) => {
+            on_runtime(async move { commands::logs::run(&stack_of(global)?, &a).await })
+        }
+        Command::Restart(a) => {
+            on_runtime(async move { commands::restart::run(&stack_of(global)?, &a).await })
+        }
+        Command::Supervise => {
+            on_runtime(async move { commands::supervise::run(&stack_of(global)?).await })
+        }
+        Command::Pull(a) => {
+            on_runtime(async move { commands::images::pull(&stack_of(global)?, &a).await })
+        }
+        Command::Build(a) => {
+            on_runtime(async move { commands::images::build(&stack_of(global)?, &a).await })
+        }
+        Command::Status(a) => {
+            on_runtime(async move { commands::status::run(&stack_of(global)?, &a).await })
+        }
+        Command::Suggest(a) => {
+            on_runtime(async move { commands::suggest::run(&stack_of(global)?, &a).await })
+        }
+        Command::Export(a) => {
+            on_runtime(async move { commands::export::run(&stack_of(global)?, &a) })
+        }
     }
-    if let Command::Completions(a) = &command {
-        let mut cmd = <Cli as clap::CommandFactory>::command();
-        let mut buf = Vec::new();
-        clap_complete::generate(a.shell, &mut cmd, "osmen", &mut buf);
-        commands::out(&String::from_utf8_lossy(&buf))?;
-        return Ok(0);
-    }
-    if let Command::Man = &command {
-        let cmd = <Cli as clap::CommandFactory>::command();
-        let mut buf = Vec::new();
-        clap_mangen::Man::new(cmd).render(&mut buf)?;
-        commands::out(&String::from_utf8_lossy(&buf))?;
-        return Ok(0);
-    }
+}
+
+/// Runs a command on the multi-threaded runtime every engine-side command uses.
+fn on_runtime(
+    command: impl std::future::Future<Output = anyhow::Result<u8>>,
+) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,59 +131,26 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         {
             tokio::spawn(async move { while hup.recv().await.is_some() {} });
         }
-        if let Command::Doctor = command {
-            return commands::doctor::run(&cli.global).await;
-        }
-        if let Command::Metrics(a) = &command {
-            return commands::metrics::run(a).await;
-        }
-        if let Command::Gateway(a) = &command {
-            return commands::gateway::run(&cli.global, a).await;
-        }
-        if let Command::Bench(a) = &command {
-            return commands::bench::run(&cli.global, a).await;
-        }
-        if let Command::Plan(a) = &command {
-            // Works without a compose file; uses it when there is one.
-            let ctx = commands::Ctx::load(&cli.global).ok();
-            return commands::suggest::plan(ctx.as_ref(), a).await;
-        }
-        // A fresh clone: `up` writes the secrets it lacks to `.env` (saying so once);
-        // `config` shows what `up` will create.
-        let first_run = match &command {
-            Command::Up(_) if !cli.global.read_only => commands::FirstRun::Generate,
-            Command::Config(_) => commands::FirstRun::Preview,
-            _ => commands::FirstRun::Require,
-        };
-        let (ctx, note) = commands::Ctx::load_first_run(&cli.global, first_run)?;
-        if let Some(n) = note {
-            let tag = if first_run == commands::FirstRun::Preview {
-                "warning"
-            } else {
-                "osmen"
-            };
-            eprintln!("{tag}: {n}");
-        }
-        match command {
-            Command::Up(a) => commands::up::run(&ctx, &a).await,
-            Command::Down(a) => commands::down::run(&ctx, &a).await,
-            Command::Ps(a) => commands::ps::run(&ctx, &a).await,
-            Command::Logs(a) => commands::logs::run(&ctx, &a).await,
-            Command::Restart(a) => commands::restart::run(&ctx, &a).await,
-            Command::Config(a) => commands::config::run(&ctx, &a),
-            Command::Supervise => commands::supervise::run(&ctx).await,
-            Command::Probe(a) => commands::probe::run(&a),
-            Command::Pull(a) => commands::images::pull(&ctx, &a).await,
-            Command::Build(a) => commands::images::build(&ctx, &a).await,
-            Command::Doctor => commands::doctor::run(&cli.global).await,
-            Command::Gateway(a) => commands::gateway::run(&cli.global, &a).await,
-            Command::Metrics(a) => commands::metrics::run(&a).await,
-            Command::Status(a) => commands::status::run(&ctx, &a).await,
-            Command::Suggest(a) => commands::suggest::run(&ctx, &a).await,
-            Command::Bench(a) => commands::bench::run(&cli.global, &a).await,
-            Command::Plan(a) => commands::suggest::plan(Some(&ctx), &a).await,
-            Command::Export(a) => commands::export::run(&ctx, &a),
-            Command::Completions(_) | Command::Man => Ok(0),
-        }
+        command.await
     })
+}
+
+/// The stack from the compose file, a missing first-run secret refused.
+fn stack_of(global: &Global) -> anyhow::Result<commands::Ctx> {
+    stack(global, FirstRun::Require)
+}
+
+/// The stack from the compose file; a first-run note (a secret written, or one `up` will
+/// write) goes to stderr.
+fn stack(global: &Global, first_run: FirstRun) -> anyhow::Result<commands::Ctx> {
+    let (ctx, note) = commands::Ctx::load_first_run(global, first_run)?;
+    if let Some(n) = note {
+        let tag = if first_run == FirstRun::Preview {
+            "warning"
+        } else {
+            "osmen"
+        };
+        eprintln!("{tag}: {n}");
+    }
+    Ok(ctx)
 }

@@ -9,51 +9,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use super::status::EngineSource;
+use super::engine_side::EngineSide;
 use super::{Ctx, OK};
 use crate::cli::{GatewayArgs, Global};
-use crate::collect::feed::{EventStream, FeedSource, LineStream};
 use crate::gateway::{self, Gateway};
 use crate::hub::{Update, now_secs};
 use crate::model::console::{Activity, Command, EventLine};
 use crate::model::container::ContainerRow;
-use crate::stack::engine::{DockerEngine, Engine, LogStream};
+use crate::stack::engine::{DockerEngine, Engine};
 use crate::stack::supervise::{Reporter, Supervisor, UpOptions};
 use crate::tui::{self, keymap::Keymap, theme};
 
 pub struct ConsoleArgs {
     pub no_up: bool,
     pub ascii: bool,
-}
-
-impl FeedSource for EngineSource {
-    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
-        self.engine
-            .list_containers(&self.project)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    fn follow(&self, id: &str, since: i64, tail: Option<u64>) -> LineStream {
-        Box::pin(self.engine.follow_logs(id, since, tail).map(|r| {
-            r.map(|(t, c)| (t, c.stream == LogStream::Stderr, c.text))
-                .map_err(|e| e.to_string())
-        }))
-    }
-    fn events(&self) -> EventStream {
-        Box::pin(self.engine.events(&self.project).map(|r| {
-            r.map(|e| {
-                let text = match e.exit_code {
-                    Some(c) if e.action == "die" => format!("die (exit code {c})"),
-                    _ => e.action,
-                };
-                (e.service, text)
-            })
-            .map_err(|e| e.to_string())
-        }))
-    }
 }
 
 fn activity(tx: &mpsc::Sender<Update>, f: impl FnOnce(&mut Activity) + Send + 'static) {
@@ -139,13 +110,17 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
             gateway_config: None,
         },
     );
-    let found_ollama = discover_ollama(&ctx, &mut gw_opts).await;
+    // One connection to the engine for everything the console starts; the gateway needs
+    // it first (to find the stack's Ollama).
+    let engine = super::engine_side::connect().await;
+    let found_ollama = discover_ollama(&ctx, engine.as_ref().ok(), &mut gw_opts).await;
     let (gw_stop_tx, gw_stop) = watch::channel(false);
     let runtime_dir = gw_opts.runtime_dir.clone();
     let embedded = start_gateway(&gw_opts, gw_stop, found_ollama).await;
     let gateway_addr = embedded.addr;
 
-    let (tx, rx, stop_tx) = super::status::start_collectors(&ctx, gateway_addr, true).await;
+    let side = EngineSide::start_on(&ctx, engine, gateway_addr, true).await;
+    let (tx, rx, stop_tx) = (side.updates.clone(), side.snapshots.clone(), &side.stop);
     if let Some(gw) = embedded.gateway.clone() {
         tokio::spawn(follow_clients(gw, tx.clone(), stop_tx.subscribe()));
     }
@@ -175,24 +150,9 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(16);
     // A shell in a container borrows the terminal from the UI loop through this.
     let (handover_tx, handover_rx) = mpsc::channel::<tui::Handover>(1);
-    let engine = DockerEngine::connect().await.map(Arc::new);
-    match &engine {
+    side.follow_feeds(&ctx.project.name);
+    match &side.engine {
         Ok(e) => {
-            let src = Arc::new(EngineSource {
-                engine: e.clone(),
-                project: ctx.project.name.clone(),
-            });
-            let stop = stop_tx.subscribe();
-            tokio::spawn(crate::collect::feed::run_logs(
-                src.clone(),
-                tx.clone(),
-                stop,
-            ));
-            tokio::spawn(crate::collect::feed::run_events(
-                src,
-                tx.clone(),
-                stop_tx.subscribe(),
-            ));
             let sup = Supervisor::new(
                 e.clone(),
                 ctx.project.clone(),
@@ -356,7 +316,11 @@ async fn answers_health(addr: std::net::SocketAddr) -> bool {
 /// When `OLLAMA_URL` is not set, the stack's Ollama: the compose file's published port,
 /// else the running `ollama` container's published port for 11434. Sets it for the
 /// gateway and returns it.
-async fn discover_ollama(ctx: &Ctx, opts: &mut crate::gateway::Options) -> Option<String> {
+async fn discover_ollama(
+    ctx: &Ctx,
+    engine: Option<&Arc<DockerEngine>>,
+    opts: &mut crate::gateway::Options,
+) -> Option<String> {
     if opts.env.get("OLLAMA_URL").is_some_and(|u| !u.is_empty()) {
         return None;
     }
@@ -375,7 +339,7 @@ async fn discover_ollama(ctx: &Ctx, opts: &mut crate::gateway::Options) -> Optio
     let url = match super::status::ollama_url(ctx) {
         Some(u) => Some(u),
         None => {
-            let engine = DockerEngine::connect().await.ok()?;
+            let engine = engine?;
             let rows = engine.list_containers(&ctx.project.name).await.ok()?;
             let remote = engine.remote_host();
             rows.iter()
@@ -646,7 +610,7 @@ async fn carry_out(
             };
             s.replicas = *n;
             let scaled = Supervisor::new(
-                Arc::new(DockerEngine::connect().await?),
+                engine.clone(),
                 Arc::new(project),
                 ctx.config.supervisor.clone(),
                 journal,
@@ -684,9 +648,8 @@ async fn carry_out(
             let Some(s) = snap.suggestions.iter().find(|x| &x.id == id) else {
                 bail!("suggestion {id} no longer holds");
             };
-            let engine = Arc::new(DockerEngine::connect().await?);
             let report = reporter(tx.clone(), ctx.project.services.keys().cloned().collect());
-            super::suggest::apply(ctx, &engine, s, report).await
+            super::suggest::apply(ctx, engine, s, report).await
         }
         // Carried out by `execute` itself (they need the terminal or the hub).
         Command::Exec(_) | Command::Inspect(_) => bail!("{} is not a stack action", cmd.describe()),

@@ -38,9 +38,54 @@ fn check(status: Status, name: &'static str, detail: impl Into<String>) -> Check
 const DISK_FAIL: u64 = 2 << 30;
 const DISK_WARN: u64 = 20 << 30;
 
+/// Every check, in the order they are shown: the compose file, the runtime directory,
+/// the engine, the images, the ports, the disk and the GPU. Without an engine the checks
+/// that need one say so; without a compose file they are left out.
 pub async fn checks(global: &Global) -> Vec<Check> {
     let mut out = Vec::new();
-    let ctx = match Ctx::load_first_run(global, super::FirstRun::Preview) {
+    let ctx = compose_check(global, &mut out);
+    if let Some(c) = &ctx {
+        out.push(runtime_check(c));
+    }
+    let engine = match DockerEngine::connect().await {
+        Ok(e) => e,
+        Err(e) => {
+            out.push(check(Status::Fail, "engine", e.to_string()));
+            out.push(check(
+                Status::Warn,
+                "images",
+                "not checked: no engine (osmen pulls or builds missing images on `up`)",
+            ));
+            gpu_check(&mut out, ctx.as_ref(), None);
+            return out;
+        }
+    };
+    let (engine_check, info) = engine_check(&engine).await;
+    out.push(engine_check);
+    let Some(c) = ctx else {
+        return out;
+    };
+    let active = c.project.active_services(&c.global.profiles, &[]);
+    let (images, to_fetch) = images_check(&engine, &c, &active).await;
+    out.push(images);
+    let ports = ports_check(&engine, &c, &active).await;
+    out.push(gateway_port(&c.runtime_dir).await);
+    out.push(ports);
+    // Disk: the engine's data directory, when it is on this machine.
+    if let Some(root) = info.as_ref().and_then(|i| i.root_dir.clone()) {
+        out.push(disk_check(&root, to_fetch));
+    }
+    gpu_check(
+        &mut out,
+        Some(&c),
+        info.as_ref().map(|i| i.runtimes.clone()),
+    );
+    out
+}
+
+/// The compose file loads (a first-run secret `up` creates is a warning).
+fn compose_check(global: &Global, out: &mut Vec<Check>) -> Option<Ctx> {
+    match Ctx::load_first_run(global, super::FirstRun::Preview) {
         Ok((c, pending)) => {
             let active = c.project.active_services(&global.profiles, &[]);
             out.push(check(
@@ -70,46 +115,38 @@ pub async fn checks(global: &Global) -> Vec<Check> {
             out.push(check(Status::Fail, "compose", format!("{e:#}")));
             None
         }
-    };
-    if let Some(c) = &ctx {
-        let dir = &c.runtime_dir;
-        let ok = std::fs::create_dir_all(dir).is_ok() && tempfile_probe(dir).is_ok();
-        out.push(if ok {
-            check(
-                Status::Ok,
-                "runtime",
-                format!("{} is writable (journal)", dir.display()),
-            )
-        } else {
-            check(
-                Status::Fail,
-                "runtime",
-                format!(
-                    "{} is not writable: the supervisor journals every action there; fix \
-                     its permissions or set OSMEN_RUNTIME_DIR",
-                    dir.display()
-                ),
-            )
-        });
     }
-    let engine = match DockerEngine::connect().await {
-        Ok(e) => e,
-        Err(e) => {
-            out.push(check(Status::Fail, "engine", e.to_string()));
-            out.push(check(
-                Status::Warn,
-                "images",
-                "not checked: no engine (osmen pulls or builds missing images on `up`)",
-            ));
-            gpu_check(&mut out, ctx.as_ref(), None);
-            return out;
-        }
-    };
-    let info = engine.info().await;
-    let info = match info {
+}
+
+/// The runtime directory takes the journal.
+fn runtime_check(c: &Ctx) -> Check {
+    let dir = &c.runtime_dir;
+    let ok = std::fs::create_dir_all(dir).is_ok() && tempfile_probe(dir).is_ok();
+    if ok {
+        check(
+            Status::Ok,
+            "runtime",
+            format!("{} is writable (journal)", dir.display()),
+        )
+    } else {
+        check(
+            Status::Fail,
+            "runtime",
+            format!(
+                "{} is not writable: the supervisor journals every action there; fix \
+                 its permissions or set OSMEN_RUNTIME_DIR",
+                dir.display()
+            ),
+        )
+    }
+}
+
+/// The engine answers and speaks a recent enough API; its info for the later checks.
+async fn engine_check(engine: &DockerEngine) -> (Check, Option<crate::stack::engine::EngineInfo>) {
+    match engine.info().await {
         Ok(i) => {
             let api: f64 = i.api_version.parse().unwrap_or(0.0);
-            out.push(if api >= 1.41 {
+            let c = if api >= 1.41 {
                 check(
                     Status::Ok,
                     "engine",
@@ -124,20 +161,17 @@ pub async fn checks(global: &Global) -> Vec<Check> {
                         i.version, i.api_version
                     ),
                 )
-            });
-            Some(i)
+            };
+            (c, Some(i))
         }
-        Err(e) => {
-            out.push(check(Status::Fail, "engine", e.to_string()));
-            None
-        }
-    };
-    let Some(c) = ctx else {
-        return out;
-    };
-    let active = c.project.active_services(&c.global.profiles, &[]);
+        Err(e) => (check(Status::Fail, "engine", e.to_string()), None),
+    }
+}
+
+/// Every active service's image present, or to pull or build; with the count to fetch.
+async fn images_check(engine: &DockerEngine, c: &Ctx, active: &BTreeSet<String>) -> (Check, usize) {
     let mut to_fetch = 0usize;
-    match provision::plan_images(&engine, &c.project, &active, None).await {
+    let found = match provision::plan_images(engine, &c.project, active, None).await {
         Ok(plans) => {
             let list = |a: &ImageAction| -> Vec<String> {
                 plans
@@ -157,13 +191,9 @@ pub async fn checks(global: &Global) -> Vec<Check> {
             to_fetch = pull.len() + build.len();
             let present = plans.len() - to_fetch - refused.len();
             if !refused.is_empty() {
-                out.push(check(Status::Fail, "images", refused.join("; ")));
+                check(Status::Fail, "images", refused.join("; "))
             } else if to_fetch == 0 {
-                out.push(check(
-                    Status::Ok,
-                    "images",
-                    format!("all {present} present"),
-                ));
+                check(Status::Ok, "images", format!("all {present} present"))
             } else {
                 let mut d = format!("{present} present");
                 if !pull.is_empty() {
@@ -172,12 +202,16 @@ pub async fn checks(global: &Global) -> Vec<Check> {
                 if !build.is_empty() {
                     d.push_str(&format!("; `osmen up` will build {}", build.join(", ")));
                 }
-                out.push(check(Status::Warn, "images", d));
+                check(Status::Warn, "images", d)
             }
         }
-        Err(e) => out.push(check(Status::Fail, "images", e.to_string())),
-    }
-    // Ports: free, or held by this project's own containers.
+        Err(e) => check(Status::Fail, "images", e.to_string()),
+    };
+    (found, to_fetch)
+}
+
+/// Ports: free, or held by this project's own containers.
+async fn ports_check(engine: &DockerEngine, c: &Ctx, active: &BTreeSet<String>) -> Check {
     let rows = engine
         .list_containers(&c.project.name)
         .await
@@ -185,7 +219,7 @@ pub async fn checks(global: &Global) -> Vec<Check> {
     let mut busy = Vec::new();
     let mut checked = 0;
     let mut seen = BTreeSet::new();
-    for name in &active {
+    for name in active {
         for p in &c.project.services[name].ports {
             // A range is the engine's to pick in: only a fixed port can be checked here.
             let (Some(port), true) = (p.host_port(), p.protocol == "tcp") else {
@@ -216,8 +250,7 @@ pub async fn checks(global: &Global) -> Vec<Check> {
             }
         }
     }
-    out.push(gateway_port(&c.runtime_dir).await);
-    out.push(if busy.is_empty() {
+    if busy.is_empty() {
         check(
             Status::Ok,
             "ports",
@@ -225,50 +258,45 @@ pub async fn checks(global: &Global) -> Vec<Check> {
         )
     } else {
         check(Status::Fail, "ports", busy.join("; "))
-    });
-    // Disk: the engine's data directory, when it is on this machine.
-    if let Some(root) = info.as_ref().and_then(|i| i.root_dir.clone()) {
-        match disk::space(&root) {
-            Ok(s) if s.available < DISK_FAIL => out.push(check(
-                Status::Fail,
-                "disk",
-                format!(
-                    "only {} free under {root}: free space (`docker system prune`) before \
-                     pulling images",
-                    format_bytes(s.available)
-                ),
-            )),
-            Ok(s) if s.available < DISK_WARN && to_fetch > 0 => out.push(check(
-                Status::Warn,
-                "disk",
-                format!(
-                    "{} free under {root} and {to_fetch} image(s) to fetch; the stack's images \
-                     take several GiB",
-                    format_bytes(s.available)
-                ),
-            )),
-            Ok(s) => out.push(check(
-                Status::Ok,
-                "disk",
-                format!(
-                    "{} free of {} under {root}",
-                    format_bytes(s.available),
-                    format_bytes(s.total)
-                ),
-            )),
-            Err(_) => out.push(check(
-                Status::Warn,
-                "disk",
-                format!("the engine's data directory {root} is not on this machine; not measured"),
-            )),
-        }
     }
-    gpu_check(
-        &mut out,
-        Some(&c),
-        info.as_ref().map(|i| i.runtimes.clone()),
-    );
-    out
+}
+
+/// Free space under the engine's data directory, against what is still to fetch.
+fn disk_check(root: &str, to_fetch: usize) -> Check {
+    match disk::space(root) {
+        Ok(s) if s.available < DISK_FAIL => check(
+            Status::Fail,
+            "disk",
+            format!(
+                "only {} free under {root}: free space (`docker system prune`) before \
+                 pulling images",
+                format_bytes(s.available)
+            ),
+        ),
+        Ok(s) if s.available < DISK_WARN && to_fetch > 0 => check(
+            Status::Warn,
+            "disk",
+            format!(
+                "{} free under {root} and {to_fetch} image(s) to fetch; the stack's images \
+                 take several GiB",
+                format_bytes(s.available)
+            ),
+        ),
+        Ok(s) => check(
+            Status::Ok,
+            "disk",
+            format!(
+                "{} free of {} under {root}",
+                format_bytes(s.available),
+                format_bytes(s.total)
+            ),
+        ),
+        Err(_) => check(
+            Status::Warn,
+            "disk",
+            format!("the engine's data directory {root} is not on this machine; not measured"),
+        ),
+    }
 }
 
 /// The console's embedded gateway port: free, or held by a running osmen console's

@@ -7,6 +7,7 @@ pub mod console;
 pub mod console_shell;
 pub mod doctor;
 pub mod down;
+pub mod engine_side;
 pub mod export;
 pub mod gateway;
 pub mod images;

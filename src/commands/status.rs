@@ -1,376 +1,18 @@
 //! `osmen status`: the snapshot without the console, from the same collectors and hub.
 //! Works with no engine, no GPU and no Ollama, and says so in `sources`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
+// Where these lived before the engine side had its own file.
+use super::engine_side::EngineSide;
+pub use super::engine_side::{
+    COMPOSE_WATCH_EVERY, EngineSource, PERIOD, ollama_url, replica_groups, scrape_targets,
+};
 use super::{Ctx, OK, out};
-use crate::cli::{Global, StatusArgs};
-use crate::collect::containers::ContainerSource;
-use crate::collect::gpu::{GpuSource, NvmlSource};
-use crate::hub::{self, Update};
-use crate::model::container::ContainerRow;
-use crate::model::container::published_host;
+use crate::cli::StatusArgs;
 use crate::model::secret::mask_url_credentials;
-use crate::model::snapshot::{RawStats, Snapshot};
+use crate::model::snapshot::Snapshot;
 use crate::model::units::format_bytes;
-use crate::stack::engine::{DockerEngine, Engine};
-
-pub const PERIOD: Duration = Duration::from_secs(1);
-
-/// The Docker adapter as the container collector's source.
-pub struct EngineSource {
-    pub engine: Arc<DockerEngine>,
-    pub project: String,
-}
-
-impl ContainerSource for EngineSource {
-    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
-        self.engine
-            .list_containers(&self.project)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    async fn stats(&self, id: &str) -> Result<RawStats, String> {
-        self.engine.stats_once(id).await.map_err(|e| e.to_string())
-    }
-    fn remote_host(&self) -> Option<String> {
-        self.engine.remote_host()
-    }
-    fn events(
-        &self,
-    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<String, String>> + Send>> {
-        Box::pin(
-            self.engine
-                .events(&self.project)
-                .map(|r| r.map(|e| e.container_id).map_err(|e| e.to_string())),
-        )
-    }
-}
-
-/// Starts every collector for the project; returns the snapshots and a stop switch.
-pub async fn start(
-    ctx: &Ctx,
-) -> (
-    tokio::sync::watch::Receiver<Arc<Snapshot>>,
-    tokio::sync::watch::Sender<bool>,
-) {
-    let (_, rx, stop) = start_collectors(ctx, None, false).await;
-    (rx, stop)
-}
-
-/// Starts every collector; `gateway` is the embedded gateway's address when one runs
-/// (scraped instead of the default). Returns the hub's input too, for the console's feeds.
-pub async fn start_collectors(
-    ctx: &Ctx,
-    gateway: Option<std::net::SocketAddr>,
-    persist_history: bool,
-) -> (
-    tokio::sync::mpsc::Sender<Update>,
-    tokio::sync::watch::Receiver<Arc<Snapshot>>,
-    tokio::sync::watch::Sender<bool>,
-) {
-    let (tx, rx) = hub::spawn_with(
-        &ctx.project.name,
-        Some(ctx.runtime_dir.clone()),
-        Some(ctx.config.advisor.clone()),
-        persist_history,
-    );
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let engine = DockerEngine::connect().await.map(Arc::new);
-    let mut mounts = vec!["/".to_string()];
-    if let Ok(e) = &engine
-        && let Ok(i) = e.info().await
-        && let Some(root) = i.root_dir
-    {
-        mounts.push(root);
-    }
-    tokio::spawn(crate::collect::host::run(
-        mounts,
-        PERIOD,
-        tx.clone(),
-        stop.clone(),
-    ));
-    let engine_for_groups = engine.as_ref().map(Arc::clone).map_err(|_| ());
-    match engine {
-        Ok(e) => {
-            let src = Arc::new(EngineSource {
-                engine: e,
-                project: ctx.project.name.clone(),
-            });
-            tokio::spawn(crate::collect::probes::run(
-                src.clone(),
-                crate::collect::probes::targets(&ctx.project),
-                tx.clone(),
-                stop.clone(),
-            ));
-            tokio::spawn(crate::collect::containers::run(
-                src,
-                PERIOD,
-                tx.clone(),
-                stop.clone(),
-            ));
-        }
-        Err(e) => {
-            for name in ["containers", "probes"] {
-                let _ = tx
-                    .send(Update::Source(name, Err(format!("unavailable: {e}"))))
-                    .await;
-            }
-        }
-    }
-    tokio::spawn(crate::collect::disk::watch_journal(
-        ctx.runtime_dir.join("journal.jsonl"),
-        PERIOD * 5,
-        tx.clone(),
-        stop.clone(),
-    ));
-    let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
-    crate::collect::gpu::spawn(gpu, PERIOD * 2, tx.clone(), stop.clone());
-    tokio::spawn(crate::collect::ollama::run(
-        ollama_url(ctx),
-        PERIOD * 10,
-        tx.clone(),
-        stop.clone(),
-    ));
-    let mut targets = scrape_targets(ctx);
-    if let Some(g) = gateway {
-        targets[0] = format!("http://{g}/metrics");
-    }
-    let (groups_tx, groups_rx) = tokio::sync::watch::channel(Vec::new());
-    if let Ok(e) = &engine_for_groups {
-        let (e, project, mut stop) = (e.clone(), ctx.project.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REPLICA_RELIST);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut first = true;
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = tick.tick() => {}
-                }
-                if let Ok(rows) = e.list_containers(&project.name).await {
-                    let g = replica_groups(&project, &rows, e.remote_host().as_deref());
-                    // The first answer is always announced: the scraper waits for it.
-                    groups_tx.send_if_modified(|cur| {
-                        let changed = first || *cur != g;
-                        *cur = g;
-                        changed
-                    });
-                    first = false;
-                }
-            }
-        });
-    }
-    tokio::spawn(crate::collect::prometheus::run_targets(
-        targets,
-        groups_rx,
-        PERIOD * 2,
-        tx.clone(),
-        stop.clone(),
-    ));
-    tokio::spawn(crate::collect::feed::run_journal(
-        ctx.runtime_dir.join("journal.jsonl"),
-        tx.clone(),
-        stop.clone(),
-    ));
-    tokio::spawn(watch_compose(
-        ctx.global.clone(),
-        declared(ctx),
-        tx.clone(),
-        stop,
-    ));
-    (tx, rx, stop_tx)
-}
-
-/// How often the compose file and its `.env` are looked at for a change.
-pub const COMPOSE_WATCH_EVERY: Duration = Duration::from_secs(2);
-
-/// The services the compose file declares for the active profiles.
-fn declared(ctx: &Ctx) -> Vec<String> {
-    ctx.project
-        .active_services(&ctx.global.profiles, &[])
-        .into_iter()
-        .collect()
-}
-
-/// The modification times of the compose file and the `.env` beside it.
-/// The modification times of every compose file and of the first one's `.env`.
-fn compose_stamp(files: &[std::path::PathBuf]) -> Vec<Option<std::time::SystemTime>> {
-    let env = files.first().map(|f| f.with_file_name(".env"));
-    files
-        .iter()
-        .chain(env.as_ref())
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .collect()
-}
-
-/// Follows the compose files: when one (or the `.env`) changes, it is loaded again and the
-/// services it declares are sent to the hub (a new one shows as `not created`); a file
-/// that no longer loads is reported as the `compose` source's error, with the loader's
-/// words, until it loads again.
-async fn watch_compose(
-    global: Global,
-    first: Vec<String>,
-    tx: tokio::sync::mpsc::Sender<Update>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    // As `config` reads it: a fresh clone's missing database password (which `up`
-    // creates) does not stop the watching.
-    let load = || super::Ctx::load_first_run(&global, super::FirstRun::Preview).map(|(c, _)| c);
-    let _ = tx.send(Update::Declared(first)).await;
-    let file = match load() {
-        Ok(ctx) => {
-            let _ = tx.send(Update::Source("compose", Ok(()))).await;
-            let _ = tx
-                .send(Update::ComposeForms(ctx.project.compose_forms()))
-                .await;
-            ctx.project.sources.clone()
-        }
-        Err(e) => {
-            let _ = tx
-                .send(Update::Source("compose", Err(format!("{e:#}"))))
-                .await;
-            global.compose_files().unwrap_or_default()
-        }
-    };
-    let mut file = file;
-    let mut stamp = compose_stamp(&file);
-    let mut tick = tokio::time::interval(COMPOSE_WATCH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tick.tick() => {}
-        }
-        let now = compose_stamp(&file);
-        if now == stamp {
-            continue;
-        }
-        stamp = now;
-        let update = match load() {
-            Ok(c) => {
-                // An include or extends base added or dropped changes what is followed.
-                if c.project.sources != file {
-                    file = c.project.sources.clone();
-                    stamp = compose_stamp(&file);
-                }
-                let _ = tx.send(Update::Declared(declared(&c))).await;
-                let _ = tx
-                    .send(Update::ComposeForms(c.project.compose_forms()))
-                    .await;
-                Ok(())
-            }
-            Err(e) => Err(format!("{e:#}")),
-        };
-        let _ = tx.send(Update::Source("compose", update)).await;
-    }
-}
-
-/// How often the replicas of scaled gateways are looked up again.
-const REPLICA_RELIST: Duration = Duration::from_secs(5);
-
-/// The running replicas of every osmen gateway service (named `gateway`, or running
-/// `osmen gateway`), each with its /metrics: on a published port, else (local engine)
-/// the container's address; for a remote engine only a port published on every address
-/// of its host will do.
-pub fn replica_groups(
-    project: &crate::stack::compose::Project,
-    rows: &[crate::model::container::ContainerRow],
-    remote: Option<&str>,
-) -> Vec<crate::collect::prometheus::ReplicaGroup> {
-    let mut out = Vec::new();
-    for svc in project.services.values() {
-        if !crate::stack::k8s::is_gateway(svc) {
-            continue;
-        }
-        // The port it listens on: `--listen ADDR:PORT` in its command, else 8080.
-        let cmd = svc.command.clone().unwrap_or_default();
-        let port = cmd
-            .iter()
-            .position(|w| w == "--listen")
-            .and_then(|i| cmd.get(i + 1))
-            .or_else(|| {
-                cmd.iter()
-                    .find_map(|w| w.strip_prefix("--listen=").map(|_| w))
-            })
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or(8080);
-        let mut running: Vec<&crate::model::container::ContainerRow> = rows
-            .iter()
-            .filter(|r| r.service == svc.name && r.state == "running")
-            .collect();
-        running.sort_by_key(|r| r.number);
-        let members: Vec<(String, String)> = running
-            .iter()
-            .filter_map(|r| {
-                // A published port first (reachable wherever Docker runs, Docker Desktop
-                // and rootless included); the container's own address on a local engine.
-                let published = r.ports.iter().find_map(|p| {
-                    (p.container_port == port && p.host_port != 0)
-                        .then(|| published_host(remote, &p.host_ip))
-                        .flatten()
-                        .map(|h| format!("{h}:{}", p.host_port))
-                });
-                let addr = match remote {
-                    None => {
-                        published.or_else(|| r.addresses.first().map(|a| format!("{a}:{port}")))
-                    }
-                    Some(_) => published,
-                }?;
-                Some((r.name.clone(), format!("http://{addr}/metrics")))
-            })
-            .collect();
-        if !members.is_empty() {
-            out.push(crate::collect::prometheus::ReplicaGroup {
-                service: svc.name.clone(),
-                members,
-            });
-        }
-    }
-    out
-}
-
-/// What `status` scrapes: the embedded gateway, Qdrant published on loopback, and every
-/// target in the settings file (gateway replicas are found and merged apart).
-pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
-    let listen = crate::gateway::addrfile::listen(&ctx.runtime_dir);
-    let mut t = vec![format!("http://{listen}/metrics")];
-    let remote = crate::stack::remote::remote_host_from_env();
-    for (name, target) in [("qdrant", 6333u16)] {
-        if let Some(svc) = ctx.project.services.get(name) {
-            for p in svc.ports.iter().filter(|p| p.target == target) {
-                let ip = p.host_ip.as_deref().unwrap_or("");
-                if let (Some(port), Some(host)) =
-                    (p.host_port(), published_host(remote.as_deref(), ip))
-                {
-                    t.push(format!("http://{host}:{port}/metrics"));
-                }
-            }
-        }
-    }
-    t.extend(ctx.config.scrape.iter().cloned());
-    let mut seen = std::collections::BTreeSet::new();
-    t.retain(|u| seen.insert(u.clone()));
-    t
-}
-
-/// `OLLAMA_URL`, else the stack's ollama service on its published loopback port.
-pub fn ollama_url(ctx: &Ctx) -> Option<String> {
-    std::env::var("OLLAMA_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            let svc = ctx.project.services.get("ollama")?;
-            let p = svc.ports.iter().find(|p| p.target == 11434)?;
-            let remote = crate::stack::remote::remote_host_from_env();
-            let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
-            Some(format!("http://{host}:{}", p.host_port()?))
-        })
-}
 
 fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1}%")).unwrap_or_else(|| "-".into())
@@ -378,6 +20,42 @@ fn pct(v: Option<f64>) -> String {
 
 pub fn render(s: &Snapshot) -> String {
     let mut o = format!("project {}\n", s.project);
+    render_host(&mut o, s);
+    let first_column = render_services(&mut o, s);
+    // One probe line per service (the first container carries it).
+    let mut probed = std::collections::BTreeSet::new();
+    for x in &s.services {
+        if let Some(p) = &x.probe
+            && probed.insert(x.service.as_str())
+        {
+            o.push_str(&format!(
+                "probe {:<w$} {}\n",
+                x.service,
+                crate::model::probe::show::summary(p),
+                w = first_column
+            ));
+        }
+    }
+    o.push('\n');
+    render_gpus_and_ollama(&mut o, s);
+    render_scrapes(&mut o, s);
+    for a in &s.agents {
+        o.push_str(&agent_line(a));
+    }
+    o.push_str("sources: ");
+    o.push_str(
+        &s.sources
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.status))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    o.push('\n');
+    mask_url_credentials(&o)
+}
+
+/// The host's line: CPU, memory, swap, load, network and osmen's own share.
+fn render_host(o: &mut String, s: &Snapshot) {
     match &s.host {
         Some(h) => {
             o.push_str(&format!(
@@ -403,6 +81,11 @@ pub fn render(s: &Snapshot) -> String {
         }
         None => o.push_str("host     (no sample yet)\n"),
     }
+}
+
+/// The services' table; returns the width of its first column (the probe lines align
+/// with it).
+fn render_services(o: &mut String, s: &Snapshot) -> usize {
     let head = [
         "SERVICE",
         "CONTAINER",
@@ -476,21 +159,11 @@ pub fn render(s: &Snapshot) -> String {
     if s.services.is_empty() {
         o.push_str("(no containers)\n");
     }
-    // One probe line per service (the first container carries it).
-    let mut probed = std::collections::BTreeSet::new();
-    for x in &s.services {
-        if let Some(p) = &x.probe
-            && probed.insert(x.service.as_str())
-        {
-            o.push_str(&format!(
-                "probe {:<w$} {}\n",
-                x.service,
-                crate::model::probe::show::summary(p),
-                w = w[0]
-            ));
-        }
-    }
-    o.push('\n');
+    w[0]
+}
+
+/// One line per GPU, and Ollama's.
+fn render_gpus_and_ollama(o: &mut String, s: &Snapshot) {
     for g in &s.gpus {
         o.push_str(&format!(
             "gpu {} {}  vram {} / {}  util {}%  {}°C\n",
@@ -515,6 +188,11 @@ pub fn render(s: &Snapshot) -> String {
             ol["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
         ));
     }
+}
+
+/// Latency percentiles of every scraped target that answered (the gateway's own are
+/// the agent lines).
+fn render_scrapes(o: &mut String, s: &Snapshot) {
     for t in &s.scrapes {
         if !t.up {
             continue;
@@ -546,108 +224,98 @@ pub fn render(s: &Snapshot) -> String {
             ));
         }
     }
-    for a in &s.agents {
-        let ms = |k: &str| {
-            a[k].as_f64()
-                .map(|v| format!("{:.0}ms", v * 1000.0))
-                .unwrap_or_else(|| "-".into())
-        };
-        let g = &a["gpu"];
-        let model = match (a["provider"].as_str(), a["model"].as_str()) {
-            (Some(p), Some(m)) => {
-                let mut t = format!(" model {p}/{m}");
-                match g["state"].as_str() {
-                    Some("remote") | None => {}
-                    Some(st @ ("loaded" | "offloaded" | "cpu")) => t.push_str(&format!(
-                        " {st} {}",
-                        g["vram_bytes"]
-                            .as_u64()
-                            .map(crate::model::units::format_bytes)
-                            .unwrap_or_default()
-                    )),
-                    Some(st) => t.push_str(&format!(" {st}")),
-                }
-                if g["shared_with"].as_array().is_some_and(|x| !x.is_empty()) {
-                    t.push_str(" shared");
-                }
-                t
+}
+
+/// One agent's line: percentiles, model and GPU state, economics, errors.
+fn agent_line(a: &serde_json::Value) -> String {
+    let ms = |k: &str| {
+        a[k].as_f64()
+            .map(|v| format!("{:.0}ms", v * 1000.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let g = &a["gpu"];
+    let model = match (a["provider"].as_str(), a["model"].as_str()) {
+        (Some(p), Some(m)) => {
+            let mut t = format!(" model {p}/{m}");
+            match g["state"].as_str() {
+                Some("remote") | None => {}
+                Some(st @ ("loaded" | "offloaded" | "cpu")) => t.push_str(&format!(
+                    " {st} {}",
+                    g["vram_bytes"]
+                        .as_u64()
+                        .map(crate::model::units::format_bytes)
+                        .unwrap_or_default()
+                )),
+                Some(st) => t.push_str(&format!(" {st}")),
             }
-            _ => String::new(),
-        };
-        let tps = a["tokens_per_second_p50"]
-            .as_f64()
-            .map(|v| format!(" {v:.1} tok/s"))
-            .unwrap_or_default();
-        let cost = a["cost_per_request_dollars"]
-            .as_f64()
-            .map(|v| format!(" ${v:.5}/req"))
-            .unwrap_or_default();
-        let mut errs = match (a["window_errors"].as_f64(), a["window_requests"].as_f64()) {
-            (Some(e), Some(n)) if e > 0.0 => format!(
-                " errors {e:.0} of {n:.0} requests in the last minute{}",
-                if a["failing"].as_bool().unwrap_or(false) {
-                    " FAILING"
-                } else {
-                    ""
-                }
-            ),
-            _ => String::new(),
-        };
-        if let Some(k) = a["last_error_kind"].as_str() {
-            let kind =
-                crate::model::agent_error::ErrorKind::from_label(k).map_or(k, |k| k.describe());
-            errs.push_str(&format!(
-                "; last error ({kind}): {}",
-                a["last_error"].as_str().unwrap_or("-")
-            ));
+            if g["shared_with"].as_array().is_some_and(|x| !x.is_empty()) {
+                t.push_str(" shared");
+            }
+            t
         }
-        let name = a["agent"].as_str().unwrap_or("?");
-        if a["p99_seconds"].as_f64().is_none() && errs.is_empty() {
-            let served: f64 = a
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter(|(k, _)| k.starts_with("requests_") && *k != "requests_per_s")
-                        .filter_map(|(_, v)| v.as_f64())
-                        .sum()
-                })
-                .unwrap_or(0.0);
-            let what = if served > 0.0 {
-                format!("no requests in the last minute ({served:.0} since start)")
+        _ => String::new(),
+    };
+    let tps = a["tokens_per_second_p50"]
+        .as_f64()
+        .map(|v| format!(" {v:.1} tok/s"))
+        .unwrap_or_default();
+    let cost = a["cost_per_request_dollars"]
+        .as_f64()
+        .map(|v| format!(" ${v:.5}/req"))
+        .unwrap_or_default();
+    let mut errs = match (a["window_errors"].as_f64(), a["window_requests"].as_f64()) {
+        (Some(e), Some(n)) if e > 0.0 => format!(
+            " errors {e:.0} of {n:.0} requests in the last minute{}",
+            if a["failing"].as_bool().unwrap_or(false) {
+                " FAILING"
             } else {
-                "no requests yet".to_string()
-            };
-            o.push_str(&format!("agent {name:<22} {what}{model}\n"));
-            continue;
-        }
-        let source = a["latency_source"]
-            .as_str()
-            .unwrap_or("the gateway's summary osmen_request_duration_seconds");
-        let ttft = a["ttft_p50_seconds"]
-            .as_f64()
-            .map(|_| format!(" ttft p50 {}", ms("ttft_p50_seconds")))
-            .unwrap_or_default();
-        let wait = a["wait_p95_seconds"]
-            .as_f64()
-            .map(|_| format!(" wait p95 {}", ms("wait_p95_seconds")))
-            .unwrap_or_default();
-        o.push_str(&format!(
-            "agent {name:<22} p50 {} p95 {} p99 {} ({source}){wait}{ttft}{tps}{cost}{model}{errs}\n",
-            ms("p50_seconds"),
-            ms("p95_seconds"),
-            ms("p99_seconds"),
+                ""
+            }
+        ),
+        _ => String::new(),
+    };
+    if let Some(k) = a["last_error_kind"].as_str() {
+        let kind = crate::model::agent_error::ErrorKind::from_label(k).map_or(k, |k| k.describe());
+        errs.push_str(&format!(
+            "; last error ({kind}): {}",
+            a["last_error"].as_str().unwrap_or("-")
         ));
     }
-    o.push_str("sources: ");
-    o.push_str(
-        &s.sources
-            .iter()
-            .map(|(k, v)| format!("{k} {}", v.status))
-            .collect::<Vec<_>>()
-            .join("; "),
-    );
-    o.push('\n');
-    mask_url_credentials(&o)
+    let name = a["agent"].as_str().unwrap_or("?");
+    if a["p99_seconds"].as_f64().is_none() && errs.is_empty() {
+        let served: f64 = a
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("requests_") && *k != "requests_per_s")
+                    .filter_map(|(_, v)| v.as_f64())
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        let what = if served > 0.0 {
+            format!("no requests in the last minute ({served:.0} since start)")
+        } else {
+            "no requests yet".to_string()
+        };
+        return format!("agent {name:<22} {what}{model}\n");
+    }
+    let source = a["latency_source"]
+        .as_str()
+        .unwrap_or("the gateway's summary osmen_request_duration_seconds");
+    let ttft = a["ttft_p50_seconds"]
+        .as_f64()
+        .map(|_| format!(" ttft p50 {}", ms("ttft_p50_seconds")))
+        .unwrap_or_default();
+    let wait = a["wait_p95_seconds"]
+        .as_f64()
+        .map(|_| format!(" wait p95 {}", ms("wait_p95_seconds")))
+        .unwrap_or_default();
+    format!(
+        "agent {name:<22} p50 {} p95 {} p99 {} ({source}){wait}{ttft}{tps}{cost}{model}{errs}\n",
+        ms("p50_seconds"),
+        ms("p95_seconds"),
+        ms("p99_seconds"),
+    )
 }
 
 /// A scraped quantile in the unit its family's name gives it (Prometheus naming:
@@ -690,7 +358,8 @@ fn ready(s: &Snapshot) -> bool {
 }
 
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
-    let (mut rx, stop) = start(ctx).await;
+    let side = EngineSide::start(ctx).await;
+    let (mut rx, stop) = (side.snapshots, side.stop);
     let json = |s: &Snapshot| -> anyhow::Result<String> {
         let mut v = serde_json::to_value(s)?;
         if let Some(services) = v.get_mut("services").and_then(|x| x.as_array_mut()) {

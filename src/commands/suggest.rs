@@ -21,7 +21,8 @@ pub async fn collect(ctx: &Ctx) -> Snapshot {
     let fresh = history_age(&ctx.runtime_dir)
         .filter(|a| *a <= FRESH_HISTORY)
         .filter(|_| history_covers(&ctx.runtime_dir, window));
-    let (tx, mut rx, stop) = super::status::start_collectors(ctx, None, false).await;
+    let side = super::engine_side::EngineSide::start(ctx).await;
+    let (tx, mut rx, stop) = (side.updates, side.snapshots, side.stop);
     let started = tokio::time::Instant::now();
     // The hub evaluates the advisor once a second (`hub::ADVISE_EVERY`): wait until an
     // evaluation has seen the whole window. A console that ran until now left that

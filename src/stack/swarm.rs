@@ -11,12 +11,11 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ServiceSpec, Task};
 use serde_json::{Value, json};
 
 use super::compose::deploy::UpdateConfig;
 use super::compose::{MountKind, Project, Restart, Service};
-use super::engine::{DockerEngine, EResult, EngineError};
+use super::engine::{DockerEngine, EResult, EngineError, ServiceSpec, SwarmService, Task};
 use super::plan;
 
 pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
@@ -429,10 +428,6 @@ pub fn service_spec(
     Ok((spec, warnings))
 }
 
-fn api(e: bollard::errors::Error) -> EngineError {
-    EngineError::from(e)
-}
-
 fn ns_filter(project: &Project) -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_string(),
@@ -441,29 +436,13 @@ fn ns_filter(project: &Project) -> HashMap<String, Vec<String>> {
 }
 
 /// The project's Swarm services (those labelled with its namespace).
-async fn project_services(
-    engine: &DockerEngine,
-    project: &Project,
-) -> EResult<Vec<bollard::models::Service>> {
-    engine
-        .api()
-        .list_services(Some(bollard::query_parameters::ListServicesOptions {
-            filters: Some(ns_filter(project)),
-            ..Default::default()
-        }))
-        .await
-        .map_err(api)
+async fn project_services(engine: &DockerEngine, project: &Project) -> EResult<Vec<SwarmService>> {
+    engine.swarm_services(ns_filter(project)).await
 }
 
 /// Refuses with the command that fixes it when the engine is not a Swarm manager.
 pub async fn require_manager(engine: &DockerEngine) -> EResult<()> {
-    let info = engine.api().info().await.map_err(api)?;
-    let swarm = info.swarm.unwrap_or_default();
-    let active = swarm
-        .local_node_state
-        .map(|s| s.to_string() == "active")
-        .unwrap_or(false);
-    if !active || swarm.control_available != Some(true) {
+    if !engine.swarm_manager().await? {
         return Err(EngineError::Other(
             "--engine swarm: this engine is not a Swarm manager; make it one with \
              `docker swarm init` (or run osmen against a manager's DOCKER_HOST)"
@@ -481,7 +460,6 @@ pub async fn deploy(
     mut record: impl FnMut(&str, &str, &str) -> EResult<()>,
 ) -> EResult<Vec<String>> {
     require_manager(engine).await?;
-    let d = engine.api();
     let mut out = Vec::new();
     let mut nets: std::collections::BTreeSet<String> = Default::default();
     for t in targets {
@@ -496,35 +474,20 @@ pub async fn deploy(
             continue;
         }
         let name = network_name(project, &key);
-        let existing = d
-            .inspect_network(
-                &name,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
-            .await
-            .ok();
-        if let Some(n) = &existing
-            && n.driver.as_deref() != Some("overlay")
+        let existing = engine.network_driver(&name).await;
+        if let Some(driver) = &existing
+            && driver.as_deref() != Some("overlay")
         {
             return Err(EngineError::Other(format!(
                 "network {name} exists as a {} network (a compose-mode `osmen up` made \
                  it?): run `osmen down` first, or use another project name (-p)",
-                n.driver.as_deref().unwrap_or("local")
+                driver.as_deref().unwrap_or("local")
             )));
         }
         if existing.is_none() {
             record("", "network", &format!("create overlay network {name}"))?;
-            let req = bollard::models::NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("overlay".into()),
-                attachable: Some(true),
-                labels: Some(HashMap::from([(
-                    LABEL_NAMESPACE.into(),
-                    project.name.clone(),
-                )])),
-                ..Default::default()
-            };
-            d.create_network(req).await.map_err(api)?;
+            let labels = HashMap::from([(LABEL_NAMESPACE.into(), project.name.clone())]);
+            engine.create_overlay_network(&name, labels).await?;
             out.push(format!("network {name} created (overlay)"));
         }
     }
@@ -571,7 +534,7 @@ pub async fn deploy(
             }
             None => {
                 record(t, "create", &format!("create service {name}"))?;
-                d.create_service(spec, None).await.map_err(api)?;
+                engine.create_service(spec).await?;
                 out.push(format!("{name}: created"));
             }
         }
@@ -588,13 +551,7 @@ pub async fn deploy(
 
 /// Whether the engine stored `NoNewPrivileges` (older engines drop the field unread).
 async fn engine_kept_no_new_privileges(engine: &DockerEngine, name: &str) -> bool {
-    let svc = engine
-        .api()
-        .inspect_service(
-            name,
-            None::<bollard::query_parameters::InspectServiceOptions>,
-        )
-        .await;
+    let svc = engine.inspect_service(name).await;
     svc.ok()
         .and_then(|s| s.spec)
         .and_then(|s| s.task_template)
@@ -614,15 +571,8 @@ pub async fn update(
     cpus: Option<f64>,
     memory: Option<u64>,
 ) -> EResult<()> {
-    let d = engine.api();
     let name = service_name(project, svc);
-    let cur = d
-        .inspect_service(
-            &name,
-            None::<bollard::query_parameters::InspectServiceOptions>,
-        )
-        .await
-        .map_err(api)?;
+    let cur = engine.inspect_service(&name).await?;
     let mut spec = cur.spec.unwrap_or_default();
     let version = cur.version.and_then(|v| v.index).unwrap_or(0);
     // bollard read the service back without its health check: the file's goes back in,
@@ -674,16 +624,7 @@ pub async fn update(
 /// Replaces a service's spec, at the version it was read at (the engine refuses a
 /// stale one rather than lose another writer's change).
 async fn put(engine: &DockerEngine, name: &str, spec: ServiceSpec, version: u64) -> EResult<()> {
-    let opts = bollard::query_parameters::UpdateServiceOptions {
-        version: version as i32,
-        ..Default::default()
-    };
-    engine
-        .api()
-        .update_service(name, spec, opts, None)
-        .await
-        .map_err(api)?;
-    Ok(())
+    engine.update_service(name, spec, version).await
 }
 
 /// One task as `ps` shows it.
@@ -704,18 +645,8 @@ pub async fn tasks(
     engine: &DockerEngine,
     project: &Project,
 ) -> EResult<(Vec<(String, u64, u64, bool)>, Vec<TaskRow>)> {
-    let d = engine.api();
     let services = project_services(engine, project).await?;
-    let nodes: HashMap<String, String> = d
-        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
-        .await
-        .map_err(api)?
-        .into_iter()
-        .filter_map(|n| {
-            let host = n.description.and_then(|d| d.hostname)?;
-            Some((n.id?, host))
-        })
-        .collect();
+    let nodes: HashMap<String, String> = engine.node_hostnames().await?;
     let mut rows = Vec::new();
     let mut summary = Vec::new();
     for s in &services {
@@ -731,12 +662,7 @@ pub async fn tasks(
             .and_then(|m| m.replicated.as_ref())
             .and_then(|r| r.replicas)
             .unwrap_or(0) as u64;
-        let ts: Vec<Task> = d
-            .list_tasks(Some(bollard::query_parameters::ListTasksOptions {
-                filters: Some(HashMap::from([("service".to_string(), vec![id])])),
-            }))
-            .await
-            .map_err(api)?;
+        let ts: Vec<Task> = engine.service_tasks(id).await?;
         let mut running = 0;
         for t in ts {
             let st = t.status.clone().unwrap_or_default();
@@ -797,7 +723,6 @@ pub async fn remove(
     mut record: impl FnMut(&str, &str, &str) -> EResult<()>,
 ) -> EResult<usize> {
     require_manager(engine).await?;
-    let d = engine.api();
     let services = project_services(engine, project).await?;
     for s in &services {
         let name = s
@@ -806,26 +731,19 @@ pub async fn remove(
             .and_then(|x| x.name.clone())
             .unwrap_or_default();
         record("", "remove", &format!("remove service {name}"))?;
-        d.delete_service(&name).await.map_err(api)?;
+        engine.delete_service(&name).await?;
     }
-    let nets = d
-        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
-            filters: Some(ns_filter(project)),
-        }))
-        .await
-        .map_err(api)?;
-    for n in nets {
-        if let Some(name) = n.name {
-            record("", "network", &format!("remove network {name}"))?;
-            // Tasks take a moment to leave the network after their service is gone.
-            for attempt in 0..20 {
-                match d.remove_network(&name).await {
-                    Ok(()) => break,
-                    Err(_) if attempt < 19 => {
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await
-                    }
-                    Err(e) => return Err(api(e)),
+    let nets = engine.network_names(ns_filter(project)).await?;
+    for name in nets {
+        record("", "network", &format!("remove network {name}"))?;
+        // Tasks take a moment to leave the network after their service is gone.
+        for attempt in 0..20 {
+            match engine.remove_swarm_network(&name).await {
+                Ok(()) => break,
+                Err(_) if attempt < 19 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await
                 }
+                Err(e) => return Err(e),
             }
         }
     }

@@ -1,0 +1,461 @@
+//! The engine side, started in one place for `status`, `suggest` and the console: the
+//! connection to the engine, the hub, the collectors and replica discovery, plus the
+//! adapter that lets the collectors read the engine (`EngineSource`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::Ctx;
+use crate::cli::Global;
+use crate::collect::containers::ContainerSource;
+use crate::collect::feed::{EventStream, FeedSource, LineStream};
+use crate::collect::gpu::{GpuSource, NvmlSource};
+use crate::hub::{self, Update};
+use crate::model::container::ContainerRow;
+use crate::model::container::published_host;
+use crate::model::snapshot::{RawStats, Snapshot};
+use crate::stack::engine::{DockerEngine, Engine, LogStream};
+
+/// How often the host, containers and (in multiples) the other sources are sampled.
+pub const PERIOD: Duration = Duration::from_secs(1);
+
+/// The Docker adapter as the container collector's source.
+pub struct EngineSource {
+    pub engine: Arc<DockerEngine>,
+    pub project: String,
+}
+
+impl ContainerSource for EngineSource {
+    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
+        self.engine
+            .list_containers(&self.project)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn stats(&self, id: &str) -> Result<RawStats, String> {
+        self.engine.stats_once(id).await.map_err(|e| e.to_string())
+    }
+    fn remote_host(&self) -> Option<String> {
+        self.engine.remote_host()
+    }
+    fn events(
+        &self,
+    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<String, String>> + Send>> {
+        Box::pin(
+            self.engine
+                .events(&self.project)
+                .map(|r| r.map(|e| e.container_id).map_err(|e| e.to_string())),
+        )
+    }
+}
+
+impl FeedSource for EngineSource {
+    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
+        self.engine
+            .list_containers(&self.project)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    fn follow(&self, id: &str, since: i64, tail: Option<u64>) -> LineStream {
+        Box::pin(self.engine.follow_logs(id, since, tail).map(|r| {
+            r.map(|(t, c)| (t, c.stream == LogStream::Stderr, c.text))
+                .map_err(|e| e.to_string())
+        }))
+    }
+    fn events(&self) -> EventStream {
+        Box::pin(self.engine.events(&self.project).map(|r| {
+            r.map(|e| {
+                let text = match e.exit_code {
+                    Some(c) if e.action == "die" => format!("die (exit code {c})"),
+                    _ => e.action,
+                };
+                (e.service, text)
+            })
+            .map_err(|e| e.to_string())
+        }))
+    }
+}
+
+/// The engine side as one part: the one connection to the engine, the hub, and every
+/// collector feeding it (replica discovery and the compose watch included).
+pub struct EngineSide {
+    /// The connection every part shares; its error, when the engine did not answer.
+    pub engine: Result<Arc<DockerEngine>, String>,
+    /// The hub's input, for the console's feeds and activity.
+    pub updates: mpsc::Sender<Update>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Stops every task started here.
+    pub stop: watch::Sender<bool>,
+}
+
+/// The one connection to the engine, for `EngineSide::start_on`.
+pub async fn connect() -> Result<Arc<DockerEngine>, String> {
+    DockerEngine::connect()
+        .await
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+impl EngineSide {
+    /// `status` and `suggest`: connects, then starts every collector.
+    pub async fn start(ctx: &Ctx) -> EngineSide {
+        EngineSide::start_on(ctx, connect().await, None, false).await
+    }
+
+    /// Starts the hub and every collector on `engine` (connected once by the caller, the
+    /// console, whose gateway needs it first); `gateway` is the embedded gateway's address
+    /// when one runs (scraped instead of the default).
+    pub async fn start_on(
+        ctx: &Ctx,
+        engine: Result<Arc<DockerEngine>, String>,
+        gateway: Option<std::net::SocketAddr>,
+        persist_history: bool,
+    ) -> EngineSide {
+        let (tx, rx) = hub::spawn_with(
+            &ctx.project.name,
+            Some(ctx.runtime_dir.clone()),
+            Some(ctx.config.advisor.clone()),
+            persist_history,
+        );
+        let (stop_tx, stop) = watch::channel(false);
+        let mut mounts = vec!["/".to_string()];
+        if let Ok(e) = &engine
+            && let Ok(i) = e.info().await
+            && let Some(root) = i.root_dir
+        {
+            mounts.push(root);
+        }
+        tokio::spawn(crate::collect::host::run(
+            mounts,
+            PERIOD,
+            tx.clone(),
+            stop.clone(),
+        ));
+        start_container_collectors(ctx, &engine, &tx, &stop).await;
+        tokio::spawn(crate::collect::disk::watch_journal(
+            ctx.runtime_dir.join("journal.jsonl"),
+            PERIOD * 5,
+            tx.clone(),
+            stop.clone(),
+        ));
+        let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
+        crate::collect::gpu::spawn(gpu, PERIOD * 2, tx.clone(), stop.clone());
+        tokio::spawn(crate::collect::ollama::run(
+            ollama_url(ctx),
+            PERIOD * 10,
+            tx.clone(),
+            stop.clone(),
+        ));
+        let mut targets = scrape_targets(ctx);
+        if let Some(g) = gateway {
+            targets[0] = format!("http://{g}/metrics");
+        }
+        let groups_rx = discover_replicas(ctx, &engine, &stop);
+        tokio::spawn(crate::collect::prometheus::run_targets(
+            targets,
+            groups_rx,
+            PERIOD * 2,
+            tx.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(crate::collect::feed::run_journal(
+            ctx.runtime_dir.join("journal.jsonl"),
+            tx.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(watch_compose(
+            ctx.global.clone(),
+            declared(ctx),
+            tx.clone(),
+            stop,
+        ));
+        EngineSide {
+            engine,
+            updates: tx,
+            snapshots: rx,
+            stop: stop_tx,
+        }
+    }
+
+    /// The console's log and event feeds, on the same connection.
+    pub fn follow_feeds(&self, project: &str) {
+        let Ok(e) = &self.engine else {
+            return;
+        };
+        let src = Arc::new(EngineSource {
+            engine: e.clone(),
+            project: project.to_string(),
+        });
+        tokio::spawn(crate::collect::feed::run_logs(
+            src.clone(),
+            self.updates.clone(),
+            self.stop.subscribe(),
+        ));
+        tokio::spawn(crate::collect::feed::run_events(
+            src,
+            self.updates.clone(),
+            self.stop.subscribe(),
+        ));
+    }
+}
+
+/// The container and probe collectors; without an engine, both report it unavailable.
+async fn start_container_collectors(
+    ctx: &Ctx,
+    engine: &Result<Arc<DockerEngine>, String>,
+    tx: &mpsc::Sender<Update>,
+    stop: &watch::Receiver<bool>,
+) {
+    match engine {
+        Ok(e) => {
+            let src = Arc::new(EngineSource {
+                engine: e.clone(),
+                project: ctx.project.name.clone(),
+            });
+            tokio::spawn(crate::collect::probes::run(
+                src.clone(),
+                crate::collect::probes::targets(&ctx.project),
+                tx.clone(),
+                stop.clone(),
+            ));
+            tokio::spawn(crate::collect::containers::run(
+                src,
+                PERIOD,
+                tx.clone(),
+                stop.clone(),
+            ));
+        }
+        Err(e) => {
+            for name in ["containers", "probes"] {
+                let _ = tx
+                    .send(Update::Source(name, Err(format!("unavailable: {e}"))))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Lists the replicas of scaled gateways every `REPLICA_RELIST` for the scraper; with no
+/// engine, the list stays empty.
+fn discover_replicas(
+    ctx: &Ctx,
+    engine: &Result<Arc<DockerEngine>, String>,
+    stop: &watch::Receiver<bool>,
+) -> watch::Receiver<Vec<crate::collect::prometheus::ReplicaGroup>> {
+    let (groups_tx, groups_rx) = watch::channel(Vec::new());
+    if let Ok(e) = engine {
+        let (e, project, mut stop) = (e.clone(), ctx.project.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REPLICA_RELIST);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut first = true;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Ok(rows) = e.list_containers(&project.name).await {
+                    let g = replica_groups(&project, &rows, e.remote_host().as_deref());
+                    // The first answer is always announced: the scraper waits for it.
+                    groups_tx.send_if_modified(|cur| {
+                        let changed = first || *cur != g;
+                        *cur = g;
+                        changed
+                    });
+                    first = false;
+                }
+            }
+        });
+    }
+    groups_rx
+}
+
+/// How often the compose file and its `.env` are looked at for a change.
+pub const COMPOSE_WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// The services the compose file declares for the active profiles.
+fn declared(ctx: &Ctx) -> Vec<String> {
+    ctx.project
+        .active_services(&ctx.global.profiles, &[])
+        .into_iter()
+        .collect()
+}
+
+/// The modification times of the compose file and the `.env` beside it.
+/// The modification times of every compose file and of the first one's `.env`.
+fn compose_stamp(files: &[std::path::PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    let env = files.first().map(|f| f.with_file_name(".env"));
+    files
+        .iter()
+        .chain(env.as_ref())
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Follows the compose files: when one (or the `.env`) changes, it is loaded again and the
+/// services it declares are sent to the hub (a new one shows as `not created`); a file
+/// that no longer loads is reported as the `compose` source's error, with the loader's
+/// words, until it loads again.
+async fn watch_compose(
+    global: Global,
+    first: Vec<String>,
+    tx: tokio::sync::mpsc::Sender<Update>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // As `config` reads it: a fresh clone's missing database password (which `up`
+    // creates) does not stop the watching.
+    let load = || super::Ctx::load_first_run(&global, super::FirstRun::Preview).map(|(c, _)| c);
+    let _ = tx.send(Update::Declared(first)).await;
+    let file = match load() {
+        Ok(ctx) => {
+            let _ = tx.send(Update::Source("compose", Ok(()))).await;
+            let _ = tx
+                .send(Update::ComposeForms(ctx.project.compose_forms()))
+                .await;
+            ctx.project.sources.clone()
+        }
+        Err(e) => {
+            let _ = tx
+                .send(Update::Source("compose", Err(format!("{e:#}"))))
+                .await;
+            global.compose_files().unwrap_or_default()
+        }
+    };
+    let mut file = file;
+    let mut stamp = compose_stamp(&file);
+    let mut tick = tokio::time::interval(COMPOSE_WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let now = compose_stamp(&file);
+        if now == stamp {
+            continue;
+        }
+        stamp = now;
+        let update = match load() {
+            Ok(c) => {
+                // An include or extends base added or dropped changes what is followed.
+                if c.project.sources != file {
+                    file = c.project.sources.clone();
+                    stamp = compose_stamp(&file);
+                }
+                let _ = tx.send(Update::Declared(declared(&c))).await;
+                let _ = tx
+                    .send(Update::ComposeForms(c.project.compose_forms()))
+                    .await;
+                Ok(())
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let _ = tx.send(Update::Source("compose", update)).await;
+    }
+}
+
+/// How often the replicas of scaled gateways are looked up again.
+const REPLICA_RELIST: Duration = Duration::from_secs(5);
+
+/// The running replicas of every osmen gateway service (named `gateway`, or running
+/// `osmen gateway`), each with its /metrics: on a published port, else (local engine)
+/// the container's address; for a remote engine only a port published on every address
+/// of its host will do.
+pub fn replica_groups(
+    project: &crate::stack::compose::Project,
+    rows: &[crate::model::container::ContainerRow],
+    remote: Option<&str>,
+) -> Vec<crate::collect::prometheus::ReplicaGroup> {
+    let mut out = Vec::new();
+    for svc in project.services.values() {
+        if !crate::stack::k8s::is_gateway(svc) {
+            continue;
+        }
+        // The port it listens on: `--listen ADDR:PORT` in its command, else 8080.
+        let cmd = svc.command.clone().unwrap_or_default();
+        let port = cmd
+            .iter()
+            .position(|w| w == "--listen")
+            .and_then(|i| cmd.get(i + 1))
+            .or_else(|| {
+                cmd.iter()
+                    .find_map(|w| w.strip_prefix("--listen=").map(|_| w))
+            })
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(8080);
+        let mut running: Vec<&crate::model::container::ContainerRow> = rows
+            .iter()
+            .filter(|r| r.service == svc.name && r.state == "running")
+            .collect();
+        running.sort_by_key(|r| r.number);
+        let members: Vec<(String, String)> = running
+            .iter()
+            .filter_map(|r| {
+                // A published port first (reachable wherever Docker runs, Docker Desktop
+                // and rootless included); the container's own address on a local engine.
+                let published = r.ports.iter().find_map(|p| {
+                    (p.container_port == port && p.host_port != 0)
+                        .then(|| published_host(remote, &p.host_ip))
+                        .flatten()
+                        .map(|h| format!("{h}:{}", p.host_port))
+                });
+                let addr = match remote {
+                    None => {
+                        published.or_else(|| r.addresses.first().map(|a| format!("{a}:{port}")))
+                    }
+                    Some(_) => published,
+                }?;
+                Some((r.name.clone(), format!("http://{addr}/metrics")))
+            })
+            .collect();
+        if !members.is_empty() {
+            out.push(crate::collect::prometheus::ReplicaGroup {
+                service: svc.name.clone(),
+                members,
+            });
+        }
+    }
+    out
+}
+
+/// What `status` scrapes: the embedded gateway, Qdrant published on loopback, and every
+/// target in the settings file (gateway replicas are found and merged apart).
+pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
+    let listen = crate::gateway::addrfile::listen(&ctx.runtime_dir);
+    let mut t = vec![format!("http://{listen}/metrics")];
+    let remote = crate::stack::remote::remote_host_from_env();
+    for (name, target) in [("qdrant", 6333u16)] {
+        if let Some(svc) = ctx.project.services.get(name) {
+            for p in svc.ports.iter().filter(|p| p.target == target) {
+                let ip = p.host_ip.as_deref().unwrap_or("");
+                if let (Some(port), Some(host)) =
+                    (p.host_port(), published_host(remote.as_deref(), ip))
+                {
+                    t.push(format!("http://{host}:{port}/metrics"));
+                }
+            }
+        }
+    }
+    t.extend(ctx.config.scrape.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    t.retain(|u| seen.insert(u.clone()));
+    t
+}
+
+/// `OLLAMA_URL`, else the stack's ollama service on its published loopback port.
+pub fn ollama_url(ctx: &Ctx) -> Option<String> {
+    std::env::var("OLLAMA_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            let svc = ctx.project.services.get("ollama")?;
+            let p = svc.ports.iter().find(|p| p.target == 11434)?;
+            let remote = crate::stack::remote::remote_host_from_env();
+            let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
+            Some(format!("http://{host}:{}", p.host_port()?))
+        })
+}
