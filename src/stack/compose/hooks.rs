@@ -68,7 +68,7 @@ pub(super) fn parse(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<Hook> {
             ctx.err(
                 item.pos,
                 &ip,
-                "a hook needs a `command` (`command: [sh, -c, \"...\"]`)",
+                "a hook needs a `command` (`command: [chown, -R, \"1000\", /data]`)",
             );
             continue;
         }
@@ -95,7 +95,7 @@ mod tests {
         let p = load(
             "    post_start:\n      - command: chown -R 1000 /data\n        user: root\n        \
              privileged: true\n        working_dir: /data\n        environment: [WHO]\n    \
-             pre_stop:\n      - command: [sh, -c, 'echo bye']\n",
+             pre_stop:\n      - command: [nginx, -s, quit]\n",
         )
         .unwrap();
         let a = &p.services["a"];
@@ -104,7 +104,7 @@ mod tests {
         assert!(a.post_start[0].privileged);
         assert_eq!(a.post_start[0].working_dir.as_deref(), Some("/data"));
         assert_eq!(a.post_start[0].environment["WHO"], "ops");
-        assert_eq!(a.pre_stop[0].command, ["sh", "-c", "echo bye"]);
+        assert_eq!(a.pre_stop[0].command, ["nginx", "-s", "quit"]);
     }
 
     #[test]
