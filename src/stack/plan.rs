@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sha2::{Digest, Sha256};
 
 use super::compose::settings::{VolumesFrom, link_parts, volumes_from_parts};
-use super::compose::{FileGrant, FileObject, MountKind, Project, Service, ServiceNetwork};
+use super::compose::{FileGrant, FileObject, Mount, MountKind, Project, Service, ServiceNetwork};
 use super::engine::{
     Attachment, ContainerSpec, FileContent, InjectedFile, LABEL_CONFIG_FILES, LABEL_HASH,
     LABEL_NUMBER, LABEL_ONEOFF, LABEL_OSMEN, LABEL_PROJECT, LABEL_SERVICE, LABEL_VERSION,
@@ -137,12 +137,17 @@ fn is_bind(g: &FileGrant, o: &FileObject) -> bool {
     o.file.is_some() && g.uid.is_none() && g.gid.is_none() && g.mode.is_none()
 }
 
-fn file_mounts(project: &Project, svc: &Service) -> Vec<(MountKind, Option<String>, String, bool)> {
+fn file_mounts(project: &Project, svc: &Service) -> Vec<Mount> {
     grants(project, svc)
         .filter(|(g, o)| is_bind(g, o))
         .filter_map(|(g, o)| {
             let src = o.file.as_ref()?.to_string_lossy().into_owned();
-            Some((MountKind::Bind, Some(src), g.target.clone(), true))
+            Some(Mount::new(
+                MountKind::Bind,
+                Some(src),
+                g.target.clone(),
+                true,
+            ))
         })
         .collect()
 }
@@ -191,7 +196,10 @@ pub fn container_spec(project: &Project, svc: &Service, number: u32) -> Containe
                 ),
                 (_, s) => s.clone(),
             };
-            (m.kind.clone(), source, m.target.clone(), m.read_only)
+            Mount {
+                source,
+                ..m.clone()
+            }
         })
         .chain(file_mounts(project, svc))
         .collect();
@@ -369,6 +377,7 @@ pub fn levels(project: &Project, services: &BTreeSet<String>) -> Vec<Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::compose::Mount;
     use crate::stack::compose::{LoadOptions, load_str};
     use std::path::Path;
 

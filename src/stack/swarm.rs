@@ -146,6 +146,66 @@ fn carry_settings(svc: &Service, container: &mut Value, warnings: &mut Vec<Strin
     }
 }
 
+/// One mount of a task's ContainerSpec, with its bind, volume and tmpfs options; what a
+/// Swarm mount has no form for is named.
+fn swarm_mount(
+    project: &Project,
+    svc: &Service,
+    m: &crate::stack::compose::Mount,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let t = match m.kind {
+        MountKind::Volume => "volume",
+        MountKind::Bind => "bind",
+        MountKind::Tmpfs => "tmpfs",
+    };
+    let mut out = json!({"Type": t, "Target": m.target, "ReadOnly": m.read_only});
+    if let Some(s) = &m.source {
+        out["Source"] = json!(s);
+    }
+    if m.kind == MountKind::Volume {
+        out["VolumeOptions"] = json!({"Labels": {LABEL_NAMESPACE: project.name}});
+    }
+    if let Some(v) = &m.volume {
+        if v.nocopy {
+            out["VolumeOptions"]["NoCopy"] = json!(true);
+        }
+        if let Some(p) = &v.subpath {
+            out["VolumeOptions"]["Subpath"] = json!(p);
+        }
+    }
+    if let Some(b) = &m.bind {
+        if let Some(p) = &b.propagation {
+            out["BindOptions"] = json!({"Propagation": p});
+        }
+        if b.create_host_path {
+            warnings.push(format!(
+                "{}: volumes {}: a Swarm bind does not create a missing host directory; \
+                 create it on every node",
+                svc.name, m.target
+            ));
+        }
+        if b.selinux.is_some() {
+            warnings.push(format!(
+                "{}: volumes {}: a Swarm mount has no SELinux relabel (z, Z); its tasks run \
+                 without it",
+                svc.name, m.target
+            ));
+        }
+    }
+    if let Some(t) = &m.tmpfs {
+        let mut o = json!({});
+        if let Some(n) = t.size {
+            o["SizeBytes"] = json!(n);
+        }
+        if let Some(mode) = t.mode {
+            o["Mode"] = json!(mode);
+        }
+        out["TmpfsOptions"] = o;
+    }
+    out
+}
+
 /// `no-new-privileges`, `no-new-privileges:true` (or `=true`).
 fn is_no_new_privileges(opt: &str) -> bool {
     matches!(
@@ -246,21 +306,7 @@ pub fn service_spec(
     let mounts: Vec<Value> = c
         .mounts
         .iter()
-        .map(|(kind, source, target, ro)| {
-            let t = match kind {
-                MountKind::Volume => "volume",
-                MountKind::Bind => "bind",
-                MountKind::Tmpfs => "tmpfs",
-            };
-            let mut m = json!({"Type": t, "Target": target, "ReadOnly": ro});
-            if let Some(s) = source {
-                m["Source"] = json!(s);
-            }
-            if *kind == MountKind::Volume {
-                m["VolumeOptions"] = json!({"Labels": {LABEL_NAMESPACE: project.name}});
-            }
-            m
-        })
+        .map(|mount| swarm_mount(project, svc, mount, &mut warnings))
         .collect();
     let mut container = json!({
         "Image": c.image,

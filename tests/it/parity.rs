@@ -315,6 +315,10 @@ fn containers_match_docker_compose_field_by_field() {
         out.contains("note: reader: deploy.update_config: Swarm's rolling update"),
         "a Swarm-only key is named at a local up:\n{out}"
     );
+    assert!(
+        pair.dir.join("parity-bind").is_dir(),
+        "a short-syntax bind creates its missing host directory, as docker-compose does"
+    );
     let (ok, out) = pair.compose(&["up", "-d", "--no-build"]);
     assert!(ok, "docker-compose up:\n{out}");
 

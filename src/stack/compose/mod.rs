@@ -11,6 +11,7 @@ mod include;
 pub mod interpolate;
 pub mod load;
 pub mod merge;
+pub mod mounts;
 pub mod objects;
 mod parse;
 pub mod ports;
@@ -195,6 +196,36 @@ pub struct Mount {
     pub source: Option<String>,
     pub target: String,
     pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<mounts::BindOpts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<mounts::VolumeOpts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<mounts::TmpfsOpts>,
+    /// `cached`, `delegated`, `consistent`: macOS file sharing; the Linux engine has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<String>,
+}
+
+impl Mount {
+    pub fn new(kind: MountKind, source: Option<String>, target: String, read_only: bool) -> Mount {
+        Mount {
+            kind,
+            source,
+            target,
+            read_only,
+            bind: None,
+            volume: None,
+            tmpfs: None,
+            consistency: None,
+        }
+    }
+
+    /// A bind whose missing host directory the engine creates (the short syntax, or
+    /// `create_host_path: true`).
+    pub fn creates_host_path(&self) -> bool {
+        self.bind.as_ref().is_some_and(|b| b.create_host_path)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

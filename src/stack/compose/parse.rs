@@ -1159,12 +1159,17 @@ fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
             .get("read_only")
             .and_then(|r| ctx.boolean(r, &format!("{path}.read_only")))
             .unwrap_or(false);
-        return Some(Mount {
-            kind,
-            source,
-            target: target.to_string(),
-            read_only,
-        });
+        let mut m = Mount::new(kind, source, target.to_string(), read_only);
+        super::mounts::long_options(ctx, node, path, &mut m);
+        if m.kind == MountKind::Bind && m.source.is_none() {
+            ctx.err(
+                node.pos,
+                path,
+                "a bind mount needs `source:` (the host path)",
+            );
+            return None;
+        }
+        return Some(m);
     }
     let raw = ctx.scalar(node, path, "a volume such as \"data:/var/lib/data\"")?;
     let parts: Vec<&str> = raw.split(':').collect();
@@ -1189,24 +1194,6 @@ fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
         );
         return None;
     }
-    let read_only = match mode {
-        None => false,
-        Some(m) => {
-            let opts: Vec<&str> = m.split(',').collect();
-            if let Some(bad) = opts
-                .iter()
-                .find(|o| !["ro", "rw", "z", "Z", "cached", "delegated", "consistent"].contains(o))
-            {
-                ctx.err(
-                    node.pos,
-                    path,
-                    format!("invalid volume mode {bad:?} in {raw:?}: use ro or rw"),
-                );
-                return None;
-            }
-            opts.contains(&"ro")
-        }
-    };
     let (kind, source) = match src {
         None => (MountKind::Volume, None),
         Some(s) if s.starts_with('.') || s.starts_with('/') || s.starts_with('~') => {
@@ -1214,12 +1201,20 @@ fn parse_mount(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Mount> {
         }
         Some(s) => (MountKind::Volume, Some(s.to_string())),
     };
-    Some(Mount {
-        kind,
-        source,
-        target: target.to_string(),
-        read_only,
-    })
+    let mut m = Mount::new(kind, source, target.to_string(), false);
+    if m.kind == MountKind::Bind {
+        // The short syntax creates a missing host directory, as docker-compose always did.
+        m.bind = Some(super::mounts::BindOpts {
+            create_host_path: true,
+            ..Default::default()
+        });
+    }
+    if let Some(modes) = mode
+        && !super::mounts::short_modes(ctx, node, path, &raw, modes, &mut m)
+    {
+        return None;
+    }
+    Some(m)
 }
 
 fn resolve_bind(ctx: &Ctx, s: &str, at: Pos) -> String {

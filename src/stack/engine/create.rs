@@ -39,6 +39,63 @@ pub fn health_config(h: &Healthcheck) -> HealthConfig {
     }
 }
 
+/// `SOURCE:TARGET:MODE`, the mode `ro` or `rw` with the SELinux relabel and the
+/// propagation after it (`/srv/data:/data:rw,z,rslave`).
+fn legacy_bind(m: &crate::stack::compose::Mount) -> String {
+    let mut mode = vec![if m.read_only { "ro" } else { "rw" }.to_string()];
+    if let Some(b) = &m.bind {
+        mode.extend(b.selinux.clone());
+        mode.extend(b.propagation.clone());
+    }
+    let source = m.source.as_deref().unwrap_or_default();
+    format!("{source}:{}:{}", m.target, mode.join(","))
+}
+
+/// One mount as the Mounts API takes it, with its bind, volume and tmpfs options.
+fn engine_mount(m: &crate::stack::compose::Mount) -> BMount {
+    use bollard::models::{MountBindOptions, MountTmpfsOptions, MountVolumeOptions};
+    let propagation = m
+        .bind
+        .as_ref()
+        .and_then(|b| b.propagation.as_deref())
+        .map(|p| {
+            use bollard::models::MountBindOptionsPropagationEnum as P;
+            match p {
+                "shared" => P::SHARED,
+                "rshared" => P::RSHARED,
+                "slave" => P::SLAVE,
+                "rslave" => P::RSLAVE,
+                "private" => P::PRIVATE,
+                _ => P::RPRIVATE,
+            }
+        });
+    BMount {
+        target: Some(m.target.clone()),
+        source: m.source.clone(),
+        typ: Some(match m.kind {
+            MountKind::Volume => MountType::VOLUME,
+            MountKind::Bind => MountType::BIND,
+            MountKind::Tmpfs => MountType::TMPFS,
+        }),
+        read_only: Some(m.read_only),
+        bind_options: propagation.map(|p| MountBindOptions {
+            propagation: Some(p),
+            ..Default::default()
+        }),
+        volume_options: m.volume.as_ref().map(|v| MountVolumeOptions {
+            no_copy: v.nocopy.then_some(true),
+            subpath: v.subpath.clone(),
+            ..Default::default()
+        }),
+        tmpfs_options: m.tmpfs.as_ref().map(|t| MountTmpfsOptions {
+            size_bytes: t.size,
+            mode: t.mode.map(i64::from),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let healthcheck = spec.healthcheck.as_ref().map(health_config);
     let st = &spec.settings;
@@ -58,21 +115,13 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
                 host_port: Some(p.published.map(|h| h.to_string()).unwrap_or_default()),
             });
     }
-    let mounts = spec
-        .mounts
-        .iter()
-        .map(|(kind, source, target, ro)| BMount {
-            target: Some(target.clone()),
-            source: source.clone(),
-            typ: Some(match kind {
-                MountKind::Volume => MountType::VOLUME,
-                MountKind::Bind => MountType::BIND,
-                MountKind::Tmpfs => MountType::TMPFS,
-            }),
-            read_only: Some(*ro),
-            ..Default::default()
-        })
-        .collect::<Vec<_>>();
+    // A bind that creates its missing host directory, or relabels for SELinux, is a
+    // legacy `Binds` entry (the Mounts API does neither), as `docker compose` writes it.
+    let (legacy, mounts): (Vec<_>, Vec<_>) = spec.mounts.iter().partition(|m| {
+        m.creates_host_path() || m.bind.as_ref().is_some_and(|b| b.selinux.is_some())
+    });
+    let binds: Vec<String> = legacy.iter().map(|m| legacy_bind(m)).collect();
+    let mounts = mounts.into_iter().map(engine_mount).collect::<Vec<_>>();
     let device_requests = spec
         .gpus
         .iter()
@@ -109,6 +158,7 @@ pub(super) fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         restart_policy: Some(restart_policy(&spec.restart)),
         port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
         mounts: (!mounts.is_empty()).then_some(mounts),
+        binds: (!binds.is_empty()).then_some(binds),
         device_requests: (!device_requests.is_empty()).then_some(device_requests),
         network_mode: first_net,
         init: spec.init,
@@ -285,6 +335,13 @@ pub(super) fn check_api(spec: &ContainerSpec, api: (u16, u16)) -> EResult<()> {
             spec.settings.mac_address.is_some()
                 || spec.networks.iter().any(|a| a.mac_address.is_some()),
             (1, 44),
+        ),
+        (
+            "volumes[].volume.subpath",
+            spec.mounts
+                .iter()
+                .any(|m| m.volume.as_ref().is_some_and(|v| v.subpath.is_some())),
+            (1, 45),
         ),
         (
             "healthcheck.start_interval",
@@ -655,5 +712,44 @@ mod tests {
             eps["t_default"].mac_address.as_deref(),
             Some("02:42:ac:11:00:02")
         );
+    }
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+    use crate::stack::compose::{LoadOptions, load_str};
+    use crate::stack::plan::container_spec;
+
+    /// The options reach the engine: a short-syntax bind (which creates its host path) and
+    /// an SELinux relabel as `Binds` entries, the rest as Mounts with their options.
+    #[test]
+    fn mount_options_reach_the_create_body() {
+        let p = load_str(
+            "services:\n  a:\n    image: i\n    volumes:\n      - ./d:/a:ro,z\n      \
+             - {type: bind, source: /srv/e, target: /e, bind: {propagation: rslave}}\n      \
+             - {type: volume, source: v, target: /v, volume: {nocopy: true}}\n      \
+             - {type: tmpfs, target: /t, tmpfs: {size: 10m, mode: 0700}}\nvolumes:\n  v: {}\n",
+            std::path::Path::new("/x/compose.yml"),
+            &LoadOptions {
+                project_name: Some("m".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let hc = create_body(&container_spec(&p, &p.services["a"], 1))
+            .host_config
+            .unwrap();
+        assert_eq!(hc.binds, Some(vec!["/x/d:/a:ro,z".to_string()]));
+        let m = hc.mounts.unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[0].bind_options.as_ref().unwrap().propagation,
+            Some(bollard::models::MountBindOptionsPropagationEnum::RSLAVE)
+        );
+        assert_eq!(m[1].source.as_deref(), Some("m_v"));
+        assert_eq!(m[1].volume_options.as_ref().unwrap().no_copy, Some(true));
+        let t = m[2].tmpfs_options.as_ref().unwrap();
+        assert_eq!((t.size_bytes, t.mode), (Some(10 << 20), Some(0o700)));
     }
 }

@@ -119,7 +119,8 @@ pub struct ContainerSpec {
     pub restart: Restart,
     pub ports: Vec<Port>,
     /// (kind, engine-side source, target, read-only).
-    pub mounts: Vec<(MountKind, Option<String>, String, bool)>,
+    /// The service's mounts, volume names resolved to the engine's.
+    pub mounts: Vec<crate::stack::compose::Mount>,
     pub gpus: Vec<GpuRequest>,
     /// The networks to join, in attachment order (the first at create, the others
     /// connected after it, as Compose does).
