@@ -377,7 +377,6 @@ pub fn levels(project: &Project, services: &BTreeSet<String>) -> Vec<Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::compose::Mount;
     use crate::stack::compose::{LoadOptions, load_str};
     use std::path::Path;
 

@@ -177,6 +177,14 @@ fn volume(ctx: &mut Ctx, node: &Node, path: &str) -> VolumeOpts {
     o
 }
 
+/// As go-yaml reads a number: a leading 0 (or 0o) is octal, else decimal.
+fn octal_or_decimal(s: &str) -> Option<u32> {
+    match s.strip_prefix("0o").or_else(|| s.strip_prefix('0')) {
+        Some(oct) if !oct.is_empty() => u32::from_str_radix(oct, 8).ok(),
+        _ => s.parse().ok(),
+    }
+}
+
 fn tmpfs(ctx: &mut Ctx, node: &Node, path: &str) -> TmpfsOpts {
     let mut o = TmpfsOpts::default();
     for (k, v) in ctx.map(node, path).unwrap_or(&[]) {
@@ -191,21 +199,18 @@ fn tmpfs(ctx: &mut Ctx, node: &Node, path: &str) -> TmpfsOpts {
                 Some(Err(e)) => ctx.err(v.pos, &kp, e),
                 None => {}
             },
-            "mode" => match ctx.scalar(v, &kp, "an octal mode such as 1777") {
-                // As go-yaml reads the number: a leading 0 (or 0o) is octal, else decimal.
-                Some(s) => match match s.strip_prefix("0o").or_else(|| s.strip_prefix('0')) {
-                    Some(oct) if !oct.is_empty() => u32::from_str_radix(oct, 8),
-                    _ => s.parse::<u32>(),
-                } {
-                    Ok(n) => o.mode = Some(n),
-                    Err(_) => ctx.err(
-                        v.pos,
-                        &kp,
-                        format!("invalid mode {s:?}: write octal such as 1777"),
-                    ),
-                },
-                None => {}
-            },
+            "mode" => {
+                if let Some(s) = ctx.scalar(v, &kp, "an octal mode such as 1777") {
+                    match octal_or_decimal(&s) {
+                        Some(n) => o.mode = Some(n),
+                        None => ctx.err(
+                            v.pos,
+                            &kp,
+                            format!("invalid mode {s:?}: write octal such as 01777"),
+                        ),
+                    }
+                }
+            }
             other if other.starts_with("x-") => {}
             other => ctx.err(
                 k.pos,
