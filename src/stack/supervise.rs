@@ -79,6 +79,39 @@ pub struct Supervisor<E: Engine> {
     balance: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// Gives a recreated container the anonymous volumes of the one it replaces: a volume of
+/// the old container that is none of the project's named volumes, at a path the new spec
+/// mounts anonymously or not at all (an image `VOLUME`), is mounted there by name.
+/// (docker-compose and compose v2 keep them the same way.)
+fn inherit_anonymous_volumes(
+    spec: &mut super::engine::ContainerSpec,
+    project: &Project,
+    old: &[(String, String)],
+) {
+    use super::compose::{Mount, MountKind};
+    let named: BTreeSet<&str> = project.volumes.values().map(|v| v.name.as_str()).collect();
+    for (volume, target) in old {
+        if named.contains(volume.as_str()) {
+            continue;
+        }
+        match spec.mounts.iter_mut().find(|m| m.target == *target) {
+            Some(m) if m.kind == MountKind::Volume && m.source.is_none() => {
+                m.source = Some(volume.clone())
+            }
+            Some(_) => {}
+            // With volumes_from, a path the file does not mount may come from another
+            // container: the engine gives it again.
+            None if !spec.settings.volumes_from.is_empty() => {}
+            None => spec.mounts.push(Mount::new(
+                MountKind::Volume,
+                Some(volume.clone()),
+                target.clone(),
+                false,
+            )),
+        }
+    }
+}
+
 impl<E: Engine> Clone for Supervisor<E> {
     fn clone(&self) -> Self {
         Supervisor {
@@ -177,6 +210,24 @@ impl<E: Engine> Supervisor<E> {
         }
         self.engine.stop(id, self.grace(svc)).await?;
         Ok(())
+    }
+
+    /// A container's volumes that are none of the project's named ones.
+    async fn anonymous_volumes(&self, id: &str) -> SResult<Vec<String>> {
+        let named: BTreeSet<&str> = self
+            .project
+            .volumes
+            .values()
+            .map(|v| v.name.as_str())
+            .collect();
+        Ok(self
+            .engine
+            .volume_mounts(id)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|n| !named.contains(n.as_str()))
+            .collect())
     }
 
     fn grace(&self, svc: Option<&Service>) -> i64 {
@@ -423,8 +474,13 @@ impl<E: Engine> Supervisor<E> {
                         "configuration changed"
                     };
                     self.record(name, "recreate", &format!("{label}: {why}"))?;
+                    // The old container's anonymous volumes go to the new one, as
+                    // `docker compose` keeps them: its data survives the recreate.
+                    let kept = self.engine.volume_mounts(&c.id).await?;
                     self.stop_container(name, &c.id).await?;
                     self.engine.remove(&c.id).await?;
+                    let mut spec = spec.clone();
+                    inherit_anonymous_volumes(&mut spec, &self.project, &kept);
                     let id = self.create(name, &spec).await?;
                     self.start_container(name, &id).await?;
                     action = "recreated";
@@ -760,7 +816,21 @@ impl<E: Engine> Supervisor<E> {
             .filter(|r| !kept.iter().any(|(id, _)| *id == r.id))
         {
             self.record(&r.service, "remove", &format!("down: {}", r.name))?;
-            self.engine.remove(&r.id).await?;
+            if volumes {
+                // Its anonymous volumes too, as `docker compose down -v` removes them;
+                // one a recreate handed on by name is not the engine's to remove with
+                // the container, so it is removed after it.
+                let anonymous = self.anonymous_volumes(&r.id).await?;
+                self.engine.remove_with_volumes(&r.id).await?;
+                for v in anonymous {
+                    self.record(&r.service, "remove-volume", &format!("down --volumes: {v}"))?;
+                    if let Err(e) = self.engine.remove_volume(&v).await {
+                        (self.report)(&format!("volume {v} kept: {e}"));
+                    }
+                }
+            } else {
+                self.engine.remove(&r.id).await?;
+            }
         }
         for net in self.engine.project_networks(&p.name).await? {
             self.record("", "remove-network", &net)?;

@@ -40,3 +40,4 @@ mod security;
 mod shipped_stack;
 mod swarm;
 mod util;
+mod volumes;

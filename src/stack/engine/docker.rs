@@ -367,6 +367,24 @@ impl Engine for DockerEngine {
         absent_ok(self.docker.remove_container(id, Some(opts)).await, ())
     }
 
+    async fn remove_with_volumes(&self, id: &str) -> EResult<()> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        absent_ok(self.docker.remove_container(id, Some(opts)).await, ())
+    }
+
+    async fn volume_mounts(&self, id: &str) -> EResult<Vec<(String, String)>> {
+        let c = self.docker.inspect_container(id, None).await?;
+        Ok(c.mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ.as_deref() == Some("volume"))
+            .filter_map(|m| Some((m.name?, m.destination?)))
+            .collect())
+    }
+
     async fn set_restart(&self, id: &str, restart: &Restart) -> EResult<()> {
         Ok(self
             .docker

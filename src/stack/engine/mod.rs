@@ -279,6 +279,13 @@ pub trait Engine: Send + Sync + 'static {
     fn start(&self, id: &str) -> impl Future<Output = EResult<()>> + Send;
     fn stop(&self, id: &str, grace_s: i64) -> impl Future<Output = EResult<()>> + Send;
     fn remove(&self, id: &str) -> impl Future<Output = EResult<()>> + Send;
+    /// Removes a container and its anonymous volumes (`down --volumes`).
+    fn remove_with_volumes(&self, id: &str) -> impl Future<Output = EResult<()>> + Send;
+    /// A container's volume mounts: (the volume's name, the container path).
+    fn volume_mounts(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = EResult<Vec<(String, String)>>> + Send;
     fn set_restart(&self, id: &str, restart: &Restart) -> impl Future<Output = EResult<()>> + Send;
     fn logs(&self, id: &str, follow: bool, tail: Option<u64>) -> BoxStream<EResult<LogChunk>>;
     fn events(&self, project: &str) -> BoxStream<EResult<EngineEvent>>;
