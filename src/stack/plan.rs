@@ -110,6 +110,7 @@ fn attachments(project: &Project, svc: &Service) -> Vec<Attachment> {
                 ipv6_address: n.ipv6_address.clone(),
                 link_local_ips: n.link_local_ips.clone(),
                 mac_address: n.mac_address.clone(),
+                driver_opts: n.driver_opts.clone(),
             }
         })
         .collect()

@@ -418,6 +418,8 @@ pub struct ServiceNetwork {
     pub mac_address: Option<String>,
     /// Higher first: the order in which the container is attached (Compose's `priority`).
     pub priority: Option<i64>,
+    /// The endpoint's driver options.
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 impl Serialize for ServiceNetwork {
@@ -436,6 +438,8 @@ impl Serialize for ServiceNetwork {
             mac_address: &'a Option<String>,
             #[serde(skip_serializing_if = "Option::is_none")]
             priority: &'a Option<i64>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            driver_opts: &'a BTreeMap<String, String>,
         }
         let only_aliases = ServiceNetwork {
             aliases: self.aliases.clone(),
@@ -451,6 +455,7 @@ impl Serialize for ServiceNetwork {
             link_local_ips: &self.link_local_ips,
             mac_address: &self.mac_address,
             priority: &self.priority,
+            driver_opts: &self.driver_opts,
         }
         .serialize(s)
     }

@@ -613,12 +613,13 @@ fn parse_attachment(ctx: &mut Ctx, node: &Node, path: &str) -> ServiceNetwork {
                     Err(_) => ctx.err(v.pos, &p, format!("expected a whole number, found {s:?}")),
                 }
             }
-            "interface_name" | "driver_opts" | "gw_priority" => ctx.err(
+            "driver_opts" => att.driver_opts = ctx.kv(v, &p, false),
+            "interface_name" | "gw_priority" => ctx.err(
                 k.pos,
                 &p,
                 format!(
-                    "`{key}` of a network attachment needs Engine API 1.46 or later and is \
-                     not applied by osmen yet; the container would join without it: remove it"
+                    "`{key}` of a network attachment is not applied by osmen yet (newer \
+                     engines take it); the container would join without it: remove it"
                 ),
             ),
             other if other.starts_with("x-") => {}
@@ -627,7 +628,7 @@ fn parse_attachment(ctx: &mut Ctx, node: &Node, path: &str) -> ServiceNetwork {
                 &p,
                 format!(
                     "unknown key `{other}`; allowed: aliases, ipv4_address, ipv6_address, \
-                     link_local_ips, mac_address, priority"
+                     link_local_ips, mac_address, priority, driver_opts"
                 ),
             ),
         }

@@ -875,6 +875,19 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
             "x-osmen-balance" => svc.balance = parse_balance(ctx, v, &p),
             "scale" => scale = ctx.uint(v, &p).map(|n| (n, v.pos)),
             "post_start" => svc.post_start = super::hooks::parse(ctx, v, &p),
+            // A Linux engine has one isolation, `default`; the others are Windows'.
+            "isolation" => match ctx.scalar(v, &p, "an isolation") {
+                Some(i) if i == "default" => {}
+                Some(i) => ctx.err(
+                    v.pos,
+                    &p,
+                    format!(
+                        "isolation {i:?} exists for Windows containers only (process, hyperv); \
+                         a Linux engine has `default`: remove the key"
+                    ),
+                ),
+                None => {}
+            },
             "pre_stop" => svc.pre_stop = super::hooks::parse(ctx, v, &p),
             other if other.starts_with("x-") => {}
             other if super::settings::parse_key(ctx, other, v, &p, &mut svc.settings) => {}

@@ -58,6 +58,7 @@ pub const APPLIED_KEYS: &[&str] = &[
     "image",
     "init",
     "ipc",
+    "isolation",
     "label_file",
     "labels",
     "links",
@@ -122,10 +123,6 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
     (
         "develop",
         "`develop` drives `docker compose watch`, which osmen does not run",
-    ),
-    (
-        "isolation",
-        "isolation technologies (process, hyperv) exist for Windows containers only",
     ),
     (
         "models",

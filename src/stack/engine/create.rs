@@ -209,6 +209,7 @@ pub(super) fn endpoint(a: &Attachment) -> EndpointSettings {
             ipv6_address: a.ipv6_address.clone(),
             link_local_ips: non_empty(&a.link_local_ips),
         }),
+        driver_opts: hash_map(&a.driver_opts),
         ..Default::default()
     }
 }
@@ -330,6 +331,8 @@ pub(super) fn check_api(spec: &ContainerSpec, api: (u16, u16)) -> EResult<()> {
             !spec.settings.annotations.is_empty(),
             (1, 43),
         ),
+        // Below 1.44 the address is the container's Config.MacAddress (docker-compose
+        // 1.29 writes it there), a field the API client osmen uses no longer has.
         (
             "mac_address",
             spec.settings.mac_address.is_some()
@@ -353,9 +356,15 @@ pub(super) fn check_api(spec: &ContainerSpec, api: (u16, u16)) -> EResult<()> {
     ];
     for (key, set, (major, minor)) in needs {
         if set && api < (major, minor) {
+            let why = if key == "mac_address" {
+                "takes it only as the container's Config.MacAddress, which the Engine API \
+                 client osmen uses does not write"
+            } else {
+                "would ignore it"
+            };
             return Err(EngineError::Other(format!(
-                "{}: `{key}` needs Engine API {major}.{minor} or later; this engine speaks \
-                 {}.{} and would ignore it. Remove the key or upgrade the engine",
+                "{}: `{key}` needs Engine API {major}.{minor} or later in osmen; this engine \
+                 speaks {}.{} and {why}. Remove the key or upgrade the engine",
                 spec.name, api.0, api.1
             )));
         }
@@ -751,5 +760,32 @@ mod mount_tests {
         assert_eq!(m[1].volume_options.as_ref().unwrap().no_copy, Some(true));
         let t = m[2].tmpfs_options.as_ref().unwrap();
         assert_eq!((t.size_bytes, t.mode), (Some(10 << 20), Some(0o700)));
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+    use crate::stack::compose::{LoadOptions, load_str};
+    use crate::stack::plan::container_spec;
+
+    #[test]
+    fn an_attachments_driver_opts_reach_its_endpoint() {
+        let p = load_str(
+            "name: t\nservices:\n  a:\n    image: i\n    networks:\n      default:\n        \
+             driver_opts: {com.example.opt: 'on'}\n",
+            std::path::Path::new("/x/c.yml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let eps = create_body(&container_spec(&p, &p.services["a"], 1))
+            .networking_config
+            .unwrap()
+            .endpoints_config
+            .unwrap();
+        assert_eq!(
+            eps["t_default"].driver_opts.as_ref().unwrap()["com.example.opt"],
+            "on"
+        );
     }
 }

@@ -152,6 +152,7 @@ pub struct Attachment {
     pub ipv6_address: Option<String>,
     pub link_local_ips: Vec<String>,
     pub mac_address: Option<String>,
+    pub driver_opts: std::collections::BTreeMap<String, String>,
 }
 
 /// Where an injected file's bytes come from.
