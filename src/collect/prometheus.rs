@@ -988,6 +988,24 @@ pub fn group_agents(
     agents
 }
 
+/// The rows of one replica of a scaled service, named `service/agent@container`, with
+/// `group_agent` naming their merged row.
+pub fn replica_rows(
+    service: &str,
+    name: &str,
+    rows: Vec<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    rows.into_iter()
+        .map(|mut a| {
+            let agent = a["agent"].as_str().unwrap_or("").to_string();
+            a["group_agent"] = format!("{service}/{agent}").into();
+            a["agent"] = format!("{service}/{agent}@{name}").into();
+            a["replica"] = name.to_string().into();
+            a
+        })
+        .collect()
+}
+
 /// Scrapes every target each `period`: latency series for the snapshot's `scrapes`, and
 /// per-agent figures from any osmen gateway among them. The replicas of a scaled service
 /// (`groups`, kept current by the caller) are scraped one by one, shown one row each, and
@@ -1055,13 +1073,7 @@ pub async fn run_targets(
                 row.name = Some(name.clone());
                 targets.push(row);
                 if let Ok(f) = r {
-                    for mut a in rows {
-                        let agent = a["agent"].as_str().unwrap_or("").to_string();
-                        a["group_agent"] = format!("{}/{agent}", g.service).into();
-                        a["agent"] = format!("{}/{agent}@{name}", g.service).into();
-                        a["replica"] = name.clone().into();
-                        per_replica.push(a);
-                    }
+                    per_replica.extend(replica_rows(&g.service, name, rows));
                     fams.push(f);
                 }
             }

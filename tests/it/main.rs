@@ -37,5 +37,6 @@ mod remote;
 mod replicas;
 mod security;
 mod shipped_stack;
+mod snapshot_json;
 mod swarm;
 mod util;
