@@ -21,7 +21,7 @@ pub enum Update {
     Host(HostStats),
     Services(Vec<ServiceStats>),
     Gpus(Vec<GpuStats>),
-    Ollama(serde_json::Value),
+    Ollama(crate::model::ollama::Ollama),
     Agents(Vec<serde_json::Value>),
     Scrapes(Vec<crate::model::snapshot::ScrapeTarget>),
     ReplicaAgents(Vec<serde_json::Value>),

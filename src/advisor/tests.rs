@@ -283,10 +283,10 @@ fn gpu_vram_offload_and_host_rules() {
         }],
         ..Default::default()
     }];
-    s.ollama = Some(serde_json::json!({"loaded": [
+    s.ollama = Some(serde_json::from_value(serde_json::json!({"loaded": [
         {"name": "mixtral", "size_bytes": 30u64 << 30, "size_vram_bytes": 20u64 << 30, "gpu_percent": 66.7, "partly_on_cpu": true},
         {"name": "tiny", "size_bytes": 1u64 << 30, "size_vram_bytes": 1u64 << 30, "gpu_percent": 100.0, "partly_on_cpu": false}
-    ]}));
+    ]})).unwrap());
     let mut h = History::default();
     series(&mut h, "gpu:0:vram_percent", &[95.7; 60], T0);
     series(&mut h, "host:cpu_percent", &[85.0; 60], T0);
@@ -312,12 +312,12 @@ fn gpu_vram_offload_and_host_rules() {
 #[test]
 fn an_offloaded_model_slowing_its_agents_is_critical_and_names_them() {
     let mut s = snap();
-    s.ollama = Some(serde_json::json!({"loaded": [
+    s.ollama = Some(serde_json::from_value(serde_json::json!({"loaded": [
         {"name": "mixtral:8x7b", "size_bytes": 30u64 << 30, "size_vram_bytes": 20u64 << 30,
          "gpu_percent": 66.7, "partly_on_cpu": true, "agents": ["daily_brief", "content_creator"]},
         {"name": "tiny", "size_bytes": 1u64 << 30, "size_vram_bytes": 1u64 << 30,
          "gpu_percent": 100.0, "partly_on_cpu": false, "agents": []}
-    ]}));
+    ]})).unwrap());
     let mut h = History::default();
     // daily_brief's P95 climbs from 500 ms to 1 s; content_creator's stays flat.
     let rising: Vec<f64> = (0..60).map(|i| 0.5 + 0.5 * i as f64 / 59.0).collect();
@@ -628,18 +628,19 @@ fn agent_error_rate_holds_inside_half_the_threshold_then_clears() {
 
 #[test]
 fn offload_advice_never_proposes_the_quantisation_the_model_has() {
-    let offloaded = |name: &str, quant: Option<&str>| {
-        let mut s = snap();
-        s.ollama = Some(serde_json::json!({"loaded": [
+    let offloaded =
+        |name: &str, quant: Option<&str>| {
+            let mut s = snap();
+            s.ollama = Some(serde_json::from_value(serde_json::json!({"loaded": [
             {"name": name, "size_bytes": 10u64 << 30, "size_vram_bytes": 6u64 << 30,
              "gpu_percent": 60.0, "partly_on_cpu": true, "agents": [], "quantization": quant}
-        ]}));
-        let got = run(&History::default(), &s, &mut AdvisorState::default(), T0);
-        got.into_iter()
-            .find(|x| x.rule == "ollama-offload")
-            .expect("the offload rule holds")
-            .command
-    };
+        ]})).unwrap());
+            let got = run(&History::default(), &s, &mut AdvisorState::default(), T0);
+            got.into_iter()
+                .find(|x| x.rule == "ollama-offload")
+                .expect("the offload rule holds")
+                .command
+        };
     // The tester's case: a Q4_K_M model was told to move to Q4_K_M.
     let c = offloaded("llama3.1:8b", Some("Q4_K_M"));
     assert!(!c.contains("q4_K_M tag"), "{c}");

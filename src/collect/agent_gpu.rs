@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use crate::model::ollama::{LoadedModel, Ollama};
 use crate::model::snapshot::GpuStats;
 
 /// Ollama names carry a tag; `llama3.2` means `llama3.2:latest`.
@@ -93,9 +94,9 @@ fn serving(agent: &Value) -> Option<(String, String, &'static str)> {
 /// Joins agents, Ollama's loaded models and the GPUs. Writes `model`, `provider` and a
 /// `gpu` object into each agent, and `agents` (and the NVML-measured VRAM, when a runner
 /// could be matched) into each of Ollama's loaded models. Idempotent.
-pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats]) {
+pub fn join(agents: &mut [Value], ollama: Option<&mut Ollama>, gpus: &[GpuStats]) {
     let serving: Vec<Option<(String, String, &str)>> = agents.iter().map(serving).collect();
-    let mut loaded: Vec<Value> = Vec::new();
+    let mut loaded: Vec<LoadedModel> = Vec::new();
     let ollama_measured = ollama.is_some();
     if let Some(o) = ollama {
         let procs: Vec<_> = gpus.iter().flat_map(|g| g.processes.iter()).collect();
@@ -103,22 +104,22 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
             .iter()
             .filter(|p| p.model_blob.is_some() || p.service.as_deref() == Some("ollama"))
             .collect();
-        let n_loaded = o["loaded"].as_array().map(|a| a.len()).unwrap_or(0);
-        for m in o["loaded"].as_array_mut().into_iter().flatten() {
-            let key = model_key(m["name"].as_str().unwrap_or(""));
-            let users: Vec<Value> = agents
+        let n_loaded = o.loaded.len();
+        for m in o.loaded.iter_mut() {
+            let key = model_key(&m.name);
+            let users: Vec<String> = agents
                 .iter()
                 .zip(&serving)
                 .filter(|(_, s)| {
                     s.as_ref()
                         .is_some_and(|(p, model, _)| p == "ollama" && model_key(model) == key)
                 })
-                .filter_map(|(a, _)| a["agent"].as_str().map(|n| json!(n)))
+                .filter_map(|(a, _)| a["agent"].as_str().map(str::to_string))
                 .collect();
-            m["agents"] = json!(users);
+            m.agents = Some(users);
             // NVML: the runner started with this model's file; with a single model
             // loaded, every Ollama process's VRAM is that model's.
-            let by_blob: Vec<_> = match m["blob"].as_str() {
+            let by_blob: Vec<_> = match m.blob.as_deref() {
                 Some(b) => ollama_procs
                     .iter()
                     .filter(|p| p.model_blob.as_deref() == Some(b))
@@ -141,18 +142,8 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
             } else {
                 None
             };
-            match measured {
-                Some((b, how)) => {
-                    m["vram_measured_bytes"] = json!(b);
-                    m["vram_measured_from"] = json!(how);
-                }
-                None => {
-                    if let Some(x) = m.as_object_mut() {
-                        x.remove("vram_measured_bytes");
-                        x.remove("vram_measured_from");
-                    }
-                }
-            }
+            m.vram_measured_bytes = measured.map(|(b, _)| b);
+            m.vram_measured_from = measured.map(|(_, how)| how.to_string());
             loaded.push(m.clone());
         }
     }
@@ -191,9 +182,7 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
             })
             .map(|(j, _)| &names[j])
             .collect();
-        let m = loaded
-            .iter()
-            .find(|m| model_key(m["name"].as_str().unwrap_or("")) == key);
+        let m = loaded.iter().find(|m| model_key(&m.name) == key);
         let mut g = json!({
             "model_from": how,
             "shared_with": shared,
@@ -203,8 +192,7 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
             None if !ollama_measured => g["state"] = json!("unknown"),
             None => g["state"] = json!("cold"),
             Some(m) => {
-                let size = m["size_bytes"].as_u64().unwrap_or(0);
-                let vram = m["size_vram_bytes"].as_u64().unwrap_or(0);
+                let (size, vram) = (m.size_bytes, m.size_vram_bytes);
                 g["state"] = json!(if vram == 0 {
                     "cpu"
                 } else if vram < size {
@@ -214,10 +202,10 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
                 });
                 g["vram_bytes"] = json!(vram);
                 g["size_bytes"] = json!(size);
-                g["gpu_percent"] = m["gpu_percent"].clone();
-                g["expires_at"] = m["expires_at"].clone();
-                if let Some(b) = m.get("vram_measured_bytes") {
-                    g["vram_measured_bytes"] = b.clone();
+                g["gpu_percent"] = json!(m.gpu_percent);
+                g["expires_at"] = json!(m.expires_at);
+                if let Some(b) = m.vram_measured_bytes {
+                    g["vram_measured_bytes"] = json!(b);
                 }
             }
         }

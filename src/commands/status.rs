@@ -509,10 +509,11 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(ol) = &s.ollama {
         o.push_str(&format!(
             "ollama {} at {}: {} installed, {} loaded\n",
-            ol["version"],
-            ol["url"],
-            ol["installed"].as_array().map(|a| a.len()).unwrap_or(0),
-            ol["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
+            // As JSON: quoted, or `null` without a version.
+            serde_json::json!(ol.version),
+            serde_json::json!(ol.url),
+            ol.installed.len(),
+            ol.loaded.len()
         ));
     }
     for t in &s.scrapes {
@@ -691,8 +692,15 @@ fn ready(s: &Snapshot) -> bool {
 
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
     let (mut rx, stop) = start(ctx).await;
-    let json = |s: &Snapshot| -> anyhow::Result<String> {
+    // `--probe-ollama`'s answer shows as `ollama.probe`.
+    let json = |s: &Snapshot, probe: Option<&serde_json::Value>| -> anyhow::Result<String> {
         let mut v = serde_json::to_value(s)?;
+        if let Some(p) = probe {
+            if !v["ollama"].is_object() {
+                v["ollama"] = serde_json::json!({});
+            }
+            v["ollama"]["probe"] = p.clone();
+        }
         if let Some(services) = v.get_mut("services").and_then(|x| x.as_array_mut()) {
             for svc in services {
                 if let Some(h) = svc
@@ -732,13 +740,9 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
         None
     };
     loop {
-        let mut snap = (*rx.borrow().clone()).clone();
-        if let Some(p) = &probe {
-            let o = snap.ollama.get_or_insert_with(|| serde_json::json!({}));
-            o["probe"] = p.clone();
-        }
+        let snap = (*rx.borrow().clone()).clone();
         let mut text = if args.json {
-            json(&snap)?
+            json(&snap, probe.as_ref())?
         } else {
             render(&snap)
         };

@@ -215,7 +215,7 @@ pub struct Snapshot {
     pub host: Option<HostStats>,
     pub services: Vec<ServiceStats>,
     pub gpus: Vec<GpuStats>,
-    pub ollama: Option<serde_json::Value>,
+    pub ollama: Option<super::ollama::Ollama>,
     pub agents: Vec<serde_json::Value>,
     /// Per-agent figures of each replica of a scaled gateway (`service/agent@container`,
     /// with `group_agent` naming the merged row in `agents`), from its own /metrics.

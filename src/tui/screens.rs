@@ -173,7 +173,7 @@ pub fn full() -> Snapshot {
                 ..Default::default()
             }],
         }],
-        ollama: Some(serde_json::json!({
+        ollama: Some(serde_json::from_value(serde_json::json!({
             "url": "http://127.0.0.1:11434", "version": "0.5.7",
             "installed": ["llama3.1:8b", "mixtral:8x7b"],
             "loaded": [
@@ -182,7 +182,7 @@ pub fn full() -> Snapshot {
                 {"name": "mixtral:8x7b", "size_bytes": 30_000_000_000u64, "size_vram_bytes": 22_000_000_000u64, "partly_on_cpu": true,
                  "vram_measured_bytes": 23_001_563_136u64, "agents": ["knowledge_management"]}
             ]
-        })),
+        })).unwrap()),
         agents: vec![
             serde_json::json!({"agent": "daily_brief", "requests_per_s": 12.5, "errors_per_s": 0.0,
                 "p50_seconds": 0.8, "p95_seconds": 1.9, "p99_seconds": 2.6, "inflight": 3.0, "queued": 0.0,

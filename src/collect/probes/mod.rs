@@ -200,7 +200,9 @@ impl Prober {
                 if blobs.len() > 256 {
                     blobs.clear();
                 }
-                super::ollama::sample_cached(client, &format!("http://{addr}"), blobs).await
+                let o =
+                    super::ollama::sample_cached(client, &format!("http://{addr}"), blobs).await?;
+                serde_json::to_value(o).map_err(|e| e.to_string())
             }
         }
     }
