@@ -9,6 +9,17 @@ use crate::model::agent_error::{
     ERRORS_METRIC, LAST_ERROR_INFO_METRIC, LAST_ERROR_TIMESTAMP_METRIC, WINDOW_ERRORS_METRIC,
     WINDOW_REQUESTS_METRIC, error_percent, failing,
 };
+use crate::model::metric::{
+    ACTIVE_USERS, AGENT_COST_PROJECTION_MONTHLY_DOLLARS, AGENT_CPU_SECONDS_TOTAL,
+    AGENT_DURATION_SECONDS, AGENT_EXECUTION_SECONDS, AGENT_MEMORY_BYTES, AGENT_MEMORY_PEAK_BYTES,
+    AGENT_MODEL_COMPLETION_TOKENS_TOTAL, AGENT_MODEL_COST_DOLLARS_TOTAL, AGENT_MODEL_INFO,
+    AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS, AGENT_MODEL_LOAD_SECONDS,
+    AGENT_MODEL_PROMPT_TOKENS_TOTAL, AGENT_MODEL_REQUESTS_TOTAL, AGENT_MODEL_SECONDS_TOTAL,
+    AGENT_QUEUE_WAIT_SECONDS, AGENT_REQUESTS_PER_ACTIVE_USER, AGENT_REQUESTS_PROJECTION_DAILY,
+    AGENT_TOKENS_PER_SECOND, AGENT_TTFT_SECONDS, CACHE_HITS_TOTAL, INFLIGHT,
+    LLM_COST_DOLLARS_TOTAL, PROJECTION_WINDOW_SECONDS, PROVIDER_CIRCUIT_STATE, QUEUE_DEPTH,
+    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TOKENS_USED_TOTAL,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -393,7 +404,7 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
             let e = by.entry(agent.to_string()).or_default();
             e.insert("agent".into(), json!(agent));
             match (s.name.as_str(), s.label("quantile"), s.label("status")) {
-                ("osmen_request_duration_seconds", Some(q), _) => {
+                (REQUEST_DURATION_SECONDS, Some(q), _) => {
                     let key = match q {
                         "0.5" => "p50_seconds",
                         "0.95" => "p95_seconds",
@@ -409,13 +420,13 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                         },
                     );
                 }
-                ("osmen_requests_total", _, Some(st)) => {
+                (REQUESTS_TOTAL, _, Some(st)) => {
                     e.insert(format!("requests_{st}"), json!(s.value));
                 }
-                ("osmen_inflight", _, _) => {
+                (INFLIGHT, _, _) => {
                     e.insert("inflight".into(), json!(s.value));
                 }
-                ("osmen_queue_depth", _, _) => {
+                (QUEUE_DEPTH, _, _) => {
                     e.insert("queued".into(), json!(s.value));
                 }
                 (ERRORS_METRIC, _, _) => {
@@ -438,17 +449,17 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                 (LAST_ERROR_TIMESTAMP_METRIC | LAST_ERROR_INFO_METRIC, _, _) => {
                     last_error(e, s);
                 }
-                ("osmen_agent_cpu_seconds_total", _, _) => {
+                (AGENT_CPU_SECONDS_TOTAL, _, _) => {
                     e.insert("cpu_seconds_total".into(), json!(s.value));
                 }
-                ("osmen_agent_memory_bytes", _, _) => {
+                (AGENT_MEMORY_BYTES, _, _) => {
                     e.insert("memory_bytes".into(), json!(s.value));
                 }
-                ("osmen_agent_memory_peak_bytes", _, _) => {
+                (AGENT_MEMORY_PEAK_BYTES, _, _) => {
                     e.insert("memory_peak_bytes".into(), json!(s.value));
                 }
-                ("osmen_agent_tokens_per_second" | "osmen_agent_ttft_seconds", Some(q), _) => {
-                    let stem = if s.name == "osmen_agent_ttft_seconds" {
+                (AGENT_TOKENS_PER_SECOND | AGENT_TTFT_SECONDS, Some(q), _) => {
+                    let stem = if s.name == AGENT_TTFT_SECONDS {
                         "ttft"
                     } else {
                         "tokens_per_second"
@@ -467,24 +478,24 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                     };
                     e.insert(key, num_or_null(s.value));
                 }
-                ("osmen_tokens_used_total", _, _) => {
+                (TOKENS_USED_TOTAL, _, _) => {
                     if let Some(kind) = s.label("kind") {
                         e.insert(format!("{kind}_tokens_total"), json!(s.value));
                     }
                 }
-                ("osmen_llm_cost_dollars_total", _, _) => {
+                (LLM_COST_DOLLARS_TOTAL, _, _) => {
                     e.insert("cost_dollars_total".into(), json!(s.value));
                 }
-                ("osmen_cache_hits_total", _, _) => {
+                (CACHE_HITS_TOTAL, _, _) => {
                     e.insert("cache_hits_total".into(), json!(s.value));
                 }
-                ("osmen_agent_requests_per_active_user", _, _) => {
+                (AGENT_REQUESTS_PER_ACTIVE_USER, _, _) => {
                     e.insert("per_active_user_requests".into(), num_or_null(s.value));
                 }
-                ("osmen_agent_requests_projection_daily", _, _) => {
+                (AGENT_REQUESTS_PROJECTION_DAILY, _, _) => {
                     e.insert("projected_daily_requests".into(), num_or_null(s.value));
                 }
-                ("osmen_agent_cost_projection_monthly_dollars", _, _) => {
+                (AGENT_COST_PROJECTION_MONTHLY_DOLLARS, _, _) => {
                     e.insert(
                         "projected_monthly_cost_dollars".into(),
                         num_or_null(s.value),
@@ -495,14 +506,14 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
                         continue;
                     };
                     let key = match name {
-                        "osmen_agent_model_info" => "order",
-                        "osmen_agent_model_requests_total" => "requests",
-                        "osmen_agent_model_prompt_tokens_total" => "prompt_tokens",
-                        "osmen_agent_model_completion_tokens_total" => "completion_tokens",
-                        "osmen_agent_model_cost_dollars_total" => "cost_dollars",
-                        "osmen_agent_model_seconds_total" => "seconds_total",
-                        "osmen_agent_model_load_seconds" => "load_seconds",
-                        "osmen_agent_model_last_used_timestamp_seconds" => "last_used",
+                        AGENT_MODEL_INFO => "order",
+                        AGENT_MODEL_REQUESTS_TOTAL => "requests",
+                        AGENT_MODEL_PROMPT_TOKENS_TOTAL => "prompt_tokens",
+                        AGENT_MODEL_COMPLETION_TOKENS_TOTAL => "completion_tokens",
+                        AGENT_MODEL_COST_DOLLARS_TOTAL => "cost_dollars",
+                        AGENT_MODEL_SECONDS_TOTAL => "seconds_total",
+                        AGENT_MODEL_LOAD_SECONDS => "load_seconds",
+                        AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS => "last_used",
                         _ => continue,
                     };
                     let models = e
@@ -537,7 +548,7 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
     // The providers' circuit breakers, marked on each model an agent uses.
     let circuits: BTreeMap<String, f64> = fams
         .iter()
-        .find(|f| f.name == "osmen_provider_circuit_state")
+        .find(|f| f.name == PROVIDER_CIRCUIT_STATE)
         .map(|f| {
             f.samples
                 .iter()
@@ -668,16 +679,14 @@ fn merge_rule(f: &Family) -> MergeRule {
     match f.kind {
         Kind::Counter | Kind::Histogram | Kind::Summary => MergeRule::Sum,
         // Distinct users and per-user ratios do not add up across processes.
-        _ if n == "osmen_active_users" || n == "osmen_agent_requests_per_active_user" => {
-            MergeRule::Drop
-        }
+        _ if n == ACTIVE_USERS || n == AGENT_REQUESTS_PER_ACTIVE_USER => MergeRule::Drop,
         // Points in time, facts, the longest load and one process's peak: the largest.
         _ if n.ends_with("_timestamp_seconds")
             || n.ends_with("_timestamp")
             || n.ends_with("_info")
             || n.ends_with("_peak_bytes")
-            || n == "osmen_agent_model_load_seconds"
-            || n == "osmen_projection_window_seconds" =>
+            || n == AGENT_MODEL_LOAD_SECONDS
+            || n == PROJECTION_WINDOW_SECONDS =>
         {
             MergeRule::Max
         }
@@ -929,8 +938,8 @@ pub fn attach_waits(rows: &mut [serde_json::Value], lat: &[crate::model::snapsho
     for a in rows.iter_mut() {
         let name = a["agent"].as_str().unwrap_or("").to_string();
         for (family, prefix) in [
-            ("osmen_agent_queue_wait_seconds", "wait"),
-            ("osmen_agent_execution_seconds", "execution"),
+            (AGENT_QUEUE_WAIT_SECONDS, "wait"),
+            (AGENT_EXECUTION_SECONDS, "execution"),
         ] {
             let series = lat.iter().find(|l| {
                 l.family == family
@@ -963,9 +972,9 @@ pub fn group_agents(
     attach_waits(&mut agents, lat);
     for a in agents.iter_mut() {
         let name = a["agent"].as_str().unwrap_or("").to_string();
-        let series = lat.iter().find(|l| {
-            l.family == "osmen_agent_duration_seconds" && l.labels == format!("agent={name}")
-        });
+        let series = lat
+            .iter()
+            .find(|l| l.family == AGENT_DURATION_SECONDS && l.labels == format!("agent={name}"));
         for (k, v) in [
             ("p50_seconds", series.and_then(|l| l.p50)),
             ("p95_seconds", series.and_then(|l| l.p95)),

@@ -10,6 +10,7 @@ pub mod container;
 pub mod gateway;
 pub mod history;
 pub mod journal;
+pub mod metric;
 pub mod ollama;
 pub mod probe;
 pub mod progress;
