@@ -421,9 +421,7 @@ pub fn evaluate(
     // Both are answered with gateway replicas.
     let gw_replicas = services.get("gateway").map(|c| c.len()).unwrap_or(0);
     for a in &s.agents {
-        let Some(name) = a["agent"].as_str() else {
-            continue;
-        };
+        let name = a.agent.as_str();
         if let Some(sr) = h.series.get(&format!("agent:{name}:p95_seconds")) {
             let start = now - win;
             let older: Vec<f64> = sr

@@ -202,7 +202,12 @@ fn stateless_services_get_replicas_and_stateful_ones_limits() {
 #[test]
 fn latency_against_baseline_and_slo() {
     let mut s = snap();
-    s.agents = vec![serde_json::json!({"agent": "daily_brief"})];
+    s.agents = vec![
+        serde_json::from_value::<crate::model::agent::AgentRow>(
+            serde_json::json!({"agent": "daily_brief"}),
+        )
+        .unwrap(),
+    ];
     let key = "agent:daily_brief:p95_seconds";
     // Baseline 2 s for ten minutes, then 4 s for the last minute: 2x > 1.5x.
     let mut h = History::default();
@@ -241,7 +246,12 @@ fn latency_against_baseline_and_slo() {
 #[test]
 fn growing_queues_fire_and_empty_ones_clear() {
     let mut s = snap();
-    s.agents = vec![serde_json::json!({"agent": "focus_guardrails"})];
+    s.agents = vec![
+        serde_json::from_value::<crate::model::agent::AgentRow>(
+            serde_json::json!({"agent": "focus_guardrails"}),
+        )
+        .unwrap(),
+    ];
     let key = "agent:focus_guardrails:queued";
     let mut h = History::default();
     let mut st = AdvisorState::default();
@@ -447,12 +457,15 @@ fn postgres_near_max_connections_suggests_a_pool_or_a_higher_maximum() {
 }
 
 /// A gateway agent row as the collector publishes it, with its last error.
-fn agent_row(name: &str, kind: Option<&str>, failing: bool) -> serde_json::Value {
-    let mut a = serde_json::json!({"agent": name, "errors_per_s": 12.5, "failing": failing});
+fn agent_row(name: &str, kind: Option<&str>, failing: bool) -> crate::model::agent::AgentRow {
+    let mut a = serde_json::from_value::<crate::model::agent::AgentRow>(
+        serde_json::json!({"agent": name, "errors_per_s": 12.5, "failing": failing}),
+    )
+    .unwrap();
     if let Some(k) = kind {
-        a["last_error_kind"] = k.into();
-        a["last_error"] = "ollama: cannot reach http://ollama:11434: connection refused".into();
-        a["last_error_at"] = (T0 - 3.0).into();
+        a.last_error_kind = Some(k.into());
+        a.last_error = Some("ollama: cannot reach http://ollama:11434: connection refused".into());
+        a.last_error_at = Some(T0 - 3.0);
     }
     a
 }

@@ -3,6 +3,7 @@
 //! (`tests/it/architecture.rs`) keeps it that way.
 
 pub mod advice;
+pub mod agent;
 pub mod agent_error;
 pub mod config;
 pub mod console;

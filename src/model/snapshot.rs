@@ -216,11 +216,11 @@ pub struct Snapshot {
     pub services: Vec<ServiceStats>,
     pub gpus: Vec<GpuStats>,
     pub ollama: Option<super::ollama::Ollama>,
-    pub agents: Vec<serde_json::Value>,
+    pub agents: Vec<super::agent::AgentRow>,
     /// Per-agent figures of each replica of a scaled gateway (`service/agent@container`,
     /// with `group_agent` naming the merged row in `agents`), from its own /metrics.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replica_agents: Vec<serde_json::Value>,
+    pub replica_agents: Vec<super::agent::AgentRow>,
     pub scrapes: Vec<ScrapeTarget>,
     pub sources: BTreeMap<String, SourceHealth>,
     /// Journal entries, engine events and console messages, oldest first, bounded;

@@ -108,8 +108,11 @@ fn pressed() -> (Snapshot, History) {
         ..Default::default()
     }];
     s.agents = vec![
-        json!({"agent": "daily_brief", "errors_per_s": 9.0, "failing": true,
+        serde_json::from_value::<osmen::model::agent::AgentRow>(
+            json!({"agent": "daily_brief", "errors_per_s": 9.0, "failing": true,
         "last_error_kind": "no_provider", "last_error": "no LLM provider is configured"}),
+        )
+        .unwrap(),
     ];
     let mut h = History::default();
     for c in ["api-1", "worker-1", "gateway-1", "gateway-2"] {

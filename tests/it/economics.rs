@@ -139,8 +139,8 @@ async fn per_agent_model_vram_speed_and_cost_are_joined_exactly() {
     let by = |name: &str| -> Value {
         agents
             .iter()
-            .find(|a| a["agent"] == name)
-            .cloned()
+            .find(|a| a.agent == name)
+            .map(|a| serde_json::to_value(a).unwrap())
             .unwrap_or_else(|| panic!("no {name} in {agents:?}"))
     };
 
@@ -259,17 +259,18 @@ fn one_loaded_model_owns_the_ollama_containers_vram_and_several_need_their_runne
         json!({"loaded": [{"name": "m1:latest", "size_bytes": 1000, "size_vram_bytes": 1000}]}),
     );
     agent_gpu::join(&mut agents, Some(&mut o), &gpus);
-    assert_eq!(agents[0]["gpu"]["vram_measured_bytes"], 1000);
-    assert_eq!(agents[1]["gpu"]["state"], "cold");
+    let gpu = |a: &osmen::model::agent::AgentRow| a.gpu.clone().unwrap_or_default();
+    assert_eq!(gpu(&agents[0]).vram_measured_bytes, Some(1000));
+    assert_eq!(gpu(&agents[1]).state, "cold");
     // Two loaded and no runner matched: no measured figure rather than a guess.
     let mut o = ollama(json!({"loaded": [
         {"name": "m1:latest", "size_bytes": 1000, "size_vram_bytes": 0},
         {"name": "m2:7b", "size_bytes": 10, "size_vram_bytes": 10}]}));
     agent_gpu::join(&mut agents, Some(&mut o), &gpus);
-    assert_eq!(agents[0]["gpu"]["state"], "cpu");
-    assert!(agents[0]["gpu"].get("vram_measured_bytes").is_none());
+    assert_eq!(gpu(&agents[0]).state, "cpu");
+    assert!(gpu(&agents[0]).vram_measured_bytes.is_none());
     assert!(o.loaded[0].vram_measured_bytes.is_none());
     // Without Ollama measured at all the state is unknown, not cold.
     agent_gpu::join(&mut agents, None, &gpus);
-    assert_eq!(agents[1]["gpu"]["state"], "unknown");
+    assert_eq!(gpu(&agents[1]).state, "unknown");
 }
