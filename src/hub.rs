@@ -70,7 +70,7 @@ pub struct Hub {
     replica_counters: AgentCounters,
     history_file: Option<PathBuf>,
     /// Service -> its probe's last report (as `ServiceStats::probe` shows it).
-    probes: std::collections::BTreeMap<String, serde_json::Value>,
+    probes: std::collections::BTreeMap<String, crate::model::probe::ProbeState>,
     /// The container rows as the collector sent them, before restarts and declared
     /// services are joined.
     raw_services: Vec<ServiceStats>,
@@ -333,7 +333,8 @@ impl Hub {
                 let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
                 if r.result.is_ok() {
                     for (key, path) in PROBE_SERIES {
-                        if let Some(v) = pointer_f64(&merged["figures"], path) {
+                        if let Some(v) = merged.figures.as_ref().and_then(|f| pointer_f64(f, path))
+                        {
                             self.history.push(&format!("probe:{svc}:{key}"), t, v);
                         }
                     }

@@ -365,7 +365,7 @@ fn an_offloaded_model_slowing_its_agents_is_critical_and_names_them() {
 
 fn with_probe(s: &mut Snapshot, service: &str, probe: serde_json::Value, mem_pct: f64) {
     for x in s.services.iter_mut().filter(|x| x.service == service) {
-        x.probe = Some(probe.clone());
+        x.probe = Some(serde_json::from_value(probe.clone()).unwrap());
         x.memory_percent = Some(mem_pct);
         x.memory_limit = x.memory_limit.or(Some(64 << 20));
     }

@@ -76,7 +76,7 @@ pub struct ServiceStats {
     /// The service probe's last report (PostgreSQL, Redis, Qdrant, n8n, Langflow, Ollama):
     /// kind, address, status, last error and the figures it measured.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe: Option<serde_json::Value>,
+    pub probe: Option<super::probe::ProbeState>,
 }
 
 /// The state a service row has when its compose service has no container.

@@ -145,11 +145,11 @@ pub fn full() -> Snapshot {
             svc("langflow", 1, 5.0, None, 90, "unhealthy"),
             svc("ollama", 1, 150.0, Some(4.0), 250, "healthy"),
             ServiceStats {
-                probe: Some(postgres_probe()),
+                probe: Some(serde_json::from_value(postgres_probe()).unwrap()),
                 ..svc("postgres", 1, 3.0, Some(2.0), 60, "healthy")
             },
             ServiceStats {
-                probe: Some(redis_probe()),
+                probe: Some(serde_json::from_value(redis_probe()).unwrap()),
                 ..svc("redis", 1, 1.0, Some(0.5), 12, "")
             },
         ],

@@ -88,10 +88,10 @@ fn pressed() -> (Snapshot, History) {
         match x.service.as_str() {
             // redis is pressed (its limit grows too); cache has room (maxmemory only).
             "redis" | "cache" => {
-                x.probe = Some(redis.clone());
+                x.probe = Some(serde_json::from_value(redis.clone()).unwrap());
                 x.memory_percent = Some(if x.service == "redis" { 90.0 } else { 20.0 });
             }
-            "postgres" | "db2" => x.probe = Some(pg.clone()),
+            "postgres" | "db2" => x.probe = Some(serde_json::from_value(pg.clone()).unwrap()),
             _ => {}
         }
     }
