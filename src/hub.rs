@@ -21,10 +21,10 @@ pub enum Update {
     Host(HostStats),
     Services(Vec<ServiceStats>),
     Gpus(Vec<GpuStats>),
-    Ollama(serde_json::Value),
-    Agents(Vec<serde_json::Value>),
+    Ollama(crate::model::ollama::Ollama),
+    Agents(Vec<crate::model::agent::AgentRow>),
     Scrapes(Vec<crate::model::snapshot::ScrapeTarget>),
-    ReplicaAgents(Vec<serde_json::Value>),
+    ReplicaAgents(Vec<crate::model::agent::AgentRow>),
     /// A source's health: Ok(()) after a good sample, Err(reason) otherwise.
     Source(&'static str, Result<(), String>),
     Events(Vec<EventLine>),
@@ -70,7 +70,7 @@ pub struct Hub {
     replica_counters: AgentCounters,
     history_file: Option<PathBuf>,
     /// Service -> its probe's last report (as `ServiceStats::probe` shows it).
-    probes: std::collections::BTreeMap<String, serde_json::Value>,
+    probes: std::collections::BTreeMap<String, crate::model::probe::ProbeState>,
     /// The container rows as the collector sent them, before restarts and declared
     /// services are joined.
     raw_services: Vec<ServiceStats>,
@@ -295,12 +295,15 @@ impl Hub {
             Update::Agents(mut a) => {
                 Self::agent_rates(&mut self.agent_counters, &mut a, t);
                 for x in &a {
-                    let Some(name) = x["agent"].as_str() else {
-                        continue;
-                    };
+                    let name = &x.agent;
                     // P95, queue and errors feed the advisor; P99 the console's sparkline.
-                    for k in ["p95_seconds", "p99_seconds", "queued", "error_percent"] {
-                        if let Some(v) = x[k].as_f64() {
+                    for (k, v) in [
+                        ("p95_seconds", x.p95_seconds.flatten()),
+                        ("p99_seconds", x.p99_seconds.flatten()),
+                        ("queued", x.queued),
+                        ("error_percent", x.error_percent),
+                    ] {
+                        if let Some(v) = v {
                             self.history.push(&format!("agent:{name}:{k}"), t, v);
                         }
                     }
@@ -330,7 +333,8 @@ impl Hub {
                 let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
                 if r.result.is_ok() {
                     for (key, path) in PROBE_SERIES {
-                        if let Some(v) = pointer_f64(&merged["figures"], path) {
+                        if let Some(v) = merged.figures.as_ref().and_then(|f| pointer_f64(f, path))
+                        {
                             self.history.push(&format!("probe:{svc}:{key}"), t, v);
                         }
                     }
@@ -386,33 +390,26 @@ impl Hub {
     /// Requests/s, errors/s, the share of failed requests (`error_percent`, when there
     /// were requests) and CPU% of each agent from its counters' change since the previous
     /// scrape (nothing until two scrapes exist, nothing across a counter reset).
-    fn agent_rates(counters: &mut AgentCounters, agents: &mut [serde_json::Value], t: f64) {
-        let total = |x: &serde_json::Value| -> Option<f64> {
-            let o = x.as_object()?;
-            let n: f64 = o
-                .iter()
-                .filter(|(k, _)| k.starts_with("requests_") && !k.ends_with("_per_s"))
-                .filter_map(|(_, v)| v.as_f64())
-                .sum();
-            Some(n)
-        };
+    fn agent_rates(
+        counters: &mut AgentCounters,
+        agents: &mut [crate::model::agent::AgentRow],
+        t: f64,
+    ) {
         let mut now = std::collections::BTreeMap::new();
         for x in agents.iter_mut() {
-            let Some(name) = x["agent"].as_str().map(str::to_string) else {
-                continue;
-            };
-            let req = total(x).unwrap_or(0.0);
-            let err = x["errors_total"].as_f64().unwrap_or(0.0);
-            let cpu = x["cpu_seconds_total"].as_f64().unwrap_or(0.0);
+            let name = x.agent.clone();
+            let req = x.requests_total();
+            let err = x.errors_total.unwrap_or(0.0);
+            let cpu = x.cpu_seconds_total.unwrap_or(0.0);
             if let Some(&(t0, r0, e0, c0)) = counters.get(&name) {
                 let dt = t - t0;
                 if dt > 0.0 && req >= r0 && err >= e0 && cpu >= c0 {
-                    x["requests_per_s"] = serde_json::json!((req - r0) / dt);
-                    x["errors_per_s"] = serde_json::json!((err - e0) / dt);
+                    x.requests_per_s = Some((req - r0) / dt);
+                    x.errors_per_s = Some((err - e0) / dt);
                     if let Some(p) = crate::model::agent_error::error_percent(req - r0, err - e0) {
-                        x["error_percent"] = serde_json::json!(p);
+                        x.error_percent = Some(p);
                     }
-                    x["cpu_percent"] = serde_json::json!((cpu - c0) / dt * 100.0);
+                    x.cpu_percent = Some((cpu - c0) / dt * 100.0);
                 }
             }
             now.insert(name, (t, req, err, cpu));
@@ -581,9 +578,12 @@ mod tests {
     #[test]
     fn agents_and_limits_feed_the_advisor_series() {
         let mut hub = Hub::new("p", None);
-        hub.apply(Update::Agents(vec![serde_json::json!({
-            "agent": "a", "p95_seconds": 0.5, "p99_seconds": 0.9, "queued": 3.0
-        })]));
+        hub.apply(Update::Agents(vec![
+            serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({
+                "agent": "a", "p95_seconds": 0.5, "p99_seconds": 0.9, "queued": 3.0
+            }))
+            .unwrap(),
+        ]));
         for k in ["p95_seconds", "p99_seconds", "queued"] {
             assert!(
                 hub.history.series.contains_key(&format!("agent:a:{k}")),
@@ -613,23 +613,24 @@ mod tests {
         // agent ever had a rate once replica rows were sent after the agents.
         let mut hub = Hub::new("p", None);
         for (i, n) in [10.0, 30.0].iter().enumerate() {
-            hub.apply(Update::Agents(vec![serde_json::json!({
-                "agent": "a", "requests_success": n
-            })]));
-            hub.apply(Update::ReplicaAgents(vec![serde_json::json!({
-                "agent": "gateway/a@g-1", "requests_success": n * 2.0
-            })]));
+            hub.apply(Update::Agents(vec![
+                serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({
+                    "agent": "a", "requests_success": n
+                }))
+                .unwrap(),
+            ]));
+            hub.apply(Update::ReplicaAgents(vec![
+                serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({
+                    "agent": "gateway/a@g-1", "requests_success": n * 2.0
+                }))
+                .unwrap(),
+            ]));
             if i == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
-        assert!(hub.snapshot.agents[0]["requests_per_s"].as_f64().unwrap() > 0.0);
-        assert!(
-            hub.snapshot.replica_agents[0]["requests_per_s"]
-                .as_f64()
-                .unwrap()
-                > 0.0
-        );
+        assert!(hub.snapshot.agents[0].requests_per_s.unwrap() > 0.0);
+        assert!(hub.snapshot.replica_agents[0].requests_per_s.unwrap() > 0.0);
     }
 
     #[test]

@@ -41,9 +41,7 @@ pub(super) fn evaluate(
         .filter(|x| x.service == "gateway" && x.state == "running")
         .count();
     for a in &s.agents {
-        let Some(name) = a["agent"].as_str() else {
-            continue;
-        };
+        let name = a.agent.as_str();
         let id = format!("agent-errors:{name}");
         seen.insert(id.clone());
         let w = h
@@ -54,13 +52,11 @@ pub(super) fn evaluate(
         else {
             continue;
         };
-        let kind = a["last_error_kind"]
-            .as_str()
-            .and_then(ErrorKind::from_label);
-        let cause = match (kind, a["last_error"].as_str()) {
+        let kind = a.last_error_kind.as_deref().and_then(ErrorKind::from_label);
+        let cause = match (kind, a.last_error.as_deref()) {
             (Some(k), Some(m)) => {
-                let at = a["last_error_at"]
-                    .as_f64()
+                let at = a
+                    .last_error_at
                     .map(|t| format!(" at {}", clock(t)))
                     .unwrap_or_default();
                 format!("; last error ({}){at}: {m}", k.describe())
@@ -72,8 +68,7 @@ pub(super) fn evaluate(
             "agent {name}: {:.0}% of its requests failed lately ({} errors/s); over \
              {threshold}% in {} of {} samples of the last {win_label} (mean {:.0}%), since {}{cause}",
             w.last,
-            a["errors_per_s"]
-                .as_f64()
+            a.errors_per_s
                 .map(|e| format!("{e:.1}"))
                 .unwrap_or_else(|| "-".into()),
             w.over,
@@ -106,7 +101,7 @@ pub(super) fn evaluate(
                 String::new(),
             ),
         };
-        let failing = a["failing"].as_bool().unwrap_or(false);
+        let failing = a.is_failing();
         out.push(Suggestion {
             id,
             service: "gateway".into(),

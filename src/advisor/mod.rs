@@ -144,8 +144,8 @@ fn smaller_model(name: &str, reported: Option<&str>) -> String {
     }
 }
 
-fn loaded_models(o: &serde_json::Value) -> usize {
-    o["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
+fn loaded_models(o: &crate::model::ollama::Ollama) -> usize {
+    o.loaded.len()
 }
 
 /// Least-squares slope of a series over the window (units per second).
@@ -421,9 +421,7 @@ pub fn evaluate(
     // Both are answered with gateway replicas.
     let gw_replicas = services.get("gateway").map(|c| c.len()).unwrap_or(0);
     for a in &s.agents {
-        let Some(name) = a["agent"].as_str() else {
-            continue;
-        };
+        let name = a.agent.as_str();
         if let Some(sr) = h.series.get(&format!("agent:{name}:p95_seconds")) {
             let start = now - win;
             let older: Vec<f64> = sr
@@ -575,21 +573,18 @@ pub fn evaluate(
         }
     }
     if let Some(o) = &s.ollama {
-        for m in o["loaded"].as_array().into_iter().flatten() {
-            if !m["partly_on_cpu"].as_bool().unwrap_or(false) {
+        for m in &o.loaded {
+            if !m.partly_on_cpu {
                 continue;
             }
-            let name = m["name"].as_str().unwrap_or("?");
+            let name = m.name.as_str();
             let id = format!("ollama-offload:{name}");
             seen.insert(id.clone());
             let since = *state.active.entry(id.clone()).or_insert(now);
             // The agents this model answers, and which of them are getting slower: P95
             // rising over the window (by a fifth or more) or the latency rule holding.
             let mut slower = Vec::new();
-            let agents: Vec<&str> = m["agents"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-                .unwrap_or_default();
+            let agents: Vec<&str> = m.agents.iter().flatten().map(String::as_str).collect();
             for a in &agents {
                 let sr = h.series.get(&format!("agent:{a}:p95_seconds"));
                 let pts: Vec<f64> = sr
@@ -636,9 +631,9 @@ pub fn evaluate(
                 evidence: format!(
                     "model {name}: {} of {} in VRAM ({:.0}%): the rest runs on the CPU, \
                      several times slower{serves}; since {}",
-                    format_bytes(m["size_vram_bytes"].as_u64().unwrap_or(0)),
-                    format_bytes(m["size_bytes"].as_u64().unwrap_or(0)),
-                    m["gpu_percent"].as_f64().unwrap_or(0.0),
+                    format_bytes(m.size_vram_bytes),
+                    format_bytes(m.size_bytes),
+                    m.gpu_percent,
                     clock(since)
                 ),
                 since,
@@ -646,7 +641,7 @@ pub fn evaluate(
                 command: format!(
                     "{}, keep fewer models resident (OLLAMA_MAX_LOADED_MODELS=1), or a GPU \
                      with more VRAM",
-                    smaller_model(name, m["quantization"].as_str())
+                    smaller_model(name, m.quantization.as_deref())
                 ),
                 compose_patch: if loaded_models(o) > 1 {
                     "services:\n  ollama:\n    environment:\n      OLLAMA_MAX_LOADED_MODELS: \"1\"\n".into()

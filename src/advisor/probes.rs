@@ -36,8 +36,8 @@ pub(super) fn evaluate(
         let Some(probe) = containers.iter().find_map(|x| x.probe.as_ref()) else {
             continue;
         };
-        let fig = &probe["figures"];
-        match probe["kind"].as_str() {
+        let fig = probe.figures.as_ref().unwrap_or(&serde_json::Value::Null);
+        match Some(probe.kind.as_str()) {
             Some("redis") => {
                 let id = format!("redis-evicting:{svc}");
                 seen.insert(id.clone());

@@ -202,7 +202,12 @@ fn stateless_services_get_replicas_and_stateful_ones_limits() {
 #[test]
 fn latency_against_baseline_and_slo() {
     let mut s = snap();
-    s.agents = vec![serde_json::json!({"agent": "daily_brief"})];
+    s.agents = vec![
+        serde_json::from_value::<crate::model::agent::AgentRow>(
+            serde_json::json!({"agent": "daily_brief"}),
+        )
+        .unwrap(),
+    ];
     let key = "agent:daily_brief:p95_seconds";
     // Baseline 2 s for ten minutes, then 4 s for the last minute: 2x > 1.5x.
     let mut h = History::default();
@@ -241,7 +246,12 @@ fn latency_against_baseline_and_slo() {
 #[test]
 fn growing_queues_fire_and_empty_ones_clear() {
     let mut s = snap();
-    s.agents = vec![serde_json::json!({"agent": "focus_guardrails"})];
+    s.agents = vec![
+        serde_json::from_value::<crate::model::agent::AgentRow>(
+            serde_json::json!({"agent": "focus_guardrails"}),
+        )
+        .unwrap(),
+    ];
     let key = "agent:focus_guardrails:queued";
     let mut h = History::default();
     let mut st = AdvisorState::default();
@@ -283,10 +293,10 @@ fn gpu_vram_offload_and_host_rules() {
         }],
         ..Default::default()
     }];
-    s.ollama = Some(serde_json::json!({"loaded": [
+    s.ollama = Some(serde_json::from_value(serde_json::json!({"loaded": [
         {"name": "mixtral", "size_bytes": 30u64 << 30, "size_vram_bytes": 20u64 << 30, "gpu_percent": 66.7, "partly_on_cpu": true},
         {"name": "tiny", "size_bytes": 1u64 << 30, "size_vram_bytes": 1u64 << 30, "gpu_percent": 100.0, "partly_on_cpu": false}
-    ]}));
+    ]})).unwrap());
     let mut h = History::default();
     series(&mut h, "gpu:0:vram_percent", &[95.7; 60], T0);
     series(&mut h, "host:cpu_percent", &[85.0; 60], T0);
@@ -312,12 +322,12 @@ fn gpu_vram_offload_and_host_rules() {
 #[test]
 fn an_offloaded_model_slowing_its_agents_is_critical_and_names_them() {
     let mut s = snap();
-    s.ollama = Some(serde_json::json!({"loaded": [
+    s.ollama = Some(serde_json::from_value(serde_json::json!({"loaded": [
         {"name": "mixtral:8x7b", "size_bytes": 30u64 << 30, "size_vram_bytes": 20u64 << 30,
          "gpu_percent": 66.7, "partly_on_cpu": true, "agents": ["daily_brief", "content_creator"]},
         {"name": "tiny", "size_bytes": 1u64 << 30, "size_vram_bytes": 1u64 << 30,
          "gpu_percent": 100.0, "partly_on_cpu": false, "agents": []}
-    ]}));
+    ]})).unwrap());
     let mut h = History::default();
     // daily_brief's P95 climbs from 500 ms to 1 s; content_creator's stays flat.
     let rising: Vec<f64> = (0..60).map(|i| 0.5 + 0.5 * i as f64 / 59.0).collect();
@@ -355,7 +365,7 @@ fn an_offloaded_model_slowing_its_agents_is_critical_and_names_them() {
 
 fn with_probe(s: &mut Snapshot, service: &str, probe: serde_json::Value, mem_pct: f64) {
     for x in s.services.iter_mut().filter(|x| x.service == service) {
-        x.probe = Some(probe.clone());
+        x.probe = Some(serde_json::from_value(probe.clone()).unwrap());
         x.memory_percent = Some(mem_pct);
         x.memory_limit = x.memory_limit.or(Some(64 << 20));
     }
@@ -447,12 +457,15 @@ fn postgres_near_max_connections_suggests_a_pool_or_a_higher_maximum() {
 }
 
 /// A gateway agent row as the collector publishes it, with its last error.
-fn agent_row(name: &str, kind: Option<&str>, failing: bool) -> serde_json::Value {
-    let mut a = serde_json::json!({"agent": name, "errors_per_s": 12.5, "failing": failing});
+fn agent_row(name: &str, kind: Option<&str>, failing: bool) -> crate::model::agent::AgentRow {
+    let mut a = serde_json::from_value::<crate::model::agent::AgentRow>(
+        serde_json::json!({"agent": name, "errors_per_s": 12.5, "failing": failing}),
+    )
+    .unwrap();
     if let Some(k) = kind {
-        a["last_error_kind"] = k.into();
-        a["last_error"] = "ollama: cannot reach http://ollama:11434: connection refused".into();
-        a["last_error_at"] = (T0 - 3.0).into();
+        a.last_error_kind = Some(k.into());
+        a.last_error = Some("ollama: cannot reach http://ollama:11434: connection refused".into());
+        a.last_error_at = Some(T0 - 3.0);
     }
     a
 }
@@ -628,18 +641,19 @@ fn agent_error_rate_holds_inside_half_the_threshold_then_clears() {
 
 #[test]
 fn offload_advice_never_proposes_the_quantisation_the_model_has() {
-    let offloaded = |name: &str, quant: Option<&str>| {
-        let mut s = snap();
-        s.ollama = Some(serde_json::json!({"loaded": [
+    let offloaded =
+        |name: &str, quant: Option<&str>| {
+            let mut s = snap();
+            s.ollama = Some(serde_json::from_value(serde_json::json!({"loaded": [
             {"name": name, "size_bytes": 10u64 << 30, "size_vram_bytes": 6u64 << 30,
              "gpu_percent": 60.0, "partly_on_cpu": true, "agents": [], "quantization": quant}
-        ]}));
-        let got = run(&History::default(), &s, &mut AdvisorState::default(), T0);
-        got.into_iter()
-            .find(|x| x.rule == "ollama-offload")
-            .expect("the offload rule holds")
-            .command
-    };
+        ]})).unwrap());
+            let got = run(&History::default(), &s, &mut AdvisorState::default(), T0);
+            got.into_iter()
+                .find(|x| x.rule == "ollama-offload")
+                .expect("the offload rule holds")
+                .command
+        };
     // The tester's case: a Q4_K_M model was told to move to Q4_K_M.
     let c = offloaded("llama3.1:8b", Some("Q4_K_M"));
     assert!(!c.contains("q4_K_M tag"), "{c}");

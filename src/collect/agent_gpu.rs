@@ -5,8 +5,8 @@
 //! each Ollama runner process is matched to its model by the model file it was started
 //! with (`--model .../sha256-...` against the `FROM` line of `/api/show`).
 
-use serde_json::{Value, json};
-
+use crate::model::agent::{AgentGpu, AgentRow, ModelUse};
+use crate::model::ollama::{LoadedModel, Ollama};
 use crate::model::snapshot::GpuStats;
 
 /// Ollama names carry a tag; `llama3.2` means `llama3.2:latest`.
@@ -67,35 +67,36 @@ pub fn mark_runners(gpus: &mut [GpuStats], read_cmdline: impl Fn(u32) -> Option<
 
 /// The provider and model serving an agent now: the one that answered last, else the
 /// one it tries first. Returns (provider, model, how it is known).
-fn serving(agent: &Value) -> Option<(String, String, &'static str)> {
-    let models = agent["models"].as_array()?;
+fn serving(agent: &AgentRow) -> Option<(String, String, &'static str)> {
+    let models = &agent.models;
+    if models.is_empty() {
+        return None;
+    }
     let answered = models
         .iter()
-        .filter(|m| m["requests"].as_f64().unwrap_or(0.0) > 0.0)
+        .filter(|m| m.requests.unwrap_or(0.0) > 0.0)
         .max_by(|a, b| {
-            let t = |m: &Value| m["last_used"].as_f64().unwrap_or(0.0);
+            let t = |m: &ModelUse| m.last_used.unwrap_or(0.0);
             t(a).total_cmp(&t(b))
         });
     let (m, how) = match answered {
         Some(m) => (m, "last answer"),
         None => (
-            models.iter().find(|m| m["role"] == "primary")?,
+            models
+                .iter()
+                .find(|m| m.role.as_deref() == Some("primary"))?,
             "configured",
         ),
     };
-    Some((
-        m["provider"].as_str()?.to_string(),
-        m["model"].as_str()?.to_string(),
-        how,
-    ))
+    Some((m.provider.clone(), m.model.clone(), how))
 }
 
 /// Joins agents, Ollama's loaded models and the GPUs. Writes `model`, `provider` and a
 /// `gpu` object into each agent, and `agents` (and the NVML-measured VRAM, when a runner
 /// could be matched) into each of Ollama's loaded models. Idempotent.
-pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats]) {
+pub fn join(agents: &mut [AgentRow], ollama: Option<&mut Ollama>, gpus: &[GpuStats]) {
     let serving: Vec<Option<(String, String, &str)>> = agents.iter().map(serving).collect();
-    let mut loaded: Vec<Value> = Vec::new();
+    let mut loaded: Vec<LoadedModel> = Vec::new();
     let ollama_measured = ollama.is_some();
     if let Some(o) = ollama {
         let procs: Vec<_> = gpus.iter().flat_map(|g| g.processes.iter()).collect();
@@ -103,22 +104,22 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
             .iter()
             .filter(|p| p.model_blob.is_some() || p.service.as_deref() == Some("ollama"))
             .collect();
-        let n_loaded = o["loaded"].as_array().map(|a| a.len()).unwrap_or(0);
-        for m in o["loaded"].as_array_mut().into_iter().flatten() {
-            let key = model_key(m["name"].as_str().unwrap_or(""));
-            let users: Vec<Value> = agents
+        let n_loaded = o.loaded.len();
+        for m in o.loaded.iter_mut() {
+            let key = model_key(&m.name);
+            let users: Vec<String> = agents
                 .iter()
                 .zip(&serving)
                 .filter(|(_, s)| {
                     s.as_ref()
                         .is_some_and(|(p, model, _)| p == "ollama" && model_key(model) == key)
                 })
-                .filter_map(|(a, _)| a["agent"].as_str().map(|n| json!(n)))
+                .map(|(a, _)| a.agent.clone())
                 .collect();
-            m["agents"] = json!(users);
+            m.agents = Some(users);
             // NVML: the runner started with this model's file; with a single model
             // loaded, every Ollama process's VRAM is that model's.
-            let by_blob: Vec<_> = match m["blob"].as_str() {
+            let by_blob: Vec<_> = match m.blob.as_deref() {
                 Some(b) => ollama_procs
                     .iter()
                     .filter(|p| p.model_blob.as_deref() == Some(b))
@@ -141,47 +142,34 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
             } else {
                 None
             };
-            match measured {
-                Some((b, how)) => {
-                    m["vram_measured_bytes"] = json!(b);
-                    m["vram_measured_from"] = json!(how);
-                }
-                None => {
-                    if let Some(x) = m.as_object_mut() {
-                        x.remove("vram_measured_bytes");
-                        x.remove("vram_measured_from");
-                    }
-                }
-            }
+            m.vram_measured_bytes = measured.map(|(b, _)| b);
+            m.vram_measured_from = measured.map(|(_, how)| how.to_string());
             loaded.push(m.clone());
         }
     }
-    let names: Vec<String> = agents
-        .iter()
-        .map(|a| a["agent"].as_str().unwrap_or("").to_string())
-        .collect();
+    let names: Vec<String> = agents.iter().map(|a| a.agent.clone()).collect();
     for (i, a) in agents.iter_mut().enumerate() {
         let Some((provider, model, how)) = &serving[i] else {
-            if let Some(x) = a.as_object_mut() {
-                x.remove("gpu");
-            }
+            a.gpu = None;
             continue;
         };
-        a["provider"] = json!(provider);
-        a["model"] = json!(model);
-        let load = a["models"]
-            .as_array()
-            .and_then(|ms| {
-                ms.iter()
-                    .find(|m| m["provider"] == provider.as_str() && m["model"] == model.as_str())
-            })
-            .and_then(|m| m["load_seconds"].as_f64());
+        a.provider = Some(provider.clone());
+        a.model = Some(model.clone());
+        let load = a
+            .models
+            .iter()
+            .find(|m| &m.provider == provider && &m.model == model)
+            .and_then(|m| m.load_seconds);
         if provider != "ollama" {
-            a["gpu"] = json!({"state": "remote", "model_from": how});
+            a.gpu = Some(AgentGpu {
+                state: "remote".into(),
+                model_from: how.to_string(),
+                ..Default::default()
+            });
             continue;
         }
         let key = model_key(model);
-        let shared: Vec<&String> = serving
+        let shared: Vec<String> = serving
             .iter()
             .enumerate()
             .filter(|(j, s)| {
@@ -189,39 +177,36 @@ pub fn join(agents: &mut [Value], ollama: Option<&mut Value>, gpus: &[GpuStats])
                     && s.as_ref()
                         .is_some_and(|(p, m, _)| p == "ollama" && model_key(m) == key)
             })
-            .map(|(j, _)| &names[j])
+            .map(|(j, _)| names[j].clone())
             .collect();
-        let m = loaded
-            .iter()
-            .find(|m| model_key(m["name"].as_str().unwrap_or("")) == key);
-        let mut g = json!({
-            "model_from": how,
-            "shared_with": shared,
-            "last_load_seconds": load,
-        });
+        let m = loaded.iter().find(|m| model_key(&m.name) == key);
+        let mut g = AgentGpu {
+            model_from: how.to_string(),
+            shared_with: Some(shared),
+            last_load_seconds: Some(load),
+            ..Default::default()
+        };
         match m {
-            None if !ollama_measured => g["state"] = json!("unknown"),
-            None => g["state"] = json!("cold"),
+            None if !ollama_measured => g.state = "unknown".into(),
+            None => g.state = "cold".into(),
             Some(m) => {
-                let size = m["size_bytes"].as_u64().unwrap_or(0);
-                let vram = m["size_vram_bytes"].as_u64().unwrap_or(0);
-                g["state"] = json!(if vram == 0 {
+                let (size, vram) = (m.size_bytes, m.size_vram_bytes);
+                g.state = if vram == 0 {
                     "cpu"
                 } else if vram < size {
                     "offloaded"
                 } else {
                     "loaded"
-                });
-                g["vram_bytes"] = json!(vram);
-                g["size_bytes"] = json!(size);
-                g["gpu_percent"] = m["gpu_percent"].clone();
-                g["expires_at"] = m["expires_at"].clone();
-                if let Some(b) = m.get("vram_measured_bytes") {
-                    g["vram_measured_bytes"] = b.clone();
                 }
+                .into();
+                g.vram_bytes = Some(vram);
+                g.size_bytes = Some(size);
+                g.gpu_percent = Some(m.gpu_percent);
+                g.expires_at = Some(m.expires_at.clone());
+                g.vram_measured_bytes = m.vram_measured_bytes;
             }
         }
-        a["gpu"] = g;
+        a.gpu = Some(g);
     }
 }
 

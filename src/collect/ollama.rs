@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub async fn sample(client: &reqwest::Client, base: &str) -> Result<Value, String> {
+use crate::model::ollama::{LoadedModel, Ollama};
+
+pub async fn sample(client: &reqwest::Client, base: &str) -> Result<Ollama, String> {
     sample_cached(client, base, &mut Blobs::new()).await
 }
 
@@ -32,7 +34,7 @@ pub async fn sample_cached(
     client: &reqwest::Client,
     base: &str,
     blobs: &mut Blobs,
-) -> Result<Value, String> {
+) -> Result<Ollama, String> {
     let base = base.trim_end_matches('/');
     let get = |path: &str| {
         let url = format!("{base}{path}");
@@ -50,7 +52,8 @@ pub async fn sample_cached(
     let version = get("/api/version").await?;
     let tags = get("/api/tags").await.unwrap_or(Value::Null);
     let ps = get("/api/ps").await.unwrap_or(Value::Null);
-    let mut loaded: Vec<Value> = Vec::new();
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let mut loaded: Vec<LoadedModel> = Vec::new();
     for x in ps["models"].as_array().into_iter().flatten() {
         let size = x["size"].as_u64().unwrap_or(0);
         let vram = x["size_vram"].as_u64().unwrap_or(0);
@@ -66,24 +69,33 @@ pub async fn sample_cached(
                 b
             }
         };
-        loaded.push(json!({
-            "name": x["name"], "size_bytes": size, "size_vram_bytes": vram,
-            "gpu_percent": if size > 0 { vram as f64 / size as f64 * 100.0 } else { 0.0 },
+        loaded.push(LoadedModel {
+            name,
+            size_bytes: size,
+            size_vram_bytes: vram,
+            gpu_percent: if size > 0 {
+                vram as f64 / size as f64 * 100.0
+            } else {
+                0.0
+            },
             // Wholly on the CPU (size_vram 0) counts too: nothing of it is on the GPU.
-            "partly_on_cpu": vram < size,
-            "expires_at": x["expires_at"],
-            "digest": x["digest"],
-            "blob": blob,
-            // `Q4_K_M`, `Q8_0`, `F16`: the advice never proposes the one it has.
-            "quantization": x["details"]["quantization_level"],
-        }));
+            partly_on_cpu: vram < size,
+            expires_at: text(&x["expires_at"]),
+            digest: text(&x["digest"]),
+            blob,
+            quantization: text(&x["details"]["quantization_level"]),
+            ..Default::default()
+        });
     }
-    Ok(json!({
-        "url": base,
-        "version": version["version"],
-        "installed": tags["models"].as_array().map(|m| m.iter().map(|x| x["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
-        "loaded": loaded,
-    }))
+    Ok(Ollama {
+        url: base.to_string(),
+        version: text(&version["version"]),
+        installed: tags["models"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|x| text(&x["name"])).collect())
+            .unwrap_or_default(),
+        loaded,
+    })
 }
 
 /// Polls Ollama every `period` (not every tick: it is a slow-changing source).
@@ -139,9 +151,10 @@ pub async fn probe_generation(
         Some(m) => m.to_string(),
         None => {
             let s = sample(client, base).await?;
-            s["loaded"][0]["name"]
-                .as_str()
-                .or_else(|| s["installed"][0].as_str())
+            s.loaded
+                .first()
+                .map(|m| m.name.as_str())
+                .or_else(|| s.installed.first().map(String::as_str))
                 .ok_or("no model is installed: `ollama pull <model>` first")?
                 .to_string()
         }

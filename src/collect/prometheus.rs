@@ -5,9 +5,21 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::agent::{AgentRow, ModelUse};
 use crate::model::agent_error::{
     ERRORS_METRIC, LAST_ERROR_INFO_METRIC, LAST_ERROR_TIMESTAMP_METRIC, WINDOW_ERRORS_METRIC,
     WINDOW_REQUESTS_METRIC, error_percent, failing,
+};
+use crate::model::metric::{
+    ACTIVE_USERS, AGENT_COST_PROJECTION_MONTHLY_DOLLARS, AGENT_CPU_SECONDS_TOTAL,
+    AGENT_DURATION_SECONDS, AGENT_EXECUTION_SECONDS, AGENT_MEMORY_BYTES, AGENT_MEMORY_PEAK_BYTES,
+    AGENT_MODEL_COMPLETION_TOKENS_TOTAL, AGENT_MODEL_COST_DOLLARS_TOTAL, AGENT_MODEL_INFO,
+    AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS, AGENT_MODEL_LOAD_SECONDS,
+    AGENT_MODEL_PROMPT_TOKENS_TOTAL, AGENT_MODEL_REQUESTS_TOTAL, AGENT_MODEL_SECONDS_TOTAL,
+    AGENT_QUEUE_WAIT_SECONDS, AGENT_REQUESTS_PER_ACTIVE_USER, AGENT_REQUESTS_PROJECTION_DAILY,
+    AGENT_TOKENS_PER_SECOND, AGENT_TTFT_SECONDS, CACHE_HITS_TOTAL, INFLIGHT,
+    LLM_COST_DOLLARS_TOTAL, PROJECTION_WINDOW_SECONDS, PROVIDER_CIRCUIT_STATE, QUEUE_DEPTH,
+    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TOKENS_USED_TOTAL,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -382,153 +394,125 @@ pub fn bucket_delta(then: &[(f64, f64)], now: &[(f64, f64)]) -> Vec<(f64, f64)> 
 }
 
 /// Per-agent figures from a gateway's /metrics: requests, in flight and P50/P95/P99.
-pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
-    use serde_json::json;
-    let mut by: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+pub fn agents_from(fams: &[Family]) -> Vec<AgentRow> {
+    let mut by: BTreeMap<String, AgentRow> = BTreeMap::new();
+    // The last error's message per kind, until the kind of the last error is known.
+    let mut messages: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for f in fams {
         for s in &f.samples {
             let Some(agent) = s.label("agent") else {
                 continue;
             };
-            let e = by.entry(agent.to_string()).or_default();
-            e.insert("agent".into(), json!(agent));
+            let e = by
+                .entry(agent.to_string())
+                .or_insert_with(|| AgentRow::new(agent));
             match (s.name.as_str(), s.label("quantile"), s.label("status")) {
-                ("osmen_request_duration_seconds", Some(q), _) => {
-                    let key = match q {
-                        "0.5" => "p50_seconds",
-                        "0.95" => "p95_seconds",
-                        "0.99" => "p99_seconds",
+                (REQUEST_DURATION_SECONDS, Some(q), _) => {
+                    let slot = match q {
+                        "0.5" => &mut e.p50_seconds,
+                        "0.95" => &mut e.p95_seconds,
+                        "0.99" => &mut e.p99_seconds,
                         _ => continue,
                     };
-                    e.insert(
-                        key.into(),
-                        if s.value.is_nan() {
-                            json!(null)
-                        } else {
-                            json!(s.value)
-                        },
-                    );
+                    *slot = Some((!s.value.is_nan()).then_some(s.value));
                 }
-                ("osmen_requests_total", _, Some(st)) => {
-                    e.insert(format!("requests_{st}"), json!(s.value));
+                (REQUESTS_TOTAL, _, Some(st)) => {
+                    e.requests.insert(st.to_string(), s.value);
                 }
-                ("osmen_inflight", _, _) => {
-                    e.insert("inflight".into(), json!(s.value));
-                }
-                ("osmen_queue_depth", _, _) => {
-                    e.insert("queued".into(), json!(s.value));
-                }
+                (INFLIGHT, _, _) => e.inflight = Some(s.value),
+                (QUEUE_DEPTH, _, _) => e.queued = Some(s.value),
                 (ERRORS_METRIC, _, _) => {
-                    let before = e
-                        .get("errors_total")
-                        .and_then(|v| v.as_f64())
-                        .unwrap_or(0.0);
-                    e.insert("errors_total".into(), json!(before + s.value));
+                    e.errors_total = Some(e.errors_total.unwrap_or(0.0) + s.value);
                     if let Some(kind) = s.label("kind") {
-                        e.entry("errors_by_kind").or_insert_with(|| json!({}))[kind] =
-                            json!(s.value);
+                        e.errors_by_kind.insert(kind.to_string(), s.value);
                     }
                 }
-                (WINDOW_REQUESTS_METRIC, _, _) => {
-                    e.insert("window_requests".into(), json!(s.value));
-                }
-                (WINDOW_ERRORS_METRIC, _, _) => {
-                    e.insert("window_errors".into(), json!(s.value));
-                }
+                (WINDOW_REQUESTS_METRIC, _, _) => e.window_requests = Some(s.value),
+                (WINDOW_ERRORS_METRIC, _, _) => e.window_errors = Some(s.value),
                 (LAST_ERROR_TIMESTAMP_METRIC | LAST_ERROR_INFO_METRIC, _, _) => {
-                    last_error(e, s);
+                    last_error(e, messages.entry(agent.to_string()).or_default(), s);
                 }
-                ("osmen_agent_cpu_seconds_total", _, _) => {
-                    e.insert("cpu_seconds_total".into(), json!(s.value));
-                }
-                ("osmen_agent_memory_bytes", _, _) => {
-                    e.insert("memory_bytes".into(), json!(s.value));
-                }
-                ("osmen_agent_memory_peak_bytes", _, _) => {
-                    e.insert("memory_peak_bytes".into(), json!(s.value));
-                }
-                ("osmen_agent_tokens_per_second" | "osmen_agent_ttft_seconds", Some(q), _) => {
-                    let stem = if s.name == "osmen_agent_ttft_seconds" {
-                        "ttft"
-                    } else {
-                        "tokens_per_second"
+                (AGENT_CPU_SECONDS_TOTAL, _, _) => e.cpu_seconds_total = Some(s.value),
+                (AGENT_MEMORY_BYTES, _, _) => e.memory_bytes = Some(s.value),
+                (AGENT_MEMORY_PEAK_BYTES, _, _) => e.memory_peak_bytes = Some(s.value),
+                (AGENT_TOKENS_PER_SECOND | AGENT_TTFT_SECONDS, Some(q), _) => {
+                    let ttft = s.name == AGENT_TTFT_SECONDS;
+                    let slot = match (q, ttft) {
+                        ("0.5", true) => &mut e.ttft_p50_seconds,
+                        ("0.95", true) => &mut e.ttft_p95_seconds,
+                        ("0.99", true) => &mut e.ttft_p99_seconds,
+                        ("0.5", false) => &mut e.tokens_per_second_p50,
+                        ("0.95", false) => &mut e.tokens_per_second_p95,
+                        ("0.99", false) => &mut e.tokens_per_second_p99,
+                        _ => continue,
                     };
-                    let Some(qn) = [("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")]
-                        .iter()
-                        .find(|x| x.0 == q)
-                        .map(|x| x.1)
-                    else {
-                        continue;
-                    };
-                    let key = if stem == "ttft" {
-                        format!("ttft_{qn}_seconds")
-                    } else {
-                        format!("tokens_per_second_{qn}")
-                    };
-                    e.insert(key, num_or_null(s.value));
+                    *slot = Some(finite(s.value));
                 }
-                ("osmen_tokens_used_total", _, _) => {
-                    if let Some(kind) = s.label("kind") {
-                        e.insert(format!("{kind}_tokens_total"), json!(s.value));
-                    }
+                (TOKENS_USED_TOTAL, _, _) => match s.label("kind") {
+                    Some("prompt") => e.prompt_tokens_total = Some(s.value),
+                    Some("completion") => e.completion_tokens_total = Some(s.value),
+                    _ => {}
+                },
+                (LLM_COST_DOLLARS_TOTAL, _, _) => e.cost_dollars_total = Some(s.value),
+                (CACHE_HITS_TOTAL, _, _) => e.cache_hits_total = Some(s.value),
+                (AGENT_REQUESTS_PER_ACTIVE_USER, _, _) => {
+                    e.per_active_user_requests = Some(finite(s.value));
                 }
-                ("osmen_llm_cost_dollars_total", _, _) => {
-                    e.insert("cost_dollars_total".into(), json!(s.value));
+                (AGENT_REQUESTS_PROJECTION_DAILY, _, _) => {
+                    e.projected_daily_requests = Some(finite(s.value));
                 }
-                ("osmen_cache_hits_total", _, _) => {
-                    e.insert("cache_hits_total".into(), json!(s.value));
-                }
-                ("osmen_agent_requests_per_active_user", _, _) => {
-                    e.insert("per_active_user_requests".into(), num_or_null(s.value));
-                }
-                ("osmen_agent_requests_projection_daily", _, _) => {
-                    e.insert("projected_daily_requests".into(), num_or_null(s.value));
-                }
-                ("osmen_agent_cost_projection_monthly_dollars", _, _) => {
-                    e.insert(
-                        "projected_monthly_cost_dollars".into(),
-                        num_or_null(s.value),
-                    );
+                (AGENT_COST_PROJECTION_MONTHLY_DOLLARS, _, _) => {
+                    e.projected_monthly_cost_dollars = Some(finite(s.value));
                 }
                 (name, _, _) if name.starts_with("osmen_agent_model_") => {
                     let (Some(p), Some(m)) = (s.label("provider"), s.label("model")) else {
                         continue;
                     };
-                    let key = match name {
-                        "osmen_agent_model_info" => "order",
-                        "osmen_agent_model_requests_total" => "requests",
-                        "osmen_agent_model_prompt_tokens_total" => "prompt_tokens",
-                        "osmen_agent_model_completion_tokens_total" => "completion_tokens",
-                        "osmen_agent_model_cost_dollars_total" => "cost_dollars",
-                        "osmen_agent_model_seconds_total" => "seconds_total",
-                        "osmen_agent_model_load_seconds" => "load_seconds",
-                        "osmen_agent_model_last_used_timestamp_seconds" => "last_used",
-                        _ => continue,
-                    };
-                    let models = e
-                        .entry("models")
-                        .or_insert_with(|| json!([]))
-                        .as_array_mut()
-                        .expect("models is an array");
-                    let i = match models
+                    let known = [
+                        AGENT_MODEL_INFO,
+                        AGENT_MODEL_REQUESTS_TOTAL,
+                        AGENT_MODEL_PROMPT_TOKENS_TOTAL,
+                        AGENT_MODEL_COMPLETION_TOKENS_TOTAL,
+                        AGENT_MODEL_COST_DOLLARS_TOTAL,
+                        AGENT_MODEL_SECONDS_TOTAL,
+                        AGENT_MODEL_LOAD_SECONDS,
+                        AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS,
+                    ];
+                    if !known.contains(&name) {
+                        continue;
+                    }
+                    let i = match e
+                        .models
                         .iter()
-                        .position(|x| x["provider"] == p && x["model"] == m)
+                        .position(|x| x.provider == p && x.model == m)
                     {
                         Some(i) => i,
                         None => {
-                            models.push(json!({"provider": p, "model": m}));
-                            models.len() - 1
+                            e.models.push(ModelUse {
+                                provider: p.to_string(),
+                                model: m.to_string(),
+                                ..Default::default()
+                            });
+                            e.models.len() - 1
                         }
                     };
-                    let v = if key == "order" {
-                        if let Some(r) = s.label("role") {
-                            models[i]["role"] = json!(r);
+                    let mu = &mut e.models[i];
+                    let v = Some(s.value);
+                    match name {
+                        AGENT_MODEL_INFO => {
+                            if let Some(r) = s.label("role") {
+                                mu.role = Some(r.to_string());
+                            }
+                            mu.order = Some(s.label("order").and_then(|o| o.parse::<u64>().ok()));
                         }
-                        json!(s.label("order").and_then(|o| o.parse::<u64>().ok()))
-                    } else {
-                        json!(s.value)
-                    };
-                    models[i][key] = v;
+                        AGENT_MODEL_REQUESTS_TOTAL => mu.requests = v,
+                        AGENT_MODEL_PROMPT_TOKENS_TOTAL => mu.prompt_tokens = v,
+                        AGENT_MODEL_COMPLETION_TOKENS_TOTAL => mu.completion_tokens = v,
+                        AGENT_MODEL_COST_DOLLARS_TOTAL => mu.cost_dollars = v,
+                        AGENT_MODEL_SECONDS_TOTAL => mu.seconds_total = v,
+                        AGENT_MODEL_LOAD_SECONDS => mu.load_seconds = v,
+                        _ => mu.last_used = v,
+                    }
                 }
                 _ => {}
             }
@@ -537,7 +521,7 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
     // The providers' circuit breakers, marked on each model an agent uses.
     let circuits: BTreeMap<String, f64> = fams
         .iter()
-        .find(|f| f.name == "osmen_provider_circuit_state")
+        .find(|f| f.name == PROVIDER_CIRCUIT_STATE)
         .map(|f| {
             f.samples
                 .iter()
@@ -548,27 +532,25 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
     by.into_values()
         .map(|mut e| {
             per_request(&mut e);
-            window_failures(&mut e);
+            let m = messages.remove(&e.agent);
+            window_failures(&mut e, m);
             if !circuits.is_empty() {
                 let mut failing = Vec::new();
-                if let Some(models) = e.get_mut("models").and_then(|m| m.as_array_mut()) {
-                    for m in models.iter_mut() {
-                        let p = m["provider"].as_str().unwrap_or("").to_string();
-                        let state = match circuits.get(&p).copied() {
-                            Some(v) if v >= 2.0 => "open",
-                            Some(v) if v >= 1.0 => "half-open",
-                            Some(_) => "closed",
-                            None => continue,
-                        };
-                        m["circuit"] = json!(state);
-                        if state != "closed" && !failing.contains(&p) {
-                            failing.push(p);
-                        }
+                for m in e.models.iter_mut() {
+                    let state = match circuits.get(&m.provider).copied() {
+                        Some(v) if v >= 2.0 => "open",
+                        Some(v) if v >= 1.0 => "half-open",
+                        Some(_) => "closed",
+                        None => continue,
+                    };
+                    m.circuit = Some(state.to_string());
+                    if state != "closed" && !failing.contains(&m.provider) {
+                        failing.push(m.provider.clone());
                     }
                 }
-                e.insert("providers_failing".into(), json!(failing));
+                e.providers_failing = Some(failing);
             }
-            serde_json::Value::Object(e)
+            e
         })
         .collect()
 }
@@ -576,83 +558,66 @@ pub fn agents_from(fams: &[Family]) -> Vec<serde_json::Value> {
 /// The last error from its two families: the timestamp (the latest wins: merged
 /// replicas each keep theirs) gives `last_error_at` and `last_error_kind`; the info
 /// series of that kind gives `last_error`, the message.
-fn last_error(e: &mut serde_json::Map<String, serde_json::Value>, s: &Sample) {
-    use serde_json::json;
+fn last_error(e: &mut AgentRow, messages: &mut BTreeMap<String, String>, s: &Sample) {
     let Some(kind) = s.label("kind") else {
         return;
     };
     if s.name == LAST_ERROR_TIMESTAMP_METRIC {
-        let newer = e
-            .get("last_error_at")
-            .and_then(|v| v.as_f64())
-            .is_none_or(|t| s.value > t);
+        let newer = e.last_error_at.is_none_or(|t| s.value > t);
         if newer && s.value.is_finite() {
-            e.insert("last_error_at".into(), json!(s.value));
-            e.insert("last_error_kind".into(), json!(kind));
+            e.last_error_at = Some(s.value);
+            e.last_error_kind = Some(kind.to_string());
         }
     } else if let Some(m) = s.label("message") {
-        e.entry("last_error_messages").or_insert_with(|| json!({}))[kind] = json!(m);
+        messages.insert(kind.to_string(), m.to_string());
     }
 }
 
 /// The share of the window's requests that failed, whether the agent is FAILING, and
 /// the message of the last error's kind.
-fn window_failures(e: &mut serde_json::Map<String, serde_json::Value>) {
-    use serde_json::json;
-    let f = |k: &str| e.get(k).and_then(|v| v.as_f64());
-    if let (Some(n), Some(err)) = (f("window_requests"), f("window_errors")) {
+fn window_failures(e: &mut AgentRow, messages: Option<BTreeMap<String, String>>) {
+    if let (Some(n), Some(err)) = (e.window_requests, e.window_errors) {
         if let Some(p) = error_percent(n, err) {
-            e.insert("window_error_percent".into(), json!(p));
+            e.window_error_percent = Some(p);
         }
-        e.insert("failing".into(), json!(failing(n, err)));
+        e.failing = Some(failing(n, err));
     }
-    if let Some(serde_json::Value::Object(messages)) = e.remove("last_error_messages") {
-        let kind = e.get("last_error_kind").and_then(|k| k.as_str());
-        if let Some(m) = kind.and_then(|k| messages.get(k)) {
-            e.insert("last_error".into(), m.clone());
-        }
+    if let Some(m) = messages
+        .as_ref()
+        .zip(e.last_error_kind.as_ref())
+        .and_then(|(messages, k)| messages.get(k))
+    {
+        e.last_error = Some(m.clone());
     }
 }
 
-fn num_or_null(v: f64) -> serde_json::Value {
-    if v.is_finite() {
-        serde_json::json!(v)
-    } else {
-        serde_json::Value::Null
-    }
+/// A gauge's value, None when it is not a number (no observation).
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
 }
 
 /// Tokens and cost per answered request, for the agent and for each provider and model;
 /// models in the order the agent tries them, then those only seen answering.
-fn per_request(e: &mut serde_json::Map<String, serde_json::Value>) {
-    use serde_json::json;
-    let f = |e: &serde_json::Map<String, serde_json::Value>, k: &str| {
-        e.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0)
-    };
+fn per_request(e: &mut AgentRow) {
     // Per answered request, cache hits included (they use no tokens and cost nothing).
-    let calls = f(e, "requests_success");
+    let calls = e.requests.get("success").copied().unwrap_or(0.0);
     if calls > 0.0 {
-        let tokens = f(e, "prompt_tokens_total") + f(e, "completion_tokens_total");
-        e.insert("tokens_per_request".into(), json!(tokens / calls));
-        e.insert(
-            "cost_per_request_dollars".into(),
-            json!(f(e, "cost_dollars_total") / calls),
-        );
+        let tokens =
+            e.prompt_tokens_total.unwrap_or(0.0) + e.completion_tokens_total.unwrap_or(0.0);
+        e.tokens_per_request = Some(tokens / calls);
+        e.cost_per_request_dollars = Some(e.cost_dollars_total.unwrap_or(0.0) / calls);
     }
-    if let Some(models) = e.get_mut("models").and_then(|m| m.as_array_mut()) {
-        for m in models.iter_mut() {
-            let n = m["requests"].as_f64().unwrap_or(0.0);
-            if n > 0.0 {
-                let tokens = m["prompt_tokens"].as_f64().unwrap_or(0.0)
-                    + m["completion_tokens"].as_f64().unwrap_or(0.0);
-                m["tokens_per_request"] = json!(tokens / n);
-                m["cost_per_request_dollars"] =
-                    json!(m["cost_dollars"].as_f64().unwrap_or(0.0) / n);
-                m["mean_seconds"] = json!(m["seconds_total"].as_f64().unwrap_or(0.0) / n);
-            }
+    for m in e.models.iter_mut() {
+        let n = m.requests.unwrap_or(0.0);
+        if n > 0.0 {
+            let tokens = m.prompt_tokens.unwrap_or(0.0) + m.completion_tokens.unwrap_or(0.0);
+            m.tokens_per_request = Some(tokens / n);
+            m.cost_per_request_dollars = Some(m.cost_dollars.unwrap_or(0.0) / n);
+            m.mean_seconds = Some(m.seconds_total.unwrap_or(0.0) / n);
         }
-        models.sort_by_key(|m| m["order"].as_u64().unwrap_or(u64::MAX));
     }
+    e.models
+        .sort_by_key(|m| m.order.flatten().unwrap_or(u64::MAX));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -668,16 +633,14 @@ fn merge_rule(f: &Family) -> MergeRule {
     match f.kind {
         Kind::Counter | Kind::Histogram | Kind::Summary => MergeRule::Sum,
         // Distinct users and per-user ratios do not add up across processes.
-        _ if n == "osmen_active_users" || n == "osmen_agent_requests_per_active_user" => {
-            MergeRule::Drop
-        }
+        _ if n == ACTIVE_USERS || n == AGENT_REQUESTS_PER_ACTIVE_USER => MergeRule::Drop,
         // Points in time, facts, the longest load and one process's peak: the largest.
         _ if n.ends_with("_timestamp_seconds")
             || n.ends_with("_timestamp")
             || n.ends_with("_info")
             || n.ends_with("_peak_bytes")
-            || n == "osmen_agent_model_load_seconds"
-            || n == "osmen_projection_window_seconds" =>
+            || n == AGENT_MODEL_LOAD_SECONDS
+            || n == PROJECTION_WINDOW_SECONDS =>
         {
             MergeRule::Max
         }
@@ -925,28 +888,22 @@ fn target_row(
 /// The wait for a provider slot and the time a slot was held, P50/P95/P99 per agent, from
 /// the windowed `osmen_agent_queue_wait_seconds` and `osmen_agent_execution_seconds`
 /// buckets. Only figures of the last 60 s are shown: none while the window is empty.
-pub fn attach_waits(rows: &mut [serde_json::Value], lat: &[crate::model::snapshot::LatencySeries]) {
+pub fn attach_waits(rows: &mut [AgentRow], lat: &[crate::model::snapshot::LatencySeries]) {
     for a in rows.iter_mut() {
-        let name = a["agent"].as_str().unwrap_or("").to_string();
-        for (family, prefix) in [
-            ("osmen_agent_queue_wait_seconds", "wait"),
-            ("osmen_agent_execution_seconds", "execution"),
-        ] {
-            let series = lat.iter().find(|l| {
-                l.family == family
-                    && l.labels == format!("agent={name}")
-                    && l.source == "histogram, last 60 s"
-            });
-            for (q, v) in [
-                ("p50", series.and_then(|l| l.p50)),
-                ("p95", series.and_then(|l| l.p95)),
-                ("p99", series.and_then(|l| l.p99)),
-            ] {
-                a[format!("{prefix}_{q}_seconds")] = v
-                    .map(serde_json::Value::from)
-                    .unwrap_or(serde_json::Value::Null);
-            }
-        }
+        let labels = format!("agent={}", a.agent);
+        let window = |family: &str| {
+            lat.iter().find(|l| {
+                l.family == family && l.labels == labels && l.source == "histogram, last 60 s"
+            })
+        };
+        let wait = window(AGENT_QUEUE_WAIT_SECONDS);
+        a.wait_p50_seconds = wait.and_then(|l| l.p50);
+        a.wait_p95_seconds = wait.and_then(|l| l.p95);
+        a.wait_p99_seconds = wait.and_then(|l| l.p99);
+        let exec = window(AGENT_EXECUTION_SECONDS);
+        a.execution_p50_seconds = exec.and_then(|l| l.p50);
+        a.execution_p95_seconds = exec.and_then(|l| l.p95);
+        a.execution_p99_seconds = exec.and_then(|l| l.p99);
     }
 }
 
@@ -958,34 +915,40 @@ pub fn group_agents(
     replicas: usize,
     merged: &[Family],
     lat: &[crate::model::snapshot::LatencySeries],
-) -> Vec<serde_json::Value> {
+) -> Vec<AgentRow> {
     let mut agents = agents_from(merged);
     attach_waits(&mut agents, lat);
     for a in agents.iter_mut() {
-        let name = a["agent"].as_str().unwrap_or("").to_string();
-        let series = lat.iter().find(|l| {
-            l.family == "osmen_agent_duration_seconds" && l.labels == format!("agent={name}")
-        });
-        for (k, v) in [
-            ("p50_seconds", series.and_then(|l| l.p50)),
-            ("p95_seconds", series.and_then(|l| l.p95)),
-            ("p99_seconds", series.and_then(|l| l.p99)),
-        ] {
-            a[k] = v
-                .map(serde_json::Value::from)
-                .unwrap_or(serde_json::Value::Null);
-        }
-        a["agent"] = format!("{service}/{name}").into();
-        a["replicas"] = replicas.into();
-        a["latency_source"] = format!(
+        let name = a.agent.clone();
+        let series = lat
+            .iter()
+            .find(|l| l.family == AGENT_DURATION_SECONDS && l.labels == format!("agent={name}"));
+        a.p50_seconds = Some(series.and_then(|l| l.p50));
+        a.p95_seconds = Some(series.and_then(|l| l.p95));
+        a.p99_seconds = Some(series.and_then(|l| l.p99));
+        a.agent = format!("{service}/{name}");
+        a.replicas = Some(replicas as u64);
+        a.latency_source = Some(format!(
             "merged histogram buckets of {replicas} replica(s), {}",
             series
                 .map(|l| l.source.as_str())
                 .unwrap_or("no requests yet")
-        )
-        .into();
+        ));
     }
     agents
+}
+
+/// The rows of one replica of a scaled service, named `service/agent@container`, with
+/// `group_agent` naming their merged row.
+pub fn replica_rows(service: &str, name: &str, rows: Vec<AgentRow>) -> Vec<AgentRow> {
+    rows.into_iter()
+        .map(|mut a| {
+            a.group_agent = Some(format!("{service}/{}", a.agent));
+            a.agent = format!("{service}/{}@{name}", a.agent);
+            a.replica = Some(name.to_string());
+            a
+        })
+        .collect()
 }
 
 /// Scrapes every target each `period`: latency series for the snapshot's `scrapes`, and
@@ -1055,13 +1018,7 @@ pub async fn run_targets(
                 row.name = Some(name.clone());
                 targets.push(row);
                 if let Ok(f) = r {
-                    for mut a in rows {
-                        let agent = a["agent"].as_str().unwrap_or("").to_string();
-                        a["group_agent"] = format!("{}/{agent}", g.service).into();
-                        a["agent"] = format!("{}/{agent}@{name}", g.service).into();
-                        a["replica"] = name.clone().into();
-                        per_replica.push(a);
-                    }
+                    per_replica.extend(replica_rows(&g.service, name, rows));
                     fams.push(f);
                 }
             }
@@ -1124,20 +1081,20 @@ mod tests {
         // Since start: 100 short waits, before the console looked.
         let first = parse(&text(100.0, 0.0)).unwrap();
         let lat = w.latencies(&first, t0);
-        let mut rows = vec![serde_json::json!({"agent": "a"})];
+        let mut rows = vec![AgentRow::new("a")];
         attach_waits(&mut rows, &lat);
         assert!(
-            rows[0]["wait_p95_seconds"].is_null(),
-            "no window yet: {}",
+            rows[0].wait_p95_seconds.is_none(),
+            "no window yet: {:?}",
             rows[0]
         );
         // Then 100 waits between 0.1 and 1 s: the window holds only those.
         let second = parse(&text(100.0, 100.0)).unwrap();
         let lat = w.latencies(&second, t0 + std::time::Duration::from_secs(2));
         attach_waits(&mut rows, &lat);
-        let p95 = rows[0]["wait_p95_seconds"].as_f64().unwrap();
+        let p95 = rows[0].wait_p95_seconds.unwrap();
         assert!((p95 - 0.955).abs() < 1e-9, "{p95}");
-        assert!(rows[0]["execution_p95_seconds"].is_null());
+        assert!(rows[0].execution_p95_seconds.is_none());
     }
 
     #[test]

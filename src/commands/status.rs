@@ -182,10 +182,11 @@ fn render_gpus_and_ollama(o: &mut String, s: &Snapshot) {
     if let Some(ol) = &s.ollama {
         o.push_str(&format!(
             "ollama {} at {}: {} installed, {} loaded\n",
-            ol["version"],
-            ol["url"],
-            ol["installed"].as_array().map(|a| a.len()).unwrap_or(0),
-            ol["loaded"].as_array().map(|a| a.len()).unwrap_or(0)
+            // As JSON: quoted, or `null` without a version.
+            serde_json::json!(ol.version),
+            serde_json::json!(ol.url),
+            ol.installed.len(),
+            ol.loaded.len()
         ));
     }
 }
@@ -227,71 +228,60 @@ fn render_scrapes(o: &mut String, s: &Snapshot) {
 }
 
 /// One agent's line: percentiles, model and GPU state, economics, errors.
-fn agent_line(a: &serde_json::Value) -> String {
-    let ms = |k: &str| {
-        a[k].as_f64()
-            .map(|v| format!("{:.0}ms", v * 1000.0))
+fn agent_line(a: &crate::model::agent::AgentRow) -> String {
+    let ms = |v: Option<f64>| {
+        v.map(|v| format!("{:.0}ms", v * 1000.0))
             .unwrap_or_else(|| "-".into())
     };
-    let g = &a["gpu"];
-    let model = match (a["provider"].as_str(), a["model"].as_str()) {
+    let g = a.gpu.as_ref();
+    let model = match (a.provider.as_deref(), a.model.as_deref()) {
         (Some(p), Some(m)) => {
             let mut t = format!(" model {p}/{m}");
-            match g["state"].as_str() {
+            match g.map(|g| g.state.as_str()) {
                 Some("remote") | None => {}
                 Some(st @ ("loaded" | "offloaded" | "cpu")) => t.push_str(&format!(
                     " {st} {}",
-                    g["vram_bytes"]
-                        .as_u64()
+                    g.and_then(|g| g.vram_bytes)
                         .map(crate::model::units::format_bytes)
                         .unwrap_or_default()
                 )),
                 Some(st) => t.push_str(&format!(" {st}")),
             }
-            if g["shared_with"].as_array().is_some_and(|x| !x.is_empty()) {
+            if g.and_then(|g| g.shared_with.as_ref())
+                .is_some_and(|x| !x.is_empty())
+            {
                 t.push_str(" shared");
             }
             t
         }
         _ => String::new(),
     };
-    let tps = a["tokens_per_second_p50"]
-        .as_f64()
+    let tps = a
+        .tokens_per_second_p50
+        .flatten()
         .map(|v| format!(" {v:.1} tok/s"))
         .unwrap_or_default();
-    let cost = a["cost_per_request_dollars"]
-        .as_f64()
+    let cost = a
+        .cost_per_request_dollars
         .map(|v| format!(" ${v:.5}/req"))
         .unwrap_or_default();
-    let mut errs = match (a["window_errors"].as_f64(), a["window_requests"].as_f64()) {
+    let mut errs = match (a.window_errors, a.window_requests) {
         (Some(e), Some(n)) if e > 0.0 => format!(
             " errors {e:.0} of {n:.0} requests in the last minute{}",
-            if a["failing"].as_bool().unwrap_or(false) {
-                " FAILING"
-            } else {
-                ""
-            }
+            if a.is_failing() { " FAILING" } else { "" }
         ),
         _ => String::new(),
     };
-    if let Some(k) = a["last_error_kind"].as_str() {
+    if let Some(k) = a.last_error_kind.as_deref() {
         let kind = crate::model::agent_error::ErrorKind::from_label(k).map_or(k, |k| k.describe());
         errs.push_str(&format!(
             "; last error ({kind}): {}",
-            a["last_error"].as_str().unwrap_or("-")
+            a.last_error.as_deref().unwrap_or("-")
         ));
     }
-    let name = a["agent"].as_str().unwrap_or("?");
-    if a["p99_seconds"].as_f64().is_none() && errs.is_empty() {
-        let served: f64 = a
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| k.starts_with("requests_") && *k != "requests_per_s")
-                    .filter_map(|(_, v)| v.as_f64())
-                    .sum()
-            })
-            .unwrap_or(0.0);
+    let name = a.agent.as_str();
+    if a.p99_seconds.flatten().is_none() && errs.is_empty() {
+        let served: f64 = a.requests_total();
         let what = if served > 0.0 {
             format!("no requests in the last minute ({served:.0} since start)")
         } else {
@@ -299,22 +289,24 @@ fn agent_line(a: &serde_json::Value) -> String {
         };
         return format!("agent {name:<22} {what}{model}\n");
     }
-    let source = a["latency_source"]
-        .as_str()
+    let source = a
+        .latency_source
+        .as_deref()
         .unwrap_or("the gateway's summary osmen_request_duration_seconds");
-    let ttft = a["ttft_p50_seconds"]
-        .as_f64()
-        .map(|_| format!(" ttft p50 {}", ms("ttft_p50_seconds")))
+    let ttft = a
+        .ttft_p50_seconds
+        .flatten()
+        .map(|v| format!(" ttft p50 {}", ms(Some(v))))
         .unwrap_or_default();
-    let wait = a["wait_p95_seconds"]
-        .as_f64()
-        .map(|_| format!(" wait p95 {}", ms("wait_p95_seconds")))
+    let wait = a
+        .wait_p95_seconds
+        .map(|v| format!(" wait p95 {}", ms(Some(v))))
         .unwrap_or_default();
     format!(
         "agent {name:<22} p50 {} p95 {} p99 {} ({source}){wait}{ttft}{tps}{cost}{model}{errs}\n",
-        ms("p50_seconds"),
-        ms("p95_seconds"),
-        ms("p99_seconds"),
+        ms(a.p50_seconds.flatten()),
+        ms(a.p95_seconds.flatten()),
+        ms(a.p99_seconds.flatten()),
     )
 }
 
@@ -360,8 +352,15 @@ fn ready(s: &Snapshot) -> bool {
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
     let side = EngineSide::start(ctx).await;
     let (mut rx, stop) = (side.snapshots, side.stop);
-    let json = |s: &Snapshot| -> anyhow::Result<String> {
+    // `--probe-ollama`'s answer shows as `ollama.probe`.
+    let json = |s: &Snapshot, probe: Option<&serde_json::Value>| -> anyhow::Result<String> {
         let mut v = serde_json::to_value(s)?;
+        if let Some(p) = probe {
+            if !v["ollama"].is_object() {
+                v["ollama"] = serde_json::json!({});
+            }
+            v["ollama"]["probe"] = p.clone();
+        }
         if let Some(services) = v.get_mut("services").and_then(|x| x.as_array_mut()) {
             for svc in services {
                 if let Some(h) = svc
@@ -401,13 +400,9 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
         None
     };
     loop {
-        let mut snap = (*rx.borrow().clone()).clone();
-        if let Some(p) = &probe {
-            let o = snap.ollama.get_or_insert_with(|| serde_json::json!({}));
-            o["probe"] = p.clone();
-        }
+        let snap = (*rx.borrow().clone()).clone();
         let mut text = if args.json {
-            json(&snap)?
+            json(&snap, probe.as_ref())?
         } else {
             render(&snap)
         };
@@ -454,9 +449,15 @@ mod tests {
     fn agents_without_requests_say_so_instead_of_dashes() {
         let s = Snapshot {
             agents: vec![
-                serde_json::json!({"agent": "idle_agent"}),
-                serde_json::json!({"agent": "busy", "p50_seconds": 0.01, "p95_seconds": 0.02,
+                serde_json::from_value::<crate::model::agent::AgentRow>(
+                    serde_json::json!({"agent": "idle_agent"}),
+                )
+                .unwrap(),
+                serde_json::from_value::<crate::model::agent::AgentRow>(
+                    serde_json::json!({"agent": "busy", "p50_seconds": 0.01, "p95_seconds": 0.02,
                     "p99_seconds": 0.05}),
+                )
+                .unwrap(),
             ],
             scrapes: vec![crate::model::snapshot::ScrapeTarget {
                 url: "http://127.0.0.1:8080/metrics".into(),

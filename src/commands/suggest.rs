@@ -327,13 +327,9 @@ pub async fn plan(ctx: Option<&Ctx>, args: &PlanArgs) -> anyhow::Result<u8> {
         let mut cpu = 0.0;
         let mut peak: f64 = 0.0;
         for a in &agents {
-            for (k, v) in a.as_object()? {
-                if k.starts_with("requests_") {
-                    req += v.as_f64().unwrap_or(0.0);
-                }
-            }
-            cpu += a["cpu_seconds_total"].as_f64().unwrap_or(0.0);
-            peak = peak.max(a["memory_peak_bytes"].as_f64().unwrap_or(0.0));
+            req += a.requests_total();
+            cpu += a.cpu_seconds_total.unwrap_or(0.0);
+            peak = peak.max(a.memory_peak_bytes.unwrap_or(0.0));
         }
         (req > 0.0).then_some((req, cpu, peak))
     }

@@ -13,6 +13,17 @@ use crate::model::agent_error::{
     ErrorKind, LAST_ERROR_INFO_METRIC, LAST_ERROR_TIMESTAMP_METRIC, WINDOW_ERRORS_METRIC,
     WINDOW_REQUESTS_METRIC,
 };
+use crate::model::metric::{
+    ACTIVE_USERS, AGENT_COST_PROJECTION_MONTHLY_DOLLARS, AGENT_CPU_SECONDS_TOTAL,
+    AGENT_DURATION_SECONDS, AGENT_MEMORY_BYTES, AGENT_MEMORY_PEAK_BYTES,
+    AGENT_MODEL_COMPLETION_TOKENS_TOTAL, AGENT_MODEL_COST_DOLLARS_TOTAL, AGENT_MODEL_INFO,
+    AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS, AGENT_MODEL_LOAD_SECONDS,
+    AGENT_MODEL_PROMPT_TOKENS_TOTAL, AGENT_MODEL_REQUESTS_TOTAL, AGENT_MODEL_SECONDS_TOTAL,
+    AGENT_REQUESTS_PER_ACTIVE_USER, AGENT_REQUESTS_PROJECTION_DAILY, AGENT_TOKENS_PER_SECOND,
+    AGENT_TTFT_SECONDS, CACHE_HITS_TOTAL, ERRORS_TOTAL, INFLIGHT, LLM_COST_DOLLARS_TOTAL,
+    PROCESS_HEAP_BYTES, PROJECTION_WINDOW_SECONDS, QUEUE_DEPTH, REQUEST_DURATION_SECONDS,
+    REQUESTS_TOTAL, TOKENS_USED_TOTAL,
+};
 
 /// The sliding window for the summary quantiles: SLOTS slots of SLOT each.
 pub const SLOT: Duration = Duration::from_secs(10);
@@ -70,11 +81,11 @@ fn write_histogram(
 }
 
 /// Time a request waited for a slot, from its arrival.
-pub const QUEUE_WAIT_METRIC: &str = "osmen_agent_queue_wait_seconds";
+pub const QUEUE_WAIT_METRIC: &str = crate::model::metric::AGENT_QUEUE_WAIT_SECONDS;
 /// Time an execution held its slot: the tool's facts and the provider call(s).
-pub const EXECUTION_METRIC: &str = "osmen_agent_execution_seconds";
+pub const EXECUTION_METRIC: &str = crate::model::metric::AGENT_EXECUTION_SECONDS;
 /// Every HTTP answer of the gateway by status code (401s and 429s included).
-pub const RESPONSES_METRIC: &str = "osmen_http_responses_total";
+pub const RESPONSES_METRIC: &str = crate::model::metric::HTTP_RESPONSES_TOTAL;
 
 /// A key counts as an active user for this long after its last request.
 pub const ACTIVE_WINDOW: Duration = Duration::from_secs(300);
@@ -584,7 +595,7 @@ impl Metrics {
         };
         head(
             &mut o,
-            "osmen_requests_total",
+            REQUESTS_TOTAL,
             "counter",
             "Agent requests by outcome.",
         );
@@ -592,7 +603,7 @@ impl Metrics {
             for (status, c) in &s.requests {
                 let _ = writeln!(
                     o,
-                    "osmen_requests_total{{agent=\"{}\",status=\"{}\"}} {c}",
+                    "{REQUESTS_TOTAL}{{agent=\"{}\",status=\"{}\"}} {c}",
                     esc(n),
                     esc(status)
                 );
@@ -600,7 +611,7 @@ impl Metrics {
         }
         head(
             &mut o,
-            "osmen_request_duration_seconds",
+            REQUEST_DURATION_SECONDS,
             "summary",
             "Agent request latency over the last minute (true quantiles).",
         );
@@ -609,33 +620,33 @@ impl Metrics {
             for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
                 let _ = writeln!(
                     o,
-                    "osmen_request_duration_seconds{{agent=\"{}\",quantile=\"{qn}\"}} {v}",
+                    "{REQUEST_DURATION_SECONDS}{{agent=\"{}\",quantile=\"{qn}\"}} {v}",
                     esc(n)
                 );
             }
             let _ = writeln!(
                 o,
-                "osmen_request_duration_seconds_sum{{agent=\"{}\"}} {}",
+                "{REQUEST_DURATION_SECONDS}_sum{{agent=\"{}\"}} {}",
                 esc(n),
                 s.duration_sum
             );
             let _ = writeln!(
                 o,
-                "osmen_request_duration_seconds_count{{agent=\"{}\"}} {}",
+                "{REQUEST_DURATION_SECONDS}_count{{agent=\"{}\"}} {}",
                 esc(n),
                 s.duration_count.max(count)
             );
         }
         head(
             &mut o,
-            "osmen_agent_duration_seconds",
+            AGENT_DURATION_SECONDS,
             "histogram",
             "Agent execution time.",
         );
         for (n, s) in a.iter() {
             write_histogram(
                 &mut o,
-                "osmen_agent_duration_seconds",
+                AGENT_DURATION_SECONDS,
                 n,
                 &s.buckets,
                 s.duration_count,
@@ -674,17 +685,12 @@ impl Metrics {
         {
             let _ = writeln!(o, "{RESPONSES_METRIC}{{code=\"{code}\"}} {c}");
         }
-        head(
-            &mut o,
-            "osmen_errors_total",
-            "counter",
-            "Agent errors by kind.",
-        );
+        head(&mut o, ERRORS_TOTAL, "counter", "Agent errors by kind.");
         for (n, s) in a.iter() {
             for (kind, c) in &s.errors {
                 let _ = writeln!(
                     o,
-                    "osmen_errors_total{{agent=\"{}\",kind=\"{}\"}} {c}",
+                    "{ERRORS_TOTAL}{{agent=\"{}\",kind=\"{}\"}} {c}",
                     esc(n),
                     esc(kind)
                 );
@@ -693,91 +699,83 @@ impl Metrics {
         self.render_failures(&mut o, &mut a, now);
         head(
             &mut o,
-            "osmen_active_users",
+            ACTIVE_USERS,
             "gauge",
             "Distinct API keys seen in the last 5 minutes.",
         );
-        let _ = writeln!(o, "osmen_active_users {users}");
+        let _ = writeln!(o, "{ACTIVE_USERS} {users}");
         let gauge = |o: &mut String, name: &str, help: &str, f: &dyn Fn(&AgentStats) -> String| {
             head(o, name, "gauge", help);
             for (n, s) in a.iter() {
                 let _ = writeln!(o, "{name}{{agent=\"{}\"}} {}", esc(n), f(s));
             }
         };
-        gauge(&mut o, "osmen_inflight", "Executions running now.", &|s| {
+        gauge(&mut o, INFLIGHT, "Executions running now.", &|s| {
             s.inflight.to_string()
         });
-        gauge(
-            &mut o,
-            "osmen_queue_depth",
-            "Requests waiting for a slot.",
-            &|s| s.queued.to_string(),
-        );
-        head(
-            &mut o,
-            "osmen_tokens_used_total",
-            "counter",
-            "LLM tokens by kind.",
-        );
+        gauge(&mut o, QUEUE_DEPTH, "Requests waiting for a slot.", &|s| {
+            s.queued.to_string()
+        });
+        head(&mut o, TOKENS_USED_TOTAL, "counter", "LLM tokens by kind.");
         for (n, s) in a.iter() {
             let _ = writeln!(
                 o,
-                "osmen_tokens_used_total{{agent=\"{}\",kind=\"prompt\"}} {}",
+                "{TOKENS_USED_TOTAL}{{agent=\"{}\",kind=\"prompt\"}} {}",
                 esc(n),
                 s.prompt_tokens
             );
             let _ = writeln!(
                 o,
-                "osmen_tokens_used_total{{agent=\"{}\",kind=\"completion\"}} {}",
+                "{TOKENS_USED_TOTAL}{{agent=\"{}\",kind=\"completion\"}} {}",
                 esc(n),
                 s.completion_tokens
             );
         }
         head(
             &mut o,
-            "osmen_llm_cost_dollars_total",
+            LLM_COST_DOLLARS_TOTAL,
             "counter",
             "LLM cost at configured prices.",
         );
         for (n, s) in a.iter() {
             let _ = writeln!(
                 o,
-                "osmen_llm_cost_dollars_total{{agent=\"{}\"}} {}",
+                "{LLM_COST_DOLLARS_TOTAL}{{agent=\"{}\"}} {}",
                 esc(n),
                 s.cost
             );
         }
         head(
             &mut o,
-            "osmen_agent_cpu_seconds_total",
+            AGENT_CPU_SECONDS_TOTAL,
             "counter",
             "CPU time measured in the agent's own polls.",
         );
         for (n, s) in a.iter() {
             let _ = writeln!(
                 o,
-                "osmen_agent_cpu_seconds_total{{agent=\"{}\"}} {}",
+                "{AGENT_CPU_SECONDS_TOTAL}{{agent=\"{}\"}} {}",
                 esc(n),
                 s.cpu_seconds
             );
         }
         head(
             &mut o,
-            "osmen_agent_memory_bytes",
+            AGENT_MEMORY_BYTES,
             "gauge",
             "Bytes held by the agent's running executions.",
         );
         for n in a.keys() {
             let _ = writeln!(
                 o,
-                "osmen_agent_memory_bytes{{agent=\"{}\"}} {}",
+                "{AGENT_MEMORY_BYTES}{{agent=\"{}\"}} {}",
                 esc(n),
                 live.get(n).copied().unwrap_or(0).max(0)
             );
         }
         gauge(
             &mut o,
-            "osmen_agent_memory_peak_bytes",
+            AGENT_MEMORY_PEAK_BYTES,
             "Largest working set of one execution.",
             &|s| s.memory_peak.max(0).to_string(),
         );
@@ -785,12 +783,12 @@ impl Metrics {
         if let Some((in_use, free)) = super::accounting::heap_bytes() {
             head(
                 &mut o,
-                "osmen_process_heap_bytes",
+                PROCESS_HEAP_BYTES,
                 "gauge",
                 "The whole process's heap by the allocator's account: in use, and freed but kept.",
             );
-            let _ = writeln!(o, "osmen_process_heap_bytes{{state=\"in_use\"}} {in_use}");
-            let _ = writeln!(o, "osmen_process_heap_bytes{{state=\"free\"}} {free}");
+            let _ = writeln!(o, "{PROCESS_HEAP_BYTES}{{state=\"in_use\"}} {in_use}");
+            let _ = writeln!(o, "{PROCESS_HEAP_BYTES}{{state=\"free\"}} {free}");
         }
         o
     }
@@ -863,12 +861,12 @@ impl Metrics {
         };
         for (family, help, pick) in [
             (
-                "osmen_agent_tokens_per_second",
+                AGENT_TOKENS_PER_SECOND,
                 "Completion tokens per second of generation, per answer (true quantiles over the last minute).",
                 0,
             ),
             (
-                "osmen_agent_ttft_seconds",
+                AGENT_TTFT_SECONDS,
                 "Time to first token per answer (true quantiles over the last minute).",
                 1,
             ),
@@ -890,21 +888,21 @@ impl Metrics {
         }
         head(
             o,
-            "osmen_cache_hits_total",
+            CACHE_HITS_TOTAL,
             "counter",
             "Answers served from the response cache (no tokens, no cost).",
         );
         for (n, s) in a.iter() {
             let _ = writeln!(
                 o,
-                "osmen_cache_hits_total{{agent=\"{}\"}} {}",
+                "{CACHE_HITS_TOTAL}{{agent=\"{}\"}} {}",
                 esc(n),
                 s.cache_hits
             );
         }
         head(
             o,
-            "osmen_agent_model_info",
+            AGENT_MODEL_INFO,
             "gauge",
             "The providers and models an agent tries, in order (role primary or fallback).",
         );
@@ -913,7 +911,7 @@ impl Metrics {
             for (i, (p, m)) in chain.iter().enumerate() {
                 let _ = writeln!(
                     o,
-                    "osmen_agent_model_info{{agent=\"{}\",provider=\"{}\",model=\"{}\",role=\"{}\",order=\"{i}\"}} 1",
+                    "{AGENT_MODEL_INFO}{{agent=\"{}\",provider=\"{}\",model=\"{}\",role=\"{}\",order=\"{i}\"}} 1",
                     esc(n),
                     esc(p),
                     esc(m),
@@ -924,37 +922,37 @@ impl Metrics {
         drop(chains);
         let per_model: [(&str, &str, &str, &ModelFigure); 6] = [
             (
-                "osmen_agent_model_requests_total",
+                AGENT_MODEL_REQUESTS_TOTAL,
                 "counter",
                 "Provider answers by agent, provider and model.",
                 &|m| Some(m.requests as f64),
             ),
             (
-                "osmen_agent_model_prompt_tokens_total",
+                AGENT_MODEL_PROMPT_TOKENS_TOTAL,
                 "counter",
                 "Prompt tokens by agent, provider and model.",
                 &|m| Some(m.prompt_tokens as f64),
             ),
             (
-                "osmen_agent_model_completion_tokens_total",
+                AGENT_MODEL_COMPLETION_TOKENS_TOTAL,
                 "counter",
                 "Completion tokens by agent, provider and model.",
                 &|m| Some(m.completion_tokens as f64),
             ),
             (
-                "osmen_agent_model_cost_dollars_total",
+                AGENT_MODEL_COST_DOLLARS_TOTAL,
                 "counter",
                 "Cost at configured prices (local models cost nothing).",
                 &|m| Some(m.cost),
             ),
             (
-                "osmen_agent_model_seconds_total",
+                AGENT_MODEL_SECONDS_TOTAL,
                 "counter",
                 "Time spent in provider calls.",
                 &|m| Some(m.seconds),
             ),
             (
-                "osmen_agent_model_load_seconds",
+                AGENT_MODEL_LOAD_SECONDS,
                 "gauge",
                 "The last answer's model load time (Ollama load_duration).",
                 &|m| m.last_load,
@@ -978,7 +976,7 @@ impl Metrics {
         }
         head(
             o,
-            "osmen_agent_model_last_used_timestamp_seconds",
+            AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS,
             "gauge",
             "When the provider and model last answered for the agent.",
         );
@@ -986,7 +984,7 @@ impl Metrics {
             for ((p, m), st) in &s.models {
                 let _ = writeln!(
                     o,
-                    "osmen_agent_model_last_used_timestamp_seconds{{agent=\"{}\",provider=\"{}\",model=\"{}\"}} {}",
+                    "{AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS}{{agent=\"{}\",provider=\"{}\",model=\"{}\"}} {}",
                     esc(n),
                     esc(p),
                     esc(m),
@@ -996,7 +994,7 @@ impl Metrics {
         }
         head(
             o,
-            "osmen_agent_requests_per_active_user",
+            AGENT_REQUESTS_PER_ACTIVE_USER,
             "gauge",
             "Answered requests in the last 5 minutes per API key that used the agent.",
         );
@@ -1004,7 +1002,7 @@ impl Metrics {
             if let Some(v) = s.per_user(now) {
                 let _ = writeln!(
                     o,
-                    "osmen_agent_requests_per_active_user{{agent=\"{}\"}} {v}",
+                    "{AGENT_REQUESTS_PER_ACTIVE_USER}{{agent=\"{}\"}} {v}",
                     esc(n)
                 );
             }
@@ -1014,14 +1012,14 @@ impl Metrics {
             .clamp(Duration::from_secs(60), PROJECTION_WINDOW);
         head(
             o,
-            "osmen_projection_window_seconds",
+            PROJECTION_WINDOW_SECONDS,
             "gauge",
             "The span the projections' rates are measured over (the last hour, or since start).",
         );
-        let _ = writeln!(o, "osmen_projection_window_seconds {}", span.as_secs_f64());
+        let _ = writeln!(o, "{PROJECTION_WINDOW_SECONDS} {}", span.as_secs_f64());
         head(
             o,
-            "osmen_agent_requests_projection_daily",
+            AGENT_REQUESTS_PROJECTION_DAILY,
             "gauge",
             "Answered requests per day at the current rate.",
         );
@@ -1032,21 +1030,21 @@ impl Metrics {
         for (n, (r, _)) in &rates {
             let _ = writeln!(
                 o,
-                "osmen_agent_requests_projection_daily{{agent=\"{}\"}} {}",
+                "{AGENT_REQUESTS_PROJECTION_DAILY}{{agent=\"{}\"}} {}",
                 esc(n),
                 r * 86400.0
             );
         }
         head(
             o,
-            "osmen_agent_cost_projection_monthly_dollars",
+            AGENT_COST_PROJECTION_MONTHLY_DOLLARS,
             "gauge",
             "Cost per 30 days at the current rate.",
         );
         for (n, (_, c)) in &rates {
             let _ = writeln!(
                 o,
-                "osmen_agent_cost_projection_monthly_dollars{{agent=\"{}\"}} {}",
+                "{AGENT_COST_PROJECTION_MONTHLY_DOLLARS}{{agent=\"{}\"}} {}",
                 esc(n),
                 c * 86400.0 * MONTH_DAYS
             );

@@ -6,14 +6,14 @@
 use crate::model::secret::{MASK, mask_url_credentials};
 
 /// `osmen_errors_total{agent,kind}`: failed requests by kind (counter).
-pub const ERRORS_METRIC: &str = "osmen_errors_total";
+pub const ERRORS_METRIC: &str = super::metric::ERRORS_TOTAL;
 /// When the agent's last failed request failed (unix seconds), labelled with its kind.
-pub const LAST_ERROR_TIMESTAMP_METRIC: &str = "osmen_agent_last_error_timestamp_seconds";
+pub const LAST_ERROR_TIMESTAMP_METRIC: &str = super::metric::AGENT_LAST_ERROR_TIMESTAMP_SECONDS;
 /// The last error's message as a label (value 1), with its kind.
-pub const LAST_ERROR_INFO_METRIC: &str = "osmen_agent_last_error_info";
+pub const LAST_ERROR_INFO_METRIC: &str = super::metric::AGENT_LAST_ERROR_INFO;
 /// Requests and failed requests over the gateway's last minute (gauges).
-pub const WINDOW_REQUESTS_METRIC: &str = "osmen_agent_window_requests";
-pub const WINDOW_ERRORS_METRIC: &str = "osmen_agent_window_errors";
+pub const WINDOW_REQUESTS_METRIC: &str = super::metric::AGENT_WINDOW_REQUESTS;
+pub const WINDOW_ERRORS_METRIC: &str = super::metric::AGENT_WINDOW_ERRORS;
 
 /// The longest message kept (in characters): a label value must stay small.
 pub const MESSAGE_MAX_CHARS: usize = 200;

@@ -3,6 +3,7 @@
 //! (`tests/it/architecture.rs`) keeps it that way.
 
 pub mod advice;
+pub mod agent;
 pub mod agent_error;
 pub mod config;
 pub mod console;
@@ -10,6 +11,8 @@ pub mod container;
 pub mod gateway;
 pub mod history;
 pub mod journal;
+pub mod metric;
+pub mod ollama;
 pub mod probe;
 pub mod progress;
 pub mod secret;

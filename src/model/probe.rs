@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
     Postgres,
@@ -119,6 +119,37 @@ pub struct ProbeReport {
     pub result: Result<serde_json::Value, String>,
 }
 
+/// A service probe's last report as a service row carries it (`ServiceStats::probe`):
+/// what was asked where, how it went, and the figures of the last good sample (kept
+/// while the probe fails).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeState {
+    pub kind: ProbeKind,
+    /// `host:port` it was asked at (None: it could not be reached at all).
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub every_s: f64,
+    /// `ok`, or `error: <why>`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When the last good sample was taken (seconds since the Unix epoch).
+    #[serde(default)]
+    pub last_sample: Option<f64>,
+    /// The figures of the last good sample, by kind (None before the first).
+    #[serde(default)]
+    pub figures: Option<serde_json::Value>,
+}
+
+impl ProbeState {
+    /// A figure of the last good sample by its name, as a number.
+    pub fn figure(&self, key: &str) -> Option<f64> {
+        self.figures.as_ref()?.get(key)?.as_f64()
+    }
+}
+
 /// The kinds as a list for error messages.
 pub fn kinds_list() -> String {
     KINDS
@@ -212,9 +243,9 @@ pub mod show {
 
     /// One line: the figures an operator reads first, then the error if the last
     /// sample failed.
-    pub fn summary(p: &Value) -> String {
-        let x = &p["figures"];
-        let mut s = match p["kind"].as_str().unwrap_or("") {
+    pub fn summary(p: &super::ProbeState) -> String {
+        let x = p.figures.as_ref().unwrap_or(&Value::Null);
+        let mut s = match p.kind.as_str() {
             "postgres" => format!(
                 "postgres {}  conn {}/{} ({})  {} tx  {} ins  cache {}{}",
                 text(&x["version"]),
@@ -290,33 +321,33 @@ pub mod show {
             k => format!("{k}: no figures"),
         };
         if x.is_null() {
-            s = format!("{}: no sample yet", p["kind"].as_str().unwrap_or("probe"));
+            s = format!("{}: no sample yet", p.kind.as_str());
         }
-        if let Some(e) = p["last_error"].as_str() {
+        if let Some(e) = &p.last_error {
             s.push_str(&format!("  error: {e}"));
         }
         s
     }
 
     /// Detail rows for the selected service.
-    pub fn details(p: &Value) -> Vec<(String, String)> {
-        let x = &p["figures"];
+    pub fn details(p: &super::ProbeState) -> Vec<(String, String)> {
+        let x = p.figures.as_ref().unwrap_or(&Value::Null);
         let mut out: Vec<(String, String)> = Vec::new();
         let mut row = |k: &str, v: String| out.push((k.to_string(), v));
         row(
             "probe",
             format!(
                 "{} at {} every {}s",
-                text(&p["kind"]),
-                text(&p["address"]),
-                text(&p["every_s"])
+                p.kind.as_str(),
+                p.address.as_deref().unwrap_or("-"),
+                text(&Value::from(p.every_s))
             ),
         );
-        row("status", text(&p["status"]));
+        row("status", p.status.clone());
         if x.is_null() {
             return out;
         }
-        match p["kind"].as_str().unwrap_or("") {
+        match p.kind.as_str() {
             "postgres" => {
                 let c = &x["connections"];
                 row("version", text(&x["version"]));
@@ -589,7 +620,7 @@ pub mod show {
             }
             _ => {}
         }
-        if let Some(t) = f(&p["last_sample"]) {
+        if let Some(t) = p.last_sample {
             out.push((
                 "sampled".into(),
                 crate::model::units::format_rfc3339(t as u64, 0),

@@ -76,7 +76,7 @@ pub struct ServiceStats {
     /// The service probe's last report (PostgreSQL, Redis, Qdrant, n8n, Langflow, Ollama):
     /// kind, address, status, last error and the figures it measured.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe: Option<serde_json::Value>,
+    pub probe: Option<super::probe::ProbeState>,
 }
 
 /// The state a service row has when its compose service has no container.
@@ -215,12 +215,12 @@ pub struct Snapshot {
     pub host: Option<HostStats>,
     pub services: Vec<ServiceStats>,
     pub gpus: Vec<GpuStats>,
-    pub ollama: Option<serde_json::Value>,
-    pub agents: Vec<serde_json::Value>,
+    pub ollama: Option<super::ollama::Ollama>,
+    pub agents: Vec<super::agent::AgentRow>,
     /// Per-agent figures of each replica of a scaled gateway (`service/agent@container`,
     /// with `group_agent` naming the merged row in `agents`), from its own /metrics.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replica_agents: Vec<serde_json::Value>,
+    pub replica_agents: Vec<super::agent::AgentRow>,
     pub scrapes: Vec<ScrapeTarget>,
     pub sources: BTreeMap<String, SourceHealth>,
     /// Journal entries, engine events and console messages, oldest first, bounded;

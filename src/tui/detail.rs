@@ -122,10 +122,11 @@ pub fn of_row(st: &UiState, s: &Snapshot) -> Option<Detail> {
         }
         View::Agents => {
             let a = *agent_rows(s, f, st.show_replicas).get(sel)?;
-            let name = a["agent"].as_str().unwrap_or("?").to_string();
+            let name = a.agent.clone();
             let mut lines = Vec::new();
-            if let Some(o) = a.as_object() {
-                for (k, v) in o {
+            // Every figure of the row, by its `status --json` key.
+            if let Ok(serde_json::Value::Object(o)) = serde_json::to_value(a) {
+                for (k, v) in &o {
                     let v = match v {
                         serde_json::Value::String(t) => t.clone(),
                         other => other.to_string(),

@@ -145,11 +145,11 @@ pub fn full() -> Snapshot {
             svc("langflow", 1, 5.0, None, 90, "unhealthy"),
             svc("ollama", 1, 150.0, Some(4.0), 250, "healthy"),
             ServiceStats {
-                probe: Some(postgres_probe()),
+                probe: Some(serde_json::from_value(postgres_probe()).unwrap()),
                 ..svc("postgres", 1, 3.0, Some(2.0), 60, "healthy")
             },
             ServiceStats {
-                probe: Some(redis_probe()),
+                probe: Some(serde_json::from_value(redis_probe()).unwrap()),
                 ..svc("redis", 1, 1.0, Some(0.5), 12, "")
             },
         ],
@@ -173,7 +173,7 @@ pub fn full() -> Snapshot {
                 ..Default::default()
             }],
         }],
-        ollama: Some(serde_json::json!({
+        ollama: Some(serde_json::from_value(serde_json::json!({
             "url": "http://127.0.0.1:11434", "version": "0.5.7",
             "installed": ["llama3.1:8b", "mixtral:8x7b"],
             "loaded": [
@@ -182,9 +182,9 @@ pub fn full() -> Snapshot {
                 {"name": "mixtral:8x7b", "size_bytes": 30_000_000_000u64, "size_vram_bytes": 22_000_000_000u64, "partly_on_cpu": true,
                  "vram_measured_bytes": 23_001_563_136u64, "agents": ["knowledge_management"]}
             ]
-        })),
+        })).unwrap()),
         agents: vec![
-            serde_json::json!({"agent": "daily_brief", "requests_per_s": 12.5, "errors_per_s": 0.0,
+            serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({"agent": "daily_brief", "requests_per_s": 12.5, "errors_per_s": 0.0,
                 "p50_seconds": 0.8, "p95_seconds": 1.9, "p99_seconds": 2.6, "inflight": 3.0, "queued": 0.0,
                 "wait_p50_seconds": 0.0, "wait_p95_seconds": 0.35, "wait_p99_seconds": 0.6,
                 "execution_p50_seconds": 0.78, "execution_p95_seconds": 1.6, "execution_p99_seconds": 2.1,
@@ -201,25 +201,25 @@ pub fn full() -> Snapshot {
                         "expires_at": "2026-11-29T04:05:00Z"},
                 "models": [{"provider": "ollama", "model": "llama3.1:8b", "role": "primary", "requests": 4.0,
                             "tokens_per_request": 420.0, "cost_per_request_dollars": 0.0, "mean_seconds": 4.81},
-                           {"provider": "openai", "model": "gpt-4o-mini", "role": "fallback"}]}),
-            serde_json::json!({"agent": "focus_guardrails", "requests_per_s": 40.0, "errors_per_s": 0.5,
+                           {"provider": "openai", "model": "gpt-4o-mini", "role": "fallback"}]})).unwrap(),
+            serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({"agent": "focus_guardrails", "requests_per_s": 40.0, "errors_per_s": 0.5,
                 "p50_seconds": 0.012, "p95_seconds": 0.04, "p99_seconds": 0.09, "inflight": 1.0, "queued": 2.0,
                 "wait_p50_seconds": 0.004, "wait_p95_seconds": 0.021, "wait_p99_seconds": 0.05,
                 "cpu_percent": 1.1, "memory_bytes": 65536.0, "memory_peak_bytes": 131072.0,
                 "provider": "ollama", "model": "llama3.1:8b", "tokens_per_second_p50": 41.5,
                 "gpu": {"state": "loaded", "model_from": "last answer", "vram_bytes": 6_000_000_000u64,
-                        "size_bytes": 6_000_000_000u64, "gpu_percent": 100.0, "shared_with": ["daily_brief"]}}),
-            serde_json::json!({"agent": "knowledge_management", "requests_per_s": 0.2, "errors_per_s": 0.0,
+                        "size_bytes": 6_000_000_000u64, "gpu_percent": 100.0, "shared_with": ["daily_brief"]}})).unwrap(),
+            serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({"agent": "knowledge_management", "requests_per_s": 0.2, "errors_per_s": 0.0,
                 "p50_seconds": 9.5, "p95_seconds": 14.0, "p99_seconds": 15.1, "inflight": 0.0, "queued": 0.0,
                 "provider": "ollama", "model": "mixtral:8x7b", "tokens_per_second_p50": 6.1,
                 "ttft_p50_seconds": 3.2, "tokens_per_request": 910.0, "cost_per_request_dollars": 0.0,
                 "gpu": {"state": "offloaded", "model_from": "configured", "vram_bytes": 22_000_000_000u64,
-                        "size_bytes": 30_000_000_000u64, "gpu_percent": 73.3, "shared_with": []}}),
-            serde_json::json!({"agent": "content_creator", "requests_per_s": 0.5, "errors_per_s": 0.0,
+                        "size_bytes": 30_000_000_000u64, "gpu_percent": 73.3, "shared_with": []}})).unwrap(),
+            serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({"agent": "content_creator", "requests_per_s": 0.5, "errors_per_s": 0.0,
                 "p50_seconds": 2.1, "p95_seconds": 3.0, "p99_seconds": 3.4, "inflight": 0.0, "queued": 0.0,
                 "provider": "openai", "model": "gpt-4o-mini", "tokens_per_second_p50": 92.0,
                 "ttft_p50_seconds": 0.41, "tokens_per_request": 1500.0, "cost_per_request_dollars": 0.00045,
-                "projected_monthly_cost_dollars": 583.2, "gpu": {"state": "remote", "model_from": "last answer"}}),
+                "projected_monthly_cost_dollars": 583.2, "gpu": {"state": "remote", "model_from": "last answer"}})).unwrap(),
         ],
         sources: ["containers", "host", "gpu", "ollama", "scrape"]
             .iter()
@@ -470,10 +470,10 @@ fn services_detail_pane_shows_the_selected_service_probe() {
 fn a_provider_with_an_open_circuit_is_shown_failing() {
     let mut s = full();
     for a in &mut s.agents {
-        a["providers_failing"] = serde_json::json!(["ollama"]);
-        for m in a["models"].as_array_mut().into_iter().flatten() {
-            if m["provider"] == "ollama" {
-                m["circuit"] = "open".into();
+        a.providers_failing = Some(vec!["ollama".into()]);
+        for m in a.models.iter_mut() {
+            if m.provider == "ollama" {
+                m.circuit = Some("open".into());
             }
         }
     }
@@ -532,15 +532,21 @@ fn tiny_terminals_get_a_message_not_a_panic() {
 fn replica_rows_show_under_their_merged_row_on_demand() {
     let mut s = full();
     s.agents.push(
-        serde_json::json!({"agent": "gateway/daily_brief", "replicas": 2,
+        serde_json::from_value::<crate::model::agent::AgentRow>(
+            serde_json::json!({"agent": "gateway/daily_brief", "replicas": 2,
         "requests_per_s": 30.0, "p50_seconds": 0.05, "p95_seconds": 0.2, "p99_seconds": 0.4,
         "latency_source": "merged histogram buckets of 2 replica(s), histogram, last 60 s"}),
+        )
+        .unwrap(),
     );
     for (n, p99) in [(1, 0.35), (2, 0.47)] {
-        s.replica_agents.push(serde_json::json!({
+        s.replica_agents.push(
+            serde_json::from_value::<crate::model::agent::AgentRow>(serde_json::json!({
             "agent": format!("gateway/daily_brief@osmen-gateway-{n}"),
             "group_agent": "gateway/daily_brief", "replica": format!("osmen-gateway-{n}"),
-            "requests_per_s": 15.0, "p50_seconds": 0.05, "p95_seconds": 0.2, "p99_seconds": p99}));
+            "requests_per_s": 15.0, "p50_seconds": 0.05, "p95_seconds": 0.2, "p99_seconds": p99}))
+            .unwrap(),
+        );
     }
     let mut st = UiState::new(false, false);
     st.view = View::Agents;
@@ -591,7 +597,7 @@ fn changed_stack() -> Snapshot {
 /// The tester's case: every request of daily_brief answered 503 for want of a provider.
 fn failing() -> Snapshot {
     let mut s = full();
-    let a = &mut s.agents[0];
+    let mut a = serde_json::to_value(&s.agents[0]).unwrap();
     for (k, v) in [
         ("requests_per_s", serde_json::json!(140.3)),
         ("errors_per_s", serde_json::json!(140.3)),
@@ -613,6 +619,7 @@ fn failing() -> Snapshot {
     ] {
         a[k] = v;
     }
+    s.agents[0] = serde_json::from_value(a).unwrap();
     s
 }
 

@@ -4,6 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keymap::{Action, Keymap};
+use crate::model::agent::AgentRow;
 use crate::model::console::{Command, LogLine};
 use crate::model::snapshot::{ServiceStats, Snapshot};
 
@@ -234,19 +235,19 @@ pub fn service_rows<'a>(s: &'a Snapshot, filter: &str, sort: ServiceSort) -> Vec
 
 /// The Agents view's rows: every agent (a scaled gateway's merged over its replicas);
 /// with `replicas`, each replica's own row follows its merged row.
-pub fn agent_rows<'a>(s: &'a Snapshot, filter: &str, replicas: bool) -> Vec<&'a serde_json::Value> {
+pub fn agent_rows<'a>(s: &'a Snapshot, filter: &str, replicas: bool) -> Vec<&'a AgentRow> {
     let mut out = Vec::new();
     for a in s
         .agents
         .iter()
-        .filter(|a| matches(filter, &[a["agent"].as_str().unwrap_or("")]))
+        .filter(|a| matches(filter, &[a.agent.as_str()]))
     {
         out.push(a);
-        if replicas && a.get("replicas").is_some() {
+        if replicas && a.replicas.is_some() {
             out.extend(
                 s.replica_agents
                     .iter()
-                    .filter(|r| r["group_agent"] == a["agent"]),
+                    .filter(|r| r.group_agent.as_deref() == Some(a.agent.as_str())),
             );
         }
     }
@@ -514,8 +515,8 @@ fn update_views(
                 state.message = Some("no agent selected".into());
                 return None;
             };
-            let name = a["agent"].as_str().unwrap_or("?");
-            match (a["provider"].as_str(), a["model"].as_str()) {
+            let name = a.agent.as_str();
+            match (a.provider.as_deref(), a.model.as_deref()) {
                 (Some("ollama"), Some(m)) => {
                     return ask(state, Command::ProbeOllama(Some(m.to_string())));
                 }

@@ -88,10 +88,10 @@ fn pressed() -> (Snapshot, History) {
         match x.service.as_str() {
             // redis is pressed (its limit grows too); cache has room (maxmemory only).
             "redis" | "cache" => {
-                x.probe = Some(redis.clone());
+                x.probe = Some(serde_json::from_value(redis.clone()).unwrap());
                 x.memory_percent = Some(if x.service == "redis" { 90.0 } else { 20.0 });
             }
-            "postgres" | "db2" => x.probe = Some(pg.clone()),
+            "postgres" | "db2" => x.probe = Some(serde_json::from_value(pg.clone()).unwrap()),
             _ => {}
         }
     }
@@ -108,8 +108,11 @@ fn pressed() -> (Snapshot, History) {
         ..Default::default()
     }];
     s.agents = vec![
-        json!({"agent": "daily_brief", "errors_per_s": 9.0, "failing": true,
+        serde_json::from_value::<osmen::model::agent::AgentRow>(
+            json!({"agent": "daily_brief", "errors_per_s": 9.0, "failing": true,
         "last_error_kind": "no_provider", "last_error": "no LLM provider is configured"}),
+        )
+        .unwrap(),
     ];
     let mut h = History::default();
     for c in ["api-1", "worker-1", "gateway-1", "gateway-2"] {

@@ -28,9 +28,10 @@ async fn scraped(gw: &Gw, agent: &str) -> (String, Value) {
     let rows = prometheus::agents_from(&prometheus::parse(&text).unwrap());
     let row = rows
         .into_iter()
-        .find(|r| r["agent"] == agent)
+        .find(|r| r.agent == agent)
         .unwrap_or_else(|| panic!("no row for {agent}:\n{text}"));
-    (text, row)
+    // The row as `status --json` prints it.
+    (text, serde_json::to_value(row).unwrap())
 }
 
 async fn fail(gw: &Gw, agent: &str, n: usize, want: u16) -> Value {
@@ -54,7 +55,7 @@ async fn advise(gw: &Gw, agent: &str, want: u16) -> Hub {
     for _ in 0..16 {
         fail(gw, agent, 2, want).await;
         let (_, row) = scraped(gw, agent).await;
-        hub.apply(Update::Agents(vec![row]));
+        hub.apply(Update::Agents(vec![serde_json::from_value(row).unwrap()]));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     hub.advise();
@@ -111,7 +112,7 @@ async fn without_a_provider_every_request_fails_and_the_advisor_says_set_ollama_
     );
 
     let hub = advise(&gw, "daily_brief", 503).await;
-    let a = &hub.snapshot.agents[0];
+    let a = &serde_json::to_value(&hub.snapshot.agents[0]).unwrap();
     assert_eq!(a["error_percent"], 100.0, "rates from two scrapes: {a}");
     assert!(a["errors_per_s"].as_f64().unwrap() > 0.0, "{a}");
     let pts = &hub.history.series["agent:daily_brief:error_percent"];

@@ -138,11 +138,11 @@ async fn ollama_models_offload_and_generation_probe() {
     let v = osmen::collect::ollama::sample(&client, &llm.url)
         .await
         .unwrap();
-    assert_eq!(v["version"], "0.5.0");
-    assert_eq!(v["installed"].as_array().unwrap().len(), 2);
-    let m = &v["loaded"][0];
-    assert_eq!(m["partly_on_cpu"], true);
-    assert!((m["gpu_percent"].as_f64().unwrap() - 66.666).abs() < 0.01);
+    assert_eq!(v.version.as_deref(), Some("0.5.0"));
+    assert_eq!(v.installed.len(), 2);
+    let m = &v.loaded[0];
+    assert!(m.partly_on_cpu);
+    assert!((m.gpu_percent - 66.666).abs() < 0.01);
     let p = osmen::collect::ollama::probe_generation(&client, &llm.url, None)
         .await
         .unwrap();

@@ -102,7 +102,7 @@ async fn per_agent_model_vram_speed_and_cost_are_joined_exactly() {
     let mut agents = prometheus::agents_from(&fams);
     let client = reqwest::Client::new();
     let mut o = ollama::sample(&client, &llm.url).await.unwrap();
-    assert_eq!(o["loaded"][0]["blob"], LLAMA_BLOB);
+    assert_eq!(o.loaded[0].blob.as_deref(), Some(LLAMA_BLOB));
 
     // The GPU: `ollama serve`, and one runner per loaded model, in the Ollama container.
     let p = |pid: u32, mib: u64| GpuProcess {
@@ -139,8 +139,8 @@ async fn per_agent_model_vram_speed_and_cost_are_joined_exactly() {
     let by = |name: &str| -> Value {
         agents
             .iter()
-            .find(|a| a["agent"] == name)
-            .cloned()
+            .find(|a| a.agent == name)
+            .map(|a| serde_json::to_value(a).unwrap())
             .unwrap_or_else(|| panic!("no {name} in {agents:?}"))
     };
 
@@ -218,11 +218,14 @@ async fn per_agent_model_vram_speed_and_cost_are_joined_exactly() {
 
     // The GPU view's side: each loaded model lists the agents it serves.
     assert_eq!(
-        o["loaded"][0]["agents"],
-        json!(["daily_brief", "focus_guardrails"])
+        o.loaded[0].agents,
+        Some(vec!["daily_brief".into(), "focus_guardrails".into()])
     );
-    assert_eq!(o["loaded"][1]["agents"], json!(["boot_hardening"]));
-    assert_eq!(o["loaded"][1]["vram_measured_from"], "runner process");
+    assert_eq!(o.loaded[1].agents, Some(vec!["boot_hardening".into()]));
+    assert_eq!(
+        o.loaded[1].vram_measured_from.as_deref(),
+        Some("runner process")
+    );
     assert!(!text.contains("sk-test-secret"));
     gw.stop().await;
 }
@@ -251,20 +254,23 @@ fn one_loaded_model_owns_the_ollama_containers_vram_and_several_need_their_runne
     }];
     // One model loaded, no model files known: the container's VRAM is that model's.
     let mut agents = prometheus::agents_from(&fams);
-    let mut o =
-        json!({"loaded": [{"name": "m1:latest", "size_bytes": 1000, "size_vram_bytes": 1000}]});
+    let ollama = |v: Value| -> osmen::model::ollama::Ollama { serde_json::from_value(v).unwrap() };
+    let mut o = ollama(
+        json!({"loaded": [{"name": "m1:latest", "size_bytes": 1000, "size_vram_bytes": 1000}]}),
+    );
     agent_gpu::join(&mut agents, Some(&mut o), &gpus);
-    assert_eq!(agents[0]["gpu"]["vram_measured_bytes"], 1000);
-    assert_eq!(agents[1]["gpu"]["state"], "cold");
+    let gpu = |a: &osmen::model::agent::AgentRow| a.gpu.clone().unwrap_or_default();
+    assert_eq!(gpu(&agents[0]).vram_measured_bytes, Some(1000));
+    assert_eq!(gpu(&agents[1]).state, "cold");
     // Two loaded and no runner matched: no measured figure rather than a guess.
-    let mut o = json!({"loaded": [
+    let mut o = ollama(json!({"loaded": [
         {"name": "m1:latest", "size_bytes": 1000, "size_vram_bytes": 0},
-        {"name": "m2:7b", "size_bytes": 10, "size_vram_bytes": 10}]});
+        {"name": "m2:7b", "size_bytes": 10, "size_vram_bytes": 10}]}));
     agent_gpu::join(&mut agents, Some(&mut o), &gpus);
-    assert_eq!(agents[0]["gpu"]["state"], "cpu");
-    assert!(agents[0]["gpu"].get("vram_measured_bytes").is_none());
-    assert!(o["loaded"][0].get("vram_measured_bytes").is_none());
+    assert_eq!(gpu(&agents[0]).state, "cpu");
+    assert!(gpu(&agents[0]).vram_measured_bytes.is_none());
+    assert!(o.loaded[0].vram_measured_bytes.is_none());
     // Without Ollama measured at all the state is unknown, not cold.
     agent_gpu::join(&mut agents, None, &gpus);
-    assert_eq!(agents[1]["gpu"]["state"], "unknown");
+    assert_eq!(gpu(&agents[1]).state, "unknown");
 }

@@ -137,7 +137,8 @@ async fn a_failing_provider_opens_its_circuit_and_closes_when_it_recovers() {
     let agents = osmen::collect::prometheus::agents_from(&fams);
     let cc = agents
         .iter()
-        .find(|a| a["agent"] == "content_creator")
+        .find(|a| a.agent == "content_creator")
+        .map(|a| serde_json::to_value(a).unwrap())
         .unwrap();
     assert_eq!(
         cc["providers_failing"],

@@ -38,6 +38,7 @@ mod remote;
 mod replicas;
 mod security;
 mod shipped_stack;
+mod snapshot_json;
 mod swarm;
 mod util;
 mod volumes;

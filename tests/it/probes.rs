@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use osmen::collect::probes::{Creds, http, postgres, redis as rprobe};
 use osmen::model::probe::ProbeKind;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::util::{Stack, docker_ready, inspect, wait_until};
 
@@ -424,4 +424,92 @@ fn n8n_and_langflow_probes_read_health_versions_and_metrics() {
             .unwrap_err();
         assert!(e.contains("503") && e.contains("db down"), "{e}");
     });
+}
+
+/// The figures' shape (keys, nesting and the kind of each value: numbers as 0 or 0.0,
+/// strings and booleans as they are) that `status --json` prints under
+/// `services[].probe.figures`, for the probes that run on recordings (Qdrant, n8n,
+/// Langflow); compared with `tests/fixtures/snapshot/probe_figures.json`
+/// (`UPDATE_SNAPSHOT_JSON=1` records it). Rates and times change from run to run.
+#[test]
+fn probe_figures_keep_their_shape() {
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::Number(n) if n.is_f64() => json!(0.0),
+            Value::Number(_) => json!(0),
+            Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    let got = rt().block_on(async {
+        let qdrant = serve(Recorded {
+            routes: vec![
+                ("/healthz", 200, "healthz check passed".into()),
+                ("/", 200, fixture("qdrant_root.json")),
+                ("/collections", 200, fixture("qdrant_collections.json")),
+                (
+                    "/collections/osmen_memories",
+                    200,
+                    fixture("qdrant_collection.json"),
+                ),
+            ],
+            metrics: vec![
+                fixture("qdrant_metrics_1.txt"),
+                fixture("qdrant_metrics_2.txt"),
+            ],
+            scrapes: 0,
+        })
+        .await;
+        let mut p = http::Probe::new(ProbeKind::Qdrant);
+        let q1 = p.sample(&qdrant).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let q2 = p.sample(&qdrant).await.unwrap();
+        let n8n = serve(Recorded {
+            routes: vec![
+                ("/healthz", 200, r#"{"status":"ok"}"#.into()),
+                ("/healthz/readiness", 503, r#"{"status":"error"}"#.into()),
+                ("/rest/settings", 200, fixture("n8n_settings.json")),
+            ],
+            metrics: vec![fixture("n8n_metrics.txt")],
+            scrapes: 0,
+        })
+        .await;
+        let n = http::Probe::new(ProbeKind::N8n).sample(&n8n).await.unwrap();
+        let bare = serve(Recorded {
+            routes: vec![("/healthz", 200, r#"{"status":"ok"}"#.into())],
+            metrics: vec![],
+            scrapes: 0,
+        })
+        .await;
+        let nb = http::Probe::new(ProbeKind::N8n)
+            .sample(&bare)
+            .await
+            .unwrap();
+        let lf = serve(Recorded {
+            routes: vec![
+                ("/health", 200, r#"{"status":"ok"}"#.into()),
+                ("/health_check", 200, fixture("langflow_health_check.json")),
+                ("/api/v1/version", 200, fixture("langflow_version.json")),
+            ],
+            metrics: vec![],
+            scrapes: 0,
+        })
+        .await;
+        let l = http::Probe::new(ProbeKind::Langflow)
+            .sample(&lf)
+            .await
+            .unwrap();
+        json!({"qdrant_first": q1, "qdrant": q2, "n8n": n, "n8n_bare": nb, "langflow": l})
+    });
+    let got = shape(&got);
+    let path = crate::util::root().join("tests/fixtures/snapshot/probe_figures.json");
+    let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(got, want, "the probe figures' shape changed; got:\n{text}");
 }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use super::containers::ContainerSource;
 use crate::hub::Update;
 use crate::model::container::ContainerRow;
-use crate::model::probe::{ProbeKind, ProbeReport};
+use crate::model::probe::{ProbeKind, ProbeReport, ProbeState};
 use crate::stack::compose::Project;
 
 /// One probed service.
@@ -200,7 +200,9 @@ impl Prober {
                 if blobs.len() > 256 {
                     blobs.clear();
                 }
-                super::ollama::sample_cached(client, &format!("http://{addr}"), blobs).await
+                let o =
+                    super::ollama::sample_cached(client, &format!("http://{addr}"), blobs).await?;
+                serde_json::to_value(o).map_err(|e| e.to_string())
             }
         }
     }
@@ -316,34 +318,30 @@ async fn run_one(
 
 /// The figures of a report as the hub keeps them: the last good figures stay (marked by
 /// `last_sample`) while the probe fails, with the error beside them.
-pub fn merge(prev: Option<&Value>, r: &ProbeReport, now: f64) -> Value {
-    let mut out = serde_json::json!({
-        "kind": r.kind.as_str(),
-        "address": r.address,
-        "every_s": r.every_s,
-    });
-    match &r.result {
-        Ok(figures) => {
-            out["status"] = "ok".into();
-            out["last_error"] = Value::Null;
-            out["last_sample"] = now.into();
-            out["figures"] = figures.clone();
-        }
-        Err(e) => {
-            out["status"] = format!("error: {e}").into();
-            out["last_error"] = e.clone().into();
-            out["last_sample"] = prev
-                .map(|p| p["last_sample"].clone())
-                .unwrap_or(Value::Null);
-            out["figures"] = prev.map(|p| p["figures"].clone()).unwrap_or(Value::Null);
-        }
+pub fn merge(prev: Option<&ProbeState>, r: &ProbeReport, now: f64) -> ProbeState {
+    let (status, last_error, last_sample, figures) = match &r.result {
+        Ok(figures) => ("ok".to_string(), None, Some(now), Some(figures.clone())),
+        Err(e) => (
+            format!("error: {e}"),
+            Some(e.clone()),
+            prev.and_then(|p| p.last_sample),
+            prev.and_then(|p| p.figures.clone()),
+        ),
+    };
+    ProbeState {
+        kind: r.kind,
+        address: r.address.clone(),
+        every_s: r.every_s,
+        status,
+        last_error,
+        last_sample,
+        figures,
     }
-    out
 }
 
-/// Figures by name for the advisor and the console: `probe["figures"][key]` as f64.
-pub fn figure(probe: &Value, key: &str) -> Option<f64> {
-    probe["figures"][key].as_f64()
+/// Figures by name for the advisor and the console: `probe.figures[key]` as f64.
+pub fn figure(probe: &ProbeState, key: &str) -> Option<f64> {
+    probe.figure(key)
 }
 
 /// Used by tests and the hub: services keyed by name.
@@ -471,14 +469,14 @@ mod tests {
             result: Ok(serde_json::json!({"ops_per_s": 5.0})),
         };
         let first = merge(None, &ok, 100.0);
-        assert_eq!(first["status"], "ok");
+        assert_eq!(first.status, "ok");
         let bad = ProbeReport {
             result: Err("connection refused".into()),
             ..ok
         };
         let second = merge(Some(&first), &bad, 102.0);
-        assert_eq!(second["status"], "error: connection refused");
-        assert_eq!(second["last_sample"], 100.0);
+        assert_eq!(second.status, "error: connection refused");
+        assert_eq!(second.last_sample, Some(100.0));
         assert_eq!(figure(&second, "ops_per_s"), Some(5.0));
     }
 }

@@ -14,6 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{block, source_down};
+use crate::model::agent::{AgentGpu, AgentRow};
 use crate::model::agent_error::ErrorKind;
 use crate::model::snapshot::Snapshot;
 use crate::model::units::format_duration;
@@ -21,9 +22,8 @@ use crate::tui::state::{UiState, agent_rows};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{bytes, clock, fit, fit_middle, ms, pct, spark};
 
-fn num(v: &serde_json::Value, digits: usize) -> String {
-    v.as_f64()
-        .map(|x| format!("{x:.digits$}"))
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}"))
         .unwrap_or_else(|| "-".into())
 }
 
@@ -67,7 +67,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         let h = (need as u16).min(room);
         let [table, detail] =
             Layout::vertical([Constraint::Min(4), Constraint::Length(h)]).areas(area);
-        let name = rows[selected]["agent"].as_str().unwrap_or("?");
+        let name = rows[selected].agent.as_str();
         f.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: true })
@@ -114,19 +114,19 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     let body: Vec<Row> = rows
         .iter()
         .map(|a| {
-            let name = a["agent"].as_str().unwrap_or("?").to_string();
+            let name = a.agent.clone();
             let trend = s
                 .trends
                 .get(&format!("agent:{name}:p99_seconds"))
                 .cloned()
                 .unwrap_or_default();
-            let err = a["errors_per_s"].as_f64().unwrap_or(0.0);
+            let err = a.errors_per_s.unwrap_or(0.0);
             let (mut vram, bad) = vram_cell(a);
             if narrow {
                 vram = vram.replace("off+sh ", "o+s ");
             }
             // A replica's row sits under its merged row: show just its container.
-            let shown = match a["replica"].as_str() {
+            let shown = match a.replica.as_deref() {
                 Some(r) if st.ascii => format!(" - {r}"),
                 Some(r) => format!(" └ {r}"),
                 None => name,
@@ -139,33 +139,33 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             let bad_if = |on: bool| if on { t.bad() } else { t.dim() };
             let share = error_share(a);
             let mut cells = vec![
-                Cell::from(shown).style(if is_failing(a) {
+                Cell::from(shown).style(if a.is_failing() {
                     t.bad()
                 } else {
                     Style::default()
                 }),
-                Cell::from(fit(t, a["model"].as_str().unwrap_or("-"), 15)),
+                Cell::from(fit(t, a.model.as_deref().unwrap_or("-"), 15)),
                 Cell::from(vram).style(if bad { t.bad() } else { t.dim() }),
-                Cell::from(num(&a["requests_per_s"], 1)),
-                Cell::from(num(&a["errors_per_s"], 2)).style(bad_if(err > 0.0)),
+                Cell::from(num(a.requests_per_s, 1)),
+                Cell::from(num(a.errors_per_s, 2)).style(bad_if(err > 0.0)),
                 Cell::from(percent(share)).style(bad_if(share.is_some_and(|p| p > 0.0))),
-                Cell::from(ms(a["p50_seconds"].as_f64())),
-                Cell::from(ms(a["p95_seconds"].as_f64())),
-                Cell::from(ms(a["p99_seconds"].as_f64())),
+                Cell::from(ms(a.p50_seconds.flatten())),
+                Cell::from(ms(a.p95_seconds.flatten())),
+                Cell::from(ms(a.p99_seconds.flatten())),
                 Cell::from(spark(t, &trend, if narrow { 5 } else { 9 }, None)).style(t.accent()),
-                Cell::from(num(&a["inflight"], 0)),
-                Cell::from(num(&a["queued"], 0)),
+                Cell::from(num(a.inflight, 0)),
+                Cell::from(num(a.queued, 0)),
             ];
             if with_wait {
-                cells.push(Cell::from(ms(a["wait_p95_seconds"].as_f64())));
+                cells.push(Cell::from(ms(a.wait_p95_seconds)));
             }
             if wide {
                 cells.extend([
-                    Cell::from(num(&a["tokens_per_second_p50"], 1)),
-                    Cell::from(ms(a["ttft_p50_seconds"].as_f64())),
-                    Cell::from(dollars(a["cost_per_request_dollars"].as_f64())),
-                    Cell::from(pct(a["cpu_percent"].as_f64())),
-                    Cell::from(bytes(a["memory_bytes"].as_f64().map(|b| b as u64))),
+                    Cell::from(num(a.tokens_per_second_p50.flatten(), 1)),
+                    Cell::from(ms(a.ttft_p50_seconds.flatten())),
+                    Cell::from(dollars(a.cost_per_request_dollars)),
+                    Cell::from(pct(a.cpu_percent)),
+                    Cell::from(bytes(a.memory_bytes.map(|b| b as u64))),
                 ]);
             }
             if narrow {
@@ -179,8 +179,8 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         // Wide enough for `gateway/knowledge_management` when replicas are merged.
         Constraint::Length(
             rows.iter()
-                .filter(|a| a.get("replica").is_none())
-                .map(|a| a["agent"].as_str().map(|n| n.chars().count()).unwrap_or(1))
+                .filter(|a| a.replica.is_none())
+                .map(|a| a.agent.chars().count())
                 .max()
                 .unwrap_or(20)
                 .clamp(20, 30) as u16,
@@ -234,15 +234,13 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
 
 /// The share of the agent's requests that failed: since the previous scrape, else over
 /// the gateway's last minute.
-pub fn error_share(a: &serde_json::Value) -> Option<f64> {
-    a["error_percent"]
-        .as_f64()
-        .or_else(|| a["window_error_percent"].as_f64())
+pub fn error_share(a: &AgentRow) -> Option<f64> {
+    a.error_share()
 }
 
 /// Most of the agent's requests of the last minute failed (the gateway's window).
-pub fn is_failing(a: &serde_json::Value) -> bool {
-    a["failing"].as_bool().unwrap_or(false)
+pub fn is_failing(a: &AgentRow) -> bool {
+    a.is_failing()
 }
 
 fn percent(v: Option<f64>) -> String {
@@ -257,19 +255,13 @@ pub fn failing_summary(s: &Snapshot) -> Option<String> {
         .agents
         .iter()
         .filter(|a| is_failing(a))
-        .map(|a| {
-            format!(
-                "{} ({} of requests)",
-                a["agent"].as_str().unwrap_or("?"),
-                percent(error_share(a))
-            )
-        })
+        .map(|a| format!("{} ({} of requests)", a.agent, percent(error_share(a))))
         .collect();
     let mut providers: Vec<&str> = s
         .agents
         .iter()
-        .flat_map(|a| a["providers_failing"].as_array().into_iter().flatten())
-        .filter_map(|p| p.as_str())
+        .flat_map(|a| a.providers_failing.iter().flatten())
+        .map(String::as_str)
         .collect();
     providers.sort_unstable();
     providers.dedup();
@@ -281,14 +273,14 @@ pub fn failing_summary(s: &Snapshot) -> Option<String> {
 
 /// The detail pane's error lines: the rate and share, FAILING, and the last error with
 /// its kind and time (`now` for its age).
-fn error_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>> {
+fn error_lines<'a>(a: &AgentRow, t: &Theme, now: f64) -> Vec<Line<'a>> {
     let share = error_share(a);
     let mut rate = vec![
         Span::styled("errors ", t.header()),
         Span::styled(
             format!(
                 "{}/s, {} of requests",
-                num(&a["errors_per_s"], 2),
+                num(a.errors_per_s, 2),
                 percent(share)
             ),
             if share.is_some_and(|p| p > 0.0) {
@@ -298,7 +290,7 @@ fn error_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>> 
             },
         ),
     ];
-    if let (Some(n), Some(e)) = (a["window_requests"].as_f64(), a["window_errors"].as_f64()) {
+    if let (Some(n), Some(e)) = (a.window_requests, a.window_errors) {
         rate.push(Span::raw(format!(
             " ({e:.0} of {n:.0} failed in the last minute)"
         )));
@@ -307,11 +299,11 @@ fn error_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>> 
         rate.push(Span::styled("  FAILING", t.bad()));
     }
     let mut last = vec![Span::styled("last   ", t.header())];
-    match a["last_error_kind"].as_str() {
+    match a.last_error_kind.as_deref() {
         Some(k) => {
             let kind = ErrorKind::from_label(k).map_or(k.to_string(), |k| k.describe().into());
             last.push(Span::styled(kind, t.bad()));
-            if let Some(at) = a["last_error_at"].as_f64() {
+            if let Some(at) = a.last_error_at {
                 let ago = Duration::from_secs((now - at).max(0.0) as u64);
                 last.push(Span::raw(format!(
                     " at {} UTC, {} ago",
@@ -319,7 +311,7 @@ fn error_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>> 
                     format_duration(ago)
                 )));
             }
-            let m = a["last_error"].as_str().unwrap_or("");
+            let m = a.last_error.as_deref().unwrap_or("");
             let m: String = if t.ascii {
                 m.chars()
                     .map(|c| if c.is_ascii() { c } else { '?' })
@@ -346,11 +338,13 @@ fn dollars(v: Option<f64>) -> String {
 /// The VRAM column: the model's VRAM with a mark (shared, off = partly on the CPU),
 /// `cold` (the next request loads it), `cpu`, or `remote` for a cloud model. The flag
 /// says whether it needs attention.
-fn vram_cell(a: &serde_json::Value) -> (String, bool) {
-    let g = &a["gpu"];
-    let b = || bytes(g["vram_bytes"].as_u64());
-    let shared = g["shared_with"].as_array().is_some_and(|x| !x.is_empty());
-    match g["state"].as_str() {
+fn vram_cell(a: &AgentRow) -> (String, bool) {
+    let g = a.gpu.as_ref();
+    let b = || bytes(g.and_then(|g| g.vram_bytes));
+    let shared = g
+        .and_then(|g| g.shared_with.as_ref())
+        .is_some_and(|x| !x.is_empty());
+    match g.map(|g| g.state.as_str()) {
         Some("loaded") if shared => (format!("sh {}", b()), false),
         Some("loaded") => (b(), false),
         Some("offloaded") if shared => (format!("off+sh {}", b()), true),
@@ -364,26 +358,28 @@ fn vram_cell(a: &serde_json::Value) -> (String, bool) {
 
 /// The selected agent: its model and VRAM, its errors, speed, economics and the
 /// providers it uses.
-fn detail_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>> {
-    let g = &a["gpu"];
+fn detail_lines<'a>(a: &AgentRow, t: &Theme, now: f64) -> Vec<Line<'a>> {
+    let no_gpu = AgentGpu::default();
+    let gpu = a.gpu.as_ref();
+    let g = gpu.unwrap_or(&no_gpu);
     let mut lines: Vec<Line> = Vec::new();
     let mut model = vec![Span::styled("model  ", t.header())];
-    match (a["provider"].as_str(), a["model"].as_str()) {
+    match (a.provider.as_deref(), a.model.as_deref()) {
         (Some(p), Some(m)) => model.push(Span::raw(format!(
             "{m} on {p} ({})",
-            g["model_from"].as_str().unwrap_or("?")
+            gpu.map(|g| g.model_from.as_str()).unwrap_or("?")
         ))),
         _ => model.push(Span::styled("not known yet", t.dim())),
     }
-    match g["state"].as_str() {
+    match gpu.map(|g| g.state.as_str()) {
         Some(st @ ("loaded" | "offloaded" | "cpu")) => {
             model.push(Span::raw(format!(
                 "  {} of {} in VRAM ({:.0}%)",
-                bytes(g["vram_bytes"].as_u64()),
-                bytes(g["size_bytes"].as_u64()),
-                g["gpu_percent"].as_f64().unwrap_or(0.0)
+                bytes(g.vram_bytes),
+                bytes(g.size_bytes),
+                g.gpu_percent.unwrap_or(0.0)
             )));
-            if let Some(m) = g["vram_measured_bytes"].as_u64() {
+            if let Some(m) = g.vram_measured_bytes {
                 model.push(Span::raw(format!(", NVML {}", bytes(Some(m)))));
             }
             if st != "loaded" {
@@ -403,19 +399,16 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>>
     lines.push(Line::from(model));
     lines.extend(error_lines(a, t, now));
     let mut mem = vec![Span::styled("vram   ", t.header())];
-    let shared: Vec<&str> = g["shared_with"]
-        .as_array()
-        .map(|x| x.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
+    let shared: Vec<&str> = g.shared_with.iter().flatten().map(String::as_str).collect();
     mem.push(Span::raw(if shared.is_empty() {
         "not shared".to_string()
     } else {
         format!("shared with {}", shared.join(", "))
     }));
-    if let Some(l) = g["last_load_seconds"].as_f64() {
+    if let Some(l) = g.last_load_seconds.flatten() {
         mem.push(Span::raw(format!("  last load {}", ms(Some(l)))));
     }
-    if let Some(e) = g["expires_at"].as_str() {
+    if let Some(e) = g.expires_at.as_ref().and_then(|e| e.as_deref()) {
         mem.push(Span::styled(format!("  unloads {e}"), t.dim()));
     }
     lines.push(Line::from(mem));
@@ -423,53 +416,53 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>>
         Span::styled("wait   ", t.header()),
         Span::raw(format!(
             "for a slot P50 {}, P95 {}, P99 {}   slot held P50 {}, P95 {}, P99 {}   (last 60 s; latency includes the wait)",
-            ms(a["wait_p50_seconds"].as_f64()),
-            ms(a["wait_p95_seconds"].as_f64()),
-            ms(a["wait_p99_seconds"].as_f64()),
-            ms(a["execution_p50_seconds"].as_f64()),
-            ms(a["execution_p95_seconds"].as_f64()),
-            ms(a["execution_p99_seconds"].as_f64()),
+            ms(a.wait_p50_seconds),
+            ms(a.wait_p95_seconds),
+            ms(a.wait_p99_seconds),
+            ms(a.execution_p50_seconds),
+            ms(a.execution_p95_seconds),
+            ms(a.execution_p99_seconds),
         )),
     ]));
     lines.push(Line::from(vec![
         Span::styled("speed  ", t.header()),
         Span::raw(format!(
             "{} tok/s P50, {} P95   TTFT P50 {}, P95 {}",
-            num(&a["tokens_per_second_p50"], 1),
-            num(&a["tokens_per_second_p95"], 1),
-            ms(a["ttft_p50_seconds"].as_f64()),
-            ms(a["ttft_p95_seconds"].as_f64())
+            num(a.tokens_per_second_p50.flatten(), 1),
+            num(a.tokens_per_second_p95.flatten(), 1),
+            ms(a.ttft_p50_seconds.flatten()),
+            ms(a.ttft_p95_seconds.flatten())
         )),
     ]));
     lines.push(Line::from(vec![
         Span::styled("usage  ", t.header()),
         Span::raw(format!(
             "{} tokens/request  {}/request  {} requests/active user  {} requests/day, {}/month at this rate",
-            num(&a["tokens_per_request"], 0),
-            dollars(a["cost_per_request_dollars"].as_f64()),
-            num(&a["per_active_user_requests"], 1),
-            num(&a["projected_daily_requests"], 0),
-            dollars(a["projected_monthly_cost_dollars"].as_f64()),
+            num(a.tokens_per_request, 0),
+            dollars(a.cost_per_request_dollars),
+            num(a.per_active_user_requests.flatten(), 1),
+            num(a.projected_daily_requests.flatten(), 0),
+            dollars(a.projected_monthly_cost_dollars.flatten()),
         )),
     ]));
     lines.push(Line::from(vec![
         Span::styled("cpu    ", t.header()),
         Span::raw(format!(
             "{}  held {}  peak/run {}",
-            pct(a["cpu_percent"].as_f64()),
-            bytes(a["memory_bytes"].as_f64().map(|b| b as u64)),
-            bytes(a["memory_peak_bytes"].as_f64().map(|b| b as u64)),
+            pct(a.cpu_percent),
+            bytes(a.memory_bytes.map(|b| b as u64)),
+            bytes(a.memory_peak_bytes.map(|b| b as u64)),
         )),
     ]));
-    for m in a["models"].as_array().into_iter().flatten() {
-        let n = m["requests"].as_f64().unwrap_or(0.0);
-        let circuit = m["circuit"].as_str().filter(|c| *c != "closed");
+    for m in &a.models {
+        let n = m.requests.unwrap_or(0.0);
+        let circuit = m.circuit.as_deref().filter(|c| *c != "closed");
         lines.push(Line::from(Span::styled(
             format!(
                 "  {}/{} {}{}: {}",
-                m["provider"].as_str().unwrap_or("?"),
-                m["model"].as_str().unwrap_or("?"),
-                m["role"].as_str().unwrap_or("seen"),
+                m.provider,
+                m.model,
+                m.role.as_deref().unwrap_or("seen"),
                 circuit
                     .map(|c| format!(" [failing: circuit {c}]"))
                     .unwrap_or_default(),
@@ -477,9 +470,9 @@ fn detail_lines<'a>(a: &serde_json::Value, t: &Theme, now: f64) -> Vec<Line<'a>>
                     format!(
                         "{n:.0} answer{}, {} tokens and {} each, mean {}",
                         if n == 1.0 { "" } else { "s" },
-                        num(&m["tokens_per_request"], 0),
-                        dollars(m["cost_per_request_dollars"].as_f64()),
-                        ms(m["mean_seconds"].as_f64())
+                        num(m.tokens_per_request, 0),
+                        dollars(m.cost_per_request_dollars),
+                        ms(m.mean_seconds)
                     )
                 } else {
                     "no answers yet".into()

@@ -107,22 +107,18 @@ fn ollama_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
         v.push(Line::from(Span::styled(why, t.dim())));
         return v;
     };
-    if let Some(e) = o["error"].as_str() {
-        v.push(Line::from(Span::styled(e.to_string(), t.bad())));
-    }
     v.push(Line::from(format!(
         "{} version {}  {} models installed",
-        o["url"].as_str().unwrap_or("?"),
-        o["version"].as_str().unwrap_or("-"),
-        o["installed"].as_array().map(|a| a.len()).unwrap_or(0)
+        o.url,
+        o.version.as_deref().unwrap_or("-"),
+        o.installed.len()
     )));
-    for m in o["loaded"].as_array().into_iter().flatten() {
-        let size = m["size_bytes"].as_u64().unwrap_or(0);
-        let vram = m["size_vram_bytes"].as_u64().unwrap_or(0);
-        let partial = m["partly_on_cpu"].as_bool().unwrap_or(vram < size);
+    for m in &o.loaded {
+        let (size, vram) = (m.size_bytes, m.size_vram_bytes);
+        let partial = m.partly_on_cpu;
         let mut spans = vec![Span::raw(format!(
             "  {}  vram {} of {}",
-            m["name"].as_str().unwrap_or("?"),
+            m.name,
             format_bytes(vram),
             format_bytes(size)
         ))];
@@ -132,17 +128,14 @@ fn ollama_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
                 t.bad(),
             ));
         }
-        if let Some(b) = m["vram_measured_bytes"].as_u64() {
+        if let Some(b) = m.vram_measured_bytes {
             spans.push(Span::raw(format!("  NVML {}", format_bytes(b))));
         }
-        if let Some(e) = m["expires_at"].as_str() {
+        if let Some(e) = &m.expires_at {
             spans.push(Span::styled(format!("  unloads {e}"), t.dim()));
         }
         v.push(Line::from(spans));
-        let serves: Vec<&str> = m["agents"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-            .unwrap_or_default();
+        let serves: Vec<&str> = m.agents.iter().flatten().map(String::as_str).collect();
         v.push(Line::from(Span::styled(
             if serves.is_empty() {
                 "    serves no agent of the gateway".to_string()
@@ -152,11 +145,8 @@ fn ollama_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
             t.accent(),
         )));
     }
-    if o["loaded"].as_array().is_some_and(|a| a.is_empty()) {
+    if o.loaded.is_empty() {
         v.push(Line::from(Span::styled("  no model loaded", t.dim())));
-    }
-    if let Some(p) = o.get("probe") {
-        v.push(Line::from(Span::styled(format!("probe: {p}"), t.accent())));
     }
     v
 }

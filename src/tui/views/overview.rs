@@ -288,27 +288,25 @@ fn agent_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
         };
         return vec![Line::from(Span::styled(why, t.dim()))];
     }
-    let num = |v: &serde_json::Value, digits: usize| {
-        v.as_f64()
-            .map(|x| format!("{x:.digits$}"))
+    let num = |v: Option<f64>, digits: usize| {
+        v.map(|x| format!("{x:.digits$}"))
             .unwrap_or_else(|| "-".into())
     };
-    let mut agents: Vec<&serde_json::Value> = s.agents.iter().collect();
+    let mut agents: Vec<&crate::model::agent::AgentRow> = s.agents.iter().collect();
     // Stable: the order within failing and within healthy agents stays the gateway's.
     agents.sort_by_key(|a| !is_failing(a));
     let mut v: Vec<Line> = agents
         .into_iter()
         .map(|a| {
             let share = error_share(a);
-            let erring = a["errors_per_s"].as_f64().is_some_and(|e| e > 0.0)
-                || share.is_some_and(|p| p > 0.0);
+            let erring = a.errors_per_s.is_some_and(|e| e > 0.0) || share.is_some_and(|p| p > 0.0);
             let mut spans = vec![
-                Span::raw(format!("{:<20}", a["agent"].as_str().unwrap_or("?"))),
-                Span::raw(format!(" {:>6}/s", num(&a["requests_per_s"], 1))),
+                Span::raw(format!("{:<20}", a.agent)),
+                Span::raw(format!(" {:>6}/s", num(a.requests_per_s, 1))),
                 Span::styled(
                     format!(
                         "  err {:>5}/s {:>4}",
-                        num(&a["errors_per_s"], 1),
+                        num(a.errors_per_s, 1),
                         share
                             .map(|p| format!("{p:.0}%"))
                             .unwrap_or_else(|| "-".into())
@@ -317,8 +315,8 @@ fn agent_lines<'a>(s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
                 ),
                 Span::raw(format!(
                     "  p99 {:>6}  infl {}",
-                    ms(a["p99_seconds"].as_f64()),
-                    num(&a["inflight"], 0)
+                    ms(a.p99_seconds.flatten()),
+                    num(a.inflight, 0)
                 )),
             ];
             if is_failing(a) {

@@ -262,7 +262,7 @@ fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
 }
 
 /// What the service's probe measured: one row per figure, errors in the warning colour.
-fn probe_lines<'a>(p: &serde_json::Value, t: &Theme) -> Vec<Line<'a>> {
+fn probe_lines<'a>(p: &crate::model::probe::ProbeState, t: &Theme) -> Vec<Line<'a>> {
     let rows = crate::model::probe::show::details(p);
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.into_iter()
