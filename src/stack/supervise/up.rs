@@ -15,87 +15,17 @@ impl<E: Engine> Supervisor<E> {
         let p = &self.project;
         // Scaling a service out starts the balancer in front of it (x-osmen-balance),
         // whatever profile it is in.
-        let mut with_balancers = targets.clone();
-        for (name, svc) in &p.services {
-            if let Some(b) = &svc.balance
-                && targets.contains(&b.service)
-                && p.services.get(&b.service).is_some_and(|t| t.replicas > 1)
-            {
-                with_balancers.insert(name.clone());
-            }
-        }
+        let with_balancers = self.with_balancers(targets);
         let targets = &with_balancers;
         // Images first: a pull or build that fails stops `up` before anything is created.
         let plans = provision::plan_images(&*self.engine, p, targets, opts.pull).await?;
         provision::provision(self.engine.clone(), self.project.clone(), &plans, sink)
             .await
             .map_err(SuperviseError::Failed)?;
-        let nets: BTreeSet<String> = targets
-            .iter()
-            .flat_map(|s| {
-                let svc = &p.services[s];
-                if svc.networks.is_empty() {
-                    vec!["default".to_string()]
-                } else {
-                    svc.networks.keys().cloned().collect()
-                }
-            })
-            .collect();
-        for key in nets {
-            let def = &p.networks[&key];
-            if def.external {
-                continue;
-            }
-            let mut labels = base_labels(&p.name);
-            labels.insert(LABEL_NETWORK.into(), key.clone());
-            self.record("", "network", &format!("ensure network {}", def.name))?;
-            if self.engine.ensure_network(def, labels).await? {
-                (self.report)(&format!("network {} created", def.name));
-            }
-        }
-        let vols: BTreeSet<String> = targets
-            .iter()
-            .flat_map(|s| {
-                p.services[s]
-                    .volumes
-                    .iter()
-                    .filter_map(|m| m.source.clone())
-            })
-            .filter(|v| p.volumes.contains_key(v))
-            .collect();
-        for key in vols {
-            let def = &p.volumes[&key];
-            if def.external {
-                if !self.engine.volume_exists(&def.name).await? {
-                    return Err(SuperviseError::Plan(format!(
-                        "external volume {} does not exist: create it with `docker volume \
-                         create {}`",
-                        def.name, def.name
-                    )));
-                }
-                continue;
-            }
-            let mut labels = base_labels(&p.name);
-            labels.insert(LABEL_VOLUME.into(), key.clone());
-            self.record("", "volume", &format!("ensure volume {}", def.name))?;
-            if self.engine.ensure_volume(def, labels).await? {
-                (self.report)(&format!("volume {} created", def.name));
-            }
-        }
-
+        self.ensure_networks(targets).await?;
+        self.ensure_volumes(targets).await?;
         let existing = self.engine.list_containers(&p.name).await?;
-        // Who must watch a service until it is healthy or has exited?
-        let mut needs_health: BTreeSet<String> = BTreeSet::new();
-        let mut needs_exit: BTreeSet<String> = BTreeSet::new();
-        for t in targets {
-            for (dep, d) in &p.services[t].depends_on {
-                match d.condition {
-                    Condition::ServiceHealthy => needs_health.insert(dep.clone()),
-                    Condition::ServiceCompletedSuccessfully => needs_exit.insert(dep.clone()),
-                    Condition::ServiceStarted => false,
-                };
-            }
-        }
+        let (needs_health, needs_exit) = waited_on(p, targets);
         let mut senders = BTreeMap::new();
         let mut receivers = BTreeMap::new();
         for t in targets {
@@ -171,30 +101,9 @@ impl<E: Engine> Supervisor<E> {
         force: bool,
     ) -> SResult<UpOutcome> {
         let svc = &self.project.services[name];
-        // New containers are created at once, while dependencies are still coming up, so
-        // that only `start` remains on the critical path.
-        let mut precreated: BTreeMap<u32, String> = BTreeMap::new();
-        // A container that joins or links to another service's is created once that
-        // one's exists (after the dependency wait below).
         let refers = !svc.settings.service_refs().is_empty();
-        for n in 1..=svc.replicas {
-            if !refers && !mine.iter().any(|c| c.number == n) {
-                let spec = plan::container_spec(&self.project, svc, n);
-                self.record(name, "create", &format!("{name}#{n}: no container yet"))?;
-                precreated.insert(n, self.create(name, &spec).await?);
-            }
-        }
-        for (dep, d) in &svc.depends_on {
-            let Some(rx) = deps.get(dep) else { continue };
-            if let Err(why) = self.wait_for(name, dep, d.condition, rx.clone()).await {
-                if d.required {
-                    return Err(SuperviseError::Plan(why));
-                }
-                (self.report)(&format!(
-                    "{name}: optional dependency {why}; starting anyway"
-                ));
-            }
-        }
+        let mut precreated = self.precreate(name, svc, &mine, refers).await?;
+        self.wait_for_dependencies(name, svc, deps).await?;
         if svc.balance.is_some() && !precreated.is_empty() {
             // New balancer containers get their upstream list before nginx first starts.
             self.sync_balancers(name, &[]).await?;
@@ -204,86 +113,18 @@ impl<E: Engine> Supervisor<E> {
         let mut ids = Vec::new();
         for n in 1..=svc.replicas {
             let current = mine.iter().find(|c| c.number == n);
-            let mut spec = plan::container_spec(&self.project, svc, n);
-            let mut hash = hash.clone();
-            if refers {
-                let rows = self.engine.list_containers(&self.project.name).await?;
-                plan::resolve_refs(&self.project, &mut spec, &rows)
-                    .map_err(|why| SuperviseError::Plan(format!("{name}: {why}")))?;
-                // A container joined to another's namespaces or volumes is current only
-                // while that one is: a recreated `db` recreates what joins it.
-                hash = plan::refs_hash(&hash, &spec);
-                spec.labels.insert(LABEL_HASH.into(), hash.clone());
-            }
-            let label = format!("{name}#{n}");
-            let id = match current {
-                Some(c) if !force && (c.config_hash == hash || !is_osmen(c)) => {
-                    if !is_osmen(c) && c.config_hash != hash {
-                        action = "adopted";
-                        self.record(
-                            name,
-                            "adopt",
-                            &format!("{} was created by Compose; kept as it is", c.name),
-                        )?;
-                    }
-                    if c.state != "running" && c.state != "restarting" {
-                        self.record(name, "start", &format!("{label} was {}", c.state))?;
-                        // A crash-loop hold set the policy to "no": give the file's back.
-                        self.engine.set_restart(&c.id, &svc.restart).await?;
-                        self.engine.start(&c.id).await?;
-                        action = "started";
-                    }
-                    c.id.clone()
-                }
-                Some(c) => {
-                    let why = if force {
-                        "--force-recreate"
-                    } else {
-                        "configuration changed"
-                    };
-                    self.record(name, "recreate", &format!("{label}: {why}"))?;
-                    self.engine.stop(&c.id, self.grace(Some(svc))).await?;
-                    self.engine.remove(&c.id).await?;
-                    let id = self.create(name, &spec).await?;
-                    self.engine.start(&id).await?;
-                    action = "recreated";
-                    id
-                }
-                None => {
-                    let id = match precreated.remove(&n) {
-                        Some(id) => id,
-                        None => self.create(name, &spec).await?,
-                    };
-                    self.record(name, "start", &format!("{label} created"))?;
-                    self.engine.start(&id).await?;
-                    if action == "unchanged" {
-                        action = "created";
-                    }
-                    id
-                }
+            let replica = Replica {
+                n,
+                current,
+                refers,
+                force,
             };
+            let id = self
+                .converge(name, svc, replica, &hash, &mut precreated, &mut action)
+                .await?;
             ids.push(id);
         }
-        // Balancers learn the new replicas, and forget those about to go, before they go.
-        let leaving: Vec<&str> = mine
-            .iter()
-            .filter(|c| c.number > svc.replicas)
-            .map(|c| c.id.as_str())
-            .collect();
-        if self.sync_balancers(name, &leaving).await? && !leaving.is_empty() {
-            // SIGHUP returns before nginx's new workers take over; a replica stopped at
-            // once could still be handed a request on an old worker's connection.
-            tokio::time::sleep(crate::stack::balance::DRAIN).await;
-        }
-        for extra in mine.iter().filter(|c| c.number > svc.replicas) {
-            self.record(
-                name,
-                "remove",
-                &format!("{}: scaled down to {} replicas", extra.name, svc.replicas),
-            )?;
-            self.engine.stop(&extra.id, self.grace(Some(svc))).await?;
-            self.engine.remove(&extra.id).await?;
-        }
+        self.scale_down(name, svc, &mine).await?;
         if action != "unchanged" {
             (self.report)(&format!("{name}: {action}"));
         }
@@ -452,4 +293,256 @@ impl<E: Engine> Supervisor<E> {
             }
         }
     }
+    /// The targets and, for a target scaled out, the balancer in front of it
+    /// (x-osmen-balance), whatever profile it is in.
+    fn with_balancers(&self, targets: &BTreeSet<String>) -> BTreeSet<String> {
+        let p = &self.project;
+        let mut with_balancers = targets.clone();
+        for (name, svc) in &p.services {
+            if let Some(b) = &svc.balance
+                && targets.contains(&b.service)
+                && p.services.get(&b.service).is_some_and(|t| t.replicas > 1)
+            {
+                with_balancers.insert(name.clone());
+            }
+        }
+        with_balancers
+    }
+
+    /// Every network the targets join, created when missing (external ones left alone).
+    async fn ensure_networks(&self, targets: &BTreeSet<String>) -> SResult<()> {
+        let p = &self.project;
+        let nets: BTreeSet<String> = targets
+            .iter()
+            .flat_map(|s| {
+                let svc = &p.services[s];
+                if svc.networks.is_empty() {
+                    vec!["default".to_string()]
+                } else {
+                    svc.networks.keys().cloned().collect()
+                }
+            })
+            .collect();
+        for key in nets {
+            let def = &p.networks[&key];
+            if def.external {
+                continue;
+            }
+            let mut labels = base_labels(&p.name);
+            labels.insert(LABEL_NETWORK.into(), key.clone());
+            self.record("", "network", &format!("ensure network {}", def.name))?;
+            if self.engine.ensure_network(def, labels).await? {
+                (self.report)(&format!("network {} created", def.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every named volume the targets mount, created when missing; an external one must
+    /// exist.
+    async fn ensure_volumes(&self, targets: &BTreeSet<String>) -> SResult<()> {
+        let p = &self.project;
+        let vols: BTreeSet<String> = targets
+            .iter()
+            .flat_map(|s| {
+                p.services[s]
+                    .volumes
+                    .iter()
+                    .filter_map(|m| m.source.clone())
+            })
+            .filter(|v| p.volumes.contains_key(v))
+            .collect();
+        for key in vols {
+            let def = &p.volumes[&key];
+            if def.external {
+                if !self.engine.volume_exists(&def.name).await? {
+                    return Err(SuperviseError::Plan(format!(
+                        "external volume {} does not exist: create it with `docker volume \
+                         create {}`",
+                        def.name, def.name
+                    )));
+                }
+                continue;
+            }
+            let mut labels = base_labels(&p.name);
+            labels.insert(LABEL_VOLUME.into(), key.clone());
+            self.record("", "volume", &format!("ensure volume {}", def.name))?;
+            if self.engine.ensure_volume(def, labels).await? {
+                (self.report)(&format!("volume {} created", def.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// New containers are created at once, while dependencies are still coming up, so
+    /// that only `start` remains on the critical path. A container that joins or links to
+    /// another service's (`refers`) is created once that one's exists.
+    async fn precreate(
+        &self,
+        name: &str,
+        svc: &Service,
+        mine: &[ContainerRow],
+        refers: bool,
+    ) -> SResult<BTreeMap<u32, String>> {
+        let mut precreated: BTreeMap<u32, String> = BTreeMap::new();
+        for n in 1..=svc.replicas {
+            if !refers && !mine.iter().any(|c| c.number == n) {
+                let spec = plan::container_spec(&self.project, svc, n);
+                self.record(name, "create", &format!("{name}#{n}: no container yet"))?;
+                precreated.insert(n, self.create(name, &spec).await?);
+            }
+        }
+        Ok(precreated)
+    }
+
+    /// Waits for each dependency's condition; a required one that fails stops the service.
+    async fn wait_for_dependencies(
+        &self,
+        name: &str,
+        svc: &Service,
+        deps: &BTreeMap<String, watch::Receiver<SvcState>>,
+    ) -> SResult<()> {
+        for (dep, d) in &svc.depends_on {
+            let Some(rx) = deps.get(dep) else { continue };
+            if let Err(why) = self.wait_for(name, dep, d.condition, rx.clone()).await {
+                if d.required {
+                    return Err(SuperviseError::Plan(why));
+                }
+                (self.report)(&format!(
+                    "{name}: optional dependency {why}; starting anyway"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One replica brought to the file's configuration: kept (started if stopped),
+    /// recreated, or created. Returns its container's id; `action` says what was done.
+    async fn converge(
+        &self,
+        name: &str,
+        svc: &Service,
+        replica: Replica<'_>,
+        hash: &str,
+        precreated: &mut BTreeMap<u32, String>,
+        action: &mut &'static str,
+    ) -> SResult<String> {
+        let Replica {
+            n,
+            current,
+            refers,
+            force,
+        } = replica;
+        let mut spec = plan::container_spec(&self.project, svc, n);
+        let mut hash = hash.to_string();
+        if refers {
+            let rows = self.engine.list_containers(&self.project.name).await?;
+            plan::resolve_refs(&self.project, &mut spec, &rows)
+                .map_err(|why| SuperviseError::Plan(format!("{name}: {why}")))?;
+            // A container joined to another's namespaces or volumes is current only
+            // while that one is: a recreated `db` recreates what joins it.
+            hash = plan::refs_hash(&hash, &spec);
+            spec.labels.insert(LABEL_HASH.into(), hash.clone());
+        }
+        let label = format!("{name}#{n}");
+        let id = match current {
+            Some(c) if !force && (c.config_hash == hash || !is_osmen(c)) => {
+                if !is_osmen(c) && c.config_hash != hash {
+                    *action = "adopted";
+                    self.record(
+                        name,
+                        "adopt",
+                        &format!("{} was created by Compose; kept as it is", c.name),
+                    )?;
+                }
+                if c.state != "running" && c.state != "restarting" {
+                    self.record(name, "start", &format!("{label} was {}", c.state))?;
+                    // A crash-loop hold set the policy to "no": give the file's back.
+                    self.engine.set_restart(&c.id, &svc.restart).await?;
+                    self.engine.start(&c.id).await?;
+                    *action = "started";
+                }
+                c.id.clone()
+            }
+            Some(c) => {
+                let why = if force {
+                    "--force-recreate"
+                } else {
+                    "configuration changed"
+                };
+                self.record(name, "recreate", &format!("{label}: {why}"))?;
+                self.engine.stop(&c.id, self.grace(Some(svc))).await?;
+                self.engine.remove(&c.id).await?;
+                let id = self.create(name, &spec).await?;
+                self.engine.start(&id).await?;
+                *action = "recreated";
+                id
+            }
+            None => {
+                let id = match precreated.remove(&n) {
+                    Some(id) => id,
+                    None => self.create(name, &spec).await?,
+                };
+                self.record(name, "start", &format!("{label} created"))?;
+                self.engine.start(&id).await?;
+                if *action == "unchanged" {
+                    *action = "created";
+                }
+                id
+            }
+        };
+        Ok(id)
+    }
+
+    /// Containers numbered past the file's replicas: balancers forget them first, then
+    /// they are stopped and removed.
+    async fn scale_down(&self, name: &str, svc: &Service, mine: &[ContainerRow]) -> SResult<()> {
+        // Balancers learn the new replicas, and forget those about to go, before they go.
+        let leaving: Vec<&str> = mine
+            .iter()
+            .filter(|c| c.number > svc.replicas)
+            .map(|c| c.id.as_str())
+            .collect();
+        if self.sync_balancers(name, &leaving).await? && !leaving.is_empty() {
+            // SIGHUP returns before nginx's new workers take over; a replica stopped at
+            // once could still be handed a request on an old worker's connection.
+            tokio::time::sleep(crate::stack::balance::DRAIN).await;
+        }
+        for extra in mine.iter().filter(|c| c.number > svc.replicas) {
+            self.record(
+                name,
+                "remove",
+                &format!("{}: scaled down to {} replicas", extra.name, svc.replicas),
+            )?;
+            self.engine.stop(&extra.id, self.grace(Some(svc))).await?;
+            self.engine.remove(&extra.id).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One replica of a service as `converge` takes it.
+struct Replica<'a> {
+    n: u32,
+    current: Option<&'a ContainerRow>,
+    /// Joins or links to another service's container (its references resolved now).
+    refers: bool,
+    force: bool,
+}
+
+/// The services a target waits on to be healthy, and those it waits on to exit.
+fn waited_on(p: &Project, targets: &BTreeSet<String>) -> (BTreeSet<String>, BTreeSet<String>) {
+    // Who must watch a service until it is healthy or has exited?
+    let mut needs_health: BTreeSet<String> = BTreeSet::new();
+    let mut needs_exit: BTreeSet<String> = BTreeSet::new();
+    for t in targets {
+        for (dep, d) in &p.services[t].depends_on {
+            match d.condition {
+                Condition::ServiceHealthy => needs_health.insert(dep.clone()),
+                Condition::ServiceCompletedSuccessfully => needs_exit.insert(dep.clone()),
+                Condition::ServiceStarted => false,
+            };
+        }
+    }
+    (needs_health, needs_exit)
 }
