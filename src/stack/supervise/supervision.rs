@@ -119,97 +119,143 @@ impl<E: Engine> Supervisor<E> {
         let verdict = tracker.lock().await.failure(&key, Instant::now());
         match verdict {
             Verdict::Held => return Ok(()),
-            Verdict::CrashLoop(n) => {
-                self.record(
-                    service,
-                    "crash-loop",
-                    &format!(
-                        "{}: {why}; {n} failures within {}: holding (no more restarts until \
-                         `osmen restart {service}` or `osmen up`)",
-                        row.name,
-                        crate::model::units::format_duration(self.cfg.crash_loop_window)
-                    ),
-                )?;
-                (self.report)(&format!(
-                    "{service}: CRASH LOOP ({n} failures); holding {}",
-                    row.name
-                ));
-                // Keep the engine from restarting it behind our back.
-                self.engine.set_restart(id, &Restart::No).await?;
-                if row.state == "running" || row.state == "restarting" {
-                    self.engine.stop(id, 1).await?;
-                }
-                return Ok(());
-            }
+            Verdict::CrashLoop(n) => return self.hold(id, service, &row, &why, n).await,
             Verdict::Restart(attempt) => {
-                let engine_restarts = !unhealthy
-                    && match &svc.restart {
-                        Restart::Always | Restart::UnlessStopped => true,
-                        Restart::OnFailure(max) => {
-                            row.exit_code.unwrap_or(0) != 0
-                                && max.is_none_or(|m| row.restart_count < i64::from(m))
-                        }
-                        Restart::No => false,
-                    };
-                if engine_restarts {
-                    self.record(
-                        service,
-                        "observe",
-                        &format!(
-                            "{}: {why}; the engine restarts it (restart: {})",
-                            row.name,
-                            svc.restart.as_compose()
-                        ),
-                    )?;
-                    return Ok(());
-                }
-                let delay = backoff(self.cfg.backoff_initial, self.cfg.backoff_max, attempt);
-                self.record(
+                let failure = Failure {
+                    id,
                     service,
-                    "schedule-restart",
-                    &format!(
-                        "{}: {why}; restart {attempt} in {}",
-                        row.name,
-                        crate::model::units::format_duration(delay)
-                    ),
-                )?;
-                (self.report)(&format!(
-                    "{service}: {why}; restarting in {}",
-                    crate::model::units::format_duration(delay)
-                ));
-                let me = self.clone();
-                let id = id.to_string();
-                let service = service.to_string();
-                let tracker = tracker.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    if tracker.lock().await.is_held(&key) {
-                        return;
-                    }
-                    let Ok(row) = me.engine.inspect(&id).await else {
-                        return;
-                    };
-                    if row.state == "running" && !unhealthy {
-                        return;
-                    }
-                    if me
-                        .record(&service, "restart", &format!("{}: after backoff", row.name))
-                        .is_err()
-                    {
-                        return;
-                    }
-                    if unhealthy {
-                        let _ = me
-                            .engine
-                            .stop(&id, me.grace(me.project.services.get(&service)))
-                            .await;
-                    }
-                    if let Err(e) = me.engine.start(&id).await {
-                        (me.report)(&format!("{service}: restart failed: {e}"));
-                    }
-                });
+                    why: &why,
+                    unhealthy,
+                };
+                self.restart_after_backoff(failure, &svc, &row, attempt, key, tracker)?;
             }
         }
         Ok(())
     }
+    /// A crash loop: journaled, said, and held (the engine's own restarts turned off).
+    async fn hold(
+        &self,
+        id: &str,
+        service: &str,
+        row: &ContainerRow,
+        why: &str,
+        n: u32,
+    ) -> SResult<()> {
+        self.record(
+            service,
+            "crash-loop",
+            &format!(
+                "{}: {why}; {n} failures within {}: holding (no more restarts until \
+                 `osmen restart {service}` or `osmen up`)",
+                row.name,
+                crate::model::units::format_duration(self.cfg.crash_loop_window)
+            ),
+        )?;
+        (self.report)(&format!(
+            "{service}: CRASH LOOP ({n} failures); holding {}",
+            row.name
+        ));
+        // Keep the engine from restarting it behind our back.
+        self.engine.set_restart(id, &Restart::No).await?;
+        if row.state == "running" || row.state == "restarting" {
+            self.engine.stop(id, 1).await?;
+        }
+        Ok(())
+    }
+
+    /// A failure the engine restarts itself (its restart policy) is only journaled; any
+    /// other is restarted after the backoff for this attempt (skipped when the container
+    /// is held or running again by then).
+    fn restart_after_backoff(
+        &self,
+        failure: Failure,
+        svc: &Service,
+        row: &ContainerRow,
+        attempt: u32,
+        key: String,
+        tracker: &Arc<tokio::sync::Mutex<RestartTracker>>,
+    ) -> SResult<()> {
+        let Failure {
+            id,
+            service,
+            why,
+            unhealthy,
+        } = failure;
+        let engine_restarts = !unhealthy
+            && match &svc.restart {
+                Restart::Always | Restart::UnlessStopped => true,
+                Restart::OnFailure(max) => {
+                    row.exit_code.unwrap_or(0) != 0
+                        && max.is_none_or(|m| row.restart_count < i64::from(m))
+                }
+                Restart::No => false,
+            };
+        if engine_restarts {
+            self.record(
+                service,
+                "observe",
+                &format!(
+                    "{}: {why}; the engine restarts it (restart: {})",
+                    row.name,
+                    svc.restart.as_compose()
+                ),
+            )?;
+            return Ok(());
+        }
+        let delay = backoff(self.cfg.backoff_initial, self.cfg.backoff_max, attempt);
+        self.record(
+            service,
+            "schedule-restart",
+            &format!(
+                "{}: {why}; restart {attempt} in {}",
+                row.name,
+                crate::model::units::format_duration(delay)
+            ),
+        )?;
+        (self.report)(&format!(
+            "{service}: {why}; restarting in {}",
+            crate::model::units::format_duration(delay)
+        ));
+        let me = self.clone();
+        let id = id.to_string();
+        let service = service.to_string();
+        let tracker = tracker.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if tracker.lock().await.is_held(&key) {
+                return;
+            }
+            let Ok(row) = me.engine.inspect(&id).await else {
+                return;
+            };
+            if row.state == "running" && !unhealthy {
+                return;
+            }
+            if me
+                .record(&service, "restart", &format!("{}: after backoff", row.name))
+                .is_err()
+            {
+                return;
+            }
+            if unhealthy {
+                let _ = me
+                    .engine
+                    .stop(&id, me.grace(me.project.services.get(&service)))
+                    .await;
+            }
+            if let Err(e) = me.engine.start(&id).await {
+                (me.report)(&format!("{service}: restart failed: {e}"));
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A container that failed, as `restart_after_backoff` takes it.
+struct Failure<'a> {
+    id: &'a str,
+    service: &'a str,
+    why: &'a str,
+    /// Turned unhealthy (still running) rather than exited.
+    unhealthy: bool,
 }
