@@ -36,6 +36,51 @@ fn key(global: &Global, args: &BenchArgs) -> Option<String> {
 }
 
 pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
+    check_args(args)?;
+    let target = target(global, args)?;
+    let timeout = crate::model::units::parse_duration(&args.timeout)
+        .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    let duration = args
+        .duration
+        .as_deref()
+        .map(crate::model::units::parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+    bench::preflight(&target, timeout).await?;
+    let plan = Plan {
+        target,
+        users: args.users,
+        requests: if args.rate.is_some() {
+            args.requests * args.users as u64
+        } else {
+            args.requests
+        },
+        duration,
+        rate: args.rate,
+        timeout,
+    };
+    let tally = bench::new_tally(plan.users);
+    let live = std::io::stdout().is_terminal() && !args.json;
+    let view = live.then(|| live_view(tally.clone(), &plan));
+    let report = bench::run(&plan, tally).await;
+    if let Some(v) = view {
+        v.abort();
+        let _ = out("\r\x1b[2K");
+    }
+    if args.json {
+        out(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+    } else {
+        out(&report.render())?;
+    }
+    if report.successes == 0 {
+        eprintln!("osmen: no request succeeded");
+        return Ok(NO);
+    }
+    Ok(OK)
+}
+
+/// The arguments a run cannot start without.
+fn check_args(args: &BenchArgs) -> anyhow::Result<()> {
     if args.agent.is_empty()
         || !args
             .agent
@@ -53,6 +98,12 @@ pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of requests per second");
     }
+    Ok(())
+}
+
+/// What the load is sent to: an agent's execute endpoint on the gateway (with its key),
+/// or with `--raw` the URL itself.
+fn target(global: &Global, args: &BenchArgs) -> anyhow::Result<Target> {
     let base = args.url.clone().unwrap_or_else(|| {
         let opts = super::gateway::options(
             global,
@@ -68,7 +119,7 @@ pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
     });
     let (host, port, path) = Target::parse_url(&base).map_err(|e| anyhow::anyhow!("--url {e}"))?;
     let mut headers = Vec::new();
-    let target = if args.raw {
+    Ok(if args.raw {
         // A raw URL gets a key only when one is given explicitly.
         if let Some(k) = &args.key {
             headers.push(("x-api-key".to_string(), k.clone()));
@@ -100,74 +151,39 @@ pub async fn run(global: &Global, args: &BenchArgs) -> anyhow::Result<u8> {
             headers,
             numbered_input: Some(args.input.clone()),
         }
+    })
+}
+
+/// The line redrawn twice a second on a terminal: requests, rate, percentiles, errors.
+fn live_view(tally: std::sync::Arc<bench::Tally>, plan: &Plan) -> tokio::task::JoinHandle<()> {
+    let t = tally;
+    let total = match (plan.duration, plan.rate) {
+        (Some(_), _) => None,
+        (None, Some(_)) => Some(plan.requests),
+        (None, None) => Some(plan.requests * plan.users as u64),
     };
-    let timeout = crate::model::units::parse_duration(&args.timeout)
-        .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-    let duration = args
-        .duration
-        .as_deref()
-        .map(crate::model::units::parse_duration)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
-    bench::preflight(&target, timeout).await?;
-    let plan = Plan {
-        target,
-        users: args.users,
-        requests: if args.rate.is_some() {
-            args.requests * args.users as u64
-        } else {
-            args.requests
-        },
-        duration,
-        rate: args.rate,
-        timeout,
-    };
-    let tally = bench::new_tally(plan.users);
-    let live = std::io::stdout().is_terminal() && !args.json;
-    let view = live.then(|| {
-        let t = tally.clone();
-        let total = match (plan.duration, plan.rate) {
-            (Some(_), _) => None,
-            (None, Some(_)) => Some(plan.requests),
-            (None, None) => Some(plan.requests * plan.users as u64),
-        };
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            let mut last = (0u64, start);
-            loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let ok = t.ok.load(Ordering::Relaxed);
-                let done = t.done.load(Ordering::Relaxed);
-                let now = tokio::time::Instant::now();
-                let rate = done.saturating_sub(last.0) as f64 / now.duration_since(last.1).as_secs_f64();
-                last = (done, now);
-                let h = t.merged();
-                let q = |p| h.value_at_quantile(p) as f64 / 1000.0;
-                let of = total.map(|x| format!("/{x}")).unwrap_or_default();
-                let line = format!(
-                    "\r\x1b[2K{done}{of} requests  {rate:.0}/s  p50 {:.1}ms  p95 {:.1}ms  p99 {:.1}ms  errors {}",
-                    q(0.5),
-                    q(0.95),
-                    q(0.99),
-                    done.saturating_sub(ok)
-                );
-                let _ = out(&line);
-            }
-        })
-    });
-    let report = bench::run(&plan, tally).await;
-    if let Some(v) = view {
-        v.abort();
-        let _ = out("\r\x1b[2K");
-    }
-    if args.json {
-        out(&(serde_json::to_string_pretty(&report)? + "\n"))?;
-    } else {
-        out(&report.render())?;
-    }
-    if report.successes == 0 {
-        eprintln!("osmen: no request succeeded");
-        return Ok(NO);
-    }
-    Ok(OK)
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let mut last = (0u64, start);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let ok = t.ok.load(Ordering::Relaxed);
+            let done = t.done.load(Ordering::Relaxed);
+            let now = tokio::time::Instant::now();
+            let rate =
+                done.saturating_sub(last.0) as f64 / now.duration_since(last.1).as_secs_f64();
+            last = (done, now);
+            let h = t.merged();
+            let q = |p| h.value_at_quantile(p) as f64 / 1000.0;
+            let of = total.map(|x| format!("/{x}")).unwrap_or_default();
+            let line = format!(
+                "\r\x1b[2K{done}{of} requests  {rate:.0}/s  p50 {:.1}ms  p95 {:.1}ms  p99 {:.1}ms  errors {}",
+                q(0.5),
+                q(0.95),
+                q(0.99),
+                done.saturating_sub(ok)
+            );
+            let _ = out(&line);
+        }
+    })
 }

@@ -84,24 +84,8 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
         super::FirstRun::Generate
     };
     let (ctx, first_run_note) = Ctx::load_first_run(global, mode)?;
-    let origin = global
-        .config
-        .clone()
-        .unwrap_or_else(|| ctx.project.dir.join("config/osmen.toml"));
-    let keymap = Keymap::with_overrides(&ctx.config.console.keys, &origin.display().to_string())
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let env = |k: &str| std::env::var(k).ok();
-    let theme = theme::Theme {
-        color: theme::ColorMode::detect(
-            env("NO_COLOR").as_deref(),
-            env("TERM").as_deref(),
-            env("COLORTERM").as_deref(),
-        ),
-        ascii: args.ascii,
-    };
     let read_only = global.read_only;
-    let mouse = ctx.config.console.mouse;
-
+    let opts = ui_options(global, &ctx, args)?;
     // The embedded gateway: the same server as `osmen gateway`, on its default address.
     let mut gw_opts = super::gateway::options(
         global,
@@ -124,19 +108,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     if let Some(gw) = embedded.gateway.clone() {
         tokio::spawn(follow_clients(gw, tx.clone(), stop_tx.subscribe()));
     }
-    let deps: BTreeMap<String, Vec<String>> = ctx
-        .project
-        .services
-        .iter()
-        .map(|(name, svc)| {
-            let d = svc
-                .depends_on
-                .iter()
-                .map(|(dep, how)| format!("{dep} ({})", how.condition.as_str()))
-                .collect();
-            (name.clone(), d)
-        })
-        .collect();
+    let deps = dependencies(&ctx);
     if let Some(n) = first_run_note {
         event(&tx, "", n.clone());
         activity(&tx, move |a| a.last_result = Some(n));
@@ -151,47 +123,13 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     // A shell in a container borrows the terminal from the UI loop through this.
     let (handover_tx, handover_rx) = mpsc::channel::<tui::Handover>(1);
     side.follow_feeds(&ctx.project.name);
-    match &side.engine {
-        Ok(e) => {
-            let sup = Supervisor::new(
-                e.clone(),
-                ctx.project.clone(),
-                ctx.config.supervisor.clone(),
-                ctx.journal(),
-                reporter(tx.clone(), ctx.project.services.keys().cloned().collect()),
-            );
-            if !read_only && !args.no_up {
-                let targets = super::up::targets(&ctx, &[])?;
-                tokio::spawn(stack_up(sup.clone(), targets, tx.clone()));
-                let stop = stop_tx.subscribe();
-                let s2 = sup.clone();
-                let tx2 = tx.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = s2.watch(stop).await {
-                        event(&tx2, "", format!("supervision stopped: {e}"));
-                    }
-                });
-            }
-            let ctx = Arc::new(ctx);
-            let io = Io {
-                tx: tx.clone(),
-                snapshots: rx.clone(),
-                handover: handover_tx,
-            };
-            tokio::spawn(execute(ctx, e.clone(), sup, cmd_rx, io));
-        }
-        Err(e) => {
-            let msg = format!("engine unavailable: {e}; actions are refused until it answers");
-            activity(&tx, move |a| a.set_result(msg));
-        }
-    }
-
-    let opts = tui::Options {
-        read_only,
-        mouse,
-        keymap,
-        theme,
+    let io = Io {
+        tx: tx.clone(),
+        snapshots: rx.clone(),
+        handover: handover_tx,
     };
+    // Without an engine the UI's channels stay open all the same, as the UI expects.
+    let _unused_io = start_actions(ctx, &side, !read_only && !args.no_up, cmd_rx, io)?;
     let result = tui::run(opts, rx, cmd_tx, handover_rx).await;
     // Leaving: stop osmen's own tasks, let the gateway finish in-flight requests briefly.
     let _ = stop_tx.send(true);
@@ -206,6 +144,93 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     }
     result?;
     Ok(OK)
+}
+
+/// The console's keymap (with the settings file's overrides), theme and switches.
+fn ui_options(global: &Global, ctx: &Ctx, args: &ConsoleArgs) -> anyhow::Result<tui::Options> {
+    let origin = global
+        .config
+        .clone()
+        .unwrap_or_else(|| ctx.project.dir.join("config/osmen.toml"));
+    let keymap = Keymap::with_overrides(&ctx.config.console.keys, &origin.display().to_string())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let theme = theme::Theme {
+        color: theme::ColorMode::detect(
+            env("NO_COLOR").as_deref(),
+            env("TERM").as_deref(),
+            env("COLORTERM").as_deref(),
+        ),
+        ascii: args.ascii,
+    };
+    let read_only = global.read_only;
+    let mouse = ctx.config.console.mouse;
+    Ok(tui::Options {
+        read_only,
+        mouse,
+        keymap,
+        theme,
+    })
+}
+
+/// Each service's dependencies as the Overview names them: `db (service_healthy)`.
+fn dependencies(ctx: &Ctx) -> BTreeMap<String, Vec<String>> {
+    ctx.project
+        .services
+        .iter()
+        .map(|(name, svc)| {
+            let d = svc
+                .depends_on
+                .iter()
+                .map(|(dep, how)| format!("{dep} ({})", how.condition.as_str()))
+                .collect();
+            (name.clone(), d)
+        })
+        .collect()
+}
+
+/// With an engine: the supervisor (bringing the stack up and watching it when
+/// `bring_up`) and the task that carries out the console's commands; without one, the
+/// console says that actions are refused, and `io` and `cmd_rx` come back unused.
+fn start_actions(
+    ctx: Ctx,
+    side: &EngineSide,
+    bring_up: bool,
+    cmd_rx: mpsc::Receiver<Command>,
+    io: Io,
+) -> anyhow::Result<Option<(Io, mpsc::Receiver<Command>)>> {
+    let (tx, stop_tx) = (&io.tx, &side.stop);
+    match &side.engine {
+        Ok(e) => {
+            let sup = Supervisor::new(
+                e.clone(),
+                ctx.project.clone(),
+                ctx.config.supervisor.clone(),
+                ctx.journal(),
+                reporter(tx.clone(), ctx.project.services.keys().cloned().collect()),
+            );
+            if bring_up {
+                let targets = super::up::targets(&ctx, &[])?;
+                tokio::spawn(stack_up(sup.clone(), targets, tx.clone()));
+                let stop = stop_tx.subscribe();
+                let s2 = sup.clone();
+                let tx2 = tx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = s2.watch(stop).await {
+                        event(&tx2, "", format!("supervision stopped: {e}"));
+                    }
+                });
+            }
+            let ctx = Arc::new(ctx);
+            tokio::spawn(execute(ctx, e.clone(), sup, cmd_rx, io));
+            Ok(None)
+        }
+        Err(e) => {
+            let msg = format!("engine unavailable: {e}; actions are refused until it answers");
+            activity(tx, move |a| a.set_result(msg));
+            Ok(Some((io, cmd_rx)))
+        }
+    }
 }
 
 /// The console's gateway: its own, or another console's that already serves the project.

@@ -163,128 +163,151 @@ pub async fn apply(
         && matches!(s.action.kind.as_str(), "vertical" | "horizontal")
         && s.action.maxmemory.is_none()
     {
-        let (replicas, cpus, memory) = match s.action.kind.as_str() {
-            "horizontal" => (s.action.replicas, None, None),
-            _ => (None, s.action.cpus, s.action.memory),
-        };
-        journal.record(
-            &s.service,
-            "service-update",
-            &format!("suggestion {}: {}", s.id, s.action.summary()),
-        )?;
-        crate::stack::swarm::update(engine, &ctx.project, &s.service, replicas, cpus, memory)
-            .await?;
-        return Ok(format!(
-            "{}: Swarm service {} updated ({}); keep it with:\n{}",
-            s.service,
-            crate::stack::swarm::service_name(&ctx.project, &s.service),
-            s.action.summary(),
-            s.compose_patch
-        ));
+        return apply_on_swarm(ctx, engine, s, &journal).await;
     }
     match s.action.kind.as_str() {
-        "vertical" => {
-            let rows: Vec<_> = engine
-                .list_containers(&ctx.project.name)
-                .await?
-                .into_iter()
-                .filter(|r| r.service == s.service && r.state == "running")
-                .collect();
-            if rows.is_empty() {
-                bail!("service {} has no running container", s.service);
-            }
-            let limits = s.action.cpus.is_some() || s.action.memory.is_some();
-            for r in rows.iter().filter(|_| limits) {
-                journal.record(
-                    &s.service,
-                    "update-limits",
-                    &format!(
-                        "{}: suggestion {}: {}{}",
-                        r.name,
-                        s.id,
-                        s.action
-                            .cpus
-                            .map(|c| format!("cpus {c} "))
-                            .unwrap_or_default(),
-                        s.action
-                            .memory
-                            .map(|m| format!("memory {}", format_bytes(m)))
-                            .unwrap_or_default()
-                    ),
-                )?;
-                engine
-                    .update_limits(&r.id, s.action.cpus, s.action.memory)
-                    .await?;
-            }
-            // Redis: its maxmemory grows with the limit, live, through the probe's client.
-            if let Some(max) = s.action.maxmemory {
-                let target = crate::collect::probes::targets(&ctx.project)
-                    .into_iter()
-                    .find(|t| t.service == s.service)
-                    .ok_or_else(|| anyhow::anyhow!("{} is not probed as Redis", s.service))?;
-                let addr = crate::collect::probes::endpoint(
-                    &rows,
-                    &target,
-                    engine.remote_host().as_deref(),
-                )
-                .map_err(|e| anyhow::anyhow!(e))?;
-                journal.record(
-                    &s.service,
-                    "set-maxmemory",
-                    &format!("suggestion {}: maxmemory {}", s.id, format_bytes(max)),
-                )?;
-                crate::collect::probes::redis::set_maxmemory(&addr, &target.creds, max)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{}: {}", s.service, target.creds.scrub(&e)))?;
-            }
-            Ok(format!(
-                "{}: {} ({}) live, no restart (was {}); keep it with:\n{}",
-                s.service,
-                if limits {
-                    format!("limits updated on {} container(s)", rows.len())
-                } else {
-                    "set".to_string()
-                },
-                s.action.summary(),
-                s.action.from,
-                s.compose_patch
-            ))
-        }
-        "horizontal" => {
-            let Some(n) = s.action.replicas else {
-                bail!("suggestion {} names no replica count", s.id);
-            };
-            let mut project = (*ctx.project).clone();
-            let Some(svc) = project.services.get_mut(&s.service) else {
-                bail!("no service {} in {}", s.service, ctx.project.file.display());
-            };
-            svc.replicas = n;
-            journal.record(
-                &s.service,
-                "scale",
-                &format!("suggestion {}: {} -> {n} replicas", s.id, s.action.from),
-            )?;
-            let sup = crate::stack::supervise::Supervisor::new(
-                engine.clone(),
-                std::sync::Arc::new(project),
-                ctx.config.supervisor.clone(),
-                journal,
-                report,
-            );
-            let targets = std::collections::BTreeSet::from([s.service.clone()]);
-            sup.up(&targets, &Default::default(), std::sync::Arc::new(|_| {}))
-                .await?;
-            Ok(format!(
-                "{}: {n} replicas; keep it with:\n{}",
-                s.service, s.compose_patch
-            ))
-        }
+        "vertical" => apply_vertical(ctx, engine, s, &journal).await,
+        "horizontal" => apply_horizontal(ctx, engine, s, journal, report).await,
         _ => bail!(
             "suggestion {} is about the machine itself ({}); osmen cannot apply it",
             s.id,
             s.command
         ),
     }
+}
+
+/// A Swarm service's spec updated; Swarm rolls its tasks.
+async fn apply_on_swarm(
+    ctx: &Ctx,
+    engine: &std::sync::Arc<DockerEngine>,
+    s: &Suggestion,
+    journal: &std::sync::Arc<crate::stack::journal::Journal>,
+) -> anyhow::Result<String> {
+    let (replicas, cpus, memory) = match s.action.kind.as_str() {
+        "horizontal" => (s.action.replicas, None, None),
+        _ => (None, s.action.cpus, s.action.memory),
+    };
+    journal.record(
+        &s.service,
+        "service-update",
+        &format!("suggestion {}: {}", s.id, s.action.summary()),
+    )?;
+    crate::stack::swarm::update(engine, &ctx.project, &s.service, replicas, cpus, memory).await?;
+    Ok(format!(
+        "{}: Swarm service {} updated ({}); keep it with:\n{}",
+        s.service,
+        crate::stack::swarm::service_name(&ctx.project, &s.service),
+        s.action.summary(),
+        s.compose_patch
+    ))
+}
+
+/// New limits on every running container, live (and Redis's maxmemory with them).
+async fn apply_vertical(
+    ctx: &Ctx,
+    engine: &std::sync::Arc<DockerEngine>,
+    s: &Suggestion,
+    journal: &std::sync::Arc<crate::stack::journal::Journal>,
+) -> anyhow::Result<String> {
+    let rows: Vec<_> = engine
+        .list_containers(&ctx.project.name)
+        .await?
+        .into_iter()
+        .filter(|r| r.service == s.service && r.state == "running")
+        .collect();
+    if rows.is_empty() {
+        bail!("service {} has no running container", s.service);
+    }
+    let limits = s.action.cpus.is_some() || s.action.memory.is_some();
+    for r in rows.iter().filter(|_| limits) {
+        journal.record(
+            &s.service,
+            "update-limits",
+            &format!(
+                "{}: suggestion {}: {}{}",
+                r.name,
+                s.id,
+                s.action
+                    .cpus
+                    .map(|c| format!("cpus {c} "))
+                    .unwrap_or_default(),
+                s.action
+                    .memory
+                    .map(|m| format!("memory {}", format_bytes(m)))
+                    .unwrap_or_default()
+            ),
+        )?;
+        engine
+            .update_limits(&r.id, s.action.cpus, s.action.memory)
+            .await?;
+    }
+    // Redis: its maxmemory grows with the limit, live, through the probe's client.
+    if let Some(max) = s.action.maxmemory {
+        let target = crate::collect::probes::targets(&ctx.project)
+            .into_iter()
+            .find(|t| t.service == s.service)
+            .ok_or_else(|| anyhow::anyhow!("{} is not probed as Redis", s.service))?;
+        let addr =
+            crate::collect::probes::endpoint(&rows, &target, engine.remote_host().as_deref())
+                .map_err(|e| anyhow::anyhow!(e))?;
+        journal.record(
+            &s.service,
+            "set-maxmemory",
+            &format!("suggestion {}: maxmemory {}", s.id, format_bytes(max)),
+        )?;
+        crate::collect::probes::redis::set_maxmemory(&addr, &target.creds, max)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {}", s.service, target.creds.scrub(&e)))?;
+    }
+    Ok(format!(
+        "{}: {} ({}) live, no restart (was {}); keep it with:\n{}",
+        s.service,
+        if limits {
+            format!("limits updated on {} container(s)", rows.len())
+        } else {
+            "set".to_string()
+        },
+        s.action.summary(),
+        s.action.from,
+        s.compose_patch
+    ))
+}
+
+/// The service scaled to the suggested replicas (until the next `up` from the file).
+async fn apply_horizontal(
+    ctx: &Ctx,
+    engine: &std::sync::Arc<DockerEngine>,
+    s: &Suggestion,
+    journal: std::sync::Arc<crate::stack::journal::Journal>,
+    report: crate::stack::supervise::Reporter,
+) -> anyhow::Result<String> {
+    let Some(n) = s.action.replicas else {
+        bail!("suggestion {} names no replica count", s.id);
+    };
+    let mut project = (*ctx.project).clone();
+    let Some(svc) = project.services.get_mut(&s.service) else {
+        bail!("no service {} in {}", s.service, ctx.project.file.display());
+    };
+    svc.replicas = n;
+    journal.record(
+        &s.service,
+        "scale",
+        &format!("suggestion {}: {} -> {n} replicas", s.id, s.action.from),
+    )?;
+    let sup = crate::stack::supervise::Supervisor::new(
+        engine.clone(),
+        std::sync::Arc::new(project),
+        ctx.config.supervisor.clone(),
+        journal,
+        report,
+    );
+    let targets = std::collections::BTreeSet::from([s.service.clone()]);
+    sup.up(&targets, &Default::default(), std::sync::Arc::new(|_| {}))
+        .await?;
+    Ok(format!(
+        "{}: {n} replicas; keep it with:\n{}",
+        s.service, s.compose_patch
+    ))
 }
 
 /// Cores as capacity is planned: whole millicores when small (a gateway's own work

@@ -1,43 +1,8 @@
-//! `--engine swarm`: the compose stack as Swarm services, as `docker stack deploy` makes
-//! them: an overlay network per project network, one service `<project>_<service>` per
-//! compose service with its replicas, limits and reservations (GPUs as the `NVIDIA-GPU`
-//! generic resource), restart policy, placement constraints, health check and volumes;
-//! images used as they are on the node (no digest is resolved, no registry is asked).
-//!
-//! Tasks' containers carry the compose project and service labels too, so osmen's
-//! collectors, console and advisor see a Swarm stack as they see their own. A port the
-//! file publishes on loopback only is not published: Swarm's ingress listens on every
-//! address, and osmen does not widen what the file restricts (it says so).
+//! The Swarm service spec of a compose service: its container, resources, restart
+//! policy, networks, ports, placement and update order, and the warnings for what Swarm
+//! has no field for.
 
-use std::collections::HashMap;
-
-use serde_json::{Value, json};
-
-use super::compose::deploy::UpdateConfig;
-use super::compose::{MountKind, Project, Restart, Service};
-use super::engine::{DockerEngine, EResult, EngineError, ServiceSpec, SwarmService, Task};
-use super::plan;
-
-pub const LABEL_NAMESPACE: &str = "com.docker.stack.namespace";
-/// The digest of the spec osmen last deployed from the file. The engine's answer cannot
-/// be compared with the spec itself: it fills in defaults, names networks by id, and
-/// bollard drops the health check when it reads a service back (the engine writes
-/// `Healthcheck`, bollard's model reads `HealthCheck`).
-pub const LABEL_SPEC_HASH: &str = "io.osmen.spec-hash";
-
-/// `<project>_<service>`, as `docker stack deploy` names services.
-pub fn service_name(project: &Project, svc: &str) -> String {
-    format!("{}_{svc}", project.name)
-}
-
-/// The overlay network a project network becomes.
-pub fn network_name(project: &Project, key: &str) -> String {
-    project
-        .networks
-        .get(key)
-        .map(|n| n.name.clone())
-        .unwrap_or_else(|| format!("{}_{key}", project.name))
-}
+use super::*;
 
 fn ns(d: std::time::Duration) -> i64 {
     d.as_nanos() as i64
@@ -45,7 +10,7 @@ fn ns(d: std::time::Duration) -> i64 {
 
 /// The container settings a Swarm ContainerSpec has a field for; the others are named
 /// in a warning (Swarm tasks run without them).
-fn carry_settings(svc: &Service, container: &mut Value, warnings: &mut Vec<String>) {
+pub(super) fn carry_settings(svc: &Service, container: &mut Value, warnings: &mut Vec<String>) {
     let st = &svc.settings;
     let mut carried = Vec::new();
     let mut set = |key: &'static str, field: &str, v: Value| {
@@ -207,7 +172,7 @@ fn swarm_mount(
 }
 
 /// `no-new-privileges`, `no-new-privileges:true` (or `=true`).
-fn is_no_new_privileges(opt: &str) -> bool {
+pub(super) fn is_no_new_privileges(opt: &str) -> bool {
     matches!(
         opt,
         "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
@@ -215,7 +180,7 @@ fn is_no_new_privileges(opt: &str) -> bool {
 }
 
 /// A compose `update_config` / `rollback_config` over osmen's defaults for the service.
-fn update_config(u: Option<&UpdateConfig>, stateful: bool, rollback: bool) -> Value {
+pub(super) fn update_config(u: Option<&UpdateConfig>, stateful: bool, rollback: bool) -> Value {
     let mut v = json!({
         "Parallelism": 1,
         "Order": if stateful { "stop-first" } else { "start-first" },
@@ -249,7 +214,7 @@ fn update_config(u: Option<&UpdateConfig>, stateful: bool, rollback: bool) -> Va
 /// The service's published ports as Swarm `PortConfig`s. A host range is published port
 /// by port, as `docker stack deploy` does (Swarm picks no port in a range); a port the
 /// file publishes on one address only is left out and named.
-fn endpoint_ports(svc: &Service, warnings: &mut Vec<String>) -> Vec<Value> {
+pub(super) fn endpoint_ports(svc: &Service, warnings: &mut Vec<String>) -> Vec<Value> {
     let mut ports = Vec::new();
     for p in &svc.ports {
         if let Some(ip) = p.host_ip.as_deref()
@@ -299,129 +264,13 @@ pub fn service_spec(
 ) -> Result<(ServiceSpec, Vec<String>), String> {
     let mut warnings = Vec::new();
     let c = plan::container_spec(project, svc, 1);
-    let mut container_labels: HashMap<String, String> = c.labels.clone();
-    // Not one container's number: a task's slot is not known here.
-    container_labels.remove(super::engine::LABEL_NUMBER);
-    container_labels.insert(LABEL_NAMESPACE.into(), project.name.clone());
-    let mounts: Vec<Value> = c
-        .mounts
-        .iter()
-        .map(|mount| swarm_mount(project, svc, mount, &mut warnings))
-        .collect();
-    let mut container = json!({
-        "Image": c.image,
-        "Labels": container_labels,
-        "Env": c.env,
-        "Mounts": mounts,
-    });
-    if let Some(ep) = &c.entrypoint {
-        container["Command"] = json!(ep);
-    }
-    if let Some(cmd) = &c.cmd {
-        container["Args"] = json!(cmd);
-    }
-    if let Some(h) = &c.healthcheck {
-        container["HealthCheck"] =
-            serde_json::to_value(super::engine::health_config(h)).unwrap_or(Value::Null);
-    }
-    if let Some(g) = svc.stop_grace_period {
-        container["StopGracePeriod"] = json!(ns(g));
-    }
-    for (k, v) in [
-        ("StopSignal", &c.stop_signal),
-        ("Dir", &c.working_dir),
-        ("User", &c.user),
-    ] {
-        if let Some(v) = v {
-            container[k] = json!(v);
-        }
-    }
-    if let Some(i) = c.init {
-        container["Init"] = json!(i);
-    }
-    carry_settings(svc, &mut container, &mut warnings);
-    let r = &svc.resources;
-    let mut limits = json!({});
-    if let Some(cpus) = r.cpus {
-        limits["NanoCPUs"] = json!((cpus * 1e9).round() as i64);
-    }
-    if let Some(m) = r.memory {
-        limits["MemoryBytes"] = json!(m);
-    }
-    let mut reservations = json!({});
-    if let Some(cpus) = r.cpus_reservation {
-        reservations["NanoCPUs"] = json!((cpus * 1e9).round() as i64);
-    }
-    if let Some(m) = r.memory_reservation {
-        reservations["MemoryBytes"] = json!(m);
-    }
-    let gpus: i64 = r
-        .gpus
-        .iter()
-        .filter(|g| g.driver == "nvidia" || g.driver.is_empty())
-        .map(|g| {
-            g.count.map(i64::from).unwrap_or_else(|| {
-                warnings.push(format!(
-                    "{}: `count: all` GPUs has no Swarm form; reserved 1 NVIDIA-GPU",
-                    svc.name
-                ));
-                1
-            })
-        })
-        .sum();
-    if gpus > 0 {
-        reservations["GenericResources"] =
-            json!([{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpus}}]);
-    }
-    let restart = match &svc.restart {
-        Restart::No => json!({"Condition": "none"}),
-        Restart::OnFailure(n) => {
-            let mut p = json!({"Condition": "on-failure"});
-            if let Some(n) = n {
-                p["MaxAttempts"] = json!(n);
-            }
-            p
-        }
-        Restart::Always | Restart::UnlessStopped => json!({"Condition": "any"}),
-    };
-    let mut restart = restart;
-    let timing = &svc.deploy.restart_policy;
-    if let Some(d) = timing.delay {
-        restart["Delay"] = json!(ns(d));
-    }
-    if let Some(w) = timing.window {
-        restart["Window"] = json!(ns(w));
-    }
-    let nets: Vec<Value> = if svc.networks.is_empty() {
-        vec![json!({"Target": network_name(project, "default"), "Aliases": [svc.name]})]
-    } else {
-        svc.networks
-            .iter()
-            .map(|(k, aliases)| {
-                let mut a = aliases.aliases.clone();
-                a.insert(0, svc.name.clone());
-                json!({"Target": network_name(project, k), "Aliases": a})
-            })
-            .collect()
-    };
+    let container = container_json(project, svc, &c, &mut warnings);
+    let (limits, reservations) = resources_json(svc, &mut warnings);
+    let restart = restart_json(svc);
+    let nets = networks_json(project, svc);
     let ports = endpoint_ports(svc, &mut warnings);
     let stateful = svc.volumes.iter().any(|m| m.kind == MountKind::Volume);
-    let mut placement = json!({});
-    if !svc.placement.is_empty() {
-        placement["Constraints"] = json!(svc.placement);
-    }
-    let spread = &svc.deploy.placement;
-    if !spread.preferences.is_empty() {
-        let prefs: Vec<Value> = spread
-            .preferences
-            .iter()
-            .map(|s| json!({"Spread": {"SpreadDescriptor": s}}))
-            .collect();
-        placement["Preferences"] = json!(prefs);
-    }
-    if let Some(m) = spread.max_replicas_per_node {
-        placement["MaxReplicas"] = json!(m);
-    }
+    let placement = placement_json(svc);
     let mode = if svc.deploy.is_global() {
         json!({"Global": {}})
     } else {
@@ -432,8 +281,8 @@ pub fn service_spec(
         "Labels": {
             LABEL_NAMESPACE: project.name,
             "com.docker.stack.image": c.image,
-            super::engine::LABEL_PROJECT: project.name,
-            super::engine::LABEL_SERVICE: svc.name,
+            crate::stack::engine::LABEL_PROJECT: project.name,
+            crate::stack::engine::LABEL_SERVICE: svc.name,
         },
         "TaskTemplate": {
             "ContainerSpec": container,
@@ -474,326 +323,155 @@ pub fn service_spec(
     Ok((spec, warnings))
 }
 
-fn ns_filter(project: &Project) -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_NAMESPACE}={}", project.name)],
-    )])
-}
-
-/// The project's Swarm services (those labelled with its namespace).
-async fn project_services(engine: &DockerEngine, project: &Project) -> EResult<Vec<SwarmService>> {
-    engine.swarm_services(ns_filter(project)).await
-}
-
-/// Refuses with the command that fixes it when the engine is not a Swarm manager.
-pub async fn require_manager(engine: &DockerEngine) -> EResult<()> {
-    if !engine.swarm_manager().await? {
-        return Err(EngineError::Other(
-            "--engine swarm: this engine is not a Swarm manager; make it one with \
-             `docker swarm init` (or run osmen against a manager's DOCKER_HOST)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Creates the overlay networks, then creates or updates each service. Lines to show.
-pub async fn deploy(
-    engine: &DockerEngine,
+/// The task's ContainerSpec: image, labels, environment, mounts, command, health check
+/// and the container settings Swarm has a field for.
+fn container_json(
     project: &Project,
-    targets: &std::collections::BTreeSet<String>,
-    mut record: impl FnMut(&str, &str, &str) -> EResult<()>,
-) -> EResult<Vec<String>> {
-    require_manager(engine).await?;
-    let mut out = Vec::new();
-    let mut nets: std::collections::BTreeSet<String> = Default::default();
-    for t in targets {
-        let svc = &project.services[t];
-        if svc.networks.is_empty() {
-            nets.insert("default".into());
-        }
-        nets.extend(svc.networks.keys().cloned());
+    svc: &Service,
+    c: &crate::stack::engine::ContainerSpec,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let mut container_labels: HashMap<String, String> = c.labels.clone();
+    // Not one container's number: a task's slot is not known here.
+    container_labels.remove(crate::stack::engine::LABEL_NUMBER);
+    container_labels.insert(LABEL_NAMESPACE.into(), project.name.clone());
+    let mounts: Vec<Value> = c
+        .mounts
+        .iter()
+        .map(|mount| swarm_mount(project, svc, mount, warnings))
+        .collect();
+    let mut container = json!({
+        "Image": c.image,
+        "Labels": container_labels,
+        "Env": c.env,
+        "Mounts": mounts,
+    });
+    if let Some(ep) = &c.entrypoint {
+        container["Command"] = json!(ep);
     }
-    for key in nets {
-        if project.networks.get(&key).is_some_and(|n| n.external) {
-            continue;
-        }
-        let name = network_name(project, &key);
-        let existing = engine.network_driver(&name).await;
-        if let Some(driver) = &existing
-            && driver.as_deref() != Some("overlay")
-        {
-            return Err(EngineError::Other(format!(
-                "network {name} exists as a {} network (a compose-mode `osmen up` made \
-                 it?): run `osmen down` first, or use another project name (-p)",
-                driver.as_deref().unwrap_or("local")
-            )));
-        }
-        if existing.is_none() {
-            record("", "network", &format!("create overlay network {name}"))?;
-            let labels = HashMap::from([(LABEL_NAMESPACE.into(), project.name.clone())]);
-            engine.create_overlay_network(&name, labels).await?;
-            out.push(format!("network {name} created (overlay)"));
+    if let Some(cmd) = &c.cmd {
+        container["Args"] = json!(cmd);
+    }
+    if let Some(h) = &c.healthcheck {
+        container["HealthCheck"] =
+            serde_json::to_value(crate::stack::engine::health_config(h)).unwrap_or(Value::Null);
+    }
+    if let Some(g) = svc.stop_grace_period {
+        container["StopGracePeriod"] = json!(ns(g));
+    }
+    for (k, v) in [
+        ("StopSignal", &c.stop_signal),
+        ("Dir", &c.working_dir),
+        ("User", &c.user),
+    ] {
+        if let Some(v) = v {
+            container[k] = json!(v);
         }
     }
-    let existing = project_services(engine, project).await?;
-    for t in targets {
-        let svc = &project.services[t];
-        if let Some(b) = &svc.balance {
-            out.push(format!(
-                "warning: {t}: not deployed: it balances {}'s replicas, which Swarm's \
-                 service address does itself",
-                b.service
-            ));
-            continue;
+    if let Some(i) = c.init {
+        container["Init"] = json!(i);
+    }
+    carry_settings(svc, &mut container, warnings);
+    container
+}
+
+/// Limits and reservations (GPUs as the `NVIDIA-GPU` generic resource).
+fn resources_json(svc: &Service, warnings: &mut Vec<String>) -> (Value, Value) {
+    let r = &svc.resources;
+    let mut limits = json!({});
+    if let Some(cpus) = r.cpus {
+        limits["NanoCPUs"] = json!((cpus * 1e9).round() as i64);
+    }
+    if let Some(m) = r.memory {
+        limits["MemoryBytes"] = json!(m);
+    }
+    let mut reservations = json!({});
+    if let Some(cpus) = r.cpus_reservation {
+        reservations["NanoCPUs"] = json!((cpus * 1e9).round() as i64);
+    }
+    if let Some(m) = r.memory_reservation {
+        reservations["MemoryBytes"] = json!(m);
+    }
+    let gpus: i64 = r
+        .gpus
+        .iter()
+        .filter(|g| g.driver == "nvidia" || g.driver.is_empty())
+        .map(|g| {
+            g.count.map(i64::from).unwrap_or_else(|| {
+                warnings.push(format!(
+                    "{}: `count: all` GPUs has no Swarm form; reserved 1 NVIDIA-GPU",
+                    svc.name
+                ));
+                1
+            })
+        })
+        .sum();
+    if gpus > 0 {
+        reservations["GenericResources"] =
+            json!([{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpus}}]);
+    }
+    (limits, reservations)
+}
+
+/// The restart policy, with the file's delay and window.
+fn restart_json(svc: &Service) -> Value {
+    let restart = match &svc.restart {
+        Restart::No => json!({"Condition": "none"}),
+        Restart::OnFailure(n) => {
+            let mut p = json!({"Condition": "on-failure"});
+            if let Some(n) = n {
+                p["MaxAttempts"] = json!(n);
+            }
+            p
         }
-        let (spec, warnings) = service_spec(project, svc).map_err(EngineError::Other)?;
-        out.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
-        let wants_nnp = spec
-            .task_template
-            .as_ref()
-            .and_then(|t| t.container_spec.as_ref())
-            .and_then(|c| c.privileges.as_ref())
-            .and_then(|p| p.no_new_privileges)
-            == Some(true);
-        let name = service_name(project, t);
-        let current = existing
+        Restart::Always | Restart::UnlessStopped => json!({"Condition": "any"}),
+    };
+    let mut restart = restart;
+    let timing = &svc.deploy.restart_policy;
+    if let Some(d) = timing.delay {
+        restart["Delay"] = json!(ns(d));
+    }
+    if let Some(w) = timing.window {
+        restart["Window"] = json!(ns(w));
+    }
+    restart
+}
+
+/// The overlay networks the task joins, the service's name first among its aliases.
+fn networks_json(project: &Project, svc: &Service) -> Vec<Value> {
+    if svc.networks.is_empty() {
+        vec![json!({"Target": network_name(project, "default"), "Aliases": [svc.name]})]
+    } else {
+        svc.networks
             .iter()
-            .find(|s| s.spec.as_ref().and_then(|x| x.name.as_deref()) == Some(name.as_str()));
-        match current {
-            Some(s) => {
-                let version = s.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-                let label = |x: Option<&ServiceSpec>| {
-                    x.and_then(|x| x.labels.as_ref())
-                        .and_then(|l| l.get(LABEL_SPEC_HASH))
-                        .cloned()
-                };
-                if label(s.spec.as_ref()).is_some() && label(s.spec.as_ref()) == label(Some(&spec))
-                {
-                    out.push(format!("{name}: unchanged"));
-                    continue;
-                }
-                record(t, "update", &format!("update service {name}"))?;
-                put(engine, &name, spec, version).await?;
-                out.push(format!("{name}: updated"));
-            }
-            None => {
-                record(t, "create", &format!("create service {name}"))?;
-                engine.create_service(spec).await?;
-                out.push(format!("{name}: created"));
-            }
-        }
-        if wants_nnp && !engine_kept_no_new_privileges(engine, &name).await {
-            out.push(format!(
-                "warning: {t}: security_opt no-new-privileges: this engine dropped the \
-                 service's Privileges.NoNewPrivileges (Engine API 1.46, Docker 27, takes it); \
-                 its tasks run without it"
-            ));
-        }
+            .map(|(k, aliases)| {
+                let mut a = aliases.aliases.clone();
+                a.insert(0, svc.name.clone());
+                json!({"Target": network_name(project, k), "Aliases": a})
+            })
+            .collect()
     }
-    Ok(out)
 }
 
-/// Whether the engine stored `NoNewPrivileges` (older engines drop the field unread).
-async fn engine_kept_no_new_privileges(engine: &DockerEngine, name: &str) -> bool {
-    let svc = engine.inspect_service(name).await;
-    svc.ok()
-        .and_then(|s| s.spec)
-        .and_then(|s| s.task_template)
-        .and_then(|t| t.container_spec)
-        .and_then(|c| c.privileges)
-        .and_then(|p| p.no_new_privileges)
-        == Some(true)
-}
-
-/// Changes one service's replicas and/or CPU and memory limits in place (a service
-/// update: Swarm replaces its tasks one by one).
-pub async fn update(
-    engine: &DockerEngine,
-    project: &Project,
-    svc: &str,
-    replicas: Option<u32>,
-    cpus: Option<f64>,
-    memory: Option<u64>,
-) -> EResult<()> {
-    let name = service_name(project, svc);
-    let cur = engine.inspect_service(&name).await?;
-    let mut spec = cur.spec.unwrap_or_default();
-    let version = cur.version.and_then(|v| v.index).unwrap_or(0);
-    // bollard read the service back without its health check: the file's goes back in,
-    // or this update would remove it.
-    if let Some(hc) = project
-        .services
-        .get(svc)
-        .and_then(|s| s.healthcheck.as_ref())
-        && let Some(c) = spec
-            .task_template
-            .as_mut()
-            .and_then(|t| t.container_spec.as_mut())
-        && c.health_check.is_none()
-    {
-        c.health_check = Some(super::engine::health_config(hc));
+/// Placement: constraints, spread preferences, replicas per node.
+fn placement_json(svc: &Service) -> Value {
+    let mut placement = json!({});
+    if !svc.placement.is_empty() {
+        placement["Constraints"] = json!(svc.placement);
     }
-    // No longer what the file says: the next `up` puts the file's figures back.
-    spec.labels
-        .get_or_insert_with(Default::default)
-        .insert(LABEL_SPEC_HASH.into(), "changed-since-up".into());
-    if let (Some(_), Some(m)) = (replicas, spec.mode.as_ref())
-        && m.global.is_some()
-    {
-        return Err(EngineError::Other(format!(
-            "{name} is a global service (deploy.mode: global, one task per node): it has no \
-             replica count to scale; set mode: replicated in the file to scale it"
-        )));
+    let spread = &svc.deploy.placement;
+    if !spread.preferences.is_empty() {
+        let prefs: Vec<Value> = spread
+            .preferences
+            .iter()
+            .map(|s| json!({"Spread": {"SpreadDescriptor": s}}))
+            .collect();
+        placement["Preferences"] = json!(prefs);
     }
-    if let Some(n) = replicas {
-        let mode = spec.mode.get_or_insert_with(Default::default);
-        mode.replicated
-            .get_or_insert_with(Default::default)
-            .replicas = Some(n as i64);
+    if let Some(m) = spread.max_replicas_per_node {
+        placement["MaxReplicas"] = json!(m);
     }
-    if cpus.is_some() || memory.is_some() {
-        let tt = spec.task_template.get_or_insert_with(Default::default);
-        let res = tt.resources.get_or_insert_with(Default::default);
-        let lim = res.limits.get_or_insert_with(Default::default);
-        if let Some(c) = cpus {
-            lim.nano_cpus = Some((c * 1e9).round() as i64);
-        }
-        if let Some(m) = memory {
-            lim.memory_bytes = Some(m as i64);
-        }
-    }
-    put(engine, &name, spec, version).await
-}
-
-/// Replaces a service's spec, at the version it was read at (the engine refuses a
-/// stale one rather than lose another writer's change).
-async fn put(engine: &DockerEngine, name: &str, spec: ServiceSpec, version: u64) -> EResult<()> {
-    engine.update_service(name, spec, version).await
-}
-
-/// One task as `ps` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TaskRow {
-    pub service: String,
-    pub slot: Option<i64>,
-    pub node: String,
-    pub state: String,
-    pub desired: String,
-    pub error: Option<String>,
-    pub container: Option<String>,
-}
-
-/// The project's services (name, desired replicas, running tasks, an update rolling)
-/// and their tasks, the node of each named.
-pub async fn tasks(
-    engine: &DockerEngine,
-    project: &Project,
-) -> EResult<(Vec<(String, u64, u64, bool)>, Vec<TaskRow>)> {
-    let services = project_services(engine, project).await?;
-    let nodes: HashMap<String, String> = engine.node_hostnames().await?;
-    let mut rows = Vec::new();
-    let mut summary = Vec::new();
-    for s in &services {
-        let Some(id) = s.id.clone() else { continue };
-        let name = s
-            .spec
-            .as_ref()
-            .and_then(|x| x.name.clone())
-            .unwrap_or_default();
-        let mode = s.spec.as_ref().and_then(|x| x.mode.as_ref());
-        let global = mode.is_some_and(|m| m.global.is_some());
-        let mut desired = mode
-            .and_then(|m| m.replicated.as_ref())
-            .and_then(|r| r.replicas)
-            .unwrap_or(0) as u64;
-        let ts: Vec<Task> = engine.service_tasks(id).await?;
-        let mut running = 0;
-        for t in ts {
-            let st = t.status.clone().unwrap_or_default();
-            let state = st.state.map(|s| s.to_string()).unwrap_or_default();
-            let desired_state = t.desired_state.map(|s| s.to_string()).unwrap_or_default();
-            // Only tasks meant to run count: an old task still running while Swarm
-            // replaces it is not one of the wanted replicas.
-            if state == "running" && desired_state == "running" {
-                running += 1;
-            }
-            // A global service wants one task per eligible node: those Swarm made.
-            if global && desired_state == "running" {
-                desired += 1;
-            }
-            // Old tasks Swarm keeps for history are left out, as `docker service ps` does
-            // by default with --filter desired-state=running.
-            if desired_state != "running" && desired_state != "ready" {
-                continue;
-            }
-            rows.push(TaskRow {
-                service: name.clone(),
-                slot: t.slot,
-                node: t
-                    .node_id
-                    .as_ref()
-                    .and_then(|n| nodes.get(n).cloned())
-                    .unwrap_or_else(|| "(unassigned)".into()),
-                state,
-                desired: desired_state,
-                error: st.err.or(st.message.filter(|m| !m.is_empty())),
-                container: st
-                    .container_status
-                    .and_then(|c| c.container_id)
-                    .map(|c| c.chars().take(12).collect()),
-            });
-        }
-        // While an update rolls, the old tasks may still make up the count.
-        let rolling = s
-            .update_status
-            .as_ref()
-            .and_then(|u| u.state.as_ref())
-            .is_some_and(|st| matches!(st.to_string().as_str(), "updating" | "rollback_started"));
-        // Before Swarm made its tasks, a global service still wants one.
-        if global {
-            desired = desired.max(1);
-        }
-        summary.push((name, desired, running, rolling));
-    }
-    summary.sort();
-    rows.sort_by(|a, b| (&a.service, a.slot).cmp(&(&b.service, b.slot)));
-    Ok((summary, rows))
-}
-
-/// Removes the project's services and overlay networks; volumes stay.
-pub async fn remove(
-    engine: &DockerEngine,
-    project: &Project,
-    mut record: impl FnMut(&str, &str, &str) -> EResult<()>,
-) -> EResult<usize> {
-    require_manager(engine).await?;
-    let services = project_services(engine, project).await?;
-    for s in &services {
-        let name = s
-            .spec
-            .as_ref()
-            .and_then(|x| x.name.clone())
-            .unwrap_or_default();
-        record("", "remove", &format!("remove service {name}"))?;
-        engine.delete_service(&name).await?;
-    }
-    let nets = engine.network_names(ns_filter(project)).await?;
-    for name in nets {
-        record("", "network", &format!("remove network {name}"))?;
-        // Tasks take a moment to leave the network after their service is gone.
-        for attempt in 0..20 {
-            match engine.remove_swarm_network(&name).await {
-                Ok(()) => break,
-                Err(_) if attempt < 19 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(services.len())
+    placement
 }
 
 #[cfg(test)]
