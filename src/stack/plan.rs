@@ -213,6 +213,7 @@ pub fn container_spec(project: &Project, svc: &Service, number: u32) -> Containe
             .environment
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
+            .chain(svc.env_unset.iter().cloned())
             .collect(),
         labels: container_labels(project, svc, number),
         healthcheck: svc.healthcheck.clone(),

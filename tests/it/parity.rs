@@ -81,8 +81,10 @@ const CONFIG_FIELDS: &[&str] = &[
 ];
 
 /// Fields whose order carries no meaning (the engine keeps the order it was given).
+/// Lists whose order carries no meaning to the engine (`Env`: one entry per name; 1.29
+/// keeps the file's order, osmen sorts by name).
 const UNORDERED: &[&str] = &[
-    "CapAdd", "CapDrop", "Ulimits", "Links", "GroupAdd", "Aliases",
+    "CapAdd", "CapDrop", "Ulimits", "Links", "GroupAdd", "Aliases", "Env",
 ];
 
 /// Services of the fixture and their replica counts.
@@ -94,6 +96,7 @@ const SERVICES: &[(&str, u32)] = &[
     ("hostnet", 2),
     ("standin", 1),
     ("ports", 1),
+    ("envunset", 1),
 ];
 
 /// The address each run publishes its fixed host ports on (the file's `PARITY_IP`), so

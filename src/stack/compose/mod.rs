@@ -70,6 +70,10 @@ pub struct Service {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     pub environment: BTreeMap<String, String>,
+    /// `environment:` names given bare that nothing sets: passed to the engine bare, which
+    /// unsets them in the container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_unset: Vec<String>,
     pub ports: Vec<Port>,
     pub volumes: Vec<Mount>,
     pub networks: BTreeMap<String, ServiceNetwork>,

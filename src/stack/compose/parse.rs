@@ -771,6 +771,7 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
         healthcheck: None,
         post_start: Vec::new(),
         pre_stop: Vec::new(),
+        env_unset: Vec::new(),
         restart: Restart::No,
         resources: Resources::default(),
         replicas: 1,
@@ -806,7 +807,10 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
             "build" => svc.build = parse_build(ctx, v, &p),
             "command" => svc.command = ctx.words(v, &p),
             "entrypoint" => svc.entrypoint = ctx.words(v, &p),
-            "environment" => explicit_env = ctx.kv(v, &p, true),
+            "environment" => {
+                explicit_env = ctx.kv(v, &p, true);
+                svc.env_unset = unset_names(ctx, v);
+            }
             "env_file" => env_files = parse_env_files(ctx, v, &p),
             "ports" => {
                 if let Some(items) = seq_or_err(ctx, v, &p) {
@@ -911,6 +915,10 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
     }
     svc.environment = env_files;
     svc.environment.extend(explicit_env);
+    // A bare name the environment does not set reaches the engine bare, which unsets it
+    // in the container (docker-compose 1.29 passes it so): the image's value is gone.
+    let env = &svc.environment;
+    svc.env_unset.retain(|n| !env.contains_key(n));
     svc.labels = label_files;
     svc.labels.extend(explicit_labels);
     if let Some((n, pos)) = scale {
@@ -1078,6 +1086,27 @@ fn env_file_entry(
 /// `env_file` (or `label_file`): each file read in order, a later one winning. A value may
 /// refer to those set by an earlier file and, in an env_file, to the project's variables.
 /// A `required: false` file is skipped only when it does not exist.
+/// The bare names of an `environment:` (`[PGDATA]`, `{PGDATA: }`) that no variable sets.
+fn unset_names(ctx: &Ctx, node: &Node) -> Vec<String> {
+    let bare: Vec<&str> = match &node.kind {
+        Kind::Map(m) => m
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .filter_map(|(k, _)| k.as_str())
+            .collect(),
+        Kind::Seq(items) => items
+            .iter()
+            .filter_map(Node::as_str)
+            .filter(|s| !s.contains('='))
+            .collect(),
+        _ => Vec::new(),
+    };
+    bare.into_iter()
+        .filter(|n| !ctx.vars.contains_key(*n))
+        .map(str::to_string)
+        .collect()
+}
+
 fn parse_env_files(ctx: &mut Ctx, node: &Node, path: &str) -> BTreeMap<String, String> {
     let long_form = path.ends_with(".env_file");
     let what = if long_form { "env_file" } else { "label_file" };
