@@ -637,6 +637,7 @@ fn parse_attachment(ctx: &mut Ctx, node: &Node, path: &str) -> ServiceNetwork {
 
 /// Every grant names a declared secret or config, and lands where nothing else does.
 pub(super) fn validate_grants(ctx: &mut Ctx, project: &Project, root: &Node) {
+    let nodes = root.get("services").map(Node::keyed).unwrap_or_default();
     for (name, svc) in &project.services {
         let mut taken: BTreeMap<&str, String> = svc
             .volumes
@@ -650,9 +651,8 @@ pub(super) fn validate_grants(ctx: &mut Ctx, project: &Project, root: &Node) {
             .chain(svc.configs.iter().map(|g| ("configs", g)))
         {
             if let Some(other) = taken.insert(g.target.as_str(), section.to_string()) {
-                let pos = root
-                    .get("services")
-                    .and_then(|s| s.get(name))
+                let pos = nodes
+                    .get(name.as_str())
                     .and_then(|s| s.get(section))
                     .map(|n| n.pos)
                     .unwrap_or_default();
@@ -671,10 +671,7 @@ pub(super) fn validate_grants(ctx: &mut Ctx, project: &Project, root: &Node) {
             (FileKind::Config, &svc.configs, &project.configs),
         ] {
             let section = kind.section();
-            let node = root
-                .get("services")
-                .and_then(|s| s.get(name))
-                .and_then(|s| s.get(section));
+            let node = nodes.get(name.as_str()).and_then(|s| s.get(section));
             for (i, g) in grants.iter().enumerate() {
                 if defs.contains_key(&g.source) {
                     continue;
