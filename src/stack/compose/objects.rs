@@ -594,7 +594,15 @@ fn parse_attachment(ctx: &mut Ctx, node: &Node, path: &str) -> ServiceNetwork {
         let key = k.as_str().unwrap_or("");
         let p = format!("{path}.{key}");
         match key {
-            "aliases" => att.aliases = ctx.string_list(v, &p),
+            // A plain string is refused, as docker-compose 1.29 refuses it.
+            "aliases" => match v.as_str() {
+                Some(a) => ctx.err(
+                    v.pos,
+                    &p,
+                    format!("aliases must be a list, found {a:?}: write `aliases: [{a:?}]`"),
+                ),
+                None => att.aliases = ctx.string_list(v, &p),
+            },
             "ipv4_address" => att.ipv4_address = ip(ctx, v, &p),
             "ipv6_address" => att.ipv6_address = ip(ctx, v, &p),
             "link_local_ips" => {

@@ -836,6 +836,23 @@ fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Service> {
             "entrypoint" => svc.entrypoint = ctx.words(v, &p),
             "environment" => explicit_env = ctx.kv(v, &p, true),
             "env_file" => env_files = parse_env_files(ctx, v, &p),
+            "ports" if v.as_str().is_some() => {
+                let at = v.pos;
+                let v = v.as_str().unwrap_or_default();
+                let fix = if v.contains(':') {
+                    format!("`ports: [{v:?}]`")
+                } else {
+                    format!(
+                        "`ports: [\"{v}:80\"]` to publish host port {v} on the container's \
+                         port 80 (HOST:CONTAINER), or `ports: [\"{v}\"]` for container port {v}"
+                    )
+                };
+                ctx.err(
+                    at,
+                    &p,
+                    format!("ports takes a list, found {v:?}: write {fix}"),
+                );
+            }
             "ports" => {
                 if let Some(items) = seq_or_err(ctx, v, &p) {
                     for (i, it) in items.iter().enumerate() {
@@ -950,6 +967,16 @@ pub(super) fn seq_or_err<'n>(ctx: &mut Ctx, node: &'n Node, path: &str) -> Optio
     match &node.kind {
         Kind::Seq(s) => Some(s),
         Kind::Null => Some(&[]),
+        Kind::Scalar { value, .. } => {
+            let key = path.rsplit('.').next().unwrap_or(path);
+            let v = secret::shown(key, value);
+            ctx.err(
+                node.pos,
+                path,
+                format!("expected a list, found {v:?}: write `{key}: [{v:?}]`"),
+            );
+            None
+        }
         _ => {
             ctx.err(
                 node.pos,
@@ -1724,12 +1751,17 @@ fn validate(ctx: &mut Ctx, project: &Project, root: &Node) {
             );
         }
         if svc.container_name.is_some() && svc.replicas > 1 {
+            // Name the key the user wrote: `scale:` or `deploy.replicas`.
+            let wrote = match svc_node(name).and_then(|n| n.get("scale")) {
+                Some(_) => "scale",
+                None => "deploy.replicas",
+            };
             ctx.err(
                 pos,
                 &format!("{base}.container_name"),
                 format!(
-                    "container_name is set but deploy.replicas is {}: one name cannot serve \
-                     several containers; remove container_name",
+                    "container_name is set but {wrote} is {}: one name cannot serve \
+                     several containers; remove container_name or set {wrote} to 1",
                     svc.replicas
                 ),
             );
@@ -1985,6 +2017,49 @@ mod tests {
         assert_eq!(p.services.len(), 50_000);
         let took = t.elapsed();
         assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    }
+
+    /// Each row: a service body, and the error it must give (the value named, the fix).
+    const SHAPES: &[(&str, &str)] = &[
+        (
+            "ports: 8080",
+            "services.a.ports: ports takes a list, found \"8080\": write `ports: [\"8080:80\"]`",
+        ),
+        (
+            "ports: \"8080:80\"",
+            "ports takes a list, found \"8080:80\": write `ports: [\"8080:80\"]`",
+        ),
+        (
+            "dns_search: [a]\n    devices: /dev/x",
+            "expected a list, found \"/dev/x\": write `devices: [\"/dev/x\"]`",
+        ),
+        (
+            "container_name: c\n    scale: 2",
+            "container_name is set but scale is 2: one name cannot serve several containers; \
+             remove container_name or set scale to 1",
+        ),
+        (
+            "container_name: c\n    deploy: {replicas: 3}",
+            "container_name is set but deploy.replicas is 3",
+        ),
+        (
+            "networks: {n: {aliases: x}}",
+            "services.a.networks.n.aliases: aliases must be a list, found \"x\": write \
+             `aliases: [\"x\"]`",
+        ),
+    ];
+
+    #[test]
+    fn shape_errors_name_the_value_and_the_fix() {
+        for (body, want) in SHAPES {
+            let src = format!("services:\n  a:\n    image: i\n    {body}\nnetworks: {{n: {{}}}}\n");
+            let e = load(&src).unwrap_err();
+            assert!(e.contains(want), "{body}: expected {want:?}, got {e}");
+        }
+        let ok = load(
+            "services:\n  a:\n    image: i\n    networks: {n: {aliases: [x]}}\nnetworks: {n: {}}\n",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
