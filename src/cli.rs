@@ -71,19 +71,71 @@ pub struct Global {
         env = "OSMEN_ENGINE"
     )]
     pub engine: EngineKind,
+    /// COMPOSE_FILE as the working directory's `.env` sets it (see `with_dotenv`).
+    #[arg(skip)]
+    pub dotenv_compose_file: Option<String>,
+}
+
+/// The value `.env` in `dir` gives `name`, read as the loader reads it (the environment
+/// interpolates it). A missing or unreadable `.env` gives none: the load reports its
+/// errors with file and line.
+fn dotenv_value(dir: &std::path::Path, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(".env")).ok()?;
+    let env = |k: &str| std::env::var(k).ok();
+    let pairs = crate::stack::compose::envfile::parse(
+        &text,
+        crate::stack::compose::envfile::Format::Compose,
+        &env,
+    )
+    .ok()?;
+    pairs
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 impl Global {
-    /// The compose files, in merge order: `-f` (or OSMEN_COMPOSE_FILE), else COMPOSE_FILE,
-    /// else the discovered file and its override. Discovery's warnings (several files with
+    /// Takes COMPOSE_FILE and COMPOSE_PROFILES from `.env` where neither the command line
+    /// nor the environment sets them, as docker compose does: COMPOSE_FILE from the
+    /// working directory's `.env` (it decides where the project is), COMPOSE_PROFILES
+    /// from the project directory's (the first compose file's), else the working
+    /// directory's.
+    pub fn with_dotenv(mut self, cwd: &std::path::Path) -> Global {
+        if self.file.is_empty() && std::env::var_os("COMPOSE_FILE").is_none() {
+            self.dotenv_compose_file = dotenv_value(cwd, "COMPOSE_FILE");
+        }
+        if self.profiles.is_empty() && std::env::var_os("COMPOSE_PROFILES").is_none() {
+            let first = self.compose_file();
+            let project = first
+                .parent()
+                .map(|d| cwd.join(d))
+                .unwrap_or(cwd.to_path_buf());
+            let value = dotenv_value(&project, "COMPOSE_PROFILES")
+                .or_else(|| dotenv_value(cwd, "COMPOSE_PROFILES"));
+            self.profiles = value
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        self
+    }
+
+    /// The compose files, in merge order: `-f` (or OSMEN_COMPOSE_FILE), else COMPOSE_FILE
+    /// (the environment's, else `.env`'s), else the discovered file and its override. Discovery's warnings (several files with
     /// supported names) go to standard error once.
     pub fn compose_files(&self) -> Result<Vec<PathBuf>, String> {
         if !self.file.is_empty() {
             return Ok(self.file.clone());
         }
-        if let Some(list) = std::env::var_os("COMPOSE_FILE").filter(|v| !v.is_empty()) {
+        let list = std::env::var_os("COMPOSE_FILE")
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| self.dotenv_compose_file.clone());
+        if let Some(list) = list.filter(|v| !v.is_empty()) {
             let sep = std::env::var("COMPOSE_PATH_SEPARATOR").unwrap_or_else(|_| ":".into());
-            let list = list.to_string_lossy().into_owned();
             return Ok(list
                 .split(sep.as_str())
                 .filter(|p| !p.is_empty())

@@ -10,7 +10,9 @@ use osmen::cli::{Cli, Command, Global};
 use osmen::commands::{self, FirstRun};
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // COMPOSE_FILE and COMPOSE_PROFILES may come from `.env`, as in docker compose.
+    cli.global = cli.global.with_dotenv(std::path::Path::new("."));
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

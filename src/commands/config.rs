@@ -94,8 +94,12 @@ pub fn render(ctx: &Ctx, json: bool, all_profiles: bool) -> anyhow::Result<Strin
     if json {
         return Ok(serde_json::to_string_pretty(&v)? + "\n");
     }
+    // One tree at a time: a file of 200k services makes each of them large.
+    let y = to_yaml(&v);
+    drop(v);
     let mut s = String::new();
-    YamlEmitter::new(&mut s).dump(&to_yaml(&v))?;
+    YamlEmitter::new(&mut s).dump(&y)?;
+    drop(y);
     Ok(s.trim_start_matches("---\n").to_string() + "\n")
 }
 

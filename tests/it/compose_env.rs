@@ -302,3 +302,61 @@ fn env_file_and_label_file_lookups_follow_compose_go() {
         "{e}"
     );
 }
+
+/// `osmen config --json` run in `dir` with COMPOSE_FILE and COMPOSE_PROFILES as `env`
+/// gives them (None: unset): the names of the services shown.
+fn services_in(dir: &Path, env: &[(&str, Option<&str>)], args: &[&str]) -> Vec<String> {
+    let mut cmd = osmen();
+    cmd.current_dir(dir)
+        .env_remove("COMPOSE_FILE")
+        .env_remove("COMPOSE_PROFILES")
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env_remove("OSMEN_COMPOSE_FILE");
+    for (k, v) in env {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let o = cmd.args(args).args(["config", "--json"]).output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{env:?} {args:?}: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["services"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn compose_file_and_compose_profiles_in_dotenv_are_read_and_the_environment_wins() {
+    let d = Dir::new(
+        "dotenv-files",
+        &[
+            (".env", "COMPOSE_FILE=a.yml:b.yml\nCOMPOSE_PROFILES=debug\n"),
+            ("a.yml", "services:\n  web:\n    image: x\n"),
+            (
+                "b.yml",
+                "services:\n  adminer:\n    image: y\n    profiles: [debug]\n  \
+                 gpu:\n    image: z\n    profiles: [gpu]\n",
+            ),
+            ("c.yml", "services:\n  other:\n    image: x\n"),
+        ],
+    );
+    // Expected: both files merged and the `debug` profile on, as docker compose does.
+    assert_eq!(services_in(&d.0, &[], &[]), ["adminer", "web"]);
+    // The environment wins over `.env`, the command line over both.
+    assert_eq!(
+        services_in(&d.0, &[("COMPOSE_PROFILES", Some("gpu"))], &[]),
+        ["gpu", "web"]
+    );
+    assert_eq!(
+        services_in(&d.0, &[("COMPOSE_PROFILES", Some(""))], &[]),
+        ["web"]
+    );
+    assert_eq!(
+        services_in(&d.0, &[("COMPOSE_FILE", Some("c.yml"))], &[]),
+        ["other"]
+    );
+    assert_eq!(services_in(&d.0, &[], &["-f", "c.yml"]), ["other"]);
+    assert_eq!(
+        services_in(&d.0, &[], &["--profile", "gpu"]),
+        ["gpu", "web"]
+    );
+}

@@ -7,7 +7,8 @@
 //!
 //! Each problem is reported with its line, so a message can name `file:line`.
 
-use super::interpolate::interpolate_with;
+use super::interpolate::interpolate_shown;
+use crate::model::secret::shown;
 
 /// How an `env_file` entry is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -182,8 +183,9 @@ impl<'a> Parser<'a> {
                     return Err(self.err(
                         line,
                         format!(
-                            "unexpected character {c:?} in variable name {whole_line:?}: \
-                             names are letters, digits, `_`, `.` and `-`, then `=` and the value"
+                            "unexpected character {c:?} in variable name {:?}: names are \
+                             letters, digits, `_`, `.` and `-`, then `=` and the value",
+                            without_value(whole_line)
                         ),
                     ));
                 }
@@ -196,13 +198,19 @@ impl<'a> Parser<'a> {
         if key.contains(char::is_whitespace) {
             return Err(self.err(
                 line,
-                format!("variable name {key:?} contains a space: write KEY=value ({whole_line:?})"),
+                format!(
+                    "variable name {key:?} contains a space: write KEY=value ({:?})",
+                    without_value(whole_line)
+                ),
             ));
         }
         if key.is_empty() {
             return Err(self.err(
                 line,
-                format!("{whole_line:?} has no variable name before `{sep}`: write KEY=value"),
+                format!(
+                    "{:?} has no variable name before `{sep}`: write KEY=value",
+                    without_value(whole_line)
+                ),
             ));
         }
         if sep == '\n' {
@@ -267,8 +275,9 @@ impl<'a> Parser<'a> {
             return Err(self.err(
                 line,
                 format!(
-                    "{key}: unterminated quoted value {first:?}: close it with {quote}, or \
-                     escape a quote inside it as \\{quote}"
+                    "{key}: unterminated quoted value {:?}: close it with {quote}, or \
+                     escape a quote inside it as \\{quote}",
+                    shown(key, first)
                 ),
             ));
         };
@@ -280,8 +289,9 @@ impl<'a> Parser<'a> {
             return Err(self.err(
                 self.line,
                 format!(
-                    "{key}: unexpected {t:?} after the closing quote: put it inside the quotes \
-                     or start a comment with `#`"
+                    "{key}: unexpected {:?} after the closing quote: put it inside the quotes \
+                     or start a comment with `#`",
+                    shown(key, t)
                 ),
             ));
         }
@@ -309,7 +319,17 @@ impl<'a> Parser<'a> {
                     .map(|(_, v)| v.clone())
             })
         };
-        interpolate_with(raw, &lookup).map_err(|m| self.err(line, format!("{key}: {m}")))
+        interpolate_shown(raw, &lookup, &shown(key, raw))
+            .map_err(|m| self.err(line, format!("{key}: {m}")))
+    }
+}
+
+/// A line whose name is malformed, quoted without its value: the name cannot say
+/// whether the value is a secret (`DB_PASS!WORD=x`), so it is never shown.
+fn without_value(line: &str) -> String {
+    match line.find(['=', ':']) {
+        Some(i) => format!("{}...", &line[..=i]),
+        None => line.to_string(),
     }
 }
 
@@ -656,6 +676,66 @@ mod tests {
                 _ => panic!("{source}: {input:?}: expected {want:?}, got {got:?}"),
             }
         }
+    }
+
+    /// Each row: an env file whose value is a secret, and the text its error must keep
+    /// (name and line). No error may quote the secret itself.
+    const SECRETS: &[(&str, &str)] = &[
+        (
+            "DB_PASSWORD=\"unterminated-s3cretVal",
+            "line 1: DB_PASSWORD: unterminated quoted",
+        ),
+        (
+            "A=1\nAPI_TOKEN=\"s3cretE",
+            "line 2: API_TOKEN: unterminated quoted value",
+        ),
+        (
+            "API_TOKEN='s3cretE",
+            "line 1: API_TOKEN: unterminated quoted value",
+        ),
+        (
+            "DB_PASSWORD=s3cretA${oops",
+            "line 1: DB_PASSWORD: unterminated `${`",
+        ),
+        (
+            "DB_PASSWORD=\"s3cretA${oops\"",
+            "line 1: DB_PASSWORD: unterminated `${`",
+        ),
+        (
+            "DB_PASSWORD=s3cretA${1x}",
+            "line 1: DB_PASSWORD: invalid variable name",
+        ),
+        (
+            "DB_PASSWORD=s3cretA${X!s3cret}",
+            "line 1: DB_PASSWORD: invalid substitution",
+        ),
+        ("API_TOKEN=\"x\"s3cret", "line 1: API_TOKEN: unexpected"),
+        (
+            "DB PASSWORD=s3cret",
+            "line 1: variable name \"DB PASSWORD\" contains a space",
+        ),
+        ("DB_PASS!WORD=s3cret", "line 1: unexpected character '!'"),
+    ];
+
+    #[test]
+    fn errors_about_a_secret_value_mask_it() {
+        for (input, want) in SECRETS {
+            let e = parse(input, Format::Compose, &environment)
+                .map(|_| ())
+                .map_err(|e| format!("line {}: {}", e.line, e.message))
+                .unwrap_err();
+            assert!(
+                e.starts_with(want),
+                "{input:?}: expected {want:?}..., got {e}"
+            );
+            assert!(
+                !e.contains("s3cret"),
+                "{input:?}: the secret is quoted: {e}"
+            );
+        }
+        // A value that is not a secret is still quoted, to help find it.
+        let e = parse("GREETING=\"hello", Format::Compose, &environment).unwrap_err();
+        assert!(e.message.contains("\"\\\"hello\""), "{e:?}");
     }
 
     #[test]

@@ -186,7 +186,12 @@ fn load_entry(l: &mut Loader, e: &Entry, at: Pos, p: &str, chain: &[PathBuf]) ->
         let full = base.join(f);
         let key = std::fs::canonicalize(&full).unwrap_or(full.clone());
         if chain.contains(&key) {
-            let names: Vec<String> = chain.iter().chain([&key]).map(|c| short(c)).collect();
+            let top = chain.first().map(|f| parent_dir(f)).unwrap_or_default();
+            let names: Vec<String> = chain
+                .iter()
+                .chain([&key])
+                .map(|c| relative(&top, c))
+                .collect();
             l.ctx.err(
                 *fpos,
                 p,
@@ -208,10 +213,17 @@ fn load_entry(l: &mut Loader, e: &Entry, at: Pos, p: &str, chain: &[PathBuf]) ->
     Some(included)
 }
 
-fn short(p: &Path) -> String {
-    p.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
+/// `p` relative to the project directory `top` (`sub/compose.yaml`, `../x.yml`), so
+/// that two files of the same name in a cycle's chain differ.
+fn relative(top: &Path, p: &Path) -> String {
+    for (up, dir) in top.ancestors().enumerate() {
+        if let Ok(rest) = p.strip_prefix(dir)
+            && !dir.as_os_str().is_empty()
+        {
+            return format!("{}{}", "../".repeat(up), rest.display());
+        }
+    }
+    p.display().to_string()
 }
 
 /// Copies the included model's resources into `root`; a name both define is an error.
@@ -399,6 +411,30 @@ mod tests {
         .unwrap_err();
         assert!(
             err.contains("compose.yml:1:") && err.contains("expected a list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_include_cycle_names_paths_relative_to_the_project_directory() {
+        // Two files named compose.yaml: the chain must tell them apart.
+        // Expected: "include cycle: compose.yaml -> sub/compose.yaml -> compose.yaml".
+        let err = project(
+            "cycle-paths",
+            &[
+                (
+                    "compose.yaml",
+                    "include:\n  - sub/compose.yaml\nservices: {}\n",
+                ),
+                (
+                    "sub/compose.yaml",
+                    "include:\n  - ../compose.yaml\nservices: {}\n",
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("include cycle: compose.yaml -> sub/compose.yaml -> compose.yaml"),
             "{err}"
         );
     }

@@ -29,6 +29,60 @@ pub fn interpolate_with(
     s: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
+    interpolate_shown(s, lookup, s)
+}
+
+/// As `interpolate_with`, for a value that an error may quote only as `shown` (a secret's
+/// value masked, see `model::secret::shown`): when `shown` differs from `s`, no part of
+/// `s` appears in the message.
+pub fn interpolate_shown(
+    s: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    shown: &str,
+) -> Result<String, String> {
+    expand(s, lookup).map_err(|f| f.message(shown, shown == s))
+}
+
+/// What went wrong in a template; the message is written by the caller, who knows
+/// whether the value may be quoted.
+enum Fault {
+    Unterminated,
+    BadName(String),
+    BadOp(String),
+    Required { name: String, why: String },
+}
+
+impl Fault {
+    fn message(&self, shown: &str, quote_parts: bool) -> String {
+        let part = |inner: &str| {
+            if quote_parts {
+                format!("`${{{inner}}}`")
+            } else {
+                format!("a `${{...}}` of {shown:?}")
+            }
+        };
+        match self {
+            Fault::Unterminated => {
+                format!("unterminated `${{` in {shown:?}: close it with `}}` or write `$$`")
+            }
+            Fault::BadName(inner) => format!(
+                "invalid variable name in {}: names start with a letter or `_`",
+                part(inner)
+            ),
+            Fault::BadOp(inner) => format!(
+                "invalid substitution {}: use ${{VAR}}, ${{VAR:-default}}, \
+                 ${{VAR-default}}, ${{VAR:?message}} or ${{VAR:+alternative}}",
+                part(inner)
+            ),
+            Fault::Required { name, why } => format!(
+                "required variable {name} is missing a value: {why} (set {name} in the \
+                 environment or in the .env file beside the compose file)"
+            ),
+        }
+    }
+}
+
+fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Fault> {
     if !s.contains('$') {
         return Ok(s.to_string());
     }
@@ -48,9 +102,7 @@ pub fn interpolate_with(
                 i += 2;
             }
             Some('{') => {
-                let end = matching_brace(&chars, i + 1).ok_or_else(|| {
-                    format!("unterminated `${{` in {s:?}: close it with `}}` or write `$$`")
-                })?;
+                let end = matching_brace(&chars, i + 1).ok_or(Fault::Unterminated)?;
                 let inner: String = chars[i + 2..end].iter().collect();
                 out.push_str(&braced(&inner, lookup)?);
                 i = end + 1;
@@ -91,7 +143,7 @@ fn matching_brace(chars: &[char], open: usize) -> Option<usize> {
     None
 }
 
-fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Fault> {
     let name_len = inner
         .char_indices()
         .find(|(_, c)| !is_name_char(*c))
@@ -99,9 +151,7 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
         .unwrap_or(inner.len());
     let name = &inner[..name_len];
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!(
-            "invalid variable name in `${{{inner}}}`: names start with a letter or `_`"
-        ));
+        return Err(Fault::BadName(inner.to_string()));
     }
     let rest = &inner[name_len..];
     let value = lookup(name);
@@ -121,18 +171,15 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
     } else if rest.is_empty() {
         ("", "")
     } else {
-        return Err(format!(
-            "invalid substitution `${{{inner}}}`: use ${{VAR}}, ${{VAR:-default}}, \
-             ${{VAR-default}}, ${{VAR:?message}} or ${{VAR:+alternative}}"
-        ));
+        return Err(Fault::BadOp(inner.to_string()));
     };
     let current = || value.clone().unwrap_or_default();
     Ok(match op {
         "" => current(),
         ":-" if set_nonempty => current(),
-        ":-" => interpolate_with(arg, lookup)?,
+        ":-" => expand(arg, lookup)?,
         "-" if value.is_some() => current(),
-        "-" => interpolate_with(arg, lookup)?,
+        "-" => expand(arg, lookup)?,
         ":?" | "?" => {
             let ok = if op == ":?" {
                 set_nonempty
@@ -140,21 +187,21 @@ fn braced(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String
                 value.is_some()
             };
             if !ok {
-                let why = interpolate_with(arg, lookup)?;
+                let why = expand(arg, lookup)?;
                 let why = if why.is_empty() {
                     "is required".to_string()
                 } else {
                     why
                 };
-                return Err(format!(
-                    "required variable {name} is missing a value: {why} (set {name} in the \
-                     environment or in the .env file beside the compose file)"
-                ));
+                return Err(Fault::Required {
+                    name: name.to_string(),
+                    why,
+                });
             }
             current()
         }
-        ":+" if set_nonempty => interpolate_with(arg, lookup)?,
-        "+" if value.is_some() => interpolate_with(arg, lookup)?,
+        ":+" if set_nonempty => expand(arg, lookup)?,
+        "+" if value.is_some() => expand(arg, lookup)?,
         _ => String::new(),
     })
 }

@@ -594,7 +594,15 @@ fn parse_attachment(ctx: &mut Ctx, node: &Node, path: &str) -> ServiceNetwork {
         let key = k.as_str().unwrap_or("");
         let p = format!("{path}.{key}");
         match key {
-            "aliases" => att.aliases = ctx.string_list(v, &p),
+            // A plain string is refused, as docker-compose 1.29 refuses it.
+            "aliases" => match v.as_str() {
+                Some(a) => ctx.err(
+                    v.pos,
+                    &p,
+                    format!("aliases must be a list, found {a:?}: write `aliases: [{a:?}]`"),
+                ),
+                None => att.aliases = ctx.string_list(v, &p),
+            },
             "ipv4_address" => att.ipv4_address = ip(ctx, v, &p),
             "ipv6_address" => att.ipv6_address = ip(ctx, v, &p),
             "link_local_ips" => {
@@ -638,6 +646,7 @@ fn parse_attachment(ctx: &mut Ctx, node: &Node, path: &str) -> ServiceNetwork {
 
 /// Every grant names a declared secret or config, and lands where nothing else does.
 pub(super) fn validate_grants(ctx: &mut Ctx, project: &Project, root: &Node) {
+    let nodes = root.get("services").map(Node::keyed).unwrap_or_default();
     for (name, svc) in &project.services {
         let mut taken: BTreeMap<&str, String> = svc
             .volumes
@@ -651,9 +660,8 @@ pub(super) fn validate_grants(ctx: &mut Ctx, project: &Project, root: &Node) {
             .chain(svc.configs.iter().map(|g| ("configs", g)))
         {
             if let Some(other) = taken.insert(g.target.as_str(), section.to_string()) {
-                let pos = root
-                    .get("services")
-                    .and_then(|s| s.get(name))
+                let pos = nodes
+                    .get(name.as_str())
                     .and_then(|s| s.get(section))
                     .map(|n| n.pos)
                     .unwrap_or_default();
@@ -672,10 +680,7 @@ pub(super) fn validate_grants(ctx: &mut Ctx, project: &Project, root: &Node) {
             (FileKind::Config, &svc.configs, &project.configs),
         ] {
             let section = kind.section();
-            let node = root
-                .get("services")
-                .and_then(|s| s.get(name))
-                .and_then(|s| s.get(section));
+            let node = nodes.get(name.as_str()).and_then(|s| s.get(section));
             for (i, g) in grants.iter().enumerate() {
                 if defs.contains_key(&g.source) {
                     continue;

@@ -92,6 +92,16 @@ impl Node {
             .map(|(_, v)| v)
     }
 
+    /// A mapping's entries by key. `get` is a linear search, so a caller that looks up
+    /// every service of a large file (50k services) indexes the mapping once instead.
+    pub fn keyed(&self) -> HashMap<&str, &Node> {
+        self.as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?, v)))
+            .collect()
+    }
+
     /// A short description of the node's type, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
@@ -381,9 +391,19 @@ impl Builder {
         let mut own_keys: HashSet<String> = HashSet::new();
         let mut merged: Vec<(Node, Node)> = Vec::new();
         let mut merged_keys: HashSet<String> = HashSet::new();
+        let mut merge_seen = false;
         for (k, v) in entries {
             let is_merge = matches!(&k.kind, Kind::Scalar { value, plain: true } if value == "<<");
             if is_merge {
+                // docker-compose 1.29 takes the last `<<`, compose-go refuses the second:
+                // refuse it rather than pick a winner silently.
+                if std::mem::replace(&mut merge_seen, true) {
+                    self.fail(
+                        k.pos,
+                        "duplicate key `<<`: a mapping takes one merge key; list the sources \
+                         in one, `<<: [*first, *second]` (earlier ones win)",
+                    );
+                }
                 let sources: Vec<Node> = match v.kind {
                     Kind::Seq(items) => items,
                     _ => vec![v],
@@ -634,6 +654,20 @@ mod tests {
         let err = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(err.pos.line, 2);
         assert!(err.message.contains("duplicate key `a`"));
+    }
+
+    #[test]
+    fn a_repeated_merge_key_is_refused_at_its_line() {
+        // docker-compose 1.29 would take `*a` (the last), compose-go refuses:
+        // expected "duplicate key `<<`" at line 5, where the second one is.
+        let src = "a: &a {x: 1}\nb: &b {x: 2}\nc:\n  <<: *b\n  <<: *a\n";
+        let err = parse(src).unwrap_err();
+        assert_eq!(err.pos.line, 5, "{err:?}");
+        assert!(err.message.contains("duplicate key `<<`"), "{err:?}");
+        assert!(err.message.contains("<<: [*first, *second]"), "{err:?}");
+        // One `<<` with a list of sources stays accepted.
+        let ok = parse("a: &a {x: 1}\nb: &b {x: 2}\nc:\n  <<: [*b, *a]\n").unwrap();
+        assert_eq!(ok.get("c").unwrap().get("x").unwrap().as_str(), Some("2"));
     }
 
     #[test]
