@@ -383,10 +383,14 @@ fn start_interval_is_refused_by_an_engine_older_than_api_1_44() {
         o.dir.join("start.yml"),
         "services:\n  app:\n    image: osmen-shell:test\n    command: [sleep, '300']\n    \
          healthcheck:\n      test: [CMD, 'true']\n      interval: 1s\n      \
-         start_interval: 1s\n",
+         start_interval: 1s\n  aaa:\n    image: osmen-shell:test\n    \
+         command: [sleep, '300']\n",
     )
     .unwrap();
     let (ok, out) = o.osmen(&project, "start.yml", &["up"]);
+    // What `up` made, read before `down` removes it.
+    let filter = format!("label=com.docker.compose.project={project}");
+    let (_, ids) = docker(&["ps", "-aq", "--filter", &filter]);
     let _ = o.osmen(&project, "start.yml", &["down", "--volumes"]);
     if new_engine {
         assert!(ok, "{out}");
@@ -401,7 +405,6 @@ fn start_interval_is_refused_by_an_engine_older_than_api_1_44() {
             && out.contains(&format!("this engine speaks {version}")),
         "{out}"
     );
-    let filter = format!("label=com.docker.compose.project={project}");
-    let (_, ids) = docker(&["ps", "-aq", "--filter", &filter]);
+    // Checked before anything is made: not even the other service's container.
     assert!(ids.is_empty(), "a container was created: {ids}");
 }

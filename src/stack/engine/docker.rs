@@ -276,6 +276,11 @@ impl Engine for DockerEngine {
         Ok(self.docker.kill_container(id, Some(opts)).await?)
     }
 
+    fn check_spec(&self, spec: &ContainerSpec) -> EResult<()> {
+        let v = self.docker.client_version();
+        check_api(spec, (v.major_version as u16, v.minor_version as u16))
+    }
+
     async fn create(&self, spec: &ContainerSpec) -> EResult<Created> {
         let v = self.docker.client_version();
         check_api(spec, (v.major_version as u16, v.minor_version as u16))?;

@@ -254,6 +254,9 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = EResult<Vec<ContainerRow>>> + Send;
     fn inspect(&self, id: &str) -> impl Future<Output = EResult<ContainerRow>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = EResult<bool>> + Send;
+    /// Refuses a container this engine's API version would create without one of its
+    /// settings (the same check `create` makes), before anything is created.
+    fn check_spec(&self, spec: &ContainerSpec) -> EResult<()>;
     /// When the engine's image was last tagged (built or tagged; engines from 23 on also
     /// record a pull), in seconds since the Unix epoch, else when the image was created;
     /// None when the engine has no such image.

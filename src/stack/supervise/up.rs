@@ -17,6 +17,13 @@ impl<E: Engine> Supervisor<E> {
         // whatever profile it is in.
         let with_balancers = self.with_balancers(targets);
         let targets = &with_balancers;
+        // A setting this engine would drop stops `up` before anything is pulled or made.
+        for name in targets {
+            if let Some(svc) = p.services.get(name) {
+                self.engine
+                    .check_spec(&crate::stack::plan::container_spec(p, svc, 1))?;
+            }
+        }
         // Images first: a pull or build that fails stops `up` before anything is created.
         let plans = provision::plan_images(&*self.engine, p, targets, opts.pull).await?;
         provision::provision(self.engine.clone(), self.project.clone(), &plans, sink)
