@@ -332,6 +332,9 @@ pub fn resolve_refs(
         }
     }
     links.append(&mut spec.links);
+    // One entry per name (`links: [db, db:db-1]` names db-1 twice).
+    let mut seen = BTreeSet::new();
+    links.retain(|l| seen.insert(l.clone()));
     spec.links = links;
     Ok(())
 }

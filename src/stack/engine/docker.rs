@@ -303,6 +303,8 @@ impl Engine for DockerEngine {
         for a in further {
             let mut ep = endpoint(a);
             ep.mac_address = a.mac_address.clone();
+            // Links on every network the container joins, as docker-compose writes them.
+            ep.links = non_empty(&spec.links);
             self.docker
                 .connect_network(
                     &a.network,
