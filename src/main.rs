@@ -86,9 +86,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config(a) => {
             on_runtime(async move { commands::config::run(&stack(global, FirstRun::Preview)?, &a) })
         }
-        Command::Down(a) => {
-            on_runtime(async move { commands::down::run(&stack_of(global)?, &a).await })
-        }
+        Command::Down(a) => on_runtime(async move {
+            // `-p NAME down` where no compose file is: the project by its label, as
+            // `docker compose -p NAME down` does.
+            let ctx = match (global.compose_files(), &global.project) {
+                (Err(_), Some(name)) => commands::Ctx::without_file(&global, name)?,
+                _ => stack_of(global)?,
+            };
+            commands::down::run(&ctx, &a).await
+        }),
         Command::Ps(a) => {
             on_runtime(async move { commands::ps::run(&stack_of(global)?, &a).await })
         }

@@ -16,6 +16,19 @@ pub async fn run(ctx: &Ctx, args: &DownArgs) -> anyhow::Result<u8> {
     }
     let sup = ctx.supervisor().await?;
     let n = sup.down(args.volumes).await?;
+    if ctx.project.files.is_empty() {
+        eprintln!(
+            "no compose file: took down the containers and networks labelled with project \
+             {}{}",
+            ctx.project.name,
+            if args.volumes {
+                "; its named volumes are kept (the file names them: run down --volumes \
+                 beside it, or `docker volume rm`)"
+            } else {
+                ""
+            }
+        );
+    }
     eprintln!(
         "removed {n} container(s) of {}{}",
         ctx.project.name,

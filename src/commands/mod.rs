@@ -123,6 +123,26 @@ impl Ctx {
         Ok((Ctx::finish(global, project)?, note))
     }
 
+    /// A project known by name only (`-p NAME` and no compose file): no services, so
+    /// every container with its label is an orphan to take down.
+    pub fn without_file(global: &Global, name: &str) -> anyhow::Result<Ctx> {
+        let dir = std::env::current_dir().context("the working directory")?;
+        let project = Project {
+            name: compose::normalize_project_name(name),
+            file: PathBuf::new(),
+            files: Vec::new(),
+            sources: Vec::new(),
+            dir,
+            services: Default::default(),
+            networks: Default::default(),
+            volumes: Default::default(),
+            secrets: Default::default(),
+            configs: Default::default(),
+            secret_vars: Default::default(),
+        };
+        Ctx::finish(global, project)
+    }
+
     fn finish(global: &Global, project: Project) -> anyhow::Result<Ctx> {
         let dir = project.dir.clone();
         let config_path = global.config.clone().or_else(|| {

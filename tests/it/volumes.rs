@@ -49,3 +49,40 @@ fn anonymous_volumes_survive_a_recreate_and_go_with_down_volumes() {
         "down --volumes removes the anonymous volume {before}"
     );
 }
+
+/// `-p NAME down` where there is no compose file takes down the project's containers and
+/// networks by their label, as `docker compose -p NAME down` does.
+#[test]
+fn down_by_project_name_needs_no_compose_file() {
+    if !docker_ready() {
+        return;
+    }
+    let s = Stack::new("hooks", "downbyname");
+    std::fs::write(
+        s.path("docker-compose.yml"),
+        "services:\n  app:\n    image: osmen-shell:test\n    command: [sleep, infinity]\n    \
+         stop_grace_period: 1s\n",
+    )
+    .unwrap();
+    let (code, out, err) = s.run(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Not under the stack's directory: discovery walks up to a parent's file.
+    let empty = std::env::temp_dir().join(format!("osmen-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = crate::util::osmen()
+        .current_dir(&empty)
+        .env_remove("COMPOSE_FILE")
+        .env_remove("OSMEN_COMPOSE_FILE")
+        .args(["-p", &s.project, "down"])
+        .output()
+        .unwrap();
+    let (out, err) = crate::util::text(&o);
+    let _ = std::fs::remove_dir_all(&empty);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("no compose file: took down"), "{err}");
+    let filter = format!("label=com.docker.compose.project={}", s.project);
+    let (_, ids) = docker(&["ps", "-aq", "--filter", &filter]);
+    assert!(ids.trim().is_empty(), "containers left: {ids}");
+    let (_, nets) = docker(&["network", "ls", "-q", "--filter", &filter]);
+    assert!(nets.trim().is_empty(), "networks left: {nets}");
+}
