@@ -90,7 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             // `-p NAME down` where no compose file is: the project by its label, as
             // `docker compose -p NAME down` does.
             let ctx = match (global.compose_files(), &global.project) {
-                (Err(_), Some(name)) => commands::Ctx::without_file(&global, name)?,
+                (Err(_), Some(name)) => commands::Ctx::without_file(global, name)?,
                 _ => stack_of(global)?,
             };
             commands::down::run(&ctx, &a).await
