@@ -171,7 +171,68 @@ pub(super) fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Se
             format!("invalid service name {name:?}: use letters, digits, `_`, `-` and `.`"),
         );
     }
-    let mut svc = Service {
+    let mut svc = new_service(name);
+    let mut pend = Pending::default();
+    for (k, v) in &m {
+        let Some(key) = k.as_str().map(str::to_string) else {
+            ctx.err(k.pos, &base, "service keys are strings");
+            continue;
+        };
+        let p = format!("{base}.{key}");
+        if process_key(ctx, &key, v, &p, &mut svc, &mut pend)
+            || resources_key(ctx, &key, v, &p, &mut svc, &mut pend)
+            || networking_key(ctx, &key, v, &p, &mut svc)
+            || storage_key(ctx, &key, v, &p, &mut svc)
+            || lifecycle_key(ctx, &key, v, &p, &mut svc, &mut pend)
+        {
+            continue;
+        }
+        match key.as_str() {
+            other if other.starts_with("x-") => {}
+            other
+                if crate::stack::compose::settings::parse_key(
+                    ctx,
+                    other,
+                    v,
+                    &p,
+                    &mut svc.settings,
+                ) => {}
+            other if crate::stack::compose::settings::refusal(other).is_some() => {
+                let why = crate::stack::compose::settings::refusal(other).unwrap_or_default();
+                ctx.err(
+                    k.pos,
+                    &p,
+                    format!("service key `{other}` is refused: {why}"),
+                );
+            }
+            other => {
+                let hint = did_you_mean(other, crate::stack::compose::settings::APPLIED_KEYS);
+                ctx.err(
+                    k.pos,
+                    &p,
+                    format!("unknown service key `{other}`{hint}; see `osmen config --help`"),
+                );
+            }
+        }
+    }
+    finish(ctx, &mut svc, pend, node, &base);
+    Some(svc)
+}
+
+/// What a service's keys set besides the service itself, folded in once all are read.
+#[derive(Default)]
+struct Pending {
+    scale: Option<(u32, Pos)>,
+    env_files: BTreeMap<String, String>,
+    explicit_env: BTreeMap<String, String>,
+    label_files: BTreeMap<String, String>,
+    explicit_labels: BTreeMap<String, String>,
+    restart_set: bool,
+}
+
+/// A service with every key at its default, before its keys are read.
+fn new_service(name: &str) -> Service {
+    Service {
         name: name.to_string(),
         image: None,
         build: None,
@@ -206,162 +267,189 @@ pub(super) fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Se
         placement: Vec::new(),
         deploy: Default::default(),
         settings: ContainerSettings::default(),
-    };
-    let mut scale = None;
-    let mut env_files: BTreeMap<String, String> = BTreeMap::new();
-    let mut explicit_env = BTreeMap::new();
-    let (mut label_files, mut explicit_labels) = (BTreeMap::new(), BTreeMap::new());
-    let mut restart_set = false;
-    for (k, v) in &m {
-        let Some(key) = k.as_str().map(str::to_string) else {
-            ctx.err(k.pos, &base, "service keys are strings");
-            continue;
-        };
-        let p = format!("{base}.{key}");
-        match key.as_str() {
-            "image" => svc.image = ctx.scalar(v, &p, "an image reference"),
-            "build" => svc.build = parse_build(ctx, v, &p),
-            "command" => svc.command = ctx.words(v, &p),
-            "entrypoint" => svc.entrypoint = ctx.words(v, &p),
-            "environment" => {
-                explicit_env = ctx.kv(v, &p, true);
-                svc.env_unset = unset_names(ctx, v);
-            }
-            "env_file" => env_files = parse_env_files(ctx, v, &p),
-            "ports" if v.as_str().is_some() => {
-                let at = v.pos;
-                let v = v.as_str().unwrap_or_default();
-                let fix = if v.contains(':') {
-                    format!("`ports: [{v:?}]`")
-                } else {
-                    format!(
-                        "`ports: [\"{v}:80\"]` to publish host port {v} on the container's \
-                         port 80 (HOST:CONTAINER), or `ports: [\"{v}\"]` for container port {v}"
-                    )
-                };
-                ctx.err(
-                    at,
-                    &p,
-                    format!("ports takes a list, found {v:?}: write {fix}"),
-                );
-            }
-            "ports" => {
-                if let Some(items) = seq_or_err(ctx, v, &p) {
-                    for (i, it) in items.iter().enumerate() {
-                        svc.ports.extend(
-                            crate::stack::compose::ports::parse_port(ctx, it, &format!("{p}[{i}]"))
-                                .unwrap_or_default(),
-                        );
-                    }
+    }
+}
+
+/// The process: image, build, command, environment and labels, user, pull policy. False when `key` is not one of them.
+fn process_key(
+    ctx: &mut Ctx,
+    key: &str,
+    v: &Node,
+    p: &str,
+    svc: &mut Service,
+    pend: &mut Pending,
+) -> bool {
+    match key {
+        "image" => svc.image = ctx.scalar(v, p, "an image reference"),
+        "build" => svc.build = parse_build(ctx, v, p),
+        "command" => svc.command = ctx.words(v, p),
+        "entrypoint" => svc.entrypoint = ctx.words(v, p),
+        "environment" => {
+            pend.explicit_env = ctx.kv(v, p, true);
+            svc.env_unset = unset_names(ctx, v);
+        }
+        "env_file" => pend.env_files = parse_env_files(ctx, v, p),
+        "profiles" => svc.profiles = ctx.string_list(v, p),
+        "labels" => pend.explicit_labels = ctx.kv(v, p, false),
+        "label_file" => pend.label_files = parse_env_files(ctx, v, p),
+        "container_name" => svc.container_name = ctx.scalar(v, p, "a container name"),
+        "working_dir" => svc.working_dir = ctx.scalar(v, p, "a path"),
+        "user" => svc.user = ctx.scalar(v, p, "a user"),
+        "init" => svc.init = ctx.boolean(v, p),
+        "pull_policy" => {
+            if let Some(pp) = ctx.scalar(v, p, "a pull policy") {
+                match crate::stack::image::PullPolicy::parse(&pp) {
+                    Ok(_) => svc.pull_policy = Some(pp),
+                    Err(m) => ctx.err(v.pos, p, m),
                 }
-            }
-            "volumes" => {
-                if let Some(items) = seq_or_err(ctx, v, &p) {
-                    for (i, it) in items.iter().enumerate() {
-                        if let Some(mnt) = parse_mount(ctx, it, &format!("{p}[{i}]")) {
-                            svc.volumes.push(mnt);
-                        }
-                    }
-                }
-            }
-            "networks" => svc.networks = objects::parse_service_networks(ctx, v, &p),
-            "secrets" => svc.secrets = objects::parse_grants(ctx, v, &p, FileKind::Secret),
-            "configs" => svc.configs = objects::parse_grants(ctx, v, &p, FileKind::Config),
-            "depends_on" => svc.depends_on = parse_depends(ctx, v, &p),
-            "healthcheck" => svc.healthcheck = parse_healthcheck(ctx, v, &p),
-            "restart" => {
-                restart_set = true;
-                if let Some(r) = parse_restart(ctx, v, &p) {
-                    svc.restart = r;
-                }
-            }
-            "deploy" => parse_deploy(ctx, v, &p, &mut svc, restart_set),
-            "cpus" => {
-                svc.resources.cpus = ctx.cpus(v, &p);
-                svc.resources.cpus_service_level = true;
-            }
-            "mem_limit" => {
-                svc.resources.memory = ctx.bytes(v, &p);
-                svc.resources.memory_service_level = true;
-            }
-            "mem_reservation" => svc.resources.memory_reservation = ctx.bytes(v, &p),
-            "gpus" => {
-                if let Some(g) = parse_gpus_short(ctx, v, &p) {
-                    svc.resources.gpus.push(g);
-                }
-            }
-            "profiles" => svc.profiles = ctx.string_list(v, &p),
-            "labels" => explicit_labels = ctx.kv(v, &p, false),
-            "label_file" => label_files = parse_env_files(ctx, v, &p),
-            "container_name" => svc.container_name = ctx.scalar(v, &p, "a container name"),
-            "logging" => svc.logging = parse_logging(ctx, v, &p),
-            "stop_grace_period" => svc.stop_grace_period = ctx.duration(v, &p),
-            "stop_signal" => svc.stop_signal = ctx.scalar(v, &p, "a signal name"),
-            "working_dir" => svc.working_dir = ctx.scalar(v, &p, "a path"),
-            "user" => svc.user = ctx.scalar(v, &p, "a user"),
-            "init" => svc.init = ctx.boolean(v, &p),
-            "pull_policy" => {
-                if let Some(pp) = ctx.scalar(v, &p, "a pull policy") {
-                    match crate::stack::image::PullPolicy::parse(&pp) {
-                        Ok(_) => svc.pull_policy = Some(pp),
-                        Err(m) => ctx.err(v.pos, &p, m),
-                    }
-                }
-            }
-            "x-osmen-probe" => svc.probe = parse_probe(ctx, v, &p),
-            "x-osmen-balance" => svc.balance = parse_balance(ctx, v, &p),
-            "scale" => scale = ctx.uint(v, &p).map(|n| (n, v.pos)),
-            "post_start" => svc.post_start = crate::stack::compose::hooks::parse(ctx, v, &p),
-            // A Linux engine has one isolation, `default`; the others are Windows'.
-            "isolation" => match ctx.scalar(v, &p, "an isolation") {
-                Some(i) if i == "default" => {}
-                Some(i) => ctx.err(
-                    v.pos,
-                    &p,
-                    format!(
-                        "isolation {i:?} exists for Windows containers only (process, hyperv); \
-                         a Linux engine has `default`: remove the key"
-                    ),
-                ),
-                None => {}
-            },
-            "pre_stop" => svc.pre_stop = crate::stack::compose::hooks::parse(ctx, v, &p),
-            other if other.starts_with("x-") => {}
-            other
-                if crate::stack::compose::settings::parse_key(
-                    ctx,
-                    other,
-                    v,
-                    &p,
-                    &mut svc.settings,
-                ) => {}
-            other if crate::stack::compose::settings::refusal(other).is_some() => {
-                let why = crate::stack::compose::settings::refusal(other).unwrap_or_default();
-                ctx.err(
-                    k.pos,
-                    &p,
-                    format!("service key `{other}` is refused: {why}"),
-                );
-            }
-            other => {
-                let hint = did_you_mean(other, crate::stack::compose::settings::APPLIED_KEYS);
-                ctx.err(
-                    k.pos,
-                    &p,
-                    format!("unknown service key `{other}`{hint}; see `osmen config --help`"),
-                );
             }
         }
+        _ => return false,
     }
-    svc.environment = env_files;
-    svc.environment.extend(explicit_env);
+    true
+}
+
+/// Resources and replicas: deploy, cpus, memory, gpus, scale. False when `key` is not one of them.
+fn resources_key(
+    ctx: &mut Ctx,
+    key: &str,
+    v: &Node,
+    p: &str,
+    svc: &mut Service,
+    pend: &mut Pending,
+) -> bool {
+    match key {
+        "deploy" => parse_deploy(ctx, v, p, svc, pend.restart_set),
+        "cpus" => {
+            svc.resources.cpus = ctx.cpus(v, p);
+            svc.resources.cpus_service_level = true;
+        }
+        "mem_limit" => {
+            svc.resources.memory = ctx.bytes(v, p);
+            svc.resources.memory_service_level = true;
+        }
+        "mem_reservation" => svc.resources.memory_reservation = ctx.bytes(v, p),
+        "gpus" => {
+            if let Some(g) = parse_gpus_short(ctx, v, p) {
+                svc.resources.gpus.push(g);
+            }
+        }
+        "scale" => pend.scale = ctx.uint(v, p).map(|n| (n, v.pos)),
+        _ => return false,
+    }
+    true
+}
+
+/// Networking: ports, networks, and the probe and balancer extensions. False when `key` is not one of them.
+fn networking_key(ctx: &mut Ctx, key: &str, v: &Node, p: &str, svc: &mut Service) -> bool {
+    match key {
+        "ports" if v.as_str().is_some() => {
+            let at = v.pos;
+            let v = v.as_str().unwrap_or_default();
+            let fix = if v.contains(':') {
+                format!("`ports: [{v:?}]`")
+            } else {
+                format!(
+                    "`ports: [\"{v}:80\"]` to publish host port {v} on the container's \
+                     port 80 (HOST:CONTAINER), or `ports: [\"{v}\"]` for container port {v}"
+                )
+            };
+            ctx.err(
+                at,
+                p,
+                format!("ports takes a list, found {v:?}: write {fix}"),
+            );
+        }
+        "ports" => {
+            if let Some(items) = seq_or_err(ctx, v, p) {
+                for (i, it) in items.iter().enumerate() {
+                    svc.ports.extend(
+                        crate::stack::compose::ports::parse_port(ctx, it, &format!("{p}[{i}]"))
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        "networks" => svc.networks = objects::parse_service_networks(ctx, v, p),
+        "x-osmen-probe" => svc.probe = parse_probe(ctx, v, p),
+        "x-osmen-balance" => svc.balance = parse_balance(ctx, v, p),
+        _ => return false,
+    }
+    true
+}
+
+/// Storage: volumes, secrets, configs. False when `key` is not one of them.
+fn storage_key(ctx: &mut Ctx, key: &str, v: &Node, p: &str, svc: &mut Service) -> bool {
+    match key {
+        "volumes" => {
+            if let Some(items) = seq_or_err(ctx, v, p) {
+                for (i, it) in items.iter().enumerate() {
+                    if let Some(mnt) = parse_mount(ctx, it, &format!("{p}[{i}]")) {
+                        svc.volumes.push(mnt);
+                    }
+                }
+            }
+        }
+        "secrets" => svc.secrets = objects::parse_grants(ctx, v, p, FileKind::Secret),
+        "configs" => svc.configs = objects::parse_grants(ctx, v, p, FileKind::Config),
+        _ => return false,
+    }
+    true
+}
+
+/// Lifecycle: dependencies, health, restart, hooks, stopping, logging, isolation. False when `key` is not one of them.
+fn lifecycle_key(
+    ctx: &mut Ctx,
+    key: &str,
+    v: &Node,
+    p: &str,
+    svc: &mut Service,
+    pend: &mut Pending,
+) -> bool {
+    match key {
+        "depends_on" => svc.depends_on = parse_depends(ctx, v, p),
+        "healthcheck" => svc.healthcheck = parse_healthcheck(ctx, v, p),
+        "restart" => {
+            pend.restart_set = true;
+            if let Some(r) = parse_restart(ctx, v, p) {
+                svc.restart = r;
+            }
+        }
+        "post_start" => svc.post_start = crate::stack::compose::hooks::parse(ctx, v, p),
+        "pre_stop" => svc.pre_stop = crate::stack::compose::hooks::parse(ctx, v, p),
+        "stop_grace_period" => svc.stop_grace_period = ctx.duration(v, p),
+        "stop_signal" => svc.stop_signal = ctx.scalar(v, p, "a signal name"),
+        "logging" => svc.logging = parse_logging(ctx, v, p),
+        // A Linux engine has one isolation, `default`; the others are Windows'.
+        "isolation" => match ctx.scalar(v, p, "an isolation") {
+            Some(i) if i == "default" => {}
+            Some(i) => ctx.err(
+                v.pos,
+                p,
+                format!(
+                    "isolation {i:?} exists for Windows containers only (process, hyperv); \
+                     a Linux engine has `default`: remove the key"
+                ),
+            ),
+            None => {}
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// Folds what the keys left pending into the service: env files under the explicit
+/// environment, label files under labels, and `scale` against `deploy.replicas`.
+fn finish(ctx: &mut Ctx, svc: &mut Service, pend: Pending, node: &Node, base: &str) {
+    svc.environment = pend.env_files;
+    svc.environment.extend(pend.explicit_env);
     // A bare name the environment does not set reaches the engine bare, which unsets it
     // in the container (docker-compose 1.29 passes it so): the image's value is gone.
     let env = &svc.environment;
     svc.env_unset.retain(|n| !env.contains_key(n));
-    svc.labels = label_files;
-    svc.labels.extend(explicit_labels);
-    if let Some((n, pos)) = scale {
+    svc.labels = pend.label_files;
+    svc.labels.extend(pend.explicit_labels);
+    if let Some((n, pos)) = pend.scale {
         let replicas_set = node.get("deploy").and_then(|d| d.get("replicas")).is_some();
         if replicas_set && svc.replicas != n {
             ctx.err(
@@ -376,5 +464,4 @@ pub(super) fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Se
         }
         svc.replicas = n;
     }
-    Some(svc)
 }
