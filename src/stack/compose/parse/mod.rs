@@ -118,28 +118,7 @@ pub(super) fn build_project(
             sources.push(s.path.clone());
         }
     }
-    let entries = root.as_map().unwrap_or(&[]).to_vec();
-    for (k, _) in &entries {
-        let key = k.as_str().unwrap_or("");
-        if key == "models" {
-            ctx.err(
-                k.pos,
-                key,
-                "top-level models need Docker Model Runner, which osmen does not drive: \
-                 serve the model from the ollama service and remove `models:`",
-            );
-        } else if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
-            let hint = did_you_mean(key, TOP_KEYS);
-            ctx.err(
-                k.pos,
-                key,
-                format!(
-                    "unknown top-level key{hint}; allowed: {}",
-                    TOP_KEYS.join(", ")
-                ),
-            );
-        }
-    }
+    check_top_keys(&mut ctx, &root);
 
     if name.is_empty() {
         ctx.err(
@@ -162,26 +141,7 @@ pub(super) fn build_project(
     let configs =
         objects::parse_file_objects(&mut ctx, root.get("configs"), FileKind::Config, &name);
 
-    let mut services = BTreeMap::new();
-    match root.get("services") {
-        None => ctx.err(
-            root.pos,
-            "services",
-            "no `services:` key: a compose file defines at least one service",
-        ),
-        Some(node) => {
-            if let Some(m) = ctx.map(node, "services") {
-                for (k, v) in m {
-                    let Some(sname) = ctx.scalar(k, "services", "a service name") else {
-                        continue;
-                    };
-                    if let Some(svc) = parse_service(&mut ctx, &sname, v) {
-                        services.insert(sname, svc);
-                    }
-                }
-            }
-        }
-    }
+    let mut services = parse_services(&mut ctx, &root);
 
     link_service_refs(&mut ctx, &mut services, &root);
     let secret_vars = ctx
@@ -212,6 +172,57 @@ pub(super) fn build_project(
     } else {
         Err(ComposeErrors(ctx.errors))
     }
+}
+
+/// Names a top-level key compose does not know (or one osmen does not drive, `models:`).
+fn check_top_keys(ctx: &mut Ctx, root: &Node) {
+    let entries = root.as_map().unwrap_or(&[]).to_vec();
+    for (k, _) in &entries {
+        let key = k.as_str().unwrap_or("");
+        if key == "models" {
+            ctx.err(
+                k.pos,
+                key,
+                "top-level models need Docker Model Runner, which osmen does not drive: \
+                 serve the model from the ollama service and remove `models:`",
+            );
+        } else if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
+            let hint = did_you_mean(key, TOP_KEYS);
+            ctx.err(
+                k.pos,
+                key,
+                format!(
+                    "unknown top-level key{hint}; allowed: {}",
+                    TOP_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Every service under `services:`, each read on its own; a missing `services:` is an error.
+fn parse_services(ctx: &mut Ctx, root: &Node) -> BTreeMap<String, Service> {
+    let mut services = BTreeMap::new();
+    match root.get("services") {
+        None => ctx.err(
+            root.pos,
+            "services",
+            "no `services:` key: a compose file defines at least one service",
+        ),
+        Some(node) => {
+            if let Some(m) = ctx.map(node, "services") {
+                for (k, v) in m {
+                    let Some(sname) = ctx.scalar(k, "services", "a service name") else {
+                        continue;
+                    };
+                    if let Some(svc) = parse_service(ctx, &sname, v) {
+                        services.insert(sname, svc);
+                    }
+                }
+            }
+        }
+    }
+    services
 }
 
 /// A service whose containers another joins (`network_mode: service:x`, `ipc`, `pid`) or
