@@ -109,6 +109,11 @@ pub(super) fn validate(ctx: &mut Ctx, project: &Project, root: &Node) {
             }
         }
     }
+    check_cycle(ctx, project, &svc_node);
+}
+
+/// A dependency cycle, named at its first service's `depends_on`.
+fn check_cycle<'n>(ctx: &mut Ctx, project: &Project, svc_node: &dyn Fn(&str) -> Option<&'n Node>) {
     if let Some(cycle) = find_cycle(project) {
         let first = &cycle[0];
         let pos = svc_node(first)
