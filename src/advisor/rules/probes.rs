@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{
+use crate::advisor::{
     Host, by_service, clock, hysteresis, severity, update_command, vertical_memory, window,
 };
 use crate::model::advice::{ScaleAction, Suggestion};
@@ -13,7 +13,7 @@ use crate::model::history::History;
 use crate::model::snapshot::Snapshot;
 use crate::model::units::format_bytes;
 
-use super::AdvisorState;
+use crate::advisor::AdvisorState;
 
 /// Connections in use (of those not reserved for superusers) that count as near the
 /// maximum.
@@ -115,14 +115,14 @@ pub(super) fn evaluate(
                 // The limit under the file's own key, and the command with only its
                 // --maxmemory changed.
                 let form = s.compose_forms.get(svc);
-                let mut patch = super::patch::limits(svc, None, new_limit, form);
-                let words = super::patch::with_flag(
+                let mut patch = crate::advisor::patch::limits(svc, None, new_limit, form);
+                let words = crate::advisor::patch::with_flag(
                     form.and_then(|f| f.command.as_deref()),
                     "redis-server",
                     "--maxmemory",
                     &format!("{}mb", new_max >> 20),
                 );
-                patch.push_str(&super::patch::command_lines(&words));
+                patch.push_str(&crate::advisor::patch::command_lines(&words));
                 out.push(Suggestion {
                     id,
                     service: svc.to_string(),
@@ -196,11 +196,13 @@ pub(super) fn evaluate(
                     // The file's command, with only max_connections set.
                     compose_patch: format!(
                         "services:\n  {svc}:\n{}",
-                        super::patch::command_lines(&super::patch::with_pg_setting(
-                            s.compose_forms.get(svc).and_then(|f| f.command.as_deref()),
-                            "max_connections",
-                            &new_max.to_string(),
-                        ))
+                        crate::advisor::patch::command_lines(
+                            &crate::advisor::patch::with_pg_setting(
+                                s.compose_forms.get(svc).and_then(|f| f.command.as_deref()),
+                                "max_connections",
+                                &new_max.to_string(),
+                            )
+                        )
                     ),
                 });
             }
