@@ -1056,6 +1056,109 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// A registry with every family filled: two agents (one with a quote and a
+    /// backslash in its name), answers from two models, failures, users, a chain.
+    fn fixed_registry() -> (Metrics, Instant, BTreeMap<String, i64>) {
+        let m = Metrics::with_agents(&["chat".into(), "q\"uo\\te".into(), "idle".into()]);
+        let t0 = m.started();
+        let t = t0 + Duration::from_secs(90);
+        m.set_chain(
+            "chat",
+            vec![
+                ("ollama".into(), "llama3:8b".into()),
+                ("openai".into(), "gpt-4o".into()),
+            ],
+        );
+        m.saw_user("k1", t);
+        m.saw_user("k2", t);
+        m.answered_http(200);
+        m.answered_http(200);
+        m.answered_http(503);
+        let answer = |provider, model, cost, cached, ms: u64| Answer {
+            provider,
+            model,
+            prompt_tokens: 100,
+            completion_tokens: 40,
+            cost,
+            cached,
+            timing: crate::gateway::llm::Timing {
+                ttft: Some(Duration::from_millis(ms)),
+                tokens_per_s: Some(25.5),
+                load: Some(Duration::from_millis(ms / 2)),
+            },
+            elapsed: Duration::from_millis(ms * 3),
+        };
+        m.agent("chat", |s| {
+            for (i, ms) in [120u64, 250, 800, 40].iter().enumerate() {
+                let at = t0 + Duration::from_secs(50 + i as u64);
+                s.observe(at, Duration::from_millis(*ms));
+                s.outcomes.record(at, false);
+                *s.requests.entry("ok".into()).or_default() += 1;
+                s.queue_wait.observe(Duration::from_millis(ms / 10));
+                s.execution.observe(Duration::from_millis(*ms));
+            }
+            s.answered(
+                t0 + Duration::from_secs(55),
+                1_795_924_855.0,
+                &answer("ollama", "llama3:8b", 0.0, false, 300),
+            );
+            s.answered(
+                t0 + Duration::from_secs(80),
+                1_795_924_880.25,
+                &answer("openai", "gpt-4o", 0.0125, false, 900),
+            );
+            s.answered(
+                t0 + Duration::from_secs(85),
+                1_795_924_885.0,
+                &answer("openai", "gpt-4o", 0.0, true, 1),
+            );
+            s.failed(
+                t0 + Duration::from_secs(86),
+                1_795_924_886.5,
+                ErrorKind::Http5xx,
+                "upstream \"503\"\nbusy".into(),
+            );
+            *s.requests.entry("error".into()).or_default() += 1;
+            s.saw_user("k1", t);
+            s.cpu_seconds = 1.75;
+            s.memory_peak = 3 << 20;
+            s.inflight = 1;
+            s.queued = 2;
+        });
+        m.agent("q\"uo\\te", |s| {
+            s.observe(t0 + Duration::from_secs(70), Duration::from_secs(2));
+            s.failed(
+                t0 + Duration::from_secs(71),
+                1_795_924_871.0,
+                ErrorKind::NoProvider,
+                "none".into(),
+            );
+        });
+        let live = BTreeMap::from([("chat".to_string(), 4096i64), ("idle".to_string(), -5)]);
+        (m, t, live)
+    }
+
+    /// The exposition of a fixed registry, byte for byte as recorded (the process heap,
+    /// which depends on the allocator, is left out).
+    #[test]
+    fn the_exposition_of_a_fixed_registry_is_the_recorded_text() {
+        let (m, t, live) = fixed_registry();
+        let text = m.render(t, &live);
+        let text = match text.find(&format!("# HELP {PROCESS_HEAP_BYTES} ")) {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        };
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/prometheus/gateway_render.prom"
+        );
+        if std::env::var_os("OSMEN_RECORD").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        assert!(text == want, "the /metrics text changed:\n{text}");
+    }
+
     #[test]
     fn last_errors_and_the_window_are_exported_escaped_one_series_per_agent() {
         let m = Metrics::with_agents(&["daily_brief".into(), "quiet".into()]);
