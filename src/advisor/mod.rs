@@ -4,10 +4,11 @@
 //! (hysteresis, kept in `AdvisorState`). No I/O: the hub calls `evaluate` on every
 //! snapshot; commands apply what it returns.
 
-pub mod agent_errors;
 pub mod capacity;
 mod patch;
-mod probes;
+mod rules;
+
+pub use rules::agent_errors;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +16,6 @@ use crate::model::advice::{ScaleAction, Suggestion};
 use crate::model::config::AdvisorConfig;
 use crate::model::history::{History, Series};
 use crate::model::snapshot::{ServiceStats, Snapshot};
-use crate::model::units::format_bytes;
 
 /// Rules that are on, by suggestion id, with the time each started to hold.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -285,8 +285,6 @@ pub fn evaluate(
     state: &mut AdvisorState,
     now: f64,
 ) -> Vec<Suggestion> {
-    let win = cfg.window.as_secs_f64();
-    let win_label = crate::model::units::format_duration(cfg.window);
     let host = Host {
         cores: s
             .host
@@ -296,414 +294,20 @@ pub fn evaluate(
             .unwrap_or(1.0),
         memory: s.host.as_ref().map(|x| x.memory_total_bytes).unwrap_or(0),
     };
+    let cx = rules::Ctx {
+        h,
+        s,
+        cfg,
+        now,
+        win: cfg.window.as_secs_f64(),
+        win_label: crate::model::units::format_duration(cfg.window),
+        host,
+        services: by_service(s),
+    };
     let mut out = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let services = by_service(s);
-    let stateless = |svc: &str| cfg.stateless.iter().any(|x| x == svc);
-
-    for (svc, containers) in &services {
-        // CPU of the limit: the worst container of the service decides.
-        let mut worst: Option<(Window, &ServiceStats)> = None;
-        for x in containers.iter().filter(|x| x.cpu_limit.is_some()) {
-            let key = format!("service:{}:cpu_limit_percent", x.container);
-            if let Some(w) = h
-                .series
-                .get(&key)
-                .and_then(|sr| window(sr, now, win, cfg.cpu_percent))
-                && worst
-                    .is_none_or(|(b, _)| w.over > b.over || (w.over == b.over && w.mean > b.mean))
-            {
-                worst = Some((w, x));
-            }
-        }
-        let id = format!("cpu:{svc}");
-        seen.insert(id.clone());
-        if let Some(since) = hysteresis(state, &id, worst.map(|w| w.0), cfg, cfg.cpu_percent, now)
-            && let Some((w, x)) = worst
-        {
-            let limit = x.cpu_limit.unwrap_or(1.0);
-            let evidence = format!(
-                "CPU {:.0}% of its {limit}-CPU limit now; over {:.0}% in {} of {} samples of the \
-                 last {win_label} (mean {:.0}%), since {}",
-                w.last,
-                cfg.cpu_percent,
-                w.over,
-                w.samples,
-                w.mean,
-                clock(since)
-            );
-            let (action, command, compose_patch) = if stateless(svc) {
-                let n = containers.len();
-                let target = ((n as f64 * w.mean / (cfg.cpu_percent - cfg.margin).max(1.0)).ceil()
-                    as usize)
-                    .max(n + 1);
-                horizontal(&s.project, svc, n, target)
-            } else {
-                let cpus = vertical_cpus(limit, svc, s, &host);
-                (
-                    ScaleAction {
-                        kind: "vertical".into(),
-                        cpus: Some(cpus),
-                        memory: None,
-                        replicas: None,
-                        maxmemory: None,
-                        from: format!("cpus {limit}"),
-                    },
-                    update_command(containers, Some(cpus), None),
-                    compose_limits(s, svc, Some(cpus), None),
-                )
-            };
-            out.push(Suggestion {
-                id,
-                service: svc.to_string(),
-                rule: "cpu".into(),
-                severity: severity(w.last.max(w.mean), cfg.cpu_percent, 100.0),
-                evidence,
-                since,
-                action,
-                command,
-                compose_patch,
-            });
-        }
-
-        // Memory working set of the limit.
-        let mut worst: Option<(Window, &ServiceStats)> = None;
-        for x in containers.iter().filter(|x| x.memory_limit.is_some()) {
-            let key = format!("service:{}:memory_limit_percent", x.container);
-            if let Some(w) = h
-                .series
-                .get(&key)
-                .and_then(|sr| window(sr, now, win, cfg.memory_percent))
-                && worst.is_none_or(|(b, _)| w.mean > b.mean)
-            {
-                worst = Some((w, x));
-            }
-        }
-        let id = format!("memory:{svc}");
-        seen.insert(id.clone());
-        if let Some(since) =
-            hysteresis(state, &id, worst.map(|w| w.0), cfg, cfg.memory_percent, now)
-            && let Some((w, x)) = worst
-        {
-            let limit = x.memory_limit.unwrap_or(0);
-            let memory = vertical_memory(limit, svc, s, &host);
-            out.push(Suggestion {
-                id,
-                service: svc.to_string(),
-                rule: "memory".into(),
-                severity: severity(w.last.max(w.mean), cfg.memory_percent, 100.0),
-                evidence: format!(
-                    "working set {:.0}% of its {} limit now; over {:.0}% in {} of {} samples of \
-                     the last {win_label}, since {}",
-                    w.last,
-                    format_bytes(limit),
-                    cfg.memory_percent,
-                    w.over,
-                    w.samples,
-                    clock(since)
-                ),
-                since,
-                action: ScaleAction {
-                    kind: "vertical".into(),
-                    cpus: None,
-                    memory: Some(memory),
-                    replicas: None,
-                    maxmemory: None,
-                    from: format!("memory {}", format_bytes(limit)),
-                },
-                command: update_command(containers, None, Some(memory)),
-                compose_patch: compose_limits(s, svc, None, Some(memory)),
-            });
-        }
-    }
-
-    // Agents: latency against the SLO or the agent's own baseline, and growing queues.
-    // Both are answered with gateway replicas.
-    let gw_replicas = services.get("gateway").map(|c| c.len()).unwrap_or(0);
-    for a in &s.agents {
-        let name = a.agent.as_str();
-        if let Some(sr) = h.series.get(&format!("agent:{name}:p95_seconds")) {
-            let start = now - win;
-            let older: Vec<f64> = sr
-                .fine
-                .iter()
-                .filter(|p| p.0 <= start)
-                .map(|p| p.1)
-                .collect();
-            let baseline = (older.len() >= 10).then(|| {
-                let mut v = older.clone();
-                v.sort_by(|a, b| a.total_cmp(b));
-                v[v.len() / 2]
-            });
-            // An idle agent's baseline can be 0: no baseline rule then.
-            let baseline = baseline.filter(|b| *b > 0.0);
-            let limit = match (cfg.latency_slo, baseline) {
-                (Some(slo), Some(b)) => Some(slo.as_secs_f64().min(b * cfg.latency_factor)),
-                (Some(slo), None) => Some(slo.as_secs_f64()),
-                (None, Some(b)) => Some(b * cfg.latency_factor),
-                _ => None,
-            }
-            .filter(|l| *l > 0.0);
-            let id = format!("latency:{name}");
-            seen.insert(id.clone());
-            if let Some(limit) = limit {
-                // In percent of the limit, so the margin means the same as elsewhere.
-                let mut pct = Series::default();
-                pct.fine = sr.fine.iter().map(|p| (p.0, p.1 / limit * 100.0)).collect();
-                let w = window(&pct, now, win, 100.0);
-                if let Some(since) = hysteresis(state, &id, w, cfg, 100.0, now)
-                    && let Some(w) = w
-                {
-                    let (action, command, compose_patch) =
-                        horizontal(&s.project, "gateway", gw_replicas, gw_replicas.max(1) + 1);
-                    out.push(Suggestion {
-                        id,
-                        service: "gateway".into(),
-                        rule: "latency".into(),
-                        severity: severity(w.mean, 100.0, 200.0),
-                        evidence: format!(
-                            "agent {name}: P95 {:.0} ms against a limit of {:.0} ms ({}) in {} of \
-                             {} samples of the last {win_label}, since {}",
-                            w.last / 100.0 * limit * 1000.0,
-                            limit * 1000.0,
-                            match baseline {
-                                Some(b) => format!(
-                                    "{}x its baseline of {:.0} ms",
-                                    cfg.latency_factor,
-                                    b * 1000.0
-                                ),
-                                None => "the configured SLO".into(),
-                            },
-                            w.over,
-                            w.samples,
-                            clock(since)
-                        ),
-                        since,
-                        action,
-                        command,
-                        compose_patch,
-                    });
-                }
-            }
-        }
-        if let Some(sr) = h.series.get(&format!("agent:{name}:queued")) {
-            let id = format!("queue:{name}");
-            seen.insert(id.clone());
-            let growing = slope(sr, now, win).filter(|(m, _)| *m > 0.0);
-            let last = sr.last().unwrap_or(0.0);
-            let active = state.active.get(&id).copied();
-            let since = match (growing, active) {
-                (Some(_), None) if last >= 1.0 => {
-                    state.active.insert(id.clone(), now);
-                    Some(now)
-                }
-                (_, Some(t)) if last >= 1.0 => Some(t),
-                (_, Some(_)) => {
-                    state.active.remove(&id);
-                    None
-                }
-                _ => None,
-            };
-            if let Some(since) = since {
-                let (action, command, compose_patch) =
-                    horizontal(&s.project, "gateway", gw_replicas, gw_replicas.max(1) + 1);
-                out.push(Suggestion {
-                    id,
-                    service: "gateway".into(),
-                    rule: "queue".into(),
-                    severity: if last >= 10.0 {
-                        "critical".into()
-                    } else {
-                        "warning".into()
-                    },
-                    evidence: format!(
-                        "agent {name}: {last:.0} queued, growing by {:.2}/s over the last \
-                         {win_label}, since {}",
-                        growing.map(|g| g.0).unwrap_or(0.0),
-                        clock(since)
-                    ),
-                    since,
-                    action,
-                    command,
-                    compose_patch,
-                });
-            }
-        }
-    }
-
-    // GPU memory and Ollama models that do not fit.
-    for g in &s.gpus {
-        let id = format!("gpu-vram:{}", g.index);
-        seen.insert(id.clone());
-        let w = h
-            .series
-            .get(&format!("gpu:{}:vram_percent", g.index))
-            .and_then(|sr| window(sr, now, win, cfg.vram_percent));
-        if let Some(since) = hysteresis(state, &id, w, cfg, cfg.vram_percent, now)
-            && let Some(w) = w
-        {
-            let owner = g
-                .processes
-                .iter()
-                .max_by_key(|p| p.used_memory_bytes)
-                .and_then(|p| p.service.clone())
-                .unwrap_or_else(|| "gpu".into());
-            out.push(Suggestion {
-                id,
-                service: owner,
-                rule: "gpu-vram".into(),
-                severity: severity(w.last, cfg.vram_percent, 100.0),
-                evidence: format!(
-                    "GPU {} ({}) VRAM {:.0}% used ({} of {}) in {} of {} samples of the last \
-                     {win_label}, since {}",
-                    g.index,
-                    g.name,
-                    w.last,
-                    format_bytes(g.memory_used_bytes),
-                    format_bytes(g.memory_total_bytes),
-                    w.over,
-                    w.samples,
-                    clock(since)
-                ),
-                since,
-                action: ScaleAction::host(format!("{} VRAM", format_bytes(g.memory_total_bytes))),
-                command: "OLLAMA_MAX_LOADED_MODELS=1 (fewer resident models) or a GPU with more VRAM".into(),
-                compose_patch: "services:\n  ollama:\n    environment:\n      OLLAMA_MAX_LOADED_MODELS: \"1\"\n".into(),
-            });
-        }
-    }
-    if let Some(o) = &s.ollama {
-        for m in &o.loaded {
-            if !m.partly_on_cpu {
-                continue;
-            }
-            let name = m.name.as_str();
-            let id = format!("ollama-offload:{name}");
-            seen.insert(id.clone());
-            let since = *state.active.entry(id.clone()).or_insert(now);
-            // The agents this model answers, and which of them are getting slower: P95
-            // rising over the window (by a fifth or more) or the latency rule holding.
-            let mut slower = Vec::new();
-            let agents: Vec<&str> = m.agents.iter().flatten().map(String::as_str).collect();
-            for a in &agents {
-                let sr = h.series.get(&format!("agent:{a}:p95_seconds"));
-                let pts: Vec<f64> = sr
-                    .map(|sr| {
-                        sr.fine
-                            .iter()
-                            .filter(|p| p.0 > now - win)
-                            .map(|p| p.1)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let rising = sr
-                    .and_then(|sr| slope(sr, now, win))
-                    .is_some_and(|(m, _)| m > 0.0);
-                let (first, last) = (pts.first().copied(), pts.last().copied());
-                let grew = matches!((first, last), (Some(f), Some(l)) if f > 0.0 && l >= f * 1.2);
-                if (rising && grew) || state.active.contains_key(&format!("latency:{a}")) {
-                    slower.push(format!(
-                        "{a} (P95 {} -> {})",
-                        first
-                            .map(|f| format!("{:.0} ms", f * 1000.0))
-                            .unwrap_or("-".into()),
-                        last.map(|l| format!("{:.0} ms", l * 1000.0))
-                            .unwrap_or("-".into())
-                    ));
-                }
-            }
-            let serves = if agents.is_empty() {
-                String::new()
-            } else if slower.is_empty() {
-                format!("; serves {}", agents.join(", "))
-            } else {
-                format!(
-                    "; serves {}, slower over the last {win_label}: {}",
-                    agents.join(", "),
-                    slower.join(", ")
-                )
-            };
-            out.push(Suggestion {
-                id,
-                service: "ollama".into(),
-                rule: "ollama-offload".into(),
-                severity: if slower.is_empty() { "warning" } else { "critical" }.into(),
-                evidence: format!(
-                    "model {name}: {} of {} in VRAM ({:.0}%): the rest runs on the CPU, \
-                     several times slower{serves}; since {}",
-                    format_bytes(m.size_vram_bytes),
-                    format_bytes(m.size_bytes),
-                    m.gpu_percent,
-                    clock(since)
-                ),
-                since,
-                action: ScaleAction::host(format!("{name} partly on the CPU")),
-                command: format!(
-                    "{}, keep fewer models resident (OLLAMA_MAX_LOADED_MODELS=1), or a GPU \
-                     with more VRAM",
-                    smaller_model(name, m.quantization.as_deref())
-                ),
-                compose_patch: if loaded_models(o) > 1 {
-                    "services:\n  ollama:\n    environment:\n      OLLAMA_MAX_LOADED_MODELS: \"1\"\n".into()
-                } else {
-                    String::new()
-                },
-            });
-        }
-    }
-
-    agent_errors::evaluate(h, s, cfg, state, now, &mut seen, &mut out);
-    probes::evaluate(h, s, cfg, state, now, &host, &mut seen, &mut out);
-
-    // The whole machine.
-    for (rule, key, threshold) in [
-        ("host-cpu", "host:cpu_percent", cfg.host_cpu_percent),
-        (
-            "host-memory",
-            "host:memory_percent",
-            cfg.host_memory_percent,
-        ),
-    ] {
-        let id = format!("{rule}:host");
-        seen.insert(id.clone());
-        let w = h
-            .series
-            .get(key)
-            .and_then(|sr| window(sr, now, win, threshold));
-        if let Some(since) = hysteresis(state, &id, w, cfg, threshold, now)
-            && let Some(w) = w
-        {
-            let row = capacity::next_above(host.cores as usize, host.memory);
-            out.push(Suggestion {
-                id,
-                service: "host".into(),
-                rule: rule.into(),
-                severity: severity(w.last, threshold, 100.0),
-                evidence: format!(
-                    "the machine's {} is at {:.0}% now; over {threshold:.0}% in {} of {} samples \
-                     of the last {win_label}, since {}",
-                    if rule == "host-cpu" { "CPU" } else { "memory" },
-                    w.last,
-                    w.over,
-                    w.samples,
-                    clock(since)
-                ),
-                since,
-                action: ScaleAction {
-                    kind: "host".into(),
-                    cpus: Some(f64::from(row.cpu_cores)),
-                    memory: Some(u64::from(row.ram_gb) << 30),
-                    replicas: None,
-                    maxmemory: None,
-                    from: format!("{} cores, {}", host.cores, format_bytes(host.memory)),
-                },
-                command: format!(
-                    "move to a machine of the guide's next size: {}",
-                    row.describe()
-                ),
-                compose_patch: String::new(),
-            });
-        }
+    for (_, rule) in rules::RULES {
+        rule(&cx, state, &mut seen, &mut out);
     }
     // Targets that disappeared (a removed service) leave no stale state behind.
     state.active.retain(|k, _| seen.contains(k));

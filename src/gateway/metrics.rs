@@ -590,62 +590,53 @@ impl Metrics {
         let mut o = String::new();
         let users = self.active_users(now);
         let mut a = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let head = |o: &mut String, name: &str, typ: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {typ}");
-        };
-        head(
-            &mut o,
-            REQUESTS_TOTAL,
-            "counter",
-            "Agent requests by outcome.",
-        );
+        self.render_requests(&mut o, &mut a, now);
+        self.render_failures(&mut o, &mut a, now);
+        render_usage(&mut o, &a, users, live);
+        self.render_economics(&mut o, &mut a, now);
+        if let Some((in_use, free)) = super::accounting::heap_bytes() {
+            let mut f = Family::new(
+                &mut o,
+                PROCESS_HEAP_BYTES,
+                "gauge",
+                "The whole process's heap by the allocator's account: in use, and freed but kept.",
+            );
+            f.sample(&[("state", "in_use")], in_use);
+            f.sample(&[("state", "free")], free);
+        }
+        o
+    }
+
+    /// Requests by outcome, their latency (true quantiles and histograms), the HTTP
+    /// answers and the errors by kind.
+    fn render_requests(&self, o: &mut String, a: &mut BTreeMap<String, AgentStats>, now: Instant) {
+        let mut f = Family::new(o, REQUESTS_TOTAL, "counter", "Agent requests by outcome.");
         for (n, s) in a.iter() {
             for (status, c) in &s.requests {
-                let _ = writeln!(
-                    o,
-                    "{REQUESTS_TOTAL}{{agent=\"{}\",status=\"{}\"}} {c}",
-                    esc(n),
-                    esc(status)
-                );
+                f.sample(&[("agent", n), ("status", status)], c);
             }
         }
-        head(
-            &mut o,
+        let mut f = Family::new(
+            o,
             REQUEST_DURATION_SECONDS,
             "summary",
             "Agent request latency over the last minute (true quantiles).",
         );
         for (n, s) in a.iter_mut() {
             let (q, count) = s.window.quantiles(now, &[0.5, 0.95, 0.99]);
-            for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
-                let _ = writeln!(
-                    o,
-                    "{REQUEST_DURATION_SECONDS}{{agent=\"{}\",quantile=\"{qn}\"}} {v}",
-                    esc(n)
-                );
-            }
-            let _ = writeln!(
-                o,
-                "{REQUEST_DURATION_SECONDS}_sum{{agent=\"{}\"}} {}",
-                esc(n),
-                s.duration_sum
-            );
-            let _ = writeln!(
-                o,
-                "{REQUEST_DURATION_SECONDS}_count{{agent=\"{}\"}} {}",
-                esc(n),
-                s.duration_count.max(count)
-            );
+            f.quantiles(n, q);
+            f.sample_of("_sum", &[("agent", n)], s.duration_sum);
+            f.sample_of("_count", &[("agent", n)], s.duration_count.max(count));
         }
-        head(
-            &mut o,
+        let mut f = Family::new(
+            o,
             AGENT_DURATION_SECONDS,
             "histogram",
             "Agent execution time.",
         );
         for (n, s) in a.iter() {
             write_histogram(
-                &mut o,
+                f.out(),
                 AGENT_DURATION_SECONDS,
                 n,
                 &s.buckets,
@@ -653,26 +644,26 @@ impl Metrics {
                 s.duration_sum,
             );
         }
-        head(
-            &mut o,
+        let mut f = Family::new(
+            o,
             QUEUE_WAIT_METRIC,
             "histogram",
             "Time a request waited for a slot, from its arrival (part of its latency).",
         );
         for (n, s) in a.iter() {
-            s.queue_wait.write(&mut o, QUEUE_WAIT_METRIC, n);
+            s.queue_wait.write(f.out(), QUEUE_WAIT_METRIC, n);
         }
-        head(
-            &mut o,
+        let mut f = Family::new(
+            o,
             EXECUTION_METRIC,
             "histogram",
             "Time an execution held its slot: the tool's facts and the provider call(s).",
         );
         for (n, s) in a.iter() {
-            s.execution.write(&mut o, EXECUTION_METRIC, n);
+            s.execution.write(f.out(), EXECUTION_METRIC, n);
         }
-        head(
-            &mut o,
+        let mut f = Family::new(
+            o,
             RESPONSES_METRIC,
             "counter",
             "Every HTTP answer of the gateway by status code.",
@@ -683,171 +674,67 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let _ = writeln!(o, "{RESPONSES_METRIC}{{code=\"{code}\"}} {c}");
+            f.sample(&[("code", &code.to_string())], c);
         }
-        head(&mut o, ERRORS_TOTAL, "counter", "Agent errors by kind.");
+        let mut f = Family::new(o, ERRORS_TOTAL, "counter", "Agent errors by kind.");
         for (n, s) in a.iter() {
             for (kind, c) in &s.errors {
-                let _ = writeln!(
-                    o,
-                    "{ERRORS_TOTAL}{{agent=\"{}\",kind=\"{}\"}} {c}",
-                    esc(n),
-                    esc(kind)
-                );
+                f.sample(&[("agent", n), ("kind", kind)], c);
             }
         }
-        self.render_failures(&mut o, &mut a, now);
-        head(
-            &mut o,
-            ACTIVE_USERS,
-            "gauge",
-            "Distinct API keys seen in the last 5 minutes.",
-        );
-        let _ = writeln!(o, "{ACTIVE_USERS} {users}");
-        let gauge = |o: &mut String, name: &str, help: &str, f: &dyn Fn(&AgentStats) -> String| {
-            head(o, name, "gauge", help);
-            for (n, s) in a.iter() {
-                let _ = writeln!(o, "{name}{{agent=\"{}\"}} {}", esc(n), f(s));
-            }
-        };
-        gauge(&mut o, INFLIGHT, "Executions running now.", &|s| {
-            s.inflight.to_string()
-        });
-        gauge(&mut o, QUEUE_DEPTH, "Requests waiting for a slot.", &|s| {
-            s.queued.to_string()
-        });
-        head(&mut o, TOKENS_USED_TOTAL, "counter", "LLM tokens by kind.");
-        for (n, s) in a.iter() {
-            let _ = writeln!(
-                o,
-                "{TOKENS_USED_TOTAL}{{agent=\"{}\",kind=\"prompt\"}} {}",
-                esc(n),
-                s.prompt_tokens
-            );
-            let _ = writeln!(
-                o,
-                "{TOKENS_USED_TOTAL}{{agent=\"{}\",kind=\"completion\"}} {}",
-                esc(n),
-                s.completion_tokens
-            );
-        }
-        head(
-            &mut o,
-            LLM_COST_DOLLARS_TOTAL,
-            "counter",
-            "LLM cost at configured prices.",
-        );
-        for (n, s) in a.iter() {
-            let _ = writeln!(
-                o,
-                "{LLM_COST_DOLLARS_TOTAL}{{agent=\"{}\"}} {}",
-                esc(n),
-                s.cost
-            );
-        }
-        head(
-            &mut o,
-            AGENT_CPU_SECONDS_TOTAL,
-            "counter",
-            "CPU time measured in the agent's own polls.",
-        );
-        for (n, s) in a.iter() {
-            let _ = writeln!(
-                o,
-                "{AGENT_CPU_SECONDS_TOTAL}{{agent=\"{}\"}} {}",
-                esc(n),
-                s.cpu_seconds
-            );
-        }
-        head(
-            &mut o,
-            AGENT_MEMORY_BYTES,
-            "gauge",
-            "Bytes held by the agent's running executions.",
-        );
-        for n in a.keys() {
-            let _ = writeln!(
-                o,
-                "{AGENT_MEMORY_BYTES}{{agent=\"{}\"}} {}",
-                esc(n),
-                live.get(n).copied().unwrap_or(0).max(0)
-            );
-        }
-        gauge(
-            &mut o,
-            AGENT_MEMORY_PEAK_BYTES,
-            "Largest working set of one execution.",
-            &|s| s.memory_peak.max(0).to_string(),
-        );
-        self.render_economics(&mut o, &mut a, now);
-        if let Some((in_use, free)) = super::accounting::heap_bytes() {
-            head(
-                &mut o,
-                PROCESS_HEAP_BYTES,
-                "gauge",
-                "The whole process's heap by the allocator's account: in use, and freed but kept.",
-            );
-            let _ = writeln!(o, "{PROCESS_HEAP_BYTES}{{state=\"in_use\"}} {in_use}");
-            let _ = writeln!(o, "{PROCESS_HEAP_BYTES}{{state=\"free\"}} {free}");
-        }
-        o
     }
 
     /// The last minute's requests and failures, and each agent's last error: when, its
     /// kind, and its message (one series per agent, the message bounded and masked).
     fn render_failures(&self, o: &mut String, a: &mut BTreeMap<String, AgentStats>, now: Instant) {
-        let head = |o: &mut String, name: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
-        };
         let totals: Vec<(String, (u64, u64))> = a
             .iter_mut()
-            .map(|(n, s)| (esc(n), s.outcomes.totals(now)))
+            .map(|(n, s)| (n.clone(), s.outcomes.totals(now)))
             .collect();
-        head(
+        let mut f = Family::new(
             o,
             WINDOW_REQUESTS_METRIC,
+            "gauge",
             "Requests over the last minute, answered or not.",
         );
         for (n, (r, _)) in &totals {
-            let _ = writeln!(o, "{WINDOW_REQUESTS_METRIC}{{agent=\"{n}\"}} {r}");
+            f.sample(&[("agent", n)], r);
         }
-        head(
+        let mut f = Family::new(
             o,
             WINDOW_ERRORS_METRIC,
+            "gauge",
             "Failed requests over the last minute (any kind of osmen_errors_total).",
         );
         for (n, (_, e)) in &totals {
-            let _ = writeln!(o, "{WINDOW_ERRORS_METRIC}{{agent=\"{n}\"}} {e}");
+            f.sample(&[("agent", n)], e);
         }
-        head(
+        let mut f = Family::new(
             o,
             LAST_ERROR_TIMESTAMP_METRIC,
+            "gauge",
             "When the agent's last failed request failed (unix seconds), by its kind.",
         );
         for (n, s) in a.iter() {
             if let Some(e) = &s.last_error {
-                let _ = writeln!(
-                    o,
-                    "{LAST_ERROR_TIMESTAMP_METRIC}{{agent=\"{}\",kind=\"{}\"}} {}",
-                    esc(n),
-                    e.kind.label(),
-                    e.unix
-                );
+                f.sample(&[("agent", n), ("kind", e.kind.label())], e.unix);
             }
         }
-        head(
+        let mut f = Family::new(
             o,
             LAST_ERROR_INFO_METRIC,
+            "gauge",
             "The agent's last error message (URL credentials and keys masked, at most 200 characters).",
         );
         for (n, s) in a.iter() {
             if let Some(e) = &s.last_error {
-                let _ = writeln!(
-                    o,
-                    "{LAST_ERROR_INFO_METRIC}{{agent=\"{}\",kind=\"{}\",message=\"{}\"}} 1",
-                    esc(n),
-                    e.kind.label(),
-                    esc(&e.message)
+                f.sample(
+                    &[
+                        ("agent", n),
+                        ("kind", e.kind.label()),
+                        ("message", &e.message),
+                    ],
+                    1,
                 );
             }
         }
@@ -856,9 +743,6 @@ impl Metrics {
     /// Speed and economics: tokens/s and time to first token (true quantiles), the
     /// models serving each agent, their tokens, cost and time, and the projections.
     fn render_economics(&self, o: &mut String, a: &mut BTreeMap<String, AgentStats>, now: Instant) {
-        let head = |o: &mut String, name: &str, typ: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {typ}");
-        };
         for (family, help, pick) in [
             (
                 AGENT_TOKENS_PER_SECOND,
@@ -871,7 +755,7 @@ impl Metrics {
                 1,
             ),
         ] {
-            head(o, family, "summary", help);
+            let mut f = Family::new(o, family, "summary", help);
             for (n, s) in a.iter_mut() {
                 let (sum, w) = if pick == 0 {
                     (s.tokens_per_s_sum, &mut s.tokens_per_s)
@@ -879,28 +763,20 @@ impl Metrics {
                     (s.ttft_sum, &mut s.ttft)
                 };
                 let (q, count) = w.quantiles(now, &[0.5, 0.95, 0.99]);
-                for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
-                    let _ = writeln!(o, "{family}{{agent=\"{}\",quantile=\"{qn}\"}} {v}", esc(n));
-                }
-                let _ = writeln!(o, "{family}_sum{{agent=\"{}\"}} {sum}", esc(n));
-                let _ = writeln!(o, "{family}_count{{agent=\"{}\"}} {count}", esc(n));
+                f.quantiles(n, q);
+                f.sample_of("_sum", &[("agent", n)], sum);
+                f.sample_of("_count", &[("agent", n)], count);
             }
         }
-        head(
+        per_agent(
             o,
+            a,
             CACHE_HITS_TOTAL,
             "counter",
             "Answers served from the response cache (no tokens, no cost).",
+            |s| s.cache_hits,
         );
-        for (n, s) in a.iter() {
-            let _ = writeln!(
-                o,
-                "{CACHE_HITS_TOTAL}{{agent=\"{}\"}} {}",
-                esc(n),
-                s.cache_hits
-            );
-        }
-        head(
+        let mut f = Family::new(
             o,
             AGENT_MODEL_INFO,
             "gauge",
@@ -909,90 +785,32 @@ impl Metrics {
         let chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
         for (n, chain) in chains.iter() {
             for (i, (p, m)) in chain.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "{AGENT_MODEL_INFO}{{agent=\"{}\",provider=\"{}\",model=\"{}\",role=\"{}\",order=\"{i}\"}} 1",
-                    esc(n),
-                    esc(p),
-                    esc(m),
-                    if i == 0 { "primary" } else { "fallback" }
+                let role = if i == 0 { "primary" } else { "fallback" };
+                f.sample(
+                    &[
+                        ("agent", n),
+                        ("provider", p),
+                        ("model", m),
+                        ("role", role),
+                        ("order", &i.to_string()),
+                    ],
+                    1,
                 );
             }
         }
         drop(chains);
-        let per_model: [(&str, &str, &str, &ModelFigure); 6] = [
-            (
-                AGENT_MODEL_REQUESTS_TOTAL,
-                "counter",
-                "Provider answers by agent, provider and model.",
-                &|m| Some(m.requests as f64),
-            ),
-            (
-                AGENT_MODEL_PROMPT_TOKENS_TOTAL,
-                "counter",
-                "Prompt tokens by agent, provider and model.",
-                &|m| Some(m.prompt_tokens as f64),
-            ),
-            (
-                AGENT_MODEL_COMPLETION_TOKENS_TOTAL,
-                "counter",
-                "Completion tokens by agent, provider and model.",
-                &|m| Some(m.completion_tokens as f64),
-            ),
-            (
-                AGENT_MODEL_COST_DOLLARS_TOTAL,
-                "counter",
-                "Cost at configured prices (local models cost nothing).",
-                &|m| Some(m.cost),
-            ),
-            (
-                AGENT_MODEL_SECONDS_TOTAL,
-                "counter",
-                "Time spent in provider calls.",
-                &|m| Some(m.seconds),
-            ),
-            (
-                AGENT_MODEL_LOAD_SECONDS,
-                "gauge",
-                "The last answer's model load time (Ollama load_duration).",
-                &|m| m.last_load,
-            ),
-        ];
-        for (family, typ, help, f) in per_model {
-            head(o, family, typ, help);
-            for (n, s) in a.iter() {
-                for ((p, m), st) in &s.models {
-                    if let Some(v) = f(st) {
-                        let _ = writeln!(
-                            o,
-                            "{family}{{agent=\"{}\",provider=\"{}\",model=\"{}\"}} {v}",
-                            esc(n),
-                            esc(p),
-                            esc(m)
-                        );
-                    }
-                }
-            }
-        }
-        head(
-            o,
-            AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS,
-            "gauge",
-            "When the provider and model last answered for the agent.",
-        );
-        for (n, s) in a.iter() {
-            for ((p, m), st) in &s.models {
-                let _ = writeln!(
-                    o,
-                    "{AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS}{{agent=\"{}\",provider=\"{}\",model=\"{}\"}} {}",
-                    esc(n),
-                    esc(p),
-                    esc(m),
-                    st.last_used
-                );
-            }
-        }
-        head(
+        render_models(o, a);
+        self.render_projections(o, a, now);
+    }
+
+    /// Requests per active user, and requests and cost projected at the current rate.
+    fn render_projections(
+        &self,
+        o: &mut String,
+        a: &mut BTreeMap<String, AgentStats>,
+        now: Instant,
+    ) {
+        let mut f = Family::new(
             o,
             AGENT_REQUESTS_PER_ACTIVE_USER,
             "gauge",
@@ -1000,24 +818,20 @@ impl Metrics {
         );
         for (n, s) in a.iter_mut() {
             if let Some(v) = s.per_user(now) {
-                let _ = writeln!(
-                    o,
-                    "{AGENT_REQUESTS_PER_ACTIVE_USER}{{agent=\"{}\"}} {v}",
-                    esc(n)
-                );
+                f.sample(&[("agent", n)], v);
             }
         }
         let span = now
             .duration_since(self.started)
             .clamp(Duration::from_secs(60), PROJECTION_WINDOW);
-        head(
+        Family::new(
             o,
             PROJECTION_WINDOW_SECONDS,
             "gauge",
             "The span the projections' rates are measured over (the last hour, or since start).",
-        );
-        let _ = writeln!(o, "{PROJECTION_WINDOW_SECONDS} {}", span.as_secs_f64());
-        head(
+        )
+        .sample(&[], span.as_secs_f64());
+        let mut f = Family::new(
             o,
             AGENT_REQUESTS_PROJECTION_DAILY,
             "gauge",
@@ -1028,26 +842,205 @@ impl Metrics {
             .map(|(n, s)| (n.clone(), s.projection_rate(now, self.started)))
             .collect();
         for (n, (r, _)) in &rates {
-            let _ = writeln!(
-                o,
-                "{AGENT_REQUESTS_PROJECTION_DAILY}{{agent=\"{}\"}} {}",
-                esc(n),
-                r * 86400.0
-            );
+            f.sample(&[("agent", n)], r * 86400.0);
         }
-        head(
+        let mut f = Family::new(
             o,
             AGENT_COST_PROJECTION_MONTHLY_DOLLARS,
             "gauge",
             "Cost per 30 days at the current rate.",
         );
         for (n, (_, c)) in &rates {
-            let _ = writeln!(
-                o,
-                "{AGENT_COST_PROJECTION_MONTHLY_DOLLARS}{{agent=\"{}\"}} {}",
-                esc(n),
-                c * 86400.0 * MONTH_DAYS
-            );
+            f.sample(&[("agent", n)], c * 86400.0 * MONTH_DAYS);
+        }
+    }
+}
+
+/// One family of the exposition: its `# HELP` and `# TYPE` lines, then its samples,
+/// each `name{label="value",...} value` with the label values escaped.
+struct Family<'o> {
+    o: &'o mut String,
+    name: &'o str,
+}
+
+impl<'o> Family<'o> {
+    /// Writes the head of the family `name`.
+    fn new(o: &'o mut String, name: &'o str, typ: &str, help: &str) -> Family<'o> {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {typ}");
+        Family { o, name }
+    }
+
+    /// One sample of the family's own series.
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.sample_of("", labels, value);
+    }
+
+    /// One sample of a series the family's name plus `suffix` names (`_sum`, `_count`).
+    fn sample_of(&mut self, suffix: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let o = &mut *self.o;
+        o.push_str(self.name);
+        o.push_str(suffix);
+        if !labels.is_empty() {
+            o.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    o.push(',');
+                }
+                let _ = write!(o, "{k}=\"{}\"", esc(v));
+            }
+            o.push('}');
+        }
+        let _ = writeln!(o, " {value}");
+    }
+
+    /// A summary's 0.5, 0.95 and 0.99 quantiles for one agent.
+    fn quantiles(&mut self, agent: &str, q: Vec<f64>) {
+        for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
+            self.sample(&[("agent", agent), ("quantile", qn)], v);
+        }
+    }
+
+    /// The text under the head, for samples another writer formats (histograms).
+    fn out(&mut self) -> &mut String {
+        self.o
+    }
+}
+
+/// A family with one sample per agent.
+fn per_agent<V: std::fmt::Display>(
+    o: &mut String,
+    a: &BTreeMap<String, AgentStats>,
+    name: &str,
+    typ: &str,
+    help: &str,
+    value: impl Fn(&AgentStats) -> V,
+) {
+    let mut f = Family::new(o, name, typ, help);
+    for (n, s) in a.iter() {
+        f.sample(&[("agent", n)], value(s));
+    }
+}
+
+/// Active users, executions and queues, tokens, cost, CPU time and memory per agent.
+fn render_usage(
+    o: &mut String,
+    a: &BTreeMap<String, AgentStats>,
+    users: usize,
+    live: &BTreeMap<String, i64>,
+) {
+    Family::new(
+        o,
+        ACTIVE_USERS,
+        "gauge",
+        "Distinct API keys seen in the last 5 minutes.",
+    )
+    .sample(&[], users);
+    per_agent(o, a, INFLIGHT, "gauge", "Executions running now.", |s| {
+        s.inflight
+    });
+    per_agent(
+        o,
+        a,
+        QUEUE_DEPTH,
+        "gauge",
+        "Requests waiting for a slot.",
+        |s| s.queued,
+    );
+    let mut f = Family::new(o, TOKENS_USED_TOTAL, "counter", "LLM tokens by kind.");
+    for (n, s) in a.iter() {
+        f.sample(&[("agent", n), ("kind", "prompt")], s.prompt_tokens);
+        f.sample(&[("agent", n), ("kind", "completion")], s.completion_tokens);
+    }
+    per_agent(
+        o,
+        a,
+        LLM_COST_DOLLARS_TOTAL,
+        "counter",
+        "LLM cost at configured prices.",
+        |s| s.cost,
+    );
+    per_agent(
+        o,
+        a,
+        AGENT_CPU_SECONDS_TOTAL,
+        "counter",
+        "CPU time measured in the agent's own polls.",
+        |s| s.cpu_seconds,
+    );
+    let mut f = Family::new(
+        o,
+        AGENT_MEMORY_BYTES,
+        "gauge",
+        "Bytes held by the agent's running executions.",
+    );
+    for n in a.keys() {
+        f.sample(&[("agent", n)], live.get(n).copied().unwrap_or(0).max(0));
+    }
+    per_agent(
+        o,
+        a,
+        AGENT_MEMORY_PEAK_BYTES,
+        "gauge",
+        "Largest working set of one execution.",
+        |s| s.memory_peak.max(0),
+    );
+}
+
+/// What each provider and model did for each agent: answers, tokens, cost, time, the
+/// last load time and when it last answered.
+fn render_models(o: &mut String, a: &BTreeMap<String, AgentStats>) {
+    let per_model: [(&str, &str, &str, &ModelFigure); 7] = [
+        (
+            AGENT_MODEL_REQUESTS_TOTAL,
+            "counter",
+            "Provider answers by agent, provider and model.",
+            &|m| Some(m.requests as f64),
+        ),
+        (
+            AGENT_MODEL_PROMPT_TOKENS_TOTAL,
+            "counter",
+            "Prompt tokens by agent, provider and model.",
+            &|m| Some(m.prompt_tokens as f64),
+        ),
+        (
+            AGENT_MODEL_COMPLETION_TOKENS_TOTAL,
+            "counter",
+            "Completion tokens by agent, provider and model.",
+            &|m| Some(m.completion_tokens as f64),
+        ),
+        (
+            AGENT_MODEL_COST_DOLLARS_TOTAL,
+            "counter",
+            "Cost at configured prices (local models cost nothing).",
+            &|m| Some(m.cost),
+        ),
+        (
+            AGENT_MODEL_SECONDS_TOTAL,
+            "counter",
+            "Time spent in provider calls.",
+            &|m| Some(m.seconds),
+        ),
+        (
+            AGENT_MODEL_LOAD_SECONDS,
+            "gauge",
+            "The last answer's model load time (Ollama load_duration).",
+            &|m| m.last_load,
+        ),
+        (
+            AGENT_MODEL_LAST_USED_TIMESTAMP_SECONDS,
+            "gauge",
+            "When the provider and model last answered for the agent.",
+            &|m| Some(m.last_used),
+        ),
+    ];
+    for (family, typ, help, value) in per_model {
+        let mut f = Family::new(o, family, typ, help);
+        for (n, s) in a.iter() {
+            for ((p, m), st) in &s.models {
+                if let Some(v) = value(st) {
+                    f.sample(&[("agent", n), ("provider", p), ("model", m)], v);
+                }
+            }
         }
     }
 }
@@ -1055,6 +1048,109 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry with every family filled: two agents (one with a quote and a
+    /// backslash in its name), answers from two models, failures, users, a chain.
+    fn fixed_registry() -> (Metrics, Instant, BTreeMap<String, i64>) {
+        let m = Metrics::with_agents(&["chat".into(), "q\"uo\\te".into(), "idle".into()]);
+        let t0 = m.started();
+        let t = t0 + Duration::from_secs(90);
+        m.set_chain(
+            "chat",
+            vec![
+                ("ollama".into(), "llama3:8b".into()),
+                ("openai".into(), "gpt-4o".into()),
+            ],
+        );
+        m.saw_user("k1", t);
+        m.saw_user("k2", t);
+        m.answered_http(200);
+        m.answered_http(200);
+        m.answered_http(503);
+        let answer = |provider, model, cost, cached, ms: u64| Answer {
+            provider,
+            model,
+            prompt_tokens: 100,
+            completion_tokens: 40,
+            cost,
+            cached,
+            timing: crate::gateway::llm::Timing {
+                ttft: Some(Duration::from_millis(ms)),
+                tokens_per_s: Some(25.5),
+                load: Some(Duration::from_millis(ms / 2)),
+            },
+            elapsed: Duration::from_millis(ms * 3),
+        };
+        m.agent("chat", |s| {
+            for (i, ms) in [120u64, 250, 800, 40].iter().enumerate() {
+                let at = t0 + Duration::from_secs(50 + i as u64);
+                s.observe(at, Duration::from_millis(*ms));
+                s.outcomes.record(at, false);
+                *s.requests.entry("ok".into()).or_default() += 1;
+                s.queue_wait.observe(Duration::from_millis(ms / 10));
+                s.execution.observe(Duration::from_millis(*ms));
+            }
+            s.answered(
+                t0 + Duration::from_secs(55),
+                1_795_924_855.0,
+                &answer("ollama", "llama3:8b", 0.0, false, 300),
+            );
+            s.answered(
+                t0 + Duration::from_secs(80),
+                1_795_924_880.25,
+                &answer("openai", "gpt-4o", 0.0125, false, 900),
+            );
+            s.answered(
+                t0 + Duration::from_secs(85),
+                1_795_924_885.0,
+                &answer("openai", "gpt-4o", 0.0, true, 1),
+            );
+            s.failed(
+                t0 + Duration::from_secs(86),
+                1_795_924_886.5,
+                ErrorKind::Http5xx,
+                "upstream \"503\"\nbusy".into(),
+            );
+            *s.requests.entry("error".into()).or_default() += 1;
+            s.saw_user("k1", t);
+            s.cpu_seconds = 1.75;
+            s.memory_peak = 3 << 20;
+            s.inflight = 1;
+            s.queued = 2;
+        });
+        m.agent("q\"uo\\te", |s| {
+            s.observe(t0 + Duration::from_secs(70), Duration::from_secs(2));
+            s.failed(
+                t0 + Duration::from_secs(71),
+                1_795_924_871.0,
+                ErrorKind::NoProvider,
+                "none".into(),
+            );
+        });
+        let live = BTreeMap::from([("chat".to_string(), 4096i64), ("idle".to_string(), -5)]);
+        (m, t, live)
+    }
+
+    /// The exposition of a fixed registry, byte for byte as recorded (the process heap,
+    /// which depends on the allocator, is left out).
+    #[test]
+    fn the_exposition_of_a_fixed_registry_is_the_recorded_text() {
+        let (m, t, live) = fixed_registry();
+        let text = m.render(t, &live);
+        let text = match text.find(&format!("# HELP {PROCESS_HEAP_BYTES} ")) {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        };
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/prometheus/gateway_render.prom"
+        );
+        if std::env::var_os("OSMEN_RECORD").is_some() {
+            std::fs::write(path, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap();
+        assert!(text == want, "the /metrics text changed:\n{text}");
+    }
 
     #[test]
     fn last_errors_and_the_window_are_exported_escaped_one_series_per_agent() {

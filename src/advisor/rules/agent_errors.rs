@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{AdvisorState, clock, horizontal, hysteresis, severity, window};
+use crate::advisor::{AdvisorState, clock, horizontal, hysteresis, severity, window};
 use crate::model::advice::{ScaleAction, Suggestion};
 use crate::model::agent_error::ErrorKind;
 use crate::model::config::AdvisorConfig;
