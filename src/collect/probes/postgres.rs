@@ -298,47 +298,98 @@ impl Probe {
             }
             None => (0.0, None),
         };
-        let r = |f: fn(&Counters) -> f64| rate(p.as_ref().map(f), f(&cur), dt);
-        let xacts = |c: &Counters| c.commits + c.rollbacks;
-        let ratio = |hit: f64, read: f64| (hit + read > 0.0).then(|| hit / (hit + read));
-        let window_ratio = p.and_then(|p| {
-            let (h, rd) = (cur.blks_hit - p.blks_hit, cur.blks_read - p.blks_read);
-            (h >= 0.0 && rd >= 0.0).then(|| ratio(h, rd)).flatten()
-        });
-        let mean_ms_window = p.and_then(|p| {
-            let calls = cur.stmt_calls? - p.stmt_calls?;
-            let ms = cur.stmt_ms? - p.stmt_ms?;
-            (calls > 0.0 && ms >= 0.0).then(|| ms / calls)
-        });
         self.prev = Some((now, cur));
-        let usable = (max - reserved).max(1);
-        Ok(json!({
-            "version": version,
-            "database": db,
-            "connections": {
-                "used": used,
-                "max": max,
-                "reserved": reserved,
-                "percent": used as f64 / usable as f64 * 100.0,
-                "by_state": by_state,
+        Ok(build(
+            Read {
+                version,
+                db,
+                max,
+                reserved,
+                used,
+                by_state,
+                deadlocks,
+                databases,
+                longest,
+                statements,
+                top,
             },
-            "transactions_per_s": r(xacts),
-            "commits_per_s": r(|c| c.commits),
-            "rollbacks_per_s": r(|c| c.rollbacks),
-            "inserts_per_s": r(|c| c.inserted),
-            "updates_per_s": r(|c| c.updated),
-            "deletes_per_s": r(|c| c.deleted),
-            "rows_fetched_per_s": r(|c| c.fetched),
-            "cache_hit_ratio": ratio(cur.blks_hit, cur.blks_read),
-            "cache_hit_ratio_window": window_ratio,
-            "deadlocks": deadlocks,
-            "longest_query": longest,
-            "databases": databases,
-            "statements": statements,
-            "top_queries": top,
-            "mean_query_ms_window": mean_ms_window,
-        }))
+            cur,
+            p,
+            dt,
+        ))
     }
+}
+
+/// What one sample read, before rates.
+struct Read {
+    version: String,
+    db: String,
+    max: i64,
+    reserved: i64,
+    used: i64,
+    by_state: serde_json::Map<String, Value>,
+    deadlocks: i64,
+    databases: Vec<Value>,
+    longest: Option<Value>,
+    statements: Value,
+    top: Value,
+}
+
+/// Figures from one sample's reads and the counters of the sample before (`dt` seconds
+/// ago, its own transaction already taken out).
+fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
+    let Read {
+        version,
+        db,
+        max,
+        reserved,
+        used,
+        by_state,
+        deadlocks,
+        databases,
+        longest,
+        statements,
+        top,
+    } = read;
+    let r = |f: fn(&Counters) -> f64| rate(p.as_ref().map(f), f(&cur), dt);
+    let xacts = |c: &Counters| c.commits + c.rollbacks;
+    let ratio = |hit: f64, read: f64| (hit + read > 0.0).then(|| hit / (hit + read));
+    let window_ratio = p.and_then(|p| {
+        let (h, rd) = (cur.blks_hit - p.blks_hit, cur.blks_read - p.blks_read);
+        (h >= 0.0 && rd >= 0.0).then(|| ratio(h, rd)).flatten()
+    });
+    let mean_ms_window = p.and_then(|p| {
+        let calls = cur.stmt_calls? - p.stmt_calls?;
+        let ms = cur.stmt_ms? - p.stmt_ms?;
+        (calls > 0.0 && ms >= 0.0).then(|| ms / calls)
+    });
+    let usable = (max - reserved).max(1);
+    json!({
+        "version": version,
+        "database": db,
+        "connections": {
+            "used": used,
+            "max": max,
+            "reserved": reserved,
+            "percent": used as f64 / usable as f64 * 100.0,
+            "by_state": by_state,
+        },
+        "transactions_per_s": r(xacts),
+        "commits_per_s": r(|c| c.commits),
+        "rollbacks_per_s": r(|c| c.rollbacks),
+        "inserts_per_s": r(|c| c.inserted),
+        "updates_per_s": r(|c| c.updated),
+        "deletes_per_s": r(|c| c.deleted),
+        "rows_fetched_per_s": r(|c| c.fetched),
+        "cache_hit_ratio": ratio(cur.blks_hit, cur.blks_read),
+        "cache_hit_ratio_window": window_ratio,
+        "deadlocks": deadlocks,
+        "longest_query": longest,
+        "databases": databases,
+        "statements": statements,
+        "top_queries": top,
+        "mean_query_ms_window": mean_ms_window,
+    })
 }
 
 /// The server's message when there is one (tokio-postgres' Display says only "db error").
@@ -378,5 +429,88 @@ mod tests {
         );
         assert_eq!(mask_query("x password '"), "x password '********'");
         assert_eq!(short("select 1,\n  2"), "select 1, 2");
+    }
+
+    /// What the queries of one sample return on a small stack: two databases, one
+    /// query running, pg_stat_statements on (second) or off (first).
+    fn read(top: bool) -> Read {
+        let mut by_state = serde_json::Map::new();
+        by_state.insert("active".into(), 2.into());
+        by_state.insert("idle".into(), 5.into());
+        Read {
+            version: "16.4".into(),
+            db: "osmen".into(),
+            max: 100,
+            reserved: 3,
+            used: 7,
+            by_state,
+            deadlocks: 0,
+            databases: vec![
+                json!({"name": "osmen", "size_bytes": 9_000_000i64, "transactions": 1200i64, "connections": 6i64}),
+                json!({"name": "postgres", "size_bytes": 7_500_000i64, "transactions": 30i64, "connections": 1i64}),
+            ],
+            longest: Some(
+                json!({"seconds": 1.5, "state": "active", "database": "osmen",
+                "query": "SELECT pg_sleep($1)"}),
+            ),
+            statements: if top {
+                json!("on")
+            } else {
+                json!(format!("{HOW_TO_ENABLE} database osmen"))
+            },
+            top: if top {
+                json!([{"query": "SELECT * FROM t WHERE id = $1", "calls": 40i64,
+                    "mean_ms": 2.5, "total_ms": 100.0, "rows": 40i64}])
+            } else {
+                Value::Null
+            },
+        }
+    }
+
+    #[test]
+    fn postgres_figures_keep_their_shape() {
+        let cur = Counters {
+            commits: 1220.0,
+            rollbacks: 10.0,
+            inserted: 500.0,
+            updated: 50.0,
+            deleted: 5.0,
+            fetched: 9000.0,
+            blks_hit: 990.0,
+            blks_read: 10.0,
+            stmt_calls: Some(40.0),
+            stmt_ms: Some(100.0),
+        };
+        let prev = Counters {
+            commits: 1200.0,
+            inserted: 400.0,
+            blks_hit: 900.0,
+            blks_read: 0.0,
+            stmt_calls: Some(30.0),
+            stmt_ms: Some(80.0),
+            ..cur
+        };
+        recorded(
+            "probe_figures_postgres.json",
+            &json!({
+                "first_no_statements": build(read(false), cur, None, 0.0),
+                "second": build(read(true), cur, Some(prev), 5.0),
+            }),
+        );
+    }
+
+    /// Compares figures with their recording under `tests/fixtures/snapshot/`
+    /// (`UPDATE_SNAPSHOT_JSON=1` or a missing file records it): the JSON `status --json`
+    /// prints under `services[].probe.figures` keeps its shape and values.
+    fn recorded(name: &str, got: &Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join(name);
+        let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(got, &want, "the figures changed; got:\n{text}");
     }
 }

@@ -233,4 +233,45 @@ mod tests {
         let v = build(&unlimited, cur, None, 0.0);
         assert!(v["maxmemory_bytes"].is_null() && v["memory_percent"].is_null());
     }
+
+    #[test]
+    fn redis_figures_keep_their_shape() {
+        let info = parse_info(INFO);
+        let cur = Counters {
+            commands: 1000.0,
+            evicted: 30.0,
+            expired: 0.0,
+            hits: 75.0,
+            misses: 25.0,
+        };
+        let prev = Counters {
+            commands: 800.0,
+            hits: 50.0,
+            ..cur
+        };
+        let mut unlimited = info.clone();
+        unlimited.insert("maxmemory".into(), "0".into());
+        recorded(
+            "probe_figures_redis.json",
+            &json!({
+                "second": build(&info, cur, Some(prev), 2.0),
+                "first_unlimited": build(&unlimited, cur, None, 0.0),
+            }),
+        );
+    }
+
+    /// Compares figures with their recording under `tests/fixtures/snapshot/`
+    /// (`UPDATE_SNAPSHOT_JSON=1` or a missing file records it): the JSON `status --json`
+    /// prints under `services[].probe.figures` keeps its shape and values.
+    fn recorded(name: &str, got: &Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join(name);
+        let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(got, &want, "the figures changed; got:\n{text}");
+    }
 }
