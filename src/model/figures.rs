@@ -47,20 +47,102 @@ pub struct RedisPersistence {
     pub rdb_bgsave_in_progress: Option<bool>,
 }
 
+/// PostgreSQL's figures from one read-only transaction and the counters of the sample
+/// before. Rates and the window's ratios are None on the first sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Postgres {
+    pub version: String,
+    /// The database the probe connected to.
+    pub database: String,
+    pub connections: PgConnections,
+    pub transactions_per_s: Option<f64>,
+    pub commits_per_s: Option<f64>,
+    pub rollbacks_per_s: Option<f64>,
+    pub inserts_per_s: Option<f64>,
+    pub updates_per_s: Option<f64>,
+    pub deletes_per_s: Option<f64>,
+    pub rows_fetched_per_s: Option<f64>,
+    pub cache_hit_ratio: Option<f64>,
+    pub cache_hit_ratio_window: Option<f64>,
+    pub deadlocks: i64,
+    /// The longest running query (None: none running).
+    pub longest_query: Option<PgQuery>,
+    pub databases: Vec<PgDatabase>,
+    /// `on`, or why pg_stat_statements is not read and how to enable it.
+    pub statements: String,
+    /// The slowest statements by mean time (None: pg_stat_statements is not read).
+    pub top_queries: Option<Vec<PgStatement>>,
+    pub mean_query_ms_window: Option<f64>,
+}
+
+/// Client connections against `max_connections`, by state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PgConnections {
+    pub used: i64,
+    pub max: i64,
+    pub reserved: i64,
+    /// Of the connections not reserved for superusers.
+    pub percent: f64,
+    pub by_state: BTreeMap<String, i64>,
+}
+
+/// A running query (its text shortened, passwords masked).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PgQuery {
+    pub seconds: f64,
+    pub state: String,
+    pub database: String,
+    pub query: String,
+}
+
+/// One database: size, transactions since the statistics reset, connections.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PgDatabase {
+    pub name: String,
+    pub size_bytes: i64,
+    pub transactions: i64,
+    pub connections: i64,
+}
+
+/// One statement from pg_stat_statements.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PgStatement {
+    pub query: String,
+    pub calls: i64,
+    pub mean_ms: f64,
+    pub total_ms: f64,
+    pub rows: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The recorded figures read into the types and written back are the same JSON.
-    #[test]
-    fn recorded_redis_figures_round_trip() {
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned>(file: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/snapshot/probe_figures_redis.json");
+            .join("tests/fixtures/snapshot")
+            .join(file);
         let all: BTreeMap<String, serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         for (name, v) in all {
-            let typed: Redis = serde_json::from_value(v.clone()).unwrap();
-            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}");
+            let typed: T = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{file} {name}");
         }
+    }
+
+    #[test]
+    fn recorded_redis_figures_round_trip() {
+        round_trip::<Redis>("probe_figures_redis.json");
+    }
+
+    #[test]
+    fn recorded_postgres_figures_round_trip() {
+        round_trip::<Postgres>("probe_figures_postgres.json");
     }
 }
