@@ -8,10 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
 use super::{Creds, rate};
+use crate::model::figures::{PgConnections, PgDatabase, PgQuery, PgStatement, Postgres};
 
 /// Counters summed over the databases, for rates.
 #[derive(Debug, Clone, Copy, Default)]
@@ -176,11 +179,11 @@ impl Probe {
             .await
             .map_err(q)?;
         let mut used = 0i64;
-        let mut by_state = serde_json::Map::new();
+        let mut by_state = BTreeMap::new();
         for r in &states {
             let (s, n): (String, i64) = (r.get(0), r.get(1));
             used += n;
-            by_state.insert(s, n.into());
+            by_state.insert(s, n);
         }
         let dbs = c
             .query(
@@ -208,12 +211,12 @@ impl Probe {
             cur.blks_hit += g(8);
             cur.blks_read += g(9);
             deadlocks += r.get::<_, i64>(10);
-            databases.push(json!({
-                "name": r.get::<_, String>(0),
-                "size_bytes": r.get::<_, i64>(1),
-                "transactions": r.get::<_, i64>(2) + r.get::<_, i64>(3),
-                "connections": r.get::<_, i64>(11),
-            }));
+            databases.push(PgDatabase {
+                name: r.get::<_, String>(0),
+                size_bytes: r.get::<_, i64>(1),
+                transactions: r.get::<_, i64>(2) + r.get::<_, i64>(3),
+                connections: r.get::<_, i64>(11),
+            });
         }
         let longest = c
             .query_opt(
@@ -226,13 +229,11 @@ impl Probe {
             )
             .await
             .map_err(q)?
-            .map(|r| {
-                json!({
-                    "seconds": r.get::<_, f64>(0),
-                    "state": r.get::<_, String>(1),
-                    "database": r.get::<_, String>(2),
-                    "query": short(&r.get::<_, String>(3)),
-                })
+            .map(|r| PgQuery {
+                seconds: r.get::<_, f64>(0),
+                state: r.get::<_, String>(1),
+                database: r.get::<_, String>(2),
+                query: short(&r.get::<_, String>(3)),
             });
         let has_ext = c
             .query_opt(
@@ -242,8 +243,8 @@ impl Probe {
             .await
             .map_err(q)?
             .is_some();
-        let mut statements = json!("on");
-        let mut top = Value::Null;
+        let mut statements = String::from("on");
+        let mut top = None;
         if has_ext {
             // The extension exists but the library may not be preloaded: that errors, and
             // aborts the transaction, so it is read inside a savepoint.
@@ -267,25 +268,25 @@ impl Probe {
                     for r in &rows {
                         cur.stmt_calls = r.get::<_, Option<f64>>(5);
                         cur.stmt_ms = r.get::<_, Option<f64>>(6);
-                        list.push(json!({
-                            "query": short(&r.get::<_, String>(0)),
-                            "calls": r.get::<_, i64>(1),
-                            "mean_ms": r.get::<_, f64>(2),
-                            "total_ms": r.get::<_, f64>(3),
-                            "rows": r.get::<_, i64>(4),
-                        }));
+                        list.push(PgStatement {
+                            query: short(&r.get::<_, String>(0)),
+                            calls: r.get::<_, i64>(1),
+                            mean_ms: r.get::<_, f64>(2),
+                            total_ms: r.get::<_, f64>(3),
+                            rows: r.get::<_, i64>(4),
+                        });
                     }
-                    top = Value::Array(list);
+                    top = Some(list);
                 }
                 Err(e) => {
                     c.batch_execute("ROLLBACK TO SAVEPOINT s")
                         .await
                         .map_err(q)?;
-                    statements = format!("{HOW_TO_ENABLE} database {db} ({})", err_text(&e)).into();
+                    statements = format!("{HOW_TO_ENABLE} database {db} ({})", err_text(&e));
                 }
             }
         } else {
-            statements = format!("{HOW_TO_ENABLE} database {db}").into();
+            statements = format!("{HOW_TO_ENABLE} database {db}");
         }
         c.batch_execute("COMMIT").await.map_err(q)?;
 
@@ -327,12 +328,12 @@ struct Read {
     max: i64,
     reserved: i64,
     used: i64,
-    by_state: serde_json::Map<String, Value>,
+    by_state: BTreeMap<String, i64>,
     deadlocks: i64,
-    databases: Vec<Value>,
-    longest: Option<Value>,
-    statements: Value,
-    top: Value,
+    databases: Vec<PgDatabase>,
+    longest: Option<PgQuery>,
+    statements: String,
+    top: Option<Vec<PgStatement>>,
 }
 
 /// Figures from one sample's reads and the counters of the sample before (`dt` seconds
@@ -364,32 +365,34 @@ fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
         (calls > 0.0 && ms >= 0.0).then(|| ms / calls)
     });
     let usable = (max - reserved).max(1);
-    json!({
-        "version": version,
-        "database": db,
-        "connections": {
-            "used": used,
-            "max": max,
-            "reserved": reserved,
-            "percent": used as f64 / usable as f64 * 100.0,
-            "by_state": by_state,
+    let figures = Postgres {
+        version,
+        database: db,
+        connections: PgConnections {
+            used,
+            max,
+            reserved,
+            percent: used as f64 / usable as f64 * 100.0,
+            by_state,
         },
-        "transactions_per_s": r(xacts),
-        "commits_per_s": r(|c| c.commits),
-        "rollbacks_per_s": r(|c| c.rollbacks),
-        "inserts_per_s": r(|c| c.inserted),
-        "updates_per_s": r(|c| c.updated),
-        "deletes_per_s": r(|c| c.deleted),
-        "rows_fetched_per_s": r(|c| c.fetched),
-        "cache_hit_ratio": ratio(cur.blks_hit, cur.blks_read),
-        "cache_hit_ratio_window": window_ratio,
-        "deadlocks": deadlocks,
-        "longest_query": longest,
-        "databases": databases,
-        "statements": statements,
-        "top_queries": top,
-        "mean_query_ms_window": mean_ms_window,
-    })
+        transactions_per_s: r(xacts),
+        commits_per_s: r(|c| c.commits),
+        rollbacks_per_s: r(|c| c.rollbacks),
+        inserts_per_s: r(|c| c.inserted),
+        updates_per_s: r(|c| c.updated),
+        deletes_per_s: r(|c| c.deleted),
+        rows_fetched_per_s: r(|c| c.fetched),
+        cache_hit_ratio: ratio(cur.blks_hit, cur.blks_read),
+        cache_hit_ratio_window: window_ratio,
+        deadlocks,
+        longest_query: longest,
+        databases,
+        statements,
+        top_queries: top,
+        mean_query_ms_window: mean_ms_window,
+    };
+    // The snapshot still carries figures as JSON; this is the typed figures' JSON.
+    serde_json::to_value(figures).unwrap_or_default()
 }
 
 /// The server's message when there is one (tokio-postgres' Display says only "db error").
@@ -411,6 +414,7 @@ fn err_text(e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn passwords_in_query_texts_are_masked() {
@@ -434,9 +438,7 @@ mod tests {
     /// What the queries of one sample return on a small stack: two databases, one
     /// query running, pg_stat_statements on (second) or off (first).
     fn read(top: bool) -> Read {
-        let mut by_state = serde_json::Map::new();
-        by_state.insert("active".into(), 2.into());
-        by_state.insert("idle".into(), 5.into());
+        let by_state = BTreeMap::from([("active".to_string(), 2), ("idle".to_string(), 5)]);
         Read {
             version: "16.4".into(),
             db: "osmen".into(),
@@ -446,24 +448,39 @@ mod tests {
             by_state,
             deadlocks: 0,
             databases: vec![
-                json!({"name": "osmen", "size_bytes": 9_000_000i64, "transactions": 1200i64, "connections": 6i64}),
-                json!({"name": "postgres", "size_bytes": 7_500_000i64, "transactions": 30i64, "connections": 1i64}),
+                PgDatabase {
+                    name: "osmen".into(),
+                    size_bytes: 9_000_000,
+                    transactions: 1200,
+                    connections: 6,
+                },
+                PgDatabase {
+                    name: "postgres".into(),
+                    size_bytes: 7_500_000,
+                    transactions: 30,
+                    connections: 1,
+                },
             ],
-            longest: Some(
-                json!({"seconds": 1.5, "state": "active", "database": "osmen",
-                "query": "SELECT pg_sleep($1)"}),
-            ),
+            longest: Some(PgQuery {
+                seconds: 1.5,
+                state: "active".into(),
+                database: "osmen".into(),
+                query: "SELECT pg_sleep($1)".into(),
+            }),
             statements: if top {
-                json!("on")
+                "on".into()
             } else {
-                json!(format!("{HOW_TO_ENABLE} database osmen"))
+                format!("{HOW_TO_ENABLE} database osmen")
             },
-            top: if top {
-                json!([{"query": "SELECT * FROM t WHERE id = $1", "calls": 40i64,
-                    "mean_ms": 2.5, "total_ms": 100.0, "rows": 40i64}])
-            } else {
-                Value::Null
-            },
+            top: top.then(|| {
+                vec![PgStatement {
+                    query: "SELECT * FROM t WHERE id = $1".into(),
+                    calls: 40,
+                    mean_ms: 2.5,
+                    total_ms: 100.0,
+                    rows: 40,
+                }]
+            }),
         }
     }
 
