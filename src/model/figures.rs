@@ -118,31 +118,3 @@ pub struct PgStatement {
     pub total_ms: f64,
     pub rows: i64,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The recorded figures read into the types and written back are the same JSON.
-    fn round_trip<T: Serialize + serde::de::DeserializeOwned>(file: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/snapshot")
-            .join(file);
-        let all: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        for (name, v) in all {
-            let typed: T = serde_json::from_value(v.clone()).unwrap();
-            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{file} {name}");
-        }
-    }
-
-    #[test]
-    fn recorded_redis_figures_round_trip() {
-        round_trip::<Redis>("probe_figures_redis.json");
-    }
-
-    #[test]
-    fn recorded_postgres_figures_round_trip() {
-        round_trip::<Postgres>("probe_figures_postgres.json");
-    }
-}

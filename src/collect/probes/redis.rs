@@ -278,4 +278,18 @@ mod tests {
         let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(got, &want, "the figures changed; got:\n{text}");
     }
+
+    /// The recorded figures read into their type and written back are the same JSON.
+    #[test]
+    fn recorded_figures_round_trip_through_their_type() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join("probe_figures_redis.json");
+        let all: BTreeMap<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (name, v) in all {
+            let typed: crate::model::figures::Redis = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}");
+        }
+    }
 }
