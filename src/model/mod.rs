@@ -8,6 +8,7 @@ pub mod agent_error;
 pub mod config;
 pub mod console;
 pub mod container;
+pub mod figures;
 pub mod gateway;
 pub mod history;
 pub mod journal;

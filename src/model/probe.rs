@@ -348,276 +348,12 @@ pub mod show {
             return out;
         }
         match p.kind.as_str() {
-            "postgres" => {
-                let c = &x["connections"];
-                row("version", text(&x["version"]));
-                row(
-                    "connections",
-                    format!(
-                        "{} of {} ({} reserved) = {}   {}",
-                        text(&c["used"]),
-                        text(&c["max"]),
-                        text(&c["reserved"]),
-                        pct(&c["percent"]),
-                        c["by_state"]
-                            .as_object()
-                            .map(|o| o
-                                .iter()
-                                .map(|(k, v)| format!("{k} {v}"))
-                                .collect::<Vec<_>>()
-                                .join(", "))
-                            .unwrap_or_default()
-                    ),
-                );
-                row(
-                    "transactions",
-                    format!(
-                        "{}  (commits {}, rollbacks {})",
-                        rate(&x["transactions_per_s"]),
-                        rate(&x["commits_per_s"]),
-                        rate(&x["rollbacks_per_s"])
-                    ),
-                );
-                row(
-                    "rows",
-                    format!(
-                        "inserted {}  updated {}  deleted {}  fetched {}",
-                        rate(&x["inserts_per_s"]),
-                        rate(&x["updates_per_s"]),
-                        rate(&x["deletes_per_s"]),
-                        rate(&x["rows_fetched_per_s"])
-                    ),
-                );
-                row(
-                    "cache hit",
-                    format!(
-                        "{} since start, {} since the last sample",
-                        ratio(&x["cache_hit_ratio"]),
-                        ratio(&x["cache_hit_ratio_window"])
-                    ),
-                );
-                if !x["mean_query_ms_window"].is_null() {
-                    row("mean query", ms(&x["mean_query_ms_window"]));
-                }
-                row(
-                    "longest query",
-                    match f(&x["longest_query"]["seconds"]) {
-                        Some(s) => format!(
-                            "{s:.2}s {} in {}: {}",
-                            text(&x["longest_query"]["state"]),
-                            text(&x["longest_query"]["database"]),
-                            text(&x["longest_query"]["query"])
-                        ),
-                        None => "none running".into(),
-                    },
-                );
-                for d in x["databases"].as_array().into_iter().flatten() {
-                    row(
-                        "database",
-                        format!(
-                            "{}  {}  {} connections",
-                            text(&d["name"]),
-                            bytes(&d["size_bytes"]),
-                            text(&d["connections"])
-                        ),
-                    );
-                }
-                match x["top_queries"].as_array() {
-                    Some(q) if !q.is_empty() => {
-                        for t in q.iter().take(5) {
-                            row(
-                                "slow query",
-                                format!(
-                                    "{} mean, {} calls: {}",
-                                    ms(&t["mean_ms"]),
-                                    text(&t["calls"]),
-                                    text(&t["query"])
-                                ),
-                            );
-                        }
-                    }
-                    Some(_) => row("slow queries", "none recorded yet".into()),
-                    None => row("slow queries", text(&x["statements"])),
-                }
-            }
-            "redis" => {
-                row(
-                    "version",
-                    format!("{}  up {}s", text(&x["version"]), text(&x["uptime_s"])),
-                );
-                row(
-                    "operations",
-                    format!(
-                        "{}  (Redis' instantaneous {})",
-                        rate(&x["ops_per_s"]),
-                        rate(&x["instantaneous_ops_per_s"])
-                    ),
-                );
-                row(
-                    "memory",
-                    format!(
-                        "{} of maxmemory {} ({})  rss {}  peak {}",
-                        bytes(&x["memory_used_bytes"]),
-                        if x["maxmemory_bytes"].is_null() {
-                            "unlimited".into()
-                        } else {
-                            bytes(&x["maxmemory_bytes"])
-                        },
-                        pct(&x["memory_percent"]),
-                        bytes(&x["memory_rss_bytes"]),
-                        bytes(&x["memory_peak_bytes"])
-                    ),
-                );
-                row("policy", text(&x["maxmemory_policy"]));
-                row(
-                    "evictions",
-                    format!(
-                        "{}  ({} keys evicted since start)  expired {}",
-                        rate(&x["evictions_per_s"]),
-                        text(&x["evicted_keys"]),
-                        rate(&x["expired_per_s"])
-                    ),
-                );
-                row(
-                    "hit ratio",
-                    format!(
-                        "{} since start, {} since the last sample",
-                        ratio(&x["hit_ratio"]),
-                        ratio(&x["hit_ratio_window"])
-                    ),
-                );
-                row(
-                    "clients",
-                    format!(
-                        "{} connected, {} blocked   keys {}",
-                        text(&x["connected_clients"]),
-                        text(&x["blocked_clients"]),
-                        text(&x["keys"])
-                    ),
-                );
-                let ps = &x["persistence"];
-                row(
-                    "persistence",
-                    format!(
-                        "AOF {}  last save {}  {} changes since  bgsave {}",
-                        if ps["aof_enabled"] == true {
-                            "on"
-                        } else {
-                            "off"
-                        },
-                        f(&ps["rdb_last_save_time"])
-                            .map(|t| crate::model::units::format_rfc3339(t as u64, 0))
-                            .unwrap_or("-".into()),
-                        text(&ps["rdb_changes_since_last_save"]),
-                        text(&ps["rdb_last_bgsave_status"])
-                    ),
-                );
-            }
-            "qdrant" => {
-                row("version", text(&x["version"]));
-                row(
-                    "searches",
-                    format!(
-                        "{}  P50 {}  P95 {}  P99 {}  mean {}  (Qdrant's avg since start {})",
-                        rate(&x["searches_per_s"]),
-                        ms(&x["search_p50_ms"]),
-                        ms(&x["search_p95_ms"]),
-                        ms(&x["search_p99_ms"]),
-                        ms(&x["search_mean_ms"]),
-                        ms(&x["search_avg_since_start_ms"])
-                    ),
-                );
-                row(
-                    "inserts",
-                    format!(
-                        "{}  failures {}",
-                        rate(&x["inserts_per_s"]),
-                        rate(&x["failures_per_s"])
-                    ),
-                );
-                row(
-                    "memory",
-                    format!(
-                        "resident {}  allocated {}  vectors {}",
-                        bytes(&x["memory_resident_bytes"]),
-                        bytes(&x["memory_allocated_bytes"]),
-                        text(&x["vectors_total"])
-                    ),
-                );
-                for c in x["collections"].as_array().into_iter().flatten() {
-                    row(
-                        "collection",
-                        format!(
-                            "{} {}  points {}  indexed {}  segments {}",
-                            text(&c["name"]),
-                            text(&c["status"]),
-                            text(&c["points"]),
-                            text(&c["indexed_vectors"]),
-                            text(&c["segments"])
-                        ),
-                    );
-                }
-            }
-            "n8n" => {
-                row("version", text(&x["version"]));
-                row(
-                    "health",
-                    format!(
-                        "{} {} ({})",
-                        text(&x["health"]),
-                        text(&x["status"]),
-                        ms(&x["health_ms"])
-                    ),
-                );
-                row("ready", text(&x["ready"]));
-                row("metrics", text(&x["metrics"]));
-                if let Some(o) = x["figures"].as_object() {
-                    for (k, v) in o.iter().filter(|(_, v)| !v.is_null()) {
-                        row(&k.replace('_', " "), text(v));
-                    }
-                }
-            }
-            "langflow" => {
-                row(
-                    "version",
-                    format!("{} {}", text(&x["version"]), text(&x["package"])),
-                );
-                row(
-                    "health",
-                    format!("{} ({})", text(&x["health"]), ms(&x["health_ms"])),
-                );
-                if let Some(o) = x["checks"].as_object() {
-                    for (k, v) in o {
-                        row(&format!("check {k}"), text(v));
-                    }
-                }
-            }
-            "ollama" => {
-                row("version", text(&x["version"]));
-                row(
-                    "installed",
-                    x["installed"]
-                        .as_array()
-                        .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
-                        .unwrap_or_default(),
-                );
-                for m in x["loaded"].as_array().into_iter().flatten() {
-                    row(
-                        "loaded",
-                        format!(
-                            "{}  {} ({:.0}% on GPU){}",
-                            text(&m["name"]),
-                            bytes(&m["size_bytes"]),
-                            f(&m["gpu_percent"]).unwrap_or(0.0),
-                            if m["partly_on_cpu"] == true {
-                                "  partly on CPU"
-                            } else {
-                                ""
-                            }
-                        ),
-                    );
-                }
-            }
+            "postgres" => details_postgres(x, &mut out),
+            "redis" => details_redis(x, &mut out),
+            "qdrant" => details_qdrant(x, &mut out),
+            "n8n" => details_n8n(x, &mut out),
+            "langflow" => details_langflow(x, &mut out),
+            "ollama" => details_ollama(x, &mut out),
             _ => {}
         }
         if let Some(t) = p.last_sample {
@@ -627,5 +363,293 @@ pub mod show {
             ));
         }
         out
+    }
+
+    /// Detail rows of a postgres probe's figures.
+    fn details_postgres(x: &Value, out: &mut Vec<(String, String)>) {
+        let mut row = |k: &str, v: String| out.push((k.to_string(), v));
+        let c = &x["connections"];
+        row("version", text(&x["version"]));
+        row(
+            "connections",
+            format!(
+                "{} of {} ({} reserved) = {}   {}",
+                text(&c["used"]),
+                text(&c["max"]),
+                text(&c["reserved"]),
+                pct(&c["percent"]),
+                c["by_state"]
+                    .as_object()
+                    .map(|o| o
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            ),
+        );
+        row(
+            "transactions",
+            format!(
+                "{}  (commits {}, rollbacks {})",
+                rate(&x["transactions_per_s"]),
+                rate(&x["commits_per_s"]),
+                rate(&x["rollbacks_per_s"])
+            ),
+        );
+        row(
+            "rows",
+            format!(
+                "inserted {}  updated {}  deleted {}  fetched {}",
+                rate(&x["inserts_per_s"]),
+                rate(&x["updates_per_s"]),
+                rate(&x["deletes_per_s"]),
+                rate(&x["rows_fetched_per_s"])
+            ),
+        );
+        row(
+            "cache hit",
+            format!(
+                "{} since start, {} since the last sample",
+                ratio(&x["cache_hit_ratio"]),
+                ratio(&x["cache_hit_ratio_window"])
+            ),
+        );
+        if !x["mean_query_ms_window"].is_null() {
+            row("mean query", ms(&x["mean_query_ms_window"]));
+        }
+        row(
+            "longest query",
+            match f(&x["longest_query"]["seconds"]) {
+                Some(s) => format!(
+                    "{s:.2}s {} in {}: {}",
+                    text(&x["longest_query"]["state"]),
+                    text(&x["longest_query"]["database"]),
+                    text(&x["longest_query"]["query"])
+                ),
+                None => "none running".into(),
+            },
+        );
+        for d in x["databases"].as_array().into_iter().flatten() {
+            row(
+                "database",
+                format!(
+                    "{}  {}  {} connections",
+                    text(&d["name"]),
+                    bytes(&d["size_bytes"]),
+                    text(&d["connections"])
+                ),
+            );
+        }
+        match x["top_queries"].as_array() {
+            Some(q) if !q.is_empty() => {
+                for t in q.iter().take(5) {
+                    row(
+                        "slow query",
+                        format!(
+                            "{} mean, {} calls: {}",
+                            ms(&t["mean_ms"]),
+                            text(&t["calls"]),
+                            text(&t["query"])
+                        ),
+                    );
+                }
+            }
+            Some(_) => row("slow queries", "none recorded yet".into()),
+            None => row("slow queries", text(&x["statements"])),
+        }
+    }
+
+    /// Detail rows of a redis probe's figures.
+    fn details_redis(x: &Value, out: &mut Vec<(String, String)>) {
+        let mut row = |k: &str, v: String| out.push((k.to_string(), v));
+        row(
+            "version",
+            format!("{}  up {}s", text(&x["version"]), text(&x["uptime_s"])),
+        );
+        row(
+            "operations",
+            format!(
+                "{}  (Redis' instantaneous {})",
+                rate(&x["ops_per_s"]),
+                rate(&x["instantaneous_ops_per_s"])
+            ),
+        );
+        row(
+            "memory",
+            format!(
+                "{} of maxmemory {} ({})  rss {}  peak {}",
+                bytes(&x["memory_used_bytes"]),
+                if x["maxmemory_bytes"].is_null() {
+                    "unlimited".into()
+                } else {
+                    bytes(&x["maxmemory_bytes"])
+                },
+                pct(&x["memory_percent"]),
+                bytes(&x["memory_rss_bytes"]),
+                bytes(&x["memory_peak_bytes"])
+            ),
+        );
+        row("policy", text(&x["maxmemory_policy"]));
+        row(
+            "evictions",
+            format!(
+                "{}  ({} keys evicted since start)  expired {}",
+                rate(&x["evictions_per_s"]),
+                text(&x["evicted_keys"]),
+                rate(&x["expired_per_s"])
+            ),
+        );
+        row(
+            "hit ratio",
+            format!(
+                "{} since start, {} since the last sample",
+                ratio(&x["hit_ratio"]),
+                ratio(&x["hit_ratio_window"])
+            ),
+        );
+        row(
+            "clients",
+            format!(
+                "{} connected, {} blocked   keys {}",
+                text(&x["connected_clients"]),
+                text(&x["blocked_clients"]),
+                text(&x["keys"])
+            ),
+        );
+        let ps = &x["persistence"];
+        row(
+            "persistence",
+            format!(
+                "AOF {}  last save {}  {} changes since  bgsave {}",
+                if ps["aof_enabled"] == true {
+                    "on"
+                } else {
+                    "off"
+                },
+                f(&ps["rdb_last_save_time"])
+                    .map(|t| crate::model::units::format_rfc3339(t as u64, 0))
+                    .unwrap_or("-".into()),
+                text(&ps["rdb_changes_since_last_save"]),
+                text(&ps["rdb_last_bgsave_status"])
+            ),
+        );
+    }
+
+    /// Detail rows of a qdrant probe's figures.
+    fn details_qdrant(x: &Value, out: &mut Vec<(String, String)>) {
+        let mut row = |k: &str, v: String| out.push((k.to_string(), v));
+        row("version", text(&x["version"]));
+        row(
+            "searches",
+            format!(
+                "{}  P50 {}  P95 {}  P99 {}  mean {}  (Qdrant's avg since start {})",
+                rate(&x["searches_per_s"]),
+                ms(&x["search_p50_ms"]),
+                ms(&x["search_p95_ms"]),
+                ms(&x["search_p99_ms"]),
+                ms(&x["search_mean_ms"]),
+                ms(&x["search_avg_since_start_ms"])
+            ),
+        );
+        row(
+            "inserts",
+            format!(
+                "{}  failures {}",
+                rate(&x["inserts_per_s"]),
+                rate(&x["failures_per_s"])
+            ),
+        );
+        row(
+            "memory",
+            format!(
+                "resident {}  allocated {}  vectors {}",
+                bytes(&x["memory_resident_bytes"]),
+                bytes(&x["memory_allocated_bytes"]),
+                text(&x["vectors_total"])
+            ),
+        );
+        for c in x["collections"].as_array().into_iter().flatten() {
+            row(
+                "collection",
+                format!(
+                    "{} {}  points {}  indexed {}  segments {}",
+                    text(&c["name"]),
+                    text(&c["status"]),
+                    text(&c["points"]),
+                    text(&c["indexed_vectors"]),
+                    text(&c["segments"])
+                ),
+            );
+        }
+    }
+
+    /// Detail rows of a n8n probe's figures.
+    fn details_n8n(x: &Value, out: &mut Vec<(String, String)>) {
+        let mut row = |k: &str, v: String| out.push((k.to_string(), v));
+        row("version", text(&x["version"]));
+        row(
+            "health",
+            format!(
+                "{} {} ({})",
+                text(&x["health"]),
+                text(&x["status"]),
+                ms(&x["health_ms"])
+            ),
+        );
+        row("ready", text(&x["ready"]));
+        row("metrics", text(&x["metrics"]));
+        if let Some(o) = x["figures"].as_object() {
+            for (k, v) in o.iter().filter(|(_, v)| !v.is_null()) {
+                row(&k.replace('_', " "), text(v));
+            }
+        }
+    }
+
+    /// Detail rows of a langflow probe's figures.
+    fn details_langflow(x: &Value, out: &mut Vec<(String, String)>) {
+        let mut row = |k: &str, v: String| out.push((k.to_string(), v));
+        row(
+            "version",
+            format!("{} {}", text(&x["version"]), text(&x["package"])),
+        );
+        row(
+            "health",
+            format!("{} ({})", text(&x["health"]), ms(&x["health_ms"])),
+        );
+        if let Some(o) = x["checks"].as_object() {
+            for (k, v) in o {
+                row(&format!("check {k}"), text(v));
+            }
+        }
+    }
+
+    /// Detail rows of a ollama probe's figures.
+    fn details_ollama(x: &Value, out: &mut Vec<(String, String)>) {
+        let mut row = |k: &str, v: String| out.push((k.to_string(), v));
+        row("version", text(&x["version"]));
+        row(
+            "installed",
+            x["installed"]
+                .as_array()
+                .map(|a| a.iter().map(text).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+        );
+        for m in x["loaded"].as_array().into_iter().flatten() {
+            row(
+                "loaded",
+                format!(
+                    "{}  {} ({:.0}% on GPU){}",
+                    text(&m["name"]),
+                    bytes(&m["size_bytes"]),
+                    f(&m["gpu_percent"]).unwrap_or(0.0),
+                    if m["partly_on_cpu"] == true {
+                        "  partly on CPU"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
     }
 }

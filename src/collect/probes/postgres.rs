@@ -8,10 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
 use super::{Creds, rate};
+use crate::model::figures::{PgConnections, PgDatabase, PgQuery, PgStatement, Postgres};
 
 /// Counters summed over the databases, for rates.
 #[derive(Debug, Clone, Copy, Default)]
@@ -176,11 +179,11 @@ impl Probe {
             .await
             .map_err(q)?;
         let mut used = 0i64;
-        let mut by_state = serde_json::Map::new();
+        let mut by_state = BTreeMap::new();
         for r in &states {
             let (s, n): (String, i64) = (r.get(0), r.get(1));
             used += n;
-            by_state.insert(s, n.into());
+            by_state.insert(s, n);
         }
         let dbs = c
             .query(
@@ -208,12 +211,12 @@ impl Probe {
             cur.blks_hit += g(8);
             cur.blks_read += g(9);
             deadlocks += r.get::<_, i64>(10);
-            databases.push(json!({
-                "name": r.get::<_, String>(0),
-                "size_bytes": r.get::<_, i64>(1),
-                "transactions": r.get::<_, i64>(2) + r.get::<_, i64>(3),
-                "connections": r.get::<_, i64>(11),
-            }));
+            databases.push(PgDatabase {
+                name: r.get::<_, String>(0),
+                size_bytes: r.get::<_, i64>(1),
+                transactions: r.get::<_, i64>(2) + r.get::<_, i64>(3),
+                connections: r.get::<_, i64>(11),
+            });
         }
         let longest = c
             .query_opt(
@@ -226,13 +229,11 @@ impl Probe {
             )
             .await
             .map_err(q)?
-            .map(|r| {
-                json!({
-                    "seconds": r.get::<_, f64>(0),
-                    "state": r.get::<_, String>(1),
-                    "database": r.get::<_, String>(2),
-                    "query": short(&r.get::<_, String>(3)),
-                })
+            .map(|r| PgQuery {
+                seconds: r.get::<_, f64>(0),
+                state: r.get::<_, String>(1),
+                database: r.get::<_, String>(2),
+                query: short(&r.get::<_, String>(3)),
             });
         let has_ext = c
             .query_opt(
@@ -242,8 +243,8 @@ impl Probe {
             .await
             .map_err(q)?
             .is_some();
-        let mut statements = json!("on");
-        let mut top = Value::Null;
+        let mut statements = String::from("on");
+        let mut top = None;
         if has_ext {
             // The extension exists but the library may not be preloaded: that errors, and
             // aborts the transaction, so it is read inside a savepoint.
@@ -267,25 +268,25 @@ impl Probe {
                     for r in &rows {
                         cur.stmt_calls = r.get::<_, Option<f64>>(5);
                         cur.stmt_ms = r.get::<_, Option<f64>>(6);
-                        list.push(json!({
-                            "query": short(&r.get::<_, String>(0)),
-                            "calls": r.get::<_, i64>(1),
-                            "mean_ms": r.get::<_, f64>(2),
-                            "total_ms": r.get::<_, f64>(3),
-                            "rows": r.get::<_, i64>(4),
-                        }));
+                        list.push(PgStatement {
+                            query: short(&r.get::<_, String>(0)),
+                            calls: r.get::<_, i64>(1),
+                            mean_ms: r.get::<_, f64>(2),
+                            total_ms: r.get::<_, f64>(3),
+                            rows: r.get::<_, i64>(4),
+                        });
                     }
-                    top = Value::Array(list);
+                    top = Some(list);
                 }
                 Err(e) => {
                     c.batch_execute("ROLLBACK TO SAVEPOINT s")
                         .await
                         .map_err(q)?;
-                    statements = format!("{HOW_TO_ENABLE} database {db} ({})", err_text(&e)).into();
+                    statements = format!("{HOW_TO_ENABLE} database {db} ({})", err_text(&e));
                 }
             }
         } else {
-            statements = format!("{HOW_TO_ENABLE} database {db}").into();
+            statements = format!("{HOW_TO_ENABLE} database {db}");
         }
         c.batch_execute("COMMIT").await.map_err(q)?;
 
@@ -298,47 +299,100 @@ impl Probe {
             }
             None => (0.0, None),
         };
-        let r = |f: fn(&Counters) -> f64| rate(p.as_ref().map(f), f(&cur), dt);
-        let xacts = |c: &Counters| c.commits + c.rollbacks;
-        let ratio = |hit: f64, read: f64| (hit + read > 0.0).then(|| hit / (hit + read));
-        let window_ratio = p.and_then(|p| {
-            let (h, rd) = (cur.blks_hit - p.blks_hit, cur.blks_read - p.blks_read);
-            (h >= 0.0 && rd >= 0.0).then(|| ratio(h, rd)).flatten()
-        });
-        let mean_ms_window = p.and_then(|p| {
-            let calls = cur.stmt_calls? - p.stmt_calls?;
-            let ms = cur.stmt_ms? - p.stmt_ms?;
-            (calls > 0.0 && ms >= 0.0).then(|| ms / calls)
-        });
         self.prev = Some((now, cur));
-        let usable = (max - reserved).max(1);
-        Ok(json!({
-            "version": version,
-            "database": db,
-            "connections": {
-                "used": used,
-                "max": max,
-                "reserved": reserved,
-                "percent": used as f64 / usable as f64 * 100.0,
-                "by_state": by_state,
+        Ok(build(
+            Read {
+                version,
+                db,
+                max,
+                reserved,
+                used,
+                by_state,
+                deadlocks,
+                databases,
+                longest,
+                statements,
+                top,
             },
-            "transactions_per_s": r(xacts),
-            "commits_per_s": r(|c| c.commits),
-            "rollbacks_per_s": r(|c| c.rollbacks),
-            "inserts_per_s": r(|c| c.inserted),
-            "updates_per_s": r(|c| c.updated),
-            "deletes_per_s": r(|c| c.deleted),
-            "rows_fetched_per_s": r(|c| c.fetched),
-            "cache_hit_ratio": ratio(cur.blks_hit, cur.blks_read),
-            "cache_hit_ratio_window": window_ratio,
-            "deadlocks": deadlocks,
-            "longest_query": longest,
-            "databases": databases,
-            "statements": statements,
-            "top_queries": top,
-            "mean_query_ms_window": mean_ms_window,
-        }))
+            cur,
+            p,
+            dt,
+        ))
     }
+}
+
+/// What one sample read, before rates.
+struct Read {
+    version: String,
+    db: String,
+    max: i64,
+    reserved: i64,
+    used: i64,
+    by_state: BTreeMap<String, i64>,
+    deadlocks: i64,
+    databases: Vec<PgDatabase>,
+    longest: Option<PgQuery>,
+    statements: String,
+    top: Option<Vec<PgStatement>>,
+}
+
+/// Figures from one sample's reads and the counters of the sample before (`dt` seconds
+/// ago, its own transaction already taken out).
+fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
+    let Read {
+        version,
+        db,
+        max,
+        reserved,
+        used,
+        by_state,
+        deadlocks,
+        databases,
+        longest,
+        statements,
+        top,
+    } = read;
+    let r = |f: fn(&Counters) -> f64| rate(p.as_ref().map(f), f(&cur), dt);
+    let xacts = |c: &Counters| c.commits + c.rollbacks;
+    let ratio = |hit: f64, read: f64| (hit + read > 0.0).then(|| hit / (hit + read));
+    let window_ratio = p.and_then(|p| {
+        let (h, rd) = (cur.blks_hit - p.blks_hit, cur.blks_read - p.blks_read);
+        (h >= 0.0 && rd >= 0.0).then(|| ratio(h, rd)).flatten()
+    });
+    let mean_ms_window = p.and_then(|p| {
+        let calls = cur.stmt_calls? - p.stmt_calls?;
+        let ms = cur.stmt_ms? - p.stmt_ms?;
+        (calls > 0.0 && ms >= 0.0).then(|| ms / calls)
+    });
+    let usable = (max - reserved).max(1);
+    let figures = Postgres {
+        version,
+        database: db,
+        connections: PgConnections {
+            used,
+            max,
+            reserved,
+            percent: used as f64 / usable as f64 * 100.0,
+            by_state,
+        },
+        transactions_per_s: r(xacts),
+        commits_per_s: r(|c| c.commits),
+        rollbacks_per_s: r(|c| c.rollbacks),
+        inserts_per_s: r(|c| c.inserted),
+        updates_per_s: r(|c| c.updated),
+        deletes_per_s: r(|c| c.deleted),
+        rows_fetched_per_s: r(|c| c.fetched),
+        cache_hit_ratio: ratio(cur.blks_hit, cur.blks_read),
+        cache_hit_ratio_window: window_ratio,
+        deadlocks,
+        longest_query: longest,
+        databases,
+        statements,
+        top_queries: top,
+        mean_query_ms_window: mean_ms_window,
+    };
+    // The snapshot still carries figures as JSON; this is the typed figures' JSON.
+    serde_json::to_value(figures).unwrap_or_default()
 }
 
 /// The server's message when there is one (tokio-postgres' Display says only "db error").
@@ -360,6 +414,7 @@ fn err_text(e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn passwords_in_query_texts_are_masked() {
@@ -378,5 +433,115 @@ mod tests {
         );
         assert_eq!(mask_query("x password '"), "x password '********'");
         assert_eq!(short("select 1,\n  2"), "select 1, 2");
+    }
+
+    /// What the queries of one sample return on a small stack: two databases, one
+    /// query running, pg_stat_statements on (second) or off (first).
+    fn read(top: bool) -> Read {
+        let by_state = BTreeMap::from([("active".to_string(), 2), ("idle".to_string(), 5)]);
+        Read {
+            version: "16.4".into(),
+            db: "osmen".into(),
+            max: 100,
+            reserved: 3,
+            used: 7,
+            by_state,
+            deadlocks: 0,
+            databases: vec![
+                PgDatabase {
+                    name: "osmen".into(),
+                    size_bytes: 9_000_000,
+                    transactions: 1200,
+                    connections: 6,
+                },
+                PgDatabase {
+                    name: "postgres".into(),
+                    size_bytes: 7_500_000,
+                    transactions: 30,
+                    connections: 1,
+                },
+            ],
+            longest: Some(PgQuery {
+                seconds: 1.5,
+                state: "active".into(),
+                database: "osmen".into(),
+                query: "SELECT pg_sleep($1)".into(),
+            }),
+            statements: if top {
+                "on".into()
+            } else {
+                format!("{HOW_TO_ENABLE} database osmen")
+            },
+            top: top.then(|| {
+                vec![PgStatement {
+                    query: "SELECT * FROM t WHERE id = $1".into(),
+                    calls: 40,
+                    mean_ms: 2.5,
+                    total_ms: 100.0,
+                    rows: 40,
+                }]
+            }),
+        }
+    }
+
+    #[test]
+    fn postgres_figures_keep_their_shape() {
+        let cur = Counters {
+            commits: 1220.0,
+            rollbacks: 10.0,
+            inserted: 500.0,
+            updated: 50.0,
+            deleted: 5.0,
+            fetched: 9000.0,
+            blks_hit: 990.0,
+            blks_read: 10.0,
+            stmt_calls: Some(40.0),
+            stmt_ms: Some(100.0),
+        };
+        let prev = Counters {
+            commits: 1200.0,
+            inserted: 400.0,
+            blks_hit: 900.0,
+            blks_read: 0.0,
+            stmt_calls: Some(30.0),
+            stmt_ms: Some(80.0),
+            ..cur
+        };
+        recorded(
+            "probe_figures_postgres.json",
+            &json!({
+                "first_no_statements": build(read(false), cur, None, 0.0),
+                "second": build(read(true), cur, Some(prev), 5.0),
+            }),
+        );
+    }
+
+    /// Compares figures with their recording under `tests/fixtures/snapshot/`
+    /// (`UPDATE_SNAPSHOT_JSON=1` or a missing file records it): the JSON `status --json`
+    /// prints under `services[].probe.figures` keeps its shape and values.
+    fn recorded(name: &str, got: &Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join(name);
+        let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(got, &want, "the figures changed; got:\n{text}");
+    }
+
+    /// The recorded figures read into their type and written back are the same JSON.
+    #[test]
+    fn recorded_figures_round_trip_through_their_type() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join("probe_figures_postgres.json");
+        let all: BTreeMap<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (name, v) in all {
+            let typed: crate::model::figures::Postgres = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}");
+        }
     }
 }

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{Creds, rate};
+use crate::model::figures::{Redis, RedisPersistence};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
@@ -151,43 +152,46 @@ fn build(info: &BTreeMap<String, String>, cur: Counters, prev: Option<Counters>,
     let used = num("used_memory");
     let max = num("maxmemory").filter(|m| *m > 0.0);
     let (keys, per_db) = keyspace(info);
-    json!({
-        "version": s("redis_version"),
-        "uptime_s": num("uptime_in_seconds"),
-        "ops_per_s": r(|c| c.commands),
-        "instantaneous_ops_per_s": num("instantaneous_ops_per_sec"),
-        "memory_used_bytes": used,
-        "memory_rss_bytes": num("used_memory_rss"),
-        "memory_peak_bytes": num("used_memory_peak"),
+    let figures = Redis {
+        version: s("redis_version"),
+        uptime_s: num("uptime_in_seconds"),
+        ops_per_s: r(|c| c.commands),
+        instantaneous_ops_per_s: num("instantaneous_ops_per_sec"),
+        memory_used_bytes: used,
+        memory_rss_bytes: num("used_memory_rss"),
+        memory_peak_bytes: num("used_memory_peak"),
         // 0 in Redis means no limit: shown as null, never as 0 bytes.
-        "maxmemory_bytes": max,
-        "memory_percent": used.zip(max).map(|(u, m)| u / m * 100.0),
-        "maxmemory_policy": s("maxmemory_policy"),
-        "evicted_keys": cur.evicted,
-        "evictions_per_s": r(|c| c.evicted),
-        "expired_per_s": r(|c| c.expired),
-        "keyspace_hits": cur.hits,
-        "keyspace_misses": cur.misses,
-        "hit_ratio": ratio(cur.hits, cur.misses),
-        "hit_ratio_window": window,
-        "connected_clients": num("connected_clients"),
-        "blocked_clients": num("blocked_clients"),
-        "keys": keys,
-        "keys_per_db": per_db,
-        "persistence": {
-            "aof_enabled": num("aof_enabled").map(|v| v > 0.0),
-            "aof_last_write_status": s("aof_last_write_status"),
-            "rdb_last_save_time": num("rdb_last_save_time"),
-            "rdb_changes_since_last_save": num("rdb_changes_since_last_save"),
-            "rdb_last_bgsave_status": s("rdb_last_bgsave_status"),
-            "rdb_bgsave_in_progress": num("rdb_bgsave_in_progress").map(|v| v > 0.0),
+        maxmemory_bytes: max,
+        memory_percent: used.zip(max).map(|(u, m)| u / m * 100.0),
+        maxmemory_policy: s("maxmemory_policy"),
+        evicted_keys: cur.evicted,
+        evictions_per_s: r(|c| c.evicted),
+        expired_per_s: r(|c| c.expired),
+        keyspace_hits: cur.hits,
+        keyspace_misses: cur.misses,
+        hit_ratio: ratio(cur.hits, cur.misses),
+        hit_ratio_window: window,
+        connected_clients: num("connected_clients"),
+        blocked_clients: num("blocked_clients"),
+        keys,
+        keys_per_db: per_db,
+        persistence: RedisPersistence {
+            aof_enabled: num("aof_enabled").map(|v| v > 0.0),
+            aof_last_write_status: s("aof_last_write_status"),
+            rdb_last_save_time: num("rdb_last_save_time"),
+            rdb_changes_since_last_save: num("rdb_changes_since_last_save"),
+            rdb_last_bgsave_status: s("rdb_last_bgsave_status"),
+            rdb_bgsave_in_progress: num("rdb_bgsave_in_progress").map(|v| v > 0.0),
         },
-    })
+    };
+    // The snapshot still carries figures as JSON; this is the typed figures' JSON.
+    serde_json::to_value(figures).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nuptime_in_seconds:42\r\n\r\n\
         # Clients\r\nconnected_clients:3\r\nblocked_clients:0\r\n# Memory\r\n\
@@ -232,5 +236,60 @@ mod tests {
         unlimited.insert("maxmemory".into(), "0".into());
         let v = build(&unlimited, cur, None, 0.0);
         assert!(v["maxmemory_bytes"].is_null() && v["memory_percent"].is_null());
+    }
+
+    #[test]
+    fn redis_figures_keep_their_shape() {
+        let info = parse_info(INFO);
+        let cur = Counters {
+            commands: 1000.0,
+            evicted: 30.0,
+            expired: 0.0,
+            hits: 75.0,
+            misses: 25.0,
+        };
+        let prev = Counters {
+            commands: 800.0,
+            hits: 50.0,
+            ..cur
+        };
+        let mut unlimited = info.clone();
+        unlimited.insert("maxmemory".into(), "0".into());
+        recorded(
+            "probe_figures_redis.json",
+            &json!({
+                "second": build(&info, cur, Some(prev), 2.0),
+                "first_unlimited": build(&unlimited, cur, None, 0.0),
+            }),
+        );
+    }
+
+    /// Compares figures with their recording under `tests/fixtures/snapshot/`
+    /// (`UPDATE_SNAPSHOT_JSON=1` or a missing file records it): the JSON `status --json`
+    /// prints under `services[].probe.figures` keeps its shape and values.
+    fn recorded(name: &str, got: &Value) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join(name);
+        let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(got, &want, "the figures changed; got:\n{text}");
+    }
+
+    /// The recorded figures read into their type and written back are the same JSON.
+    #[test]
+    fn recorded_figures_round_trip_through_their_type() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join("probe_figures_redis.json");
+        let all: BTreeMap<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for (name, v) in all {
+            let typed: crate::model::figures::Redis = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}");
+        }
     }
 }
