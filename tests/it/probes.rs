@@ -505,11 +505,9 @@ fn probe_figures_keep_their_shape() {
         json!({"qdrant_first": q1, "qdrant": q2, "n8n": n, "n8n_bare": nb, "langflow": l})
     });
     let got = shape(&got);
-    let path = crate::util::root().join("tests/fixtures/snapshot/probe_figures.json");
-    let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
-    if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(got, want, "the probe figures' shape changed; got:\n{text}");
+    crate::util::assert_recorded(
+        "tests/fixtures/snapshot/probe_figures.json",
+        &got,
+        "the probe figures' shape",
+    );
 }

@@ -237,15 +237,10 @@ async fn snapshot() -> Value {
 #[tokio::test]
 async fn the_snapshot_json_keeps_its_shape() {
     let got = snapshot().await;
-    let path = crate::util::root().join("tests/fixtures/snapshot/status.json");
-    let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
-    if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
-        std::fs::write(&path, &text).unwrap();
-    }
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(
-        got, want,
-        "the snapshot's JSON changed; got:\n{text}\n(UPDATE_SNAPSHOT_JSON=1 records it)"
+    crate::util::assert_recorded(
+        "tests/fixtures/snapshot/status.json",
+        &got,
+        "the snapshot's JSON",
     );
     // The figures are there to compare, not empty shells.
     assert!(got["agents"].as_array().unwrap().len() >= 3);

@@ -357,3 +357,20 @@ impl Drop for Watch {
         let _ = child.wait();
     }
 }
+
+/// Compares `got` with its recording at `rel` under the project (`UPDATE_SNAPSHOT_JSON=1`
+/// records it again; a missing recording fails, so deleting one cannot pass a test).
+pub fn assert_recorded(rel: &str, got: &serde_json::Value, what: &str) {
+    let path = root().join(rel);
+    let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{rel}: {e} (UPDATE_SNAPSHOT_JSON=1 records it)"));
+    let want: serde_json::Value = serde_json::from_str(&want).unwrap();
+    assert_eq!(
+        got, &want,
+        "{what} changed; got:\n{text}\n(UPDATE_SNAPSHOT_JSON=1 records it)"
+    );
+}

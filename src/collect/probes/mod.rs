@@ -347,6 +347,46 @@ pub fn figure(probe: &ProbeState, key: &str) -> Option<f64> {
 /// Used by tests and the hub: services keyed by name.
 pub type Reports = BTreeMap<String, Value>;
 
+/// The probes' recorded-figures tests: figures compared with their recording under
+/// `tests/fixtures/snapshot/` (`UPDATE_SNAPSHOT_JSON=1` records it again; a missing
+/// recording fails, so deleting one cannot make its test pass).
+#[cfg(test)]
+pub(crate) mod recording {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    fn path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/snapshot")
+            .join(name)
+    }
+
+    /// The JSON `status --json` prints under `services[].probe.figures` keeps its shape
+    /// and values.
+    pub fn recorded(name: &str, got: &Value) {
+        let text = serde_json::to_string_pretty(got).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() {
+            std::fs::write(path(name), &text).unwrap();
+        }
+        let want = std::fs::read_to_string(path(name))
+            .unwrap_or_else(|e| panic!("{name}: {e} (UPDATE_SNAPSHOT_JSON=1 records it)"));
+        let want: Value = serde_json::from_str(&want).unwrap();
+        assert_eq!(got, &want, "the figures changed; got:\n{text}");
+    }
+
+    /// Each recorded entry read into `T` and written back is the same JSON.
+    pub fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(name: &str) {
+        let all: BTreeMap<String, Value> =
+            serde_json::from_str(&std::fs::read_to_string(path(name)).unwrap()).unwrap();
+        assert!(!all.is_empty(), "{name} records nothing");
+        for (entry, v) in all {
+            let typed: T = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}: {entry}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

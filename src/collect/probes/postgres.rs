@@ -414,6 +414,7 @@ fn err_text(e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::probes::recording::{recorded, round_trips};
     use serde_json::json;
 
     #[test]
@@ -516,32 +517,9 @@ mod tests {
         );
     }
 
-    /// Compares figures with their recording under `tests/fixtures/snapshot/`
-    /// (`UPDATE_SNAPSHOT_JSON=1` or a missing file records it): the JSON `status --json`
-    /// prints under `services[].probe.figures` keeps its shape and values.
-    fn recorded(name: &str, got: &Value) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/snapshot")
-            .join(name);
-        let text = serde_json::to_string_pretty(got).unwrap() + "\n";
-        if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(got, &want, "the figures changed; got:\n{text}");
-    }
-
     /// The recorded figures read into their type and written back are the same JSON.
     #[test]
     fn recorded_figures_round_trip_through_their_type() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/snapshot")
-            .join("probe_figures_postgres.json");
-        let all: BTreeMap<String, Value> =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        for (name, v) in all {
-            let typed: crate::model::figures::Postgres = serde_json::from_value(v.clone()).unwrap();
-            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}");
-        }
+        round_trips::<crate::model::figures::Postgres>("probe_figures_postgres.json");
     }
 }

@@ -191,6 +191,7 @@ fn build(info: &BTreeMap<String, String>, cur: Counters, prev: Option<Counters>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::probes::recording::{recorded, round_trips};
     use serde_json::json;
 
     const INFO: &str = "# Server\r\nredis_version:7.0.15\r\nuptime_in_seconds:42\r\n\r\n\
@@ -264,32 +265,9 @@ mod tests {
         );
     }
 
-    /// Compares figures with their recording under `tests/fixtures/snapshot/`
-    /// (`UPDATE_SNAPSHOT_JSON=1` or a missing file records it): the JSON `status --json`
-    /// prints under `services[].probe.figures` keeps its shape and values.
-    fn recorded(name: &str, got: &Value) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/snapshot")
-            .join(name);
-        let text = serde_json::to_string_pretty(got).unwrap() + "\n";
-        if std::env::var_os("UPDATE_SNAPSHOT_JSON").is_some() || !path.exists() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(got, &want, "the figures changed; got:\n{text}");
-    }
-
     /// The recorded figures read into their type and written back are the same JSON.
     #[test]
     fn recorded_figures_round_trip_through_their_type() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/snapshot")
-            .join("probe_figures_redis.json");
-        let all: BTreeMap<String, Value> =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        for (name, v) in all {
-            let typed: crate::model::figures::Redis = serde_json::from_value(v.clone()).unwrap();
-            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}");
-        }
+        round_trips::<crate::model::figures::Redis>("probe_figures_redis.json");
     }
 }
