@@ -34,20 +34,24 @@ const UNIQUE_LISTS: &[&str] = &[
     "volumes_from",
 ];
 
-/// Same value, positions aside.
-fn same(a: &Node, b: &Node) -> bool {
-    match (&a.kind, &b.kind) {
-        (Kind::Null, Kind::Null) => true,
-        (Kind::Scalar { value: x, .. }, Kind::Scalar { value: y, .. }) => x == y,
-        (Kind::Seq(x), Kind::Seq(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+/// A value's canonical text, positions and mapping order aside: two entries are the same
+/// when their texts are. One pass per entry, so a long list is checked in linear time.
+fn canon(n: &Node) -> String {
+    match &n.kind {
+        Kind::Null => "~".to_string(),
+        Kind::Scalar { value, .. } => format!("s{}:{value}", value.len()),
+        Kind::Seq(items) => {
+            let parts: Vec<String> = items.iter().map(canon).collect();
+            format!("[{}]", parts.join(","))
         }
-        (Kind::Map(x), Kind::Map(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.iter().any(|(k2, v2)| same(k, k2) && same(v, v2)))
+        Kind::Map(pairs) => {
+            let mut parts: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", canon(k), canon(v)))
+                .collect();
+            parts.sort();
+            format!("{{{}}}", parts.join(","))
         }
-        _ => false,
     }
 }
 
@@ -64,21 +68,26 @@ pub(super) fn check(ctx: &mut Ctx, root: &Node) {
                 continue;
             }
             let items = v.as_seq().unwrap_or(&[]);
+            let mut first_at: std::collections::HashMap<String, usize> = Default::default();
             for (i, item) in items.iter().enumerate() {
-                if let Some(first) = items[..i].iter().position(|e| same(e, item)) {
-                    let shown = item
-                        .as_str()
-                        .map_or_else(|| format!("entry {}", first + 1), |s| format!("{s:?}"));
-                    ctx.err(
-                        item.pos,
-                        &format!("services.{name}.{key}[{i}]"),
-                        format!(
-                            "{shown} is listed twice (first at line {}); compose refuses \
-                             non-unique items here: remove one",
-                            items[first].pos.line
-                        ),
-                    );
-                }
+                let Some(&first) = first_at.get(&canon(item)) else {
+                    first_at.insert(canon(item), i);
+                    continue;
+                };
+                // An `environment` entry is `NAME=value`: its value is masked as everywhere.
+                let shown = item.as_str().map_or_else(
+                    || format!("entry {}", first + 1),
+                    |s| format!("{:?}", crate::model::secret::mask_assignment(s)),
+                );
+                ctx.err(
+                    item.pos,
+                    &format!("services.{name}.{key}[{i}]"),
+                    format!(
+                        "{shown} is listed twice (first at line {}); compose refuses \
+                         non-unique items here: remove one",
+                        items[first].pos.line
+                    ),
+                );
             }
         }
     }
@@ -120,6 +129,14 @@ mod tests {
             e.contains("services.a.volumes[1]: entry 1 is listed twice"),
             "{e}"
         );
+        // A secret in a repeated `NAME=value` entry stays masked.
+        let e =
+            load("    environment: [DB_PASSWORD=hunter22, DB_PASSWORD=hunter22]\n").unwrap_err();
+        assert!(
+            e.contains("\"DB_PASSWORD=********\" is listed twice"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter22"), "{e}");
         // Different entries, and the same entry in a list the schema does not mark, pass.
         load("    dns: [1.1.1.1, 9.9.9.9]\n    command: [a, a]\n").unwrap();
     }
