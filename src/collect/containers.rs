@@ -185,7 +185,10 @@ pub async fn run<S: ContainerSource>(
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let mut sample = false;
+        // Biased: an event waiting is acted on before a sample is taken, so a change is
+        // never shown a sampling round late, however long the engine takes to answer.
         tokio::select! {
+            biased;
             _ = stop.changed() => break,
             ev = changed.recv() => {
                 let Some(ev) = ev else { break };
@@ -245,6 +248,14 @@ pub async fn run<S: ContainerSource>(
                     stale = true;
                 }
             }
+        }
+        // An event that arrived while sampling: the rows are re-read before they go out.
+        while let Ok(ev) = changed.try_recv() {
+            if let Err(e) = ev {
+                let why = format!("engine unreachable: events: {e}");
+                let _ = tx.send(Update::Source("containers", Err(why))).await;
+            }
+            stale = true;
         }
         if stale && let Ok(r) = src.list().await {
             rows = r;
