@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::util::root;
 
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -162,7 +162,7 @@ fn the_gateway_never_reaches_the_engine() {
 
 /// Strips string, char and comment text from one line, keeping code (and so its braces).
 /// `in_str` carries a string literal (or a raw string's closing `"#..`) across lines.
-fn code_of(line: &str, in_str: &mut Option<String>) -> String {
+pub(crate) fn code_of(line: &str, in_str: &mut Option<String>) -> String {
     let b: Vec<char> = line.chars().collect();
     let mut out = String::new();
     let mut i = 0;
