@@ -71,6 +71,10 @@ pub struct Global {
         env = "OSMEN_ENGINE"
     )]
     pub engine: EngineKind,
+    /// The Docker context to use (as `docker --context`; it wins over DOCKER_HOST). Default:
+    /// DOCKER_HOST, else DOCKER_CONTEXT, else the Docker CLI's current context.
+    #[arg(long = "context", value_name = "NAME")]
+    pub context: Option<String>,
     /// COMPOSE_FILE as the working directory's `.env` sets it (see `with_dotenv`).
     #[arg(skip)]
     pub dotenv_compose_file: Option<String>,

@@ -13,6 +13,9 @@ fn main() {
     let mut cli = Cli::parse();
     // COMPOSE_FILE and COMPOSE_PROFILES may come from `.env`, as in docker compose.
     cli.global = cli.global.with_dotenv(std::path::Path::new("."));
+    if let Some(name) = &cli.global.context {
+        osmen::stack::context::set_flag(name);
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

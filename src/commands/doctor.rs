@@ -50,7 +50,8 @@ pub async fn checks(global: &Global) -> Vec<Check> {
     let engine = match DockerEngine::connect().await {
         Ok(e) => e,
         Err(e) => {
-            out.push(check(Status::Fail, "engine", e.to_string()));
+            let used = crate::stack::remote::HostEnv::from_process().describe();
+            out.push(check(Status::Fail, "engine", format!("{e} ({used})")));
             out.push(check(
                 Status::Warn,
                 "images",
@@ -150,7 +151,13 @@ async fn engine_check(engine: &DockerEngine) -> (Check, Option<crate::stack::eng
                 check(
                     Status::Ok,
                     "engine",
-                    format!("Docker {} (API {}) at {}", i.version, i.api_version, i.host),
+                    format!(
+                        "Docker {} (API {}) at {}; {}",
+                        i.version,
+                        i.api_version,
+                        i.host,
+                        crate::stack::remote::HostEnv::from_process().describe()
+                    ),
                 )
             } else {
                 check(

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod compose;
+pub mod context;
 pub mod engine;
 pub mod hooks;
 pub mod image;

@@ -99,17 +99,54 @@ pub struct HostEnv {
     pub tls_verify: Option<String>,
     pub cert_path: Option<String>,
     pub home: Option<String>,
+    /// The Docker context in use and what chose it (see [`super::context`]).
+    pub context: String,
+    pub context_by: &'static str,
+    /// Why the context could not be read (a missing context): connecting fails with it.
+    pub context_error: Option<String>,
 }
 
 impl HostEnv {
+    /// The engine the Docker CLI would use: `DOCKER_HOST` and the TLS variables, or the
+    /// endpoint and TLS files of the Docker context in use.
     pub fn from_process() -> HostEnv {
+        HostEnv::with_context(&super::context::ContextEnv::from_process())
+    }
+
+    pub fn with_context(ctx: &super::context::ContextEnv) -> HostEnv {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        HostEnv {
-            docker_host: var("DOCKER_HOST"),
+        let mut env = HostEnv {
+            docker_host: ctx.docker_host.clone(),
             tls_verify: var("DOCKER_TLS_VERIFY"),
             cert_path: var("DOCKER_CERT_PATH"),
             home: var("HOME"),
+            context: super::context::DEFAULT_CONTEXT.into(),
+            context_by: "default",
+            context_error: None,
+        };
+        match super::context::resolve(ctx) {
+            Ok(c) => {
+                env.context = c.name;
+                env.context_by = c.chosen_by;
+                if let Some(host) = c.host {
+                    env.docker_host = Some(host);
+                    env.tls_verify = c.tls_dir.as_ref().map(|_| "1".to_string());
+                    env.cert_path = c.tls_dir.map(|d| d.display().to_string());
+                }
+            }
+            Err(e) => env.context_error = Some(e),
         }
+        env
+    }
+
+    /// The context and endpoint, as `doctor` shows them.
+    pub fn describe(&self) -> String {
+        format!(
+            "context {} (chosen by {}), endpoint {}",
+            self.context,
+            self.context_by,
+            self.shown()
+        )
     }
 
     /// The address as shown to the operator.
@@ -197,6 +234,9 @@ pub fn parse_ssh(url: &str) -> Result<SshTarget, String> {
 
 /// Where `DOCKER_HOST` (and the TLS variables) point.
 pub fn endpoint(env: &HostEnv) -> Result<Endpoint, String> {
+    if let Some(e) = &env.context_error {
+        return Err(e.clone());
+    }
     let host = env.shown();
     if let Some(path) = host.strip_prefix("unix://") {
         return Ok(Endpoint::Unix(PathBuf::from(path)));

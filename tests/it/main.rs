@@ -16,6 +16,7 @@ mod compose_env;
 mod compose_merge;
 mod console;
 mod console_truth;
+mod contexts;
 mod deps;
 mod docker_stack;
 mod economics;

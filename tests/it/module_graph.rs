@@ -160,7 +160,10 @@ fn resolve(module: &[String], path: &[String]) -> Vec<String> {
         return path.to_vec();
     }
     let base = &module[..module.len().saturating_sub(ups)];
-    base.iter().cloned().chain(path[ups..].iter().cloned()).collect()
+    base.iter()
+        .cloned()
+        .chain(path[ups..].iter().cloned())
+        .collect()
 }
 
 /// Every file of `src/` (tests' files aside) with its module path and what it names.
@@ -325,7 +328,10 @@ fn the_graph_reader_resolves_paths_groups_and_super() {
              #[cfg(test)]\nmod tests {\n    use crate::j::K;\n}\n"
                 .into(),
         ),
-        ("a/y/z.rs".into(), "use super::super::x::F;\nuse super::w;\n".into()),
+        (
+            "a/y/z.rs".into(),
+            "use super::super::x::F;\nuse super::w;\n".into(),
+        ),
     ]);
     let x = &g.files[0].2;
     let firsts: BTreeSet<&str> = x.iter().map(|p| p[0].as_str()).collect();
@@ -358,7 +364,11 @@ fn the_graph_reader_resolves_paths_groups_and_super() {
 fn no_two_rooms_import_each_other_nor_any_circle_of_rooms() {
     let g = Graph::read();
     let mutual = g.mutual(1);
-    assert!(mutual.is_empty(), "rooms importing each other:\n{}", mutual.join("\n"));
+    assert!(
+        mutual.is_empty(),
+        "rooms importing each other:\n{}",
+        mutual.join("\n")
+    );
     assert_eq!(g.circle(1), None, "a circle of rooms");
 }
 
@@ -379,7 +389,11 @@ fn the_forbidden_arrows_are_absent() {
     let mut bad = Vec::new();
     bad.extend(g.names("gateway", &["collect"], &[]));
     bad.extend(g.names("collect", &["stack"], &[]));
-    bad.extend(g.names("collect", &["hub"], &[&["hub", "Update"], &["hub", "update"]]));
+    bad.extend(g.names(
+        "collect",
+        &["hub"],
+        &[&["hub", "Update"], &["hub", "update"]],
+    ));
     bad.extend(g.names("hub", &["gateway"], &[]));
     assert!(bad.is_empty(), "forbidden arrows:\n{}", bad.join("\n"));
 }

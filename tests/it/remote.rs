@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::util::{Stack, docker_ready, free_port, wait_until};
 
-fn need(tool: &str) -> bool {
+pub(crate) fn need(tool: &str) -> bool {
     let found = ["/usr/bin", "/usr/sbin", "/usr/local/bin"]
         .iter()
         .any(|d| Path::new(d).join(tool).is_file());
@@ -35,7 +35,7 @@ fn engine_socket() -> String {
 }
 
 /// A child process killed when the test ends, pass or fail.
-struct Bg(Child);
+pub(crate) struct Bg(Child);
 
 impl Drop for Bg {
     fn drop(&mut self) {
@@ -48,7 +48,7 @@ fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-fn socat(listen: String) -> (Bg, u16) {
+pub(crate) fn socat(listen: String) -> (Bg, u16) {
     let port: u16 = listen
         .split([':', ','])
         .nth(1)
@@ -64,18 +64,23 @@ fn socat(listen: String) -> (Bg, u16) {
     (Bg(child), port)
 }
 
-fn stack(tag: &str) -> Stack {
+pub(crate) fn stack(tag: &str) -> Stack {
     let st = Stack::new("secrets", tag);
     std::fs::write(st.path("secrets.env"), "DB_TOKEN=x\n").unwrap();
     st
 }
 
 /// up, ps --json, status --json and down through one DOCKER_HOST.
-fn round_trip(st: &Stack, env: &[(&str, String)]) {
+pub(crate) fn round_trip(st: &Stack, env: &[(&str, String)]) {
     let run = |args: &[&str]| {
         let mut c = st.cmd(args);
         for (k, v) in env {
-            c.env(k, v);
+            // An empty value: the variable is unset for the command.
+            if v.is_empty() {
+                c.env_remove(k);
+            } else {
+                c.env(k, v);
+            }
         }
         let o = c.output().unwrap();
         let (so, se) = crate::util::text(&o);
@@ -293,6 +298,55 @@ fn tcp_with_tls_client_certificates() {
             ("DOCKER_HOST", host.clone()),
             ("DOCKER_TLS_VERIFY", "1".into()),
             ("DOCKER_CERT_PATH", dir.join("client").display().to_string()),
+        ],
+    );
+    // The same engine through a Docker context the Docker CLI made with the same files:
+    // the context store's TLS folder is used, with no TLS variable set.
+    let config = dir.join("docker-config");
+    let c = dir.join("client");
+    let made = Command::new("docker")
+        .env("DOCKER_CONFIG", &config)
+        .args([
+            "context",
+            "create",
+            "osmen-tls",
+            "--docker",
+            &format!(
+                "host={host},ca={},cert={},key={}",
+                c.join("ca.pem").display(),
+                c.join("cert.pem").display(),
+                c.join("key.pem").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", crate::util::text(&made).1);
+    // The context's endpoint is the TLS-only port (plain HTTP is refused there, above), so
+    // the round trip below can only pass with the context's TLS files.
+    let o = st
+        .cmd(&["doctor"])
+        .env("DOCKER_CONFIG", &config)
+        .env("DOCKER_CONTEXT", "osmen-tls")
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .output()
+        .unwrap();
+    let (out, _) = crate::util::text(&o);
+    assert!(
+        out.contains(&format!(
+            "context osmen-tls (chosen by DOCKER_CONTEXT), endpoint {host}"
+        )),
+        "{out}"
+    );
+    round_trip(
+        &st,
+        &[
+            ("DOCKER_CONFIG", config.display().to_string()),
+            ("DOCKER_CONTEXT", "osmen-tls".into()),
+            ("DOCKER_HOST", String::new()),
+            ("DOCKER_TLS_VERIFY", String::new()),
+            ("DOCKER_CERT_PATH", String::new()),
         ],
     );
     let _ = std::fs::remove_dir_all(&dir);

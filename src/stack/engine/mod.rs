@@ -414,7 +414,10 @@ impl DockerEngine {
     pub async fn connect() -> EResult<DockerEngine> {
         use super::remote::{Endpoint, HostEnv, SshTunnel, endpoint};
         let env = HostEnv::from_process();
-        let host = env.shown();
+        let host = match env.context.as_str() {
+            super::context::DEFAULT_CONTEXT => env.shown(),
+            name => format!("{} (context {name})", env.shown()),
+        };
         let ep = endpoint(&env).map_err(EngineError::Other)?;
         let hint = match ep {
             Endpoint::Ssh(_) => {
