@@ -27,6 +27,7 @@ mod gateway;
 mod gateway_conns;
 mod gateway_memory;
 mod gateway_otel;
+mod gpu_check;
 mod guide_load;
 mod hooks;
 mod images;
