@@ -139,6 +139,7 @@ impl Ctx {
             secrets: Default::default(),
             configs: Default::default(),
             secret_vars: Default::default(),
+            models: Default::default(),
         };
         Ctx::finish(global, project)
     }

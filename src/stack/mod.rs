@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod image;
 pub mod journal;
 pub mod k8s;
+pub mod ollama;
 pub mod plan;
 pub mod provision;
 pub mod remote;

@@ -12,6 +12,13 @@
 //! `/api/chat` answer: eval counts and durations), STANDIN_OLLAMA_PS (the `/api/ps`
 //! body) and STANDIN_OLLAMA_BLOBS (`name=sha256-...,...`: the model file `/api/show`
 //! names for each model).
+//! As an Ollama that keeps models (STANDIN_OLLAMA_PULLABLE=`name=bytes,...`, the models
+//! `/api/pull` can fetch; any other answers Ollama's "file does not exist"): `/api/pull`
+//! streams Ollama's progress lines, `/api/create` derives a model (`from`, with
+//! `parameters.num_ctx`), `/api/generate` loads a model for `keep_alive` (0 unloads it, a
+//! negative one keeps it loaded), and `/api/tags` and `/api/ps` (with `expires_at`,
+//! `context_length`, `size_vram`) report what is installed and loaded. STANDIN_OLLAMA_PULL_MS
+//! paces the progress lines (default 50).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -89,6 +96,191 @@ fn json_str(text: &str, key: &str) -> Option<String> {
     let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
     let rest = rest.strip_prefix('"')?;
     Some(rest[..rest.find('"')?].to_string())
+}
+
+/// One installed model of the stand-in Ollama: name, size, context length.
+#[derive(Clone)]
+struct Installed {
+    name: String,
+    size: u64,
+    ctx: u64,
+}
+
+/// What the stand-in Ollama holds: installed models, and loaded ones with the Unix time
+/// they unload (None: never).
+#[derive(Default)]
+struct Store {
+    installed: Vec<Installed>,
+    loaded: Vec<(String, Option<u64>)>,
+}
+
+/// `llama3.2` is `llama3.2:latest`, as Ollama names it.
+fn full_name(n: &str) -> String {
+    if n.contains(':') { n.to_string() } else { format!("{n}:latest") }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// RFC 3339 in UTC for a Unix time (days to civil date, as in Howard Hinnant's algorithm).
+fn rfc3339(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// A number after `"key":` in a small JSON text.
+fn json_num(text: &str, key: &str) -> Option<i64> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// `keep_alive` in seconds (a number, or "5m", "30s", "-1"); None when absent.
+fn keep_alive(text: &str) -> Option<i64> {
+    if let Some(v) = json_str(text, "keep_alive") {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = num.parse().ok()?;
+        let mult = match unit { "h" => 3600.0, "m" => 60.0, "ms" => 0.001, _ => 1.0 };
+        return Some((n * mult) as i64);
+    }
+    json_num(text, "keep_alive")
+}
+
+/// Streams NDJSON lines, each written as it is ready (the body ends when the connection
+/// closes, as HTTP/1.1 allows).
+fn stream_lines(s: &mut TcpStream, lines: &[String], pace: Duration) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n";
+    let _ = s.write_all(head.as_bytes());
+    for l in lines {
+        let _ = s.write_all(format!("{l}\n").as_bytes());
+        let _ = s.flush();
+        std::thread::sleep(pace);
+    }
+}
+
+/// The stand-in Ollama's model endpoints; false when `path` is none of them (or the store
+/// is off).
+fn ollama_store(s: &mut TcpStream, path: &str, req: &[u8], store: &Mutex<Store>) -> bool {
+    let Ok(pullable) = std::env::var("STANDIN_OLLAMA_PULLABLE") else { return false };
+    if !matches!(path, "/api/pull" | "/api/create" | "/api/generate" | "/api/tags" | "/api/ps") {
+        return false;
+    }
+    let body = if path == "/api/tags" || path == "/api/ps" {
+        String::new()
+    } else {
+        match read_body(s, req) {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => return true,
+        }
+    };
+    let mut st = store.lock().unwrap_or_else(|p| p.into_inner());
+    let now = unix_now();
+    st.loaded.retain(|(_, until)| until.is_none_or(|u| u > now));
+    let pace = env_ms("STANDIN_OLLAMA_PULL_MS").unwrap_or(Duration::from_millis(50));
+    match path {
+        "/api/pull" => {
+            let name = full_name(&json_str(&body, "model").or_else(|| json_str(&body, "name")).unwrap_or_default());
+            let size = pullable
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| full_name(k) == name)
+                .and_then(|(_, v)| v.parse::<u64>().ok());
+            let Some(size) = size else {
+                drop(st);
+                stream_lines(s, &["{\"status\":\"pulling manifest\"}".into(),
+                    "{\"error\":\"pull model manifest: file does not exist\"}".into()], pace);
+                return true;
+            };
+            if !st.installed.iter().any(|m| m.name == name) {
+                st.installed.push(Installed { name: name.clone(), size, ctx: 4096 });
+            }
+            drop(st);
+            let digest = "sha256:6a0746a1ec1aef3e7ec53868f220ff6e389f6f8ef87a01d77c96807de94ca2aa";
+            let mut lines = vec!["{\"status\":\"pulling manifest\"}".to_string()];
+            for part in [0, 1, 2, 3, 4] {
+                lines.push(format!(
+                    "{{\"status\":\"pulling {}\",\"digest\":\"{digest}\",\"total\":{size},\"completed\":{}}}",
+                    &digest[7..19], size * part / 4
+                ));
+            }
+            for l in ["verifying sha256 digest", "writing manifest", "success"] {
+                lines.push(format!("{{\"status\":\"{l}\"}}"));
+            }
+            stream_lines(s, &lines, pace);
+        }
+        "/api/create" => {
+            let name = full_name(&json_str(&body, "model").unwrap_or_default());
+            let from = full_name(&json_str(&body, "from").unwrap_or_default());
+            let Some(base) = st.installed.iter().find(|m| m.name == from).cloned() else {
+                drop(st);
+                respond_json(s, 404, &format!("{{\"error\":\"model '{from}' not found\"}}"));
+                return true;
+            };
+            let ctx = json_num(&body, "num_ctx").map_or(base.ctx, |n| n as u64);
+            st.installed.retain(|m| m.name != name);
+            st.installed.push(Installed { name, size: base.size, ctx });
+            drop(st);
+            stream_lines(s, &["{\"status\":\"using existing layer\"}".into(),
+                "{\"status\":\"writing manifest\"}".into(), "{\"status\":\"success\"}".into()], pace);
+        }
+        "/api/generate" => {
+            let name = full_name(&json_str(&body, "model").unwrap_or_default());
+            if !st.installed.iter().any(|m| m.name == name) {
+                drop(st);
+                respond_json(s, 404, &format!("{{\"error\":\"model \\\"{name}\\\" not found, try pulling it first\"}}"));
+                return true;
+            }
+            let keep = keep_alive(&body).unwrap_or(300);
+            st.loaded.retain(|(n, _)| *n != name);
+            let reason = if keep == 0 {
+                "unload"
+            } else {
+                st.loaded.push((name.clone(), (keep > 0).then(|| now + keep as u64)));
+                "load"
+            };
+            drop(st);
+            respond_json(s, 200, &format!(
+                "{{\"model\":\"{name}\",\"created_at\":\"{}\",\"response\":\"\",\"done\":true,\"done_reason\":\"{reason}\"}}",
+                rfc3339(now)
+            ));
+        }
+        "/api/tags" => {
+            let list: Vec<String> = st.installed.iter()
+                .map(|m| format!("{{\"name\":\"{0}\",\"model\":\"{0}\",\"size\":{1}}}", m.name, m.size))
+                .collect();
+            drop(st);
+            respond_json(s, 200, &format!("{{\"models\":[{}]}}", list.join(",")));
+        }
+        _ => {
+            let list: Vec<String> = st.loaded.iter().filter_map(|(n, until)| {
+                let m = st.installed.iter().find(|m| &m.name == n)?;
+                // A model kept loaded for good: Ollama reports an expiry centuries away.
+                let exp = rfc3339(until.unwrap_or(now + 292 * 365 * 86_400));
+                Some(format!(
+                    "{{\"name\":\"{n}\",\"model\":\"{n}\",\"size\":{0},\"size_vram\":{0},\"expires_at\":\"{exp}\",\"context_length\":{1}}}",
+                    m.size, m.ctx
+                ))
+            }).collect();
+            drop(st);
+            respond_json(s, 200, &format!("{{\"models\":[{}]}}", list.join(",")));
+        }
+    }
+    true
 }
 
 fn respond(s: &mut TcpStream, code: u16, body: &str) {
@@ -185,10 +377,12 @@ fn serve() {
     println!("{name}: listening on 0.0.0.0:{port}");
     let unhealthy = Arc::new(AtomicBool::new(false));
     let hoard: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let store: Arc<Mutex<Store>> = Arc::default();
     for conn in listener.incoming() {
         let Ok(mut s) = conn else { continue };
         let unhealthy = unhealthy.clone();
         let hoard = hoard.clone();
+        let store = store.clone();
         let name = name.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -205,6 +399,9 @@ fn serve() {
             let text = String::from_utf8_lossy(&req);
             let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
             let route = path.split('?').next().unwrap_or("/");
+            if ollama_store(&mut s, route, &req, &store) {
+                return;
+            }
             match route {
                 "/health" | "/healthz" => {
                     if unhealthy.load(Ordering::SeqCst) {

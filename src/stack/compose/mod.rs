@@ -11,6 +11,7 @@ mod include;
 pub mod interpolate;
 pub mod load;
 pub mod merge;
+pub mod models;
 pub mod mounts;
 pub mod objects;
 mod parse;
@@ -57,6 +58,9 @@ pub struct Project {
     /// Never serialized.
     #[serde(skip)]
     pub secret_vars: BTreeMap<String, String>,
+    /// The top-level `models:`, served by the stack's Ollama service.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, models::ModelDef>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -132,6 +136,10 @@ pub struct Service {
     /// `config` under their compose names.
     #[serde(flatten)]
     pub settings: ContainerSettings,
+    /// The models this service uses (`models:`), with the Ollama service serving them;
+    /// their variables are already in `environment`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<models::ModelBinding>,
 }
 
 /// What a balancer service balances: `x-osmen-balance: gateway:8080` or

@@ -71,6 +71,8 @@ pub const APPLIED_KEYS: &[&str] = &[
     "mem_reservation",
     "mem_swappiness",
     "memswap_limit",
+    // Served by the stack's Ollama service (compose/models.rs).
+    "models",
     "network_mode",
     "networks",
     "oom_kill_disable",
@@ -126,10 +128,6 @@ pub const REFUSED_KEYS: &[(&str, &str)] = &[
     (
         "develop",
         "`develop` drives `docker compose watch`, which osmen does not run",
-    ),
-    (
-        "models",
-        "models need Docker Model Runner, which osmen does not drive",
     ),
     (
         "pre_start",

@@ -25,6 +25,9 @@ impl DockerEngine {
 }
 
 impl Engine for DockerEngine {
+    fn machine(&self) -> Option<String> {
+        self.remote_host()
+    }
     async fn inspection(&self, id: &str) -> EResult<Inspection> {
         let c = self.docker.inspect_container(id, None).await?;
         Ok(inspection_from(c))

@@ -248,6 +248,10 @@ pub enum BuildEvent {
 /// What the supervisor needs from a container engine.
 pub trait Engine: Send + Sync + 'static {
     fn info(&self) -> impl Future<Output = EResult<EngineInfo>> + Send;
+    /// The engine's machine when it is not this one (where its published ports are).
+    fn machine(&self) -> Option<String> {
+        None
+    }
     fn list_containers(
         &self,
         project: &str,

@@ -22,6 +22,7 @@ use crate::model::container::{ContainerRow, Health};
 
 mod balancers;
 mod down;
+mod models;
 mod restart;
 mod supervision;
 mod up;
@@ -85,6 +86,8 @@ pub struct Supervisor<E: Engine> {
     /// One balancer rewrite at a time: a target's and its balancer's tasks both rewrite,
     /// and an older list must not land after a newer one.
     balance: Arc<tokio::sync::Mutex<()>>,
+    /// Compose `models:` made present during this `up` (see models.rs).
+    models: Arc<tokio::sync::Mutex<models::ModelsState>>,
 }
 
 /// Gives a recreated container the anonymous volumes of the one it replaces: a volume of
@@ -129,6 +132,7 @@ impl<E: Engine> Clone for Supervisor<E> {
             journal: self.journal.clone(),
             report: self.report.clone(),
             balance: self.balance.clone(),
+            models: self.models.clone(),
         }
     }
 }
@@ -155,6 +159,7 @@ impl<E: Engine> Supervisor<E> {
             journal,
             report,
             balance: Default::default(),
+            models: Default::default(),
         }
     }
 

@@ -24,6 +24,8 @@ impl<E: Engine> Supervisor<E> {
                     .check_spec(&crate::stack::plan::container_spec(p, svc, 1))?;
             }
         }
+        // Model pulls (compose `models:`) report as image pulls do.
+        self.models.lock().await.sink = Some(sink.clone());
         // Images first: a pull or build that fails stops `up` before anything is created.
         let plans = provision::plan_images(&*self.engine, p, targets, opts.pull).await?;
         provision::provision(self.engine.clone(), self.project.clone(), &plans, sink)
@@ -111,6 +113,7 @@ impl<E: Engine> Supervisor<E> {
         let refers = !svc.settings.service_refs().is_empty();
         let mut precreated = self.precreate(name, svc, &mine, refers).await?;
         self.wait_for_dependencies(name, svc, deps).await?;
+        self.ensure_models(name, svc).await?;
         if svc.balance.is_some() && !precreated.is_empty() {
             // New balancer containers get their upstream list before nginx first starts.
             self.sync_balancers(name, &[]).await?;

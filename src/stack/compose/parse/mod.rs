@@ -31,7 +31,7 @@ use service::*;
 use validate::*;
 
 const TOP_KEYS: &[&str] = &[
-    "version", "name", "services", "networks", "volumes", "configs", "secrets", "include",
+    "version", "name", "services", "networks", "volumes", "configs", "secrets", "include", "models",
 ];
 
 /// Interpolates every scalar value (not keys) in place, skipping `x-` extension blocks.
@@ -142,6 +142,7 @@ pub(super) fn build_project(
         objects::parse_file_objects(&mut ctx, root.get("configs"), FileKind::Config, &name);
 
     let mut services = parse_services(&mut ctx, &root);
+    let models = bind_models(&mut ctx, &mut services, &root);
 
     link_service_refs(&mut ctx, &mut services, &root);
     let secret_vars = ctx
@@ -164,6 +165,7 @@ pub(super) fn build_project(
         secrets,
         configs,
         secret_vars,
+        models,
     };
     validate(&mut ctx, &project, &root);
     objects::validate_grants(&mut ctx, &project, &root);
@@ -179,14 +181,7 @@ fn check_top_keys(ctx: &mut Ctx, root: &Node) {
     let entries = root.as_map().unwrap_or(&[]).to_vec();
     for (k, _) in &entries {
         let key = k.as_str().unwrap_or("");
-        if key == "models" {
-            ctx.err(
-                k.pos,
-                key,
-                "top-level models need Docker Model Runner, which osmen does not drive: \
-                 serve the model from the ollama service and remove `models:`",
-            );
-        } else if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
+        if !TOP_KEYS.contains(&key) && !key.starts_with("x-") {
             let hint = did_you_mean(key, TOP_KEYS);
             ctx.err(
                 k.pos,
@@ -198,6 +193,35 @@ fn check_top_keys(ctx: &mut Ctx, root: &Node) {
             );
         }
     }
+}
+
+/// The top-level `models:` and each service's `models:` bound to the Ollama service.
+fn bind_models(
+    ctx: &mut Ctx,
+    services: &mut BTreeMap<String, Service>,
+    root: &Node,
+) -> BTreeMap<String, super::models::ModelDef> {
+    let top = root.get("models");
+    let defs = super::models::parse_defs(ctx, top);
+    let mut uses = BTreeMap::new();
+    let nodes = root.get("services").map(Node::keyed).unwrap_or_default();
+    for (name, node) in nodes {
+        if let Some(m) = node.get("models")
+            && services.contains_key(name)
+        {
+            let path = format!("services.{name}.models");
+            let list = super::models::parse_uses(ctx, m, &path);
+            uses.insert(name.to_string(), (m.pos, list));
+        }
+    }
+    let top_pos = root
+        .as_map()
+        .unwrap_or(&[])
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("models"))
+        .map(|(k, _)| k.pos);
+    super::models::bind(ctx, services, &defs, uses, top_pos);
+    defs
 }
 
 /// Every service under `services:`, each read on its own; a missing `services:` is an error.

@@ -189,6 +189,8 @@ pub(super) fn parse_service(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Se
         }
         match key.as_str() {
             other if other.starts_with("x-") => {}
+            // Read with the top-level `models:` it refers to (compose/models.rs).
+            "models" => {}
             other
                 if crate::stack::compose::settings::parse_key(
                     ctx,
@@ -267,6 +269,7 @@ fn new_service(name: &str) -> Service {
         placement: Vec::new(),
         deploy: Default::default(),
         settings: ContainerSettings::default(),
+        models: None,
     }
 }
 

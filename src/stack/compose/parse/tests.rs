@@ -125,13 +125,35 @@ fn shape_errors_name_the_value_and_the_fix() {
 }
 
 #[test]
-fn top_level_models_are_refused_with_the_reason() {
+fn models_without_an_ollama_service_are_refused_with_the_reason() {
     let e = load("services:\n  a:\n    image: i\nmodels:\n  llm:\n    model: ai/smollm2\n")
         .unwrap_err();
     assert!(
-        e.contains("4:1: models: top-level models need Docker Model Runner"),
+        e.contains("4:1: models: models are refused: the stack has no Ollama service"),
         "{e}"
     );
+    // With one, the binding sets the variables and the wait on it.
+    let p = load(
+        "services:\n  ollama:\n    image: ollama/ollama\n    environment:\n      \
+         OLLAMA_HOST: 0.0.0.0:11500\n  a:\n    image: i\n    models: [my-llm]\n\
+         models:\n  my-llm:\n    model: smollm2\n    name: small\n",
+    )
+    .unwrap();
+    let a = &p.services["a"];
+    assert_eq!(a.environment["MY_LLM_URL"], "http://ollama:11500/v1");
+    assert_eq!(a.environment["MY_LLM_MODEL"], "small");
+    assert_eq!(
+        a.depends_on["ollama"].condition,
+        crate::stack::compose::Condition::ServiceStarted
+    );
+    let e = load(
+        "services:\n  ollama:\n    image: ollama/ollama\n  a:\n    image: i\n    \
+         environment: {LLM_URL: x}\n    models: [llm]\nmodels:\n  llm:\n    model: m\n    \
+         colour: red\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("LLM_URL is set in the environment and by model \"llm\""), "{e}");
+    assert!(e.contains("unknown key `colour` of a model"), "{e}");
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! Compose `models:` served by the stack's Ollama: a stand-in Ollama that speaks the real
+//! `/api/pull` (streamed progress), `/api/create`, `/api/tags` and `/api/generate`. Each
+//! model is made present before the service that uses it starts, with the variables the
+//! Compose Specification names; a model Ollama cannot pull stops its dependents with
+//! Ollama's words; without an Ollama service, and with `runtime_flags`, `models:` is
+//! refused by name.
+
+use crate::util::{Stack, docker, docker_ready, inspect};
+
+fn ollama_tags(st: &Stack) -> String {
+    let port = docker(&["port", &st.container("ollama"), "11434"]).1;
+    let port = port
+        .lines()
+        .next()
+        .unwrap_or("")
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let o = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/api/tags"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn config_shows_the_variables_each_model_sets() {
+    let st = Stack::new("models", "models-config");
+    let (code, out, err) = st.run(&["config"]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "LLM_MODEL: \"llama3.2-ctx8192:1b\"",
+        "LLM_URL: \"http://ollama:11434/v1\"",
+        "EMBED_NAME: all-minilm",
+        "EMBED_URL: \"http://ollama:11434/v1\"",
+        "name: \"llama3.2-ctx8192:1b\"",
+    ] {
+        assert!(out.contains(want), "{want}:\n{out}");
+    }
+}
+
+#[test]
+fn models_are_pulled_before_their_users_start_and_a_failed_pull_stops_them() {
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("models", "models");
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("pulling model llama3.2:1b (for app)"), "{err}");
+    assert!(err.contains("model llama3.2:1b: pulled"), "{err}");
+    let tags = ollama_tags(&st);
+    for m in ["llama3.2:1b", "llama3.2-ctx8192:1b", "all-minilm:latest"] {
+        assert!(tags.contains(&format!("\"name\":\"{m}\"")), "{m}: {tags}");
+    }
+    // The pulls happened before the users were created (the journal's order).
+    let journal = st.journal();
+    let pulled = journal.find("pulled llama3.2:1b").expect("journaled");
+    let created = journal
+        .find("\"service\":\"app\",\"action\":\"start\"")
+        .or_else(|| journal.rfind("app created"))
+        .expect("app started");
+    assert!(pulled < created, "{journal}");
+    let env = inspect(&st.container("app"), "{{json .Config.Env}}");
+    assert!(env.contains("LLM_URL=http://ollama:11434/v1"), "{env}");
+    assert!(env.contains("LLM_MODEL=llama3.2-ctx8192:1b"), "{env}");
+    let env = inspect(&st.container("embedder"), "{{json .Config.Env}}");
+    assert!(env.contains("EMBED_NAME=all-minilm"), "{env}");
+    // The URL's host and port answer from inside the user's container.
+    let (ok, probe) = docker(&[
+        "exec",
+        &st.container("app"),
+        "/standin",
+        "probe",
+        "http://ollama:11434/api/version",
+    ]);
+    assert!(ok, "{probe}");
+    // A second up pulls nothing again.
+    let (code, _, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("pulling model"), "{err}");
+
+    // A model Ollama cannot pull: up fails with Ollama's words, its user is not created.
+    let bad = std::fs::read_to_string(st.path("docker-compose.yml"))
+        .unwrap()
+        .replace("model: all-minilm", "model: no-such-model:7b");
+    std::fs::write(st.path("docker-compose.yml"), bad).unwrap();
+    let _ = st.run(&["down"]);
+    let (code, _, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 1, "up ran and did not complete: {err}");
+    assert!(
+        err.contains("model \"embed\" (no-such-model:7b) for embedder")
+            && err.contains("Ollama says: pull model manifest: file does not exist")
+            && err.contains("ollama.com/library"),
+        "{err}"
+    );
+    // Created early (as every container is, while its dependencies come up), never
+    // started: the engine has no start time for it.
+    let started = inspect(
+        &st.container("embedder"),
+        "{{.State.Status}} {{.State.StartedAt}}",
+    );
+    assert!(
+        started.starts_with("created 0001-01-01"),
+        "embedder was started: {started}"
+    );
+}
+
+#[test]
+fn models_without_an_ollama_service_or_with_runtime_flags_are_refused() {
+    let st = Stack::new("models", "models-refused");
+    let text = std::fs::read_to_string(st.path("docker-compose.yml")).unwrap();
+    let no_ollama = text.replace("  ollama:\n", "  engine:\n");
+    std::fs::write(st.path("docker-compose.yml"), &no_ollama).unwrap();
+    let (code, _, err) = st.run(&["config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("docker-compose.yml:")
+            && err.contains("models are refused: the stack has no Ollama service"),
+        "{err}"
+    );
+    let flags = text.replace(
+        "    context_size: 8192\n",
+        "    context_size: 8192\n    runtime_flags: [\"--temp\", \"0.1\"]\n",
+    );
+    std::fs::write(st.path("docker-compose.yml"), &flags).unwrap();
+    let (code, _, err) = st.run(&["config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("models.llm.runtime_flags") && err.contains("takes no raw engine flags"),
+        "{err}"
+    );
+    let unknown = text.replace("      - llm\n", "      - lmm\n");
+    std::fs::write(st.path("docker-compose.yml"), &unknown).unwrap();
+    let (code, _, err) = st.run(&["config"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("model \"lmm\" is not under the top-level `models:` (defined: embed, llm)"),
+        "{err}"
+    );
+}
