@@ -211,10 +211,35 @@ pub enum Command {
     Bench(BenchArgs),
     /// Write the stack as manifests for another orchestrator (`export k8s`).
     Export(ExportArgs),
+    /// The stack's Ollama: loaded models (context, GPU/CPU share, time to unload) and
+    /// warm, unload or pin a model.
+    Ollama(OllamaArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `osmen man > osmen.1`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct OllamaArgs {
+    #[command(subcommand)]
+    pub action: OllamaAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OllamaAction {
+    /// The loaded models: context length, GPU and CPU share, size, and time until unload.
+    Ps {
+        /// Print JSON (the snapshot's `ollama` object).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a model with Ollama's configured keep-alive (OLLAMA_KEEP_ALIVE, else 5m).
+    Warm { model: String },
+    /// Unload a model now (keep-alive 0).
+    Unload { model: String },
+    /// Keep a model loaded until Ollama stops (keep-alive -1).
+    Pin { model: String },
 }
 
 #[derive(Debug, Args)]

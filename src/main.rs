@@ -122,6 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Suggest(a) => {
             on_runtime(async move { commands::suggest::run(&stack_of(global)?, &a).await })
         }
+        Command::Ollama(a) => {
+            on_runtime(async move { commands::ollama::run(&stack_of(global)?, &a).await })
+        }
         Command::Export(a) => {
             on_runtime(async move { commands::export::run(&stack_of(global)?, &a) })
         }

@@ -81,6 +81,7 @@ pub async fn sample_cached(
             // Wholly on the CPU (size_vram 0) counts too: nothing of it is on the GPU.
             partly_on_cpu: vram < size,
             expires_at: text(&x["expires_at"]),
+            context_length: x["context_length"].as_u64(),
             digest: text(&x["digest"]),
             blob,
             quantization: text(&x["details"]["quantization_level"]),

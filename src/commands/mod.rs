@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod images;
 pub mod logs;
 pub mod metrics;
+pub mod ollama;
 pub mod probe;
 pub mod progress;
 pub mod ps;

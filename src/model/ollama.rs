@@ -31,6 +31,9 @@ pub struct LoadedModel {
     pub partly_on_cpu: bool,
     /// When Ollama unloads it (its keep-alive), RFC 3339.
     pub expires_at: Option<String>,
+    /// The context length it was loaded with (`/api/ps`'s `context_length`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
     pub digest: Option<String>,
     /// The model file it was loaded from (`sha256-...`), which names its runner process.
     pub blob: Option<String>,

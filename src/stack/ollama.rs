@@ -286,9 +286,17 @@ impl OllamaApi {
         self.answer("/api/copy", status, &text).map(|_| ())
     }
 
-    /// Loads (or unloads) `model` for `keep`, as `ollama run` with no prompt does.
-    pub async fn keep_alive(&self, model: &str, keep: KeepAlive) -> Result<(), OllamaError> {
-        let body = serde_json::json!({"model": model, "keep_alive": keep.json(), "stream": false});
+    /// Loads (or unloads) `model` for `keep` (None: Ollama's configured keep-alive), as
+    /// `ollama run` with no prompt does.
+    pub async fn keep_alive(
+        &self,
+        model: &str,
+        keep: Option<KeepAlive>,
+    ) -> Result<(), OllamaError> {
+        let mut body = serde_json::json!({"model": model, "stream": false});
+        if let Some(k) = keep {
+            body["keep_alive"] = k.json();
+        }
         self.post("/api/generate", "/api/generate", body)
             .await
             .map(|_| ())

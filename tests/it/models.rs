@@ -86,6 +86,40 @@ fn models_are_pulled_before_their_users_start_and_a_failed_pull_stops_them() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("pulling model"), "{err}");
 
+    // Warm, pin and unload change what Ollama's /api/ps reports.
+    let (code, out, err) = st.run(&["ollama", "warm", "llama3.2-ctx8192:1b"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("llama3.2-ctx8192:1b"))
+        .unwrap_or("");
+    assert!(row.contains(" 8192 ") && row.contains("100%"), "{out}");
+    assert!(row.trim_end().ends_with('s'), "unloads in minutes: {out}");
+    let (code, out, _) = st.run(&["ollama", "pin", "llama3.2-ctx8192:1b"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("forever"), "{out}");
+    let (code, out, _) = st.run(&["ollama", "ps", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["loaded"][0]["context_length"], 8192, "{out}");
+    assert!(
+        v["loaded"][0]["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("23"),
+        "{out}"
+    );
+    let (code, _, err) = st.run(&["--read-only", "ollama", "unload", "llama3.2-ctx8192:1b"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--read-only is set: `ollama unload`"), "{err}");
+    let (code, out, _) = st.run(&["ollama", "unload", "llama3.2-ctx8192:1b"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("unloaded"), "{out}");
+    let (_, out, _) = st.run(&["ollama", "ps", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["loaded"], serde_json::json!([]), "{out}");
+    assert!(st.journal().contains("\"action\":\"pin\""), "journaled");
+
     // A model Ollama cannot pull: up fails with Ollama's words, its user is not created.
     let bad = std::fs::read_to_string(st.path("docker-compose.yml"))
         .unwrap()

@@ -152,7 +152,10 @@ fn models_without_an_ollama_service_are_refused_with_the_reason() {
          colour: red\n",
     )
     .unwrap_err();
-    assert!(e.contains("LLM_URL is set in the environment and by model \"llm\""), "{e}");
+    assert!(
+        e.contains("LLM_URL is set in the environment and by model \"llm\""),
+        "{e}"
+    );
     assert!(e.contains("unknown key `colour` of a model"), "{e}");
 }
 
