@@ -15,11 +15,12 @@ use super::engine_side::EngineSide;
 use super::{Ctx, OK};
 use crate::cli::{GatewayArgs, Global};
 use crate::gateway::{self, Gateway};
-use crate::hub::{Update, now_secs};
+use crate::hub::Update;
 use crate::model::console::{Activity, Command, EventLine};
 use crate::model::container::ContainerRow;
 use crate::stack::engine::{DockerEngine, Engine};
 use crate::stack::supervise::{Reporter, Supervisor, UpOptions};
+use crate::sys::now_secs;
 use crate::tui::{self, keymap::Keymap, theme};
 
 pub struct ConsoleArgs {

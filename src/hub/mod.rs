@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
@@ -16,6 +16,7 @@ use crate::model::history::History;
 use crate::model::snapshot::{
     GpuStats, HostStats, MAX_EVENTS, ServiceStats, Snapshot, SourceHealth, TREND_POINTS,
 };
+use crate::sys::now_secs;
 
 pub enum Update {
     Host(HostStats),
@@ -45,13 +46,6 @@ pub enum Update {
 
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
 pub const ADVISE_EVERY: Duration = Duration::from_secs(1);
-
-pub fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 /// Per agent: (time, requests, errors, CPU seconds) at the last scrape.
 type AgentCounters = std::collections::BTreeMap<String, (f64, f64, f64, f64)>;
@@ -562,7 +556,7 @@ pub fn spawn_with(
             stx.send_replace(Arc::new(hub.snapshot.clone()));
             if last_persist.elapsed() >= PERSIST_EVERY {
                 hub.persist();
-                crate::gateway::accounting::trim_heap();
+                crate::sys::trim_heap();
                 last_persist = tokio::time::Instant::now();
             }
         }
