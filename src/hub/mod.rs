@@ -2,10 +2,10 @@
 //! history, and publishes `Arc<Snapshot>` on a watch channel (notify, then let readers
 //! pull). The recent hour is persisted under `runtime/` for whoever attaches later.
 //!
-//! Downstream of every source: collectors send `Update`s and name nothing else here; the
-//! hub imports no collector and reads no file but its own history (`history_file`). The joins of what
-//! several sources measure are pure functions here (`gpu`, `agent_gpu`), tested with
-//! fixtures.
+//! Downstream of every source: collectors send `Update`s (and the `GpuSample` inside one)
+//! and name nothing else here; the hub reads no file but its own history (`history_file`).
+//! The joins of what several sources measure are pure functions here (`gpu`, `agent_gpu`),
+//! tested with fixtures; the probes' merge is still `collect::probes::merge`.
 
 use std::time::Duration;
 
@@ -18,10 +18,11 @@ mod restarts;
 mod spawn;
 mod update;
 
+pub use activity::ActivityChange;
 pub use fold::Hub;
 pub use restarts::SupervisorRestarts;
 pub use spawn::{spawn, spawn_with};
-pub use update::{ActivityChange, GpuSample, Update};
+pub use update::{GpuSample, Update};
 
 pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
 pub const ADVISE_EVERY: Duration = Duration::from_secs(1);

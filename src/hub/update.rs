@@ -1,9 +1,9 @@
-//! What the sources send the hub: one variant per kind of sample. The only hub type a
-//! collector names.
+//! What the sources send the hub: one variant per kind of sample. The only hub types a
+//! collector names (`Update`, and `GpuSample`, the payload of `Update::Gpus`).
 
 use std::collections::BTreeMap;
 
-pub use super::activity::ActivityChange;
+use super::activity::ActivityChange;
 use crate::model::console::{EventLine, LogLine};
 use crate::model::snapshot::{GpuStats, HostStats, ServiceStats};
 
