@@ -10,4 +10,5 @@ pub mod http;
 pub mod hub;
 pub mod model;
 pub mod stack;
+pub mod sys;
 pub mod tui;

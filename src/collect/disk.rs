@@ -1,28 +1,7 @@
-//! Free space of the file system that holds a path (statvfs).
+//! Whether the journal can be written: its directory, its file and the free space of its
+//! file system (statvfs, through `sys::space`), reported as the `journal` source.
 
-use std::ffi::CString;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Space {
-    pub total: u64,
-    /// Available to unprivileged users.
-    pub available: u64,
-}
-
-pub fn space(path: &str) -> std::io::Result<Space> {
-    let c = CString::new(path).map_err(std::io::Error::other)?;
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated string and `s` a properly sized out-parameter.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let frag = s.f_frsize as u64;
-    Ok(Space {
-        total: s.f_blocks as u64 * frag,
-        available: s.f_bavail as u64 * frag,
-    })
-}
+use crate::sys::space;
 
 /// Below this much free space the journal counts as full (an entry is ~200 bytes, and
 /// the supervisor writes several per action).
@@ -86,13 +65,6 @@ pub async fn watch_journal(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn root_has_space_and_bad_paths_fail() {
-        let s = super::space("/").unwrap();
-        assert!(s.total > 0 && s.available <= s.total);
-        assert!(super::space("/nonexistent/dir").is_err());
-    }
-
     #[test]
     fn a_journal_that_cannot_be_written_says_why() {
         let dir = std::env::temp_dir().join(format!("osmen-jw-{}", std::process::id()));

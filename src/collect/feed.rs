@@ -11,10 +11,11 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::hub::{Update, now_secs};
+use crate::hub::Update;
 use crate::model::console::{EventLine, LogLine};
 use crate::model::container::ContainerRow;
 use crate::model::journal::JournalEntry;
+use crate::sys::now_secs;
 
 pub type LineStream = Pin<Box<dyn Stream<Item = Result<(f64, bool, String), String>> + Send>>;
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<(String, String), String>> + Send>>;

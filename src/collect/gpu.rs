@@ -39,23 +39,7 @@ pub fn probe() -> Result<GpuProbe, String> {
     Ok(GpuProbe { driver, devices })
 }
 
-/// The container id in a `/proc/<pid>/cgroup` file: Docker and containerd paths, cgroup
-/// v1 (`12:memory:/docker/<id>`) and v2 (`0::/system.slice/docker-<id>.scope`,
-/// `.../cri-containerd-<id>.scope`, `/kubepods/.../<id>`).
-pub fn container_id_from_cgroup(text: &str) -> Option<String> {
-    for line in text.lines() {
-        let path = line.splitn(3, ':').nth(2).unwrap_or("");
-        for seg in path.split('/').rev() {
-            let seg = seg.trim_end_matches(".scope");
-            let id = seg.rsplit_once('-').map(|(_, id)| id).unwrap_or(seg);
-            if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Some(id.to_string());
-            }
-        }
-    }
-    None
-}
-
+use crate::hub::GpuSample;
 use crate::model::snapshot::{GpuProcess, GpuStats};
 
 /// Where GPU samples come from: NVML on a real machine, a fake in tests.
@@ -130,38 +114,23 @@ impl GpuSource for NvmlSource {
     }
 }
 
-/// Maps each GPU process to its container and compose service: PID -> cgroup file ->
-/// container id -> the project's container list. `read_cgroup` reads
-/// `/proc/<pid>/cgroup` (a fixture in tests).
-pub fn attribute(
-    gpus: &mut [GpuStats],
-    containers: &[(String, String, String)],
-    read_cgroup: impl Fn(u32) -> Option<String>,
-) {
-    for g in gpus.iter_mut() {
-        for p in g.processes.iter_mut() {
-            let Some(id) = read_cgroup(p.pid).and_then(|t| container_id_from_cgroup(&t)) else {
-                continue;
-            };
-            if let Some((_, name, service)) = containers.iter().find(|(cid, _, _)| *cid == id) {
-                p.container = Some(name.clone());
-                p.service = Some(service.clone());
-            }
+/// The sample with what the hub needs to attribute each process: the text of its
+/// `/proc/PID/cgroup` (which container) and `/proc/PID/cmdline` (which model an Ollama
+/// runner serves), read here beside NVML's process list so the hub reads no file.
+pub fn with_proc_files(gpus: Vec<GpuStats>) -> GpuSample {
+    let mut s = GpuSample {
+        gpus,
+        ..Default::default()
+    };
+    for p in s.gpus.iter().flat_map(|g| &g.processes) {
+        if let Ok(t) = std::fs::read_to_string(format!("/proc/{}/cgroup", p.pid)) {
+            s.cgroups.insert(p.pid, t);
+        }
+        if let Ok(t) = std::fs::read_to_string(format!("/proc/{}/cmdline", p.pid)) {
+            s.cmdlines.insert(p.pid, t);
         }
     }
-}
-
-/// VRAM per compose service, summed over devices and processes.
-pub fn vram_by_service(gpus: &[GpuStats]) -> std::collections::BTreeMap<String, u64> {
-    let mut m = std::collections::BTreeMap::new();
-    for g in gpus {
-        for p in &g.processes {
-            if let Some(s) = &p.service {
-                *m.entry(s.clone()).or_insert(0) += p.used_memory_bytes;
-            }
-        }
-    }
-    m
+    s
 }
 
 /// Samples GPUs each `period` on a thread of its own (NVML calls block). Without a
@@ -184,7 +153,7 @@ pub fn spawn(
         while !*stop.borrow() {
             match src.sample() {
                 Ok(g) => {
-                    let _ = tx.blocking_send(Update::Gpus(g));
+                    let _ = tx.blocking_send(Update::Gpus(with_proc_files(g)));
                     let _ = tx.blocking_send(Update::Source("gpu", Ok(())));
                 }
                 Err(e) => {
@@ -206,80 +175,31 @@ mod tests {
             Err(e) => assert!(e.contains("NVML"), "{e}"),
         }
     }
-}
-
-#[cfg(test)]
-mod mapping_tests {
-    use super::*;
-
-    const ID: &str = "3f2a9c4b1e7d8f60a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2";
-
-    #[test]
-    fn cgroup_path_forms() {
-        let fixtures = [
-            format!("12:memory:/docker/{ID}\n11:cpu,cpuacct:/docker/{ID}\n"),
-            format!("0::/system.slice/docker-{ID}.scope\n"),
-            format!("0::/system.slice/containerd.service/cri-containerd-{ID}.scope\n"),
-            format!(
-                "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-{ID}.scope\n"
-            ),
-            format!("1:name=systemd:/kubepods/burstable/pod0c1/{ID}\n"),
-        ];
-        for f in &fixtures {
-            assert_eq!(container_id_from_cgroup(f).as_deref(), Some(ID), "{f}");
-        }
-        assert_eq!(
-            container_id_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope\n"),
-            None
-        );
-        assert_eq!(container_id_from_cgroup(""), None);
-    }
-
-    struct Fake(Vec<GpuStats>);
-    impl GpuSource for Fake {
-        fn sample(&mut self) -> Result<Vec<GpuStats>, String> {
-            Ok(self.0.clone())
-        }
-    }
-
-    #[test]
-    fn vram_is_attributed_to_services() {
-        let proc_ = |pid, mb: u64| GpuProcess {
-            pid,
-            used_memory_bytes: mb << 20,
-            container: None,
-            service: None,
-            model_blob: None,
-        };
-        let mut src = Fake(vec![GpuStats {
-            name: "NVIDIA H200".into(),
-            memory_total_bytes: 141 << 30,
-            processes: vec![proc_(100, 8000), proc_(200, 500), proc_(300, 42)],
-            ..Default::default()
-        }]);
-        let mut gpus = src.sample().unwrap();
-        let containers = vec![(
-            ID.to_string(),
-            "osmen-ollama".to_string(),
-            "ollama".to_string(),
-        )];
-        attribute(&mut gpus, &containers, |pid| match pid {
-            100 | 200 => Some(format!("0::/system.slice/docker-{ID}.scope\n")),
-            _ => Some("0::/user.slice/session-1.scope\n".into()),
-        });
-        assert_eq!(gpus[0].processes[0].service.as_deref(), Some("ollama"));
-        assert_eq!(
-            gpus[0].processes[2].service, None,
-            "a host process stays unattributed"
-        );
-        assert_eq!(vram_by_service(&gpus)["ollama"], 8500 << 20);
-    }
 
     #[test]
     fn no_driver_is_one_clear_reason() {
+        use super::{GpuSource, NvmlSource};
         match NvmlSource::open() {
             Ok(mut s) => assert!(s.sample().is_ok()),
             Err(e) => assert!(e.starts_with("NVML not available"), "{e}"),
         }
+    }
+
+    #[test]
+    fn a_sample_carries_each_process_s_cgroup_and_command_line() {
+        use crate::model::snapshot::{GpuProcess, GpuStats};
+        let me = std::process::id();
+        let p = |pid| GpuProcess {
+            pid,
+            ..Default::default()
+        };
+        let s = super::with_proc_files(vec![GpuStats {
+            processes: vec![p(me), p(u32::MAX)],
+            ..Default::default()
+        }]);
+        assert!(s.cgroups[&me].contains(':'), "{:?}", s.cgroups);
+        assert!(!s.cmdlines[&me].is_empty());
+        assert_eq!(s.cgroups.len(), 1, "a process that is gone has no text");
+        assert_eq!(s.gpus[0].processes.len(), 2, "NVML's list is kept whole");
     }
 }

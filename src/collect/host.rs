@@ -67,7 +67,7 @@ impl Host {
             .mounts
             .iter()
             .filter_map(|m| {
-                super::disk::space(m).ok().map(|sp| DiskStats {
+                crate::sys::space(m).ok().map(|sp| DiskStats {
                     mount: m.clone(),
                     total_bytes: sp.total,
                     available_bytes: sp.available,

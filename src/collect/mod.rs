@@ -1,7 +1,6 @@
 //! Sources of live measurements. Each one reports its own health and keeps going when
 //! what it measures is missing (no GPU, no driver).
 
-pub mod agent_gpu;
 pub mod containers;
 pub mod disk;
 pub mod feed;

@@ -26,7 +26,7 @@ async fn blob_of(client: &reqwest::Client, base: &str, name: &str) -> Option<Str
         .json()
         .await
         .ok()?;
-    super::agent_gpu::modelfile_blob(v["modelfile"].as_str()?)
+    crate::model::ollama::modelfile_blob(v["modelfile"].as_str()?)
 }
 
 /// One sample, asking `/api/show` only for models not seen before.

@@ -15,11 +15,12 @@ use super::engine_side::EngineSide;
 use super::{Ctx, OK};
 use crate::cli::{GatewayArgs, Global};
 use crate::gateway::{self, Gateway};
-use crate::hub::{Update, now_secs};
-use crate::model::console::{Activity, Command, EventLine};
+use crate::hub::{ActivityChange, Update};
+use crate::model::console::{Command, EventLine};
 use crate::model::container::ContainerRow;
 use crate::stack::engine::{DockerEngine, Engine};
 use crate::stack::supervise::{Reporter, Supervisor, UpOptions};
+use crate::sys::now_secs;
 use crate::tui::{self, keymap::Keymap, theme};
 
 pub struct ConsoleArgs {
@@ -27,14 +28,14 @@ pub struct ConsoleArgs {
     pub ascii: bool,
 }
 
-fn activity(tx: &mpsc::Sender<Update>, f: impl FnOnce(&mut Activity) + Send + 'static) {
-    let _ = tx.try_send(Update::Activity(Box::new(f)));
+fn activity(tx: &mpsc::Sender<Update>, c: ActivityChange) {
+    let _ = tx.try_send(Update::Activity(c));
 }
 
 /// For the updates that end an operation: waits for room rather than dropping them, so
 /// "running: …" never stays on screen after the work is done.
-async fn activity_sure(tx: &mpsc::Sender<Update>, f: impl FnOnce(&mut Activity) + Send + 'static) {
-    let _ = tx.send(Update::Activity(Box::new(f))).await;
+async fn activity_sure(tx: &mpsc::Sender<Update>, c: ActivityChange) {
+    let _ = tx.send(Update::Activity(c)).await;
 }
 
 fn event(tx: &mpsc::Sender<Update>, service: &str, text: String) {
@@ -58,14 +59,11 @@ fn reporter(tx: mpsc::Sender<Update>, services: BTreeSet<String>) -> Reporter {
             String::new()
         };
         event(&tx, &service, line.clone());
-        let waits = line.contains(" waits for ");
-        activity(&tx, move |a| {
-            if waits {
-                a.blocked.insert(service, line);
-            } else if !service.is_empty() {
-                a.blocked.remove(&service);
-            }
-        });
+        if line.contains(" waits for ") {
+            activity(&tx, ActivityChange::Blocked { service, line });
+        } else if !service.is_empty() {
+            activity(&tx, ActivityChange::Unblocked(service));
+        }
     })
 }
 
@@ -111,13 +109,16 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     let deps = dependencies(&ctx);
     if let Some(n) = first_run_note {
         event(&tx, "", n.clone());
-        activity(&tx, move |a| a.last_result = Some(n));
+        activity(&tx, ActivityChange::FirstRunNote(n));
     }
-    activity(&tx, move |a| {
-        a.read_only = read_only;
-        a.gateway = Some(embedded.note);
-        a.dependencies = deps;
-    });
+    activity(
+        &tx,
+        ActivityChange::ConsoleStarted {
+            read_only,
+            gateway: embedded.note,
+            dependencies: deps,
+        },
+    );
 
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(16);
     // A shell in a container borrows the terminal from the UI loop through this.
@@ -227,7 +228,7 @@ fn start_actions(
         }
         Err(e) => {
             let msg = format!("engine unavailable: {e}; actions are refused until it answers");
-            activity(tx, move |a| a.set_result(msg));
+            activity(tx, ActivityChange::Result(msg));
             Ok(Some((io, cmd_rx)))
         }
     }
@@ -400,9 +401,7 @@ async fn follow_clients(
         let now = gw.last_client_at();
         if now != last
             && tx
-                .send(Update::Activity(Box::new(move |a| {
-                    a.gateway_last_client = now
-                })))
+                .send(Update::Activity(ActivityChange::GatewayLastClient(now)))
                 .await
                 .is_ok()
         {
@@ -416,10 +415,7 @@ async fn stack_up(
     targets: BTreeSet<String>,
     tx: mpsc::Sender<Update>,
 ) {
-    activity(&tx, |a| {
-        a.running = Some("up".into());
-        a.image_failures.clear();
-    });
+    activity(&tx, ActivityChange::UpStarted);
     // Every failed pull, whole, per service: handed over at once when `up` ends (a pull
     // failure stops `up` before anything is created).
     let failures: Arc<std::sync::Mutex<BTreeMap<String, String>>> = Arc::default();
@@ -474,12 +470,13 @@ async fn stack_up(
     };
     event(&tx, "", text.clone());
     let failures = std::mem::take(&mut *failures.lock().unwrap_or_else(|p| p.into_inner()));
-    activity_sure(&tx, move |a| {
-        a.running = None;
-        a.blocked.clear();
-        a.set_result(text);
-        a.image_failures = failures;
-    })
+    activity_sure(
+        &tx,
+        ActivityChange::UpEnded {
+            result: text,
+            image_failures: failures,
+        },
+    )
     .await;
 }
 
@@ -509,8 +506,7 @@ async fn execute(
             continue;
         }
         let what = cmd.describe();
-        let w = what.clone();
-        activity(&tx, move |a| a.pending.push(w));
+        activity(&tx, ActivityChange::Pending(what.clone()));
         event(&tx, "", format!("operator asked: {what}"));
         let (ctx, engine, sup, tx) = (ctx.clone(), engine.clone(), sup.clone(), tx.clone());
         let snap = snapshots.borrow().clone();
@@ -527,12 +523,13 @@ async fn execute(
                 Err(e) => format!("{what}: failed: {e:#}"),
             };
             event(&tx, "", text.clone());
-            activity_sure(&tx, move |a| {
-                if let Some(i) = a.pending.iter().position(|p| *p == what) {
-                    a.pending.remove(i);
-                }
-                a.set_result(text);
-            })
+            activity_sure(
+                &tx,
+                ActivityChange::Done {
+                    command: what,
+                    result: text,
+                },
+            )
             .await;
         });
     }
@@ -546,7 +543,7 @@ async fn inspect(
 ) -> anyhow::Result<String> {
     let i = engine.inspection(container).await?;
     let n = (i.env.len(), i.mounts.len(), i.health_log.len());
-    activity_sure(tx, move |a| a.inspect = Some(i)).await;
+    activity_sure(tx, ActivityChange::Inspected(Box::new(i))).await;
     Ok(format!(
         "{} variables, {} mounts, {} health checks",
         n.0, n.1, n.2

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 
 use super::{Ctx, NO, OK, out};
 use crate::cli::Global;
-use crate::collect::{disk, gpu};
+use crate::collect::gpu;
 use crate::model::units::format_bytes;
 use crate::stack::engine::{DockerEngine, Engine};
 use crate::stack::provision::{self, ImageAction};
@@ -270,7 +270,7 @@ async fn ports_check(engine: &DockerEngine, c: &Ctx, active: &BTreeSet<String>) 
 
 /// Free space under the engine's data directory, against what is still to fetch.
 fn disk_check(root: &str, to_fetch: usize) -> Check {
-    match disk::space(root) {
+    match crate::sys::space(root) {
         Ok(s) if s.available < DISK_FAIL => check(
             Status::Fail,
             "disk",

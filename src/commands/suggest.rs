@@ -83,7 +83,7 @@ fn history_covers(runtime_dir: &std::path::Path, window: Duration) -> bool {
     let Ok(h) = serde_json::from_str::<crate::model::history::History>(&text) else {
         return false;
     };
-    let since = crate::hub::now_secs() - window.as_secs_f64();
+    let since = crate::sys::now_secs() - window.as_secs_f64();
     h.series
         .get("host:cpu_percent")
         .and_then(|s| s.fine.front())

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use crate::sys::thread_cpu_ns;
+
 /// What one execution used so far.
 #[derive(Debug, Default)]
 pub struct Usage {
@@ -86,33 +88,6 @@ pub fn heap_bytes() -> Option<(u64, u64)> {
     }
 }
 
-/// Hands memory the program freed but the allocator kept back to the system (glibc's
-/// `malloc_trim`, which also releases whole free pages inside its arenas). A long-running
-/// console otherwise keeps its high-water mark of freed pages resident: a 10-minute soak
-/// showed the heap in use up 255 KiB and the freed-but-kept share up 1,029 KiB. Called once
-/// a minute; takes well under a millisecond on a heap of this size.
-pub fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own arenas under their locks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// CPU time consumed by the calling thread, in nanoseconds.
-pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a properly sized out-parameter.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// Wraps a future so its polls are charged to `usage`.
 pub struct Accounted<F> {
     inner: Pin<Box<F>>,
@@ -163,7 +138,7 @@ mod tests {
         drop(blocks);
         let (after, _) = heap_bytes().expect("glibc");
         assert!(after + 56 * MIB <= held, "{held} -> {after}");
-        trim_heap();
+        crate::sys::trim_heap();
         let (trimmed, _) = heap_bytes().expect("glibc");
         assert!(trimmed <= after + 8 * MIB, "{after} -> {trimmed}");
     }

@@ -507,7 +507,7 @@ pub async fn serve(
         every.tick().await;
         loop {
             every.tick().await;
-            accounting::trim_heap();
+            crate::sys::trim_heap();
         }
     });
     let _trim = AbortOnDrop(trim);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::collect::disk;
+use crate::sys;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -36,7 +36,7 @@ pub fn system_status() -> Value {
     }
     let total = mem.get("MemTotal").copied().unwrap_or(0);
     let avail = mem.get("MemAvailable").copied().unwrap_or(0);
-    let root = disk::space("/").ok();
+    let root = sys::space("/").ok();
     json!({
         "cpus": cpus,
         "load_1m": load.first(),

@@ -6,7 +6,8 @@
 use serde_json::{Value, json};
 
 use crate::llm_standin;
-use osmen::collect::{agent_gpu, gpu, ollama, prometheus};
+use osmen::collect::{ollama, prometheus};
+use osmen::hub::{agent_gpu, gpu};
 use osmen::model::snapshot::{GpuProcess, GpuStats};
 
 const LLAMA_BLOB: &str = "sha256-6a0746a1ec1aef3e7ec53868f220ff6e389f6f8ef87a01d77c96807de94ca2aa";

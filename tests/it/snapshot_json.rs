@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use osmen::collect::prometheus::{self, Windowed};
-use osmen::hub::{Hub, Update};
+use osmen::hub::{GpuSample, Hub, Update};
 use osmen::model::probe::{ProbeKind, ProbeReport};
 use osmen::model::snapshot::{GpuProcess, GpuStats, ServiceStats};
 use serde_json::{Value, json};
@@ -215,13 +215,16 @@ async fn snapshot() -> Value {
         service: service.map(str::to_string),
         ..Default::default()
     };
-    hub.apply(Update::Gpus(vec![GpuStats {
-        name: "NVIDIA H200".into(),
-        memory_total_bytes: 141 << 30,
-        memory_used_bytes: 2_000 << 20,
-        processes: vec![p(100, 1_900, Some("ollama")), p(200, 100, None)],
+    hub.apply(Update::Gpus(GpuSample {
+        gpus: vec![GpuStats {
+            name: "NVIDIA H200".into(),
+            memory_total_bytes: 141 << 30,
+            memory_used_bytes: 2_000 << 20,
+            processes: vec![p(100, 1_900, Some("ollama")), p(200, 100, None)],
+            ..Default::default()
+        }],
         ..Default::default()
-    }]));
+    }));
     // Two scrapes apart give the hub's rates (their values depend on the clock).
     hub.apply(Update::Agents(scrapes.pop().unwrap()));
     std::thread::sleep(Duration::from_millis(20));

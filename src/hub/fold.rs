@@ -1,57 +1,19 @@
-//! The hub: folds samples from every source into one immutable snapshot, keeps bounded
-//! history, and publishes `Arc<Snapshot>` on a watch channel (notify, then let readers
-//! pull). The recent hour is persisted under `runtime/` for whoever attaches later.
+//! The fold: `Hub` takes one update at a time into the snapshot and the bounded history,
+//! joins what several sources measure (probes, GPU processes, agents) and persists the
+//! recent hour.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, watch};
-
+use super::restarts::SupervisorRestarts;
+use super::update::{GpuSample, Update};
+use super::{agent_gpu, gpu, history_file};
 use crate::advisor::AdvisorState;
-use crate::collect::gpu;
 use crate::model::config::AdvisorConfig;
-use crate::model::console::{Activity, EventLine, LogLine};
 use crate::model::history::History;
 use crate::model::snapshot::{
-    GpuStats, HostStats, MAX_EVENTS, ServiceStats, Snapshot, SourceHealth, TREND_POINTS,
+    HostStats, MAX_EVENTS, ServiceStats, Snapshot, SourceHealth, TREND_POINTS,
 };
-
-pub enum Update {
-    Host(HostStats),
-    Services(Vec<ServiceStats>),
-    Gpus(Vec<GpuStats>),
-    Ollama(crate::model::ollama::Ollama),
-    Agents(Vec<crate::model::agent::AgentRow>),
-    Scrapes(Vec<crate::model::snapshot::ScrapeTarget>),
-    ReplicaAgents(Vec<crate::model::agent::AgentRow>),
-    /// A source's health: Ok(()) after a good sample, Err(reason) otherwise.
-    Source(&'static str, Result<(), String>),
-    Events(Vec<EventLine>),
-    Logs(Vec<LogLine>),
-    /// One service probe's sample (or why it failed).
-    Probe(Box<crate::model::probe::ProbeReport>),
-    /// A change to what the stack is doing (up running, blocked services, commands).
-    Activity(Box<dyn FnOnce(&mut Activity) + Send>),
-    /// New journal entries: shown as events; the supervisor's restarts count in RST.
-    Journal(Vec<crate::model::journal::JournalEntry>),
-    /// The services the compose file declares now (active profiles): one without a
-    /// container shows as `not created`.
-    Declared(Vec<String>),
-    /// How the compose file writes each service's limits and command (the advisor's
-    /// patches edit those keys).
-    ComposeForms(std::collections::BTreeMap<String, crate::model::advice::ComposeForm>),
-}
-
-pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
-pub const ADVISE_EVERY: Duration = Duration::from_secs(1);
-
-pub fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use crate::sys::now_secs;
 
 /// Per agent: (time, requests, errors, CPU seconds) at the last scrape.
 type AgentCounters = std::collections::BTreeMap<String, (f64, f64, f64, f64)>;
@@ -60,7 +22,7 @@ pub struct Hub {
     pub snapshot: Snapshot,
     pub history: History,
     /// GPU processes as NVML gave them, attributed again when the container set changes.
-    raw_gpus: Vec<GpuStats>,
+    raw_gpus: GpuSample,
     advisor: Option<(AdvisorConfig, AdvisorState)>,
     /// Container -> (CPU limit, memory limit) at the last sample.
     limits: std::collections::HashMap<String, (Option<f64>, Option<u64>)>,
@@ -68,7 +30,7 @@ pub struct Hub {
     agent_counters: AgentCounters,
     /// The replica rows' own, apart: each update replaces its map whole.
     replica_counters: AgentCounters,
-    history_file: Option<PathBuf>,
+    pub(super) history_file: Option<PathBuf>,
     /// Service -> its probe's last report (as `ServiceStats::probe` shows it).
     probes: std::collections::BTreeMap<String, crate::model::probe::ProbeState>,
     /// The container rows as the collector sent them, before restarts and declared
@@ -80,53 +42,6 @@ pub struct Hub {
     services_listed: bool,
     /// Container name -> times the supervisor restarted it (from the journal).
     supervisor_restarts: SupervisorRestarts,
-}
-
-/// Container name -> times (seconds since the epoch) the supervisor restarted it; bounded.
-#[derive(Default)]
-pub struct SupervisorRestarts {
-    times: std::collections::BTreeMap<String, std::collections::VecDeque<f64>>,
-}
-
-impl SupervisorRestarts {
-    /// At most this many containers, and this many restarts each, are remembered.
-    pub const CONTAINERS: usize = 512;
-    pub const PER_CONTAINER: usize = 1000;
-
-    /// Notes a journal entry; only the supervisor's own restarts count (`restart` with
-    /// `NAME: after backoff`), not an operator's restart.
-    pub fn note(&mut self, e: &crate::model::journal::JournalEntry) {
-        if e.action != "restart" {
-            return;
-        }
-        let Some((name, why)) = e.reason.split_once(": ") else {
-            return;
-        };
-        if name == "operator asked" || !why.starts_with("after backoff") {
-            return;
-        }
-        let Some(t) = crate::model::units::parse_rfc3339_utc(&e.time) else {
-            return;
-        };
-        if !self.times.contains_key(name) && self.times.len() >= Self::CONTAINERS {
-            self.times.pop_first();
-        }
-        let v = self.times.entry(name.to_string()).or_default();
-        if v.len() >= Self::PER_CONTAINER {
-            v.pop_front();
-        }
-        v.push_back(t);
-    }
-
-    /// Restarts of `container` since it was created (`created`, RFC 3339; all when
-    /// unknown).
-    pub fn since(&self, container: &str, created: &str) -> i64 {
-        let from = crate::model::units::parse_rfc3339_utc(created).unwrap_or(0.0);
-        self.times
-            .get(container)
-            .map(|v| v.iter().filter(|t| **t >= from).count() as i64)
-            .unwrap_or(0)
-    }
 }
 
 /// Probe figures kept in the history (for the advisor's windows): key, JSON pointer.
@@ -152,9 +67,8 @@ impl Hub {
     pub fn new(project: &str, runtime_dir: Option<PathBuf>) -> Hub {
         let history_file = runtime_dir.map(|d| d.join("history.json"));
         let history = history_file
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .and_then(|t| serde_json::from_str(&t).ok())
+            .as_deref()
+            .and_then(history_file::load)
             .unwrap_or_default();
         Hub {
             snapshot: Snapshot {
@@ -162,7 +76,7 @@ impl Hub {
                 ..Default::default()
             },
             history,
-            raw_gpus: Vec::new(),
+            raw_gpus: GpuSample::default(),
             agent_counters: Default::default(),
             replica_counters: Default::default(),
             advisor: None,
@@ -202,115 +116,20 @@ impl Hub {
         let t = now_secs();
         self.snapshot.taken_at = t;
         match u {
-            Update::Host(h) => {
-                self.history.push("host:cpu_percent", t, h.cpu_percent);
-                self.history
-                    .push("host:memory_used_bytes", t, h.memory_used_bytes as f64);
-                if h.memory_total_bytes > 0 {
-                    let p = h.memory_used_bytes as f64 / h.memory_total_bytes as f64 * 100.0;
-                    self.history.push("host:memory_percent", t, p);
-                }
-                self.snapshot.host = Some(h);
-            }
-            Update::Services(mut s) => {
-                for x in &mut s {
-                    if x.state == "running" {
-                        x.uptime_s = crate::model::units::parse_rfc3339_utc(&x.started_at)
-                            .map(|st| (t - st).max(0.0));
-                    }
-                    if let Some(c) = x.cpu_percent {
-                        self.history
-                            .push(&format!("service:{}:cpu_percent", x.container), t, c);
-                    }
-                    // A changed limit (an applied suggestion) starts the shares afresh:
-                    // samples against the old limit say nothing about the new one.
-                    let limits = (x.cpu_limit, x.memory_limit);
-                    if self
-                        .limits
-                        .insert(x.container.clone(), limits)
-                        .is_some_and(|l| l != limits)
-                    {
-                        for k in ["cpu_limit_percent", "memory_limit_percent"] {
-                            self.history
-                                .series
-                                .remove(&format!("service:{}:{k}", x.container));
-                        }
-                    }
-                    if let Some(c) = x.cpu_limit_percent {
-                        let key = format!("service:{}:cpu_limit_percent", x.container);
-                        self.history.push(&key, t, c);
-                    }
-                    if let (Some(m), Some(l)) = (x.memory_bytes, x.memory_limit)
-                        && l > 0
-                    {
-                        let key = format!("service:{}:memory_limit_percent", x.container);
-                        self.history.push(&key, t, m as f64 / l as f64 * 100.0);
-                    }
-                    if let Some(m) = x.memory_bytes {
-                        self.history.push(
-                            &format!("service:{}:memory_bytes", x.container),
-                            t,
-                            m as f64,
-                        );
-                    }
-                }
-                self.raw_services = s;
-                self.services_listed = true;
-                self.publish_services();
-            }
-            Update::Journal(entries) => {
-                let ev = std::sync::Arc::make_mut(&mut self.snapshot.events);
-                for e in &entries {
-                    ev.push(e.event_line());
-                    self.supervisor_restarts.note(e);
-                }
-                if ev.len() > MAX_EVENTS {
-                    ev.drain(..ev.len() - MAX_EVENTS);
-                }
-                if entries.iter().any(|e| e.action == "restart") {
-                    self.publish_services();
-                }
-            }
+            Update::Host(h) => self.fold_host(h, t),
+            Update::Services(s) => self.fold_services(s, t),
+            Update::Journal(entries) => self.fold_journal(entries),
             Update::Declared(names) => {
                 self.declared = Some(names);
                 self.publish_services();
             }
             Update::ComposeForms(f) => self.snapshot.compose_forms = f,
-            Update::Gpus(g) => {
-                for x in &g {
-                    if x.memory_total_bytes > 0 {
-                        let p = x.memory_used_bytes as f64 / x.memory_total_bytes as f64 * 100.0;
-                        self.history
-                            .push(&format!("gpu:{}:vram_percent", x.index), t, p);
-                    }
-                }
-                self.raw_gpus = g;
-                self.attribute_gpus();
-                self.join_agents();
-            }
+            Update::Gpus(g) => self.fold_gpus(g, t),
             Update::Ollama(o) => {
                 self.snapshot.ollama = Some(o);
                 self.join_agents();
             }
-            Update::Agents(mut a) => {
-                Self::agent_rates(&mut self.agent_counters, &mut a, t);
-                for x in &a {
-                    let name = &x.agent;
-                    // P95, queue and errors feed the advisor; P99 the console's sparkline.
-                    for (k, v) in [
-                        ("p95_seconds", x.p95_seconds.flatten()),
-                        ("p99_seconds", x.p99_seconds.flatten()),
-                        ("queued", x.queued),
-                        ("error_percent", x.error_percent),
-                    ] {
-                        if let Some(v) = v {
-                            self.history.push(&format!("agent:{name}:{k}"), t, v);
-                        }
-                    }
-                }
-                self.snapshot.agents = a;
-                self.join_agents();
-            }
+            Update::Agents(a) => self.fold_agents(a, t),
             Update::Events(e) => {
                 let ev = std::sync::Arc::make_mut(&mut self.snapshot.events);
                 ev.extend(e);
@@ -319,7 +138,7 @@ impl Hub {
                 }
             }
             Update::Logs(l) => self.snapshot.logs.push(l),
-            Update::Activity(f) => f(&mut self.snapshot.activity),
+            Update::Activity(c) => c.apply(&mut self.snapshot.activity),
             Update::Scrapes(t) => self.snapshot.scrapes = t,
             Update::ReplicaAgents(mut a) => {
                 // Rates per replica row (its own name); no history: the advisor reads
@@ -328,26 +147,139 @@ impl Hub {
                 self.snapshot.replica_agents = a;
             }
             Update::Source(name, r) => self.set_source(name, r, t),
-            Update::Probe(r) => {
-                let svc = r.service.clone();
-                let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
-                if r.result.is_ok() {
-                    for (key, path) in PROBE_SERIES {
-                        if let Some(v) = merged.figures.as_ref().and_then(|f| pointer_f64(f, path))
-                        {
-                            self.history.push(&format!("probe:{svc}:{key}"), t, v);
-                        }
-                    }
+            Update::Probe(r) => self.fold_probe(r, t),
+        }
+    }
+
+    /// Host CPU and memory, into the history too.
+    fn fold_host(&mut self, h: HostStats, t: f64) {
+        self.history.push("host:cpu_percent", t, h.cpu_percent);
+        self.history
+            .push("host:memory_used_bytes", t, h.memory_used_bytes as f64);
+        if h.memory_total_bytes > 0 {
+            let p = h.memory_used_bytes as f64 / h.memory_total_bytes as f64 * 100.0;
+            self.history.push("host:memory_percent", t, p);
+        }
+        self.snapshot.host = Some(h);
+    }
+
+    /// The container rows: uptime, and the CPU and memory series (a changed limit starts
+    /// its shares afresh).
+    fn fold_services(&mut self, mut s: Vec<ServiceStats>, t: f64) {
+        for x in &mut s {
+            if x.state == "running" {
+                x.uptime_s = crate::model::units::parse_rfc3339_utc(&x.started_at)
+                    .map(|st| (t - st).max(0.0));
+            }
+            if let Some(c) = x.cpu_percent {
+                self.history
+                    .push(&format!("service:{}:cpu_percent", x.container), t, c);
+            }
+            // A changed limit (an applied suggestion) starts the shares afresh:
+            // samples against the old limit say nothing about the new one.
+            let limits = (x.cpu_limit, x.memory_limit);
+            if self
+                .limits
+                .insert(x.container.clone(), limits)
+                .is_some_and(|l| l != limits)
+            {
+                for k in ["cpu_limit_percent", "memory_limit_percent"] {
+                    self.history
+                        .series
+                        .remove(&format!("service:{}:{k}", x.container));
                 }
-                self.set_source(
-                    &format!("probe:{svc}"),
-                    r.result.as_ref().map(|_| ()).map_err(Clone::clone),
+            }
+            if let Some(c) = x.cpu_limit_percent {
+                let key = format!("service:{}:cpu_limit_percent", x.container);
+                self.history.push(&key, t, c);
+            }
+            if let (Some(m), Some(l)) = (x.memory_bytes, x.memory_limit)
+                && l > 0
+            {
+                let key = format!("service:{}:memory_limit_percent", x.container);
+                self.history.push(&key, t, m as f64 / l as f64 * 100.0);
+            }
+            if let Some(m) = x.memory_bytes {
+                self.history.push(
+                    &format!("service:{}:memory_bytes", x.container),
                     t,
+                    m as f64,
                 );
-                self.probes.insert(svc, merged);
-                self.join_probes();
             }
         }
+        self.raw_services = s;
+        self.services_listed = true;
+        self.publish_services();
+    }
+
+    /// Journal entries are events; the supervisor's restarts count in RST.
+    fn fold_journal(&mut self, entries: Vec<crate::model::journal::JournalEntry>) {
+        let ev = std::sync::Arc::make_mut(&mut self.snapshot.events);
+        for e in &entries {
+            ev.push(e.event_line());
+            self.supervisor_restarts.note(e);
+        }
+        if ev.len() > MAX_EVENTS {
+            ev.drain(..ev.len() - MAX_EVENTS);
+        }
+        if entries.iter().any(|e| e.action == "restart") {
+            self.publish_services();
+        }
+    }
+
+    /// A GPU sample: VRAM shares into the history, then attributed to services and agents.
+    fn fold_gpus(&mut self, g: GpuSample, t: f64) {
+        for x in &g.gpus {
+            if x.memory_total_bytes > 0 {
+                let p = x.memory_used_bytes as f64 / x.memory_total_bytes as f64 * 100.0;
+                self.history
+                    .push(&format!("gpu:{}:vram_percent", x.index), t, p);
+            }
+        }
+        self.raw_gpus = g;
+        self.attribute_gpus();
+        self.join_agents();
+    }
+
+    /// The agents' rows: rates from their counters, and the series the advisor reads.
+    fn fold_agents(&mut self, mut a: Vec<crate::model::agent::AgentRow>, t: f64) {
+        Self::agent_rates(&mut self.agent_counters, &mut a, t);
+        for x in &a {
+            let name = &x.agent;
+            // P95, queue and errors feed the advisor; P99 the console's sparkline.
+            for (k, v) in [
+                ("p95_seconds", x.p95_seconds.flatten()),
+                ("p99_seconds", x.p99_seconds.flatten()),
+                ("queued", x.queued),
+                ("error_percent", x.error_percent),
+            ] {
+                if let Some(v) = v {
+                    self.history.push(&format!("agent:{name}:{k}"), t, v);
+                }
+            }
+        }
+        self.snapshot.agents = a;
+        self.join_agents();
+    }
+
+    /// One probe's report merged into its last state; its figures into the history.
+    fn fold_probe(&mut self, r: Box<crate::model::probe::ProbeReport>, t: f64) {
+        let svc = r.service.clone();
+        let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
+        if r.result.is_ok() {
+            for (key, path) in PROBE_SERIES {
+                if let Some(v) = merged.figures.as_ref().and_then(|f| pointer_f64(f, path)) {
+                    self.history.push(&format!("probe:{svc}:{key}"), t, v);
+                }
+            }
+        }
+        self.set_source(
+            &format!("probe:{svc}"),
+            r.result.as_ref().map(|_| ()).map_err(Clone::clone),
+            t,
+        );
+        self.probes.insert(svc, merged);
+        self.join_probes();
     }
 
     /// Each service row carries its probe's last report.
@@ -454,7 +386,7 @@ impl Hub {
     }
 
     fn attribute_gpus(&mut self) {
-        let mut g = self.raw_gpus.clone();
+        let mut g = self.raw_gpus.gpus.clone();
         let containers: Vec<(String, String, String)> = self
             .snapshot
             .services
@@ -467,12 +399,9 @@ impl Hub {
                 )
             })
             .collect();
-        gpu::attribute(&mut g, &containers, |pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()
-        });
-        crate::collect::agent_gpu::mark_runners(&mut g, |pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()
-        });
+        let sample = &self.raw_gpus;
+        gpu::attribute(&mut g, &containers, |pid| sample.cgroups.get(&pid).cloned());
+        agent_gpu::mark_runners(&mut g, |pid| sample.cmdlines.get(&pid).cloned());
         let vram = gpu::vram_by_service(&g);
         for s in &mut self.snapshot.services {
             s.gpu_memory_bytes = if g.is_empty() {
@@ -486,7 +415,7 @@ impl Hub {
 
     /// Agent -> model -> VRAM, again whenever one of the three sources changes.
     fn join_agents(&mut self) {
-        crate::collect::agent_gpu::join(
+        agent_gpu::join(
             &mut self.snapshot.agents,
             self.snapshot.ollama.as_mut(),
             &self.snapshot.gpus,
@@ -499,76 +428,9 @@ impl Hub {
                 history: &self.history,
                 since: now_secs() - 3600.0,
             };
-            let tmp = p.with_extension("json.tmp");
-            let written = std::fs::create_dir_all(p.parent().unwrap_or(std::path::Path::new(".")))
-                .and_then(|_| std::fs::File::create(&tmp))
-                .and_then(|f| {
-                    use std::io::Write as _;
-                    let mut w = std::io::BufWriter::new(f);
-                    serde_json::to_writer(&mut w, &view)?;
-                    w.flush()
-                })
-                .and_then(|_| std::fs::rename(&tmp, p));
-            if written.is_err() {
-                // History is a convenience; a full disk must not stop the console.
-                let _ = std::fs::remove_file(&tmp);
-            }
+            history_file::write(p, &view);
         }
     }
-}
-
-/// Runs the hub: updates in, snapshots out.
-pub fn spawn(
-    project: &str,
-    runtime_dir: Option<PathBuf>,
-    advisor: Option<AdvisorConfig>,
-) -> (mpsc::Sender<Update>, watch::Receiver<Arc<Snapshot>>) {
-    spawn_with(project, runtime_dir, advisor, true)
-}
-
-/// As `spawn`; with `persist` false the history under `runtime/` is read but never
-/// written: a one-shot command's few seconds must not pass for a console's hour (`suggest`
-/// trusts a recently written history as the console's).
-pub fn spawn_with(
-    project: &str,
-    runtime_dir: Option<PathBuf>,
-    advisor: Option<AdvisorConfig>,
-    persist: bool,
-) -> (mpsc::Sender<Update>, watch::Receiver<Arc<Snapshot>>) {
-    let mut hub = Hub::new(project, runtime_dir);
-    if !persist {
-        hub.history_file = None;
-    }
-    if let Some(cfg) = advisor {
-        hub = hub.with_advisor(cfg);
-    }
-    let (tx, mut rx) = mpsc::channel::<Update>(256);
-    let (stx, srx) = watch::channel(Arc::new(hub.snapshot.clone()));
-    tokio::spawn(async move {
-        let mut last_persist = tokio::time::Instant::now();
-        let mut last_advice: Option<tokio::time::Instant> = None;
-        while let Some(u) = rx.recv().await {
-            hub.apply(u);
-            while let Ok(more) = rx.try_recv() {
-                hub.apply(more);
-            }
-            // Samples arrive several times a second; sparklines move one point a second
-            // and the advisor's windows are seconds long, so both once a second.
-            if last_advice.is_none_or(|t| t.elapsed() >= ADVISE_EVERY) {
-                hub.refresh_trends();
-                hub.advise();
-                last_advice = Some(tokio::time::Instant::now());
-            }
-            stx.send_replace(Arc::new(hub.snapshot.clone()));
-            if last_persist.elapsed() >= PERSIST_EVERY {
-                hub.persist();
-                crate::gateway::accounting::trim_heap();
-                last_persist = tokio::time::Instant::now();
-            }
-        }
-        hub.persist();
-    });
-    (tx, srx)
 }
 
 #[cfg(test)]
@@ -751,34 +613,38 @@ mod tests {
     }
 
     #[test]
-    fn supervisor_restarts_are_bounded() {
-        use crate::model::journal::JournalEntry;
-        let mut r = SupervisorRestarts::default();
-        for i in 0..(SupervisorRestarts::CONTAINERS + 10) {
-            for _ in 0..3 {
-                r.note(&JournalEntry {
-                    time: "2026-11-29T03:10:00Z".into(),
-                    project: "p".into(),
-                    service: "s".into(),
-                    action: "restart".into(),
-                    reason: format!("c{i}: after backoff"),
-                });
-            }
-        }
-        assert_eq!(r.times.len(), SupervisorRestarts::CONTAINERS);
-        let one = JournalEntry {
-            time: "2026-11-29T03:10:00Z".into(),
-            project: "p".into(),
-            service: "s".into(),
-            action: "restart".into(),
-            reason: "busy: after backoff".into(),
+    fn gpu_processes_are_joined_from_the_sample_s_proc_text() {
+        use crate::model::snapshot::{GpuProcess, GpuStats};
+        let id = "3f2a9c4b1e7d8f60a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2";
+        let blob = "sha256-6a0746a1ec1aef3e7ec53868f220ff6e389f6f8ef87a01d77c96807de94ca2aa";
+        let mut hub = Hub::new("p", None);
+        hub.apply(Update::Services(vec![ServiceStats {
+            service: "ollama".into(),
+            container: "p-ollama-1".into(),
+            container_id: id.into(),
+            state: "running".into(),
+            ..Default::default()
+        }]));
+        let p = |pid, mib: u64| GpuProcess {
+            pid,
+            used_memory_bytes: mib << 20,
+            ..Default::default()
         };
-        for _ in 0..(SupervisorRestarts::PER_CONTAINER + 5) {
-            r.note(&one);
-        }
+        hub.apply(Update::Gpus(GpuSample {
+            gpus: vec![GpuStats {
+                processes: vec![p(100, 700), p(200, 5)],
+                ..Default::default()
+            }],
+            cgroups: [(100, format!("0::/system.slice/docker-{id}.scope\n"))].into(),
+            cmdlines: [(100, format!("ollama\0runner\0--model\0/m/{blob}\0"))].into(),
+        }));
+        let procs = &hub.snapshot.gpus[0].processes;
+        assert_eq!(procs[0].service.as_deref(), Some("ollama"));
+        assert_eq!(procs[0].model_blob.as_deref(), Some(blob));
         assert_eq!(
-            r.since("busy", ""),
-            SupervisorRestarts::PER_CONTAINER as i64
+            (procs[1].service.as_deref(), procs[1].model_blob.as_deref()),
+            (None, None)
         );
+        assert_eq!(hub.snapshot.services[0].gpu_memory_bytes, Some(700 << 20));
     }
 }
