@@ -7,57 +7,7 @@ use std::collections::BTreeMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::state::View;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    Quit,
-    Help,
-    NextView,
-    PrevView,
-    Goto(View),
-    Down,
-    Up,
-    Top,
-    Bottom,
-    PageDown,
-    PageUp,
-    Filter,
-    SearchNext,
-    SearchPrev,
-    Cancel,
-    Start,
-    Stop,
-    Restart,
-    ScaleUp,
-    ScaleDown,
-    StackUp,
-    StackDown,
-    Dependencies,
-    Replicas,
-    Probe,
-    Apply,
-    Copy,
-    Follow,
-    Wrap,
-    Timestamps,
-    LogFilter,
-    LogService,
-    /// The whole text of the selected row (event, service, agent, suggestion, log line).
-    Open,
-    /// The whole text of the status line.
-    ShowStatus,
-    /// A shell in the selected container.
-    Shell,
-    /// The inspect pane of the selected container.
-    Inspect,
-    /// Services: the next order (name, CPU, memory).
-    Sort,
-    /// Services: the selected service's logs.
-    OpenLogs,
-    ScrollLeft,
-    ScrollRight,
-}
+use super::action::{Action, View};
 
 /// A key with its modifiers, as written in the settings file: `q`, `R`, `ctrl-c`,
 /// `tab`, `shift-tab`, `enter`, `esc`, `up`, `down`, `pgup`, `pgdn`, `home`, `end`, `f1`.

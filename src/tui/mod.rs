@@ -4,7 +4,7 @@
 //! something (a new snapshot is drawn at most every `SNAPSHOT_FRAME`), each frame wrapped
 //! in synchronized-output sequences so a slow SSH link never shows half a frame.
 
-pub mod detail;
+pub mod action;
 pub mod keymap;
 pub mod sgr16;
 pub mod state;
@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::model::console::Command;
 use crate::model::snapshot::Snapshot;
-use keymap::{Action, Keymap};
+use action::Action;
+use keymap::Keymap;
 use state::UiState;
 use theme::Theme;
 

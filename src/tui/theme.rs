@@ -112,7 +112,7 @@ impl Theme {
             _ => self.warn(),
         }
     }
-    pub fn border(&self) -> border::Set {
+    pub fn border(&self) -> border::Set<'static> {
         if self.ascii {
             border::Set {
                 top_left: "+",

@@ -30,28 +30,60 @@ fn num(v: Option<f64>, digits: usize) -> String {
 pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
     let rows = agent_rows(s, st.filter(), st.show_replicas);
     if rows.is_empty() {
-        let mut why = match &s.activity.gateway {
-            Some(g) => format!("No agent figures yet. Gateway: {g}."),
-            None => "No agent figures: no gateway is scraped.".into(),
-        };
-        if let Some(d) = source_down(s, "scrape") {
-            why.push_str(&format!(" Scrape: {d}."));
-        }
-        why.push_str(
-            " Figures appear after the gateway's first /metrics scrape; rates after the second.",
-        );
-        f.render_widget(
-            Paragraph::new(why)
-                .style(t.dim())
-                .wrap(Wrap { trim: true })
-                .block(block(t, "agents")),
-            area,
-        );
+        render_empty(f, area, s, t);
         return;
     }
     let selected = st.selected().min(rows.len() - 1);
-    // The selected agent's detail below the table, as tall as its wrapped lines, leaving
-    // the table its rows (or at least half the view).
+    let area = render_detail(f, area, &rows, selected, s, t);
+    let cols = Columns::of(area.width);
+    let body: Vec<Row> = rows.iter().map(|a| row(a, st, s, t, cols)).collect();
+    // What fails comes first in the title, so that a narrow terminal still shows it.
+    let mut title = format!("agents ({})", rows.len());
+    if let Some(f) = failing_summary(s) {
+        title.push_str(&format!(", {f}"));
+    }
+    if let Some(g) = &s.activity.gateway {
+        title.push_str(&format!(", gateway {g}"));
+    }
+    let table = Table::new(body, widths(&rows, cols))
+        .header(Row::new(header(cols)).style(t.header()))
+        .row_highlight_style(t.selected())
+        .block(block(t, &title));
+    let mut ts = TableState::default().with_selected(Some(selected));
+    f.render_stateful_widget(table, area, &mut ts);
+}
+
+/// No agent rows: why, and when figures will appear.
+fn render_empty(f: &mut Frame, area: Rect, s: &Snapshot, t: &Theme) {
+    let mut why = match &s.activity.gateway {
+        Some(g) => format!("No agent figures yet. Gateway: {g}."),
+        None => "No agent figures: no gateway is scraped.".into(),
+    };
+    if let Some(d) = source_down(s, "scrape") {
+        why.push_str(&format!(" Scrape: {d}."));
+    }
+    why.push_str(
+        " Figures appear after the gateway's first /metrics scrape; rates after the second.",
+    );
+    f.render_widget(
+        Paragraph::new(why)
+            .style(t.dim())
+            .wrap(Wrap { trim: true })
+            .block(block(t, "agents")),
+        area,
+    );
+}
+
+/// The selected agent's detail below the table, as tall as its wrapped lines, leaving
+/// the table its rows (or at least half the view). Returns the table's area.
+fn render_detail(
+    f: &mut Frame,
+    area: Rect,
+    rows: &[&AgentRow],
+    selected: usize,
+    s: &Snapshot,
+    t: &Theme,
+) -> Rect {
     let lines = detail_lines(rows[selected], t, s.taken_at);
     let inner = area.width.saturating_sub(2).max(1) as usize;
     let need: usize = lines
@@ -63,7 +95,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     let room = area
         .height
         .saturating_sub(table_need.min(area.height / 2).max(4));
-    let area = if room >= 5 {
+    if room >= 5 {
         let h = (need as u16).min(room);
         let [table, detail] =
             Layout::vertical([Constraint::Min(4), Constraint::Length(h)]).areas(area);
@@ -77,14 +109,33 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         table
     } else {
         area
-    };
-    let wide = area.width >= 130;
-    // Under 122 columns (80 included) MODEL and ERR/S give their room to the others, so
-    // that names keep 14 characters and every figure its unit; both are in the detail.
-    let narrow = area.width < 122;
-    // The P95 wait for a slot has its column from 122 columns on; the detail always shows
-    // the wait.
-    let with_wait = !narrow;
+    }
+}
+
+/// Which columns the table's width allows.
+#[derive(Clone, Copy)]
+struct Columns {
+    wide: bool,
+    /// Under 122 columns (80 included) MODEL and ERR/S give their room to the others, so
+    /// that names keep 14 characters and every figure its unit; both are in the detail.
+    narrow: bool,
+    /// The P95 wait for a slot has its column from 122 columns on; the detail always
+    /// shows the wait.
+    with_wait: bool,
+}
+
+impl Columns {
+    fn of(width: u16) -> Columns {
+        let narrow = width < 122;
+        Columns {
+            wide: width >= 130,
+            narrow,
+            with_wait: !narrow,
+        }
+    }
+}
+
+fn header(c: Columns) -> Vec<&'static str> {
     let mut header = vec![
         "AGENT",
         "MODEL",
@@ -100,81 +151,88 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         "QUEUE",
         "WAIT95",
     ];
-    if !with_wait {
+    if !c.with_wait {
         header.pop();
     }
-    if wide {
+    if c.wide {
         header.extend(["TOK/S", "TTFT", "$/REQ", "CPU", "HELD"]);
     }
-    if narrow {
+    if c.narrow {
         header[9] = "TREND";
         header.remove(4);
         header.remove(1);
     }
-    let body: Vec<Row> = rows
-        .iter()
-        .map(|a| {
-            let name = a.agent.clone();
-            let trend = s
-                .trends
-                .get(&format!("agent:{name}:p99_seconds"))
-                .cloned()
-                .unwrap_or_default();
-            let err = a.errors_per_s.unwrap_or(0.0);
-            let (mut vram, bad) = vram_cell(a);
-            if narrow {
-                vram = vram.replace("off+sh ", "o+s ");
-            }
-            // A replica's row sits under its merged row: show just its container.
-            let shown = match a.replica.as_deref() {
-                Some(r) if st.ascii => format!(" - {r}"),
-                Some(r) => format!(" └ {r}"),
-                None => name,
-            };
-            let shown = if narrow {
-                fit_middle(t, &shown, 14)
-            } else {
-                shown
-            };
-            let bad_if = |on: bool| if on { t.bad() } else { t.dim() };
-            let share = error_share(a);
-            let mut cells = vec![
-                Cell::from(shown).style(if a.is_failing() {
-                    t.bad()
-                } else {
-                    Style::default()
-                }),
-                Cell::from(fit(t, a.model.as_deref().unwrap_or("-"), 15)),
-                Cell::from(vram).style(if bad { t.bad() } else { t.dim() }),
-                Cell::from(num(a.requests_per_s, 1)),
-                Cell::from(num(a.errors_per_s, 2)).style(bad_if(err > 0.0)),
-                Cell::from(percent(share)).style(bad_if(share.is_some_and(|p| p > 0.0))),
-                Cell::from(ms(a.p50_seconds.flatten())),
-                Cell::from(ms(a.p95_seconds.flatten())),
-                Cell::from(ms(a.p99_seconds.flatten())),
-                Cell::from(spark(t, &trend, if narrow { 5 } else { 9 }, None)).style(t.accent()),
-                Cell::from(num(a.inflight, 0)),
-                Cell::from(num(a.queued, 0)),
-            ];
-            if with_wait {
-                cells.push(Cell::from(ms(a.wait_p95_seconds)));
-            }
-            if wide {
-                cells.extend([
-                    Cell::from(num(a.tokens_per_second_p50.flatten(), 1)),
-                    Cell::from(ms(a.ttft_p50_seconds.flatten())),
-                    Cell::from(dollars(a.cost_per_request_dollars)),
-                    Cell::from(pct(a.cpu_percent)),
-                    Cell::from(bytes(a.memory_bytes.map(|b| b as u64))),
-                ]);
-            }
-            if narrow {
-                cells.remove(4);
-                cells.remove(1);
-            }
-            Row::new(cells)
-        })
-        .collect();
+    header
+}
+
+fn row<'a>(a: &AgentRow, st: &UiState, s: &Snapshot, t: &Theme, c: Columns) -> Row<'a> {
+    let Columns {
+        wide,
+        narrow,
+        with_wait,
+    } = c;
+    let name = a.agent.clone();
+    let trend = s
+        .trends
+        .get(&format!("agent:{name}:p99_seconds"))
+        .cloned()
+        .unwrap_or_default();
+    let err = a.errors_per_s.unwrap_or(0.0);
+    let (mut vram, bad) = vram_cell(a);
+    if narrow {
+        vram = vram.replace("off+sh ", "o+s ");
+    }
+    // A replica's row sits under its merged row: show just its container.
+    let shown = match a.replica.as_deref() {
+        Some(r) if st.ascii => format!(" - {r}"),
+        Some(r) => format!(" └ {r}"),
+        None => name,
+    };
+    let shown = if narrow {
+        fit_middle(t, &shown, 14)
+    } else {
+        shown
+    };
+    let bad_if = |on: bool| if on { t.bad() } else { t.dim() };
+    let share = error_share(a);
+    let mut cells = vec![
+        Cell::from(shown).style(if a.is_failing() {
+            t.bad()
+        } else {
+            Style::default()
+        }),
+        Cell::from(fit(t, a.model.as_deref().unwrap_or("-"), 15)),
+        Cell::from(vram).style(if bad { t.bad() } else { t.dim() }),
+        Cell::from(num(a.requests_per_s, 1)),
+        Cell::from(num(a.errors_per_s, 2)).style(bad_if(err > 0.0)),
+        Cell::from(percent(share)).style(bad_if(share.is_some_and(|p| p > 0.0))),
+        Cell::from(ms(a.p50_seconds.flatten())),
+        Cell::from(ms(a.p95_seconds.flatten())),
+        Cell::from(ms(a.p99_seconds.flatten())),
+        Cell::from(spark(t, &trend, if narrow { 5 } else { 9 }, None)).style(t.accent()),
+        Cell::from(num(a.inflight, 0)),
+        Cell::from(num(a.queued, 0)),
+    ];
+    if with_wait {
+        cells.push(Cell::from(ms(a.wait_p95_seconds)));
+    }
+    if wide {
+        cells.extend([
+            Cell::from(num(a.tokens_per_second_p50.flatten(), 1)),
+            Cell::from(ms(a.ttft_p50_seconds.flatten())),
+            Cell::from(dollars(a.cost_per_request_dollars)),
+            Cell::from(pct(a.cpu_percent)),
+            Cell::from(bytes(a.memory_bytes.map(|b| b as u64))),
+        ]);
+    }
+    if narrow {
+        cells.remove(4);
+        cells.remove(1);
+    }
+    Row::new(cells)
+}
+
+fn widths(rows: &[&AgentRow], c: Columns) -> Vec<Constraint> {
     let mut widths = vec![
         // Wide enough for `gateway/knowledge_management` when replicas are merged.
         Constraint::Length(
@@ -197,16 +255,16 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         Constraint::Length(4),
         Constraint::Length(5),
     ];
-    if with_wait {
+    if c.with_wait {
         widths.push(Constraint::Length(6));
     }
-    if narrow {
+    if c.narrow {
         widths = [14, 11, 6, 5, 6, 6, 6, 5, 4, 5]
             .into_iter()
             .map(Constraint::Length)
             .collect();
     }
-    if wide {
+    if c.wide {
         widths.extend([
             Constraint::Length(6),
             Constraint::Length(6),
@@ -216,20 +274,7 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             Constraint::Length(8),
         ]);
     }
-    // What fails comes first in the title, so that a narrow terminal still shows it.
-    let mut title = format!("agents ({})", rows.len());
-    if let Some(f) = failing_summary(s) {
-        title.push_str(&format!(", {f}"));
-    }
-    if let Some(g) = &s.activity.gateway {
-        title.push_str(&format!(", gateway {g}"));
-    }
-    let table = Table::new(body, widths)
-        .header(Row::new(header).style(t.header()))
-        .row_highlight_style(t.selected())
-        .block(block(t, &title));
-    let mut ts = TableState::default().with_selected(Some(selected));
-    f.render_stateful_widget(table, area, &mut ts);
+    widths
 }
 
 /// The share of the agent's requests that failed: since the previous scrape, else over
@@ -360,58 +405,11 @@ fn vram_cell(a: &AgentRow) -> (String, bool) {
 /// providers it uses.
 fn detail_lines<'a>(a: &AgentRow, t: &Theme, now: f64) -> Vec<Line<'a>> {
     let no_gpu = AgentGpu::default();
-    let gpu = a.gpu.as_ref();
-    let g = gpu.unwrap_or(&no_gpu);
+    let g = a.gpu.as_ref().unwrap_or(&no_gpu);
     let mut lines: Vec<Line> = Vec::new();
-    let mut model = vec![Span::styled("model  ", t.header())];
-    match (a.provider.as_deref(), a.model.as_deref()) {
-        (Some(p), Some(m)) => model.push(Span::raw(format!(
-            "{m} on {p} ({})",
-            gpu.map(|g| g.model_from.as_str()).unwrap_or("?")
-        ))),
-        _ => model.push(Span::styled("not known yet", t.dim())),
-    }
-    match gpu.map(|g| g.state.as_str()) {
-        Some(st @ ("loaded" | "offloaded" | "cpu")) => {
-            model.push(Span::raw(format!(
-                "  {} of {} in VRAM ({:.0}%)",
-                bytes(g.vram_bytes),
-                bytes(g.size_bytes),
-                g.gpu_percent.unwrap_or(0.0)
-            )));
-            if let Some(m) = g.vram_measured_bytes {
-                model.push(Span::raw(format!(", NVML {}", bytes(Some(m)))));
-            }
-            if st != "loaded" {
-                model.push(Span::styled(
-                    "  PARTLY ON THE CPU (slow)".to_string(),
-                    t.bad(),
-                ));
-            }
-        }
-        Some("cold") => model.push(Span::styled(
-            "  not loaded: the next request loads it (cold start)",
-            t.warn(),
-        )),
-        Some("remote") => model.push(Span::styled("  remote: no local VRAM", t.dim())),
-        _ => {}
-    }
-    lines.push(Line::from(model));
+    lines.push(model_line(a, t));
     lines.extend(error_lines(a, t, now));
-    let mut mem = vec![Span::styled("vram   ", t.header())];
-    let shared: Vec<&str> = g.shared_with.iter().flatten().map(String::as_str).collect();
-    mem.push(Span::raw(if shared.is_empty() {
-        "not shared".to_string()
-    } else {
-        format!("shared with {}", shared.join(", "))
-    }));
-    if let Some(l) = g.last_load_seconds.flatten() {
-        mem.push(Span::raw(format!("  last load {}", ms(Some(l)))));
-    }
-    if let Some(e) = g.expires_at.as_ref().and_then(|e| e.as_deref()) {
-        mem.push(Span::styled(format!("  unloads {e}"), t.dim()));
-    }
-    lines.push(Line::from(mem));
+    lines.push(vram_line(g, t));
     lines.push(Line::from(vec![
         Span::styled("wait   ", t.header()),
         Span::raw(format!(
@@ -454,6 +452,72 @@ fn detail_lines<'a>(a: &AgentRow, t: &Theme, now: f64) -> Vec<Line<'a>> {
             bytes(a.memory_peak_bytes.map(|b| b as u64)),
         )),
     ]));
+    lines.extend(provider_lines(a, t));
+    lines
+}
+
+/// The model serving the agent, where, and how much of it is in VRAM.
+fn model_line<'a>(a: &AgentRow, t: &Theme) -> Line<'a> {
+    let no_gpu = AgentGpu::default();
+    let gpu = a.gpu.as_ref();
+    let g = gpu.unwrap_or(&no_gpu);
+    let mut model = vec![Span::styled("model  ", t.header())];
+    match (a.provider.as_deref(), a.model.as_deref()) {
+        (Some(p), Some(m)) => model.push(Span::raw(format!(
+            "{m} on {p} ({})",
+            gpu.map(|g| g.model_from.as_str()).unwrap_or("?")
+        ))),
+        _ => model.push(Span::styled("not known yet", t.dim())),
+    }
+    match gpu.map(|g| g.state.as_str()) {
+        Some(st @ ("loaded" | "offloaded" | "cpu")) => {
+            model.push(Span::raw(format!(
+                "  {} of {} in VRAM ({:.0}%)",
+                bytes(g.vram_bytes),
+                bytes(g.size_bytes),
+                g.gpu_percent.unwrap_or(0.0)
+            )));
+            if let Some(m) = g.vram_measured_bytes {
+                model.push(Span::raw(format!(", NVML {}", bytes(Some(m)))));
+            }
+            if st != "loaded" {
+                model.push(Span::styled(
+                    "  PARTLY ON THE CPU (slow)".to_string(),
+                    t.bad(),
+                ));
+            }
+        }
+        Some("cold") => model.push(Span::styled(
+            "  not loaded: the next request loads it (cold start)",
+            t.warn(),
+        )),
+        Some("remote") => model.push(Span::styled("  remote: no local VRAM", t.dim())),
+        _ => {}
+    }
+    Line::from(model)
+}
+
+/// Whether the model's VRAM is shared, its last load and when it unloads.
+fn vram_line<'a>(g: &AgentGpu, t: &Theme) -> Line<'a> {
+    let mut mem = vec![Span::styled("vram   ", t.header())];
+    let shared: Vec<&str> = g.shared_with.iter().flatten().map(String::as_str).collect();
+    mem.push(Span::raw(if shared.is_empty() {
+        "not shared".to_string()
+    } else {
+        format!("shared with {}", shared.join(", "))
+    }));
+    if let Some(l) = g.last_load_seconds.flatten() {
+        mem.push(Span::raw(format!("  last load {}", ms(Some(l)))));
+    }
+    if let Some(e) = g.expires_at.as_ref().and_then(|e| e.as_deref()) {
+        mem.push(Span::styled(format!("  unloads {e}"), t.dim()));
+    }
+    Line::from(mem)
+}
+
+/// One line per provider and model the agent used, failing ones marked.
+fn provider_lines<'a>(a: &AgentRow, t: &Theme) -> Vec<Line<'a>> {
+    let mut lines = Vec::new();
     for m in &a.models {
         let n = m.requests.unwrap_or(0.0);
         let circuit = m.circuit.as_deref().filter(|c| *c != "closed");

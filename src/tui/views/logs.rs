@@ -11,7 +11,8 @@ use super::block;
 use crate::model::console::LogLine;
 use crate::model::secret::mask_url_credentials;
 use crate::model::snapshot::Snapshot;
-use crate::tui::state::{UiState, View, log_rows};
+use crate::tui::action::View;
+use crate::tui::state::{UiState, log_rows};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{clock, fit_middle};
 

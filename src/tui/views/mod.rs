@@ -14,8 +14,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use super::keymap::{Action, Keymap};
-use super::state::{Mode, UiState, View};
+use super::action::{Action, View};
+use super::keymap::Keymap;
+use super::state::{Mode, UiState};
 use super::theme::Theme;
 use crate::model::snapshot::Snapshot;
 

@@ -31,127 +31,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     if st.show_dependencies {
         dependencies(f, list, s, t);
     } else if rows.is_empty() {
-        let why = source_down(s, "containers").unwrap_or_else(|| {
-            if st.filter().is_empty() {
-                "no containers in this project: press U to bring the stack up".into()
-            } else {
-                format!(
-                    "no service matches the filter {:?} (Esc clears it)",
-                    st.filter()
-                )
-            }
-        });
-        f.render_widget(
-            Paragraph::new(why)
-                .wrap(Wrap { trim: true })
-                .style(t.dim())
-                .block(block(t, "services")),
-            list,
-        );
+        render_empty(f, list, st, s, t);
     } else {
-        let wide = list.width >= 110;
-        let mut header = vec![
-            "SERVICE",
-            "STATE",
-            "HEALTH",
-            "CPU",
-            "TREND",
-            "MEM / LIMIT",
-            "RST",
-            "UP",
-        ];
-        if wide {
-            header.push("PORTS");
-        }
-        let body: Vec<Row> = rows
-            .iter()
-            .map(|x| {
-                // The same figure as the column: % of the limit (0-100), else % of a core
-                // scaled from 10% up, so an idle container's noise stays flat.
-                let (trend, scale) = match s
-                    .trends
-                    .get(&format!("service:{}:cpu_limit_percent", x.container))
-                {
-                    Some(v) => (v.clone(), 100.0),
-                    None => {
-                        let v = s
-                            .trends
-                            .get(&format!("service:{}:cpu_percent", x.container))
-                            .cloned()
-                            .unwrap_or_default();
-                        let top = v.iter().cloned().fold(10.0, f64::max);
-                        (v, top)
-                    }
-                };
-                let running = x.state == "running";
-                let cpu = x.cpu_limit_percent.or(x.cpu_percent);
-                // A container that is not running has no figures: blank, never 0B.
-                let mem = match (x.memory_bytes, x.memory_limit_bytes) {
-                    _ if !running => String::new(),
-                    (Some(m), Some(l)) => format!("{} / {}", bytes(Some(m)), bytes(Some(l))),
-                    (m, _) => bytes(m),
-                };
-                let trend = if running { trend } else { Vec::new() };
-                let state = match pull_failed(s, x) {
-                    Some(_) => Cell::from("pull failed").style(t.bad()),
-                    None => Cell::from(x.state_label()).style(t.health(&x.state, "")),
-                };
-                let mut cells = vec![
-                    // Replicas: the number tells them apart (`worker`, `worker#2`).
-                    Cell::from(x.display_name()),
-                    state,
-                    Cell::from(if x.health.is_empty() {
-                        "-".into()
-                    } else {
-                        x.health.clone()
-                    })
-                    .style(t.health(&x.state, &x.health)),
-                    Cell::from(if running {
-                        cpu_cell(x.cpu_limit_percent, x.cpu_percent)
-                    } else {
-                        String::new()
-                    })
-                    .style(cpu.map(|c| t.level(c)).unwrap_or_default()),
-                    Cell::from(spark(t, &trend, if wide { 10 } else { 5 }, Some(scale)))
-                        .style(t.accent()),
-                    Cell::from(mem).style(x.memory_percent.map(|p| t.level(p)).unwrap_or_default()),
-                    Cell::from(x.restarts.to_string()).style(if x.restarts > 0 {
-                        t.warn()
-                    } else {
-                        t.dim()
-                    }),
-                    Cell::from(uptime(x.uptime_s)),
-                ];
-                if wide {
-                    cells.push(Cell::from(x.ports.join(" ")).style(t.dim()));
-                }
-                Row::new(cells)
-            })
-            .collect();
-        let mut widths = vec![
-            Constraint::Length(if wide { 18 } else { 12 }),
-            Constraint::Length(12),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(if wide { 10 } else { 5 }),
-            Constraint::Length(if wide { 19 } else { 15 }),
-            Constraint::Length(3),
-            Constraint::Length(if wide { 7 } else { 6 }),
-        ];
-        if wide {
-            widths.push(Constraint::Min(10));
-        }
-        let mut title = format!("services ({}, {}", rows.len(), st.sort.label());
-        if !st.filter().is_empty() {
-            title.push_str(&format!(", filter {:?}", st.filter()));
-        }
-        title.push(')');
-        let table = Table::new(body, widths)
-            .header(Row::new(header).style(t.header()))
-            .row_highlight_style(t.selected())
-            .block(block(t, &title));
-        let mut ts = TableState::default().with_selected(Some(st.selected().min(rows.len() - 1)));
-        f.render_stateful_widget(table, list, &mut ts);
+        render_table(f, list, &rows, st, s, t);
     }
     f.render_widget(
         Paragraph::new(detail)
@@ -159,6 +41,134 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
             .block(block(t, "detail")),
         info,
     );
+}
+
+/// No rows: the engine is down, the project has no containers, or the filter hides all.
+fn render_empty(f: &mut Frame, list: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
+    let why = source_down(s, "containers").unwrap_or_else(|| {
+        if st.filter().is_empty() {
+            "no containers in this project: press U to bring the stack up".into()
+        } else {
+            format!(
+                "no service matches the filter {:?} (Esc clears it)",
+                st.filter()
+            )
+        }
+    });
+    f.render_widget(
+        Paragraph::new(why)
+            .wrap(Wrap { trim: true })
+            .style(t.dim())
+            .block(block(t, "services")),
+        list,
+    );
+}
+
+fn render_table(
+    f: &mut Frame,
+    list: Rect,
+    rows: &[&ServiceStats],
+    st: &UiState,
+    s: &Snapshot,
+    t: &Theme,
+) {
+    let wide = list.width >= 110;
+    let mut header = vec![
+        "SERVICE",
+        "STATE",
+        "HEALTH",
+        "CPU",
+        "TREND",
+        "MEM / LIMIT",
+        "RST",
+        "UP",
+    ];
+    if wide {
+        header.push("PORTS");
+    }
+    let body: Vec<Row> = rows.iter().map(|x| row(x, s, t, wide)).collect();
+    let mut widths = vec![
+        Constraint::Length(if wide { 18 } else { 12 }),
+        Constraint::Length(12),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(if wide { 10 } else { 5 }),
+        Constraint::Length(if wide { 19 } else { 15 }),
+        Constraint::Length(3),
+        Constraint::Length(if wide { 7 } else { 6 }),
+    ];
+    if wide {
+        widths.push(Constraint::Min(10));
+    }
+    let mut title = format!("services ({}, {}", rows.len(), st.sort.label());
+    if !st.filter().is_empty() {
+        title.push_str(&format!(", filter {:?}", st.filter()));
+    }
+    title.push(')');
+    let table = Table::new(body, widths)
+        .header(Row::new(header).style(t.header()))
+        .row_highlight_style(t.selected())
+        .block(block(t, &title));
+    let mut ts = TableState::default().with_selected(Some(st.selected().min(rows.len() - 1)));
+    f.render_stateful_widget(table, list, &mut ts);
+}
+
+fn row<'a>(x: &'a ServiceStats, s: &Snapshot, t: &Theme, wide: bool) -> Row<'a> {
+    // The same figure as the column: % of the limit (0-100), else % of a core
+    // scaled from 10% up, so an idle container's noise stays flat.
+    let (trend, scale) = match s
+        .trends
+        .get(&format!("service:{}:cpu_limit_percent", x.container))
+    {
+        Some(v) => (v.clone(), 100.0),
+        None => {
+            let v = s
+                .trends
+                .get(&format!("service:{}:cpu_percent", x.container))
+                .cloned()
+                .unwrap_or_default();
+            let top = v.iter().cloned().fold(10.0, f64::max);
+            (v, top)
+        }
+    };
+    let running = x.state == "running";
+    let cpu = x.cpu_limit_percent.or(x.cpu_percent);
+    // A container that is not running has no figures: blank, never 0B.
+    let mem = match (x.memory_bytes, x.memory_limit_bytes) {
+        _ if !running => String::new(),
+        (Some(m), Some(l)) => format!("{} / {}", bytes(Some(m)), bytes(Some(l))),
+        (m, _) => bytes(m),
+    };
+    let trend = if running { trend } else { Vec::new() };
+    let state = match pull_failed(s, x) {
+        Some(_) => Cell::from("pull failed").style(t.bad()),
+        None => Cell::from(x.state_label()).style(t.health(&x.state, "")),
+    };
+    let mut cells = vec![
+        // Replicas: the number tells them apart (`worker`, `worker#2`).
+        Cell::from(x.display_name()),
+        state,
+        Cell::from(if x.health.is_empty() {
+            "-".into()
+        } else {
+            x.health.clone()
+        })
+        .style(t.health(&x.state, &x.health)),
+        Cell::from(if running {
+            cpu_cell(x.cpu_limit_percent, x.cpu_percent)
+        } else {
+            String::new()
+        })
+        .style(cpu.map(|c| t.level(c)).unwrap_or_default()),
+        Cell::from(spark(t, &trend, if wide { 10 } else { 5 }, Some(scale))).style(t.accent()),
+        Cell::from(mem).style(x.memory_percent.map(|p| t.level(p)).unwrap_or_default()),
+        Cell::from(x.restarts.to_string()).style(if x.restarts > 0 { t.warn() } else { t.dim() }),
+        Cell::from(uptime(x.uptime_s)),
+    ];
+    if wide {
+        cells.push(Cell::from(x.ports.join(" ")).style(t.dim()));
+    }
+    Row::new(cells)
 }
 
 /// The CPU cell says what it measures: `% lim` of the container's CPU limit, or `% core`

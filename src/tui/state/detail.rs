@@ -1,11 +1,10 @@
 //! The whole text behind a row: what Enter opens in a scrollable popup when a table cell
 //! or the status line had to cut it. Built from the snapshot only, secrets masked.
 
-use super::state::{
-    Detail, UiState, View, agent_rows, event_rows, log_rows, service_rows, suggestion_rows,
-};
+use super::{Detail, UiState, agent_rows, event_rows, log_rows, service_rows, suggestion_rows};
 use crate::model::secret::mask_url_credentials;
 use crate::model::snapshot::Snapshot;
+use crate::tui::action::View;
 use crate::tui::widgets::clock;
 
 /// What the status line says now, uncut: the last key's message until an answer comes
