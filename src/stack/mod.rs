@@ -10,6 +10,7 @@ pub mod journal;
 pub mod k8s;
 pub mod plan;
 pub mod provision;
+pub mod redis_admin;
 pub mod remote;
 pub mod supervise;
 pub mod swarm;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
-use super::{Creds, rate};
+use super::rate;
 use crate::model::figures::{PgConnections, PgDatabase, PgQuery, PgStatement, Postgres};
+use crate::model::probe::Creds;
 
 /// Counters summed over the databases, for rates.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,7 +139,7 @@ impl Probe {
         Ok(())
     }
 
-    pub async fn sample(&mut self, addr: &str) -> Result<Value, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Postgres, String> {
         self.connect(addr).await?;
         let r = self.read().await;
         if r.is_err() {
@@ -149,7 +149,7 @@ impl Probe {
         r
     }
 
-    async fn read(&mut self) -> Result<Value, String> {
+    async fn read(&mut self) -> Result<Postgres, String> {
         let Some((_, c)) = &self.client else {
             return Err("not connected".into());
         };
@@ -338,7 +338,7 @@ struct Read {
 
 /// Figures from one sample's reads and the counters of the sample before (`dt` seconds
 /// ago, its own transaction already taken out).
-fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
+fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Postgres {
     let Read {
         version,
         db,
@@ -365,7 +365,7 @@ fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
         (calls > 0.0 && ms >= 0.0).then(|| ms / calls)
     });
     let usable = (max - reserved).max(1);
-    let figures = Postgres {
+    Postgres {
         version,
         database: db,
         connections: PgConnections {
@@ -390,9 +390,7 @@ fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
         statements,
         top_queries: top,
         mean_query_ms_window: mean_ms_window,
-    };
-    // The snapshot still carries figures as JSON; this is the typed figures' JSON.
-    serde_json::to_value(figures).unwrap_or_default()
+    }
 }
 
 /// The server's message when there is one (tokio-postgres' Display says only "db error").
