@@ -335,13 +335,9 @@ impl Hub {
                 let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
                 if r.result.is_ok() {
                     for (key, figure) in PROBE_SERIES {
-                        // JSON had no NaN: a figure that is not finite was not kept.
-                        if let Some(v) = merged
-                            .figures
-                            .as_ref()
-                            .and_then(figure)
-                            .filter(|v| v.is_finite())
-                        {
+                        let v = merged.figures.as_ref().and_then(figure);
+                        // NaN and the infinities were null in the JSON: never kept.
+                        if let Some(v) = v.filter(|v| v.is_finite()) {
                             self.history.push(&format!("probe:{svc}:{key}"), t, v);
                         }
                     }
