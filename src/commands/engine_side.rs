@@ -16,7 +16,9 @@ use crate::collect::gpu::{GpuSource, NvmlSource};
 use crate::hub::{self, Update};
 use crate::model::container::ContainerRow;
 use crate::model::container::published_host;
+use crate::model::probe::{Creds, ProbeKind, ProbeTarget};
 use crate::model::snapshot::{RawStats, Snapshot};
+use crate::stack::compose::Project;
 use crate::stack::engine::{DockerEngine, Engine, LogStream};
 
 /// How often the host, containers and (in multiples) the other sources are sampled.
@@ -217,7 +219,7 @@ async fn start_container_collectors(
             });
             tokio::spawn(crate::collect::probes::run(
                 src.clone(),
-                crate::collect::probes::targets(&ctx.project),
+                probe_targets(&ctx.project),
                 tx.clone(),
                 stop.clone(),
             ));
@@ -458,4 +460,107 @@ pub fn ollama_url(ctx: &Ctx) -> Option<String> {
             let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
             Some(format!("http://{host}:{}", p.host_port()?))
         })
+}
+
+/// The value of `--flag value` or `--flag=value` in a command line.
+fn flag(command: &[String], name: &str) -> Option<String> {
+    let mut it = command.iter();
+    while let Some(a) = it.next() {
+        if a == name {
+            return it.next().cloned();
+        }
+        if let Some(v) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+fn creds_for(kind: ProbeKind, svc: &crate::stack::compose::Service) -> Creds {
+    let env = |k: &str| svc.environment.get(k).filter(|v| !v.is_empty()).cloned();
+    let command = svc.command.clone().unwrap_or_default();
+    match kind {
+        ProbeKind::Postgres => {
+            let user = env("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+            Creds {
+                database: env("POSTGRES_DB").or_else(|| Some(user.clone())),
+                password: env("POSTGRES_PASSWORD"),
+                user: Some(user),
+            }
+        }
+        ProbeKind::Redis => Creds {
+            user: None,
+            password: flag(&command, "--requirepass")
+                .or_else(|| env("REDIS_PASSWORD"))
+                .filter(|p| !p.is_empty()),
+            database: None,
+        },
+        // The HTTP services' health and version endpoints need no credentials.
+        _ => Creds::default(),
+    }
+}
+
+/// The services of the project osmen probes, in name order: an `x-osmen-probe` key in the
+/// compose file, else the image name (`postgres:15`, `redis:7-alpine`, `qdrant/qdrant`...);
+/// credentials from the service's environment and command.
+pub fn probe_targets(project: &Project) -> Vec<ProbeTarget> {
+    let mut out = Vec::new();
+    for (name, svc) in &project.services {
+        let kind = match &svc.probe {
+            Some(spec) => spec.kind,
+            None => svc.image.as_deref().and_then(ProbeKind::from_image),
+        };
+        let Some(kind) = kind else { continue };
+        let spec = svc.probe.as_ref();
+        out.push(ProbeTarget {
+            service: name.clone(),
+            kind,
+            port: spec.and_then(|s| s.port).unwrap_or(kind.default_port()),
+            every: spec.and_then(|s| s.every).unwrap_or(kind.default_period()),
+            creds: creds_for(kind, svc),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_environment_and_never_print() {
+        let yaml = "services:\n  db:\n    image: postgres:15\n    environment:\n      \
+                    POSTGRES_PASSWORD: hunter22\n      POSTGRES_DB: osmen\n  cache:\n    \
+                    image: redis:7\n    command: [redis-server, --requirepass, s3cr3tpw]\n  \
+                    web:\n    image: nginx\n  vec:\n    image: mine/vectors\n    \
+                    x-osmen-probe: {kind: qdrant, port: 7000, every: 2s}\n  off:\n    \
+                    image: redis:7\n    x-osmen-probe: none\n";
+        let p = crate::stack::compose::load_str(
+            yaml,
+            std::path::Path::new("/tmp/x.yml"),
+            &crate::stack::compose::LoadOptions::default(),
+        )
+        .unwrap();
+        let t = probe_targets(&p);
+        let names: Vec<_> = t.iter().map(|t| (t.service.as_str(), t.kind)).collect();
+        assert_eq!(
+            names,
+            [
+                ("cache", ProbeKind::Redis),
+                ("db", ProbeKind::Postgres),
+                ("vec", ProbeKind::Qdrant)
+            ]
+        );
+        assert_eq!(t[0].creds.password.as_deref(), Some("s3cr3tpw"));
+        assert_eq!(t[1].creds.database.as_deref(), Some("osmen"));
+        assert_eq!(t[1].creds.user.as_deref(), Some("postgres"));
+        assert_eq!((t[2].port, t[2].every), (7000, Duration::from_secs(2)));
+        let dbg = format!("{:?}", t[1].creds);
+        assert!(!dbg.contains("hunter22"), "{dbg}");
+        assert_eq!(
+            t[1].creds
+                .scrub("auth failed for hunter22 at postgresql://u:hunter22@h"),
+            "auth failed for ******** at postgresql://u:********@h"
+        );
+    }
 }

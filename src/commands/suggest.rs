@@ -241,9 +241,9 @@ async fn apply_vertical(
             .update_limits(&r.id, s.action.cpus, s.action.memory)
             .await?;
     }
-    // Redis: its maxmemory grows with the limit, live, through the probe's client.
+    // Redis: its maxmemory grows with the limit, live, with the probe's credentials.
     if let Some(max) = s.action.maxmemory {
-        let target = crate::collect::probes::targets(&ctx.project)
+        let target = super::engine_side::probe_targets(&ctx.project)
             .into_iter()
             .find(|t| t.service == s.service)
             .ok_or_else(|| anyhow::anyhow!("{} is not probed as Redis", s.service))?;
@@ -255,7 +255,7 @@ async fn apply_vertical(
             "set-maxmemory",
             &format!("suggestion {}: maxmemory {}", s.id, format_bytes(max)),
         )?;
-        crate::collect::probes::redis::set_maxmemory(&addr, &target.creds, max)
+        crate::stack::redis_admin::set_maxmemory(&addr, &target.creds, max)
             .await
             .map_err(|e| anyhow::anyhow!("{}: {}", s.service, target.creds.scrub(&e)))?;
     }

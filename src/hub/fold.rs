@@ -10,6 +10,7 @@ use super::{agent_gpu, gpu, history_file};
 use crate::advisor::AdvisorState;
 use crate::model::config::AdvisorConfig;
 use crate::model::history::History;
+use crate::model::probe::Figures;
 use crate::model::snapshot::{
     HostStats, MAX_EVENTS, ServiceStats, Snapshot, SourceHealth, TREND_POINTS,
 };
@@ -44,23 +45,24 @@ pub struct Hub {
     supervisor_restarts: SupervisorRestarts,
 }
 
-/// Probe figures kept in the history (for the advisor's windows): key, JSON pointer.
-const PROBE_SERIES: [(&str, &str); 5] = [
-    ("connections_percent", "/connections/percent"),
-    ("transactions_per_s", "/transactions_per_s"),
-    ("evictions_per_s", "/evictions_per_s"),
-    ("memory_percent", "/memory_percent"),
-    ("search_p95_ms", "/search_p95_ms"),
+/// One figure of a probe's (None: not of this kind, or not measured).
+type ProbeFigure = fn(&Figures) -> Option<f64>;
+
+/// Probe figures kept in the history (for the advisor's windows): key, the figure.
+const PROBE_SERIES: [(&str, ProbeFigure); 5] = [
+    ("connections_percent", |f| {
+        Some(f.postgres()?.connections.percent)
+    }),
+    ("transactions_per_s", |f| f.postgres()?.transactions_per_s),
+    ("evictions_per_s", |f| f.redis()?.evictions_per_s),
+    ("memory_percent", |f| f.redis()?.memory_percent),
+    ("search_p95_ms", |f| f.qdrant()?.search_p95_ms),
 ];
 
 /// `HH:MM:SS UTC` of a time in seconds since the epoch.
 fn clock(t: f64) -> String {
     let s = crate::model::units::format_rfc3339(t as u64, 0);
     format!("{} UTC", s.get(11..19).unwrap_or(&s))
-}
-
-fn pointer_f64(v: &serde_json::Value, p: &str) -> Option<f64> {
-    v.pointer(p).and_then(serde_json::Value::as_f64)
 }
 
 impl Hub {
@@ -267,8 +269,10 @@ impl Hub {
         let svc = r.service.clone();
         let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
         if r.result.is_ok() {
-            for (key, path) in PROBE_SERIES {
-                if let Some(v) = merged.figures.as_ref().and_then(|f| pointer_f64(f, path)) {
+            for (key, figure) in PROBE_SERIES {
+                let v = merged.figures.as_ref().and_then(figure);
+                // NaN and the infinities were null in the JSON: never kept.
+                if let Some(v) = v.filter(|v| v.is_finite()) {
                     self.history.push(&format!("probe:{svc}:{key}"), t, v);
                 }
             }

@@ -12,6 +12,7 @@ pub mod k8s;
 pub mod ollama;
 pub mod plan;
 pub mod provision;
+pub mod redis_admin;
 pub mod remote;
 pub mod supervise;
 pub mod swarm;

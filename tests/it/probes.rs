@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use osmen::collect::probes::{Creds, http, postgres, redis as rprobe};
-use osmen::model::probe::ProbeKind;
+use osmen::collect::probes::{http, postgres, redis as rprobe};
+use osmen::model::probe::{Creds, ProbeKind};
 use serde_json::{Value, json};
 
 use crate::util::{Stack, docker_ready, inspect, wait_until};
@@ -19,6 +19,11 @@ fn ip(container: &str) -> String {
         container,
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
     )
+}
+
+/// Figures as `status --json` prints them.
+fn as_json<T: serde::Serialize>(figures: T) -> Value {
+    serde_json::to_value(figures).unwrap()
 }
 
 fn healthy(st: &Stack, svc: &str) -> bool {
@@ -73,7 +78,7 @@ fn postgres_and_redis_probes_see_real_load() {
     let pg = rt.block_on(async {
         let c = pg_client(&pg_addr).await;
         // Without the extension the probe says how to enable it.
-        let first = probe.sample(&pg_addr).await.unwrap();
+        let first = as_json(probe.sample(&pg_addr).await.unwrap());
         assert!(
             first["statements"]
                 .as_str()
@@ -109,7 +114,7 @@ fn postgres_and_redis_probes_see_real_load() {
         let c2 = pg_client(&pg_addr).await;
         let sleeper = tokio::spawn(async move { c2.execute("SELECT pg_sleep(2)", &[]).await });
         tokio::time::sleep(Duration::from_millis(800)).await;
-        let after = probe.sample(&pg_addr).await.unwrap();
+        let after = as_json(probe.sample(&pg_addr).await.unwrap());
         sleeper.await.unwrap().unwrap();
         (after, load_s)
     });
@@ -172,7 +177,7 @@ fn postgres_and_redis_probes_see_real_load() {
                 .await
                 .unwrap();
         }
-        let filled = probe.sample(&redis_addr).await.unwrap();
+        let filled = as_json(probe.sample(&redis_addr).await.unwrap());
         // Half hits (the newest keys), half misses (the evicted oldest).
         for i in 0..100 {
             let k = if i % 2 == 0 { 399 - i / 2 } else { i / 2 };
@@ -182,7 +187,7 @@ fn postgres_and_redis_probes_see_real_load() {
                 .await
                 .unwrap();
         }
-        let mixed = probe.sample(&redis_addr).await.unwrap();
+        let mixed = as_json(probe.sample(&redis_addr).await.unwrap());
         for i in 0..100 {
             let _: Option<String> = redis::cmd("GET")
                 .arg(format!("k{}", 399 - i % 20))
@@ -190,16 +195,16 @@ fn postgres_and_redis_probes_see_real_load() {
                 .await
                 .unwrap();
         }
-        let hits_only = probe.sample(&redis_addr).await.unwrap();
+        let hits_only = as_json(probe.sample(&redis_addr).await.unwrap());
         // What an applied redis-evicting suggestion does live: maxmemory grows.
         let creds = Creds {
             password: Some(REDIS_PW.into()),
             ..Default::default()
         };
-        rprobe::set_maxmemory(&redis_addr, &creds, 4 << 20)
+        osmen::stack::redis_admin::set_maxmemory(&redis_addr, &creds, 4 << 20)
             .await
             .unwrap();
-        let raised = probe.sample(&redis_addr).await.unwrap();
+        let raised = as_json(probe.sample(&redis_addr).await.unwrap());
         assert_eq!(raised["maxmemory_bytes"], 4.0 * 1024.0 * 1024.0, "{raised}");
         (filled, mixed, hits_only)
     });
@@ -316,11 +321,11 @@ fn qdrant_probe_reads_collections_rates_and_true_search_percentiles() {
         })
         .await;
         let mut p = http::Probe::new(ProbeKind::Qdrant);
-        let first = p.sample(&addr).await.unwrap();
+        let first = as_json(p.sample(&addr).await.unwrap());
         assert!(first["searches_per_s"].is_null() && first["search_p95_ms"].is_null());
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let v = p.sample(&addr).await.unwrap();
+        let v = as_json(p.sample(&addr).await.unwrap());
         let outer = t0.elapsed().as_secs_f64() + 0.2;
         eprintln!("qdrant:\n{v:#}");
         assert_eq!(v["version"], "1.12.4");
@@ -374,7 +379,7 @@ fn n8n_and_langflow_probes_read_health_versions_and_metrics() {
             scrapes: 0,
         })
         .await;
-        let v = http::Probe::new(ProbeKind::N8n).sample(&n8n).await.unwrap();
+        let v = as_json(http::Probe::new(ProbeKind::N8n).sample(&n8n).await.unwrap());
         assert_eq!(v["version"], "1.64.3");
         assert_eq!(v["status"], "ok");
         assert_eq!(v["ready"], false, "readiness 503: not ready");
@@ -388,10 +393,12 @@ fn n8n_and_langflow_probes_read_health_versions_and_metrics() {
             scrapes: 0,
         })
         .await;
-        let v = http::Probe::new(ProbeKind::N8n)
-            .sample(&bare)
-            .await
-            .unwrap();
+        let v = as_json(
+            http::Probe::new(ProbeKind::N8n)
+                .sample(&bare)
+                .await
+                .unwrap(),
+        );
         assert!(v["metrics"].as_str().unwrap().contains("N8N_METRICS=true"));
         assert!(v["version"].is_null() && v["ready"].is_null());
 
@@ -405,10 +412,12 @@ fn n8n_and_langflow_probes_read_health_versions_and_metrics() {
             scrapes: 0,
         })
         .await;
-        let v = http::Probe::new(ProbeKind::Langflow)
-            .sample(&lf)
-            .await
-            .unwrap();
+        let v = as_json(
+            http::Probe::new(ProbeKind::Langflow)
+                .sample(&lf)
+                .await
+                .unwrap(),
+        );
         assert_eq!(v["version"], "1.0.19");
         assert_eq!(v["checks"]["db"], "ok");
         // A failing health endpoint fails the sample with what it said.
@@ -464,9 +473,9 @@ fn probe_figures_keep_their_shape() {
         })
         .await;
         let mut p = http::Probe::new(ProbeKind::Qdrant);
-        let q1 = p.sample(&qdrant).await.unwrap();
+        let q1 = as_json(p.sample(&qdrant).await.unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let q2 = p.sample(&qdrant).await.unwrap();
+        let q2 = as_json(p.sample(&qdrant).await.unwrap());
         let n8n = serve(Recorded {
             routes: vec![
                 ("/healthz", 200, r#"{"status":"ok"}"#.into()),
@@ -477,17 +486,19 @@ fn probe_figures_keep_their_shape() {
             scrapes: 0,
         })
         .await;
-        let n = http::Probe::new(ProbeKind::N8n).sample(&n8n).await.unwrap();
+        let n = as_json(http::Probe::new(ProbeKind::N8n).sample(&n8n).await.unwrap());
         let bare = serve(Recorded {
             routes: vec![("/healthz", 200, r#"{"status":"ok"}"#.into())],
             metrics: vec![],
             scrapes: 0,
         })
         .await;
-        let nb = http::Probe::new(ProbeKind::N8n)
-            .sample(&bare)
-            .await
-            .unwrap();
+        let nb = as_json(
+            http::Probe::new(ProbeKind::N8n)
+                .sample(&bare)
+                .await
+                .unwrap(),
+        );
         let lf = serve(Recorded {
             routes: vec![
                 ("/health", 200, r#"{"status":"ok"}"#.into()),
@@ -498,10 +509,12 @@ fn probe_figures_keep_their_shape() {
             scrapes: 0,
         })
         .await;
-        let l = http::Probe::new(ProbeKind::Langflow)
-            .sample(&lf)
-            .await
-            .unwrap();
+        let l = as_json(
+            http::Probe::new(ProbeKind::Langflow)
+                .sample(&lf)
+                .await
+                .unwrap(),
+        );
         json!({"qdrant_first": q1, "qdrant": q2, "n8n": n, "n8n_bare": nb, "langflow": l})
     });
     let got = shape(&got);

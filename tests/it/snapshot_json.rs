@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use osmen::collect::prometheus::{self, Windowed};
 use osmen::hub::{GpuSample, Hub, Update};
-use osmen::model::probe::{ProbeKind, ProbeReport};
+use osmen::model::figures;
+use osmen::model::probe::{Figures, ProbeKind, ProbeReport};
 use osmen::model::snapshot::{GpuProcess, GpuStats, ServiceStats};
 use serde_json::{Value, json};
 
@@ -200,9 +201,14 @@ async fn snapshot() -> Value {
         kind: ProbeKind::Redis,
         address: Some("172.18.0.2:6379".into()),
         every_s: 2.0,
-        result: Ok(json!({"version": "7.2.4", "ops_per_s": 120.5,
-            "memory_used_bytes": 1048576, "maxmemory_bytes": null,
-            "hit_ratio": 0.9, "hit_ratio_window": null, "connected_clients": 3})),
+        result: Ok(Figures::Redis(figures::Redis {
+            version: Some("7.2.4".into()),
+            ops_per_s: Some(120.5),
+            memory_used_bytes: Some(1048576.0),
+            hit_ratio: Some(0.9),
+            connected_clients: Some(3.0),
+            ..Default::default()
+        })),
     })));
     let client = reqwest::Client::new();
     let o = osmen::collect::ollama::sample(&client, &llm.url)

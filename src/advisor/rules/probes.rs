@@ -9,7 +9,9 @@ use crate::advisor::{
 };
 use crate::model::advice::{ScaleAction, Suggestion};
 use crate::model::config::AdvisorConfig;
+use crate::model::figures::{Postgres, Redis};
 use crate::model::history::History;
+use crate::model::probe::ProbeKind;
 use crate::model::snapshot::{ServiceStats, Snapshot};
 use crate::model::units::format_bytes;
 
@@ -34,7 +36,6 @@ pub(super) fn evaluate(
         let Some(probe) = containers.iter().find_map(|x| x.probe.as_ref()) else {
             continue;
         };
-        let fig = probe.figures.as_ref().unwrap_or(&serde_json::Value::Null);
         let at = Probed {
             h,
             s,
@@ -42,11 +43,11 @@ pub(super) fn evaluate(
             now,
             svc,
             containers: &containers,
-            fig,
         };
-        match Some(probe.kind.as_str()) {
-            Some("redis") => redis(&at, state, host, seen, out),
-            Some("postgres") => postgres(&at, state, seen, out),
+        // A probe without figures yet still marks its rule as seen (its state is kept).
+        match probe.kind {
+            ProbeKind::Redis => redis(&at, probe.redis(), state, host, seen, out),
+            ProbeKind::Postgres => postgres(&at, probe.postgres(), state, seen, out),
             _ => {}
         }
     }
@@ -60,12 +61,12 @@ struct Probed<'a> {
     now: f64,
     svc: &'a str,
     containers: &'a [&'a ServiceStats],
-    fig: &'a serde_json::Value,
 }
 
 /// Redis evicting: raise its `maxmemory`, and its container's memory limit with it.
 fn redis(
     at: &Probed,
+    fig: Option<&Redis>,
     state: &mut AdvisorState,
     host: &Host,
     seen: &mut BTreeSet<String>,
@@ -78,7 +79,6 @@ fn redis(
         now,
         svc,
         containers,
-        fig,
     } = *at;
     let win = cfg.window.as_secs_f64();
     let win_label = crate::model::units::format_duration(cfg.window);
@@ -99,7 +99,7 @@ fn redis(
     ) else {
         return;
     };
-    let maxmemory = fig["maxmemory_bytes"].as_f64().unwrap_or(0.0) as u64;
+    let maxmemory = fig.and_then(|f| f.maxmemory_bytes).unwrap_or(0.0) as u64;
     let worst = containers.iter().max_by(|a, b| {
         a.memory_percent
             .unwrap_or(0.0)
@@ -118,13 +118,14 @@ fn redis(
         "evicting {:.1} keys/s now ({} since start); evictions in {} of {} samples of \
          the last {win_label}, since {}; {} used of maxmemory {} ({}){}",
         w.last,
-        fig["evicted_keys"].as_f64().unwrap_or(0.0),
+        fig.map_or(0.0, |f| f.evicted_keys),
         w.over,
         w.samples,
         clock(since),
-        format_bytes(fig["memory_used_bytes"].as_f64().unwrap_or(0.0) as u64),
+        format_bytes(fig.and_then(|f| f.memory_used_bytes).unwrap_or(0.0) as u64),
         format_bytes(maxmemory),
-        fig["maxmemory_policy"].as_str().unwrap_or("?"),
+        fig.and_then(|f| f.maxmemory_policy.as_deref())
+            .unwrap_or("?"),
         match (worst.and_then(|x| x.memory_percent), limit) {
             (Some(p), Some(l)) => format!(
                 "; its container at {p:.0}% of its {} limit",
@@ -210,6 +211,7 @@ fn redis_sizes(
 /// PostgreSQL near `max_connections`: a pool in front, or a higher maximum.
 fn postgres(
     at: &Probed,
+    fig: Option<&Postgres>,
     state: &mut AdvisorState,
     seen: &mut BTreeSet<String>,
     out: &mut Vec<Suggestion>,
@@ -220,7 +222,6 @@ fn postgres(
         cfg,
         now,
         svc,
-        fig,
         ..
     } = *at;
     let win = cfg.window.as_secs_f64();
@@ -237,9 +238,9 @@ fn postgres(
     ) else {
         return;
     };
-    let c = &fig["connections"];
-    let max = c["max"].as_f64().unwrap_or(100.0) as u64;
-    let used = c["used"].as_f64().unwrap_or(0.0) as u64;
+    let c = fig.map(|f| &f.connections);
+    let max = c.map_or(100, |c| c.max as u64);
+    let used = c.map_or(0, |c| c.used as u64);
     let new_max = (max * 2).max(max + 20);
     out.push(Suggestion {
         id,
@@ -250,7 +251,7 @@ fn postgres(
             "{used} of {max} connections in use ({} reserved for superusers), {:.0}% \
              of the usable now; over {PG_CONNECTIONS_PERCENT:.0}% in {} of {} \
              samples of the last {win_label}, since {}",
-            c["reserved"].as_f64().unwrap_or(0.0),
+            c.map_or(0.0, |c| c.reserved as f64),
             w.last,
             w.over,
             w.samples,

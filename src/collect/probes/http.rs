@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::rate;
 use crate::collect::prometheus::{Family, bucket_delta, histogram_quantile, parse};
-use crate::model::probe::ProbeKind;
+use crate::model::figures::{
+    Langflow, N8n, N8nMetrics, Qdrant, QdrantCollection, QdrantCollectionInfo,
+};
+use crate::model::probe::{Figures, ProbeKind};
 
 /// A client for probes: short timeouts, no proxy (the services are local).
 pub fn client() -> reqwest::Client {
@@ -72,12 +75,12 @@ impl Probe {
         (a.status == 200).then(|| serde_json::from_str(&a.body).ok())?
     }
 
-    pub async fn sample(&mut self, addr: &str) -> Result<Value, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Figures, String> {
         let base = format!("http://{addr}");
         match self.kind {
-            ProbeKind::Qdrant => self.qdrant(&base).await,
-            ProbeKind::N8n => self.n8n(&base).await,
-            _ => self.langflow(&base).await,
+            ProbeKind::Qdrant => self.qdrant(&base).await.map(Figures::Qdrant),
+            ProbeKind::N8n => self.n8n(&base).await.map(Figures::N8n),
+            _ => self.langflow(&base).await.map(Figures::Langflow),
         }
     }
 
@@ -101,7 +104,7 @@ impl Probe {
         Err(last)
     }
 
-    async fn qdrant(&mut self, base: &str) -> Result<Value, String> {
+    async fn qdrant(&mut self, base: &str) -> Result<Qdrant, String> {
         let (path, h) = self.health(base, &["/healthz", "/"]).await?;
         let root = self.json(base, "/").await;
         let list = self
@@ -117,18 +120,21 @@ impl Probe {
             .collect();
         for name in names.iter().take(32) {
             let Some(info) = self.json(base, &format!("/collections/{name}")).await else {
-                collections.push(json!({"name": name, "error": "no answer"}));
+                collections.push(QdrantCollection::Unanswered {
+                    name: name.clone(),
+                    error: "no answer".into(),
+                });
                 continue;
             };
             let r = &info["result"];
-            collections.push(json!({
-                "name": name,
-                "status": r["status"],
-                "optimizer_status": r["optimizer_status"],
-                "points": r["points_count"],
-                "vectors": r["vectors_count"],
-                "indexed_vectors": r["indexed_vectors_count"],
-                "segments": r["segments_count"],
+            collections.push(QdrantCollection::Read(QdrantCollectionInfo {
+                name: name.clone(),
+                status: r["status"].as_str().map(String::from),
+                optimizer_status: serde_json::from_value(r["optimizer_status"].clone()).ok(),
+                points: r["points_count"].as_u64(),
+                vectors: r["vectors_count"].as_u64(),
+                indexed_vectors: r["indexed_vectors_count"].as_u64(),
+                segments: r["segments_count"].as_u64(),
             }));
         }
         let metrics = match self.get(base, "/metrics").await {
@@ -157,40 +163,47 @@ impl Probe {
             let secs = cur.search_seconds - p.search_seconds;
             (n > 0.0 && secs >= 0.0).then(|| secs / n * 1000.0)
         });
-        let out = json!({
-            "version": root.as_ref().and_then(|r| r["version"].as_str().map(String::from)),
-            "health": path,
-            "health_ms": h.ms,
-            "collections": collections,
-            "points": collections.iter().filter_map(|c| c["points"].as_f64()).sum::<f64>(),
-            "metrics": !metrics.is_empty(),
-            "vectors_total": gauge("collections_vector_total"),
-            "memory_resident_bytes": gauge("memory_resident_bytes"),
-            "memory_allocated_bytes": gauge("memory_allocated_bytes"),
-            "searches_per_s": rate(prev.as_ref().map(|p| p.searches), cur.searches, dt),
-            "inserts_per_s": rate(prev.as_ref().map(|p| p.inserts), cur.inserts, dt),
-            "failures_per_s": rate(prev.as_ref().map(|p| p.failures), cur.failures, dt),
-            "searches_total": cur.searches,
-            "inserts_total": cur.inserts,
+        let points = collections
+            .iter()
+            .filter_map(|c| c.info().and_then(|i| i.points))
+            .map(|p| p as f64)
+            .sum::<f64>();
+        let out = Qdrant {
+            version: root
+                .as_ref()
+                .and_then(|r| r["version"].as_str().map(String::from)),
+            health: path,
+            health_ms: h.ms,
+            collections,
+            points,
+            metrics: !metrics.is_empty(),
+            vectors_total: gauge("collections_vector_total"),
+            memory_resident_bytes: gauge("memory_resident_bytes"),
+            memory_allocated_bytes: gauge("memory_allocated_bytes"),
+            searches_per_s: rate(prev.as_ref().map(|p| p.searches), cur.searches, dt),
+            inserts_per_s: rate(prev.as_ref().map(|p| p.inserts), cur.inserts, dt),
+            failures_per_s: rate(prev.as_ref().map(|p| p.failures), cur.failures, dt),
+            searches_total: cur.searches,
+            inserts_total: cur.inserts,
             // From the histogram's buckets over the time since the last sample; null when
             // Qdrant has no histogram (before 1.8) or nothing was searched meanwhile.
-            "search_p50_ms": q(0.5),
-            "search_p95_ms": q(0.95),
-            "search_p99_ms": q(0.99),
-            "search_mean_ms": mean_window,
+            search_p50_ms: q(0.5),
+            search_p95_ms: q(0.95),
+            search_p99_ms: q(0.99),
+            search_mean_ms: mean_window,
             // Qdrant's own average since it started (not a percentile, not this window).
-            "search_avg_since_start_ms": search_avg.map(|s| s * 1000.0),
-        });
+            search_avg_since_start_ms: search_avg.map(|s| s * 1000.0),
+        };
         self.prev = Some((now, cur));
         Ok(out)
     }
 
-    async fn n8n(&mut self, base: &str) -> Result<Value, String> {
+    async fn n8n(&mut self, base: &str) -> Result<N8n, String> {
         let (path, h) = self.health(base, &["/healthz", "/health"]).await?;
         let ready = match self.get(base, "/healthz/readiness").await {
-            Ok(a) if a.status == 404 => Value::Null,
-            Ok(a) => ((200..300).contains(&a.status)).into(),
-            Err(_) => false.into(),
+            Ok(a) if a.status == 404 => None,
+            Ok(a) => Some((200..300).contains(&a.status)),
+            Err(_) => Some(false),
         };
         let settings = self.json(base, "/rest/settings").await;
         let mut version = settings
@@ -200,7 +213,7 @@ impl Probe {
             Ok(a) if a.status == 200 => parse(&a.body).ok(),
             _ => None,
         };
-        let mut m = json!(null);
+        let mut m = None;
         if let Some(f) = &metrics {
             if version.is_none() {
                 version = f
@@ -211,40 +224,60 @@ impl Probe {
                     .map(|v| v.trim_start_matches('v').to_string());
             }
             let g = |n: &str| sum_family(f, n, |_| true);
-            m = json!({
-                "active_workflows": g("n8n_active_workflow_count"),
-                "queue_waiting": g("n8n_scaling_mode_queue_jobs_waiting"),
-                "queue_active": g("n8n_scaling_mode_queue_jobs_active"),
-                "queue_failed": g("n8n_scaling_mode_queue_jobs_failed"),
-                "event_loop_lag_p99_ms": g("nodejs_eventloop_lag_p99_seconds").map(|s| s * 1000.0),
-                "resident_memory_bytes": g("process_resident_memory_bytes"),
-                "heap_used_bytes": g("nodejs_heap_size_used_bytes"),
+            m = Some(N8nMetrics {
+                active_workflows: g("n8n_active_workflow_count"),
+                queue_waiting: g("n8n_scaling_mode_queue_jobs_waiting"),
+                queue_active: g("n8n_scaling_mode_queue_jobs_active"),
+                queue_failed: g("n8n_scaling_mode_queue_jobs_failed"),
+                event_loop_lag_p99_ms: g("nodejs_eventloop_lag_p99_seconds").map(|s| s * 1000.0),
+                resident_memory_bytes: g("process_resident_memory_bytes"),
+                heap_used_bytes: g("nodejs_heap_size_used_bytes"),
             });
         }
-        Ok(json!({
-            "health": path,
-            "health_ms": h.ms,
-            "status": serde_json::from_str::<Value>(&h.body).ok().map(|b| b["status"].clone()),
-            "ready": ready,
-            "version": version,
-            "metrics": if metrics.is_some() { json!("on") } else {
-                json!("off: set N8N_METRICS=true in n8n's environment to export /metrics")
+        Ok(N8n {
+            health: path,
+            health_ms: h.ms,
+            status: serde_json::from_str::<Value>(&h.body)
+                .ok()
+                .and_then(|b| b["status"].as_str().map(String::from)),
+            ready,
+            version,
+            metrics: if metrics.is_some() {
+                "on".into()
+            } else {
+                "off: set N8N_METRICS=true in n8n's environment to export /metrics".into()
             },
-            "figures": m,
-        }))
+            figures: m,
+        })
     }
 
-    async fn langflow(&mut self, base: &str) -> Result<Value, String> {
+    async fn langflow(&mut self, base: &str) -> Result<Langflow, String> {
         let (path, h) = self.health(base, &["/health", "/api/v1/health"]).await?;
-        let checks = self.json(base, "/health_check").await;
+        // Each check's answer as text (Langflow answers strings: `ok`, or the error).
+        let checks = self.json(base, "/health_check").await.and_then(|c| {
+            c.as_object().map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), String::from),
+                        )
+                    })
+                    .collect()
+            })
+        });
         let version = self.json(base, "/api/v1/version").await;
-        Ok(json!({
-            "health": path,
-            "health_ms": h.ms,
-            "checks": checks,
-            "version": version.as_ref().and_then(|v| v["version"].as_str().map(String::from)),
-            "package": version.as_ref().and_then(|v| v["package"].as_str().map(String::from)),
-        }))
+        Ok(Langflow {
+            health: path,
+            health_ms: h.ms,
+            checks,
+            version: version
+                .as_ref()
+                .and_then(|v| v["version"].as_str().map(String::from)),
+            package: version
+                .as_ref()
+                .and_then(|v| v["package"].as_str().map(String::from)),
+        })
     }
 }
 

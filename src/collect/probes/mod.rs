@@ -3,135 +3,34 @@
 //! task and period; every sample is sent to the hub as `Update::Probe` with the probe's
 //! health and last error, like every other source.
 //!
-//! Which services are probed: an `x-osmen-probe` key in the compose file, else the image
-//! name (`postgres:15`, `redis:7-alpine`, `qdrant/qdrant`...). A probe reaches the service
-//! on its port published on loopback when there is one, else on the container's address.
-//! Credentials come from the service's environment and never leave the probe.
+//! Which services are probed (`ProbeTarget`s) the command side decides from the compose
+//! file. A probe reaches the service on its port published on loopback when there is one,
+//! else on the container's address. Credentials come with the target and never leave the
+//! probe.
 
 pub mod http;
 pub mod postgres;
 pub mod redis;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::containers::ContainerSource;
 use crate::hub::Update;
 use crate::model::container::ContainerRow;
-use crate::model::probe::{ProbeKind, ProbeReport, ProbeState};
-use crate::stack::compose::Project;
-
-/// One probed service.
-#[derive(Clone)]
-pub struct Target {
-    pub service: String,
-    pub kind: ProbeKind,
-    /// The port inside the container.
-    pub port: u16,
-    pub every: Duration,
-    pub creds: Creds,
-}
-
-/// What a probe logs in with. Debug never prints the password.
-#[derive(Clone, Default)]
-pub struct Creds {
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub database: Option<String>,
-}
-
-impl std::fmt::Debug for Creds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Creds")
-            .field("user", &self.user)
-            .field(
-                "password",
-                &self.password.as_ref().map(|_| crate::model::secret::MASK),
-            )
-            .field("database", &self.database)
-            .finish()
-    }
-}
-
-impl Creds {
-    /// Removes the password from a message (a driver's error may echo what it was given).
-    pub fn scrub(&self, msg: &str) -> String {
-        let mut m = crate::model::secret::mask_url_credentials(msg);
-        if let Some(p) = self.password.as_deref().filter(|p| p.len() >= 3) {
-            m = m.replace(p, crate::model::secret::MASK);
-        }
-        m
-    }
-}
-
-/// The value of `--flag value` or `--flag=value` in a command line.
-fn flag(command: &[String], name: &str) -> Option<String> {
-    let mut it = command.iter();
-    while let Some(a) = it.next() {
-        if a == name {
-            return it.next().cloned();
-        }
-        if let Some(v) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-            return Some(v.to_string());
-        }
-    }
-    None
-}
-
-fn creds_for(kind: ProbeKind, svc: &crate::stack::compose::Service) -> Creds {
-    let env = |k: &str| svc.environment.get(k).filter(|v| !v.is_empty()).cloned();
-    let command = svc.command.clone().unwrap_or_default();
-    match kind {
-        ProbeKind::Postgres => {
-            let user = env("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
-            Creds {
-                database: env("POSTGRES_DB").or_else(|| Some(user.clone())),
-                password: env("POSTGRES_PASSWORD"),
-                user: Some(user),
-            }
-        }
-        ProbeKind::Redis => Creds {
-            user: None,
-            password: flag(&command, "--requirepass")
-                .or_else(|| env("REDIS_PASSWORD"))
-                .filter(|p| !p.is_empty()),
-            database: None,
-        },
-        // The HTTP services' health and version endpoints need no credentials.
-        _ => Creds::default(),
-    }
-}
-
-/// The services of the project osmen probes, in name order.
-pub fn targets(project: &Project) -> Vec<Target> {
-    let mut out = Vec::new();
-    for (name, svc) in &project.services {
-        let kind = match &svc.probe {
-            Some(spec) => spec.kind,
-            None => svc.image.as_deref().and_then(ProbeKind::from_image),
-        };
-        let Some(kind) = kind else { continue };
-        let spec = svc.probe.as_ref();
-        out.push(Target {
-            service: name.clone(),
-            kind,
-            port: spec.and_then(|s| s.port).unwrap_or(kind.default_port()),
-            every: spec.and_then(|s| s.every).unwrap_or(kind.default_period()),
-            creds: creds_for(kind, svc),
-        });
-    }
-    out
-}
+use crate::model::probe::{Figures, ProbeKind, ProbeReport, ProbeState, ProbeTarget};
 
 /// `host:port` to reach the target: its port published on loopback (or on every
 /// address), else the first running container's own address. For an engine on `remote`
 /// only a port published on every address can be reached from here.
-pub fn endpoint(rows: &[ContainerRow], t: &Target, remote: Option<&str>) -> Result<String, String> {
+pub fn endpoint(
+    rows: &[ContainerRow],
+    t: &ProbeTarget,
+    remote: Option<&str>,
+) -> Result<String, String> {
     let mut running: Vec<&ContainerRow> = rows
         .iter()
         .filter(|r| r.service == t.service && r.state == "running")
@@ -181,7 +80,7 @@ pub enum Prober {
 }
 
 impl Prober {
-    pub fn new(t: &Target) -> Prober {
+    pub fn new(t: &ProbeTarget) -> Prober {
         match t.kind {
             ProbeKind::Postgres => Prober::Postgres(postgres::Probe::new(t.creds.clone())),
             ProbeKind::Redis => Prober::Redis(redis::Probe::new(t.creds.clone())),
@@ -191,18 +90,18 @@ impl Prober {
     }
 
     /// One sample of the service at `addr` (`host:port`).
-    pub async fn sample(&mut self, addr: &str) -> Result<Value, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Figures, String> {
         match self {
-            Prober::Postgres(p) => p.sample(addr).await,
-            Prober::Redis(p) => p.sample(addr).await,
+            Prober::Postgres(p) => p.sample(addr).await.map(Figures::Postgres),
+            Prober::Redis(p) => p.sample(addr).await.map(Figures::Redis),
             Prober::Http(p) => p.sample(addr).await,
             Prober::Ollama(blobs, client) => {
                 if blobs.len() > 256 {
                     blobs.clear();
                 }
-                let o =
-                    super::ollama::sample_cached(client, &format!("http://{addr}"), blobs).await?;
-                serde_json::to_value(o).map_err(|e| e.to_string())
+                super::ollama::sample_cached(client, &format!("http://{addr}"), blobs)
+                    .await
+                    .map(Figures::Ollama)
             }
         }
     }
@@ -218,7 +117,7 @@ const RELIST_EVERY: Duration = Duration::from_secs(5);
 /// the first rates: the second sample comes one second after the first.
 pub async fn run<S: ContainerSource>(
     src: Arc<S>,
-    targets: Vec<Target>,
+    targets: Vec<ProbeTarget>,
     tx: mpsc::Sender<Update>,
     stop: watch::Receiver<bool>,
 ) {
@@ -261,7 +160,7 @@ pub async fn run<S: ContainerSource>(
 }
 
 async fn run_one(
-    t: Target,
+    t: ProbeTarget,
     remote: Option<String>,
     mut rows: watch::Receiver<Option<Result<Vec<ContainerRow>, String>>>,
     tx: mpsc::Sender<Update>,
@@ -339,14 +238,6 @@ pub fn merge(prev: Option<&ProbeState>, r: &ProbeReport, now: f64) -> ProbeState
     }
 }
 
-/// Figures by name for the advisor and the console: `probe.figures[key]` as f64.
-pub fn figure(probe: &ProbeState, key: &str) -> Option<f64> {
-    probe.figure(key)
-}
-
-/// Used by tests and the hub: services keyed by name.
-pub type Reports = BTreeMap<String, Value>;
-
 /// The probes' recorded-figures tests: figures compared with their recording under
 /// `tests/fixtures/snapshot/` (`UPDATE_SNAPSHOT_JSON=1` records it again; a missing
 /// recording fails, so deleting one cannot make its test pass).
@@ -375,13 +266,36 @@ pub(crate) mod recording {
         assert_eq!(got, &want, "the figures changed; got:\n{text}");
     }
 
-    /// Each recorded entry read into `T` and written back is the same JSON.
-    pub fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(name: &str) {
+    fn entries(name: &str) -> BTreeMap<String, Value> {
         let all: BTreeMap<String, Value> =
             serde_json::from_str(&std::fs::read_to_string(path(name)).unwrap()).unwrap();
         assert!(!all.is_empty(), "{name} records nothing");
-        for (entry, v) in all {
+        all
+    }
+
+    /// Each recorded entry read into `T` and written back is the same JSON.
+    pub fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(name: &str) {
+        for (entry, v) in entries(name) {
             let typed: T = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}: {entry}");
+        }
+    }
+
+    /// The recording `name`, whole.
+    pub fn read(name: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path(name)).unwrap()).unwrap()
+    }
+
+    /// Each recorded entry read as `Figures` (untagged) is the kind `kind_of` names for it,
+    /// and written back is the same JSON.
+    pub fn figures_round_trip(
+        name: &str,
+        kind_of: impl Fn(&str) -> crate::model::probe::ProbeKind,
+    ) {
+        for (entry, v) in entries(name) {
+            let typed: crate::model::probe::Figures = serde_json::from_value(v.clone())
+                .unwrap_or_else(|e| panic!("{name}: {entry}: {e}"));
+            assert_eq!(typed.kind(), kind_of(&entry), "{name}: {entry}");
             assert_eq!(serde_json::to_value(&typed).unwrap(), v, "{name}: {entry}");
         }
     }
@@ -391,6 +305,8 @@ pub(crate) mod recording {
 mod tests {
     use super::*;
     use crate::model::container::{Health, PortRow};
+    use crate::model::figures::Redis;
+    use crate::model::probe::Creds;
 
     fn row(service: &str, ports: Vec<PortRow>, addresses: Vec<&str>) -> ContainerRow {
         ContainerRow {
@@ -416,8 +332,8 @@ mod tests {
         }
     }
 
-    fn target(kind: ProbeKind) -> Target {
-        Target {
+    fn target(kind: ProbeKind) -> ProbeTarget {
+        ProbeTarget {
             service: "db".into(),
             kind,
             port: kind.default_port(),
@@ -462,38 +378,22 @@ mod tests {
         assert!(err.contains("no running container of db"), "{err}");
     }
 
+    /// A target's credentials never print, and a driver's error that echoes the password
+    /// is scrubbed before it leaves the probe.
     #[test]
-    fn credentials_come_from_the_environment_and_never_print() {
-        let yaml = "services:\n  db:\n    image: postgres:15\n    environment:\n      \
-                    POSTGRES_PASSWORD: hunter22\n      POSTGRES_DB: osmen\n  cache:\n    \
-                    image: redis:7\n    command: [redis-server, --requirepass, s3cr3tpw]\n  \
-                    web:\n    image: nginx\n  vec:\n    image: mine/vectors\n    \
-                    x-osmen-probe: {kind: qdrant, port: 7000, every: 2s}\n  off:\n    \
-                    image: redis:7\n    x-osmen-probe: none\n";
-        let p = crate::stack::compose::load_str(
-            yaml,
-            std::path::Path::new("/tmp/x.yml"),
-            &crate::stack::compose::LoadOptions::default(),
-        )
-        .unwrap();
-        let t = targets(&p);
-        let names: Vec<_> = t.iter().map(|t| (t.service.as_str(), t.kind)).collect();
+    fn credentials_never_print() {
+        let t = ProbeTarget {
+            creds: Creds {
+                user: Some("postgres".into()),
+                password: Some("hunter22".into()),
+                database: Some("osmen".into()),
+            },
+            ..target(ProbeKind::Postgres)
+        };
+        let dbg = format!("{t:?}");
+        assert!(!dbg.contains("hunter22") && dbg.contains("osmen"), "{dbg}");
         assert_eq!(
-            names,
-            [
-                ("cache", ProbeKind::Redis),
-                ("db", ProbeKind::Postgres),
-                ("vec", ProbeKind::Qdrant)
-            ]
-        );
-        assert_eq!(t[0].creds.password.as_deref(), Some("s3cr3tpw"));
-        assert_eq!(t[1].creds.database.as_deref(), Some("osmen"));
-        assert_eq!(t[1].creds.user.as_deref(), Some("postgres"));
-        assert_eq!((t[2].port, t[2].every), (7000, Duration::from_secs(2)));
-        let dbg = format!("{:?}", t[1].creds);
-        assert!(!dbg.contains("hunter22"), "{dbg}");
-        assert_eq!(
-            t[1].creds
+            t.creds
                 .scrub("auth failed for hunter22 at postgresql://u:hunter22@h"),
             "auth failed for ******** at postgresql://u:********@h"
         );
@@ -506,7 +406,10 @@ mod tests {
             kind: ProbeKind::Redis,
             address: Some("127.0.0.1:6379".into()),
             every_s: 2.0,
-            result: Ok(serde_json::json!({"ops_per_s": 5.0})),
+            result: Ok(Figures::Redis(Redis {
+                ops_per_s: Some(5.0),
+                ..Default::default()
+            })),
         };
         let first = merge(None, &ok, 100.0);
         assert_eq!(first.status, "ok");
@@ -517,6 +420,45 @@ mod tests {
         let second = merge(Some(&first), &bad, 102.0);
         assert_eq!(second.status, "error: connection refused");
         assert_eq!(second.last_sample, Some(100.0));
-        assert_eq!(figure(&second, "ops_per_s"), Some(5.0));
+        assert_eq!(second.redis().and_then(|r| r.ops_per_s), Some(5.0));
+    }
+
+    /// Every kind's recorded figures (status --json's) read into `Figures` find their own
+    /// kind and write back the same JSON: Qdrant, n8n and Langflow from their probes'
+    /// recorded shapes, PostgreSQL and Redis from theirs, Ollama and a probed service row
+    /// from the snapshot's recording.
+    #[test]
+    fn recorded_figures_round_trip_by_kind() {
+        use recording::{figures_round_trip, read};
+        figures_round_trip("probe_figures.json", |entry| {
+            match entry.split('_').next().unwrap_or(entry) {
+                "qdrant" => ProbeKind::Qdrant,
+                "n8n" => ProbeKind::N8n,
+                _ => ProbeKind::Langflow,
+            }
+        });
+        figures_round_trip("probe_figures_postgres.json", |_| ProbeKind::Postgres);
+        figures_round_trip("probe_figures_redis.json", |_| ProbeKind::Redis);
+        let status = read("status.json");
+        let ollama: Figures = serde_json::from_value(status["ollama"].clone()).unwrap();
+        assert_eq!(ollama.kind(), ProbeKind::Ollama);
+        assert_eq!(serde_json::to_value(&ollama).unwrap(), status["ollama"]);
+        let row = &status["services"][0]["probe"];
+        let probe: ProbeState = serde_json::from_value(row.clone()).unwrap();
+        assert!(probe.redis().is_some(), "{row}");
+        assert_eq!(&serde_json::to_value(&probe).unwrap(), row);
+    }
+
+    /// JSON read back keeps a probe's figures its own kind: figures of another kind are
+    /// refused, not taken for the probe's.
+    #[test]
+    fn a_probe_row_with_another_kinds_figures_is_refused() {
+        let row = serde_json::json!({"kind": "postgres", "figures": {"maxmemory_bytes": 1.0}});
+        let e = serde_json::from_value::<ProbeState>(row).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a postgres probe with redis figures"),
+            "{e}"
+        );
     }
 }

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
 use tokio_postgres::{Client, NoTls};
 
-use super::{Creds, rate};
+use super::rate;
 use crate::model::figures::{PgConnections, PgDatabase, PgQuery, PgStatement, Postgres};
+use crate::model::probe::Creds;
 
 /// Counters summed over the databases, for rates.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,7 +139,7 @@ impl Probe {
         Ok(())
     }
 
-    pub async fn sample(&mut self, addr: &str) -> Result<Value, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Postgres, String> {
         self.connect(addr).await?;
         let r = self.read().await;
         if r.is_err() {
@@ -149,7 +149,7 @@ impl Probe {
         r
     }
 
-    async fn read(&mut self) -> Result<Value, String> {
+    async fn read(&mut self) -> Result<Postgres, String> {
         let Some((_, c)) = &self.client else {
             return Err("not connected".into());
         };
@@ -185,39 +185,8 @@ impl Probe {
             used += n;
             by_state.insert(s, n);
         }
-        let dbs = c
-            .query(
-                "/* osmen-probe */ SELECT d.datname::text, pg_database_size(d.oid)::int8, \
-                 s.xact_commit::int8, s.xact_rollback::int8, s.tup_inserted::int8, \
-                 s.tup_updated::int8, s.tup_deleted::int8, s.tup_fetched::int8, \
-                 s.blks_hit::int8, s.blks_read::int8, s.deadlocks::int8, s.numbackends::int8 \
-                 FROM pg_database d JOIN pg_stat_database s ON s.datid = d.oid \
-                 WHERE d.datallowconn AND NOT d.datistemplate ORDER BY 2 DESC",
-                &[],
-            )
-            .await
-            .map_err(q)?;
         let mut cur = Counters::default();
-        let mut deadlocks = 0i64;
-        let mut databases = Vec::new();
-        for r in &dbs {
-            let g = |i: usize| r.get::<_, i64>(i) as f64;
-            cur.commits += g(2);
-            cur.rollbacks += g(3);
-            cur.inserted += g(4);
-            cur.updated += g(5);
-            cur.deleted += g(6);
-            cur.fetched += g(7);
-            cur.blks_hit += g(8);
-            cur.blks_read += g(9);
-            deadlocks += r.get::<_, i64>(10);
-            databases.push(PgDatabase {
-                name: r.get::<_, String>(0),
-                size_bytes: r.get::<_, i64>(1),
-                transactions: r.get::<_, i64>(2) + r.get::<_, i64>(3),
-                connections: r.get::<_, i64>(11),
-            });
-        }
+        let (deadlocks, databases) = databases(c, &mut cur).await?;
         let longest = c
             .query_opt(
                 "/* osmen-probe */ SELECT greatest(extract(epoch FROM clock_timestamp() - query_start), 0)::float8, state, \
@@ -235,59 +204,7 @@ impl Probe {
                 database: r.get::<_, String>(2),
                 query: short(&r.get::<_, String>(3)),
             });
-        let has_ext = c
-            .query_opt(
-                "/* osmen-probe */ SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
-                &[],
-            )
-            .await
-            .map_err(q)?
-            .is_some();
-        let mut statements = String::from("on");
-        let mut top = None;
-        if has_ext {
-            // The extension exists but the library may not be preloaded: that errors, and
-            // aborts the transaction, so it is read inside a savepoint.
-            c.batch_execute("SAVEPOINT s").await.map_err(q)?;
-            match c
-                .query(
-                    "/* osmen-probe */ WITH s AS (SELECT * FROM pg_stat_statements \
-                     WHERE query NOT LIKE '%osmen-probe%' AND query NOT IN \
-                     ('BEGIN READ ONLY', 'COMMIT', 'SAVEPOINT s', 'ROLLBACK TO SAVEPOINT s')) \
-                     SELECT query, calls::int8, mean_exec_time::float8, \
-                     total_exec_time::float8, rows::int8, \
-                     (SELECT sum(calls)::float8 FROM s), \
-                     (SELECT sum(total_exec_time)::float8 FROM s) \
-                     FROM s ORDER BY mean_exec_time DESC LIMIT 10",
-                    &[],
-                )
-                .await
-            {
-                Ok(rows) => {
-                    let mut list = Vec::new();
-                    for r in &rows {
-                        cur.stmt_calls = r.get::<_, Option<f64>>(5);
-                        cur.stmt_ms = r.get::<_, Option<f64>>(6);
-                        list.push(PgStatement {
-                            query: short(&r.get::<_, String>(0)),
-                            calls: r.get::<_, i64>(1),
-                            mean_ms: r.get::<_, f64>(2),
-                            total_ms: r.get::<_, f64>(3),
-                            rows: r.get::<_, i64>(4),
-                        });
-                    }
-                    top = Some(list);
-                }
-                Err(e) => {
-                    c.batch_execute("ROLLBACK TO SAVEPOINT s")
-                        .await
-                        .map_err(q)?;
-                    statements = format!("{HOW_TO_ENABLE} database {db} ({})", err_text(&e));
-                }
-            }
-        } else {
-            statements = format!("{HOW_TO_ENABLE} database {db}");
-        }
+        let (statements, top) = statements(c, &db, &mut cur).await?;
         c.batch_execute("COMMIT").await.map_err(q)?;
 
         let now = Instant::now();
@@ -321,6 +238,109 @@ impl Probe {
     }
 }
 
+/// Each database's size and connections, its counters summed into `cur`; and the
+/// deadlocks over all of them.
+async fn databases(c: &Client, cur: &mut Counters) -> Result<(i64, Vec<PgDatabase>), String> {
+    let q = |e: tokio_postgres::Error| err_text(&e);
+    let dbs = c
+        .query(
+            "/* osmen-probe */ SELECT d.datname::text, pg_database_size(d.oid)::int8, \
+             s.xact_commit::int8, s.xact_rollback::int8, s.tup_inserted::int8, \
+             s.tup_updated::int8, s.tup_deleted::int8, s.tup_fetched::int8, \
+             s.blks_hit::int8, s.blks_read::int8, s.deadlocks::int8, s.numbackends::int8 \
+             FROM pg_database d JOIN pg_stat_database s ON s.datid = d.oid \
+             WHERE d.datallowconn AND NOT d.datistemplate ORDER BY 2 DESC",
+            &[],
+        )
+        .await
+        .map_err(q)?;
+    let mut deadlocks = 0i64;
+    let mut databases = Vec::new();
+    for r in &dbs {
+        let g = |i: usize| r.get::<_, i64>(i) as f64;
+        cur.commits += g(2);
+        cur.rollbacks += g(3);
+        cur.inserted += g(4);
+        cur.updated += g(5);
+        cur.deleted += g(6);
+        cur.fetched += g(7);
+        cur.blks_hit += g(8);
+        cur.blks_read += g(9);
+        deadlocks += r.get::<_, i64>(10);
+        databases.push(PgDatabase {
+            name: r.get::<_, String>(0),
+            size_bytes: r.get::<_, i64>(1),
+            transactions: r.get::<_, i64>(2) + r.get::<_, i64>(3),
+            connections: r.get::<_, i64>(11),
+        });
+    }
+    Ok((deadlocks, databases))
+}
+
+/// The slowest statements by mean time from pg_stat_statements (their calls and time summed
+/// into `cur`), or why they are not read and how to enable them.
+async fn statements(
+    c: &Client,
+    db: &str,
+    cur: &mut Counters,
+) -> Result<(String, Option<Vec<PgStatement>>), String> {
+    let q = |e: tokio_postgres::Error| err_text(&e);
+    let has_ext = c
+        .query_opt(
+            "/* osmen-probe */ SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
+            &[],
+        )
+        .await
+        .map_err(q)?
+        .is_some();
+    let mut statements = String::from("on");
+    let mut top = None;
+    if has_ext {
+        // The extension exists but the library may not be preloaded: that errors, and
+        // aborts the transaction, so it is read inside a savepoint.
+        c.batch_execute("SAVEPOINT s").await.map_err(q)?;
+        match c
+            .query(
+                "/* osmen-probe */ WITH s AS (SELECT * FROM pg_stat_statements \
+                 WHERE query NOT LIKE '%osmen-probe%' AND query NOT IN \
+                 ('BEGIN READ ONLY', 'COMMIT', 'SAVEPOINT s', 'ROLLBACK TO SAVEPOINT s')) \
+                 SELECT query, calls::int8, mean_exec_time::float8, \
+                 total_exec_time::float8, rows::int8, \
+                 (SELECT sum(calls)::float8 FROM s), \
+                 (SELECT sum(total_exec_time)::float8 FROM s) \
+                 FROM s ORDER BY mean_exec_time DESC LIMIT 10",
+                &[],
+            )
+            .await
+        {
+            Ok(rows) => {
+                let mut list = Vec::new();
+                for r in &rows {
+                    cur.stmt_calls = r.get::<_, Option<f64>>(5);
+                    cur.stmt_ms = r.get::<_, Option<f64>>(6);
+                    list.push(PgStatement {
+                        query: short(&r.get::<_, String>(0)),
+                        calls: r.get::<_, i64>(1),
+                        mean_ms: r.get::<_, f64>(2),
+                        total_ms: r.get::<_, f64>(3),
+                        rows: r.get::<_, i64>(4),
+                    });
+                }
+                top = Some(list);
+            }
+            Err(e) => {
+                c.batch_execute("ROLLBACK TO SAVEPOINT s")
+                    .await
+                    .map_err(q)?;
+                statements = format!("{HOW_TO_ENABLE} database {db} ({})", err_text(&e));
+            }
+        }
+    } else {
+        statements = format!("{HOW_TO_ENABLE} database {db}");
+    }
+    Ok((statements, top))
+}
+
 /// What one sample read, before rates.
 struct Read {
     version: String,
@@ -338,7 +358,7 @@ struct Read {
 
 /// Figures from one sample's reads and the counters of the sample before (`dt` seconds
 /// ago, its own transaction already taken out).
-fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
+fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Postgres {
     let Read {
         version,
         db,
@@ -365,7 +385,7 @@ fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
         (calls > 0.0 && ms >= 0.0).then(|| ms / calls)
     });
     let usable = (max - reserved).max(1);
-    let figures = Postgres {
+    Postgres {
         version,
         database: db,
         connections: PgConnections {
@@ -390,9 +410,7 @@ fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Value {
         statements,
         top_queries: top,
         mean_query_ms_window: mean_ms_window,
-    };
-    // The snapshot still carries figures as JSON; this is the typed figures' JSON.
-    serde_json::to_value(figures).unwrap_or_default()
+    }
 }
 
 /// The server's message when there is one (tokio-postgres' Display says only "db error").

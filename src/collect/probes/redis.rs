@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::{Creds, rate};
+use super::rate;
 use crate::model::figures::{Redis, RedisPersistence};
+use crate::model::probe::Creds;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
@@ -71,18 +70,6 @@ async fn connect(addr: &str, creds: &Creds) -> Result<redis::aio::MultiplexedCon
         .map_err(|e| format!("connect {addr}: {e}"))
 }
 
-/// `CONFIG SET maxmemory` (what an applied redis-evicting suggestion does live).
-pub async fn set_maxmemory(addr: &str, creds: &Creds, bytes: u64) -> Result<(), String> {
-    let mut c = connect(addr, creds).await?;
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(bytes)
-        .query_async::<()>(&mut c)
-        .await
-        .map_err(|e| format!("CONFIG SET maxmemory: {e}"))
-}
-
 impl Probe {
     pub fn new(creds: Creds) -> Probe {
         Probe {
@@ -92,7 +79,7 @@ impl Probe {
         }
     }
 
-    pub async fn sample(&mut self, addr: &str) -> Result<Value, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Redis, String> {
         if self.conn.as_ref().is_none_or(|(a, _)| a != addr) {
             self.conn = None;
             let conn = connect(addr, &self.creds).await?;
@@ -140,7 +127,7 @@ fn addr_info(addr: &str) -> Result<redis::ConnectionAddr, String> {
 }
 
 /// Figures from one `INFO` and the counters of the sample before (`dt` seconds ago).
-fn build(info: &BTreeMap<String, String>, cur: Counters, prev: Option<Counters>, dt: f64) -> Value {
+fn build(info: &BTreeMap<String, String>, cur: Counters, prev: Option<Counters>, dt: f64) -> Redis {
     let num = |k: &str| info.get(k).and_then(|v| v.parse::<f64>().ok());
     let s = |k: &str| info.get(k).cloned();
     let r = |f: fn(&Counters) -> f64| rate(prev.as_ref().map(f), f(&cur), dt);
@@ -152,7 +139,7 @@ fn build(info: &BTreeMap<String, String>, cur: Counters, prev: Option<Counters>,
     let used = num("used_memory");
     let max = num("maxmemory").filter(|m| *m > 0.0);
     let (keys, per_db) = keyspace(info);
-    let figures = Redis {
+    Redis {
         version: s("redis_version"),
         uptime_s: num("uptime_in_seconds"),
         ops_per_s: r(|c| c.commands),
@@ -183,9 +170,7 @@ fn build(info: &BTreeMap<String, String>, cur: Counters, prev: Option<Counters>,
             rdb_last_bgsave_status: s("rdb_last_bgsave_status"),
             rdb_bgsave_in_progress: num("rdb_bgsave_in_progress").map(|v| v > 0.0),
         },
-    };
-    // The snapshot still carries figures as JSON; this is the typed figures' JSON.
-    serde_json::to_value(figures).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +206,7 @@ mod tests {
             hits: 75.0,
             misses: 25.0,
         };
-        let v = build(&info, cur, Some(prev), 2.0);
+        let v = serde_json::to_value(build(&info, cur, Some(prev), 2.0)).unwrap();
         assert_eq!(v["version"], "7.0.15");
         assert_eq!(v["ops_per_s"], 100.0);
         assert_eq!(v["evictions_per_s"], 10.0);
@@ -232,11 +217,11 @@ mod tests {
         assert_eq!(v["keys"], 15);
         assert_eq!(v["persistence"]["aof_enabled"], false);
         let first = build(&info, cur, None, 0.0);
-        assert!(first["ops_per_s"].is_null(), "one sample is not a rate");
+        assert!(first.ops_per_s.is_none(), "one sample is not a rate");
         let mut unlimited = info.clone();
         unlimited.insert("maxmemory".into(), "0".into());
         let v = build(&unlimited, cur, None, 0.0);
-        assert!(v["maxmemory_bytes"].is_null() && v["memory_percent"].is_null());
+        assert!(v.maxmemory_bytes.is_none() && v.memory_percent.is_none());
     }
 
     #[test]
