@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 use crate::model::agent_error::{error_percent, failing};
+use crate::model::metric::{PROVIDER_CIRCUIT_STATE, PROVIDER_CONSECUTIVE_FAILURES};
 
 mod execute;
 use execute::execute;
@@ -471,23 +472,24 @@ async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {
 /// Each LLM provider's circuit breaker: its state and its run of failed calls.
 fn provider_metrics(providers: &[Arc<super::llm::Provider>]) -> String {
     use std::fmt::Write;
-    let mut o = String::from(
-        "# HELP osmen_provider_circuit_state Circuit breaker of an LLM provider: 0 closed, 1 \
+    let mut o = format!(
+        "# HELP {PROVIDER_CIRCUIT_STATE} Circuit breaker of an LLM provider: 0 closed, 1 \
          half-open (one trial call), 2 open (calls fail at once).\n\
-         # TYPE osmen_provider_circuit_state gauge\n",
+         # TYPE {PROVIDER_CIRCUIT_STATE} gauge\n",
     );
     let states: Vec<_> = providers.iter().map(|p| (p.name(), p.breaker())).collect();
     for (name, b) in &states {
         let _ = writeln!(
             o,
-            "osmen_provider_circuit_state{{provider=\"{name}\"}} {}",
+            "{PROVIDER_CIRCUIT_STATE}{{provider=\"{name}\"}} {}",
             b.code()
         );
     }
-    o.push_str(
-        "# HELP osmen_provider_consecutive_failures Failed calls in a row (outages: \
+    let _ = write!(
+        o,
+        "# HELP {PROVIDER_CONSECUTIVE_FAILURES} Failed calls in a row (outages: \
          unreachable, timeout, 429, 5xx, unreadable answers).\n\
-         # TYPE osmen_provider_consecutive_failures gauge\n",
+         # TYPE {PROVIDER_CONSECUTIVE_FAILURES} gauge\n",
     );
     for (p, (name, b)) in providers.iter().zip(&states) {
         let n = match b {
@@ -496,7 +498,7 @@ fn provider_metrics(providers: &[Arc<super::llm::Provider>]) -> String {
         };
         let _ = writeln!(
             o,
-            "osmen_provider_consecutive_failures{{provider=\"{name}\"}} {n}"
+            "{PROVIDER_CONSECUTIVE_FAILURES}{{provider=\"{name}\"}} {n}"
         );
     }
     o
