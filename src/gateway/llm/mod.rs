@@ -2,6 +2,9 @@
 //! (`/v1/chat/completions`: OpenAI, LM Studio, vLLM, llama.cpp) and Anthropic
 //! (`/v1/messages`). Timeouts, retries with backoff on 429/5xx honouring `Retry-After`,
 //! a concurrency limit per provider, and a small response cache.
+//!
+//! Each provider's wire format is a file of its own (`ollama`, `openai`, `anthropic`: the
+//! request and how its answer is read); `breaker`, `cache` and `error` hold what they share.
 
 use std::sync::Arc;
 use std::time::Duration;
