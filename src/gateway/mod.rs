@@ -17,7 +17,7 @@ pub mod tools;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -240,6 +240,141 @@ impl KeyLimiter {
     }
 }
 
+/// The API keys from the file and `OSMEN_API_KEYS`; with none on a loopback address, a key
+/// generated once under `runtime/` (and its file). None on another address is refused.
+fn api_keys(
+    file: &GatewayFile,
+    env: &BTreeMap<String, String>,
+    listen: SocketAddr,
+    runtime_dir: &Path,
+) -> Result<(Vec<String>, Option<PathBuf>), String> {
+    let mut keys: Vec<String> = file.gateway.api_keys.clone();
+    if let Some(k) = env.get("OSMEN_API_KEYS") {
+        keys.extend(
+            k.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from),
+        );
+    }
+    let mut generated_key_file = None;
+    if keys.is_empty() {
+        if !listen.ip().is_loopback() {
+            return Err(format!(
+                "refusing to serve on {listen} without API keys: set OSMEN_API_KEYS (or \
+                 gateway.api_keys), or listen on 127.0.0.1"
+            ));
+        }
+        let path = runtime_dir.join("gateway.key");
+        let (key, _) = keyfile::load_or_create(&path)?;
+        keys.push(key);
+        generated_key_file = Some(path);
+    }
+    Ok((keys, generated_key_file))
+}
+
+/// The agents of the file (the shipped ones when it names none), each with its prompt
+/// (the assets' file, else the built-in copy) and its chain of providers.
+fn agents_of(
+    file: &GatewayFile,
+    assets_dir: &Path,
+    providers: &BTreeMap<String, Arc<Provider>>,
+) -> Result<BTreeMap<String, Agent>, String> {
+    let mut agents = BTreeMap::new();
+    let agent_files = if file.agents.is_empty() {
+        GatewayFile::parse(include_str!("../../config/gateway.toml"), "built-in")?.agents
+    } else {
+        file.agents.clone()
+    };
+    for (name, a) in &agent_files {
+        let path = assets_dir.join("prompts").join(&a.prompt);
+        let template = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => builtin_prompt(&a.prompt)
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    format!(
+                        "agent {name}: cannot read its prompt {}: {e}",
+                        path.display()
+                    )
+                })?,
+        };
+        let chain: Vec<Arc<Provider>> = if a.provider == "auto" {
+            ["ollama", "openai", "anthropic"]
+                .iter()
+                .filter_map(|p| providers.get(*p).cloned())
+                .collect()
+        } else {
+            providers.get(&a.provider).cloned().into_iter().collect()
+        };
+        agents.insert(name.clone(), Agent::new(name, a, template, chain));
+    }
+    Ok(agents)
+}
+
+/// The embedding model for the memory: local first, like the agents.
+fn embedder(
+    file: &GatewayFile,
+    env: &BTreeMap<String, String>,
+    providers: &BTreeMap<String, Arc<Provider>>,
+) -> Option<memory::Embedder> {
+    let embed_model = |name: &str, env_key: &str, default: &str| {
+        env.get(env_key)
+            .cloned()
+            .or_else(|| file.providers.get(name).and_then(|p| p.embed_model.clone()))
+            .unwrap_or_else(|| default.to_string())
+    };
+    if let Some(p) = providers.get("ollama") {
+        Some(memory::Embedder::new(
+            Kind::Ollama,
+            p.cfg.base_url.clone(),
+            None,
+            embed_model("ollama", "OLLAMA_EMBED_MODEL", "nomic-embed-text"),
+        ))
+    } else {
+        providers.get("openai").map(|p| {
+            memory::Embedder::new(
+                Kind::OpenAi,
+                p.cfg.base_url.clone(),
+                p.cfg.api_key.clone(),
+                embed_model("openai", "OPENAI_EMBED_MODEL", "text-embedding-3-small"),
+            )
+        })
+    }
+}
+
+/// The per-key rate limit (`OSMEN_RATE_LIMIT_PER_KEY` beats the file), None when off.
+fn limiter(
+    file: &GatewayFile,
+    env: &BTreeMap<String, String>,
+) -> Result<Option<KeyLimiter>, String> {
+    let rate = match env
+        .get("OSMEN_RATE_LIMIT_PER_KEY")
+        .filter(|v| !v.is_empty())
+    {
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r >= 0.0)
+            .ok_or_else(|| {
+                format!(
+                    "OSMEN_RATE_LIMIT_PER_KEY={v:?}: give requests per second per \
+                     key as a number (0 turns the limit off)"
+                )
+            })?,
+        None => file.gateway.rate_limit_per_key,
+    };
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!(
+            "gateway.rate_limit_per_key = {rate}: give requests per second per key \
+             (0 turns the limit off)"
+        ));
+    }
+    Ok((rate > 0.0)
+        .then(|| KeyLimiter::new(rate, file.gateway.rate_limit_burst.unwrap_or(rate * 2.0))))
+}
+
 /// A short, stable fingerprint of a key (for counting users); never the key itself.
 pub fn key_id(key: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -269,92 +404,20 @@ impl Gateway {
         let listen: SocketAddr = listen_s.parse().map_err(|_| {
             format!("gateway listen address {listen_s:?} is not IP:PORT (e.g. 127.0.0.1:8080)")
         })?;
-        let mut keys: Vec<String> = file.gateway.api_keys.clone();
-        if let Some(k) = env.get("OSMEN_API_KEYS") {
-            keys.extend(
-                k.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(String::from),
-            );
-        }
-        let mut generated_key_file = None;
-        if keys.is_empty() {
-            if !listen.ip().is_loopback() {
-                return Err(format!(
-                    "refusing to serve on {listen} without API keys: set OSMEN_API_KEYS (or \
-                     gateway.api_keys), or listen on 127.0.0.1"
-                ));
-            }
-            let path = opts.runtime_dir.join("gateway.key");
-            let (key, _) = keyfile::load_or_create(&path)?;
-            keys.push(key);
-            generated_key_file = Some(path);
-        }
+        let (keys, generated_key_file) = api_keys(&file, env, listen, &opts.runtime_dir)?;
         let mut providers: BTreeMap<String, Arc<Provider>> = BTreeMap::new();
         for name in ["ollama", "openai", "anthropic"] {
             if let Some(cfg) = provider_config(name, file.providers.get(name), env) {
                 providers.insert(name.to_string(), Arc::new(Provider::new(cfg)));
             }
         }
-        let mut agents = BTreeMap::new();
-        let agent_files = if file.agents.is_empty() {
-            GatewayFile::parse(include_str!("../../config/gateway.toml"), "built-in")?.agents
-        } else {
-            file.agents.clone()
-        };
-        for (name, a) in &agent_files {
-            let path = opts.assets_dir.join("prompts").join(&a.prompt);
-            let template = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) => builtin_prompt(&a.prompt)
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        format!(
-                            "agent {name}: cannot read its prompt {}: {e}",
-                            path.display()
-                        )
-                    })?,
-            };
-            let chain: Vec<Arc<Provider>> = if a.provider == "auto" {
-                ["ollama", "openai", "anthropic"]
-                    .iter()
-                    .filter_map(|p| providers.get(*p).cloned())
-                    .collect()
-            } else {
-                providers.get(&a.provider).cloned().into_iter().collect()
-            };
-            agents.insert(name.clone(), Agent::new(name, a, template, chain));
-        }
+        let agents = agents_of(&file, &opts.assets_dir, &providers)?;
         let names: Vec<String> = agents.keys().cloned().collect();
         let n8n_url = env
             .get("N8N_URL")
             .cloned()
             .or_else(|| file.gateway.n8n_url.clone());
-        // Embeddings: local first, like the agents.
-        let embed_model = |name: &str, env_key: &str, default: &str| {
-            env.get(env_key)
-                .cloned()
-                .or_else(|| file.providers.get(name).and_then(|p| p.embed_model.clone()))
-                .unwrap_or_else(|| default.to_string())
-        };
-        let embedder = if let Some(p) = providers.get("ollama") {
-            Some(memory::Embedder::new(
-                Kind::Ollama,
-                p.cfg.base_url.clone(),
-                None,
-                embed_model("ollama", "OLLAMA_EMBED_MODEL", "nomic-embed-text"),
-            ))
-        } else {
-            providers.get("openai").map(|p| {
-                memory::Embedder::new(
-                    Kind::OpenAi,
-                    p.cfg.base_url.clone(),
-                    p.cfg.api_key.clone(),
-                    embed_model("openai", "OPENAI_EMBED_MODEL", "text-embedding-3-small"),
-                )
-            })
-        };
+        let embedder = embedder(&file, env, &providers);
         let qdrant = env
             .get("QDRANT_URL")
             .cloned()
@@ -407,34 +470,7 @@ impl Gateway {
             generated_key_file,
             stack: opts.stack.clone(),
             last_client: std::sync::atomic::AtomicU64::new(0),
-            limiter: {
-                let rate = match env
-                    .get("OSMEN_RATE_LIMIT_PER_KEY")
-                    .filter(|v| !v.is_empty())
-                {
-                    Some(v) => v
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|r| *r >= 0.0)
-                        .ok_or_else(|| {
-                            format!(
-                                "OSMEN_RATE_LIMIT_PER_KEY={v:?}: give requests per second per \
-                                 key as a number (0 turns the limit off)"
-                            )
-                        })?,
-                    None => file.gateway.rate_limit_per_key,
-                };
-                if !rate.is_finite() || rate < 0.0 {
-                    return Err(format!(
-                        "gateway.rate_limit_per_key = {rate}: give requests per second per key \
-                         (0 turns the limit off)"
-                    ));
-                }
-                (rate > 0.0).then(|| {
-                    KeyLimiter::new(rate, file.gateway.rate_limit_burst.unwrap_or(rate * 2.0))
-                })
-            },
+            limiter: limiter(&file, env)?,
         })
     }
 

@@ -168,34 +168,7 @@ impl Config {
             format!("{file}{at}: {}", e.message())
         })?;
         let mut c = Config::default();
-        let s = &mut c.supervisor;
-        let r = raw.supervisor;
-        let dur = |key: &str, v: Option<String>, slot: &mut Duration| -> Result<(), String> {
-            if let Some(v) = v {
-                *slot = parse_duration(&v).map_err(|m| format!("{file}: supervisor.{key}: {m}"))?;
-            }
-            Ok(())
-        };
-        dur("health_timeout", r.health_timeout, &mut s.health_timeout)?;
-        dur("stop_grace", r.stop_grace, &mut s.stop_grace)?;
-        dur("backoff_initial", r.backoff_initial, &mut s.backoff_initial)?;
-        dur("backoff_max", r.backoff_max, &mut s.backoff_max)?;
-        dur(
-            "crash_loop_window",
-            r.crash_loop_window,
-            &mut s.crash_loop_window,
-        )?;
-        if let Some(n) = r.crash_loop_restarts {
-            if n == 0 {
-                return Err(format!(
-                    "{file}: supervisor.crash_loop_restarts: must be at least 1"
-                ));
-            }
-            s.crash_loop_restarts = n;
-        }
-        if let Some(n) = r.journal_max_entries {
-            s.journal_max_entries = n.max(10);
-        }
+        supervisor(file, raw.supervisor, &mut c.supervisor)?;
         for u in &raw.collect.scrape {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(format!(
@@ -204,92 +177,127 @@ impl Config {
             }
         }
         c.scrape = raw.collect.scrape;
-        let a = raw.advisor;
-        let adv = &mut c.advisor;
-        if let Some(w) = a.window {
-            adv.window = parse_duration(&w).map_err(|m| format!("{file}: advisor.window: {m}"))?;
-            if adv.window < Duration::from_secs(2) {
-                return Err(format!(
-                    "{file}: advisor.window: {w:?} is too short; use 2s or more"
-                ));
-            }
-        }
-        if let Some(slo) = a.latency_slo {
-            adv.latency_slo = Some(
-                parse_duration(&slo).map_err(|m| format!("{file}: advisor.latency_slo: {m}"))?,
-            );
-        }
-        let frac = |key: &str, v: Option<f64>, lo: f64, hi: f64, slot: &mut f64| {
-            if let Some(v) = v {
-                if !(lo..=hi).contains(&v) {
-                    return Err(format!(
-                        "{file}: advisor.{key}: {v} is out of range; use a value from {lo} to {hi}"
-                    ));
-                }
-                *slot = v;
-            }
-            Ok(())
-        };
-        frac("sustain", a.sustain, 0.01, 1.0, &mut adv.sustain)?;
-        frac("margin", a.margin, 0.0, 50.0, &mut adv.margin)?;
-        frac(
-            "cpu_percent",
-            a.cpu_percent,
-            1.0,
-            1000.0,
-            &mut adv.cpu_percent,
-        )?;
-        frac(
-            "memory_percent",
-            a.memory_percent,
-            1.0,
-            100.0,
-            &mut adv.memory_percent,
-        )?;
-        frac(
-            "latency_factor",
-            a.latency_factor,
-            1.0,
-            100.0,
-            &mut adv.latency_factor,
-        )?;
-        frac(
-            "vram_percent",
-            a.vram_percent,
-            1.0,
-            100.0,
-            &mut adv.vram_percent,
-        )?;
-        frac(
-            "host_cpu_percent",
-            a.host_cpu_percent,
-            1.0,
-            100.0,
-            &mut adv.host_cpu_percent,
-        )?;
-        frac(
-            "host_memory_percent",
-            a.host_memory_percent,
-            1.0,
-            100.0,
-            &mut adv.host_memory_percent,
-        )?;
-        frac(
-            "agent_error_percent",
-            a.agent_error_percent,
-            0.1,
-            100.0,
-            &mut adv.agent_error_percent,
-        )?;
-        if let Some(st) = a.stateless {
-            adv.stateless = st;
-        }
+        advisor(file, raw.advisor, &mut c.advisor)?;
         c.console = ConsoleConfig {
             mouse: raw.console.mouse,
             keys: raw.console.keys,
         };
         Ok(c)
     }
+}
+
+/// `[supervisor]`: durations and bounds over the defaults in `s`.
+fn supervisor(file: &str, r: RawSupervisor, s: &mut SupervisorConfig) -> Result<(), String> {
+    let dur = |key: &str, v: Option<String>, slot: &mut Duration| -> Result<(), String> {
+        if let Some(v) = v {
+            *slot = parse_duration(&v).map_err(|m| format!("{file}: supervisor.{key}: {m}"))?;
+        }
+        Ok(())
+    };
+    dur("health_timeout", r.health_timeout, &mut s.health_timeout)?;
+    dur("stop_grace", r.stop_grace, &mut s.stop_grace)?;
+    dur("backoff_initial", r.backoff_initial, &mut s.backoff_initial)?;
+    dur("backoff_max", r.backoff_max, &mut s.backoff_max)?;
+    dur(
+        "crash_loop_window",
+        r.crash_loop_window,
+        &mut s.crash_loop_window,
+    )?;
+    if let Some(n) = r.crash_loop_restarts {
+        if n == 0 {
+            return Err(format!(
+                "{file}: supervisor.crash_loop_restarts: must be at least 1"
+            ));
+        }
+        s.crash_loop_restarts = n;
+    }
+    if let Some(n) = r.journal_max_entries {
+        s.journal_max_entries = n.max(10);
+    }
+    Ok(())
+}
+
+/// `[advisor]`: the window, the latency SLO and the thresholds, each checked against its
+/// range, over the defaults in `adv`.
+fn advisor(file: &str, a: RawAdvisor, adv: &mut AdvisorConfig) -> Result<(), String> {
+    if let Some(w) = a.window {
+        adv.window = parse_duration(&w).map_err(|m| format!("{file}: advisor.window: {m}"))?;
+        if adv.window < Duration::from_secs(2) {
+            return Err(format!(
+                "{file}: advisor.window: {w:?} is too short; use 2s or more"
+            ));
+        }
+    }
+    if let Some(slo) = a.latency_slo {
+        adv.latency_slo =
+            Some(parse_duration(&slo).map_err(|m| format!("{file}: advisor.latency_slo: {m}"))?);
+    }
+    let frac = |key: &str, v: Option<f64>, lo: f64, hi: f64, slot: &mut f64| {
+        if let Some(v) = v {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!(
+                    "{file}: advisor.{key}: {v} is out of range; use a value from {lo} to {hi}"
+                ));
+            }
+            *slot = v;
+        }
+        Ok(())
+    };
+    frac("sustain", a.sustain, 0.01, 1.0, &mut adv.sustain)?;
+    frac("margin", a.margin, 0.0, 50.0, &mut adv.margin)?;
+    frac(
+        "cpu_percent",
+        a.cpu_percent,
+        1.0,
+        1000.0,
+        &mut adv.cpu_percent,
+    )?;
+    frac(
+        "memory_percent",
+        a.memory_percent,
+        1.0,
+        100.0,
+        &mut adv.memory_percent,
+    )?;
+    frac(
+        "latency_factor",
+        a.latency_factor,
+        1.0,
+        100.0,
+        &mut adv.latency_factor,
+    )?;
+    frac(
+        "vram_percent",
+        a.vram_percent,
+        1.0,
+        100.0,
+        &mut adv.vram_percent,
+    )?;
+    frac(
+        "host_cpu_percent",
+        a.host_cpu_percent,
+        1.0,
+        100.0,
+        &mut adv.host_cpu_percent,
+    )?;
+    frac(
+        "host_memory_percent",
+        a.host_memory_percent,
+        1.0,
+        100.0,
+        &mut adv.host_memory_percent,
+    )?;
+    frac(
+        "agent_error_percent",
+        a.agent_error_percent,
+        0.1,
+        100.0,
+        &mut adv.agent_error_percent,
+    )?;
+    if let Some(st) = a.stateless {
+        adv.stateless = st;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

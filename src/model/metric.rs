@@ -1,6 +1,7 @@
 //! The names of the gateway's metric families, in one table: the gateway's exposition
-//! (`gateway/metrics.rs`) writes them and the Prometheus collector
-//! (`collect/prometheus.rs`) reads them, so a rename cannot leave one side behind.
+//! (`gateway/metrics/`, the providers' families in `gateway/routes/`) writes them and the
+//! Prometheus collector (`collect/prometheus/`) reads them, so a rename cannot leave one
+//! side behind.
 
 /// Counter: agent requests by outcome (`agent`, `status`).
 pub const REQUESTS_TOTAL: &str = "osmen_requests_total";
@@ -74,5 +75,9 @@ pub const AGENT_COST_PROJECTION_MONTHLY_DOLLARS: &str =
     "osmen_agent_cost_projection_monthly_dollars";
 /// Gauge: a provider's circuit breaker (0 closed, 1 half-open, 2 open).
 pub const PROVIDER_CIRCUIT_STATE: &str = "osmen_provider_circuit_state";
+/// Gauge: a provider's failed calls in a row.
+pub const PROVIDER_CONSECUTIVE_FAILURES: &str = "osmen_provider_consecutive_failures";
+/// The prefix of the per-provider-and-model families (`osmen_agent_model_*` above).
+pub const AGENT_MODEL_PREFIX: &str = "osmen_agent_model_";
 /// Counter: the gateway's HTTP responses.
 pub const HTTP_RESPONSES_TOTAL: &str = "osmen_http_responses_total";

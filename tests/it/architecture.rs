@@ -391,8 +391,8 @@ fn only_the_engine_adapter_speaks_bollard() {
     );
 }
 
-/// Where the 120-line rule holds: the paths cleaned so far (the compose parser included).
-const SHORT_FUNCTIONS: &[&str] = &["src/stack", "src/commands", "src/main.rs", "src/tui"];
+/// Where the 120-line rule holds: all of `src/`.
+const SHORT_FUNCTIONS: &[&str] = &["src"];
 const SHORT_FUNCTIONS_NOT_YET: &[&str] = &[];
 /// Declarative tables, allowed past 120 lines by name ("path name"): a list of entries
 /// reads as data, and splitting it would only scatter it.

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,10 +17,11 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::Gateway;
-use super::accounting::{Accounted, Usage};
-use super::agents::ExecError;
-use super::llm::LlmError;
-use crate::model::agent_error::{ErrorKind, error_percent, failing};
+use crate::model::agent_error::{error_percent, failing};
+use crate::model::metric::{PROVIDER_CIRCUIT_STATE, PROVIDER_CONSECUTIVE_FAILURES};
+
+mod execute;
+use execute::execute;
 
 type Gw = State<Arc<Gateway>>;
 
@@ -137,293 +138,6 @@ fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Value,
         return Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object"));
     }
     Ok(v)
-}
-
-static REQUESTS: AtomicU64 = AtomicU64::new(1);
-
-fn request_id() -> String {
-    let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    format!("req-{t:x}-{n:06}")
-}
-
-/// The trace context a client sent (`traceparent`), read only while spans are exported
-/// (None otherwise: the headers are not looked at).
-struct TraceParent(Option<opentelemetry::Context>);
-
-impl axum::extract::FromRequestParts<Arc<Gateway>> for TraceParent {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        gw: &Arc<Gateway>,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(TraceParent(
-            gw.otel
-                .as_deref()
-                .filter(|o| o.traces())
-                .map(|o| o.parent(&parts.headers)),
-        ))
-    }
-}
-
-async fn execute(
-    State(gw): Gw,
-    Path(name): Path<String>,
-    caller: axum::Extension<Caller>,
-    parent: TraceParent,
-    arrival: Option<axum::Extension<super::connections::Arrival>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    // From the first byte of the request (the router alone, without the gateway's
-    // connections, starts the clock here).
-    let arrived = arrival.map(|a| a.0.0).unwrap_or_else(Instant::now);
-    let Some(agent) = gw.agents.get(&name) else {
-        let known: Vec<&String> = gw.agents.keys().collect();
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({
-                "error": {"code": 404, "message": format!("unknown agent {name:?}")},
-                "agents": known,
-            })),
-        )
-            .into_response();
-    };
-    // Every request counts in the window; failures (and their kind) are counted where
-    // they are known, below.
-    let count = |status: &str| {
-        gw.metrics.agent(&name, |s| {
-            *s.requests.entry(status.to_string()).or_default() += 1;
-            if status != "rejected" && status != "error" {
-                s.outcomes.record(Instant::now(), false);
-            }
-        })
-    };
-    let v = match json_body(body, gw.body_limit) {
-        Ok(v) => v,
-        Err(r) => {
-            count("invalid");
-            return r;
-        }
-    };
-    let Some(input) = v.get("input").and_then(Value::as_str) else {
-        count("invalid");
-        return error(
-            StatusCode::BAD_REQUEST,
-            "missing \"input\": send {\"input\": \"...\"} (a string), with an optional \"context\" object",
-        );
-    };
-    let context = v.get("context").filter(|c| !c.is_null());
-    if context.is_some_and(|c| !c.is_object()) {
-        count("invalid");
-        return error(StatusCode::BAD_REQUEST, "\"context\" must be a JSON object");
-    }
-    // One span per execution, from the request's arrival (so the wait is in it).
-    let trace = parent
-        .0
-        .and_then(|cx| gw.otel.as_deref()?.execution(&cx, agent, arrived));
-    gw.metrics
-        .agent(&name, |s| s.queued = agent.queued() as i64 + 1);
-    let permit = match agent.admit(arrived).await {
-        Ok(p) => p,
-        Err(wait) => {
-            count("rejected");
-            if let Some(t) = trace {
-                t.failed(None, ErrorKind::Overload, Some(arrived.elapsed()));
-            }
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let msg = format!(
-                "agent {name} cannot answer this request within its deadline of {}s ({} \
-                 running, {} waiting, about {secs}s of wait ahead): retry after {secs}s",
-                agent.deadline.as_secs(),
-                agent.inflight(),
-                agent.queued()
-            );
-            gw.metrics.agent(&name, |s| {
-                s.failed(Instant::now(), unix_now(), ErrorKind::Overload, msg.clone());
-                s.queued = agent.queued() as i64;
-                s.queue_wait.observe(arrived.elapsed());
-            });
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, msg);
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return r;
-        }
-    };
-    let started = Instant::now();
-    let waited = started.duration_since(arrived);
-    gw.metrics.agent(&name, |s| {
-        s.queued = agent.queued() as i64;
-        s.inflight = agent.inflight() as i64;
-    });
-    let usage = Arc::new(Usage::default());
-    let live = super::agents::LiveGuard::new(agent, usage.clone());
-    let result = Accounted::new(
-        agent.execute(&gw, &caller.0.0, input, context, trace.as_ref()),
-        usage.clone(),
-    )
-    .await;
-    drop(permit);
-    drop(live);
-    let held = started.elapsed();
-    // The wait estimate is a provider's pace: a cache hit or a failure that never
-    // reached a provider (none configured, circuit open) says nothing of it.
-    let called_provider = match &result {
-        Ok(out) => !out.completion.cached,
-        Err(super::agents::ExecError::NoProvider) => false,
-        Err(super::agents::ExecError::Provider(e)) => !e.is_circuit_open(),
-    };
-    if called_provider {
-        agent.served(held);
-    }
-    // As the client feels it: from the request's arrival, its wait for a slot included.
-    let elapsed = arrived.elapsed();
-    let cpu = usage.cpu_ns.load(Ordering::Relaxed) as f64 / 1e9;
-    let peak = usage.peak_bytes.load(Ordering::Relaxed);
-    gw.metrics.agent(&name, |s| {
-        s.observe(Instant::now(), elapsed);
-        s.queue_wait.observe(waited);
-        s.execution.observe(held);
-        s.saw_user(&caller.0.0, Instant::now());
-        s.cpu_seconds += cpu;
-        s.memory_peak = s.memory_peak.max(peak);
-        s.inflight = agent.inflight() as i64;
-    });
-    if let Some(t) = trace {
-        match &result {
-            Ok(out) => t.answered(out, waited),
-            Err(e) => {
-                let provider = match e {
-                    ExecError::Provider(p) => Some(p.provider()),
-                    ExecError::NoProvider => None,
-                };
-                t.failed(provider, exec_error_kind(e), Some(waited));
-            }
-        }
-    }
-    match result {
-        Ok(out) => {
-            let c = &out.completion;
-            let cost = match (gw.price(&c.model), c.cached) {
-                (Some(p), false) => {
-                    (c.prompt_tokens as f64 * p.input + c.completion_tokens as f64 * p.output)
-                        / 1000.0
-                }
-                _ => 0.0,
-            };
-            let answer = super::metrics::Answer {
-                provider: &out.provider,
-                model: &c.model,
-                prompt_tokens: c.prompt_tokens,
-                completion_tokens: c.completion_tokens,
-                cost,
-                cached: c.cached,
-                timing: c.timing,
-                elapsed,
-            };
-            count("success");
-            gw.metrics
-                .agent(&name, |s| s.answered(Instant::now(), unix_now(), &answer));
-            let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-            Json(ExecuteAnswer {
-                agent: &name,
-                output: &c.text,
-                provider: &out.provider,
-                model: &c.model,
-                cached: c.cached,
-                usage: UsageAnswer {
-                    prompt_tokens: c.prompt_tokens,
-                    completion_tokens: c.completion_tokens,
-                    cost_dollars: cost,
-                },
-                timing: TimingAnswer {
-                    ttft_ms: ms(c.timing.ttft),
-                    tokens_per_second: c.timing.tokens_per_s,
-                    load_ms: ms(c.timing.load),
-                },
-                duration_ms: elapsed.as_secs_f64() * 1000.0,
-                request_id: request_id(),
-                facts: &out.facts.value,
-            })
-            .into_response()
-        }
-        Err(e) => {
-            let (status, msg) = exec_error_status(&e);
-            let msg = gw.clean_error(&msg);
-            count("error");
-            gw.metrics.agent(&name, |s| {
-                s.failed(Instant::now(), unix_now(), exec_error_kind(&e), msg.clone())
-            });
-            error(status, msg)
-        }
-    }
-}
-
-/// An execute answer, written straight from the execution's values (the facts are
-/// shared between requests and not copied).
-#[derive(serde::Serialize)]
-struct ExecuteAnswer<'a> {
-    agent: &'a str,
-    output: &'a str,
-    provider: &'a str,
-    model: &'a str,
-    cached: bool,
-    usage: UsageAnswer,
-    timing: TimingAnswer,
-    duration_ms: f64,
-    request_id: String,
-    facts: &'a Value,
-}
-
-#[derive(serde::Serialize)]
-struct UsageAnswer {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cost_dollars: f64,
-}
-
-#[derive(serde::Serialize)]
-struct TimingAnswer {
-    ttft_ms: Option<f64>,
-    tokens_per_second: Option<f64>,
-    load_ms: Option<f64>,
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// The kind a failed execution is counted and reported as.
-pub fn exec_error_kind(e: &ExecError) -> ErrorKind {
-    match e {
-        ExecError::NoProvider => ErrorKind::NoProvider,
-        ExecError::Provider(e) => e.kind(),
-    }
-}
-
-/// The answer to a failed execution: 503 without a provider, 504 on a timeout, 502 when
-/// the provider failed otherwise; the message says which and what to do.
-fn exec_error_status(e: &ExecError) -> (StatusCode, String) {
-    match e {
-        ExecError::NoProvider => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no LLM provider is configured for this agent: set OLLAMA_URL, \
-             OPENAI_API_KEY or ANTHROPIC_API_KEY (or a [providers.*] section in \
-             config/gateway.toml)"
-                .to_string(),
-        ),
-        ExecError::Provider(e @ LlmError::Timeout { .. }) => {
-            (StatusCode::GATEWAY_TIMEOUT, e.to_string())
-        }
-        ExecError::Provider(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
-    }
 }
 
 async fn list_agents(State(gw): Gw) -> Response {
@@ -758,23 +472,24 @@ async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {
 /// Each LLM provider's circuit breaker: its state and its run of failed calls.
 fn provider_metrics(providers: &[Arc<super::llm::Provider>]) -> String {
     use std::fmt::Write;
-    let mut o = String::from(
-        "# HELP osmen_provider_circuit_state Circuit breaker of an LLM provider: 0 closed, 1 \
+    let mut o = format!(
+        "# HELP {PROVIDER_CIRCUIT_STATE} Circuit breaker of an LLM provider: 0 closed, 1 \
          half-open (one trial call), 2 open (calls fail at once).\n\
-         # TYPE osmen_provider_circuit_state gauge\n",
+         # TYPE {PROVIDER_CIRCUIT_STATE} gauge\n",
     );
     let states: Vec<_> = providers.iter().map(|p| (p.name(), p.breaker())).collect();
     for (name, b) in &states {
         let _ = writeln!(
             o,
-            "osmen_provider_circuit_state{{provider=\"{name}\"}} {}",
+            "{PROVIDER_CIRCUIT_STATE}{{provider=\"{name}\"}} {}",
             b.code()
         );
     }
-    o.push_str(
-        "# HELP osmen_provider_consecutive_failures Failed calls in a row (outages: \
+    let _ = write!(
+        o,
+        "# HELP {PROVIDER_CONSECUTIVE_FAILURES} Failed calls in a row (outages: \
          unreachable, timeout, 429, 5xx, unreadable answers).\n\
-         # TYPE osmen_provider_consecutive_failures gauge\n",
+         # TYPE {PROVIDER_CONSECUTIVE_FAILURES} gauge\n",
     );
     for (p, (name, b)) in providers.iter().zip(&states) {
         let n = match b {
@@ -783,100 +498,11 @@ fn provider_metrics(providers: &[Arc<super::llm::Provider>]) -> String {
         };
         let _ = writeln!(
             o,
-            "osmen_provider_consecutive_failures{{provider=\"{name}\"}} {n}"
+            "{PROVIDER_CONSECUTIVE_FAILURES}{{provider=\"{name}\"}} {n}"
         );
     }
     o
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn failed_executions_are_classified_by_what_went_wrong() {
-        let p = || "ollama".to_string();
-        let m = || "x".to_string();
-        let cases: Vec<(ExecError, ErrorKind, u16)> = vec![
-            (ExecError::NoProvider, ErrorKind::NoProvider, 503),
-            (
-                ExecError::Provider(LlmError::Unavailable {
-                    provider: p(),
-                    message: "cannot reach http://127.0.0.1:1: refused".into(),
-                }),
-                ErrorKind::Unreachable,
-                502,
-            ),
-            (
-                ExecError::Provider(LlmError::CircuitOpen {
-                    provider: p(),
-                    message: m(),
-                }),
-                ErrorKind::CircuitOpen,
-                502,
-            ),
-            (
-                ExecError::Provider(LlmError::Timeout {
-                    provider: p(),
-                    after: Duration::from_secs(1),
-                }),
-                ErrorKind::Timeout,
-                504,
-            ),
-            (
-                ExecError::Provider(LlmError::Status {
-                    provider: p(),
-                    status: 404,
-                    message: "model not found".into(),
-                }),
-                ErrorKind::Http4xx,
-                502,
-            ),
-            (
-                ExecError::Provider(LlmError::Status {
-                    provider: p(),
-                    status: 500,
-                    message: m(),
-                }),
-                ErrorKind::Http5xx,
-                502,
-            ),
-            (
-                ExecError::Provider(LlmError::BadAnswer {
-                    provider: p(),
-                    message: "unreadable answer".into(),
-                }),
-                ErrorKind::BadAnswer,
-                502,
-            ),
-        ];
-        for (e, kind, status) in cases {
-            assert_eq!(exec_error_kind(&e), kind, "{e:?}");
-            let (code, msg) = exec_error_status(&e);
-            assert_eq!(code.as_u16(), status, "{e:?}");
-            assert!(!msg.is_empty());
-        }
-        let (_, msg) = exec_error_status(&ExecError::NoProvider);
-        assert!(
-            msg.contains("OLLAMA_URL") && msg.contains("config/gateway.toml"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn outages_move_on_and_4xx_does_not() {
-        let status = |s: u16| LlmError::Status {
-            provider: "openai".into(),
-            status: s,
-            message: String::new(),
-        };
-        assert!(status(429).is_outage() && status(500).is_outage());
-        assert!(!status(400).is_outage() && !status(401).is_outage());
-        let open = LlmError::CircuitOpen {
-            provider: "ollama".into(),
-            message: String::new(),
-        };
-        assert!(open.is_outage());
-    }
-}
+mod tests;

@@ -18,20 +18,23 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::http::{HeaderValue, Request, Response, header};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{AbortOnDrop, Gateway};
 use crate::model::gateway::GatewayFile;
+
+mod body;
+mod limits;
+pub use body::BodyTimeout;
+use body::{TimedBody, TrackedIo};
+pub use limits::{NofileLimit, Prepared, effective_cap, prepare, raise_nofile_limit};
 
 /// Descriptors kept out of the connection cap for the gateway's own files and outgoing
 /// connections (providers, Redis, Qdrant, n8n) and, in the console, its collectors; at
@@ -204,128 +207,6 @@ impl Connections {
             settings,
             stats: Stats::default(),
         }
-    }
-}
-
-/// The descriptor limit before and after [`raise_nofile_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NofileLimit {
-    pub before: u64,
-    pub soft: u64,
-    pub hard: u64,
-}
-
-fn get_nofile() -> io::Result<libc::rlimit> {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes into the struct it is given, which lives on our stack.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(l)
-}
-
-/// Raises the soft limit on open descriptors to the hard limit (the common soft limit
-/// of 1,024 would let 1,024 idle sockets lock every client out). Idempotent.
-pub fn raise_nofile_limit() -> Result<NofileLimit, String> {
-    let l = get_nofile().map_err(|e| format!("cannot read the descriptor limit: {e}"))?;
-    let (before, hard) = (l.rlim_cur, l.rlim_max);
-    if l.rlim_cur < l.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: l.rlim_max,
-            rlim_max: l.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct it is given, which lives on our stack.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(format!(
-                "cannot raise the descriptor limit from {before} to its hard limit {hard}: {}",
-                io::Error::last_os_error()
-            ));
-        }
-    }
-    Ok(NofileLimit {
-        before,
-        soft: hard,
-        hard,
-    })
-}
-
-/// The connection cap: `max_connections`, lowered so that the connections and
-/// [`FD_RESERVE`] fit in the descriptor soft limit.
-pub fn effective_cap(max_connections: usize, soft: u64) -> usize {
-    let reserve = FD_RESERVE.min(soft / 2);
-    let room = usize::try_from(soft.saturating_sub(reserve)).unwrap_or(usize::MAX);
-    max_connections.min(room).max(1)
-}
-
-/// What the gateway starts with: the descriptor limit (raised) and the connection cap.
-pub struct Prepared {
-    pub limit: Result<NofileLimit, String>,
-    pub cap: usize,
-    pub settings: Settings,
-}
-
-/// Raises the descriptor limit and works out the cap (idempotent: `serve` calls it too).
-pub fn prepare(gw: &Gateway) -> Prepared {
-    let settings = gw.connections.settings.clone();
-    let limit = raise_nofile_limit();
-    let soft = match &limit {
-        Ok(l) => Some(l.soft),
-        Err(_) => get_nofile().ok().map(|l| l.rlim_cur),
-    };
-    let cap = match soft {
-        Some(s) => effective_cap(settings.max_connections, s),
-        None => settings.max_connections,
-    };
-    if let Some(s) = soft {
-        gw.connections.stats.nofile_soft.store(s, Ordering::Relaxed);
-    }
-    gw.connections.stats.cap.store(cap, Ordering::Relaxed);
-    Prepared {
-        limit,
-        cap,
-        settings,
-    }
-}
-
-impl Prepared {
-    /// True when the descriptor limit keeps the cap below `max_connections`, or could not
-    /// be raised: worth telling the operator.
-    pub fn constrained(&self) -> bool {
-        self.limit.is_err() || self.cap < self.settings.max_connections
-    }
-}
-
-impl std::fmt::Display for Prepared {
-    /// One line for the operator, e.g. "connections: up to 4096 (descriptor limit raised
-    /// from 1024 to 524288, the hard limit); timeouts: header 10s, body 30s, idle 60s".
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "connections: up to {}", self.cap)?;
-        match &self.limit {
-            Ok(l) if l.before < l.soft => write!(
-                f,
-                " (descriptor limit raised from {} to {}, the hard limit)",
-                l.before, l.soft
-            )?,
-            Ok(l) => write!(f, " (descriptor limit {}, the hard limit)", l.soft)?,
-            Err(e) => write!(f, " ({e})")?,
-        }
-        if self.cap < self.settings.max_connections {
-            write!(
-                f,
-                ", below max_connections {}: raise the hard limit (ulimit -Hn, systemd \
-                 LimitNOFILE, docker --ulimit nofile) for more",
-                self.settings.max_connections
-            )?;
-        }
-        let s = &self.settings;
-        write!(
-            f,
-            "; timeouts: header {:?}, body {:?}, idle {:?}",
-            s.header_read_timeout, s.body_read_timeout, s.idle_timeout
-        )
     }
 }
 
@@ -526,128 +407,6 @@ struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         self.reg.remove(&self.conn);
-    }
-}
-
-/// The TCP stream, seeing the first byte of each request head.
-struct TrackedIo {
-    tcp: TcpStream,
-    conn: Arc<Conn>,
-}
-
-impl AsyncRead for TrackedIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.conn.saw_bytes();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for TrackedIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
-/// The error a request body gives when it overran `gateway.body_read_timeout`; the
-/// routes answer it with 408.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error(
-    "the request body did not arrive in full within {0:?} of its head \
-     (gateway.body_read_timeout): send the whole body at once"
-)]
-pub struct BodyTimeout(pub Duration);
-
-impl BodyTimeout {
-    /// The body timeout behind a body-reading error, if that is what it was.
-    pub fn find<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimeout> {
-        let mut cur = Some(e);
-        while let Some(e) = cur {
-            if let Some(t) = e.downcast_ref::<BodyTimeout>() {
-                return Some(t);
-            }
-            cur = e.source();
-        }
-        None
-    }
-}
-
-/// A request body that must arrive in full by a deadline. The timer is armed only when
-/// a read finds nothing there, so a body that came with its head costs none.
-struct TimedBody {
-    inner: Incoming,
-    deadline: Instant,
-    limit: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-    conn: Arc<Conn>,
-    expired: bool,
-}
-
-impl hyper::body::Body for TimedBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        if this.expired {
-            return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))));
-        }
-        if let Poll::Ready(f) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(f.map(|r| r.map_err(Into::into)));
-        }
-        let deadline = this.deadline;
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
-        if sleep.as_mut().poll(cx).is_ready() {
-            this.expired = true;
-            this.conn.body_timed_out.store(true, Ordering::Relaxed);
-            return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))));
-        }
-        Poll::Pending
-    }
-
-    fn is_end_stream(&self) -> bool {
-        !self.expired && self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -914,41 +673,4 @@ async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cap_leaves_a_reserve_within_the_soft_limit() {
-        assert_eq!(effective_cap(4096, 1024), 768);
-        assert_eq!(effective_cap(4096, 1_048_576), 4096);
-        assert_eq!(effective_cap(100, 1024), 100);
-        assert_eq!(effective_cap(4096, 300), 150);
-        assert_eq!(effective_cap(4096, 1), 1);
-    }
-
-    #[test]
-    fn the_sweeper_looks_often_enough_for_each_timeout() {
-        let mut s = Settings {
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 4096,
-        };
-        assert_eq!(s.sweep_period(), Duration::from_millis(500));
-        s.header_read_timeout = Duration::from_secs(1);
-        assert_eq!(s.sweep_period(), Duration::from_millis(50));
-        s.idle_timeout = Duration::from_millis(100);
-        assert_eq!(s.sweep_period(), Duration::from_millis(20));
-    }
-
-    #[test]
-    fn a_body_timeout_is_found_behind_the_errors_that_wrap_it() {
-        let boxed: Box<dyn std::error::Error + Send + Sync> =
-            Box::new(BodyTimeout(Duration::from_secs(3)));
-        let wrapped = axum::Error::new(boxed);
-        let found = BodyTimeout::find(&wrapped).map(|t| t.0);
-        assert_eq!(found, Some(Duration::from_secs(3)));
-        let other = io::Error::other("reset");
-        assert!(BodyTimeout::find(&other).is_none());
-    }
-}
+mod tests;

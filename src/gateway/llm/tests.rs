@@ -1,0 +1,81 @@
+use super::*;
+
+#[test]
+fn ollamas_answer_gives_its_text_tokens_and_counters() {
+    let read = |b: &str| {
+        serde_json::from_str::<OllamaAnswer>(b)
+            .unwrap()
+            .completion("asked")
+    };
+    let c = read(
+            r#"{"model":"llama3.2","created_at":"2026-12-01T00:00:00Z","message":{"role":"assistant","content":"hi"},"done":true,"total_duration":5000000,"load_duration":1000000,"prompt_eval_count":11,"prompt_eval_duration":2000000,"eval_count":7,"eval_duration":3500000}"#,
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            c.text.as_str(),
+            c.model.as_str(),
+            c.prompt_tokens,
+            c.completion_tokens
+        ),
+        ("hi", "llama3.2", 11, 7)
+    );
+    // First token: load (1 ms) plus the prompt's evaluation (2 ms); 7 tokens in 3.5 ms.
+    assert_eq!(c.timing.ttft, Some(Duration::from_millis(3)));
+    assert_eq!(c.timing.load, Some(Duration::from_millis(1)));
+    assert!((c.timing.tokens_per_s.unwrap() - 2000.0).abs() < 1e-9);
+    // No counters: the asked model, no figures.
+    let c = read(r#"{"message":{"role":"assistant","content":"x"},"done":true}"#).unwrap();
+    assert_eq!((c.model.as_str(), c.prompt_tokens), ("asked", 0));
+    assert_eq!(c.timing, Timing::default());
+    // Zero evaluated tokens or time give no speed; a load alone is the first token.
+    let c =
+        read(r#"{"message":{"content":"z"},"eval_count":0,"eval_duration":0,"load_duration":5}"#)
+            .unwrap();
+    assert_eq!(c.timing.tokens_per_s, None);
+    assert_eq!(c.timing.ttft, Some(Duration::from_nanos(5)));
+    assert!(
+        read(r#"{"done":true}"#).is_none(),
+        "no message: no completion"
+    );
+    assert!(serde_json::from_str::<OllamaAnswer>(r#"{"message":{"content":3}}"#).is_err());
+}
+
+#[test]
+fn retry_after_is_honoured_and_capped() {
+    assert_eq!(retry_delay(1, Some("2")), Duration::from_secs(2));
+    assert_eq!(retry_delay(1, Some("600")), Duration::from_secs(30));
+    assert_eq!(retry_delay(1, Some("NaN")), Duration::from_millis(250));
+    assert_eq!(retry_delay(1, Some("inf")), Duration::from_millis(250));
+    assert_eq!(retry_delay(1, Some("-5")), Duration::ZERO);
+    assert_eq!(retry_delay(1, None), Duration::from_millis(250));
+    assert_eq!(retry_delay(3, None), Duration::from_millis(1000));
+    assert_eq!(
+        retry_delay(2, Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+        Duration::from_millis(500)
+    );
+}
+
+#[test]
+fn cache_evicts_least_recent() {
+    let c = Cache::new(2);
+    let comp = |t: &str| Completion {
+        text: t.into(),
+        model: "m".into(),
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        cached: false,
+        timing: Timing::default(),
+    };
+    let hour = Duration::from_secs(3600);
+    c.put("a".into(), comp("a"));
+    c.put("b".into(), comp("b"));
+    assert!(c.get("a", hour).is_some());
+    c.put("c".into(), comp("c"));
+    assert!(c.get("b", hour).is_none(), "b was least recently used");
+    assert!(c.get("a", hour).is_some() && c.get("c", hour).is_some());
+    // An entry older than the agent's cache_ttl is no answer, and is dropped.
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(c.get("a", Duration::from_millis(1)).is_none());
+    assert!(c.get("a", hour).is_none());
+}

@@ -1,0 +1,180 @@
+//! The two HTTP clients behind the vector modes: an embedding model (Ollama `/api/embed`
+//! or OpenAI `/v1/embeddings`) and Qdrant's REST API.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{COLLECTION, Hit, Note};
+use crate::gateway::llm::Kind;
+
+/// Turns text into a vector with an embedding model.
+pub struct Embedder {
+    pub kind: Kind,
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    client: reqwest::Client,
+}
+
+impl Embedder {
+    pub fn new(kind: Kind, base_url: String, api_key: Option<String>, model: String) -> Embedder {
+        Embedder {
+            kind,
+            base_url,
+            api_key,
+            model,
+            client: crate::http::client(|b| {
+                b.timeout(Duration::from_secs(30))
+                    .connect_timeout(Duration::from_secs(2))
+            }),
+        }
+    }
+
+    pub async fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+        let base = self.base_url.trim_end_matches('/');
+        let req = match self.kind {
+            Kind::Ollama => self
+                .client
+                .post(format!("{base}/api/embed"))
+                .json(&json!({"model": self.model, "input": [text]})),
+            _ => {
+                let mut r = self
+                    .client
+                    .post(format!("{base}/embeddings"))
+                    .json(&json!({"model": self.model, "input": text}));
+                if let Some(k) = &self.api_key {
+                    r = r.bearer_auth(k);
+                }
+                r
+            }
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("embedding model unreachable: {e}"))?;
+        let status = resp.status();
+        let v: Value = resp
+            .json()
+            .await
+            .map_err(|e| format!("unreadable embedding: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("embedding model answered {status}: {v}"));
+        }
+        let arr = match self.kind {
+            Kind::Ollama => v.pointer("/embeddings/0"),
+            _ => v.pointer("/data/0/embedding"),
+        }
+        .and_then(Value::as_array)
+        .ok_or("the answer holds no embedding")?;
+        let vec: Vec<f32> = arr
+            .iter()
+            .filter_map(|x| x.as_f64().map(|f| f as f32))
+            .collect();
+        if vec.is_empty() {
+            return Err("empty embedding".into());
+        }
+        Ok(vec)
+    }
+}
+
+/// Qdrant over its REST API.
+pub struct Qdrant {
+    pub url: String,
+    client: reqwest::Client,
+    /// The vector size the collection was made for, once known.
+    ready: tokio::sync::Mutex<Option<usize>>,
+}
+
+impl Qdrant {
+    pub fn new(url: String) -> Qdrant {
+        Qdrant {
+            url: url.trim_end_matches('/').to_string(),
+            client: crate::http::client(|b| b.timeout(Duration::from_secs(10))),
+            ready: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, String> {
+        let r = req
+            .send()
+            .await
+            .map_err(|e| format!("qdrant at {}: {e}", self.url))?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(format!(
+                "qdrant answered {status}: {}",
+                v.pointer("/status/error").unwrap_or(&v)
+            ))
+        }
+    }
+
+    /// Creates the collection when it does not exist yet (cosine distance).
+    async fn ensure(&self, dim: usize) -> Result<(), String> {
+        let mut ready = self.ready.lock().await;
+        if *ready == Some(dim) {
+            return Ok(());
+        }
+        let c = format!("{}/collections/{COLLECTION}", self.url);
+        if self.call(self.client.get(&c)).await.is_err() {
+            self.call(
+                self.client
+                    .put(&c)
+                    .json(&json!({"vectors": {"size": dim, "distance": "Cosine"}})),
+            )
+            .await?;
+        }
+        *ready = Some(dim);
+        Ok(())
+    }
+
+    pub async fn upsert(&self, note: &Note, vector: &[f32]) -> Result<(), String> {
+        self.ensure(vector.len()).await?;
+        let url = format!("{}/collections/{COLLECTION}/points?wait=true", self.url);
+        self.call(self.client.put(url).json(&json!({
+            "points": [{"id": note.id, "vector": vector, "payload": {"text": note.text, "tags": note.tags}}]
+        })))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn search(&self, vector: &[f32], k: usize) -> Result<Vec<Hit>, String> {
+        self.ensure(vector.len()).await?;
+        let url = format!("{}/collections/{COLLECTION}/points/search", self.url);
+        let v = self
+            .call(
+                self.client
+                    .post(url)
+                    .json(&json!({"vector": vector, "limit": k, "with_payload": true})),
+            )
+            .await?;
+        Ok(v["result"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| Hit {
+                        id: p["id"].as_u64().unwrap_or(0),
+                        text: p
+                            .pointer("/payload/text")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        tags: p
+                            .pointer("/payload/tags")
+                            .and_then(Value::as_array)
+                            .map(|t| {
+                                t.iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        score: p["score"].as_f64().unwrap_or(0.0),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
