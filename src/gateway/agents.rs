@@ -110,6 +110,22 @@ pub struct Outcome {
 }
 
 impl Agent {
+    /// The agent as its execution spans name it.
+    pub fn identity(&self) -> super::otel::AgentIdentity<'_> {
+        super::otel::AgentIdentity {
+            name: &self.name,
+            description: &self.description,
+            models: self
+                .chain
+                .iter()
+                .map(|p| {
+                    let model = self.model.clone().unwrap_or_else(|| p.cfg.model.clone());
+                    (p.name(), model)
+                })
+                .collect(),
+        }
+    }
+
     pub fn new(name: &str, f: &AgentFile, template: String, chain: Vec<Arc<Provider>>) -> Agent {
         let deadline = chain
             .first()

@@ -267,7 +267,7 @@ impl Hub {
     /// One probe's report merged into its last state; its figures into the history.
     fn fold_probe(&mut self, r: Box<crate::model::probe::ProbeReport>, t: f64) {
         let svc = r.service.clone();
-        let merged = crate::collect::probes::merge(self.probes.get(&svc), &r, t);
+        let merged = super::probes::merge(self.probes.get(&svc), &r, t);
         if r.result.is_ok() {
             for (key, figure) in PROBE_SERIES {
                 let v = merged.figures.as_ref().and_then(figure);

@@ -4,8 +4,8 @@
 //!
 //! Downstream of every source: collectors send `Update`s (and the `GpuSample` inside one)
 //! and name nothing else here; the hub reads no file but its own history (`history_file`).
-//! The joins of what several sources measure are pure functions here (`gpu`, `agent_gpu`),
-//! tested with fixtures; the probes' merge is still `collect::probes::merge`.
+//! The joins of what several sources measure are pure functions here,
+//! tested with fixtures (`gpu`, `agent_gpu`, `probes`).
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ pub mod agent_gpu;
 mod fold;
 pub mod gpu;
 mod history_file;
+mod probes;
 mod restarts;
 mod spawn;
 mod update;

@@ -394,7 +394,11 @@ fn the_forbidden_arrows_are_absent() {
     bad.extend(g.names(
         "collect",
         &["hub"],
-        &[&["hub", "Update"], &["hub", "GpuSample"], &["hub", "update"]],
+        &[
+            &["hub", "Update"],
+            &["hub", "GpuSample"],
+            &["hub", "update"],
+        ],
     ));
     bad.extend(g.names("hub", &["gateway"], &[]));
     assert!(bad.is_empty(), "forbidden arrows:\n{}", bad.join("\n"));

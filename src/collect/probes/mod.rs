@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::containers::ContainerSource;
 use crate::hub::Update;
 use crate::model::container::ContainerRow;
-use crate::model::probe::{Figures, ProbeKind, ProbeReport, ProbeState, ProbeTarget};
+use crate::model::probe::{Figures, ProbeKind, ProbeReport, ProbeTarget};
 
 /// `host:port` to reach the target: its port published on loopback (or on every
 /// address), else the first running container's own address. For an engine on `remote`
@@ -215,29 +215,6 @@ async fn run_one(
     }
 }
 
-/// The figures of a report as the hub keeps them: the last good figures stay (marked by
-/// `last_sample`) while the probe fails, with the error beside them.
-pub fn merge(prev: Option<&ProbeState>, r: &ProbeReport, now: f64) -> ProbeState {
-    let (status, last_error, last_sample, figures) = match &r.result {
-        Ok(figures) => ("ok".to_string(), None, Some(now), Some(figures.clone())),
-        Err(e) => (
-            format!("error: {e}"),
-            Some(e.clone()),
-            prev.and_then(|p| p.last_sample),
-            prev.and_then(|p| p.figures.clone()),
-        ),
-    };
-    ProbeState {
-        kind: r.kind,
-        address: r.address.clone(),
-        every_s: r.every_s,
-        status,
-        last_error,
-        last_sample,
-        figures,
-    }
-}
-
 /// The probes' recorded-figures tests: figures compared with their recording under
 /// `tests/fixtures/snapshot/` (`UPDATE_SNAPSHOT_JSON=1` records it again; a missing
 /// recording fails, so deleting one cannot make its test pass).
@@ -305,7 +282,6 @@ pub(crate) mod recording {
 mod tests {
     use super::*;
     use crate::model::container::{Health, PortRow};
-    use crate::model::figures::Redis;
     use crate::model::probe::Creds;
 
     fn row(service: &str, ports: Vec<PortRow>, addresses: Vec<&str>) -> ContainerRow {
@@ -399,30 +375,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failing_probe_keeps_its_last_figures() {
-        let ok = ProbeReport {
-            service: "db".into(),
-            kind: ProbeKind::Redis,
-            address: Some("127.0.0.1:6379".into()),
-            every_s: 2.0,
-            result: Ok(Figures::Redis(Redis {
-                ops_per_s: Some(5.0),
-                ..Default::default()
-            })),
-        };
-        let first = merge(None, &ok, 100.0);
-        assert_eq!(first.status, "ok");
-        let bad = ProbeReport {
-            result: Err("connection refused".into()),
-            ..ok
-        };
-        let second = merge(Some(&first), &bad, 102.0);
-        assert_eq!(second.status, "error: connection refused");
-        assert_eq!(second.last_sample, Some(100.0));
-        assert_eq!(second.redis().and_then(|r| r.ops_per_s), Some(5.0));
-    }
-
     /// Every kind's recorded figures (status --json's) read into `Figures` find their own
     /// kind and write back the same JSON: Qdrant, n8n and Langflow from their probes'
     /// recorded shapes, PostgreSQL and Redis from theirs, Ollama and a probed service row
@@ -444,7 +396,7 @@ mod tests {
         assert_eq!(ollama.kind(), ProbeKind::Ollama);
         assert_eq!(serde_json::to_value(&ollama).unwrap(), status["ollama"]);
         let row = &status["services"][0]["probe"];
-        let probe: ProbeState = serde_json::from_value(row.clone()).unwrap();
+        let probe: crate::model::probe::ProbeState = serde_json::from_value(row.clone()).unwrap();
         assert!(probe.redis().is_some(), "{row}");
         assert_eq!(&serde_json::to_value(&probe).unwrap(), row);
     }
@@ -454,7 +406,7 @@ mod tests {
     #[test]
     fn a_probe_row_with_another_kinds_figures_is_refused() {
         let row = serde_json::json!({"kind": "postgres", "figures": {"maxmemory_bytes": 1.0}});
-        let e = serde_json::from_value::<ProbeState>(row).unwrap_err();
+        let e = serde_json::from_value::<crate::model::probe::ProbeState>(row).unwrap_err();
         assert!(
             e.to_string()
                 .contains("a postgres probe with redis figures"),

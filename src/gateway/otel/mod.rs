@@ -32,7 +32,6 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer};
 use opentelemetry_sdk::trace::{SdkTracerProvider, Span as SdkSpan};
 
-use super::agents::{Agent, Outcome};
 use super::llm::{Completion, Kind, LlmError, Provider};
 use crate::model::agent_error::ErrorKind;
 use crate::model::secret::mask_url_credentials;
@@ -402,7 +401,7 @@ impl Otel {
     pub fn execution(
         &self,
         parent: &Context,
-        agent: &Agent,
+        agent: &AgentIdentity<'_>,
         arrived: Instant,
     ) -> Option<Execution> {
         let tracer = self.tracer.as_ref()?;
@@ -411,10 +410,13 @@ impl Otel {
             .unwrap_or_else(SystemTime::now);
         let mut attrs = vec![
             KeyValue::new(OPERATION, "invoke_agent"),
-            KeyValue::new(AGENT_NAME, agent.name.clone()),
+            KeyValue::new(AGENT_NAME, agent.name.to_string()),
         ];
         if !agent.description.is_empty() {
-            attrs.push(KeyValue::new(AGENT_DESCRIPTION, agent.description.clone()));
+            attrs.push(KeyValue::new(
+                AGENT_DESCRIPTION,
+                agent.description.to_string(),
+            ));
         }
         let span = tracer
             .span_builder(format!("invoke_agent {}", agent.name))
@@ -426,14 +428,7 @@ impl Otel {
             cx: parent.with_span(span),
             // Which provider serves is known at the end (the chain falls back on outages),
             // and the SDK appends attributes rather than replacing them: both are set once.
-            models: agent
-                .chain
-                .iter()
-                .map(|p| {
-                    let model = agent.model.clone().unwrap_or_else(|| p.cfg.model.clone());
-                    (p.name(), model)
-                })
-                .collect(),
+            models: agent.models.clone(),
         })
     }
 
@@ -507,6 +502,14 @@ impl Otel {
     }
 }
 
+/// What an execution's span says of its agent: its name and description, and the
+/// (provider, model) of each link of its chain.
+pub struct AgentIdentity<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub models: Vec<(&'static str, String)>,
+}
+
 /// The trace of one execution: its span, as the parent context of the calls within it.
 pub struct Execution {
     cx: Context,
@@ -522,11 +525,10 @@ impl Execution {
         }
     }
 
-    /// Ends the span of an execution that produced an answer.
-    pub fn answered(self, out: &Outcome, waited: Duration) {
+    /// Ends the span of an execution that produced an answer: `c`, from `provider`.
+    pub fn answered(self, provider: &str, c: &Completion, waited: Duration) {
         let span = self.cx.span();
-        let c = &out.completion;
-        self.provider(&span, &out.provider);
+        self.provider(&span, provider);
         span.set_attribute(KeyValue::new(QUEUE_WAIT, waited.as_secs_f64()));
         span.set_attribute(KeyValue::new(RESPONSE_MODEL, c.model.clone()));
         span.set_attribute(KeyValue::new(CACHE_HIT, c.cached));

@@ -104,9 +104,11 @@ pub(super) async fn execute(
         return error(StatusCode::BAD_REQUEST, "\"context\" must be a JSON object");
     }
     // One span per execution, from the request's arrival (so the wait is in it).
-    let trace = parent
-        .0
-        .and_then(|cx| gw.otel.as_deref()?.execution(&cx, agent, arrived));
+    let trace = parent.0.and_then(|cx| {
+        gw.otel
+            .as_deref()?
+            .execution(&cx, &agent.identity(), arrived)
+    });
     gw.metrics
         .agent(&name, |s| s.queued = agent.queued() as i64 + 1);
     let permit = match agent.admit(arrived).await {
@@ -198,7 +200,7 @@ fn overloaded(
 fn report(trace: Option<Execution>, result: &Result<Outcome, ExecError>, waited: Duration) {
     if let Some(t) = trace {
         match result {
-            Ok(out) => t.answered(out, waited),
+            Ok(out) => t.answered(&out.provider, &out.completion, waited),
             Err(e) => {
                 let provider = match e {
                     ExecError::Provider(p) => Some(p.provider()),
