@@ -339,9 +339,9 @@ async fn answers_health(addr: std::net::SocketAddr) -> bool {
         .is_ok_and(|r| r.status().is_success())
 }
 
-/// When `OLLAMA_URL` is not set, the stack's Ollama: the compose file's published port,
-/// else the running `ollama` container's published port for 11434. Sets it for the
-/// gateway and returns it.
+/// When `OLLAMA_URL` is not set, the stack's Ollama (`ollama::locate`: the compose file's
+/// published port, else the running Ollama container's). Sets it for the gateway and
+/// returns it.
 async fn discover_ollama(
     ctx: &Ctx,
     engine: Option<&Arc<DockerEngine>>,
@@ -362,23 +362,7 @@ async fn discover_ollama(
         return None;
     }
     let env = &mut opts.env;
-    let url = match super::status::ollama_url(ctx) {
-        Some(u) => Some(u),
-        None => {
-            let engine = engine?;
-            let rows = engine.list_containers(&ctx.project.name).await.ok()?;
-            let remote = engine.remote_host();
-            rows.iter()
-                .filter(|r| r.service == "ollama" && r.state == "running")
-                .flat_map(|r| r.ports.iter())
-                .find(|p| p.container_port == 11434 && p.host_port > 0)
-                .and_then(|p| {
-                    let host =
-                        crate::model::container::published_host(remote.as_deref(), &p.host_ip)?;
-                    Some(format!("http://{host}:{}", p.host_port))
-                })
-        }
-    }?;
+    let url = super::ollama::locate(ctx, engine.map(|e| &**e)).await?;
     env.insert("OLLAMA_URL".into(), url.clone());
     Some(url)
 }
