@@ -96,6 +96,8 @@ pub async fn sample_cached(
             .map(|m| m.iter().filter_map(|x| text(&x["name"])).collect())
             .unwrap_or_default(),
         loaded,
+        // The gateway's side of the queue is joined by the hub.
+        queue: None,
     })
 }
 

@@ -18,7 +18,30 @@ pub struct Ollama {
     pub installed: Vec<String>,
     /// The models loaded now (`/api/ps`).
     pub loaded: Vec<LoadedModel>,
+    /// Requests the gateway has in flight to this Ollama against how many it serves at
+    /// once (None until both are known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<OllamaQueue>,
 }
+
+/// Queue pressure on Ollama: the gateway's requests in flight to it against the
+/// container's `OLLAMA_NUM_PARALLEL` (or Ollama's default when it is unset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OllamaQueue {
+    /// Requests the gateway has sent to Ollama that have not answered yet.
+    pub in_flight: u64,
+    /// Requests Ollama serves at once per model.
+    pub parallel: u32,
+    /// Where `parallel` comes from: `OLLAMA_NUM_PARALLEL` or `Ollama's default`.
+    pub parallel_from: String,
+    /// Since when (seconds since the epoch) more requests are in flight than Ollama
+    /// serves at once: they wait in Ollama's queue. None while they do not.
+    pub waiting_since: Option<f64>,
+}
+
+/// NVML's and Ollama's VRAM for one model differ by more than this share (of Ollama's).
+pub const VRAM_DISAGREEMENT: f64 = 0.10;
 
 /// One loaded model, from `/api/ps` (and `/api/show` for its model file).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +75,17 @@ pub struct LoadedModel {
 }
 
 /// `sha256-<hex>` from a model file path or a digest (`sha256:<hex>` or `sha256-<hex>`).
+impl LoadedModel {
+    /// (NVML's figure, Ollama's `size_vram`) when they differ by more than
+    /// [`VRAM_DISAGREEMENT`] of Ollama's: the runner holds more (or less) than Ollama says.
+    pub fn vram_disagreement(&self) -> Option<(u64, u64)> {
+        let measured = self.vram_measured_bytes?;
+        let said = self.size_vram_bytes;
+        let diff = measured.abs_diff(said) as f64;
+        (said > 0 && diff > VRAM_DISAGREEMENT * said as f64).then_some((measured, said))
+    }
+}
+
 pub fn blob_id(path: &str) -> Option<String> {
     let file = path.rsplit('/').next()?.trim();
     let hex = file
@@ -73,6 +107,31 @@ pub fn modelfile_blob(modelfile: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vram_disagreement_over_a_tenth_is_flagged_with_both_figures() {
+        let mib = 1 << 20;
+        let m = |measured: Option<u64>, said: u64| LoadedModel {
+            size_vram_bytes: said,
+            vram_measured_bytes: measured,
+            ..Default::default()
+        };
+        // (measured, said, flagged)
+        for (measured, said, flagged) in [
+            (Some(4000 * mib), 4000 * mib, false),
+            (Some(4400 * mib), 4000 * mib, false), // exactly 10%: not over
+            (Some(4401 * mib), 4000 * mib, true),
+            (Some(3500 * mib), 4000 * mib, true),
+            (None, 4000 * mib, false),
+            (Some(100 * mib), 0, false), // wholly on the CPU: nothing to compare
+        ] {
+            let got = m(measured, said).vram_disagreement();
+            assert_eq!(got.is_some(), flagged, "{measured:?} vs {said}");
+            if flagged {
+                assert_eq!(got, Some((measured.unwrap(), said)));
+            }
+        }
+    }
 
     #[test]
     fn model_files_are_found_in_modelfiles_and_digests() {
