@@ -71,6 +71,16 @@ pub struct Global {
         env = "OSMEN_ENGINE"
     )]
     pub engine: EngineKind,
+    /// What goes to the log, runtime/osmen.log beside the compose file (never to the
+    /// terminal): error, warn, info, debug or trace, or directives as RUST_LOG takes them
+    /// (osmen::stack=debug,warn).
+    #[arg(
+        long = "log-level",
+        value_name = "LEVEL",
+        default_value = "info",
+        env = "OSMEN_LOG"
+    )]
+    pub log_level: crate::logging::LogFilter,
     /// COMPOSE_FILE as the working directory's `.env` sets it (see `with_dotenv`).
     #[arg(skip)]
     pub dotenv_compose_file: Option<String>,

@@ -30,6 +30,7 @@ mod guide_load;
 mod hooks;
 mod images;
 mod llm_standin;
+mod logging;
 mod parity;
 mod parity_objects;
 mod probes;

@@ -412,6 +412,16 @@ impl DockerEngine {
     /// see [`super::remote`]) or to the default socket, negotiates the API version and
     /// checks that the engine answers.
     pub async fn connect() -> EResult<DockerEngine> {
+        use crate::model::secret::mask_url_credentials as masked;
+        let r = Self::dial().await;
+        match &r {
+            Ok(e) => tracing::info!(host = %masked(&e.host), "engine connected"),
+            Err(e) => tracing::warn!(error = %masked(&e.to_string()), "engine unreachable"),
+        }
+        r
+    }
+
+    async fn dial() -> EResult<DockerEngine> {
         use super::remote::{Endpoint, HostEnv, SshTunnel, endpoint};
         let env = HostEnv::from_process();
         let host = env.shown();
