@@ -379,7 +379,7 @@ fn parse_scale(s: &str) -> Result<(String, u32), String> {
     Ok((svc.to_string(), n))
 }
 
-fn parse_pull_policy(s: &str) -> Result<PullPolicy, String> {
+fn parse_pull_policy(s: &str) -> Result<PullPolicy, crate::stack::image::ImageError> {
     PullPolicy::parse(s)
 }
 

@@ -77,6 +77,9 @@ pub enum EngineError {
     /// A pull or build the registry or builder refused, with its own message.
     #[error("{0}")]
     Image(String),
+    /// `DOCKER_HOST` names no address osmen can use.
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
     #[error("{0}")]
     Other(String),
 }
@@ -425,7 +428,7 @@ impl DockerEngine {
         use super::remote::{Endpoint, HostEnv, SshTunnel, endpoint};
         let env = HostEnv::from_process();
         let host = env.shown();
-        let ep = endpoint(&env).map_err(EngineError::Other)?;
+        let ep = endpoint(&env)?;
         let hint = match ep {
             Endpoint::Ssh(_) => {
                 "check that `ssh` to that host works without a prompt (keys, known_hosts; \
@@ -462,7 +465,9 @@ impl DockerEngine {
                 Docker::connect_with_ssl(addr, &files.key, &files.cert, &files.ca, 120, version)
             }
             Endpoint::Ssh(target) => {
-                let t = SshTunnel::open(target).await.map_err(&unreachable)?;
+                let t = SshTunnel::open(target)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
                 let sock = format!("unix://{}", t.socket.display());
                 tunnel = Some(t);
                 Docker::connect_with_unix(&sock, 120, version)
