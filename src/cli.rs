@@ -137,7 +137,7 @@ impl Global {
     /// The compose files, in merge order: `-f` (or OSMEN_COMPOSE_FILE), else COMPOSE_FILE
     /// (the environment's, else `.env`'s), else the discovered file and its override. Discovery's warnings (several files with
     /// supported names) go to standard error once.
-    pub fn compose_files(&self) -> Result<Vec<PathBuf>, String> {
+    pub fn compose_files(&self) -> Result<Vec<PathBuf>, crate::stack::compose::DiscoverError> {
         if !self.file.is_empty() {
             return Ok(self.file.clone());
         }
