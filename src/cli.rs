@@ -366,15 +366,27 @@ pub struct UpArgs {
     pub services: Vec<String>,
 }
 
-fn parse_scale(s: &str) -> Result<(String, u32), String> {
+/// An `up --scale` value that is not SERVICE=N.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScaleError {
+    #[error("{0:?}: write SERVICE=N, for example gateway=3")]
+    NoCount(String),
+    #[error("{arg:?}: {count:?} is not a replica count (0 or more)")]
+    BadCount { arg: String, count: String },
+    #[error("{0:?}: name the service, for example gateway=3")]
+    NoService(String),
+}
+
+fn parse_scale(s: &str) -> Result<(String, u32), ScaleError> {
     let (svc, n) = s
         .split_once('=')
-        .ok_or_else(|| format!("{s:?}: write SERVICE=N, for example gateway=3"))?;
-    let n: u32 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: {n:?} is not a replica count (0 or more)"))?;
+        .ok_or_else(|| ScaleError::NoCount(s.into()))?;
+    let n: u32 = n.parse().map_err(|_| ScaleError::BadCount {
+        arg: s.into(),
+        count: n.into(),
+    })?;
     if svc.is_empty() {
-        return Err(format!("{s:?}: name the service, for example gateway=3"));
+        return Err(ScaleError::NoService(s.into()));
     }
     Ok((svc.to_string(), n))
 }
