@@ -75,6 +75,16 @@ pub struct Global {
     /// DOCKER_HOST, else DOCKER_CONTEXT, else the Docker CLI's current context.
     #[arg(long = "context", value_name = "NAME")]
     pub context: Option<String>,
+    /// What goes to the log, runtime/osmen.log beside the compose file (never to the
+    /// terminal): error, warn, info, debug or trace, or directives as RUST_LOG takes them
+    /// (osmen::stack=debug,warn).
+    #[arg(
+        long = "log-level",
+        value_name = "LEVEL",
+        default_value = "info",
+        env = "OSMEN_LOG"
+    )]
+    pub log_level: crate::logging::LogFilter,
     /// COMPOSE_FILE as the working directory's `.env` sets it (see `with_dotenv`).
     #[arg(skip)]
     pub dotenv_compose_file: Option<String>,
@@ -131,7 +141,7 @@ impl Global {
     /// The compose files, in merge order: `-f` (or OSMEN_COMPOSE_FILE), else COMPOSE_FILE
     /// (the environment's, else `.env`'s), else the discovered file and its override. Discovery's warnings (several files with
     /// supported names) go to standard error once.
-    pub fn compose_files(&self) -> Result<Vec<PathBuf>, String> {
+    pub fn compose_files(&self) -> Result<Vec<PathBuf>, crate::stack::compose::DiscoverError> {
         if !self.file.is_empty() {
             return Ok(self.file.clone());
         }
@@ -385,20 +395,32 @@ pub struct UpArgs {
     pub services: Vec<String>,
 }
 
-fn parse_scale(s: &str) -> Result<(String, u32), String> {
+/// An `up --scale` value that is not SERVICE=N.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScaleError {
+    #[error("{0:?}: write SERVICE=N, for example gateway=3")]
+    NoCount(String),
+    #[error("{arg:?}: {count:?} is not a replica count (0 or more)")]
+    BadCount { arg: String, count: String },
+    #[error("{0:?}: name the service, for example gateway=3")]
+    NoService(String),
+}
+
+fn parse_scale(s: &str) -> Result<(String, u32), ScaleError> {
     let (svc, n) = s
         .split_once('=')
-        .ok_or_else(|| format!("{s:?}: write SERVICE=N, for example gateway=3"))?;
-    let n: u32 = n
-        .parse()
-        .map_err(|_| format!("{s:?}: {n:?} is not a replica count (0 or more)"))?;
+        .ok_or_else(|| ScaleError::NoCount(s.into()))?;
+    let n: u32 = n.parse().map_err(|_| ScaleError::BadCount {
+        arg: s.into(),
+        count: n.into(),
+    })?;
     if svc.is_empty() {
-        return Err(format!("{s:?}: name the service, for example gateway=3"));
+        return Err(ScaleError::NoService(s.into()));
     }
     Ok((svc.to_string(), n))
 }
 
-fn parse_pull_policy(s: &str) -> Result<PullPolicy, String> {
+fn parse_pull_policy(s: &str) -> Result<PullPolicy, crate::stack::image::ImageError> {
     PullPolicy::parse(s)
 }
 

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod logging;
 pub mod model;
 pub mod stack;
 pub mod sys;

@@ -16,6 +16,7 @@ fn main() {
     if let Some(name) = &cli.global.context {
         osmen::stack::context::set_flag(name);
     }
+    start_log(&cli);
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -24,6 +25,34 @@ fn main() {
         }
     };
     std::process::exit(i32::from(code));
+}
+
+/// The log, `<runtime dir>/osmen.log`, for every command that works on a stack. `probe`
+/// runs as a container's health check and the printers only print: they log nothing.
+fn start_log(cli: &Cli) {
+    if matches!(
+        cli.command,
+        Some(Command::Probe(_) | Command::Completions(_) | Command::Man | Command::Metrics(_))
+    ) {
+        return;
+    }
+    let Some(dir) = commands::runtime_dir(&cli.global) else {
+        return;
+    };
+    // A runtime directory that cannot be written is reported by what needs it (the
+    // journal refuses actions); the log is given up silently.
+    if osmen::logging::init(&dir, &cli.global.log_level).is_ok() {
+        // The subcommand's name only: its arguments may hold a key (`bench --key`).
+        let what = match &cli.command {
+            Some(c) => format!("{c:?}")
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_lowercase(),
+            None => "console".to_string(),
+        };
+        tracing::info!(pid = std::process::id(), version = env!("CARGO_PKG_VERSION"), command = %what, "osmen started");
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {

@@ -34,10 +34,10 @@ pub struct Target {
 
 impl Target {
     /// `http://HOST[:PORT]/PATH` (plain HTTP: the gateway listens on loopback).
-    pub fn parse_url(url: &str) -> Result<(String, u16, String), String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("{url:?}: only http:// URLs are supported (the gateway speaks plain HTTP on loopback)")
-        })?;
+    pub fn parse_url(url: &str) -> Result<(String, u16, String), UrlError> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| UrlError::NotHttp { url: url.into() })?;
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -45,13 +45,15 @@ impl Target {
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (
                 h.to_string(),
-                p.parse::<u16>()
-                    .map_err(|_| format!("{url:?}: bad port {p:?}"))?,
+                p.parse::<u16>().map_err(|_| UrlError::BadPort {
+                    url: url.into(),
+                    port: p.into(),
+                })?,
             ),
             None => (hostport.to_string(), 80),
         };
         if host.is_empty() {
-            return Err(format!("{url:?}: no host"));
+            return Err(UrlError::NoHost { url: url.into() });
         }
         Ok((host, port, path.to_string()))
     }
@@ -205,12 +207,46 @@ impl Report {
     }
 }
 
+/// A `--url` the load generator cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{url:?}: only http:// URLs are supported (the gateway speaks plain HTTP on loopback)")]
+    NotHttp { url: String },
+    #[error("{url:?}: bad port {port:?}")]
+    BadPort { url: String, port: String },
+    #[error("{url:?}: no host")]
+    NoHost { url: String },
+}
+
+/// Why a connection to the target could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no answer within {}", crate::model::units::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+/// How one request failed, as the report counts it (`Display` is the report's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Failure {
+    /// The server closed the connection after its last answer: reconnect and retry.
+    #[error("closed")]
+    Closed,
+    #[error("connection")]
+    Connection,
+    #[error("timeout")]
+    Timeout,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(
         "cannot connect to {addr}: {reason}; is the gateway running? (`osmen gateway`, or the console)"
     )]
-    Unreachable { addr: String, reason: String },
+    Unreachable { addr: String, reason: ConnectError },
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]
@@ -219,23 +255,15 @@ pub enum BenchError {
 
 type Sender = http1::SendRequest<Full<Bytes>>;
 
-async fn connect(t: &Target, timeout: Duration) -> Result<Sender, String> {
+async fn connect(t: &Target, timeout: Duration) -> Result<Sender, ConnectError> {
     let stream = tokio::time::timeout(
         timeout,
         tokio::net::TcpStream::connect((t.host.as_str(), t.port)),
     )
     .await
-    .map_err(|_| {
-        format!(
-            "no answer within {}",
-            crate::model::units::format_duration(timeout)
-        )
-    })?
-    .map_err(|e| e.to_string())?;
+    .map_err(|_| ConnectError::Timeout(timeout))??;
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -261,25 +289,25 @@ fn request(t: &Target, n: u64) -> hyper::Request<Full<Bytes>> {
 }
 
 /// One request on `sender`: Ok(status) with the body read, or the error kind.
-async fn once(sender: &mut Sender, t: &Target, n: u64, timeout: Duration) -> Result<u16, String> {
+async fn once(sender: &mut Sender, t: &Target, n: u64, timeout: Duration) -> Result<u16, Failure> {
     let fut = async {
         // A connection the server closed after its last answer (Connection: close, idle
         // timeout) is not an error of this request: the caller reconnects and retries.
-        sender.ready().await.map_err(|_| "closed".to_string())?;
+        sender.ready().await.map_err(|_| Failure::Closed)?;
         let resp = sender
             .send_request(request(t, n))
             .await
-            .map_err(|_| "connection".to_string())?;
+            .map_err(|_| Failure::Connection)?;
         let status = resp.status().as_u16();
         resp.into_body()
             .collect()
             .await
-            .map_err(|_| "connection".to_string())?;
+            .map_err(|_| Failure::Connection)?;
         Ok(status)
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err("timeout".into()),
+        Err(_) => Err(Failure::Timeout),
     }
 }
 
@@ -360,7 +388,7 @@ pub async fn run(plan: &Plan, tally: Arc<Tally>) -> Report {
                     }
                 }
                 let n = (user as u64) << 40 | mine;
-                let mut result = Err("closed".to_string());
+                let mut result = Err(Failure::Closed);
                 for _ in 0..2 {
                     if sender.is_none() {
                         match connect(&t, timeout).await {
@@ -370,17 +398,14 @@ pub async fn run(plan: &Plan, tally: Arc<Tally>) -> Report {
                     }
                     let Some(s) = sender.as_mut() else { break };
                     result = once(s, &t, n, timeout).await;
-                    if !matches!(&result, Err(e) if e == "closed") {
+                    if result != Err(Failure::Closed) {
                         break;
                     }
                     sender = None;
                 }
-                let result = result.map_err(|e| {
-                    if e == "closed" {
-                        "connection".to_string()
-                    } else {
-                        e
-                    }
+                let result = result.map_err(|e| match e {
+                    Failure::Closed => Failure::Connection,
+                    other => other,
                 });
                 match result {
                     Ok(status) => {
@@ -406,7 +431,7 @@ pub async fn run(plan: &Plan, tally: Arc<Tally>) -> Report {
                             .saturating_record(us);
                         // The connection's state is unknown: start a fresh one.
                         sender = None;
-                        tally.error(kind);
+                        tally.error(kind.to_string());
                     }
                 }
             }
@@ -439,11 +464,13 @@ mod tests {
         assert!(
             Target::parse_url("https://h/")
                 .unwrap_err()
+                .to_string()
                 .contains("only http://")
         );
         assert!(
             Target::parse_url("http://h:x/")
                 .unwrap_err()
+                .to_string()
                 .contains("bad port")
         );
     }

@@ -100,6 +100,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     let runtime_dir = gw_opts.runtime_dir.clone();
     let embedded = start_gateway(&gw_opts, gw_stop, found_ollama).await;
     let gateway_addr = embedded.addr;
+    tracing::info!(addr = ?gateway_addr, note = %embedded.note, "console's gateway");
 
     let side = EngineSide::start_on(&ctx, engine, gateway_addr, true).await;
     let (tx, rx, stop_tx) = (side.updates.clone(), side.snapshots.clone(), &side.stop);

@@ -29,10 +29,7 @@ pub fn options(global: &Global, args: &GatewayArgs) -> Options {
         p.exists().then_some(p)
     });
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let runtime_dir = env
-        .get("OSMEN_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| base.join("runtime"));
+    let runtime_dir = super::runtime_dir_in(&base);
     Options {
         config_file,
         assets_dir: base.join("assets"),

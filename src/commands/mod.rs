@@ -26,7 +26,7 @@ pub mod up;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -159,9 +159,7 @@ impl Ctx {
                 Config::parse(&text, &p.display().to_string()).map_err(|e| anyhow::anyhow!(e))?
             }
         };
-        let runtime_dir = std::env::var_os("OSMEN_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| dir.join("runtime"));
+        let runtime_dir = runtime_dir_in(&dir);
         Ok(Ctx {
             global: global.clone(),
             project: Arc::new(project),
@@ -208,6 +206,35 @@ impl Ctx {
             stderr_reporter(),
         ))
     }
+}
+
+/// Where osmen keeps what it writes for a project in `project_dir` (journal, history,
+/// gateway key and address, the log): `runtime/` there, or OSMEN_RUNTIME_DIR.
+pub fn runtime_dir_in(project_dir: &Path) -> PathBuf {
+    std::env::var_os("OSMEN_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_dir.join("runtime"))
+}
+
+/// The runtime directory of the project the command line names, found before anything
+/// loads (for the log): beside the first compose file. None when no compose file is
+/// found and OSMEN_RUNTIME_DIR is unset, so a directory without a stack gets no
+/// `runtime/`.
+pub fn runtime_dir(global: &Global) -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("OSMEN_RUNTIME_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    let first = global.compose_files().ok()?.into_iter().next()?;
+    let stdin = first.as_os_str() == "-";
+    if !stdin && !first.is_file() {
+        return None;
+    }
+    let parent = match first.parent() {
+        Some(p) if !stdin && !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = std::path::absolute(&parent).unwrap_or(parent);
+    Some(runtime_dir_in(&dir))
 }
 
 pub fn stderr_reporter() -> Reporter {

@@ -536,6 +536,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let otel = gw.otel.clone();
+    tracing::info!(addr = ?listener.local_addr().ok(), agents = gw.agents.len(), "gateway listening");
     let app = routes::router(gw.clone());
     // A gateway runs for weeks: freed memory goes back to the system once a minute.
     let trim = tokio::spawn(async {
@@ -548,6 +549,7 @@ pub async fn serve(
     });
     let _trim = AbortOnDrop(trim);
     let served = connections::serve(gw, app, listener, shutdown).await;
+    tracing::info!(result = ?served.as_ref().map(|_| "ok"), "gateway stopped");
     // What the exporters still hold goes out before the gateway stops. Their shutdown
     // blocks on the export, so off the runtime, and no longer than the export timeout.
     if let Some(o) = otel {

@@ -294,6 +294,7 @@ impl Hub {
     }
 
     fn set_source(&mut self, name: &str, r: Result<(), String>, t: f64) {
+        crate::logging::source_health(name, self.snapshot.sources.get(name), &r);
         let entry = self
             .snapshot
             .sources

@@ -10,6 +10,54 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
+/// Why the context in use cannot be read: each names the context, what chose it, the
+/// file, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    #[error("{}: not JSON ({detail}); fix the file or point DOCKER_CONFIG elsewhere", path.display())]
+    ConfigNotJson { path: PathBuf, detail: String },
+    #[error("{}: {detail}", path.display())]
+    Unreadable { path: PathBuf, detail: String },
+    #[error(
+        "context {name:?} ({chosen_by}): neither DOCKER_CONFIG nor HOME is set, so there is \
+         no context store to read"
+    )]
+    NoStore {
+        name: String,
+        chosen_by: &'static str,
+    },
+    #[error(
+        "context {name:?} ({chosen_by}): not found ({}: {detail}); list the contexts with \
+         `docker context ls`, or create it with `docker context create {name} --docker \
+         host=...`",
+        meta.display()
+    )]
+    NotFound {
+        name: String,
+        chosen_by: &'static str,
+        meta: PathBuf,
+        detail: String,
+    },
+    #[error("context {name:?}: {} is not JSON: {detail}", meta.display())]
+    MetaNotJson {
+        name: String,
+        meta: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "context {name:?}: {} has no Endpoints.docker.Host; recreate it with `docker context \
+         create {name} --docker host=...`",
+        meta.display()
+    )]
+    NoHost { name: String, meta: PathBuf },
+    #[error(
+        "context {name:?}: SkipTLSVerify is set; osmen verifies the engine's certificate \
+         always: give the context its CA (`docker context update {name} --docker \
+         host={host},ca=...,cert=...,key=...`)"
+    )]
+    SkipTlsVerify { name: String, host: String },
+}
+
 /// The name the Docker CLI keeps for "no context": `DOCKER_HOST`, else the local socket.
 pub const DEFAULT_CONTEXT: &str = "default";
 
@@ -68,7 +116,7 @@ fn store_id(name: &str) -> String {
 }
 
 /// The context name and what chose it, with the Docker CLI's precedence.
-pub fn chosen(env: &ContextEnv) -> Result<(String, &'static str), String> {
+pub fn chosen(env: &ContextEnv) -> Result<(String, &'static str), ContextError> {
     if let Some(f) = &env.flag {
         return Ok((f.clone(), "--context"));
     }
@@ -82,25 +130,29 @@ pub fn chosen(env: &ContextEnv) -> Result<(String, &'static str), String> {
         let path = dir.join("config.json");
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                    format!(
-                        "{}: not JSON ({e}); fix the file or point DOCKER_CONFIG elsewhere",
-                        path.display()
-                    )
-                })?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| ContextError::ConfigNotJson {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    })?;
                 if let Some(c) = v["currentContext"].as_str().filter(|c| !c.is_empty()) {
                     return Ok((c.to_string(), "config.json"));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) => {
+                return Err(ContextError::Unreadable {
+                    path,
+                    detail: e.to_string(),
+                });
+            }
         }
     }
     Ok((DEFAULT_CONTEXT.into(), "default"))
 }
 
 /// The context in use (see [`chosen`]) and, for a named one, its engine from the store.
-pub fn resolve(env: &ContextEnv) -> Result<Context, String> {
+pub fn resolve(env: &ContextEnv) -> Result<Context, ContextError> {
     let (name, chosen_by) = chosen(env)?;
     if name == DEFAULT_CONTEXT {
         return Ok(Context {
@@ -111,40 +163,40 @@ pub fn resolve(env: &ContextEnv) -> Result<Context, String> {
         });
     }
     let Some(dir) = &env.config_dir else {
-        return Err(format!(
-            "context {name:?} ({chosen_by}): neither DOCKER_CONFIG nor HOME is set, so there \
-             is no context store to read"
-        ));
+        return Err(ContextError::NoStore { name, chosen_by });
     };
     let id = store_id(&name);
     let meta = dir.join("contexts/meta").join(&id).join("meta.json");
-    let text = std::fs::read_to_string(&meta).map_err(|e| {
-        format!(
-            "context {name:?} ({chosen_by}): not found ({}: {e}); list the contexts with \
-             `docker context ls`, or create it with `docker context create {name} --docker \
-             host=...`",
-            meta.display()
-        )
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("context {name:?}: {} is not JSON: {e}", meta.display()))?;
+    let text = match std::fs::read_to_string(&meta) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(ContextError::NotFound {
+                name,
+                chosen_by,
+                meta,
+                detail: e.to_string(),
+            });
+        }
+    };
+    let v: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(ContextError::MetaNotJson {
+                name,
+                meta,
+                detail: e.to_string(),
+            });
+        }
+    };
     let ep = &v["Endpoints"]["docker"];
-    let host = ep["Host"]
-        .as_str()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| {
-            format!(
-                "context {name:?}: {} has no Endpoints.docker.Host; recreate it with `docker \
-                 context create {name} --docker host=...`",
-                meta.display()
-            )
-        })?;
+    let Some(host) = ep["Host"].as_str().filter(|h| !h.is_empty()) else {
+        return Err(ContextError::NoHost { name, meta });
+    };
     if ep["SkipTLSVerify"].as_bool() == Some(true) {
-        return Err(format!(
-            "context {name:?}: SkipTLSVerify is set; osmen verifies the engine's certificate \
-             always: give the context its CA (`docker context update {name} --docker \
-             host={host},ca=...,cert=...,key=...`)"
-        ));
+        return Err(ContextError::SkipTlsVerify {
+            name,
+            host: host.to_string(),
+        });
     }
     let tls = dir.join("contexts/tls").join(&id).join("docker");
     let tls_dir = tls.join("ca.pem").is_file().then_some(tls);
@@ -202,7 +254,8 @@ mod tests {
             config_dir: Some(dir.clone()),
             ..Default::default()
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("config.json") && e.contains("not JSON"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -236,7 +289,7 @@ mod tests {
             config_dir: Some(dir.clone()),
             ..Default::default()
         };
-        let e = resolve(&missing).unwrap_err();
+        let e = resolve(&missing).unwrap_err().to_string();
         assert!(
             e.contains("\"nope\"") && e.contains("--context") && e.contains("docker context ls"),
             "{e}"
@@ -251,7 +304,8 @@ mod tests {
             config_dir: Some(dir.clone()),
             ..Default::default()
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("SkipTLSVerify"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -6,32 +6,70 @@
 
 use super::compose::Service;
 use super::compose::hooks::Hook;
-use super::engine::Engine;
+use super::engine::{Engine, EngineError};
 use crate::model::secret::mask_text;
 
 /// How much of a failing hook's output the error quotes.
 const OUTPUT_TAIL: usize = 400;
 
-fn failure(when: &str, i: usize, hook: &Hook, code: Option<i64>, out: &str) -> String {
+/// Why a hook stopped its container's start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The engine could not run the hook's exec.
+    #[error("{when}[{index}] could not run: {source}")]
+    CouldNotRun {
+        when: &'static str,
+        index: usize,
+        source: EngineError,
+    },
+    /// The hook ran and failed: its command (secrets masked), its exit status and the
+    /// tail of its output (masked, bounded).
+    #[error("{when}[{index}] `{command}` failed ({}): {output}", status_word(*code))]
+    Failed {
+        when: &'static str,
+        index: usize,
+        command: String,
+        code: Option<i64>,
+        output: String,
+    },
+}
+
+fn status_word(code: Option<i64>) -> String {
+    code.map_or_else(|| "no exit status".to_string(), |c| format!("exit {c}"))
+}
+
+fn failure(when: &'static str, i: usize, hook: &Hook, code: Option<i64>, out: &str) -> HookError {
     let out = mask_text(out.trim());
     let mut start = out.len().saturating_sub(OUTPUT_TAIL);
     while !out.is_char_boundary(start) {
         start += 1;
     }
-    let status = code.map_or_else(|| "no exit status".to_string(), |c| format!("exit {c}"));
     let command = crate::model::secret::mask_command(&hook.command).join(" ");
-    format!(
-        "{when}[{i}] `{command}` failed ({status}): {}",
-        &out[start..]
-    )
+    HookError::Failed {
+        when,
+        index: i,
+        command,
+        code,
+        output: out[start..].to_string(),
+    }
 }
 
-async fn run<E: Engine>(engine: &E, when: &str, hooks: &[Hook], id: &str) -> Result<usize, String> {
+async fn run<E: Engine>(
+    engine: &E,
+    when: &'static str,
+    hooks: &[Hook],
+    id: &str,
+) -> Result<usize, HookError> {
     for (i, hook) in hooks.iter().enumerate() {
-        let (code, out) = engine
-            .exec_hook(id, hook)
-            .await
-            .map_err(|e| format!("{when}[{i}] could not run: {e}"))?;
+        let (code, out) =
+            engine
+                .exec_hook(id, hook)
+                .await
+                .map_err(|source| HookError::CouldNotRun {
+                    when,
+                    index: i,
+                    source,
+                })?;
         if code != Some(0) {
             return Err(failure(when, i, hook, code, &out));
         }
@@ -40,13 +78,17 @@ async fn run<E: Engine>(engine: &E, when: &str, hooks: &[Hook], id: &str) -> Res
 }
 
 /// Runs the `post_start` hooks in a started container: how many ran, or what failed.
-pub async fn post_start<E: Engine>(engine: &E, svc: &Service, id: &str) -> Result<usize, String> {
+pub async fn post_start<E: Engine>(
+    engine: &E,
+    svc: &Service,
+    id: &str,
+) -> Result<usize, HookError> {
     run(engine, "post_start", &svc.post_start, id).await
 }
 
 /// Runs the `pre_stop` hooks in a running container (one that is not running has nothing
 /// to stop and runs none): how many ran, or what failed.
-pub async fn pre_stop<E: Engine>(engine: &E, svc: &Service, id: &str) -> Result<usize, String> {
+pub async fn pre_stop<E: Engine>(engine: &E, svc: &Service, id: &str) -> Result<usize, HookError> {
     if svc.pre_stop.is_empty() {
         return Ok(0);
     }

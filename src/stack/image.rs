@@ -23,8 +23,23 @@ pub enum PullPolicy {
     Refresh(std::time::Duration),
 }
 
+/// A pull policy or a registry credential osmen cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(
+        "unknown pull policy {policy:?}: use always, missing, never, build, daily, \
+         weekly or every_<duration> (every_12h, every_1w2d)"
+    )]
+    UnknownPullPolicy { policy: String },
+    #[error("the Docker config file is not valid JSON: {0}")]
+    ConfigJson(#[source] serde_json::Error),
+    /// An `auths` entry whose `auth` is not base64 of `user:password` (`why` says which).
+    #[error("the auth entry for {server} is not {why}")]
+    BadAuth { server: String, why: &'static str },
+}
+
 impl PullPolicy {
-    pub fn parse(s: &str) -> Result<PullPolicy, String> {
+    pub fn parse(s: &str) -> Result<PullPolicy, ImageError> {
         const DAY: u64 = 86_400;
         match s {
             "always" => Ok(PullPolicy::Always),
@@ -35,10 +50,9 @@ impl PullPolicy {
             "weekly" => Ok(PullPolicy::Refresh(std::time::Duration::from_secs(7 * DAY))),
             other => match other.strip_prefix("every_").map(every) {
                 Some(Some(d)) => Ok(PullPolicy::Refresh(d)),
-                _ => Err(format!(
-                    "unknown pull policy {other:?}: use always, missing, never, build, daily, \
-                     weekly or every_<duration> (every_12h, every_1w2d)"
-                )),
+                _ => Err(ImageError::UnknownPullPolicy {
+                    policy: other.to_string(),
+                }),
             },
         }
     }
@@ -144,9 +158,11 @@ pub fn docker_config_path() -> Option<PathBuf> {
 
 /// Looks the registry up in a Docker config file's text (`auths` with base64 `auth`, or
 /// `username`/`password`; `credHelpers`/`credsStore` are reported, not run).
-pub fn lookup_credentials(config_json: &str, registry: &str) -> Result<CredentialLookup, String> {
-    let v: Value = serde_json::from_str(config_json)
-        .map_err(|e| format!("the Docker config file is not valid JSON: {e}"))?;
+pub fn lookup_credentials(
+    config_json: &str,
+    registry: &str,
+) -> Result<CredentialLookup, ImageError> {
+    let v: Value = serde_json::from_str(config_json).map_err(ImageError::ConfigJson)?;
     let keys: Vec<String> = if registry == "docker.io" {
         vec![
             "https://index.docker.io/v1/".into(),
@@ -168,13 +184,13 @@ pub fn lookup_credentials(config_json: &str, registry: &str) -> Result<Credentia
             if let Some(auth) = entry.get("auth").and_then(Value::as_str)
                 && !auth.is_empty()
             {
-                let raw = base64_decode(auth)
-                    .ok_or_else(|| format!("the auth entry for {k} is not valid base64"))?;
-                let text = String::from_utf8(raw)
-                    .map_err(|_| format!("the auth entry for {k} is not UTF-8"))?;
-                let (u, p) = text
-                    .split_once(':')
-                    .ok_or_else(|| format!("the auth entry for {k} is not user:password"))?;
+                let bad = |why| ImageError::BadAuth {
+                    server: k.clone(),
+                    why,
+                };
+                let raw = base64_decode(auth).ok_or_else(|| bad("valid base64"))?;
+                let text = String::from_utf8(raw).map_err(|_| bad("UTF-8"))?;
+                let (u, p) = text.split_once(':').ok_or_else(|| bad("user:password"))?;
                 return Ok(CredentialLookup::Found(Credentials {
                     username: u.to_string(),
                     password: p.to_string(),
@@ -407,7 +423,7 @@ mod tests {
         for bad in [
             "every_", "every_12", "every_h", "every_0s", "every_1y", "hourly",
         ] {
-            let e = PullPolicy::parse(bad).unwrap_err();
+            let e = PullPolicy::parse(bad).unwrap_err().to_string();
             assert!(e.contains("every_<duration>"), "{bad}: {e}");
         }
     }

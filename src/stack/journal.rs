@@ -45,6 +45,7 @@ impl Journal {
     /// Appends one entry and flushes it. A journal that cannot be written is an error:
     /// the caller must not act unrecorded.
     pub fn record(&self, service: &str, action: &str, reason: &str) -> std::io::Result<()> {
+        tracing::info!(project = %self.project, service, action, reason, "action");
         let entry = JournalEntry {
             time: now_rfc3339(),
             project: self.project.clone(),

@@ -271,6 +271,16 @@ pub fn refs_hash(base: &str, spec: &ContainerSpec) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A reference to another service that cannot be resolved yet: that service has no
+/// container (`key` is the setting: network_mode, ipc, pid, volumes_from or links).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefError {
+    #[error("{key}: service:{service} has no container yet; start `{service}` first")]
+    Namespace { key: &'static str, service: String },
+    #[error("{key}: service `{service}` has no container yet; start it first")]
+    Service { key: &'static str, service: String },
+}
+
 /// Fills in what names other containers of the project: `service:x` namespace modes
 /// become `container:<id of x's first container>`, and each link to a service becomes the
 /// three names Compose gives every container of it (the alias, `svc-N` and
@@ -279,7 +289,7 @@ pub fn resolve_refs(
     project: &Project,
     spec: &mut ContainerSpec,
     rows: &[ContainerRow],
-) -> Result<(), String> {
+) -> Result<(), RefError> {
     let first_of = |svc: &str| {
         rows.iter()
             .filter(|r| r.service == svc)
@@ -295,9 +305,10 @@ pub fn resolve_refs(
             continue;
         };
         let Some(row) = first_of(target) else {
-            return Err(format!(
-                "{key}: service:{target} has no container yet; start `{target}` first"
-            ));
+            return Err(RefError::Namespace {
+                key,
+                service: target.to_string(),
+            });
         };
         *mode = Some(format!("container:{}", row.id));
     }
@@ -307,9 +318,10 @@ pub fn resolve_refs(
             VolumesFrom::Service(svc, mode) => match first_of(svc) {
                 Some(row) => format!("{}:{mode}", row.id),
                 None => {
-                    return Err(format!(
-                        "volumes_from: service `{svc}` has no container yet; start it first"
-                    ));
+                    return Err(RefError::Service {
+                        key: "volumes_from",
+                        service: svc.to_string(),
+                    });
                 }
             },
         };
@@ -319,9 +331,10 @@ pub fn resolve_refs(
         let (target, alias) = link_parts(l);
         let mut mine: Vec<&ContainerRow> = rows.iter().filter(|r| r.service == target).collect();
         if mine.is_empty() {
-            return Err(format!(
-                "links: service `{target}` has no container yet; start it first"
-            ));
+            return Err(RefError::Service {
+                key: "links",
+                service: target.to_string(),
+            });
         }
         mine.sort_by_key(|r| r.number);
         for r in mine {
@@ -507,6 +520,10 @@ mod tests {
             "a recreated db makes side out of date"
         );
         let e = resolve_refs(&p, &mut container_spec(&p, &p.services["side"], 1), &[]);
-        assert!(e.unwrap_err().contains("service:db has no container yet"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("service:db has no container yet")
+        );
     }
 }

@@ -164,9 +164,69 @@ fn credentials_for(image: &ImageRef, sink: &ImageSink) -> Option<super::image::C
     }
 }
 
+/// Why an image could not be pulled or built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The registry or the engine refused the pull, in its own words.
+    #[error("{message}")]
+    PullRefused { image: String, message: String },
+    #[error(transparent)]
+    Engine(EngineError),
+    #[error("service {service} has no `build:` section")]
+    NoBuild { service: String },
+    #[error(
+        "build context {} has no {dockerfile}: create it or set build.dockerfile",
+        context.display()
+    )]
+    NoDockerfile {
+        context: std::path::PathBuf,
+        dockerfile: String,
+    },
+    /// The task reading the build context ended without an answer.
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("cannot read the build context {}: {source}", context.display())]
+    Context {
+        context: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The builder's error, the step it failed at and the last lines that step printed.
+    #[error("build failed{}: {error}{}", at_step(step), step_output(output))]
+    BuildFailed {
+        step: String,
+        error: EngineError,
+        output: Vec<String>,
+    },
+    #[error("the builder ended without producing {image}")]
+    NotProduced { image: String },
+}
+
+fn at_step(step: &str) -> String {
+    if step.is_empty() {
+        String::new()
+    } else {
+        format!(" at {step}")
+    }
+}
+
+fn step_output(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n    output of that step:\n      {}",
+            lines.join("\n      ")
+        )
+    }
+}
+
 /// Pulls one image to the end, forwarding progress. Returns the registry's message on
 /// failure.
-pub async fn pull_one<E: Engine>(engine: &E, image: &str, sink: &ImageSink) -> Result<(), String> {
+pub async fn pull_one<E: Engine>(
+    engine: &E,
+    image: &str,
+    sink: &ImageSink,
+) -> Result<(), ProvisionError> {
     let r = ImageRef::parse(image);
     let creds = credentials_for(&r, sink);
     let mut stream = engine.pull(&r, creds);
@@ -176,8 +236,13 @@ pub async fn pull_one<E: Engine>(engine: &E, image: &str, sink: &ImageSink) -> R
                 image: image.to_string(),
                 event,
             }),
-            Err(EngineError::Image(m)) => return Err(m),
-            Err(e) => return Err(e.to_string()),
+            Err(EngineError::Image(message)) => {
+                return Err(ProvisionError::PullRefused {
+                    image: image.to_string(),
+                    message,
+                });
+            }
+            Err(e) => return Err(ProvisionError::Engine(e)),
         }
     }
     sink(ImageEvent::Pulled {
@@ -192,9 +257,11 @@ pub async fn build_one<E: Engine>(
     project: &Project,
     svc: &Service,
     sink: &ImageSink,
-) -> Result<String, String> {
+) -> Result<String, ProvisionError> {
     let Some(build) = &svc.build else {
-        return Err(format!("service {} has no `build:` section", svc.name));
+        return Err(ProvisionError::NoBuild {
+            service: svc.name.clone(),
+        });
     };
     let image = service_image(project, svc);
     let dockerfile = build
@@ -203,20 +270,17 @@ pub async fn build_one<E: Engine>(
         .unwrap_or_else(|| "Dockerfile".into());
     let ctx_dir = build.context.clone();
     if !ctx_dir.join(&dockerfile).is_file() {
-        return Err(format!(
-            "build context {} has no {dockerfile}: create it or set build.dockerfile",
-            ctx_dir.display()
-        ));
+        return Err(ProvisionError::NoDockerfile {
+            context: ctx_dir,
+            dockerfile,
+        });
     }
     let df = dockerfile.clone();
     let (tar, summary) = tokio::task::spawn_blocking(move || context_tar(&ctx_dir, &df))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| {
-            format!(
-                "cannot read the build context {}: {e}",
-                build.context.display()
-            )
+        .await?
+        .map_err(|source| ProvisionError::Context {
+            context: build.context.clone(),
+            source,
         })?;
     sink(ImageEvent::BuildStarted {
         service: svc.name.clone(),
@@ -267,22 +331,17 @@ pub async fn build_one<E: Engine>(
                 }
             }
             Ok(BuildEvent::Built(_)) => built = true,
-            Err(e) => {
-                let mut msg = String::from("build failed");
-                if !step.is_empty() {
-                    msg.push_str(&format!(" at {step}"));
-                }
-                msg.push_str(&format!(": {e}"));
-                if !since_step.is_empty() {
-                    msg.push_str("\n    output of that step:\n      ");
-                    msg.push_str(&since_step.join("\n      "));
-                }
-                return Err(msg);
+            Err(error) => {
+                return Err(ProvisionError::BuildFailed {
+                    step,
+                    error,
+                    output: since_step,
+                });
             }
         }
     }
     if !built && !engine.image_exists(&image).await.unwrap_or(false) {
-        return Err(format!("the builder ended without producing {image}"));
+        return Err(ProvisionError::NotProduced { image });
     }
     sink(ImageEvent::Built {
         service: svc.name.clone(),
@@ -341,6 +400,7 @@ pub async fn provision<E: Engine>(
             continue;
         };
         if let Err(msg) = r {
+            let msg = msg.to_string();
             for s in &services {
                 if project.services[s].build.is_some() {
                     sink(ImageEvent::Note(format!(

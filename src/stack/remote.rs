@@ -103,7 +103,7 @@ pub struct HostEnv {
     pub context: String,
     pub context_by: &'static str,
     /// Why the context could not be read (a missing context): connecting fails with it.
-    pub context_error: Option<String>,
+    pub context_error: Option<super::context::ContextError>,
 }
 
 impl HostEnv {
@@ -161,14 +161,61 @@ fn is_host_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'
 }
 
+/// Why `DOCKER_HOST` names no engine osmen can reach, or the ssh tunnel to it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The Docker context in use could not be read (see `super::context`).
+    #[error(transparent)]
+    Context(#[from] super::context::ContextError),
+    #[error(
+        "DOCKER_HOST {url:?}: {why}; write ssh://user@host, ssh://user@host:2222 or \
+         ssh://user@host/run/docker.sock"
+    )]
+    BadSsh { url: String, why: String },
+    #[error(
+        "DOCKER_HOST {host:?}: unsupported scheme; use unix://, tcp:// (with \
+         DOCKER_TLS_VERIFY=1 for TLS) or ssh://"
+    )]
+    Scheme { host: String },
+    #[error("DOCKER_HOST {host:?}: no address after the scheme")]
+    NoAddress { host: String },
+    #[error(
+        "DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is: \
+         set DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem"
+    )]
+    NoCertPath,
+    #[error(
+        "DOCKER_TLS_VERIFY is set but {} is missing: put ca.pem, cert.pem and \
+         key.pem in DOCKER_CERT_PATH ({})",
+        file.display(),
+        dir.display()
+    )]
+    MissingCert { file: PathBuf, dir: PathBuf },
+    #[error("cannot create {}: {source}", dir.display())]
+    TunnelDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("OSMEN_SSH_CONFIG names {}, which is not a file", path.display())]
+    SshConfig { path: PathBuf },
+    #[error("cannot run ssh: {source} (install the OpenSSH client)")]
+    NoSsh { source: std::io::Error },
+    #[error("ssh to {host} ended ({status}): {message}")]
+    SshEnded {
+        host: String,
+        status: std::process::ExitStatus,
+        message: String,
+    },
+    #[error("ssh to {host} forwarded no socket within {}s", within.as_secs())]
+    NoSocket { host: String, within: Duration },
+}
+
 /// Parses `ssh://[user@]host[:port][/path/to/docker.sock]`, refusing anything ssh could
 /// read as an option or that could not be a user, host or port.
-pub fn parse_ssh(url: &str) -> Result<SshTarget, String> {
-    let bad = |why: &str| {
-        format!(
-            "DOCKER_HOST {url:?}: {why}; write ssh://user@host, ssh://user@host:2222 or \
-             ssh://user@host/run/docker.sock"
-        )
+pub fn parse_ssh(url: &str) -> Result<SshTarget, RemoteError> {
+    let bad = |why: &str| RemoteError::BadSsh {
+        url: url.to_string(),
+        why: why.to_string(),
     };
     let rest = url
         .strip_prefix("ssh://")
@@ -233,9 +280,9 @@ pub fn parse_ssh(url: &str) -> Result<SshTarget, String> {
 }
 
 /// Where `DOCKER_HOST` (and the TLS variables) point.
-pub fn endpoint(env: &HostEnv) -> Result<Endpoint, String> {
+pub fn endpoint(env: &HostEnv) -> Result<Endpoint, RemoteError> {
     if let Some(e) = &env.context_error {
-        return Err(e.clone());
+        return Err(RemoteError::Context(e.clone()));
     }
     let host = env.shown();
     if let Some(path) = host.strip_prefix("unix://") {
@@ -251,14 +298,11 @@ pub fn endpoint(env: &HostEnv) -> Result<Endpoint, String> {
     } else if let Some(r) = host.strip_prefix("http://") {
         r
     } else {
-        return Err(format!(
-            "DOCKER_HOST {host:?}: unsupported scheme; use unix://, tcp:// (with \
-             DOCKER_TLS_VERIFY=1 for TLS) or ssh://"
-        ));
+        return Err(RemoteError::Scheme { host });
     };
     let addr = addr.trim_end_matches('/');
     if addr.is_empty() {
-        return Err(format!("DOCKER_HOST {host:?}: no address after the scheme"));
+        return Err(RemoteError::NoAddress { host });
     }
     if env.tls_verify.is_none() && !host.starts_with("https://") {
         return Ok(Endpoint::Tcp(format!("tcp://{addr}")));
@@ -267,11 +311,7 @@ pub fn endpoint(env: &HostEnv) -> Result<Endpoint, String> {
         (Some(p), _) => PathBuf::from(p),
         (None, Some(h)) => Path::new(h).join(".docker"),
         (None, None) => {
-            return Err(
-                "DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is: \
-                        set DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem"
-                    .into(),
-            );
+            return Err(RemoteError::NoCertPath);
         }
     };
     let files = TlsFiles {
@@ -281,12 +321,10 @@ pub fn endpoint(env: &HostEnv) -> Result<Endpoint, String> {
     };
     for f in [&files.ca, &files.cert, &files.key] {
         if !f.is_file() {
-            return Err(format!(
-                "DOCKER_TLS_VERIFY is set but {} is missing: put ca.pem, cert.pem and \
-                 key.pem in DOCKER_CERT_PATH ({})",
-                f.display(),
-                dir.display()
-            ));
+            return Err(RemoteError::MissingCert {
+                file: f.clone(),
+                dir: dir.clone(),
+            });
         }
     }
     Ok(Endpoint::Tls {
@@ -374,7 +412,7 @@ impl SshTunnel {
     /// Starts ssh and waits until the forwarded socket exists; ssh's own message when it
     /// could not connect. `OSMEN_SSH_CONFIG` names an ssh_config file to use instead of
     /// the user's (`ssh -F`).
-    pub async fn open(t: &SshTarget) -> Result<SshTunnel, String> {
+    pub async fn open(t: &SshTarget) -> Result<SshTunnel, RemoteError> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "osmen-ssh-{}-{}",
@@ -387,21 +425,20 @@ impl SshTunnel {
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                .map_err(|source| RemoteError::TunnelDir {
+                    dir: dir.clone(),
+                    source,
+                })?;
         }
         let socket = dir.join("docker.sock");
         let config = std::env::var_os("OSMEN_SSH_CONFIG").map(PathBuf::from);
         if let Some(c) = &config
             && !c.is_file()
         {
-            return Err(format!(
-                "OSMEN_SSH_CONFIG names {}, which is not a file",
-                c.display()
-            ));
+            return Err(RemoteError::SshConfig { path: c.clone() });
         }
         let args = ssh_args(t, &socket, config.as_deref());
-        let mut child = spawn_ssh(&args, true)
-            .map_err(|e| format!("cannot run ssh: {e} (install the OpenSSH client)"))?;
+        let mut child = spawn_ssh(&args, true).map_err(|source| RemoteError::NoSsh { source })?;
         let started = tokio::time::Instant::now();
         loop {
             if socket.exists() {
@@ -414,15 +451,18 @@ impl SshTunnel {
                 }
                 let _ = std::fs::remove_dir_all(&dir);
                 let msg = msg.trim().lines().last().unwrap_or("").to_string();
-                return Err(format!("ssh to {} ended ({status}): {msg}", t.host));
+                return Err(RemoteError::SshEnded {
+                    host: t.host.clone(),
+                    status,
+                    message: msg,
+                });
             }
             if started.elapsed() > SSH_CONNECT_TIMEOUT {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(format!(
-                    "ssh to {} forwarded no socket within {}s",
-                    t.host,
-                    SSH_CONNECT_TIMEOUT.as_secs()
-                ));
+                return Err(RemoteError::NoSocket {
+                    host: t.host.clone(),
+                    within: SSH_CONNECT_TIMEOUT,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -488,7 +528,7 @@ mod tests {
             "ssh://user@host/sock;rm",
             "ssh://",
         ] {
-            let e = parse_ssh(bad).unwrap_err();
+            let e = parse_ssh(bad).unwrap_err().to_string();
             assert!(e.contains("DOCKER_HOST"), "{bad}: {e}");
         }
         let t = parse_ssh("ssh://me@h").unwrap();
@@ -513,7 +553,9 @@ mod tests {
         assert!(endpoint(&env("tcp://127.0.0.1")).unwrap().is_local());
         assert!(endpoint(&env("tcp://[::1]:2375")).unwrap().is_local());
         assert!(!endpoint(&env("ssh://a@b")).unwrap().is_local());
-        let e = endpoint(&env("npipe:////./pipe/docker")).unwrap_err();
+        let e = endpoint(&env("npipe:////./pipe/docker"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported scheme"), "{e}");
         // TLS: the three files, named when one is missing.
         let dir = std::env::temp_dir().join(format!("osmen-tls-{}", std::process::id()));
@@ -521,7 +563,7 @@ mod tests {
         let mut tls = env("tcp://127.0.0.1:2376");
         tls.tls_verify = Some("1".into());
         tls.cert_path = Some(dir.display().to_string());
-        let e = endpoint(&tls).unwrap_err();
+        let e = endpoint(&tls).unwrap_err().to_string();
         assert!(e.contains("ca.pem is missing"), "{e}");
         for f in ["ca.pem", "cert.pem", "key.pem"] {
             std::fs::write(dir.join(f), "x").unwrap();

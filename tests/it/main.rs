@@ -32,6 +32,7 @@ mod guide_load;
 mod hooks;
 mod images;
 mod llm_standin;
+mod logging;
 mod models;
 mod module_graph;
 mod parity;

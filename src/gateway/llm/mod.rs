@@ -156,6 +156,9 @@ impl Provider {
             });
         }
         let r = self.chat_once(model, system, user).await;
+        if let Err(e) = &r {
+            tracing::warn!(provider = self.name(), model, error = %e, "LLM call failed");
+        }
         // A 4xx (other than 429) is the request's fault, not the provider's health.
         let outage = match &r {
             Err(e) if e.is_outage() => Some(e.to_string()),

@@ -114,27 +114,48 @@ fn with_value(text: &str, name: &str, value: &str) -> String {
     out
 }
 
+/// Why the first run's secrets could not be written to `.env` (`names` are the variables
+/// it was to hold, which the operator can set by hand instead).
+#[derive(Debug, thiserror::Error)]
+pub enum DotenvError {
+    #[error(
+        "cannot {what} {}: {source}; set {} there yourself (any long random value) or in the \
+         environment",
+        path.display(),
+        names.join(", ")
+    )]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        names: Vec<String>,
+        source: std::io::Error,
+    },
+    #[error(
+        "{} is a symbolic link: osmen writes no generated secret through a link; set \
+         {} in the file it points to, or in the environment",
+        path.display(),
+        names.join(", ")
+    )]
+    Symlink { path: PathBuf, names: Vec<String> },
+}
+
 /// Writes a random value for each of `names` to the `.env` beside `compose_file` and
 /// leaves the file readable by its owner only. Returns the `.env` path. The values are
 /// never returned or printed.
-pub fn generate(compose_file: &Path, names: &[String]) -> Result<PathBuf, String> {
+pub fn generate(compose_file: &Path, names: &[String]) -> Result<PathBuf, DotenvError> {
     let p = path(compose_file);
-    let fail = |what: &str, e: std::io::Error| {
-        format!(
-            "cannot {what} {}: {e}; set {} there yourself (any long random value) or in the \
-             environment",
-            p.display(),
-            names.join(", ")
-        )
+    let fail = |what: &'static str, source: std::io::Error| DotenvError::Io {
+        what,
+        path: p.clone(),
+        names: names.to_vec(),
+        source,
     };
     let old = match std::fs::symlink_metadata(&p) {
         Ok(m) if m.file_type().is_symlink() => {
-            return Err(format!(
-                "{} is a symbolic link: osmen writes no generated secret through a link; set \
-                 {} in the file it points to, or in the environment",
-                p.display(),
-                names.join(", ")
-            ));
+            return Err(DotenvError::Symlink {
+                path: p.clone(),
+                names: names.to_vec(),
+            });
         }
         Ok(_) => std::fs::read_to_string(&p).map_err(|e| fail("read", e))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -269,7 +290,9 @@ mod tests {
         assert!(missing(&f, &Vars::new()).is_empty());
         std::fs::write(&f, COMPOSE).unwrap();
         std::os::unix::fs::symlink(d.join("elsewhere"), d.join(".env")).unwrap();
-        let e = generate(&f, &["POSTGRES_PASSWORD".into()]).unwrap_err();
+        let e = generate(&f, &["POSTGRES_PASSWORD".into()])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("symbolic link") && e.contains("POSTGRES_PASSWORD"),
             "{e}"

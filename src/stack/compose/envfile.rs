@@ -22,17 +22,22 @@ pub enum Format {
 
 impl Format {
     /// The `format:` value of an `env_file` entry.
-    pub fn parse(s: &str) -> Result<Format, String> {
+    pub fn parse(s: &str) -> Result<Format, UnknownFormat> {
         match s {
             "" => Ok(Format::Compose),
             "raw" => Ok(Format::Raw),
-            other => Err(format!(
-                "unsupported env_file format {other:?}: leave `format` out for Compose's rules \
-                 or write `format: raw` to take values literally"
-            )),
+            other => Err(UnknownFormat(other.to_string())),
         }
     }
 }
+
+/// An `env_file` entry's `format:` that is neither left out nor `raw`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unsupported env_file format {0:?}: leave `format` out for Compose's rules \
+     or write `format: raw` to take values literally"
+)]
+pub struct UnknownFormat(pub String);
 
 /// A malformed statement: the line it starts on and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -770,6 +775,11 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert_eq!(Format::parse("raw"), Ok(Format::Raw));
-        assert!(Format::parse("json").unwrap_err().contains("\"json\""));
+        assert!(
+            Format::parse("json")
+                .unwrap_err()
+                .to_string()
+                .contains("\"json\"")
+        );
     }
 }

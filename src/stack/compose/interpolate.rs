@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 pub type Vars = BTreeMap<String, String>;
 
 /// Interpolates `s` with `vars`.
-pub fn interpolate(s: &str, vars: &Vars) -> Result<String, String> {
+pub fn interpolate(s: &str, vars: &Vars) -> Result<String, InterpolateError> {
     interpolate_with(s, &|name: &str| vars.get(name).cloned())
 }
 
@@ -28,7 +28,7 @@ fn is_name_char(c: char) -> bool {
 pub fn interpolate_with(
     s: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+) -> Result<String, InterpolateError> {
     interpolate_shown(s, lookup, s)
 }
 
@@ -39,13 +39,27 @@ pub fn interpolate_shown(
     s: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
     shown: &str,
-) -> Result<String, String> {
-    expand(s, lookup).map_err(|f| f.message(shown, shown == s))
+) -> Result<String, InterpolateError> {
+    expand(s, lookup).map_err(|fault| InterpolateError {
+        fault,
+        shown: shown.to_string(),
+        quote_parts: shown == s,
+    })
 }
 
-/// What went wrong in a template; the message is written by the caller, who knows
-/// whether the value may be quoted.
-enum Fault {
+/// A template that does not interpolate: the fault, and the value as an error may show
+/// it (masked when it is a secret's; then no part of it is quoted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", fault.message(shown, *quote_parts))]
+pub struct InterpolateError {
+    pub fault: Fault,
+    shown: String,
+    quote_parts: bool,
+}
+
+/// What went wrong in a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
     Unterminated,
     BadName(String),
     BadOp(String),
@@ -321,7 +335,7 @@ mod tests {
             ),
             ("${UNSET_VAR?bar-baz}", "bar-baz"),
         ] {
-            let e = interpolate(input, &v).unwrap_err();
+            let e = interpolate(input, &v).unwrap_err().to_string();
             assert!(
                 e.contains("required variable") && e.contains(want),
                 "{input}: {e}"
@@ -338,6 +352,7 @@ mod tests {
         assert!(
             interpolate("${FOO", &v)
                 .unwrap_err()
+                .to_string()
                 .contains("unterminated")
         );
     }

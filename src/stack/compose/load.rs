@@ -52,9 +52,45 @@ pub struct Discovered {
     pub warnings: Vec<String>,
 }
 
+/// No compose file to load: none found upwards of `dir`, or no working directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("{0}")]
+    Cwd(#[from] std::io::Error),
+    #[error(
+        "no compose file in {} or any parent directory (looked for {}): pass one \
+         with -f, or set COMPOSE_FILE",
+        dir.display(),
+        DEFAULT_FILES.join(", ")
+    )]
+    NotFound { dir: PathBuf },
+}
+
+/// Why a compose file's text could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    #[error(
+        "refused: the file is {bytes} bytes or more, over the limit of {} MiB for a compose \
+         file",
+        limit / (1024 * 1024)
+    )]
+    TooBig { bytes: u64, limit: usize },
+    /// Shared so that standard input, read once, can answer every load the same.
+    #[error("{0}")]
+    Io(std::sync::Arc<std::io::Error>),
+    #[error("the file is not UTF-8 text")]
+    NotUtf8,
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> ReadError {
+        ReadError::Io(std::sync::Arc::new(e))
+    }
+}
+
 /// Finds the compose file in `dir` or the nearest parent directory that has one, as
 /// Compose does, and the override file beside it.
-pub fn discover(dir: &Path) -> Result<Discovered, String> {
+pub fn discover(dir: &Path) -> Result<Discovered, DiscoverError> {
     let mut here = dir.to_path_buf();
     loop {
         let found = existing(&here, DEFAULT_FILES);
@@ -67,20 +103,16 @@ pub fn discover(dir: &Path) -> Result<Discovered, String> {
             return Ok(Discovered { files, warnings });
         }
         if here.as_os_str().is_empty() {
-            here = std::env::current_dir().map_err(|e| e.to_string())?;
+            here = std::env::current_dir()?;
         }
         if !here.pop() {
-            return Err(format!(
-                "no compose file in {} or any parent directory (looked for {}): pass one \
-                 with -f, or set COMPOSE_FILE",
-                if dir.as_os_str().is_empty() {
-                    Path::new(".")
+            return Err(DiscoverError::NotFound {
+                dir: if dir.as_os_str().is_empty() {
+                    PathBuf::from(".")
                 } else {
-                    dir
-                }
-                .display(),
-                DEFAULT_FILES.join(", ")
-            ));
+                    dir.to_path_buf()
+                },
+            });
         }
     }
 }
@@ -107,44 +139,37 @@ fn many(found: &[PathBuf]) -> Vec<String> {
 
 /// Reads a file of at most [`yaml::MAX_FILE_BYTES`]: the size is checked before anything
 /// is read, and the read stops past the limit (a pipe or a growing file has no size).
-pub fn read_bounded(path: &Path) -> Result<String, String> {
+pub fn read_bounded(path: &Path) -> Result<String, ReadError> {
     let limit = yaml::MAX_FILE_BYTES;
-    let too_big = |n: u64| {
-        format!(
-            "refused: the file is {n} bytes or more, over the limit of {} MiB for a compose \
-             file",
-            limit / (1024 * 1024)
-        )
-    };
     if path == Path::new("-") {
         // Read once: a command may load the project twice (a first run's trial load).
-        static STDIN: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+        static STDIN: std::sync::OnceLock<Result<String, ReadError>> = std::sync::OnceLock::new();
         return STDIN
-            .get_or_init(|| read_limited(std::io::stdin(), limit, &too_big))
+            .get_or_init(|| read_limited(std::io::stdin(), limit))
             .clone();
     }
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    let meta = std::fs::metadata(path)?;
     if meta.len() > limit as u64 {
-        return Err(too_big(meta.len()));
+        return Err(ReadError::TooBig {
+            bytes: meta.len(),
+            limit,
+        });
     }
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    read_limited(f, limit, &too_big)
+    let f = std::fs::File::open(path)?;
+    read_limited(f, limit)
 }
 
-/// Up to `limit` bytes as UTF-8 text; past the limit, `too_big` of the bytes read.
-fn read_limited(
-    f: impl Read,
-    limit: usize,
-    too_big: &dyn Fn(u64) -> String,
-) -> Result<String, String> {
+/// Up to `limit` bytes as UTF-8 text; past the limit, how many bytes were read.
+fn read_limited(f: impl Read, limit: usize) -> Result<String, ReadError> {
     let mut buf = Vec::new();
-    f.take(limit as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
+    f.take(limit as u64 + 1).read_to_end(&mut buf)?;
     if buf.len() > limit {
-        return Err(too_big(buf.len() as u64));
+        return Err(ReadError::TooBig {
+            bytes: buf.len() as u64,
+            limit,
+        });
     }
-    String::from_utf8(buf).map_err(|_| "the file is not UTF-8 text".to_string())
+    String::from_utf8(buf).map_err(|_| ReadError::NotUtf8)
 }
 
 /// Reads, merges and validates the project's compose files, in order.
@@ -438,6 +463,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         // A parent of the temp dir may hold one; if not, the message names the names.
         if let Err(e) = err {
+            let e = e.to_string();
             assert!(e.contains("compose.yaml, compose.yml"), "{e}");
         }
     }

@@ -554,7 +554,7 @@ pub fn load(file: &Path, opts: &LoadOptions) -> Result<Project, ComposeErrors> {
     load::load_files(&[file.to_path_buf()], opts)
 }
 
-pub use load::{discover, load_files};
+pub use load::{DiscoverError, ReadError, discover, load_files};
 
 impl Project {
     /// Services that are active under the enabled profiles, plus those named explicitly.

@@ -98,8 +98,11 @@ fn split_parts(raw: &str) -> (&str, &str, &str) {
 }
 
 /// One short-form entry, as compose-go expands it: one `Port` per container port.
-pub fn parse_short(raw: &str) -> Result<Vec<Port>, String> {
-    let bad = |why: String| format!("invalid port {raw:?}: {why}; {FORMS}");
+pub fn parse_short(raw: &str) -> Result<Vec<Port>, PortError> {
+    let bad = |why: String| PortError {
+        raw: raw.to_string(),
+        why,
+    };
     let (ip, host, container) = split_parts(raw);
     let (container, protocol) = match container.split_once('/') {
         Some((c, "")) => (c, "tcp".to_string()),
@@ -255,6 +258,14 @@ fn parse_long(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Port> {
 }
 
 /// One `ports:` entry, short or long; errors go to `ctx` with the file and line.
+/// A short port mapping that does not parse: the mapping as written and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid port {raw:?}: {why}; {}", FORMS)]
+pub struct PortError {
+    pub raw: String,
+    pub why: String,
+}
+
 pub(super) fn parse_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<Port>> {
     if let Kind::Map(_) = node.kind {
         return parse_long(ctx, node, path).map(|p| vec![p]);
@@ -263,7 +274,7 @@ pub(super) fn parse_port(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Vec<P
     match parse_short(&raw) {
         Ok(ports) => Some(ports),
         Err(e) => {
-            ctx.err(node.pos, path, e);
+            ctx.err(node.pos, path, e.to_string());
             None
         }
     }
@@ -401,7 +412,7 @@ mod tests {
             ("1.2.3.4:5:8080:80", "\"1.2.3.4:5\" is not an IP address"),
             ("[::1:8080:80", "unclosed `[`"),
         ] {
-            let e = parse_short(raw).expect_err(raw);
+            let e = parse_short(raw).expect_err(raw).to_string();
             assert!(e.contains(&format!("invalid port {raw:?}")), "{raw}: {e}");
             assert!(e.contains(why), "{raw}: {e}");
             assert!(e.contains("write \"TARGET\""), "{raw}: the fix: {e}");

@@ -216,18 +216,23 @@ fn pos(m: Marker, file: u16) -> Pos {
 
 /// `!reset` and `!override` are Compose's; the core schema's `!!str` and the like keep
 /// their old meaning (the scalar's text); any other tag is refused rather than ignored.
-fn read_tag(tag: Option<yaml_rust2::parser::Tag>) -> Result<Option<Tag>, String> {
+fn read_tag(tag: Option<yaml_rust2::parser::Tag>) -> Result<Option<Tag>, UnknownTag> {
     let Some(t) = tag else { return Ok(None) };
     match (t.handle.as_str(), t.suffix.as_str()) {
         ("!", "reset") => Ok(Some(Tag::Reset)),
         ("!", "override") => Ok(Some(Tag::Override)),
         ("!!", _) | ("tag:yaml.org,2002:", _) => Ok(None),
-        (h, x) => Err(format!(
-            "unknown YAML tag `{h}{x}`: Compose knows `!reset` (drop the value set by an \
-             earlier file) and `!override` (replace it instead of merging)"
-        )),
+        (h, x) => Err(UnknownTag(format!("{h}{x}"))),
     }
 }
+
+/// A YAML tag Compose gives no meaning to (refused rather than ignored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown YAML tag `{0}`: Compose knows `!reset` (drop the value set by an \
+     earlier file) and `!override` (replace it instead of merging)"
+)]
+pub struct UnknownTag(pub String);
 
 /// A mapping key as a string that is equal for equal keys, so that duplicate and merge
 /// checks are one hash lookup each rather than a scan of every earlier key.
@@ -500,7 +505,7 @@ impl Builder {
         match read_tag(tag) {
             Ok(t) => Some(t),
             Err(m) => {
-                self.fail(at, &m);
+                self.fail(at, &m.to_string());
                 None
             }
         }

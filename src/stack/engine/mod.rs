@@ -77,6 +77,9 @@ pub enum EngineError {
     /// A pull or build the registry or builder refused, with its own message.
     #[error("{0}")]
     Image(String),
+    /// `DOCKER_HOST` names no address osmen can use.
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
     #[error("{0}")]
     Other(String),
 }
@@ -416,13 +419,23 @@ impl DockerEngine {
     /// see [`super::remote`]) or to the default socket, negotiates the API version and
     /// checks that the engine answers.
     pub async fn connect() -> EResult<DockerEngine> {
+        use crate::model::secret::mask_url_credentials as masked;
+        let r = Self::dial().await;
+        match &r {
+            Ok(e) => tracing::info!(host = %masked(&e.host), "engine connected"),
+            Err(e) => tracing::warn!(error = %masked(&e.to_string()), "engine unreachable"),
+        }
+        r
+    }
+
+    async fn dial() -> EResult<DockerEngine> {
         use super::remote::{Endpoint, HostEnv, SshTunnel, endpoint};
         let env = HostEnv::from_process();
         let host = match env.context.as_str() {
             super::context::DEFAULT_CONTEXT => env.shown(),
             name => format!("{} (context {name})", env.shown()),
         };
-        let ep = endpoint(&env).map_err(EngineError::Other)?;
+        let ep = endpoint(&env)?;
         let hint = match ep {
             Endpoint::Ssh(_) => {
                 "check that `ssh` to that host works without a prompt (keys, known_hosts; \
@@ -459,7 +472,9 @@ impl DockerEngine {
                 Docker::connect_with_ssl(addr, &files.key, &files.cert, &files.ca, 120, version)
             }
             Endpoint::Ssh(target) => {
-                let t = SshTunnel::open(target).await.map_err(&unreachable)?;
+                let t = SshTunnel::open(target)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
                 let sock = format!("unix://{}", t.socket.display());
                 tunnel = Some(t);
                 Docker::connect_with_unix(&sock, 120, version)

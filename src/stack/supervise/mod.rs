@@ -195,7 +195,7 @@ impl<E: Engine> Supervisor<E> {
             Ok(0) => Ok(()),
             Ok(n) => self.record(service, "hook", &format!("post_start: {n} ran")),
             Err(why) => {
-                self.record(service, "hook", &why)?;
+                self.record(service, "hook", &why.to_string())?;
                 let _ = self.engine.stop(id, self.grace(Some(svc))).await;
                 // `up` names the service in front of its failure.
                 Err(SuperviseError::Failed(vec![format!(
@@ -214,7 +214,7 @@ impl<E: Engine> Supervisor<E> {
                 Ok(0) => {}
                 Ok(n) => self.record(service, "hook", &format!("pre_stop: {n} ran"))?,
                 Err(why) => {
-                    self.record(service, "hook", &why)?;
+                    self.record(service, "hook", &why.to_string())?;
                     return Err(SuperviseError::Failed(vec![format!(
                         "{service}: {why}; the container was not stopped"
                     )]));

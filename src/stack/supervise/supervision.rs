@@ -29,6 +29,7 @@ impl<E: Engine> Supervisor<E> {
                 let ev = match ev {
                     None => break,
                     Some(Err(e)) => {
+                        tracing::warn!(project = %self.project.name, error = %e, "events stream lost; reconnecting");
                         (self.report)(&format!("events stream: {e}; reconnecting"));
                         break;
                     }

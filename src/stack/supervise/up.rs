@@ -3,6 +3,26 @@
 
 use super::*;
 
+/// Why a dependency will not meet the condition a service waits for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DependencyError {
+    #[error("{dep} failed: {why}")]
+    Failed { dep: String, why: String },
+    #[error("{dep} exited with code {code} before it was healthy")]
+    ExitedBeforeHealthy { dep: String, code: i64 },
+    #[error("{dep} exited with code {code}")]
+    Exited { dep: String, code: i64 },
+    #[error(
+        "{dep} is running but has no health check, so it can never be \
+         healthy: add a healthcheck to {dep} or depend on it with \
+         condition service_started"
+    )]
+    NoHealthCheck { dep: String },
+    /// Its task is done and its last state (as `ps` words it) did not satisfy the wait.
+    #[error("{dep} ended as {state}")]
+    Ended { dep: String, state: String },
+}
+
 impl<E: Engine> Supervisor<E> {
     /// Creates networks and volumes, then converges every service in `targets`, each as
     /// soon as its dependencies meet their conditions.
@@ -255,12 +275,15 @@ impl<E: Engine> Supervisor<E> {
         dep: &str,
         cond: Condition,
         mut rx: watch::Receiver<SvcState>,
-    ) -> Result<(), String> {
+    ) -> Result<(), DependencyError> {
         let mut last_note = Instant::now();
         loop {
             let state = rx.borrow_and_update().clone();
             let verdict = match (&state, cond) {
-                (SvcState::Failed(w), _) => Some(Err(format!("{dep} failed: {w}"))),
+                (SvcState::Failed(w), _) => Some(Err(DependencyError::Failed {
+                    dep: dep.to_string(),
+                    why: w.clone(),
+                })),
                 (SvcState::Running | SvcState::Healthy, Condition::ServiceStarted) => Some(Ok(())),
                 // Running with its health check still pending is started (as in Compose).
                 (SvcState::Starting(w), Condition::ServiceStarted) if w.starts_with("health:") => {
@@ -268,12 +291,18 @@ impl<E: Engine> Supervisor<E> {
                 }
                 (SvcState::Exited(_), Condition::ServiceStarted) => Some(Ok(())),
                 (SvcState::Healthy, Condition::ServiceHealthy) => Some(Ok(())),
-                (SvcState::Exited(c), Condition::ServiceHealthy) => Some(Err(format!(
-                    "{dep} exited with code {c} before it was healthy"
-                ))),
+                (SvcState::Exited(c), Condition::ServiceHealthy) => {
+                    Some(Err(DependencyError::ExitedBeforeHealthy {
+                        dep: dep.to_string(),
+                        code: *c,
+                    }))
+                }
                 (SvcState::Exited(0), Condition::ServiceCompletedSuccessfully) => Some(Ok(())),
                 (SvcState::Exited(c), Condition::ServiceCompletedSuccessfully) => {
-                    Some(Err(format!("{dep} exited with code {c}")))
+                    Some(Err(DependencyError::Exited {
+                        dep: dep.to_string(),
+                        code: *c,
+                    }))
                 }
                 _ => None,
             };
@@ -293,12 +322,15 @@ impl<E: Engine> Supervisor<E> {
             if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
                 let last = rx.borrow().clone();
                 return Err(match (cond, &last) {
-                    (Condition::ServiceHealthy, SvcState::Running) => format!(
-                        "{dep} is running but has no health check, so it can never be \
-                         healthy: add a healthcheck to {dep} or depend on it with \
-                         condition service_started"
-                    ),
-                    _ => format!("{dep} ended as {}", state_word(&last)),
+                    (Condition::ServiceHealthy, SvcState::Running) => {
+                        DependencyError::NoHealthCheck {
+                            dep: dep.to_string(),
+                        }
+                    }
+                    _ => DependencyError::Ended {
+                        dep: dep.to_string(),
+                        state: state_word(&last),
+                    },
                 });
             }
         }
@@ -416,7 +448,7 @@ impl<E: Engine> Supervisor<E> {
             let Some(rx) = deps.get(dep) else { continue };
             if let Err(why) = self.wait_for(name, dep, d.condition, rx.clone()).await {
                 if d.required {
-                    return Err(SuperviseError::Plan(why));
+                    return Err(SuperviseError::Plan(why.to_string()));
                 }
                 (self.report)(&format!(
                     "{name}: optional dependency {why}; starting anyway"

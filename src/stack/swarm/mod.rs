@@ -117,7 +117,8 @@ pub async fn deploy(
             ));
             continue;
         }
-        let (spec, warnings) = service_spec(project, svc).map_err(EngineError::Other)?;
+        let (spec, warnings) =
+            service_spec(project, svc).map_err(|e| EngineError::Other(e.to_string()))?;
         out.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
         let wants_nnp = spec
             .task_template

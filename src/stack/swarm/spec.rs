@@ -257,11 +257,19 @@ pub(super) fn endpoint_ports(svc: &Service, warnings: &mut Vec<String>) -> Vec<V
     ports
 }
 
+/// A service whose settings make no spec the engine's types accept.
+#[derive(Debug, thiserror::Error)]
+#[error("{service}: cannot make its Swarm spec: {source}")]
+pub struct SpecError {
+    pub service: String,
+    pub source: serde_json::Error,
+}
+
 /// One compose service as a Swarm service spec, and what could not be kept.
 pub fn service_spec(
     project: &Project,
     svc: &Service,
-) -> Result<(ServiceSpec, Vec<String>), String> {
+) -> Result<(ServiceSpec, Vec<String>), SpecError> {
     let mut warnings = Vec::new();
     let c = plan::container_spec(project, svc, 1);
     let container = container_json(project, svc, &c, &mut warnings);
@@ -318,8 +326,10 @@ pub fn service_spec(
             .collect::<String>()
     };
     spec["Labels"][LABEL_SPEC_HASH] = json!(digest);
-    let spec: ServiceSpec = serde_json::from_value(spec)
-        .map_err(|e| format!("{}: cannot make its Swarm spec: {e}", svc.name))?;
+    let spec: ServiceSpec = serde_json::from_value(spec).map_err(|source| SpecError {
+        service: svc.name.clone(),
+        source,
+    })?;
     Ok((spec, warnings))
 }
 

@@ -142,7 +142,7 @@ impl Ctx {
             Kind::Scalar { value, .. } => match shell_split(value) {
                 Ok(w) => Some(w),
                 Err(m) => {
-                    self.err(node.pos, path, m);
+                    self.err(node.pos, path, m.to_string());
                     None
                 }
             },

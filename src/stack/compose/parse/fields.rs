@@ -116,7 +116,7 @@ pub(super) fn env_file_entry(
             "required" => required = ctx.boolean(v, &kp).unwrap_or(true),
             "format" => match ctx.scalar(v, &kp, "a format").map(|f| Format::parse(&f)) {
                 Some(Ok(f)) => format = f,
-                Some(Err(m)) => ctx.err(v.pos, &kp, m),
+                Some(Err(m)) => ctx.err(v.pos, &kp, m.to_string()),
                 None => {}
             },
             other => ctx.err(

@@ -57,7 +57,7 @@ fn interpolate_node(node: &mut Node, path: &str, prev: Option<&str>, ctx: &mut C
             };
             match interpolate_shown(value, &lookup, &shown) {
                 Ok(v) => *value = v,
-                Err(m) => ctx.err(node.pos, path, m),
+                Err(m) => ctx.err(node.pos, path, m.to_string()),
             }
         }
         Kind::Seq(items) => {

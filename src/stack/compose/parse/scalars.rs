@@ -2,14 +2,25 @@
 
 use super::*;
 
-/// The command may carry a secret (`--password=x`): it is quoted as the views show it.
-pub(super) fn unterminated(quote: &str, s: &str) -> String {
-    format!("unterminated {quote} quote in {:?}", secret::mask_text(s))
+/// A command string with a quote left open (`quote` is "single" or "double"). The
+/// command may carry a secret (`--password=x`): it is held as the views show it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unterminated {quote} quote in {shown:?}")]
+pub struct SplitError {
+    pub quote: &'static str,
+    pub shown: String,
+}
+
+fn unterminated(quote: &'static str, s: &str) -> SplitError {
+    SplitError {
+        quote,
+        shown: secret::mask_text(s),
+    }
 }
 
 /// Splits a command string as a POSIX shell would (quotes and backslashes), without
 /// expanding anything. The result goes to the engine as an argument vector.
-pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
+pub fn shell_split(s: &str) -> Result<Vec<String>, SplitError> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;

@@ -303,7 +303,7 @@ fn process_key(
             if let Some(pp) = ctx.scalar(v, p, "a pull policy") {
                 match crate::stack::image::PullPolicy::parse(&pp) {
                     Ok(_) => svc.pull_policy = Some(pp),
-                    Err(m) => ctx.err(v.pos, p, m),
+                    Err(m) => ctx.err(v.pos, p, m.to_string()),
                 }
             }
         }
