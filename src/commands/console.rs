@@ -642,8 +642,8 @@ async fn carry_out(
             sup.down(false).await?
         )),
         Command::ProbeOllama(model) => {
-            let Some(url) = super::status::ollama_url(ctx) else {
-                bail!("OLLAMA_URL is not set and the stack has no ollama port");
+            let Some(url) = super::ollama::locate(ctx, Some(engine)).await else {
+                bail!("OLLAMA_URL is not set and the stack's Ollama publishes no port");
             };
             let client = crate::http::client(|b| b.timeout(Duration::from_secs(120)));
             let p = crate::collect::ollama::probe_generation(&client, &url, model.as_deref())
@@ -657,6 +657,12 @@ async fn carry_out(
             };
             let report = reporter(tx.clone(), ctx.project.services.keys().cloned().collect());
             super::suggest::apply(ctx, engine, s, report).await
+        }
+        Command::Ollama(model, keep) => {
+            let Some(url) = super::ollama::locate(ctx, Some(engine)).await else {
+                bail!("OLLAMA_URL is not set and the stack's Ollama publishes no port");
+            };
+            super::ollama::act(ctx, &url, model, *keep).await
         }
         // Carried out by `execute` itself (they need the terminal or the hub).
         Command::Exec(_) | Command::Inspect(_) => bail!("{} is not a stack action", cmd.describe()),

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 
 use super::{Ctx, NO, OK};
 use crate::cli::{OllamaAction, OllamaArgs};
+use crate::model::console::OllamaKeep;
 use crate::model::ollama::LoadedModel;
 use crate::stack::engine::{DockerEngine, Engine};
 use crate::stack::ollama::{KeepAlive, OllamaApi};
@@ -42,28 +43,10 @@ pub async fn locate(ctx: &Ctx, engine: Option<&DockerEngine>) -> Option<String> 
         })
 }
 
-/// Seconds until an RFC 3339 time, from now.
-fn seconds_until(at: &str) -> Option<f64> {
-    let t = crate::model::units::parse_rfc3339_utc(at)?;
+fn table(models: &[LoadedModel]) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_secs_f64();
-    Some(t - now)
-}
-
-/// `4m58s`, `forever` (a pinned model: Ollama reports an expiry centuries away), or
-/// `unloading`.
-pub fn until_text(m: &LoadedModel) -> String {
-    match m.expires_at.as_deref().and_then(seconds_until) {
-        None => "-".into(),
-        Some(s) if s > 100.0 * 365.0 * 86_400.0 => "forever".into(),
-        Some(s) if s <= 0.0 => "unloading".into(),
-        Some(s) => crate::model::units::format_duration(std::time::Duration::from_secs(s as u64)),
-    }
-}
-
-fn table(models: &[LoadedModel]) -> String {
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut out = format!(
         "{:<32} {:>8} {:>6} {:>6} {:>10} {:>10}\n",
         "MODEL", "CONTEXT", "GPU", "CPU", "SIZE", "UNTIL"
@@ -77,10 +60,40 @@ fn table(models: &[LoadedModel]) -> String {
             gpu,
             100.0 - gpu,
             crate::model::units::format_bytes(m.size_bytes),
-            until_text(m)
+            m.until(now)
         ));
     }
     out
+}
+
+fn verb(keep: OllamaKeep) -> &'static str {
+    match keep {
+        OllamaKeep::Warm => "warm",
+        OllamaKeep::Unload => "unload",
+        OllamaKeep::Pin => "pin",
+    }
+}
+
+/// Warms, unloads or pins `model` on the Ollama at `url`, journaled (the console's model
+/// actions and `osmen ollama` both come here).
+pub async fn act(ctx: &Ctx, url: &str, model: &str, keep: OllamaKeep) -> anyhow::Result<String> {
+    let k = match keep {
+        OllamaKeep::Warm => None,
+        OllamaKeep::Unload => Some(KeepAlive::Unload),
+        OllamaKeep::Pin => Some(KeepAlive::Pin),
+    };
+    OllamaApi::new(url)
+        .keep_alive(model, k)
+        .await
+        .with_context(|| format!("ollama {} {model} at {url}", verb(keep)))?;
+    ctx.journal()
+        .record("ollama", verb(keep), model)
+        .context("the journal")?;
+    Ok(match keep {
+        OllamaKeep::Warm => format!("{model} loaded with Ollama's keep-alive"),
+        OllamaKeep::Unload => format!("{model} unloaded"),
+        OllamaKeep::Pin => format!("{model} pinned: loaded until Ollama stops"),
+    })
 }
 
 pub async fn run(ctx: &Ctx, args: &OllamaArgs) -> anyhow::Result<u8> {
@@ -92,7 +105,7 @@ pub async fn run(ctx: &Ctx, args: &OllamaArgs) -> anyhow::Result<u8> {
              set OLLAMA_URL"
         );
     };
-    let (model, keep, verb) = match &args.action {
+    let (model, keep) = match &args.action {
         OllamaAction::Ps { json } => {
             let client = crate::http::client(|b| b.timeout(std::time::Duration::from_secs(10)));
             let o = crate::collect::ollama::sample(&client, &url)
@@ -105,18 +118,12 @@ pub async fn run(ctx: &Ctx, args: &OllamaArgs) -> anyhow::Result<u8> {
             }
             return Ok(OK);
         }
-        OllamaAction::Warm { model } => (model, None, "warm"),
-        OllamaAction::Unload { model } => (model, Some(KeepAlive::Unload), "unload"),
-        OllamaAction::Pin { model } => (model, Some(KeepAlive::Pin), "pin"),
+        OllamaAction::Warm { model } => (model, OllamaKeep::Warm),
+        OllamaAction::Unload { model } => (model, OllamaKeep::Unload),
+        OllamaAction::Pin { model } => (model, OllamaKeep::Pin),
     };
-    ctx.refuse_if_read_only(&format!("ollama {verb}"))?;
-    let api = OllamaApi::new(&url);
-    api.keep_alive(model, keep)
-        .await
-        .with_context(|| format!("ollama {verb} {model} at {url}"))?;
-    ctx.journal()
-        .record("ollama", verb, model)
-        .context("the journal")?;
+    ctx.refuse_if_read_only(&format!("ollama {}", verb(keep)))?;
+    act(ctx, &url, model, keep).await?;
     let client = crate::http::client(|b| b.timeout(std::time::Duration::from_secs(10)));
     let o = crate::collect::ollama::sample(&client, &url)
         .await
@@ -128,8 +135,8 @@ pub async fn run(ctx: &Ctx, args: &OllamaArgs) -> anyhow::Result<u8> {
         .filter(|m| crate::stack::ollama::full_name(&m.name) == full)
         .collect();
     match (keep, now.is_empty()) {
-        (Some(KeepAlive::Unload), true) => println!("{model}: unloaded"),
-        (Some(KeepAlive::Unload), false) => {
+        (OllamaKeep::Unload, true) => println!("{model}: unloaded"),
+        (OllamaKeep::Unload, false) => {
             print!("{}", table(&now));
             return Ok(NO);
         }

@@ -27,6 +27,19 @@ pub enum Command {
     /// Read this container's configuration and health-check log (answered in
     /// `Activity::inspect`).
     Inspect(String),
+    /// Load, unload or pin a model on the stack's Ollama.
+    Ollama(String, OllamaKeep),
+}
+
+/// What a model action asks of Ollama's keep-alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OllamaKeep {
+    /// Load it with Ollama's configured keep-alive.
+    Warm,
+    /// Unload it now (keep-alive 0).
+    Unload,
+    /// Keep it loaded until Ollama stops (keep-alive -1).
+    Pin,
 }
 
 impl Command {
@@ -44,6 +57,9 @@ impl Command {
             Command::ApplySuggestion(id) => format!("apply suggestion {id}"),
             Command::Exec(c) => format!("open a shell in {c}"),
             Command::Inspect(c) => format!("inspect {c}"),
+            Command::Ollama(m, OllamaKeep::Warm) => format!("warm {m} (Ollama's keep-alive)"),
+            Command::Ollama(m, OllamaKeep::Unload) => format!("unload {m}"),
+            Command::Ollama(m, OllamaKeep::Pin) => format!("pin {m} (keep it loaded)"),
         }
     }
 

@@ -76,6 +76,23 @@ pub struct LoadedModel {
 
 /// `sha256-<hex>` from a model file path or a digest (`sha256:<hex>` or `sha256-<hex>`).
 impl LoadedModel {
+    /// The time until Ollama unloads it, from `now` (seconds since the epoch): `4m58s`,
+    /// `forever` (pinned: Ollama reports an expiry centuries away), `unloading`, or `-`.
+    pub fn until(&self, now: f64) -> String {
+        let at = self
+            .expires_at
+            .as_deref()
+            .and_then(crate::model::units::parse_rfc3339_utc);
+        match at.map(|t| t - now) {
+            None => "-".into(),
+            Some(s) if s > 100.0 * 365.0 * 86_400.0 => "forever".into(),
+            Some(s) if s <= 0.0 => "unloading".into(),
+            Some(s) => {
+                crate::model::units::format_duration(std::time::Duration::from_secs(s as u64))
+            }
+        }
+    }
+
     /// (NVML's figure, Ollama's `size_vram`) when they differ by more than
     /// [`VRAM_DISAGREEMENT`] of Ollama's: the runner holds more (or less) than Ollama says.
     pub fn vram_disagreement(&self) -> Option<(u64, u64)> {
@@ -107,6 +124,19 @@ pub fn modelfile_blob(modelfile: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_until_unload_reads_ollamas_expiry() {
+        let m = |e: &str| LoadedModel {
+            expires_at: Some(e.into()),
+            ..Default::default()
+        };
+        let now = crate::model::units::parse_rfc3339_utc("2026-12-01T20:00:00Z").unwrap();
+        assert_eq!(m("2026-12-01T20:04:58Z").until(now), "4m58s");
+        assert_eq!(m("2318-09-22T19:16:23Z").until(now), "forever");
+        assert_eq!(m("2026-12-01T19:59:00Z").until(now), "unloading");
+        assert_eq!(LoadedModel::default().until(now), "-");
+    }
 
     #[test]
     fn vram_disagreement_over_a_tenth_is_flagged_with_both_figures() {

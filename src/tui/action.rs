@@ -101,4 +101,10 @@ pub enum Action {
     OpenLogs,
     ScrollLeft,
     ScrollRight,
+    /// GPU: load the selected model with Ollama's keep-alive.
+    Warm,
+    /// GPU: unload the selected model.
+    Unload,
+    /// GPU: keep the selected model loaded.
+    Pin,
 }

@@ -274,6 +274,27 @@ impl Default for Keymap {
                 "run the Ollama tokens/s probe",
             ),
             v(
+                Gpu,
+                ch('w'),
+                Warm,
+                "warm",
+                "load the selected model with Ollama's keep-alive",
+            ),
+            v(
+                Gpu,
+                ch('u'),
+                Unload,
+                "unload",
+                "unload the selected model now",
+            ),
+            v(
+                Gpu,
+                ch('P'),
+                Pin,
+                "pin",
+                "keep the selected model loaded until Ollama stops",
+            ),
+            v(
                 Agents,
                 ch('r'),
                 Replicas,

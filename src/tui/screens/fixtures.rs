@@ -235,13 +235,17 @@ fn gpu() -> GpuStats {
 fn ollama() -> crate::model::ollama::Ollama {
     serde_json::from_value(serde_json::json!({
             "url": "http://127.0.0.1:11434", "version": "0.5.7",
-            "installed": ["llama3.1:8b", "mixtral:8x7b"],
+            "installed": ["llama3.1:8b", "mixtral:8x7b", "nomic-embed-text:latest"],
             "loaded": [
                 {"name": "llama3.1:8b", "size_bytes": 6_000_000_000u64, "size_vram_bytes": 6_000_000_000u64, "partly_on_cpu": false,
-                 "vram_measured_bytes": 6_174_015_488u64, "agents": ["daily_brief", "focus_guardrails"]},
+                 "vram_measured_bytes": 6_174_015_488u64, "agents": ["daily_brief", "focus_guardrails"],
+                 "context_length": 8192, "expires_at": "2026-11-29T04:04:58Z"},
                 {"name": "mixtral:8x7b", "size_bytes": 30_000_000_000u64, "size_vram_bytes": 22_000_000_000u64, "partly_on_cpu": true,
-                 "vram_measured_bytes": 23_001_563_136u64, "agents": ["knowledge_management"]}
-            ]
+                 "vram_measured_bytes": 26_001_563_136u64, "agents": ["knowledge_management"],
+                 "context_length": 32768, "expires_at": "2318-09-22T19:16:23Z"}
+            ],
+            "queue": {"in_flight": 6, "parallel": 4, "parallel_from": "OLLAMA_NUM_PARALLEL",
+                      "waiting_since": T0 - 72.0}
         }))
     .unwrap()
 }

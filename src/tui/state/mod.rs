@@ -12,7 +12,9 @@ mod rows;
 mod update;
 
 pub use keys::on_key;
-pub use rows::{agent_rows, event_rows, log_rows, row_count, service_rows, suggestion_rows};
+pub use rows::{
+    agent_rows, event_rows, log_rows, model_rows, row_count, service_rows, suggestion_rows,
+};
 pub use update::{quit_warning, update};
 
 use super::action::View;

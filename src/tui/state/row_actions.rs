@@ -2,10 +2,10 @@
 //! applying or copying a suggestion, the Logs toggles, the whole text of a row, a shell or
 //! the inspect pane of a container, the Services order and sideways scrolling.
 
-use super::rows::{agent_rows, log_rows, service_rows, suggestion_rows};
+use super::rows::{agent_rows, log_rows, model_rows, service_rows, suggestion_rows};
 use super::update::ask;
 use super::{Mode, UiState};
-use crate::model::console::Command;
+use crate::model::console::{Command, OllamaKeep};
 use crate::model::snapshot::Snapshot;
 use crate::tui::action::{Action, View};
 
@@ -51,6 +51,18 @@ pub(super) fn update_views(
             return None;
         }
         Action::Probe => return ask(state, Command::ProbeOllama(None)),
+        Action::Warm | Action::Unload | Action::Pin => {
+            let keep = match action {
+                Action::Warm => OllamaKeep::Warm,
+                Action::Unload => OllamaKeep::Unload,
+                _ => OllamaKeep::Pin,
+            };
+            let Some((name, _)) = model_rows(s).get(state.selected[vi]).copied() else {
+                state.message = Some("no model selected (Ollama lists none)".into());
+                return None;
+            };
+            return ask(state, Command::Ollama(name.to_string(), keep));
+        }
         Action::Apply => {
             let rows = suggestion_rows(s, state.filter());
             match rows.get(state.selected[vi]) {

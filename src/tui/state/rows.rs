@@ -100,6 +100,25 @@ pub fn log_rows<'a>(s: &'a Snapshot, logs: &LogsState) -> Vec<&'a LogLine> {
 }
 
 /// How many rows the current view's list has.
+/// The GPU view's rows: Ollama's loaded models, then the installed ones not loaded (each
+/// with its loaded state, when loaded). The model actions act on the selected one.
+pub fn model_rows(s: &Snapshot) -> Vec<(&str, Option<&crate::model::ollama::LoadedModel>)> {
+    let Some(o) = &s.ollama else {
+        return Vec::new();
+    };
+    let mut rows: Vec<(&str, Option<&crate::model::ollama::LoadedModel>)> = o
+        .loaded
+        .iter()
+        .map(|m| (m.name.as_str(), Some(m)))
+        .collect();
+    for name in &o.installed {
+        if !o.loaded.iter().any(|m| &m.name == name) {
+            rows.push((name.as_str(), None));
+        }
+    }
+    rows
+}
+
 pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
     let f = state.filter();
     match state.view {
@@ -107,7 +126,7 @@ pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
         View::Agents => agent_rows(s, f, state.show_replicas).len(),
         View::Logs => log_rows(s, &state.logs).len(),
         View::Events => event_rows(s, f).len(),
-        View::Gpu => s.gpus.len(),
+        View::Gpu => model_rows(s).len(),
         View::Suggestions => suggestion_rows(s, f).len(),
         View::Overview => 0,
     }

@@ -576,3 +576,45 @@ fn keys_on_an_empty_snapshot_do_not_panic() {
         st.mode = Mode::Normal;
     }
 }
+
+#[test]
+fn model_actions_act_on_the_selected_model_and_respect_read_only() {
+    use crate::model::console::OllamaKeep;
+    use crate::model::ollama::{LoadedModel, Ollama};
+    let mut s = snap();
+    s.ollama = Some(Ollama {
+        installed: vec!["a:1b".into(), "b:7b".into()],
+        loaded: vec![LoadedModel {
+            name: "a:1b".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut st = UiState::new(false, false);
+    assert_eq!(
+        press(&mut st, &s, "4w"),
+        vec![Command::Ollama("a:1b".into(), OllamaKeep::Warm)]
+    );
+    // The second row is the installed model that is not loaded.
+    assert_eq!(
+        press(&mut st, &s, "jP"),
+        vec![Command::Ollama("b:7b".into(), OllamaKeep::Pin)]
+    );
+    assert_eq!(
+        press(&mut st, &s, "ku"),
+        vec![Command::Ollama("a:1b".into(), OllamaKeep::Unload)]
+    );
+    let mut ro = UiState::new(true, false);
+    assert!(press(&mut ro, &s, "4P").is_empty());
+    assert!(
+        ro.message
+            .as_deref()
+            .unwrap()
+            .starts_with("read-only console")
+    );
+    // No model: said, nothing sent.
+    s.ollama = None;
+    let mut st = UiState::new(false, false);
+    assert!(press(&mut st, &s, "4w").is_empty());
+    assert!(st.message.as_deref().unwrap().contains("no model selected"));
+}
