@@ -102,22 +102,15 @@ pub async fn sample_cached(
 }
 
 /// Polls Ollama every `period` (not every tick: it is a slow-changing source).
+/// `url` follows where Ollama answers (None: nowhere known yet, said as the source's
+/// state); a new address is sampled at once.
 pub async fn run(
-    url: Option<String>,
+    mut url: tokio::sync::watch::Receiver<Option<String>>,
     period: Duration,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::hub::Update;
-    let Some(url) = url else {
-        let _ = tx
-            .send(Update::Source(
-                "ollama",
-                Err("unavailable: OLLAMA_URL is not set and the stack has no ollama port".into()),
-            ))
-            .await;
-        return;
-    };
     let client = crate::http::client(|b| b.timeout(Duration::from_secs(3)));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -126,11 +119,17 @@ pub async fn run(
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
+            r = url.changed() => if r.is_err() { return },
         }
         if blobs.len() > 256 {
             blobs.clear();
         }
-        match sample_cached(&client, &url, &mut blobs).await {
+        let Some(base) = url.borrow_and_update().clone() else {
+            let why = "unavailable: OLLAMA_URL is not set and the stack's Ollama publishes no port";
+            let _ = tx.send(Update::Source("ollama", Err(why.into()))).await;
+            continue;
+        };
+        match sample_cached(&client, &base, &mut blobs).await {
             Ok(v) => {
                 let _ = tx.send(Update::Ollama(v)).await;
                 let _ = tx.send(Update::Source("ollama", Ok(()))).await;

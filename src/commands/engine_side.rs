@@ -146,7 +146,7 @@ impl EngineSide {
         let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
         crate::collect::gpu::spawn(gpu, PERIOD * 2, tx.clone(), stop.clone());
         tokio::spawn(crate::collect::ollama::run(
-            ollama_url(ctx),
+            follow_ollama(ctx, &engine, &stop),
             PERIOD * 10,
             tx.clone(),
             stop.clone(),
@@ -205,6 +205,36 @@ impl EngineSide {
 }
 
 /// The container and probe collectors; without an engine, both report it unavailable.
+/// Where the stack's Ollama answers, followed: found again every `PERIOD * 10`, so an
+/// Ollama started (or recreated on another port) after osmen is still found.
+fn follow_ollama(
+    ctx: &Ctx,
+    engine: &Result<Arc<DockerEngine>, String>,
+    stop: &watch::Receiver<bool>,
+) -> watch::Receiver<Option<String>> {
+    let (tx, rx) = watch::channel(ollama_url(ctx));
+    let (project, engine, mut stop) = (ctx.project.clone(), engine.clone().ok(), stop.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PERIOD * 10);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let found = super::ollama::locate_in(&project, engine.as_deref()).await;
+            if found.is_some() {
+                tx.send_if_modified(|u| {
+                    let changed = *u != found;
+                    *u = found.clone();
+                    changed
+                });
+            }
+        }
+    });
+    rx
+}
+
 async fn start_container_collectors(
     ctx: &Ctx,
     engine: &Result<Arc<DockerEngine>, String>,
@@ -450,11 +480,16 @@ pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
 
 /// `OLLAMA_URL`, else the stack's ollama service on its published loopback port.
 pub fn ollama_url(ctx: &Ctx) -> Option<String> {
+    ollama_url_in(&ctx.project)
+}
+
+/// [`ollama_url`] for a project.
+pub fn ollama_url_in(project: &crate::stack::compose::Project) -> Option<String> {
     std::env::var("OLLAMA_URL")
         .ok()
         .filter(|u| !u.is_empty())
         .or_else(|| {
-            let svc = ctx.project.services.get("ollama")?;
+            let svc = project.services.get("ollama")?;
             let p = svc.ports.iter().find(|p| p.target == 11434)?;
             let remote = crate::stack::remote::remote_host_from_env();
             let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;

@@ -18,20 +18,27 @@ use crate::stack::ollama::{KeepAlive, OllamaApi};
 /// Where the stack's Ollama answers: `OLLAMA_URL`, else the compose file's published port
 /// of the Ollama service, else the running container's published port.
 pub async fn locate(ctx: &Ctx, engine: Option<&DockerEngine>) -> Option<String> {
-    if let Some(u) = super::status::ollama_url(ctx) {
+    locate_in(&ctx.project, engine).await
+}
+
+/// [`locate`] for a project.
+pub async fn locate_in(
+    project: &crate::stack::compose::Project,
+    engine: Option<&DockerEngine>,
+) -> Option<String> {
+    if let Some(u) = super::engine_side::ollama_url_in(project) {
         return Some(u);
     }
-    let service = crate::stack::compose::models::ollama_service(&ctx.project.services)
+    let service = crate::stack::compose::models::ollama_service(&project.services)
         .unwrap_or_else(|_| "ollama".into());
-    let port = ctx
-        .project
+    let port = project
         .services
         .get(&service)
         .map_or(crate::stack::compose::models::OLLAMA_PORT, |s| {
             crate::stack::compose::models::ollama_port(s)
         });
     let engine = engine?;
-    let rows = engine.list_containers(&ctx.project.name).await.ok()?;
+    let rows = engine.list_containers(&project.name).await.ok()?;
     let remote = engine.remote_host();
     rows.iter()
         .filter(|r| r.service == service && r.state == "running")

@@ -99,25 +99,27 @@ pub fn log_rows<'a>(s: &'a Snapshot, logs: &LogsState) -> Vec<&'a LogLine> {
         .collect()
 }
 
-/// How many rows the current view's list has.
-/// The GPU view's rows: Ollama's loaded models, then the installed ones not loaded (each
-/// with its loaded state, when loaded). The model actions act on the selected one.
+/// The GPU view's rows: Ollama's installed models in its order, each with its loaded state
+/// when loaded (then any loaded model not listed as installed). Loading or unloading one
+/// does not move the rows, so the selection stays on the model acted on.
 pub fn model_rows(s: &Snapshot) -> Vec<(&str, Option<&crate::model::ollama::LoadedModel>)> {
     let Some(o) = &s.ollama else {
         return Vec::new();
     };
     let mut rows: Vec<(&str, Option<&crate::model::ollama::LoadedModel>)> = o
-        .loaded
+        .installed
         .iter()
-        .map(|m| (m.name.as_str(), Some(m)))
+        .map(|n| (n.as_str(), o.loaded.iter().find(|m| &m.name == n)))
         .collect();
-    for name in &o.installed {
-        if !o.loaded.iter().any(|m| &m.name == name) {
-            rows.push((name.as_str(), None));
+    for m in &o.loaded {
+        if !o.installed.contains(&m.name) {
+            rows.push((m.name.as_str(), Some(m)));
         }
     }
     rows
 }
+
+/// How many rows the current view's list has.
 
 pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
     let f = state.filter();
