@@ -120,7 +120,6 @@ pub fn model_rows(s: &Snapshot) -> Vec<(&str, Option<&crate::model::ollama::Load
 }
 
 /// How many rows the current view's list has.
-
 pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
     let f = state.filter();
     match state.view {
