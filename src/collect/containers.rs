@@ -169,7 +169,7 @@ async fn read_events<S: ContainerSource>(
 /// true.
 pub async fn run<S: ContainerSource>(
     src: std::sync::Arc<S>,
-    period: std::time::Duration,
+    mut tick: super::ticker::Ticker,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -179,8 +179,6 @@ pub async fn run<S: ContainerSource>(
     let mut tracker = Tracker::default();
     let mut rows: Vec<ContainerRow> = Vec::new();
     let mut stale = true;
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

@@ -137,7 +137,7 @@ pub fn with_proc_files(gpus: Vec<GpuStats>) -> GpuSample {
 /// driver it reports "unavailable: <reason>" once and stops.
 pub fn spawn(
     mut source: Result<Box<dyn GpuSource>, String>,
-    period: std::time::Duration,
+    period: super::ticker::Ticker,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -160,7 +160,8 @@ pub fn spawn(
                     let _ = tx.blocking_send(Update::Source("gpu", Err(e)));
                 }
             }
-            std::thread::sleep(period);
+            // NVML is blocking: this thread sleeps the period in force now.
+            std::thread::sleep(period.every());
         }
     });
 }

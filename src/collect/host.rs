@@ -127,7 +127,7 @@ pub fn host_traffic(proc_net_dev: &str) -> (u64, u64) {
 
 pub async fn run(
     mounts: Vec<String>,
-    period: std::time::Duration,
+    mut tick: super::ticker::Ticker,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -142,8 +142,6 @@ pub async fn run(
         }
     };
     let host = std::sync::Arc::new(std::sync::Mutex::new(host));
-    let mut tick = tokio::time::interval(period.max(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stop.changed() => return,

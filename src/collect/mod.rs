@@ -9,3 +9,4 @@ pub mod host;
 pub mod ollama;
 pub mod probes;
 pub mod prometheus;
+pub mod ticker;

@@ -106,14 +106,12 @@ pub async fn sample_cached(
 /// state); a new address is sampled at once.
 pub async fn run(
     mut url: tokio::sync::watch::Receiver<Option<String>>,
-    period: Duration,
+    mut tick: super::ticker::Ticker,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::hub::Update;
     let client = crate::http::client(|b| b.timeout(Duration::from_secs(3)));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut blobs = Blobs::new();
     loop {
         tokio::select! {

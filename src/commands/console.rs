@@ -122,6 +122,18 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     );
 
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(16);
+    // The sampling period is the console's own: set here, whatever the engine's state.
+    let (ui_tx, ui_rx) = mpsc::channel::<Command>(16);
+    activity(
+        &tx,
+        ActivityChange::Sampling(side.period.borrow().as_secs_f64()),
+    );
+    tokio::spawn(sampling_commands(
+        ui_rx,
+        cmd_tx,
+        side.period.clone(),
+        tx.clone(),
+    ));
     // A shell in a container borrows the terminal from the UI loop through this.
     let (handover_tx, handover_rx) = mpsc::channel::<tui::Handover>(1);
     side.follow_feeds(&ctx.project.name);
@@ -132,7 +144,7 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     };
     // Without an engine the UI's channels stay open all the same, as the UI expects.
     let _unused_io = start_actions(ctx, &side, !read_only && !args.no_up, cmd_rx, io)?;
-    let result = tui::run(opts, rx, cmd_tx, handover_rx).await;
+    let result = tui::run(opts, rx, ui_tx, handover_rx).await;
     // Leaving: stop osmen's own tasks, let the gateway finish in-flight requests briefly.
     let _ = stop_tx.send(true);
     let _ = gw_stop_tx.send(true);
@@ -146,6 +158,31 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
     }
     result?;
     Ok(OK)
+}
+
+/// Passes the UI's commands on, except the sampling period, which it sets (within 0.5 s
+/// to 10 s) for every collector and reports.
+async fn sampling_commands(
+    mut ui: mpsc::Receiver<Command>,
+    out: mpsc::Sender<Command>,
+    period: Arc<watch::Sender<Duration>>,
+    tx: mpsc::Sender<Update>,
+) {
+    use crate::collect::ticker::{MAX_PERIOD, MIN_PERIOD};
+    while let Some(c) = ui.recv().await {
+        let Command::SetSampling(ms) = c else {
+            if out.send(c).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let d = Duration::from_millis(ms).clamp(MIN_PERIOD, MAX_PERIOD);
+        period.send_replace(d);
+        tracing::info!(period = ?d, "sampling period changed");
+        activity(&tx, ActivityChange::Sampling(d.as_secs_f64()));
+        let what = Command::SetSampling(d.as_millis() as u64).describe();
+        activity(&tx, ActivityChange::Result(format!("{what}: done")));
+    }
 }
 
 /// The console's keymap (with the settings file's overrides), theme and switches.
@@ -665,6 +702,8 @@ async fn carry_out(
             super::ollama::act(ctx, &url, model, *keep).await
         }
         // Carried out by `execute` itself (they need the terminal or the hub).
-        Command::Exec(_) | Command::Inspect(_) => bail!("{} is not a stack action", cmd.describe()),
+        Command::Exec(_) | Command::Inspect(_) | Command::SetSampling(_) => {
+            bail!("{} is not a stack action", cmd.describe())
+        }
     }
 }

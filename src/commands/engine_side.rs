@@ -13,6 +13,7 @@ use crate::cli::Global;
 use crate::collect::containers::ContainerSource;
 use crate::collect::feed::{EventStream, FeedSource, LineStream};
 use crate::collect::gpu::{GpuSource, NvmlSource};
+use crate::collect::ticker::Ticker;
 use crate::hub::{self, Update};
 use crate::model::container::ContainerRow;
 use crate::model::container::published_host;
@@ -91,6 +92,8 @@ pub struct EngineSide {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Stops every task started here.
     pub stop: watch::Sender<bool>,
+    /// The sampling period of the host, container, GPU and Ollama collectors.
+    pub period: Arc<watch::Sender<Duration>>,
 }
 
 /// The one connection to the engine, for `EngineSide::start_on`.
@@ -123,6 +126,9 @@ impl EngineSide {
             persist_history,
         );
         let (stop_tx, stop) = watch::channel(false);
+        // The sampling period the console's `[` and `]` change.
+        let (period_tx, period) = watch::channel(PERIOD);
+        let every = |factor: u32| Ticker::new(period.clone(), factor, Duration::ZERO);
         let mut mounts = vec!["/".to_string()];
         if let Ok(e) = &engine
             && let Ok(i) = e.info().await
@@ -132,11 +138,11 @@ impl EngineSide {
         }
         tokio::spawn(crate::collect::host::run(
             mounts,
-            PERIOD,
+            Ticker::new(period.clone(), 1, sysinfo::MINIMUM_CPU_UPDATE_INTERVAL),
             tx.clone(),
             stop.clone(),
         ));
-        start_container_collectors(ctx, &engine, &tx, &stop).await;
+        start_container_collectors(ctx, &engine, &tx, &stop, every(1)).await;
         tokio::spawn(crate::collect::disk::watch_journal(
             ctx.runtime_dir.join("journal.jsonl"),
             PERIOD * 5,
@@ -144,10 +150,10 @@ impl EngineSide {
             stop.clone(),
         ));
         let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
-        crate::collect::gpu::spawn(gpu, PERIOD * 2, tx.clone(), stop.clone());
+        crate::collect::gpu::spawn(gpu, every(2), tx.clone(), stop.clone());
         tokio::spawn(crate::collect::ollama::run(
             follow_ollama(ctx, &engine, &stop),
-            PERIOD * 10,
+            every(10),
             tx.clone(),
             stop.clone(),
         ));
@@ -179,6 +185,7 @@ impl EngineSide {
             updates: tx,
             snapshots: rx,
             stop: stop_tx,
+            period: Arc::new(period_tx),
         }
     }
 
@@ -240,6 +247,7 @@ async fn start_container_collectors(
     engine: &Result<Arc<DockerEngine>, String>,
     tx: &mpsc::Sender<Update>,
     stop: &watch::Receiver<bool>,
+    tick: Ticker,
 ) {
     match engine {
         Ok(e) => {
@@ -255,7 +263,7 @@ async fn start_container_collectors(
             ));
             tokio::spawn(crate::collect::containers::run(
                 src,
-                PERIOD,
+                tick,
                 tx.clone(),
                 stop.clone(),
             ));

@@ -38,6 +38,8 @@ pub enum ActivityChange {
     Inspected(Box<Inspection>),
     /// When the embedded gateway last served an API client.
     GatewayLastClient(Option<f64>),
+    /// The collectors sample this often now (seconds).
+    Sampling(f64),
 }
 
 impl ActivityChange {
@@ -82,6 +84,7 @@ impl ActivityChange {
             ActivityChange::Result(msg) => a.set_result(msg),
             ActivityChange::Inspected(i) => a.inspect = Some(*i),
             ActivityChange::GatewayLastClient(t) => a.gateway_last_client = t,
+            ActivityChange::Sampling(s) => a.sampling_s = Some(s),
         }
     }
 }
@@ -231,6 +234,12 @@ mod tests {
         assert_eq!(a.gateway_last_client, Some(5.0));
         let a = after(&a, ActivityChange::GatewayLastClient(None));
         assert_eq!(a.gateway_last_client, None);
+    }
+
+    #[test]
+    fn the_sampling_period_is_recorded() {
+        let a = after(&Activity::default(), ActivityChange::Sampling(2.0));
+        assert_eq!(a.sampling_s, Some(2.0));
     }
 
     #[test]

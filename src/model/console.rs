@@ -29,6 +29,19 @@ pub enum Command {
     Inspect(String),
     /// Load, unload or pin a model on the stack's Ollama.
     Ollama(String, OllamaKeep),
+    /// Sample every this many milliseconds (the console's own collectors).
+    SetSampling(u64),
+}
+
+/// The sampling period (ms) the console steps to from `now_ms`: `[` shorter, `]` longer,
+/// through 0.5, 1, 2, 5 and 10 s (None at either end).
+pub fn sampling_step(now_ms: u64, longer: bool) -> Option<u64> {
+    const STEPS_MS: [u64; 5] = [500, 1000, 2000, 5000, 10_000];
+    if longer {
+        STEPS_MS.iter().find(|s| **s > now_ms).copied()
+    } else {
+        STEPS_MS.iter().rev().find(|s| **s < now_ms).copied()
+    }
 }
 
 /// What a model action asks of Ollama's keep-alive.
@@ -60,13 +73,20 @@ impl Command {
             Command::Ollama(m, OllamaKeep::Warm) => format!("warm {m} (Ollama's keep-alive)"),
             Command::Ollama(m, OllamaKeep::Unload) => format!("unload {m}"),
             Command::Ollama(m, OllamaKeep::Pin) => format!("pin {m} (keep it loaded)"),
+            Command::SetSampling(ms) => format!(
+                "sample every {}",
+                crate::model::units::format_duration(std::time::Duration::from_millis(*ms))
+            ),
         }
     }
 
     /// Whether the command changes the stack (refused under `--read-only`).
     pub fn changes_stack(&self) -> bool {
         // A shell can change anything in its container: refused under --read-only too.
-        !matches!(self, Command::ProbeOllama(_) | Command::Inspect(_))
+        !matches!(
+            self,
+            Command::ProbeOllama(_) | Command::Inspect(_) | Command::SetSampling(_)
+        )
     }
 
     /// Whether the operator must confirm it first.
@@ -197,6 +217,9 @@ pub struct Activity {
     /// Service -> why its image could not be had at the last `up`: the registry's whole
     /// message and the fix (`cannot pull image x: ...\nfix: ...`).
     pub image_failures: BTreeMap<String, String>,
+    /// How often the console's collectors sample now, in seconds (`[` and `]` change it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling_s: Option<f64>,
 }
 
 impl Activity {
@@ -307,6 +330,16 @@ pub const QUIT_ASKS_WITHIN_S: f64 = 300.0;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampling_steps_run_from_half_a_second_to_ten() {
+        assert_eq!(sampling_step(1000, true), Some(2000));
+        assert_eq!(sampling_step(1000, false), Some(500));
+        assert_eq!(sampling_step(500, false), None);
+        assert_eq!(sampling_step(10_000, true), None);
+        assert_eq!(sampling_step(3000, true), Some(5000));
+        assert_eq!(sampling_step(3000, false), Some(2000));
+    }
 
     fn line(i: usize) -> LogLine {
         LogLine {

@@ -107,4 +107,8 @@ pub enum Action {
     Unload,
     /// GPU: keep the selected model loaded.
     Pin,
+    /// Sample more often (a shorter period).
+    SampleFaster,
+    /// Sample less often (a longer period).
+    SampleSlower,
 }

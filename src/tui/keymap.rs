@@ -215,6 +215,18 @@ impl Default for Keymap {
             ),
             g(ch('U'), StackUp, "stack_up", "bring the whole stack up"),
             g(
+                ch('['),
+                SampleFaster,
+                "sample_faster",
+                "sample more often (down to every 0.5 s)",
+            ),
+            g(
+                ch(']'),
+                SampleSlower,
+                "sample_slower",
+                "sample less often (up to every 10 s)",
+            ),
+            g(
                 ch('D'),
                 StackDown,
                 "stack_down",

@@ -5,6 +5,8 @@
 //! Ollama's words; without an Ollama service, and with `runtime_flags`, `models:` is
 //! refused by name.
 
+use std::time::Duration;
+
 use crate::util::{Stack, docker, docker_ready, inspect};
 
 fn ollama_tags(st: &Stack) -> String {
@@ -178,4 +180,57 @@ fn models_without_an_ollama_service_or_with_runtime_flags_are_refused() {
         err.contains("model \"lmm\" is not under the top-level `models:` (defined: embed, llm)"),
         "{err}"
     );
+}
+
+/// The console's GPU view on the models stack: the model actions change what Ollama
+/// reports (warm shows the derived model's context and its time to unload, pin shows it
+/// pinned, unload takes it off), and `[`/`]` change the sampling period shown on top.
+#[test]
+fn console_model_actions_and_sampling_period() {
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("models", "models-console");
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let script = format!(
+        "cd {dir} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{port} {bin} --no-up -p {project} \
+         2>{dir}/console.err; sleep 60",
+        dir = st.dir.display(),
+        port = crate::util::free_port(),
+        bin = env!("CARGO_BIN_EXE_osmen"),
+        project = st.project,
+    );
+    let t = crate::console::Tmux::start(
+        format!("osmen-models-{}", std::process::id()),
+        150,
+        40,
+        &script,
+    );
+    t.wait_for("every 1s", Duration::from_secs(30));
+    t.keys(&["4"]);
+    // Ollama's installed order: all-minilm, llama3.2:1b, the derived llama3.2-ctx8192:1b.
+    t.wait_for(
+        "llama3.2-ctx8192:1b  installed, not loaded",
+        Duration::from_secs(30),
+    );
+    t.keys(&["j", "j", "w"]);
+    let screen = t.wait_for("ctx 8192", Duration::from_secs(30));
+    assert!(screen.contains("unloads in 4m"), "{screen}");
+    t.keys(&["P"]);
+    let screen = t.wait_for("pinned", Duration::from_secs(30));
+    assert!(
+        screen.contains("> llama3.2-ctx8192:1b  ctx 8192"),
+        "{screen}"
+    );
+    t.keys(&["u"]);
+    t.wait_for(
+        "llama3.2-ctx8192:1b  installed, not loaded",
+        Duration::from_secs(30),
+    );
+    t.keys(&["["]);
+    t.wait_for("every 0.5s", Duration::from_secs(10));
+    t.keys(&["]", "]"]);
+    t.wait_for("every 2s", Duration::from_secs(10));
+    t.keys(&["q"]);
 }

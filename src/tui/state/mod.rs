@@ -130,6 +130,9 @@ pub struct UiState {
     /// Rows of the list area at the last draw (for page up/down).
     pub page: usize,
     pub quit: bool,
+    /// The sampling period (ms) last asked for, and the one in force when it was: a second
+    /// `[` before the first took effect steps on from the asked one.
+    pub sampling_asked: Option<(u64, u64)>,
 }
 
 impl UiState {
@@ -150,6 +153,7 @@ impl UiState {
             copy: None,
             page: 10,
             quit: false,
+            sampling_asked: None,
         }
     }
 

@@ -9,6 +9,33 @@ use crate::model::console::{Command, OllamaKeep};
 use crate::model::snapshot::Snapshot;
 use crate::tui::action::{Action, View};
 
+/// `[` and `]`: the next sampling period from the one the engine side uses now.
+fn sampling(state: &mut UiState, s: &Snapshot, longer: bool) -> Option<Command> {
+    let Some(now) = s.activity.sampling_s else {
+        state.message = Some("the sampling period is not known yet".into());
+        return None;
+    };
+    let in_force = (now * 1000.0).round() as u64;
+    let base = match state.sampling_asked {
+        Some((asked, seen)) if seen == in_force => asked,
+        _ => in_force,
+    };
+    match crate::model::console::sampling_step(base, longer) {
+        Some(ms) => {
+            state.sampling_asked = Some((ms, in_force));
+            ask(state, Command::SetSampling(ms))
+        }
+        None => {
+            state.message = Some(format!(
+                "sampling every {}s already: the {} the console offers",
+                base as f64 / 1000.0,
+                if longer { "longest" } else { "shortest" }
+            ));
+            None
+        }
+    }
+}
+
 /// The keys of the Agents, GPU, Suggestions and Logs views.
 pub(super) fn update_views(
     state: &mut UiState,
@@ -51,6 +78,9 @@ pub(super) fn update_views(
             return None;
         }
         Action::Probe => return ask(state, Command::ProbeOllama(None)),
+        Action::SampleFaster | Action::SampleSlower => {
+            return sampling(state, s, action == Action::SampleSlower);
+        }
         Action::Warm | Action::Unload | Action::Pin => {
             let keep = match action {
                 Action::Warm => OllamaKeep::Warm,

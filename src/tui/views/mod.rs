@@ -183,6 +183,9 @@ fn tab_bar<'a>(st: &UiState, s: &Snapshot, t: &Theme, width: u16) -> Line<'a> {
     if st.read_only {
         spans.push(Span::styled(" read-only", t.warn()));
     }
+    if let Some(p) = s.activity.sampling_s {
+        spans.push(Span::styled(format!("  every {p}s"), t.dim()));
+    }
     Line::from(spans)
 }
 
@@ -226,6 +229,13 @@ fn status_line<'a>(st: &UiState, s: &Snapshot, keymap: &Keymap, t: &Theme) -> Li
         k(Action::Quit),
         k(Action::Filter)
     );
+    if let Some(p) = s.activity.sampling_s {
+        hint.push_str(&format!(
+            "  sampling {p}s ({}/{})",
+            k(Action::SampleFaster),
+            k(Action::SampleSlower)
+        ));
+    }
     if !st.filter().is_empty() {
         hint.push_str(&format!("  [filter: {}]", st.filter()));
     }
