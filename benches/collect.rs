@@ -120,7 +120,7 @@ fn main() {
         });
         tokio::spawn(osmen::collect::containers::run(
             src,
-            Duration::from_secs(1),
+            osmen::collect::ticker::Ticker::fixed(Duration::from_secs(1)),
             tx.clone(),
             stop.clone(),
         ));
