@@ -123,6 +123,9 @@ impl EngineSide {
             persist_history,
         );
         let (stop_tx, stop) = watch::channel(false);
+        let _ = tx
+            .send(Update::OllamaParallel(ollama_num_parallel(&ctx.project)))
+            .await;
         let mut mounts = vec!["/".to_string()];
         if let Ok(e) = &engine
             && let Ok(i) = e.info().await
@@ -460,6 +463,19 @@ pub fn ollama_url(ctx: &Ctx) -> Option<String> {
             let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
             Some(format!("http://{host}:{}", p.host_port()?))
         })
+}
+
+/// The stack's Ollama service's `OLLAMA_NUM_PARALLEL` as the compose project sets it (the
+/// environment its container is created with); None when it sets none (Ollama's default
+/// applies) or the stack has no Ollama service.
+pub fn ollama_num_parallel(project: &Project) -> Option<u32> {
+    let name = crate::stack::compose::models::ollama_service(&project.services).ok()?;
+    let svc = project.services.get(&name)?;
+    svc.environment
+        .get("OLLAMA_NUM_PARALLEL")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The value of `--flag value` or `--flag=value` in a command line.
