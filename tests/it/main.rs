@@ -34,6 +34,7 @@ mod images;
 mod llm_standin;
 mod models;
 mod module_graph;
+mod ollama_queue;
 mod parity;
 mod parity_objects;
 mod probes;
