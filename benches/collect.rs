@@ -126,7 +126,7 @@ fn main() {
         ));
         tokio::spawn(osmen::collect::host::run(
             vec!["/".into()],
-            Duration::from_secs(1),
+            osmen::collect::ticker::Ticker::fixed(Duration::from_secs(1)),
             tx,
             stop,
         ));

@@ -129,6 +129,9 @@ impl EngineSide {
         // The sampling period the console's `[` and `]` change.
         let (period_tx, period) = watch::channel(PERIOD);
         let every = |factor: u32| Ticker::new(period.clone(), factor, Duration::ZERO);
+        let _ = tx
+            .send(Update::OllamaParallel(ollama_num_parallel(&ctx.project)))
+            .await;
         let mut mounts = vec!["/".to_string()];
         if let Ok(e) = &engine
             && let Ok(i) = e.info().await
@@ -488,21 +491,20 @@ pub fn scrape_targets(ctx: &Ctx) -> Vec<String> {
 
 /// `OLLAMA_URL`, else the stack's ollama service on its published loopback port.
 pub fn ollama_url(ctx: &Ctx) -> Option<String> {
-    ollama_url_in(&ctx.project)
+    super::ollama::ollama_url_in(&ctx.project)
 }
 
-/// [`ollama_url`] for a project.
-pub fn ollama_url_in(project: &crate::stack::compose::Project) -> Option<String> {
-    std::env::var("OLLAMA_URL")
+/// The stack's Ollama service's `OLLAMA_NUM_PARALLEL` as the compose project sets it (the
+/// environment its container is created with); None when it sets none (Ollama's default
+/// applies) or the stack has no Ollama service.
+pub fn ollama_num_parallel(project: &Project) -> Option<u32> {
+    let name = crate::stack::compose::models::ollama_service(&project.services).ok()?;
+    let svc = project.services.get(&name)?;
+    svc.environment
+        .get("OLLAMA_NUM_PARALLEL")?
+        .trim()
+        .parse()
         .ok()
-        .filter(|u| !u.is_empty())
-        .or_else(|| {
-            let svc = project.services.get("ollama")?;
-            let p = svc.ports.iter().find(|p| p.target == 11434)?;
-            let remote = crate::stack::remote::remote_host_from_env();
-            let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
-            Some(format!("http://{host}:{}", p.host_port()?))
-        })
 }
 
 /// The value of `--flag value` or `--flag=value` in a command line.

@@ -11,9 +11,25 @@ use anyhow::{Context as _, bail};
 use super::{Ctx, NO, OK};
 use crate::cli::{OllamaAction, OllamaArgs};
 use crate::model::console::OllamaKeep;
+use crate::model::container::published_host;
 use crate::model::ollama::LoadedModel;
 use crate::stack::engine::{DockerEngine, Engine};
 use crate::stack::ollama::{KeepAlive, OllamaApi};
+
+/// `OLLAMA_URL`, else the project's ollama service on its published port (as the
+/// compose file declares it).
+pub fn ollama_url_in(project: &crate::stack::compose::Project) -> Option<String> {
+    std::env::var("OLLAMA_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            let svc = project.services.get("ollama")?;
+            let p = svc.ports.iter().find(|p| p.target == 11434)?;
+            let remote = crate::stack::remote::remote_host_from_env();
+            let host = published_host(remote.as_deref(), p.host_ip.as_deref().unwrap_or(""))?;
+            Some(format!("http://{host}:{}", p.host_port()?))
+        })
+}
 
 /// Where the stack's Ollama answers: `OLLAMA_URL`, else the compose file's published port
 /// of the Ollama service, else the running container's published port.
@@ -26,7 +42,7 @@ pub async fn locate_in(
     project: &crate::stack::compose::Project,
     engine: Option<&DockerEngine>,
 ) -> Option<String> {
-    if let Some(u) = super::engine_side::ollama_url_in(project) {
+    if let Some(u) = ollama_url_in(project) {
         return Some(u);
     }
     let service = crate::stack::compose::models::ollama_service(&project.services)
@@ -45,7 +61,7 @@ pub async fn locate_in(
         .flat_map(|r| r.ports.iter())
         .find(|p| p.container_port == port && p.host_port > 0)
         .and_then(|p| {
-            let host = crate::model::container::published_host(remote.as_deref(), &p.host_ip)?;
+            let host = published_host(remote.as_deref(), &p.host_ip)?;
             Some(format!("http://{host}:{}", p.host_port))
         })
 }

@@ -188,6 +188,60 @@ fn render_gpus_and_ollama(o: &mut String, s: &Snapshot) {
             ol.installed.len(),
             ol.loaded.len()
         ));
+        for m in &ol.loaded {
+            if let Some(d) = vram_disagreement_text(m) {
+                o.push_str(&format!("  model {}: VRAM {d}\n", m.name));
+            }
+        }
+        if let Some(q) = &ol.queue {
+            o.push_str(&queue_line(q, s.taken_at));
+        }
+    }
+}
+
+/// `NVML 4.8GiB vs Ollama 4.0GiB (+20%)` when the two disagree by more than a tenth.
+fn vram_disagreement_text(m: &crate::model::ollama::LoadedModel) -> Option<String> {
+    let (nvml, said) = m.vram_disagreement()?;
+    let pct = (nvml as f64 - said as f64) / said as f64 * 100.0;
+    Some(format!(
+        "NVML {} vs Ollama {} ({pct:+.0}%)",
+        format_bytes(nvml),
+        format_bytes(said)
+    ))
+}
+
+/// `ollama queue: 6 in flight, serves 4 at once (OLLAMA_NUM_PARALLEL), waiting for 1m12s`.
+fn queue_line(q: &crate::model::ollama::OllamaQueue, now: f64) -> String {
+    let waiting = q
+        .waiting_since
+        .map(|w| {
+            let d = Duration::from_secs((now - w).max(0.0) as u64);
+            format!(", waiting for {}", crate::model::units::format_duration(d))
+        })
+        .unwrap_or_default();
+    format!(
+        "ollama queue: {} in flight, serves {} at once ({}){waiting}\n",
+        q.in_flight, q.parallel, q.parallel_from
+    )
+}
+
+/// In `status --json`, per loaded model whose NVML and Ollama VRAM disagree by more than
+/// a tenth: `vram_disagreement: {nvml_bytes, ollama_bytes}`.
+fn mark_vram_disagreements(s: &Snapshot, v: &mut serde_json::Value) {
+    let Some(ol) = &s.ollama else {
+        return;
+    };
+    let Some(rows) = v
+        .pointer_mut("/ollama/loaded")
+        .and_then(|x| x.as_array_mut())
+    else {
+        return;
+    };
+    for (m, row) in ol.loaded.iter().zip(rows) {
+        if let Some((nvml, said)) = m.vram_disagreement() {
+            row["vram_disagreement"] =
+                serde_json::json!({"nvml_bytes": nvml, "ollama_bytes": said});
+        }
     }
 }
 
@@ -355,6 +409,7 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
     // `--probe-ollama`'s answer shows as `ollama.probe`.
     let json = |s: &Snapshot, probe: Option<&serde_json::Value>| -> anyhow::Result<String> {
         let mut v = serde_json::to_value(s)?;
+        mark_vram_disagreements(s, &mut v);
         if let Some(p) = probe {
             if !v["ollama"].is_object() {
                 v["ollama"] = serde_json::json!({});
@@ -429,6 +484,84 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two loaded models, one whose runner holds a fifth more VRAM than Ollama says, and
+    /// six calls in flight to an Ollama that serves four, for 72 s.
+    fn ollama_snapshot() -> Snapshot {
+        use crate::model::ollama::{LoadedModel, Ollama, OllamaQueue};
+        let mib = 1u64 << 20;
+        let model = |name: &str, said: u64, measured: u64| LoadedModel {
+            name: name.into(),
+            size_bytes: said,
+            size_vram_bytes: said,
+            vram_measured_bytes: Some(measured),
+            ..Default::default()
+        };
+        Snapshot {
+            taken_at: 1000.0,
+            ollama: Some(Ollama {
+                url: "http://127.0.0.1:11434".into(),
+                loaded: vec![
+                    model("llama3.2", 4096 * mib, 4915 * mib),
+                    model("qwen3", 2048 * mib, 2100 * mib),
+                ],
+                queue: Some(OllamaQueue {
+                    in_flight: 6,
+                    parallel: 4,
+                    parallel_from: "OLLAMA_NUM_PARALLEL".into(),
+                    waiting_since: Some(928.0),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn vram_disagreement_and_the_queue_show_both_figures_in_text() {
+        let mut s = ollama_snapshot();
+        let mut o = String::new();
+        render_gpus_and_ollama(&mut o, &s);
+        assert_eq!(
+            o,
+            "ollama null at \"http://127.0.0.1:11434\": 0 installed, 2 loaded\n  \
+             model llama3.2: VRAM NVML 4.8GiB vs Ollama 4GiB (+20%)\n\
+             ollama queue: 6 in flight, serves 4 at once (OLLAMA_NUM_PARALLEL), waiting for \
+             1m12s\n"
+        );
+        // The queue cleared: no wait; no queue figures: no line.
+        let q = s.ollama.as_mut().unwrap().queue.as_mut().unwrap();
+        (q.in_flight, q.waiting_since) = (3, None);
+        let mut o = String::new();
+        render_gpus_and_ollama(&mut o, &s);
+        assert!(
+            o.ends_with("ollama queue: 3 in flight, serves 4 at once (OLLAMA_NUM_PARALLEL)\n"),
+            "{o}"
+        );
+        s.ollama.as_mut().unwrap().queue = None;
+        let mut o = String::new();
+        render_gpus_and_ollama(&mut o, &s);
+        assert!(!o.contains("queue"), "{o}");
+    }
+
+    #[test]
+    fn vram_disagreement_is_a_json_field_only_where_flagged() {
+        let s = ollama_snapshot();
+        let mut v = serde_json::to_value(&s).unwrap();
+        mark_vram_disagreements(&s, &mut v);
+        let loaded = v["ollama"]["loaded"].as_array().unwrap();
+        assert_eq!(
+            loaded[0]["vram_disagreement"],
+            serde_json::json!({"nvml_bytes": 4915u64 << 20, "ollama_bytes": 4096u64 << 20})
+        );
+        assert!(
+            loaded[1].get("vram_disagreement").is_none(),
+            "{}",
+            loaded[1]
+        );
+        assert_eq!(v["ollama"]["queue"]["in_flight"], 6);
+        assert_eq!(v["ollama"]["queue"]["waiting_since"], 928.0);
+    }
 
     #[test]
     fn scraped_figures_carry_their_families_units() {

@@ -43,6 +43,8 @@ pub struct Hub {
     services_listed: bool,
     /// Container name -> times the supervisor restarted it (from the journal).
     supervisor_restarts: SupervisorRestarts,
+    /// Calls in flight to Ollama against how many it serves at once.
+    ollama_queue: super::ollama_queue::QueueJoin,
 }
 
 /// One figure of a probe's (None: not of this kind, or not measured).
@@ -89,6 +91,7 @@ impl Hub {
             declared: None,
             services_listed: false,
             supervisor_restarts: Default::default(),
+            ollama_queue: Default::default(),
         }
     }
 
@@ -130,6 +133,15 @@ impl Hub {
             Update::Ollama(o) => {
                 self.snapshot.ollama = Some(o);
                 self.join_agents();
+                self.ollama_queue.join(self.snapshot.ollama.as_mut(), t);
+            }
+            Update::OllamaInFlight(n) => {
+                self.ollama_queue.in_flight = n;
+                self.ollama_queue.join(self.snapshot.ollama.as_mut(), t);
+            }
+            Update::OllamaParallel(n) => {
+                self.ollama_queue.configured = n;
+                self.ollama_queue.join(self.snapshot.ollama.as_mut(), t);
             }
             Update::Agents(a) => self.fold_agents(a, t),
             Update::Events(e) => {

@@ -14,6 +14,7 @@ pub mod agent_gpu;
 mod fold;
 pub mod gpu;
 mod history_file;
+pub mod ollama_queue;
 mod probes;
 mod restarts;
 mod spawn;

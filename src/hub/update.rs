@@ -14,6 +14,10 @@ pub enum Update {
     /// NVML's devices and processes, with each process's `/proc` text.
     Gpus(GpuSample),
     Ollama(crate::model::ollama::Ollama),
+    /// The gateways' calls in flight to Ollama (`/metrics`); None when none exposes them.
+    OllamaInFlight(Option<u64>),
+    /// The Ollama service's `OLLAMA_NUM_PARALLEL`, None when it sets none.
+    OllamaParallel(Option<u32>),
     Agents(Vec<crate::model::agent::AgentRow>),
     Scrapes(Vec<crate::model::snapshot::ScrapeTarget>),
     ReplicaAgents(Vec<crate::model::agent::AgentRow>),

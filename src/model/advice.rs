@@ -89,8 +89,8 @@ pub struct Suggestion {
     pub id: String,
     /// The compose service, or `host`.
     pub service: String,
-    /// cpu, memory, latency, queue, agent-errors, gpu-vram, ollama-offload, host-cpu,
-    /// host-memory, redis-evicting, postgres-connections.
+    /// cpu, memory, latency, queue, agent-errors, gpu-vram, ollama-offload, ollama-queue,
+    /// host-cpu, host-memory, redis-evicting, postgres-connections.
     pub rule: String,
     /// `warning` or `critical`.
     pub severity: String,

@@ -77,6 +77,8 @@ pub const AGENT_COST_PROJECTION_MONTHLY_DOLLARS: &str =
 pub const PROVIDER_CIRCUIT_STATE: &str = "osmen_provider_circuit_state";
 /// Gauge: a provider's failed calls in a row.
 pub const PROVIDER_CONSECUTIVE_FAILURES: &str = "osmen_provider_consecutive_failures";
+/// Gauge: a provider's calls sent and not answered yet (Ollama's queue pressure).
+pub const PROVIDER_IN_FLIGHT: &str = "osmen_provider_in_flight";
 /// The prefix of the per-provider-and-model families (`osmen_agent_model_*` above).
 pub const AGENT_MODEL_PREFIX: &str = "osmen_agent_model_";
 /// Counter: the gateway's HTTP responses.

@@ -35,6 +35,7 @@ mod llm_standin;
 mod logging;
 mod models;
 mod module_graph;
+mod ollama_queue;
 mod parity;
 mod parity_objects;
 mod probes;

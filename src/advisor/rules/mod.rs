@@ -10,6 +10,7 @@ mod host;
 mod latency;
 mod memory;
 mod ollama_offload;
+mod ollama_queue;
 mod probes;
 mod queue;
 
@@ -64,6 +65,7 @@ pub(super) const RULES: &[(&str, Rule)] = &[
     ("queue", queue::evaluate),
     ("gpu-vram", gpu_vram::evaluate),
     ("ollama-offload", ollama_offload::evaluate),
+    ("ollama-queue", ollama_queue::evaluate),
     ("agent-errors", agent_errors),
     ("probes", probes),
     ("host", host::evaluate),

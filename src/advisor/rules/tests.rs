@@ -424,6 +424,7 @@ fn the_rules_run_in_the_order_evaluate_always_ran_them() {
             "queue",
             "gpu-vram",
             "ollama-offload",
+            "ollama-queue",
             "agent-errors",
             "probes",
             "host"

@@ -17,7 +17,7 @@ use crate::model::metric::{
     AGENT_MODEL_REQUESTS_TOTAL, AGENT_MODEL_SECONDS_TOTAL, AGENT_QUEUE_WAIT_SECONDS,
     AGENT_REQUESTS_PER_ACTIVE_USER, AGENT_REQUESTS_PROJECTION_DAILY, AGENT_TOKENS_PER_SECOND,
     AGENT_TTFT_SECONDS, CACHE_HITS_TOTAL, INFLIGHT, LLM_COST_DOLLARS_TOTAL, PROVIDER_CIRCUIT_STATE,
-    QUEUE_DEPTH, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TOKENS_USED_TOTAL,
+    PROVIDER_IN_FLIGHT, QUEUE_DEPTH, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TOKENS_USED_TOTAL,
 };
 
 /// Per-agent figures from a gateway's /metrics: requests, in flight and P50/P95/P99.
@@ -118,6 +118,17 @@ pub fn agents_from(fams: &[Family]) -> Vec<AgentRow> {
             e
         })
         .collect()
+}
+
+/// The gateway's calls in flight to Ollama (`osmen_provider_in_flight{provider="ollama"}`);
+/// None when it exposes none.
+pub fn ollama_in_flight(fams: &[Family]) -> Option<u64> {
+    let f = fams.iter().find(|f| f.name == PROVIDER_IN_FLIGHT)?;
+    f.samples
+        .iter()
+        .filter(|s| s.label("provider") == Some("ollama") && s.value.is_finite())
+        .map(|s| s.value.max(0.0) as u64)
+        .reduce(|a, b| a + b)
 }
 
 /// One sample of the `osmen_agent_model_*` families, on the agent's row for its provider

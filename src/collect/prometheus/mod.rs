@@ -10,7 +10,7 @@ mod agents;
 mod parse;
 mod quantile;
 mod replicas;
-pub use agents::{agents_from, attach_waits};
+pub use agents::{agents_from, attach_waits, ollama_in_flight};
 pub use parse::{Family, Kind, Labels, ParseError, Sample, parse};
 pub use quantile::{WINDOW, Windowed, bucket_delta, histogram_quantile, quantiles};
 pub use replicas::{group_agents, merge, replica_rows};
@@ -96,11 +96,19 @@ pub async fn run_targets(
         let mut agents = Vec::new();
         let mut targets = Vec::new();
         let mut down = Vec::new();
+        // Summed over every gateway that answered (each replica once, not its merge).
+        let mut in_flight: Option<u64> = None;
+        let mut add = |n: Option<u64>| {
+            if let Some(n) = n {
+                *in_flight.get_or_insert(0) += n;
+            }
+        };
         for u in &urls {
             let r = fetch(&client, u).await;
             let lat = match &r {
                 Ok(f) => {
                     let lat = windows.entry(u.clone()).or_default().latencies(f, now);
+                    add(ollama_in_flight(f));
                     let mut rows = agents_from(f);
                     attach_waits(&mut rows, &lat);
                     agents.extend(rows);
@@ -133,6 +141,7 @@ pub async fn run_targets(
                 row.name = Some(name.clone());
                 targets.push(row);
                 if let Ok(f) = r {
+                    add(ollama_in_flight(&f));
                     per_replica.extend(replica_rows(&g.service, name, rows));
                     fams.push(f);
                 }
@@ -160,6 +169,7 @@ pub async fn run_targets(
                         || g.members.iter().any(|(_, u)| u == k)
                 })
         });
+        let _ = tx.send(Update::OllamaInFlight(in_flight)).await;
         let _ = tx.send(Update::Agents(agents)).await;
         let _ = tx.send(Update::ReplicaAgents(per_replica)).await;
         let _ = tx.send(Update::Scrapes(targets)).await;

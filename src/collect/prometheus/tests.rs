@@ -122,3 +122,17 @@ fn deltas_and_resets() {
     let reset = [(0.1, 1.0), (f64::INFINITY, 2.0)];
     assert_eq!(bucket_delta(&then, &reset), reset.to_vec());
 }
+
+#[test]
+fn calls_in_flight_to_ollama_are_read_from_the_gateways_gauge() {
+    let text = "# TYPE osmen_provider_in_flight gauge\n\
+                osmen_provider_in_flight{provider=\"ollama\"} 6\n\
+                osmen_provider_in_flight{provider=\"openai\"} 2\n";
+    assert_eq!(ollama_in_flight(&parse(text).unwrap()), Some(6));
+    let other = "osmen_provider_in_flight{provider=\"openai\"} 2\n";
+    assert_eq!(ollama_in_flight(&parse(other).unwrap()), None);
+    assert_eq!(
+        ollama_in_flight(&parse("osmen_inflight{agent=\"a\"} 1\n").unwrap()),
+        None
+    );
+}

@@ -7,6 +7,7 @@
 //! request and how its answer is read); `breaker`, `cache` and `error` hold what they share.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -91,6 +92,25 @@ pub struct Provider {
     client: reqwest::Client,
     slots: Semaphore,
     breaker: std::sync::Mutex<Breaker>,
+    /// Calls sent to the provider that have not answered yet (the `/metrics` gauge).
+    in_flight: AtomicU64,
+}
+
+/// Counts one call in flight for as long as it lives: dropped on the answer, an error, a
+/// timeout or a cancelled request alike.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(n: &'a AtomicU64) -> InFlight<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +143,14 @@ impl Provider {
             cfg,
             client,
             breaker: std::sync::Mutex::new(Breaker::Closed { failures: 0 }),
+            in_flight: AtomicU64::new(0),
         }
+    }
+
+    /// Calls sent to the provider that have not answered yet (past this gateway's own
+    /// slot limit: what the provider itself holds or queues).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// The circuit's state now (for /metrics and /health).
@@ -277,6 +304,7 @@ impl Provider {
                 provider: provider.clone(),
                 message: "shutting down".into(),
             })?;
+        let _in_flight = InFlight::enter(&self.in_flight);
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -79,3 +79,56 @@ fn cache_evicts_least_recent() {
     assert!(c.get("a", Duration::from_millis(1)).is_none());
     assert!(c.get("a", hour).is_none());
 }
+
+/// A provider whose server takes the request and never answers.
+fn silent_provider(base_url: String, timeout: Duration) -> Provider {
+    Provider::new(ProviderConfig {
+        kind: Kind::Ollama,
+        base_url,
+        api_key: None,
+        model: "m".into(),
+        timeout,
+        retries: 0,
+        concurrency: 4,
+        breaker_failures: 5,
+        breaker_cooldown: Duration::from_secs(30),
+    })
+}
+
+#[tokio::test]
+async fn calls_in_flight_are_counted_until_answered_timed_out_or_cancelled() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts and holds every connection without a word.
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let p = Arc::new(silent_provider(url, Duration::from_millis(400)));
+    let until = |p: Arc<Provider>, n: u64| async move {
+        for _ in 0..200 {
+            if p.in_flight() == n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    };
+    // Two calls: one cancelled, one left to time out.
+    let (a, b) = (p.clone(), p.clone());
+    let cancelled = tokio::spawn(async move { a.chat("m", "s", "u").await });
+    let timed_out = tokio::spawn(async move { b.chat("m", "s", "u").await });
+    assert!(
+        until(p.clone(), 2).await,
+        "both calls count: {}",
+        p.in_flight()
+    );
+    cancelled.abort();
+    assert!(until(p.clone(), 1).await, "a cancelled call stops counting");
+    let r = timed_out.await.unwrap();
+    assert!(matches!(r, Err(LlmError::Timeout { .. })), "{r:?}");
+    assert_eq!(p.in_flight(), 0, "a timed-out call stops counting");
+    held.abort();
+}

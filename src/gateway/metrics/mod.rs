@@ -10,6 +10,7 @@ mod agent;
 mod render;
 mod window;
 pub use agent::{AgentStats, Answer, LastError, ModelStats, PROJECTION_WINDOW};
+pub use render::render_provider_in_flight;
 pub use window::{BUCKETS, Hist, SLOT, SLOTS, Tally, Window};
 
 /// Time a request waited for a slot, from its arrival.

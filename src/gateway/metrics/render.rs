@@ -23,8 +23,8 @@ use crate::model::metric::{
     AGENT_MODEL_PROMPT_TOKENS_TOTAL, AGENT_MODEL_REQUESTS_TOTAL, AGENT_MODEL_SECONDS_TOTAL,
     AGENT_REQUESTS_PER_ACTIVE_USER, AGENT_REQUESTS_PROJECTION_DAILY, AGENT_TOKENS_PER_SECOND,
     AGENT_TTFT_SECONDS, CACHE_HITS_TOTAL, ERRORS_TOTAL, INFLIGHT, LLM_COST_DOLLARS_TOTAL,
-    PROCESS_HEAP_BYTES, PROJECTION_WINDOW_SECONDS, QUEUE_DEPTH, REQUEST_DURATION_SECONDS,
-    REQUESTS_TOTAL, TOKENS_USED_TOTAL,
+    PROCESS_HEAP_BYTES, PROJECTION_WINDOW_SECONDS, PROVIDER_IN_FLIGHT, QUEUE_DEPTH,
+    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, TOKENS_USED_TOTAL,
 };
 
 pub(super) fn esc(v: &str) -> String {
@@ -305,6 +305,26 @@ impl Metrics {
         }
     }
 }
+/// Each LLM provider's calls in flight (sent, not answered yet), one series per provider
+/// name: providers of one name (two Ollama entries) are summed.
+pub fn render_provider_in_flight(providers: &[(&str, u64)]) -> String {
+    let mut by: BTreeMap<&str, u64> = BTreeMap::new();
+    for (name, n) in providers {
+        *by.entry(name).or_default() += n;
+    }
+    let mut o = String::new();
+    let mut f = Family::new(
+        &mut o,
+        PROVIDER_IN_FLIGHT,
+        "gauge",
+        "Calls to an LLM provider sent and not answered yet (beyond its capacity they wait in its queue).",
+    );
+    for (name, n) in by {
+        f.sample(&[("provider", name)], n);
+    }
+    o
+}
+
 /// One family of the exposition: its `# HELP` and `# TYPE` lines, then its samples,
 /// each `name{label="value",...} value` with the label values escaped.
 struct Family<'o> {

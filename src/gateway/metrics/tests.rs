@@ -213,3 +213,17 @@ fn window_total_follows_the_slots_as_they_expire() {
     // Slots came and went: 400 steps of 0.7 s is 280 s, over four windows.
     assert!(w.slots.len() <= SLOTS);
 }
+
+#[test]
+fn calls_in_flight_are_one_gauge_series_per_provider_name() {
+    let text = super::render_provider_in_flight(&[("ollama", 2), ("openai", 0), ("ollama", 3)]);
+    let name = crate::model::metric::PROVIDER_IN_FLIGHT;
+    assert_eq!(
+        text,
+        format!(
+            "# HELP {name} Calls to an LLM provider sent and not answered yet (beyond its \
+             capacity they wait in its queue).\n# TYPE {name} gauge\n\
+             {name}{{provider=\"ollama\"}} 5\n{name}{{provider=\"openai\"}} 0\n"
+        )
+    );
+}

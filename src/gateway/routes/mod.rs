@@ -462,6 +462,12 @@ async fn metrics(State(gw): Gw, _h: HeaderMap) -> Response {
         .collect();
     let mut text = gw.metrics.render(Instant::now(), &live);
     text.push_str(&provider_metrics(&gw.providers));
+    let in_flight: Vec<(&str, u64)> = gw
+        .providers
+        .iter()
+        .map(|p| (p.name(), p.in_flight()))
+        .collect();
+    text.push_str(&super::metrics::render_provider_in_flight(&in_flight));
     text.push_str(&gw.connections.stats.render());
     if let Some(o) = &gw.otel {
         text.push_str(&o.render_prometheus());

@@ -9,8 +9,23 @@ use crate::model::console::{Command, OllamaKeep};
 use crate::model::snapshot::Snapshot;
 use crate::tui::action::{Action, View};
 
+/// `w`, `u` and `P` in the GPU view: the selected model warmed, unloaded or pinned.
+fn model_action(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Command> {
+    let keep = match action {
+        Action::Warm => OllamaKeep::Warm,
+        Action::Unload => OllamaKeep::Unload,
+        _ => OllamaKeep::Pin,
+    };
+    let Some((name, _)) = model_rows(s).get(state.selected()).copied() else {
+        state.message = Some("no model selected (Ollama lists none)".into());
+        return None;
+    };
+    ask(state, Command::Ollama(name.to_string(), keep))
+}
+
 /// `[` and `]`: the next sampling period from the one the engine side uses now.
-fn sampling(state: &mut UiState, s: &Snapshot, longer: bool) -> Option<Command> {
+fn sampling(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Command> {
+    let longer = action == Action::SampleSlower;
     let Some(now) = s.activity.sampling_s else {
         state.message = Some("the sampling period is not known yet".into());
         return None;
@@ -78,21 +93,8 @@ pub(super) fn update_views(
             return None;
         }
         Action::Probe => return ask(state, Command::ProbeOllama(None)),
-        Action::SampleFaster | Action::SampleSlower => {
-            return sampling(state, s, action == Action::SampleSlower);
-        }
-        Action::Warm | Action::Unload | Action::Pin => {
-            let keep = match action {
-                Action::Warm => OllamaKeep::Warm,
-                Action::Unload => OllamaKeep::Unload,
-                _ => OllamaKeep::Pin,
-            };
-            let Some((name, _)) = model_rows(s).get(state.selected[vi]).copied() else {
-                state.message = Some("no model selected (Ollama lists none)".into());
-                return None;
-            };
-            return ask(state, Command::Ollama(name.to_string(), keep));
-        }
+        Action::SampleFaster | Action::SampleSlower => return sampling(state, s, action),
+        Action::Warm | Action::Unload | Action::Pin => return model_action(state, s, action),
         Action::Apply => {
             let rows = suggestion_rows(s, state.filter());
             match rows.get(state.selected[vi]) {
