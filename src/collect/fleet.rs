@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::containers::{cpu_percent, working_set};
 use crate::hub::Update;
 use crate::model::container::{ContainerRow, Health};
-use crate::model::fleet::FleetRow;
+use crate::model::fleet::{FleetRow, FleetService};
 use crate::model::snapshot::RawStats;
 
 /// What one host answered in one period.
@@ -144,6 +144,30 @@ fn fold(h: &mut HostState, answer: Result<HostSample, String>, now: f64) {
     // Nothing running uses nothing; with running containers, CPU needs two samples.
     r.cpu_percent = if r.running == 0 { Some(0.0) } else { cpu };
     r.memory_used_bytes = Some(mem);
+    r.services = s
+        .containers
+        .iter()
+        .map(|c| {
+            let cur = next.get(&c.id).map(|(st, _)| st);
+            FleetService {
+                service: c.service.clone(),
+                container: c.name.clone(),
+                state: c.state.clone(),
+                health: if c.state == "running" {
+                    c.health.as_str().to_string()
+                } else {
+                    String::new()
+                },
+                restarts: c.restart_count,
+                cpu_percent: cur
+                    .zip(h.prev.get(&c.id))
+                    .map(|(st, (p, _))| cpu_percent(p, st)),
+                memory_bytes: cur.map(working_set),
+            }
+        })
+        .collect();
+    r.services
+        .sort_by(|a, b| (&a.service, &a.container).cmp(&(&b.service, &b.container)));
     h.prev = next;
 }
 
@@ -151,11 +175,11 @@ fn fold(h: &mut HostState, answer: Result<HostSample, String>, now: f64) {
 mod tests {
     use super::*;
 
-    fn row(state: &str, health: Health, restarts: i64) -> ContainerRow {
+    fn row(id: &str, state: &str, health: Health, restarts: i64) -> ContainerRow {
         ContainerRow {
             service: "api".into(),
-            name: "p-api-1".into(),
-            id: "x".into(),
+            name: format!("p-api-{id}"),
+            id: id.into(),
             number: 1,
             image: "i".into(),
             state: state.into(),
@@ -191,9 +215,9 @@ mod tests {
         let sample = |cpu| HostSample {
             project: "shop".into(),
             containers: vec![
-                row("running", Health::Healthy, 1),
-                row("running", Health::Unhealthy, 2),
-                row("exited", Health::None, 0),
+                row("a", "running", Health::Healthy, 1),
+                row("b", "running", Health::Unhealthy, 2),
+                row("c", "exited", Health::None, 0),
             ],
             stats: vec![
                 ("a".into(), stats(cpu, cpu * 10, 100)),
@@ -207,9 +231,23 @@ mod tests {
         let r = &h.row;
         assert_eq!((r.running, r.total, r.unhealthy, r.restarts), (2, 3, 1, 3));
         assert_eq!((r.cpu_percent, r.memory_used_bytes), (None, Some(150)));
+        assert_eq!(r.services.len(), 3);
+        assert_eq!(r.services[0].memory_bytes, Some(100));
         fold(&mut h, Ok(sample(2_000)), 11.0);
         // d(cpu) 1000 / d(system) 10000 x 4 CPUs = 40%.
         assert_eq!(h.row.cpu_percent.map(|c| c.round()), Some(40.0));
+        let a = &h.row.services[0];
+        assert_eq!(
+            (a.cpu_percent.map(|c| c.round()), a.health.as_str()),
+            (Some(40.0), "healthy")
+        );
+        assert_eq!(
+            (
+                h.row.services[2].memory_bytes,
+                h.row.services[2].state.as_str()
+            ),
+            (None, "exited")
+        );
         fold(
             &mut h,
             Err("connection refused\n  start the engine".into()),

@@ -78,6 +78,46 @@ pub struct FleetRow {
     /// Why the engine cannot be reached, and since when (seconds since the Unix epoch).
     pub error: Option<String>,
     pub unreachable_since: Option<f64>,
+    /// The project's containers as last answered, by service and replica (the Overview's
+    /// Enter lists them, read-only).
+    pub services: Vec<FleetService>,
+}
+
+/// One container of a fleet host's project.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FleetService {
+    pub service: String,
+    pub container: String,
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or empty without a health check.
+    pub health: String,
+    pub restarts: i64,
+    /// CPU (100 = one core; from the second sample on) and working set.
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: Option<u64>,
+}
+
+impl FleetService {
+    /// `web  web-1  running healthy  cpu 1.5%  mem 20MiB  restarts 0`.
+    pub fn line(&self) -> String {
+        let state = if self.health.is_empty() {
+            self.state.clone()
+        } else {
+            format!("{} {}", self.state, self.health)
+        };
+        let cpu = self
+            .cpu_percent
+            .map(|c| format!("{c:.1}%"))
+            .unwrap_or_else(|| "-".into());
+        let mem = self
+            .memory_bytes
+            .map(super::units::format_bytes)
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "{:<12} {:<28} {:<18} cpu {cpu:>6}  mem {mem:>8}  restarts {}",
+            self.service, self.container, state, self.restarts
+        )
+    }
 }
 
 impl FleetRow {

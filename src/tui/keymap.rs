@@ -362,7 +362,7 @@ impl Default for Keymap {
             code(KeyCode::Enter),
             Open,
             "fleet_open",
-            "the selected fleet host: its figures and how to attach",
+            "the selected fleet host: its figures, its containers, how to attach",
         ));
         Keymap { bindings: b }
     }

@@ -143,6 +143,18 @@ fn fleet_hosts_match_the_engine_and_a_cut_forward_says_since_when() {
         );
         assert!(row["memory_used_bytes"].as_u64().unwrap() > 0, "{row}");
         assert!(row["cpu_percent"].as_f64().is_some(), "{row}");
+        // Its containers, by the names the engine gives them.
+        let filter = format!("label=com.docker.compose.project={}", p.name);
+        let (_, names) = docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]);
+        let mut names: Vec<&str> = names.split_whitespace().collect();
+        names.sort();
+        let listed: Vec<&str> = row["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["container"].as_str().unwrap())
+            .collect();
+        assert_eq!(listed, names, "{row}");
     }
     assert_eq!(rows[0]["local"], true);
 
@@ -242,6 +254,13 @@ fn console_overview_lists_the_fleet_hosts_and_a_host_recovers() {
     assert!(both, "{screen}");
     assert!(line(&screen, "direct").contains(&a.name), "{screen}");
     assert!(line(&screen, "forwarded").contains(&b.name), "{screen}");
+
+    // Enter on the first host lists its containers, read-only.
+    t.keys(&["Enter"]);
+    let s = t.wait_for("its containers", Duration::from_secs(5));
+    assert!(s.contains(&format!("{}-web-1", a.name)), "{s}");
+    assert!(s.contains("DOCKER_HOST=unix://"), "{s}");
+    t.keys(&["Escape"]);
 
     // Cut: the forwarded host says since when; the direct one stays.
     drop(forward);

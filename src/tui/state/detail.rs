@@ -152,6 +152,12 @@ fn fleet_detail(r: &crate::model::fleet::FleetRow) -> Detail {
             }
         }
     }
+    if !r.services.is_empty() {
+        let when = r.last_ok.map(clock).unwrap_or_default();
+        lines.push(String::new());
+        lines.push(format!("its containers (read-only, as of {when} UTC):"));
+        lines.extend(r.services.iter().map(|x| x.line()));
+    }
     lines.push(String::new());
     let how = match r.engine.strip_prefix("context ") {
         Some(c) => format!("osmen --context {c}"),
