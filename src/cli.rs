@@ -357,6 +357,9 @@ pub struct StatusArgs {
     /// Also run a short Ollama generation: time to first token and tokens/s.
     #[arg(long)]
     pub probe_ollama: bool,
+    /// The `[[fleet]]` hosts of the settings file instead, one line each.
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod disk;
 pub mod feed;
+pub mod fleet;
 pub mod gpu;
 pub mod host;
 pub mod ollama;

@@ -12,11 +12,13 @@ use super::Ctx;
 use crate::cli::Global;
 use crate::collect::containers::ContainerSource;
 use crate::collect::feed::{EventStream, FeedSource, LineStream};
+use crate::collect::fleet::{FleetSource, HostSample};
 use crate::collect::gpu::{GpuSource, NvmlSource};
 use crate::collect::ticker::Ticker;
 use crate::hub::{self, Update};
 use crate::model::container::ContainerRow;
 use crate::model::container::published_host;
+use crate::model::fleet::{FleetEngine, FleetEntry, FleetProject};
 use crate::model::probe::{Creds, ProbeKind, ProbeTarget};
 use crate::model::snapshot::{RawStats, Snapshot};
 use crate::stack::compose::Project;
@@ -80,6 +82,116 @@ impl FeedSource for EngineSource {
             .map_err(|e| e.to_string())
         }))
     }
+}
+
+/// The fleet collector's engines: per `[[fleet]]` host its own connection, made on first
+/// use and again after a failure, and its project's name (from its compose file once).
+pub struct FleetEngines {
+    entries: Vec<FleetEntry>,
+    projects: Vec<Result<String, String>>,
+    conns: Vec<tokio::sync::Mutex<Option<Arc<DockerEngine>>>>,
+}
+
+impl FleetEngines {
+    pub fn new(entries: &[FleetEntry]) -> FleetEngines {
+        let opts = crate::stack::compose::LoadOptions {
+            project_name: None,
+            env: std::env::vars().collect(),
+        };
+        let projects = entries
+            .iter()
+            .map(|e| match &e.project {
+                FleetProject::Name(n) => Ok(n.clone()),
+                FleetProject::Compose(f) => crate::stack::compose::load(f, &opts)
+                    .map(|p| p.name)
+                    .map_err(|err| format!("compose file {}: {err}", f.display())),
+            })
+            .collect();
+        FleetEngines {
+            entries: entries.to_vec(),
+            projects,
+            conns: entries.iter().map(|_| Default::default()).collect(),
+        }
+    }
+}
+
+/// Where a fleet entry's engine is, as the connection reads it.
+fn fleet_env(e: &FleetEntry) -> crate::stack::remote::HostEnv {
+    use crate::stack::context::{ContextEnv, DEFAULT_CONTEXT};
+    use crate::stack::remote::HostEnv;
+    match &e.engine {
+        FleetEngine::Host(h) => HostEnv {
+            docker_host: Some(h.clone()),
+            home: std::env::var("HOME").ok(),
+            context: DEFAULT_CONTEXT.into(),
+            context_by: "[[fleet]] host",
+            ..HostEnv::default()
+        },
+        FleetEngine::Context(c) => HostEnv::with_context(&ContextEnv {
+            flag: Some(c.clone()),
+            ..ContextEnv::from_process()
+        }),
+    }
+}
+
+impl FleetSource for FleetEngines {
+    fn hosts(&self) -> Vec<crate::model::fleet::FleetRow> {
+        self.entries
+            .iter()
+            .zip(&self.projects)
+            .map(|(e, p)| crate::model::fleet::FleetRow {
+                name: e.name.clone(),
+                engine: e.engine_shown(),
+                project: p.clone().unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    async fn sample(&self, i: usize) -> Result<HostSample, String> {
+        let project = self.projects[i].clone()?;
+        let mut slot = self.conns[i].lock().await;
+        let engine = match &*slot {
+            Some(e) => e.clone(),
+            None => {
+                let e = DockerEngine::connect_to(&fleet_env(&self.entries[i]))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                slot.insert(Arc::new(e)).clone()
+            }
+        };
+        let r = fleet_sample(&engine, project).await;
+        if r.is_err() {
+            // Connect again next time: the engine may have moved or restarted.
+            *slot = None;
+        }
+        r
+    }
+}
+
+/// One host's project: its containers, the running ones' stats, the engine host's size.
+async fn fleet_sample(engine: &DockerEngine, project: String) -> Result<HostSample, String> {
+    let containers = engine
+        .list_containers(&project)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (cpus, memory_total) = engine.host_capacity().await.map_err(|e| e.to_string())?;
+    let running = containers.iter().filter(|c| c.state == "running");
+    let stats = futures_util::future::join_all(
+        running.map(|c| async { (c.id.clone(), engine.stats_once(&c.id).await) }),
+    )
+    .await
+    .into_iter()
+    .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
+    .collect();
+    Ok(HostSample {
+        project,
+        local: engine.remote_host().is_none(),
+        containers,
+        stats,
+        cpus,
+        memory_total,
+    })
 }
 
 /// The engine side as one part: the one connection to the engine, the hub, and every
@@ -172,6 +284,14 @@ impl EngineSide {
             tx.clone(),
             stop.clone(),
         ));
+        if !ctx.config.fleet.is_empty() {
+            tokio::spawn(crate::collect::fleet::run(
+                Arc::new(FleetEngines::new(&ctx.config.fleet)),
+                PERIOD,
+                tx.clone(),
+                stop.clone(),
+            ));
+        }
         tokio::spawn(crate::collect::feed::run_journal(
             ctx.runtime_dir.join("journal.jsonl"),
             tx.clone(),

@@ -404,6 +404,9 @@ fn ready(s: &Snapshot) -> bool {
 }
 
 pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
+    if args.fleet {
+        return fleet(ctx, args.json).await;
+    }
     let side = EngineSide::start(ctx).await;
     let (mut rx, stop) = (side.snapshots, side.stop);
     // `--probe-ollama`'s answer shows as `ollama.probe`.
@@ -479,6 +482,54 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
     }
     let _ = stop.send(true);
     Ok(OK)
+}
+
+/// `status --fleet`: every `[[fleet]]` host's line once each has answered twice (its CPU
+/// needs two samples) or failed, at most `FLEET_WAIT`; exit 1 when one is unreachable.
+async fn fleet(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
+    if ctx.config.fleet.is_empty() {
+        anyhow::bail!(
+            "the settings file has no [[fleet]] entries; add one per host (see the example \
+             in config/osmen.toml)"
+        );
+    }
+    let side = EngineSide::start(ctx).await;
+    let (mut rx, stop) = (side.snapshots, side.stop);
+    let deadline = tokio::time::Instant::now() + FLEET_WAIT;
+    let settled = |s: &Snapshot| {
+        !s.fleet.is_empty()
+            && s.fleet
+                .iter()
+                .all(|r| r.error.is_some() || r.cpu_percent.is_some() || r.total == 0)
+    };
+    while !settled(&rx.borrow())
+        && tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_ok()
+    {}
+    let rows = rx.borrow().fleet.clone();
+    let _ = stop.send(true);
+    let text = if json {
+        serde_json::to_string_pretty(&rows)? + "\n"
+    } else {
+        fleet_table(&rows)
+    };
+    out(&mask_url_credentials(&text))?;
+    Ok(if rows.iter().any(|r| r.error.is_some()) {
+        super::NO
+    } else {
+        OK
+    })
+}
+
+/// How long `status --fleet` waits for the hosts' answers.
+const FLEET_WAIT: Duration = Duration::from_secs(8);
+
+/// The fleet's table: a line per host, or the host's name and why it cannot be reached.
+pub fn fleet_table(rows: &[crate::model::fleet::FleetRow]) -> String {
+    let mut o = crate::model::fleet::table_lines(rows).join("\n");
+    o.push('\n');
+    o
 }
 
 #[cfg(test)]

@@ -162,6 +162,10 @@ impl Hub {
             }
             Update::Source(name, r) => self.set_source(name, r, t),
             Update::Probe(r) => self.fold_probe(r, t),
+            Update::Fleet(rows) => {
+                self.snapshot.fleet = rows;
+                super::fleet::join_local(&mut self.snapshot);
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod activity;
 pub mod agent_gpu;
+mod fleet;
 mod fold;
 pub mod gpu;
 mod history_file;

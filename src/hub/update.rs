@@ -37,6 +37,9 @@ pub enum Update {
     /// How the compose file writes each service's limits and command (the advisor's
     /// patches edit those keys).
     ComposeForms(std::collections::BTreeMap<String, crate::model::advice::ComposeForm>),
+    /// The `[[fleet]]` hosts' lines, as their engines answered (the hub adds what this
+    /// snapshot knows of the host that is this machine).
+    Fleet(Vec<crate::model::fleet::FleetRow>),
 }
 
 /// One GPU sample: NVML's devices and processes, and for each process the text of its

@@ -44,6 +44,8 @@ pub struct Config {
     pub scrape: Vec<String>,
     pub console: ConsoleConfig,
     pub advisor: AdvisorConfig,
+    /// `[[fleet]]`: the other hosts' stacks the Overview lists.
+    pub fleet: Vec<super::fleet::FleetEntry>,
 }
 
 /// `[advisor]`: the guide's thresholds by default. A rule fires when its metric is over
@@ -133,6 +135,19 @@ struct RawFile {
     console: RawConsole,
     #[serde(default)]
     advisor: RawAdvisor,
+    #[serde(default)]
+    fleet: Vec<RawFleet>,
+}
+
+/// One `[[fleet]]` entry as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    name: Option<String>,
+    host: Option<String>,
+    context: Option<String>,
+    compose: Option<String>,
+    project: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,8 +197,87 @@ impl Config {
             mouse: raw.console.mouse,
             keys: raw.console.keys,
         };
+        for (i, f) in raw.fleet.into_iter().enumerate() {
+            let entry = fleet(file, i, f)?;
+            if c.fleet.iter().any(|e| e.name == entry.name) {
+                return Err(format!(
+                    "{file}: fleet entry {:?}: name: used twice; give each host its own name",
+                    entry.name
+                ));
+            }
+            c.fleet.push(entry);
+        }
         Ok(c)
     }
+}
+
+/// The `i`th `[[fleet]]` entry (from 0): a name, one of `host` and `context`, one of
+/// `compose` (relative to the settings file's folder) and `project`.
+fn fleet(file: &str, i: usize, f: RawFleet) -> Result<super::fleet::FleetEntry, String> {
+    use super::fleet::{FleetEngine, FleetEntry, FleetProject};
+    let n = i + 1;
+    let name = match f.name {
+        Some(n) if !n.trim().is_empty() => n,
+        _ => {
+            return Err(format!(
+                "{file}: fleet entry {n}: name: missing; every [[fleet]] entry needs a name"
+            ));
+        }
+    };
+    let at = format!("{file}: fleet entry {name:?}");
+    let engine = match (f.host, f.context) {
+        (Some(h), None) => {
+            if !["unix://", "tcp://", "ssh://"]
+                .iter()
+                .any(|p| h.starts_with(p) && h.len() > p.len())
+            {
+                return Err(format!(
+                    "{at}: host: {h:?} is not an engine address; use unix:///path/docker.sock, \
+                     tcp://HOST:PORT or ssh://USER@HOST"
+                ));
+            }
+            FleetEngine::Host(h)
+        }
+        (None, Some(c)) if !c.trim().is_empty() => FleetEngine::Context(c),
+        (None, Some(_)) => return Err(format!("{at}: context: empty; name a Docker context")),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{at}: host and context: both set; keep one of them"
+            ));
+        }
+        (None, None) => {
+            return Err(format!(
+                "{at}: host: missing; set host = \"tcp://HOST:PORT\" (or unix://, ssh://) or \
+                 context = \"NAME\""
+            ));
+        }
+    };
+    let project = match (f.compose, f.project) {
+        (Some(c), None) => {
+            let dir = std::path::Path::new(file)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
+            FleetProject::Compose(dir.join(c))
+        }
+        (None, Some(p)) if !p.trim().is_empty() => FleetProject::Name(p),
+        (None, Some(_)) => return Err(format!("{at}: project: empty; name the project")),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{at}: compose and project: both set; keep one of them"
+            ));
+        }
+        (None, None) => {
+            return Err(format!(
+                "{at}: compose: missing; set compose = \"PATH\" (relative to this file) or \
+                 project = \"NAME\""
+            ));
+        }
+    };
+    Ok(FleetEntry {
+        name,
+        engine,
+        project,
+    })
 }
 
 /// `[supervisor]`: durations and bounds over the defaults in `s`.
@@ -325,6 +419,52 @@ mod tests {
         assert!(!c.console.mouse && c.console.keys.is_empty());
         let e = Config::parse("[console]\nmouse = \"yes\"\n", "osmen.toml").unwrap_err();
         assert!(e.starts_with("osmen.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn fleet_entries_and_their_errors() {
+        let c = Config::parse(
+            "[[fleet]]\nname = \"a\"\nhost = \"tcp://10.0.0.2:2375\"\ncompose = \"../a.yml\"\n\
+             [[fleet]]\nname = \"b\"\ncontext = \"prod\"\nproject = \"shop\"\n",
+            "/etc/osmen/osmen.toml",
+        )
+        .unwrap();
+        use crate::model::fleet::{FleetEngine, FleetProject};
+        assert_eq!(c.fleet.len(), 2);
+        assert_eq!(
+            c.fleet[0].engine,
+            FleetEngine::Host("tcp://10.0.0.2:2375".into())
+        );
+        assert_eq!(
+            c.fleet[0].project,
+            FleetProject::Compose("/etc/osmen/../a.yml".into())
+        );
+        assert_eq!(c.fleet[1].engine, FleetEngine::Context("prod".into()));
+        assert_eq!(c.fleet[1].project, FleetProject::Name("shop".into()));
+        let bad = |t: &str| Config::parse(t, "osmen.toml").unwrap_err();
+        let e = bad("[[fleet]]\nname = \"a\"\nhost = \"10.0.0.2\"\nproject = \"p\"\n");
+        assert!(
+            e.starts_with("osmen.toml: fleet entry \"a\": host: \"10.0.0.2\""),
+            "{e}"
+        );
+        let e = bad("[[fleet]]\nhost = \"tcp://h:1\"\nproject = \"p\"\n");
+        assert_eq!(
+            e,
+            "osmen.toml: fleet entry 1: name: missing; every [[fleet]] entry needs a name"
+        );
+        let e = bad("[[fleet]]\nname = \"a\"\nhost = \"tcp://h:1\"\n");
+        assert!(e.contains("fleet entry \"a\": compose: missing"), "{e}");
+        let e = bad(
+            "[[fleet]]\nname = \"a\"\nhost = \"tcp://h:1\"\ncontext = \"x\"\nproject = \"p\"\n",
+        );
+        assert!(e.contains("host and context: both set"), "{e}");
+        let e = bad("[[fleet]]\nname = \"a\"\nhots = \"tcp://h:1\"\n");
+        assert!(e.starts_with("osmen.toml:3:") && e.contains("hots"), "{e}");
+        let e = bad(
+            "[[fleet]]\nname = \"a\"\nproject = \"p\"\nhost = \"tcp://h:1\"\n\
+             [[fleet]]\nname = \"a\"\nproject = \"q\"\nhost = \"tcp://h:2\"\n",
+        );
+        assert!(e.contains("name: used twice"), "{e}");
     }
 
     #[test]

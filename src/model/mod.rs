@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod container;
 pub mod figures;
+pub mod fleet;
 pub mod gateway;
 pub mod history;
 pub mod journal;

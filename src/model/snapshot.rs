@@ -239,6 +239,9 @@ pub struct Snapshot {
     /// The last minute of a few series (key as in the history), for sparklines.
     #[serde(skip)]
     pub trends: std::sync::Arc<BTreeMap<String, Vec<f64>>>,
+    /// One line per `[[fleet]]` host of the settings file (none without such entries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fleet: Vec<super::fleet::FleetRow>,
 }
 
 /// Events kept in the snapshot.

@@ -389,6 +389,14 @@ impl Default for Keymap {
                 "next service (all merged first)",
             ),
         ]);
+        // The fleet's lines on the Overview (`[[fleet]]` in the settings file).
+        b.push(v(
+            Overview,
+            code(KeyCode::Enter),
+            Open,
+            "fleet_open",
+            "the selected fleet host: its figures, its containers, how to attach",
+        ));
         Keymap { bindings: b }
     }
 }

@@ -525,3 +525,57 @@ fn every_failed_pull_shows_in_its_row_and_whole_in_the_detail_pane() {
         }
     }
 }
+
+/// The Overview with `[[fleet]]` hosts: one reachable here, one elsewhere, one cut off,
+/// the second selected; Enter opens the selected host's whole line.
+#[test]
+fn overview_lists_the_fleet_with_the_selected_and_the_unreachable_host() {
+    use crate::model::fleet::FleetRow;
+    let mut s = full();
+    let host = |name: &str, engine: &str| FleetRow {
+        name: name.into(),
+        engine: engine.into(),
+        project: "osmen".into(),
+        running: 5,
+        total: 6,
+        unhealthy: 1,
+        restarts: 2,
+        host_cpus: Some(16),
+        host_memory_total_bytes: Some(64 << 30),
+        cpu_percent: Some(37.5),
+        memory_used_bytes: Some(6 << 30),
+        last_ok: Some(T0),
+        ..FleetRow::default()
+    };
+    s.fleet = vec![
+        FleetRow {
+            local: true,
+            gpu_memory_used_bytes: Some(10 << 30),
+            gpu_memory_total_bytes: Some(24 << 30),
+            agents_failing: Some(1),
+            advice: Some(2),
+            ..host("here", "unix:///var/run/docker.sock")
+        },
+        host("gpu-box", "ssh://ops@gpu-box"),
+        FleetRow {
+            error: Some("cannot reach the Docker engine at tcp://10.0.0.9:2375".into()),
+            unreachable_since: Some(T0 - 90.0),
+            ..host("staging", "tcp://10.0.0.9:2375")
+        },
+    ];
+    let mut st = UiState::new(false, false);
+    let km = Keymap::default();
+    let key = |c| crossterm::event::KeyEvent::new(c, crossterm::event::KeyModifiers::NONE);
+    super::state::on_key(&mut st, &km, &s, key(crossterm::event::KeyCode::Char('j')));
+    for (w, h) in [(80, 24), (200, 50)] {
+        insta::assert_snapshot!(format!("overview_fleet_{w}x{h}"), render(&mut st, &s, w, h));
+    }
+    render(&mut st, &s, 1, 1);
+    super::state::on_key(&mut st, &km, &s, key(crossterm::event::KeyCode::Enter));
+    assert!(
+        matches!(&st.mode, Mode::Detail(d) if d.title == "fleet host gpu-box"
+            && d.lines.iter().any(|l| l.contains("DOCKER_HOST=ssh://ops@gpu-box osmen -p osmen"))),
+        "{:?}",
+        st.mode
+    );
+}

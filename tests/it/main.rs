@@ -23,6 +23,7 @@ mod economics;
 mod export;
 mod faults;
 mod first_run;
+mod fleet;
 mod gateway;
 mod gateway_conns;
 mod gateway_memory;

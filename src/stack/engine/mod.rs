@@ -419,8 +419,15 @@ impl DockerEngine {
     /// see [`super::remote`]) or to the default socket, negotiates the API version and
     /// checks that the engine answers.
     pub async fn connect() -> EResult<DockerEngine> {
+        Self::connect_to(&super::remote::HostEnv::from_process()).await
+    }
+
+    /// Connects to the engine `env` names rather than the process's (a fleet host's
+    /// address or context): `HostEnv { docker_host: Some("tcp://...".into()), .. }`, or
+    /// `HostEnv::with_context` for a named context. Logged: connected, or why not.
+    pub async fn connect_to(env: &super::remote::HostEnv) -> EResult<DockerEngine> {
         use crate::model::secret::mask_url_credentials as masked;
-        let r = Self::dial().await;
+        let r = Self::dial(env).await;
         match &r {
             Ok(e) => tracing::info!(host = %masked(&e.host), "engine connected"),
             Err(e) => tracing::warn!(error = %masked(&e.to_string()), "engine unreachable"),
@@ -428,14 +435,13 @@ impl DockerEngine {
         r
     }
 
-    async fn dial() -> EResult<DockerEngine> {
-        use super::remote::{Endpoint, HostEnv, SshTunnel, endpoint};
-        let env = HostEnv::from_process();
+    async fn dial(env: &super::remote::HostEnv) -> EResult<DockerEngine> {
+        use super::remote::{Endpoint, SshTunnel, endpoint};
         let host = match env.context.as_str() {
             super::context::DEFAULT_CONTEXT => env.shown(),
             name => format!("{} (context {name})", env.shown()),
         };
-        let ep = endpoint(&env)?;
+        let ep = endpoint(env)?;
         let hint = match ep {
             Endpoint::Ssh(_) => {
                 "check that `ssh` to that host works without a prompt (keys, known_hosts; \
@@ -503,6 +509,15 @@ impl DockerEngine {
     /// The engine's machine when it is not this one (where its published ports are).
     pub fn remote_host(&self) -> Option<String> {
         self.remote_host.clone()
+    }
+
+    /// The engine's host: its CPUs and memory (`docker info`'s `NCPU` and `MemTotal`).
+    pub async fn host_capacity(&self) -> EResult<(Option<u32>, Option<u64>)> {
+        let i = self.docker.info().await?;
+        Ok((
+            i.ncpu.and_then(|n| u32::try_from(n).ok()),
+            i.mem_total.and_then(|m| u64::try_from(m).ok()),
+        ))
     }
 }
 

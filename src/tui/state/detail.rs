@@ -135,6 +135,39 @@ pub fn of_row(st: &UiState, s: &Snapshot) -> Option<Detail> {
             }
             Some(detail(name, lines))
         }
-        View::Overview | View::Gpu => None,
+        View::Overview => s.fleet.get(sel).map(fleet_detail),
+        View::Gpu => None,
     }
+}
+
+/// A fleet host's whole line, and the command that attaches a console to its stack.
+fn fleet_detail(r: &crate::model::fleet::FleetRow) -> Detail {
+    use crate::model::fleet::FLEET_COLUMNS;
+    let mut lines = vec![format!("engine     {}", r.engine)];
+    match r.unreachable() {
+        Some(u) => lines.push(u),
+        None => {
+            for (k, v) in FLEET_COLUMNS.iter().zip(r.cells()).skip(1) {
+                lines.push(format!("{:<15}{v}", k.to_lowercase()));
+            }
+        }
+    }
+    if !r.services.is_empty() {
+        let when = r.last_ok.map(clock).unwrap_or_default();
+        lines.push(String::new());
+        lines.push(format!("its containers (read-only, as of {when} UTC):"));
+        lines.extend(r.services.iter().map(|x| x.line()));
+    }
+    lines.push(String::new());
+    let how = match r.engine.strip_prefix("context ") {
+        Some(c) => format!("osmen --context {c}"),
+        None => format!("DOCKER_HOST={} osmen", r.engine),
+    };
+    let project = if r.project.is_empty() {
+        "PROJECT"
+    } else {
+        &r.project
+    };
+    lines.push(format!("its console: {how} -p {project} --no-up"));
+    detail(format!("fleet host {}", r.name), lines)
 }

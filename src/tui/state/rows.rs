@@ -129,6 +129,7 @@ pub fn row_count(state: &UiState, s: &Snapshot) -> usize {
         View::Events => event_rows(s, f).len(),
         View::Gpu => model_rows(s).len(),
         View::Suggestions => suggestion_rows(s, f).len(),
-        View::Overview => 0,
+        // The fleet's lines (none without `[[fleet]]` entries).
+        View::Overview => s.fleet.len(),
     }
 }

@@ -13,7 +13,20 @@ use crate::tui::theme::Theme;
 use crate::tui::views::agents::{error_share, is_failing};
 use crate::tui::widgets::{fit, gauge, ms, spark};
 
-pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme) {
+pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) {
+    // The fleet's hosts first, when the settings file lists some; the rest below.
+    let area = if s.fleet.is_empty() {
+        area
+    } else {
+        let fleet = fleet_lines(st, s, t, area.width.saturating_sub(2) as usize);
+        let [top, rest] = Layout::vertical([
+            Constraint::Length((fleet.len() as u16 + 2).min(area.height / 2)),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        f.render_widget(Paragraph::new(fleet).block(block(t, "fleet")), top);
+        rest
+    };
     let wide = area.width >= 100;
     let (left, right) = if wide {
         let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
@@ -86,6 +99,29 @@ pub fn render(f: &mut Frame, area: Rect, _st: &UiState, s: &Snapshot, t: &Theme)
         f.render_widget(Paragraph::new(agents).block(block(t, "agents")), d);
         f.render_widget(Paragraph::new(events(e)).block(block(t, "last events")), e);
     }
+}
+
+/// The fleet's table, the selected host highlighted (Enter opens it), an unreachable one
+/// in the bad style, one with containers down or unhealthy in the warning style.
+fn fleet_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
+    let text = crate::model::fleet::table_lines(&s.fleet);
+    let mut lines = vec![Line::from(Span::styled(
+        fit(t, &text[0], width),
+        t.header(),
+    ))];
+    for (i, (r, l)) in s.fleet.iter().zip(&text[1..]).enumerate() {
+        let style = if i == st.selected() && st.view == crate::tui::action::View::Overview {
+            t.selected()
+        } else if r.error.is_some() {
+            t.bad()
+        } else if r.unhealthy > 0 || r.running < r.total {
+            t.warn()
+        } else {
+            t.ok()
+        };
+        lines.push(Line::from(Span::styled(fit(t, l, width), style)));
+    }
+    lines
 }
 
 fn stack_lines<'a>(s: &Snapshot, t: &Theme, width: usize, detailed: bool) -> Vec<Line<'a>> {
