@@ -455,7 +455,7 @@ impl Gateway {
             hardening_facts: tools::Shared::new(tools::FACTS_MAX_AGE),
             cache: Cache::new(file.gateway.cache_entries),
             redis: match env.get("REDIS_URL").filter(|u| !u.is_empty()) {
-                Some(u) => Some(redis::Redis::new(u)?),
+                Some(u) => Some(redis::Redis::new(u).map_err(|e| e.to_string())?),
                 None => None,
             },
             prices: file.prices.clone(),
