@@ -94,7 +94,7 @@ impl Prober {
         match self {
             Prober::Postgres(p) => p.sample(addr).await.map(Figures::Postgres),
             Prober::Redis(p) => p.sample(addr).await.map(Figures::Redis),
-            Prober::Http(p) => p.sample(addr).await,
+            Prober::Http(p) => p.sample(addr).await.map_err(|e| e.to_string()),
             Prober::Ollama(blobs, client) => {
                 if blobs.len() > 256 {
                     blobs.clear();
