@@ -266,7 +266,7 @@ fn api_keys(
             ));
         }
         let path = runtime_dir.join("gateway.key");
-        let (key, _) = keyfile::load_or_create(&path)?;
+        let (key, _) = keyfile::load_or_create(&path).map_err(|e| e.to_string())?;
         keys.push(key);
         generated_key_file = Some(path);
     }
