@@ -2,6 +2,23 @@
 //! ("GPU: n/a" and why), never a crash.
 
 use nvml_wrapper::Nvml;
+use nvml_wrapper::error::NvmlError;
+
+/// Why NVML gave no answer; the texts are the ones `doctor` and the console show.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("NVML not available ({0})")]
+    NotAvailable(NvmlError),
+    #[error("NVML loaded but the driver did not answer: {0}")]
+    Driver(NvmlError),
+    #[error("NVML cannot count devices: {0}")]
+    Count(NvmlError),
+    #[error("NVML device {index}: {source}")]
+    Device { index: u32, source: NvmlError },
+    /// A call during a sample failed.
+    #[error(transparent)]
+    Sample(NvmlError),
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuDevice {
@@ -17,19 +34,15 @@ pub struct GpuProbe {
 }
 
 /// Loads NVML and lists the devices; the error says why NVML is not usable.
-pub fn probe() -> Result<GpuProbe, String> {
-    let nvml = Nvml::init().map_err(|e| format!("NVML not available ({e})"))?;
-    let driver = nvml
-        .sys_driver_version()
-        .map_err(|e| format!("NVML loaded but the driver did not answer: {e}"))?;
-    let count = nvml
-        .device_count()
-        .map_err(|e| format!("NVML cannot count devices: {e}"))?;
+pub fn probe() -> Result<GpuProbe, GpuError> {
+    let nvml = Nvml::init().map_err(GpuError::NotAvailable)?;
+    let driver = nvml.sys_driver_version().map_err(GpuError::Driver)?;
+    let count = nvml.device_count().map_err(GpuError::Count)?;
     let mut devices = Vec::new();
     for index in 0..count {
         let d = nvml
             .device_by_index(index)
-            .map_err(|e| format!("NVML device {index}: {e}"))?;
+            .map_err(|source| GpuError::Device { index, source })?;
         devices.push(GpuDevice {
             index,
             name: d.name().unwrap_or_else(|_| "unknown".into()),
@@ -44,7 +57,7 @@ use crate::model::snapshot::{GpuProcess, GpuStats};
 
 /// Where GPU samples come from: NVML on a real machine, a fake in tests.
 pub trait GpuSource: Send {
-    fn sample(&mut self) -> Result<Vec<GpuStats>, String>;
+    fn sample(&mut self) -> Result<Vec<GpuStats>, GpuError>;
 }
 
 /// NVML, loaded once and kept (calls block: run it on its own thread).
@@ -53,25 +66,22 @@ pub struct NvmlSource {
 }
 
 impl NvmlSource {
-    pub fn open() -> Result<NvmlSource, String> {
+    pub fn open() -> Result<NvmlSource, GpuError> {
         Ok(NvmlSource {
-            nvml: Nvml::init().map_err(|e| format!("NVML not available ({e})"))?,
+            nvml: Nvml::init().map_err(GpuError::NotAvailable)?,
         })
     }
 }
 
 impl GpuSource for NvmlSource {
-    fn sample(&mut self) -> Result<Vec<GpuStats>, String> {
+    fn sample(&mut self) -> Result<Vec<GpuStats>, GpuError> {
         use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
         use nvml_wrapper::enums::device::UsedGpuMemory;
-        let n = self.nvml.device_count().map_err(|e| e.to_string())?;
+        let n = self.nvml.device_count().map_err(GpuError::Sample)?;
         let mut out = Vec::new();
         for index in 0..n {
-            let d = self
-                .nvml
-                .device_by_index(index)
-                .map_err(|e| e.to_string())?;
-            let mem = d.memory_info().map_err(|e| e.to_string())?;
+            let d = self.nvml.device_by_index(index).map_err(GpuError::Sample)?;
+            let mem = d.memory_info().map_err(GpuError::Sample)?;
             let util = d.utilization_rates().ok();
             let mut processes = Vec::new();
             for p in d
@@ -136,7 +146,7 @@ pub fn with_proc_files(gpus: Vec<GpuStats>) -> GpuSample {
 /// Samples GPUs each `period` on a thread of its own (NVML calls block). Without a
 /// driver it reports "unavailable: <reason>" once and stops.
 pub fn spawn(
-    mut source: Result<Box<dyn GpuSource>, String>,
+    mut source: Result<Box<dyn GpuSource>, GpuError>,
     period: super::ticker::Ticker,
     tx: tokio::sync::mpsc::Sender<crate::hub::Update>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -157,7 +167,7 @@ pub fn spawn(
                     let _ = tx.blocking_send(Update::Source("gpu", Ok(())));
                 }
                 Err(e) => {
-                    let _ = tx.blocking_send(Update::Source("gpu", Err(e)));
+                    let _ = tx.blocking_send(Update::Source("gpu", Err(e.to_string())));
                 }
             }
             // NVML is blocking: this thread sleeps the period in force now.
@@ -173,7 +183,7 @@ mod tests {
         // Without a driver (CI) this is an error naming NVML; with one, a device list.
         match super::probe() {
             Ok(p) => assert!(!p.driver.is_empty()),
-            Err(e) => assert!(e.contains("NVML"), "{e}"),
+            Err(e) => assert!(e.to_string().contains("NVML"), "{e}"),
         }
     }
 
@@ -182,7 +192,7 @@ mod tests {
         use super::{GpuSource, NvmlSource};
         match NvmlSource::open() {
             Ok(mut s) => assert!(s.sample().is_ok()),
-            Err(e) => assert!(e.starts_with("NVML not available"), "{e}"),
+            Err(e) => assert!(e.to_string().starts_with("NVML not available"), "{e}"),
         }
     }
 

@@ -5,57 +5,106 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why the key file could not be read or made; each text names the file and says what
+/// to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error(
+        "{} is a symbolic link: osmen does not follow it for its API key (a link \
+         can point the key at a file others read); remove it and start again, or set \
+         OSMEN_API_KEYS",
+        path.display()
+    )]
+    Symlink { path: PathBuf },
+    #[error(
+        "{} is not a regular file: remove it and start again, or set OSMEN_API_KEYS",
+        path.display()
+    )]
+    NotFile { path: PathBuf },
+    #[error(
+        "{} does not hold one API key (one line of printable ASCII): remove it to \
+         have a new one made, or set OSMEN_API_KEYS",
+        path.display()
+    )]
+    NotAKey { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set mode 0600 on {}: {source}", path.display())]
+    Mode {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make an API key: {0}")]
+    Random(std::io::Error),
+}
+
+/// The constructor for the I/O variants that name the file.
+fn io(
+    path: &Path,
+    kind: fn(PathBuf, std::io::Error) -> KeyFileError,
+) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
+    move |e| kind(path.to_path_buf(), e)
+}
 
 /// The key in `path`, made (and written with mode 0600) when there is none. Returns the
 /// key and whether it was made now.
-pub fn load_or_create(path: &Path) -> Result<(String, bool), String> {
-    let shown = path.display();
+pub fn load_or_create(path: &Path) -> Result<(String, bool), KeyFileError> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => Err(format!(
-            "{shown} is a symbolic link: osmen does not follow it for its API key (a link \
-             can point the key at a file others read); remove it and start again, or set \
-             OSMEN_API_KEYS"
-        )),
-        Ok(m) if !m.is_file() => Err(format!(
-            "{shown} is not a regular file: remove it and start again, or set OSMEN_API_KEYS"
-        )),
+        Ok(m) if m.file_type().is_symlink() => Err(KeyFileError::Symlink { path: path.into() }),
+        Ok(m) if !m.is_file() => Err(KeyFileError::NotFile { path: path.into() }),
         Ok(_) => read_existing(path).map(|k| (k, false)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path).map(|k| (k, true)),
-        Err(e) => Err(format!("cannot read {shown}: {e}")),
+        Err(e) => Err(io(path, |path, source| KeyFileError::Read { path, source })(e)),
     }
 }
 
 /// Opens without following a link (a swap between the check and the open fails here),
 /// restores mode 0600 and reads the key; an empty file gets a new key.
-fn read_existing(path: &Path) -> Result<String, String> {
-    let shown = path.display();
+fn read_existing(path: &Path) -> Result<String, KeyFileError> {
     // Read-only (a key file of mode 0400 is fine), not following a link, and not
     // waiting on a pipe swapped in after the check.
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("cannot open {shown}: {e}"))?;
+        .map_err(io(path, |path, source| KeyFileError::Open { path, source }))?;
     let meta = f
         .metadata()
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(io(path, |path, source| KeyFileError::Read { path, source }))?;
     if !meta.is_file() {
-        return Err(format!(
-            "{shown} is not a regular file: remove it and start again, or set OSMEN_API_KEYS"
-        ));
+        return Err(KeyFileError::NotFile { path: path.into() });
     }
     let mode = meta.permissions().mode();
     if mode & 0o777 != 0o600 {
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("cannot set mode 0600 on {shown}: {e}"))?;
+            .map_err(io(path, |path, source| KeyFileError::Mode { path, source }))?;
     }
     let mut text = String::new();
     // A key is a line of 52 characters: anything much larger is not one.
     (&mut f)
         .take(4096)
         .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        .map_err(io(path, |path, source| KeyFileError::Read { path, source }))?;
     let mut key = text.trim().to_string();
     // Another start may have just created it and not yet written its key.
     for _ in 0..20 {
@@ -69,33 +118,37 @@ fn read_existing(path: &Path) -> Result<String, String> {
     }
     let key = key.as_str();
     if key.is_empty() {
-        let key = super::random_key().map_err(|e| format!("cannot make an API key: {e}"))?;
+        let key = super::random_key().map_err(KeyFileError::Random)?;
         let mut w = std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+            .map_err(io(path, |path, source| KeyFileError::Write {
+                path,
+                source,
+            }))?;
         w.write_all(format!("{key}\n").as_bytes())
-            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+            .map_err(io(path, |path, source| KeyFileError::Write {
+                path,
+                source,
+            }))?;
         return Ok(key);
     }
     if key.contains(char::is_whitespace) || !key.is_ascii() {
-        return Err(format!(
-            "{shown} does not hold one API key (one line of printable ASCII): remove it to \
-             have a new one made, or set OSMEN_API_KEYS"
-        ));
+        return Err(KeyFileError::NotAKey { path: path.into() });
     }
     Ok(key.to_string())
 }
 
-fn create(path: &Path) -> Result<String, String> {
-    let shown = path.display();
+fn create(path: &Path) -> Result<String, KeyFileError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(io(dir, |dir, source| KeyFileError::CreateDir {
+            dir,
+            source,
+        }))?;
     }
-    let key = super::random_key().map_err(|e| format!("cannot make an API key: {e}"))?;
+    let key = super::random_key().map_err(KeyFileError::Random)?;
     // create_new: another start that made it meanwhile wins, and its key is read.
     match std::fs::OpenOptions::new()
         .write(true)
@@ -106,13 +159,19 @@ fn create(path: &Path) -> Result<String, String> {
     {
         Ok(mut f) => {
             f.write_all(format!("{key}\n").as_bytes())
-                .map_err(|e| format!("cannot write {shown}: {e}"))?;
+                .map_err(io(path, |path, source| KeyFileError::Write {
+                    path,
+                    source,
+                }))?;
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             load_or_create(path).map(|r| r.0)
         }
-        Err(e) => Err(format!("cannot write {shown}: {e}")),
+        Err(e) => Err(io(path, |path, source| KeyFileError::Write {
+            path,
+            source,
+        })(e)),
     }
 }
 
@@ -163,7 +222,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap().trim(), k);
         // Two words are not a key.
         std::fs::write(&p, "two words\n").unwrap();
-        let e = load_or_create(&p).unwrap_err();
+        let e = load_or_create(&p).unwrap_err().to_string();
         assert!(e.contains("does not hold one API key"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -176,7 +235,7 @@ mod tests {
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
         let p = d.join("gateway.key");
         std::os::unix::fs::symlink(&target, &p).unwrap();
-        let e = load_or_create(&p).unwrap_err();
+        let e = load_or_create(&p).unwrap_err().to_string();
         assert!(
             e.contains("is a symbolic link") && e.contains("gateway.key"),
             "{e}"
@@ -188,7 +247,12 @@ mod tests {
         );
         // A dangling link too: it would otherwise create the key where the link points.
         std::fs::remove_file(&target).unwrap();
-        assert!(load_or_create(&p).unwrap_err().contains("symbolic link"));
+        assert!(
+            load_or_create(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("symbolic link")
+        );
         assert!(!target.exists());
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -266,7 +266,7 @@ fn api_keys(
             ));
         }
         let path = runtime_dir.join("gateway.key");
-        let (key, _) = keyfile::load_or_create(&path)?;
+        let (key, _) = keyfile::load_or_create(&path).map_err(|e| e.to_string())?;
         keys.push(key);
         generated_key_file = Some(path);
     }
@@ -455,7 +455,7 @@ impl Gateway {
             hardening_facts: tools::Shared::new(tools::FACTS_MAX_AGE),
             cache: Cache::new(file.gateway.cache_entries),
             redis: match env.get("REDIS_URL").filter(|u| !u.is_empty()) {
-                Some(u) => Some(redis::Redis::new(u)?),
+                Some(u) => Some(redis::Redis::new(u).map_err(|e| e.to_string())?),
                 None => None,
             },
             prices: file.prices.clone(),

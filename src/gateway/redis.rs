@@ -18,6 +18,40 @@ pub struct Redis {
     conn: Mutex<Option<BufReader<TcpStream>>>,
 }
 
+/// Why a Redis command or the `REDIS_URL` failed; the texts are the ones the health
+/// endpoint shows.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("REDIS_URL {url:?} must start with redis://")]
+    Scheme { url: String },
+    #[error("REDIS_URL {url:?} has no host")]
+    NoHost { url: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// An error reply: the connection stays in step.
+    #[error("redis: {message}")]
+    Server { message: String },
+    #[error("bad integer {body:?}")]
+    BadInteger { body: String },
+    #[error("bad length {body:?}")]
+    BadLength { body: String },
+    #[error("redis reply of {bytes} bytes is larger than osmen accepts")]
+    TooLarge { bytes: i64 },
+    #[error("redis closed the connection")]
+    Closed,
+    #[error("unexpected redis reply type {tag:?}")]
+    ReplyType { tag: String },
+    #[error("redis at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("redis at {addr}: no answer")]
+    NoAnswer { addr: String },
+    #[error("redis at {addr}: no answer within 2s")]
+    Timeout { addr: String },
+}
+
 #[derive(Debug, PartialEq)]
 enum Reply {
     Ok,
@@ -27,10 +61,10 @@ enum Reply {
 }
 
 /// `redis://[:password@]host:port[/db]` → (host:port, password).
-pub fn parse_url(url: &str) -> Result<(String, Option<String>), String> {
+pub fn parse_url(url: &str) -> Result<(String, Option<String>), RedisError> {
     let rest = url
         .strip_prefix("redis://")
-        .ok_or_else(|| format!("REDIS_URL {url:?} must start with redis://"))?;
+        .ok_or_else(|| RedisError::Scheme { url: url.into() })?;
     let rest = rest.split('/').next().unwrap_or("");
     let (auth, host) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
@@ -43,7 +77,7 @@ pub fn parse_url(url: &str) -> Result<(String, Option<String>), String> {
         format!("{host}:6379")
     };
     if host.starts_with(':') {
-        return Err(format!("REDIS_URL {url:?} has no host"));
+        return Err(RedisError::NoHost { url: url.into() });
     }
     Ok((host, password.filter(|p| !p.is_empty())))
 }
@@ -58,9 +92,9 @@ fn command(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, String> {
+async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, RedisError> {
     let mut line = String::new();
-    r.read_line(&mut line).await.map_err(|e| e.to_string())?;
+    r.read_line(&mut line).await?;
     let line = line.trim_end();
     // The type byte is ASCII in every valid reply; anything else is not Redis.
     let (tag, body) = match line.char_indices().nth(1) {
@@ -69,33 +103,35 @@ async fn read_reply(r: &mut BufReader<TcpStream>) -> Result<Reply, String> {
     };
     match tag {
         "+" => Ok(Reply::Ok),
-        "-" => Err(format!("redis: {body}")),
+        "-" => Err(RedisError::Server {
+            message: body.into(),
+        }),
         ":" => body
             .parse()
             .map(Reply::Int)
-            .map_err(|_| format!("bad integer {body:?}")),
+            .map_err(|_| RedisError::BadInteger { body: body.into() }),
         "$" => {
-            let n: i64 = body.parse().map_err(|_| format!("bad length {body:?}"))?;
+            let n: i64 = body
+                .parse()
+                .map_err(|_| RedisError::BadLength { body: body.into() })?;
             if n < 0 {
                 return Ok(Reply::Nil);
             }
             if n > MAX_BULK {
-                return Err(format!(
-                    "redis reply of {n} bytes is larger than osmen accepts"
-                ));
+                return Err(RedisError::TooLarge { bytes: n });
             }
             let mut buf = vec![0u8; n as usize + 2];
-            r.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+            r.read_exact(&mut buf).await?;
             buf.truncate(n as usize);
             Ok(Reply::Bulk(buf))
         }
-        "" => Err("redis closed the connection".into()),
-        other => Err(format!("unexpected redis reply type {other:?}")),
+        "" => Err(RedisError::Closed),
+        other => Err(RedisError::ReplyType { tag: other.into() }),
     }
 }
 
 impl Redis {
-    pub fn new(url: &str) -> Result<Redis, String> {
+    pub fn new(url: &str) -> Result<Redis, RedisError> {
         let (addr, password) = parse_url(url)?;
         Ok(Redis {
             addr,
@@ -104,16 +140,18 @@ impl Redis {
         })
     }
 
-    async fn connect(&self) -> Result<BufReader<TcpStream>, String> {
+    async fn connect(&self) -> Result<BufReader<TcpStream>, RedisError> {
         let s = TcpStream::connect(&self.addr)
             .await
-            .map_err(|e| format!("redis at {}: {e}", self.addr))?;
+            .map_err(|source| RedisError::Connect {
+                addr: self.addr.clone(),
+                source,
+            })?;
         let mut r = BufReader::new(s);
         if let Some(p) = &self.password {
             r.get_mut()
                 .write_all(&command(&[b"AUTH", p.as_bytes()]))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             read_reply(&mut r).await?;
         }
         Ok(r)
@@ -122,7 +160,7 @@ impl Redis {
     /// One command on the shared connection. The connection is taken out while the
     /// command is in flight and put back only after its whole reply was read, so a caller
     /// that gives up half-way can never leave a reply for the next one.
-    async fn call(&self, args: &[&[u8]]) -> Result<Reply, String> {
+    async fn call(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
         let mut guard = self.conn.lock().await;
         let attempt = async {
             for retry in 0..2 {
@@ -133,7 +171,7 @@ impl Redis {
                 let sent = conn.get_mut().write_all(&command(args)).await;
                 let reply = match sent {
                     Ok(()) => read_reply(&mut conn).await,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(RedisError::Io(e)),
                 };
                 match reply {
                     Ok(r) => {
@@ -141,7 +179,7 @@ impl Redis {
                         return Ok(r);
                     }
                     // An error reply leaves the connection in step.
-                    Err(e) if e.starts_with("redis: ") => {
+                    Err(e @ RedisError::Server { .. }) => {
                         *guard = Some(conn);
                         return Err(e);
                     }
@@ -150,28 +188,34 @@ impl Redis {
                     Err(e) => return Err(e),
                 }
             }
-            Err(format!("redis at {}: no answer", self.addr))
+            Err(RedisError::NoAnswer {
+                addr: self.addr.clone(),
+            })
         };
         tokio::time::timeout(CALL_TIMEOUT, attempt)
             .await
-            .unwrap_or_else(|_| Err(format!("redis at {}: no answer within 2s", self.addr)))
+            .unwrap_or_else(|_| {
+                Err(RedisError::Timeout {
+                    addr: self.addr.clone(),
+                })
+            })
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
         match self.call(&[b"GET", key.as_bytes()]).await? {
             Reply::Bulk(b) => Ok(Some(b)),
             _ => Ok(None),
         }
     }
 
-    pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+    pub async fn set_ex(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), RedisError> {
         let secs = ttl.as_secs().max(1).to_string();
         self.call(&[b"SET", key.as_bytes(), value, b"EX", secs.as_bytes()])
             .await
             .map(|_| ())
     }
 
-    pub async fn ping(&self) -> Result<(), String> {
+    pub async fn ping(&self) -> Result<(), RedisError> {
         self.call(&[b"PING"]).await.map(|_| ())
     }
 }
@@ -191,7 +235,14 @@ mod tests {
             ("127.0.0.1:7000".into(), Some("s3cret".into()))
         );
         assert_eq!(parse_url("redis://cache").unwrap().0, "cache:6379");
-        assert!(parse_url("http://x").is_err());
+        assert_eq!(
+            parse_url("http://x").unwrap_err().to_string(),
+            "REDIS_URL \"http://x\" must start with redis://"
+        );
+        assert_eq!(
+            parse_url("redis://:6379").unwrap_err().to_string(),
+            "REDIS_URL \"redis://:6379\" has no host"
+        );
         assert_eq!(command(&[b"GET", b"k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
     }
 }

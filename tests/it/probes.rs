@@ -430,7 +430,8 @@ fn n8n_and_langflow_probes_read_health_versions_and_metrics() {
         let e = http::Probe::new(ProbeKind::Langflow)
             .sample(&down)
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("503") && e.contains("db down"), "{e}");
     });
 }

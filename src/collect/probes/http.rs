@@ -38,6 +38,32 @@ pub struct Probe {
     prev: Option<(Instant, QdrantCounters)>,
 }
 
+/// Why an HTTP probe's sample failed; the texts are the ones the console shows.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpProbeError {
+    /// The request got no answer (`why` is the whole chain of causes).
+    #[error("GET {path}: {why}")]
+    Send { path: String, why: String },
+    #[error("GET {path}: {source}")]
+    Body {
+        path: String,
+        source: reqwest::Error,
+    },
+    #[error("GET {path}: 404")]
+    NotFound { path: String },
+    /// `body` holds the answer's first 120 characters.
+    #[error("GET {path}: HTTP {status} {body}")]
+    Status {
+        path: String,
+        status: u16,
+        body: String,
+    },
+    #[error("GET /collections gave no JSON list")]
+    NoCollections,
+    #[error("/metrics {0}")]
+    Metrics(crate::collect::prometheus::ParseError),
+}
+
 struct Answer {
     status: u16,
     body: String,
@@ -53,16 +79,22 @@ impl Probe {
         }
     }
 
-    async fn get(&self, base: &str, path: &str) -> Result<Answer, String> {
+    async fn get(&self, base: &str, path: &str) -> Result<Answer, HttpProbeError> {
         let t = Instant::now();
         let r = self
             .client
             .get(format!("{base}{path}"))
             .send()
             .await
-            .map_err(|e| format!("GET {path}: {}", reqwest_text(&e)))?;
+            .map_err(|e| HttpProbeError::Send {
+                path: path.into(),
+                why: reqwest_text(&e),
+            })?;
         let status = r.status().as_u16();
-        let body = r.text().await.map_err(|e| format!("GET {path}: {e}"))?;
+        let body = r.text().await.map_err(|source| HttpProbeError::Body {
+            path: path.into(),
+            source,
+        })?;
         Ok(Answer {
             status,
             body,
@@ -75,7 +107,7 @@ impl Probe {
         (a.status == 200).then(|| serde_json::from_str(&a.body).ok())?
     }
 
-    pub async fn sample(&mut self, addr: &str) -> Result<Figures, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Figures, HttpProbeError> {
         let base = format!("http://{addr}");
         match self.kind {
             ProbeKind::Qdrant => self.qdrant(&base).await.map(Figures::Qdrant),
@@ -85,32 +117,34 @@ impl Probe {
     }
 
     /// The health endpoint's answer: fails the sample when it is not 2xx.
-    async fn health(&self, base: &str, paths: &[&str]) -> Result<(String, Answer), String> {
-        let mut last = String::new();
+    async fn health(&self, base: &str, paths: &[&str]) -> Result<(String, Answer), HttpProbeError> {
         for p in paths {
             match self.get(base, p).await {
                 Ok(a) if (200..300).contains(&a.status) => return Ok((p.to_string(), a)),
-                Ok(a) if a.status == 404 => last = format!("GET {p}: 404"),
+                Ok(a) if a.status == 404 => {}
                 Ok(a) => {
-                    return Err(format!(
-                        "GET {p}: HTTP {} {}",
-                        a.status,
-                        a.body.chars().take(120).collect::<String>()
-                    ));
+                    return Err(HttpProbeError::Status {
+                        path: p.to_string(),
+                        status: a.status,
+                        body: a.body.chars().take(120).collect(),
+                    });
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last)
+        // Every path answered 404: name the last one tried.
+        Err(HttpProbeError::NotFound {
+            path: paths.last().copied().unwrap_or_default().into(),
+        })
     }
 
-    async fn qdrant(&mut self, base: &str) -> Result<Qdrant, String> {
+    async fn qdrant(&mut self, base: &str) -> Result<Qdrant, HttpProbeError> {
         let (path, h) = self.health(base, &["/healthz", "/"]).await?;
         let root = self.json(base, "/").await;
         let list = self
             .json(base, "/collections")
             .await
-            .ok_or("GET /collections gave no JSON list")?;
+            .ok_or(HttpProbeError::NoCollections)?;
         let mut collections = Vec::new();
         let names: Vec<String> = list["result"]["collections"]
             .as_array()
@@ -138,7 +172,7 @@ impl Probe {
             }));
         }
         let metrics = match self.get(base, "/metrics").await {
-            Ok(a) if a.status == 200 => parse(&a.body).map_err(|e| format!("/metrics {e}"))?,
+            Ok(a) if a.status == 200 => parse(&a.body).map_err(HttpProbeError::Metrics)?,
             _ => Vec::new(),
         };
         let cur = qdrant_counters(&metrics);
@@ -198,7 +232,7 @@ impl Probe {
         Ok(out)
     }
 
-    async fn n8n(&mut self, base: &str) -> Result<N8n, String> {
+    async fn n8n(&mut self, base: &str) -> Result<N8n, HttpProbeError> {
         let (path, h) = self.health(base, &["/healthz", "/health"]).await?;
         let ready = match self.get(base, "/healthz/readiness").await {
             Ok(a) if a.status == 404 => None,
@@ -251,7 +285,7 @@ impl Probe {
         })
     }
 
-    async fn langflow(&mut self, base: &str) -> Result<Langflow, String> {
+    async fn langflow(&mut self, base: &str) -> Result<Langflow, HttpProbeError> {
         let (path, h) = self.health(base, &["/health", "/api/v1/health"]).await?;
         // Each check's answer as text (Langflow answers strings: `ok`, or the error).
         let checks = self.json(base, "/health_check").await.and_then(|c| {

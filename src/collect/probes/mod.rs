@@ -93,8 +93,12 @@ impl Prober {
     pub async fn sample(&mut self, addr: &str) -> Result<Figures, String> {
         match self {
             Prober::Postgres(p) => p.sample(addr).await.map(Figures::Postgres),
-            Prober::Redis(p) => p.sample(addr).await.map(Figures::Redis),
-            Prober::Http(p) => p.sample(addr).await,
+            Prober::Redis(p) => p
+                .sample(addr)
+                .await
+                .map(Figures::Redis)
+                .map_err(|e| e.to_string()),
+            Prober::Http(p) => p.sample(addr).await.map_err(|e| e.to_string()),
             Prober::Ollama(blobs, client) => {
                 if blobs.len() > 256 {
                     blobs.clear();

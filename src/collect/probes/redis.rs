@@ -52,22 +52,47 @@ fn keyspace(info: &BTreeMap<String, String>) -> (u64, BTreeMap<String, u64>) {
     (total, per)
 }
 
-async fn connect(addr: &str, creds: &Creds) -> Result<redis::aio::MultiplexedConnection, String> {
+/// Why the Redis probe's sample failed; the texts are the ones the console shows.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisProbeError {
+    #[error("bad address {addr}")]
+    Address { addr: String },
+    /// The address or the client could not be made.
+    #[error(transparent)]
+    Client(redis::RedisError),
+    #[error("connect {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: redis::RedisError,
+    },
+    #[error("not connected")]
+    NotConnected,
+    #[error("INFO: {0}")]
+    Info(redis::RedisError),
+}
+
+async fn connect(
+    addr: &str,
+    creds: &Creds,
+) -> Result<redis::aio::MultiplexedConnection, RedisProbeError> {
     use redis::IntoConnectionInfo;
     let mut info = addr_info(addr)?
         .into_connection_info()
-        .map_err(|e| e.to_string())?;
+        .map_err(RedisProbeError::Client)?;
     if let Some(pw) = &creds.password {
         info = info.set_redis_settings(redis::RedisConnectionInfo::default().set_password(pw));
     }
-    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    let client = redis::Client::open(info).map_err(RedisProbeError::Client)?;
     let cfg = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_response_timeout(Some(Duration::from_secs(3)));
     client
         .get_multiplexed_async_connection_with_config(&cfg)
         .await
-        .map_err(|e| format!("connect {addr}: {e}"))
+        .map_err(|source| RedisProbeError::Connect {
+            addr: addr.into(),
+            source,
+        })
 }
 
 impl Probe {
@@ -79,20 +104,20 @@ impl Probe {
         }
     }
 
-    pub async fn sample(&mut self, addr: &str) -> Result<Redis, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Redis, RedisProbeError> {
         if self.conn.as_ref().is_none_or(|(a, _)| a != addr) {
             self.conn = None;
             let conn = connect(addr, &self.creds).await?;
             self.conn = Some((addr.to_string(), conn));
         }
         let Some((_, conn)) = self.conn.as_mut() else {
-            return Err("not connected".into());
+            return Err(RedisProbeError::NotConnected);
         };
         let text: String = match redis::cmd("INFO").arg("all").query_async(conn).await {
             Ok(t) => t,
             Err(e) => {
                 self.conn = None;
-                return Err(format!("INFO: {e}"));
+                return Err(RedisProbeError::Info(e));
             }
         };
         let info = parse_info(&text);
@@ -118,11 +143,11 @@ impl Probe {
     }
 }
 
-fn addr_info(addr: &str) -> Result<redis::ConnectionAddr, String> {
+fn addr_info(addr: &str) -> Result<redis::ConnectionAddr, RedisProbeError> {
     let (host, port) = addr
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| format!("bad address {addr}"))?;
+        .ok_or_else(|| RedisProbeError::Address { addr: addr.into() })?;
     Ok(redis::ConnectionAddr::Tcp(host, port))
 }
 
