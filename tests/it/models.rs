@@ -214,7 +214,11 @@ fn console_model_actions_and_sampling_period() {
         "llama3.2-ctx8192:1b  installed, not loaded",
         Duration::from_secs(30),
     );
-    t.keys(&["j", "j", "w"]);
+    t.keys(&["j", "j"]);
+    t.wait_for("> llama3.2-ctx8192:1b", Duration::from_secs(10));
+    t.keys(&["w"]);
+    // The answer first, then the figures of Ollama's next sample (every 10 s).
+    t.wait_for("loaded with Ollama's keep-alive", Duration::from_secs(30));
     let screen = t.wait_for("ctx 8192", Duration::from_secs(30));
     assert!(screen.contains("unloads in 4m"), "{screen}");
     t.keys(&["P"]);
