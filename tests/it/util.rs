@@ -163,6 +163,12 @@ impl Drop for Stack {
         for id in ids.split_whitespace() {
             let _ = docker(&["rm", "-f", id]);
         }
+        // And its networks: a leaked one per run exhausts the engine's address pools
+        // ("could not find an available, non-overlapping IPv4 address pool").
+        let (_, nets) = docker(&["network", "ls", "-q", "--filter", &filter]);
+        for id in nets.split_whitespace() {
+            let _ = docker(&["network", "rm", id]);
+        }
         let _ = docker(&["volume", "rm", &format!("{}_redisdata", self.project)]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
