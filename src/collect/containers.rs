@@ -15,10 +15,12 @@ use crate::model::snapshot::{RawStats, ServiceStats};
 
 /// What the collector needs from the engine (wired to the Docker adapter by the caller).
 pub trait ContainerSource: Send + Sync + 'static {
-    fn list(&self) -> impl Future<Output = Result<Vec<ContainerRow>, String>> + Send;
-    fn stats(&self, id: &str) -> impl Future<Output = Result<RawStats, String>> + Send;
+    /// The engine's own error; its text is what the `containers` source shows.
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn list(&self) -> impl Future<Output = Result<Vec<ContainerRow>, Self::Error>> + Send;
+    fn stats(&self, id: &str) -> impl Future<Output = Result<RawStats, Self::Error>> + Send;
     /// Lifecycle events (container ids); the collector re-lists when one arrives.
-    fn events(&self) -> Pin<Box<dyn Stream<Item = Result<String, String>> + Send>>;
+    fn events(&self) -> Pin<Box<dyn Stream<Item = Result<String, Self::Error>> + Send>>;
     /// The engine's machine when it is not this one: published ports are reached there.
     fn remote_host(&self) -> Option<String> {
         None
@@ -139,7 +141,7 @@ pub const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// and passes on that something changed. Reconnects after a failure, saying so.
 async fn read_events<S: ContainerSource>(
     src: std::sync::Arc<S>,
-    changed: tokio::sync::mpsc::Sender<Result<String, String>>,
+    changed: tokio::sync::mpsc::Sender<Result<String, S::Error>>,
 ) {
     use futures_util::StreamExt;
     loop {
@@ -262,7 +264,7 @@ pub async fn run<S: ContainerSource>(
         }
         let _ = tx.send(Update::Services(tracker.rows(&rows))).await;
         let health = match failed {
-            Some(e) if running.len() == 1 => Err(e),
+            Some(e) if running.len() == 1 => Err(e.to_string()),
             _ => Ok(()),
         };
         let _ = tx.send(Update::Source("containers", health)).await;

@@ -17,16 +17,20 @@ use crate::model::container::ContainerRow;
 use crate::model::journal::JournalEntry;
 use crate::sys::now_secs;
 
-pub type LineStream = Pin<Box<dyn Stream<Item = Result<(f64, bool, String), String>> + Send>>;
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<(String, String), String>> + Send>>;
+pub type LineStream<E> = Pin<Box<dyn Stream<Item = Result<(f64, bool, String), E>> + Send>>;
+pub type EventStream<E> = Pin<Box<dyn Stream<Item = Result<(String, String), E>> + Send>>;
 
 /// What the feeds need from the engine (wired to the Docker adapter by the caller).
 pub trait FeedSource: Send + Sync + 'static {
-    fn list(&self) -> impl std::future::Future<Output = Result<Vec<ContainerRow>, String>> + Send;
+    /// The engine's own error (a failed stream is followed again; its text is not shown).
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn list(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<ContainerRow>, Self::Error>> + Send;
     /// Lines of a container as (time, stderr, text), from `since` or its last `tail`.
-    fn follow(&self, id: &str, since: i64, tail: Option<u64>) -> LineStream;
+    fn follow(&self, id: &str, since: i64, tail: Option<u64>) -> LineStream<Self::Error>;
     /// Lifecycle events as (service, description).
-    fn events(&self) -> EventStream;
+    fn events(&self) -> EventStream<Self::Error>;
 }
 
 /// Lines a container shows when the console first attaches to it.

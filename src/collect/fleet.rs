@@ -36,7 +36,19 @@ pub trait FleetSource: Send + Sync + 'static {
     /// Each host's row before its first answer: its name, engine and (when the settings
     /// name it) project.
     fn hosts(&self) -> Vec<FleetRow>;
-    fn sample(&self, host: usize) -> impl Future<Output = Result<HostSample, String>> + Send;
+    /// Why a host did not answer; its first line is the host's reason on its line.
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn sample(&self, host: usize)
+    -> impl Future<Output = Result<HostSample, Self::Error>> + Send;
+}
+
+/// Why a host has no figures this period.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError<E: std::error::Error + 'static> {
+    #[error("no answer in {}s", HOST_TIMEOUT.as_secs())]
+    Timeout,
+    #[error(transparent)]
+    Host(E),
 }
 
 /// How long one host may take to answer before it counts as unreachable this period.
@@ -76,8 +88,8 @@ pub async fn run<S: FleetSource>(
             let src = src.clone();
             async move {
                 match tokio::time::timeout(HOST_TIMEOUT, src.sample(i)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!("no answer in {}s", HOST_TIMEOUT.as_secs())),
+                    Ok(r) => r.map_err(HostError::Host),
+                    Err(_) => Err(HostError::Timeout),
                 }
             }
         }))
@@ -101,7 +113,7 @@ fn now() -> f64 {
 }
 
 /// One host's answer (or failure) into its row.
-fn fold(h: &mut HostState, answer: Result<HostSample, String>, now: f64) {
+fn fold(h: &mut HostState, answer: Result<HostSample, impl std::fmt::Display>, now: f64) {
     let s = match answer {
         Ok(s) => s,
         Err(e) => {
@@ -109,6 +121,7 @@ fn fold(h: &mut HostState, answer: Result<HostSample, String>, now: f64) {
             r.unreachable_since.get_or_insert(now);
             // The reason's first line: the connection's hint for this machine's own
             // engine (start it, set DOCKER_HOST) does not fit a fleet line.
+            let e = e.to_string();
             r.error = Some(e.lines().next().unwrap_or("no answer").trim().to_string());
             h.prev.clear();
             return;
@@ -227,13 +240,13 @@ mod tests {
             memory_total: Some(1000),
             ..HostSample::default()
         };
-        fold(&mut h, Ok(sample(1_000)), 10.0);
+        fold(&mut h, Ok::<_, String>(sample(1_000)), 10.0);
         let r = &h.row;
         assert_eq!((r.running, r.total, r.unhealthy, r.restarts), (2, 3, 1, 3));
         assert_eq!((r.cpu_percent, r.memory_used_bytes), (None, Some(150)));
         assert_eq!(r.services.len(), 3);
         assert_eq!(r.services[0].memory_bytes, Some(100));
-        fold(&mut h, Ok(sample(2_000)), 11.0);
+        fold(&mut h, Ok::<_, String>(sample(2_000)), 11.0);
         // d(cpu) 1000 / d(system) 10000 x 4 CPUs = 40%.
         assert_eq!(h.row.cpu_percent.map(|c| c.round()), Some(40.0));
         let a = &h.row.services[0];
@@ -250,14 +263,14 @@ mod tests {
         );
         fold(
             &mut h,
-            Err("connection refused\n  start the engine".into()),
+            Err::<HostSample, _>("connection refused\n  start the engine"),
             12.0,
         );
-        fold(&mut h, Err("connection refused".into()), 13.0);
+        fold(&mut h, Err::<HostSample, _>("connection refused"), 13.0);
         assert_eq!(h.row.unreachable_since, Some(12.0));
         assert_eq!(h.row.error.as_deref(), Some("connection refused"));
         assert_eq!(h.row.last_ok, Some(11.0));
-        fold(&mut h, Ok(sample(3_000)), 14.0);
+        fold(&mut h, Ok::<_, String>(sample(3_000)), 14.0);
         assert_eq!(
             (h.row.error.as_ref(), h.row.unreachable_since),
             (None, None)

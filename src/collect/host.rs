@@ -8,6 +8,11 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::model::snapshot::{DiskStats, HostStats};
 
+/// sysinfo could not read the host (no /proc, say).
+#[derive(Debug, thiserror::Error)]
+#[error("host metrics unavailable: {0}")]
+pub struct HostError(sysinfo::Error);
+
 pub struct Host {
     sys: System,
     pid: Option<Pid>,
@@ -17,8 +22,8 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(mounts: Vec<String>) -> Result<Host, String> {
-        let mut sys = System::new().map_err(|e| format!("host metrics unavailable: {e}"))?;
+    pub fn new(mounts: Vec<String>) -> Result<Host, HostError> {
+        let mut sys = System::new().map_err(HostError)?;
         sys.refresh_cpu_usage();
         sys.refresh_memory();
         Ok(Host {

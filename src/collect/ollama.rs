@@ -7,7 +7,26 @@ use serde_json::{Value, json};
 
 use crate::model::ollama::{LoadedModel, Ollama};
 
-pub async fn sample(client: &reqwest::Client, base: &str) -> Result<Ollama, String> {
+/// Why Ollama could not be read or probed; the texts name the URL that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OllamaError {
+    #[error("{url}: {source}")]
+    Request { url: String, source: reqwest::Error },
+    #[error("no model is installed: `ollama pull <model>` first")]
+    NoModel,
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("{0}")]
+    Stream(reqwest::Error),
+    #[error("the generation ended without its final summary")]
+    NoSummary,
+}
+
+pub async fn sample(client: &reqwest::Client, base: &str) -> Result<Ollama, OllamaError> {
     sample_cached(client, base, &mut Blobs::new()).await
 }
 
@@ -34,19 +53,17 @@ pub async fn sample_cached(
     client: &reqwest::Client,
     base: &str,
     blobs: &mut Blobs,
-) -> Result<Ollama, String> {
+) -> Result<Ollama, OllamaError> {
     let base = base.trim_end_matches('/');
     let get = |path: &str| {
         let url = format!("{base}{path}");
         async move {
-            client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| format!("{url}: {e}"))?
-                .json::<Value>()
-                .await
-                .map_err(|e| format!("{url}: {e}"))
+            let r = client.get(&url).send().await;
+            match r {
+                Ok(r) => r.json::<Value>().await,
+                Err(e) => Err(e),
+            }
+            .map_err(|source| OllamaError::Request { url, source })
         }
     };
     let version = get("/api/version").await?;
@@ -133,7 +150,7 @@ pub async fn run(
                 let _ = tx.send(Update::Source("ollama", Ok(()))).await;
             }
             Err(e) => {
-                let _ = tx.send(Update::Source("ollama", Err(e))).await;
+                let _ = tx.send(Update::Source("ollama", Err(e.to_string()))).await;
             }
         }
     }
@@ -145,7 +162,7 @@ pub async fn probe_generation(
     client: &reqwest::Client,
     base: &str,
     model: Option<&str>,
-) -> Result<Value, String> {
+) -> Result<Value, OllamaError> {
     let base = base.trim_end_matches('/');
     let model = match model {
         Some(m) => m.to_string(),
@@ -155,7 +172,7 @@ pub async fn probe_generation(
                 .first()
                 .map(|m| m.name.as_str())
                 .or_else(|| s.installed.first().map(String::as_str))
-                .ok_or("no model is installed: `ollama pull <model>` first")?
+                .ok_or(OllamaError::NoModel)?
                 .to_string()
         }
     };
@@ -168,16 +185,20 @@ pub async fn probe_generation(
         )
         .send()
         .await
-        .map_err(|e| format!("{base}/api/generate: {e}"))?;
+        .map_err(|source| OllamaError::Request {
+            url: format!("{base}/api/generate"),
+            source,
+        })?;
     if !resp.status().is_success() {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        return Err(format!("{base}/api/generate answered {status}: {body}"));
+        let url = format!("{base}/api/generate");
+        return Err(OllamaError::Status { url, status, body });
     }
     let mut ttft = None;
     let mut buf = Vec::new();
     let mut last = Value::Null;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(OllamaError::Stream)? {
         buf.extend_from_slice(&chunk);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
@@ -193,7 +214,7 @@ pub async fn probe_generation(
         }
     }
     if last.is_null() {
-        return Err("the generation ended without its final summary".into());
+        return Err(OllamaError::NoSummary);
     }
     let eval = last["eval_count"].as_u64().unwrap_or(0);
     let eval_ns = last["eval_duration"].as_u64().unwrap_or(0);

@@ -22,7 +22,7 @@ use crate::model::fleet::{FleetEngine, FleetEntry, FleetProject};
 use crate::model::probe::{Creds, ProbeKind, ProbeTarget};
 use crate::model::snapshot::{RawStats, Snapshot};
 use crate::stack::compose::Project;
-use crate::stack::engine::{DockerEngine, Engine, LogStream};
+use crate::stack::engine::{DockerEngine, Engine, EngineError, LogStream};
 
 /// How often the host, containers and (in multiples) the other sources are sampled.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -34,43 +34,41 @@ pub struct EngineSource {
 }
 
 impl ContainerSource for EngineSource {
-    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
-        self.engine
-            .list_containers(&self.project)
-            .await
-            .map_err(|e| e.to_string())
+    type Error = EngineError;
+    async fn list(&self) -> Result<Vec<ContainerRow>, EngineError> {
+        self.engine.list_containers(&self.project).await
     }
-    async fn stats(&self, id: &str) -> Result<RawStats, String> {
-        self.engine.stats_once(id).await.map_err(|e| e.to_string())
+    async fn stats(&self, id: &str) -> Result<RawStats, EngineError> {
+        self.engine.stats_once(id).await
     }
     fn remote_host(&self) -> Option<String> {
         self.engine.remote_host()
     }
     fn events(
         &self,
-    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<String, String>> + Send>> {
+    ) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<String, EngineError>> + Send>>
+    {
         Box::pin(
             self.engine
                 .events(&self.project)
-                .map(|r| r.map(|e| e.container_id).map_err(|e| e.to_string())),
+                .map(|r| r.map(|e| e.container_id)),
         )
     }
 }
 
 impl FeedSource for EngineSource {
-    async fn list(&self) -> Result<Vec<ContainerRow>, String> {
-        self.engine
-            .list_containers(&self.project)
-            .await
-            .map_err(|e| e.to_string())
+    type Error = EngineError;
+    async fn list(&self) -> Result<Vec<ContainerRow>, EngineError> {
+        self.engine.list_containers(&self.project).await
     }
-    fn follow(&self, id: &str, since: i64, tail: Option<u64>) -> LineStream {
-        Box::pin(self.engine.follow_logs(id, since, tail).map(|r| {
-            r.map(|(t, c)| (t, c.stream == LogStream::Stderr, c.text))
-                .map_err(|e| e.to_string())
-        }))
+    fn follow(&self, id: &str, since: i64, tail: Option<u64>) -> LineStream<EngineError> {
+        Box::pin(
+            self.engine
+                .follow_logs(id, since, tail)
+                .map(|r| r.map(|(t, c)| (t, c.stream == LogStream::Stderr, c.text))),
+        )
     }
-    fn events(&self) -> EventStream {
+    fn events(&self) -> EventStream<EngineError> {
         Box::pin(self.engine.events(&self.project).map(|r| {
             r.map(|e| {
                 let text = match e.exit_code {
@@ -79,7 +77,6 @@ impl FeedSource for EngineSource {
                 };
                 (e.service, text)
             })
-            .map_err(|e| e.to_string())
         }))
     }
 }
@@ -88,7 +85,7 @@ impl FeedSource for EngineSource {
 /// use and again after a failure, and its project's name (from its compose file once).
 pub struct FleetEngines {
     entries: Vec<FleetEntry>,
-    projects: Vec<Result<String, String>>,
+    projects: Vec<Result<String, Arc<FleetHostError>>>,
     conns: Vec<tokio::sync::Mutex<Option<Arc<DockerEngine>>>>,
 }
 
@@ -104,7 +101,12 @@ impl FleetEngines {
                 FleetProject::Name(n) => Ok(n.clone()),
                 FleetProject::Compose(f) => crate::stack::compose::load(f, &opts)
                     .map(|p| p.name)
-                    .map_err(|err| format!("compose file {}: {err}", f.display())),
+                    .map_err(|source| {
+                        Arc::new(FleetHostError::Compose {
+                            file: f.clone(),
+                            source,
+                        })
+                    }),
             })
             .collect();
         FleetEngines {
@@ -113,6 +115,21 @@ impl FleetEngines {
             conns: entries.iter().map(|_| Default::default()).collect(),
         }
     }
+}
+
+/// Why a fleet host gave no sample; the first line is its Overview line's reason.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetHostError {
+    #[error("compose file {}: {source}", file.display())]
+    Compose {
+        file: std::path::PathBuf,
+        source: crate::stack::compose::ComposeErrors,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The same compose error, read once and said each period.
+    #[error(transparent)]
+    Again(Arc<FleetHostError>),
 }
 
 /// Where a fleet entry's engine is, as the connection reads it.
@@ -148,19 +165,19 @@ impl FleetSource for FleetEngines {
             .collect()
     }
 
-    async fn sample(&self, i: usize) -> Result<HostSample, String> {
-        let project = self.projects[i].clone()?;
+    type Error = FleetHostError;
+
+    async fn sample(&self, i: usize) -> Result<HostSample, FleetHostError> {
+        let project = self.projects[i].clone().map_err(FleetHostError::Again)?;
         let mut slot = self.conns[i].lock().await;
         let engine = match &*slot {
             Some(e) => e.clone(),
             None => {
-                let e = DockerEngine::connect_to(&fleet_env(&self.entries[i]))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let e = DockerEngine::connect_to(&fleet_env(&self.entries[i])).await?;
                 slot.insert(Arc::new(e)).clone()
             }
         };
-        let r = fleet_sample(&engine, project).await;
+        let r = fleet_sample(&engine, project).await.map_err(Into::into);
         if r.is_err() {
             // Connect again next time: the engine may have moved or restarted.
             *slot = None;
@@ -170,12 +187,12 @@ impl FleetSource for FleetEngines {
 }
 
 /// One host's project: its containers, the running ones' stats, the engine host's size.
-async fn fleet_sample(engine: &DockerEngine, project: String) -> Result<HostSample, String> {
-    let containers = engine
-        .list_containers(&project)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (cpus, memory_total) = engine.host_capacity().await.map_err(|e| e.to_string())?;
+async fn fleet_sample(
+    engine: &DockerEngine,
+    project: String,
+) -> Result<HostSample, EngineError> {
+    let containers = engine.list_containers(&project).await?;
+    let (cpus, memory_total) = engine.host_capacity().await?;
     let running = containers.iter().filter(|c| c.state == "running");
     let stats = futures_util::future::join_all(
         running.map(|c| async { (c.id.clone(), engine.stats_once(&c.id).await) }),

@@ -449,7 +449,7 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<u8> {
         Some(match ollama_url(ctx) {
             Some(u) => crate::collect::ollama::probe_generation(&client, &u, None)
                 .await
-                .unwrap_or_else(|e| serde_json::json!({"error": e})),
+                .unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
             None => {
                 serde_json::json!({"error": "OLLAMA_URL is not set and the stack has no ollama port"})
             }

@@ -155,7 +155,7 @@ fn postgres_and_redis_probes_see_real_load() {
         password: Some("not-the-password".into()),
         ..creds
     });
-    let e = rt.block_on(wrong.sample(&pg_addr)).unwrap_err();
+    let e = rt.block_on(wrong.sample(&pg_addr)).unwrap_err().to_string();
     assert!(e.contains("password authentication failed"), "{e}");
 
     // ---- Redis ------------------------------------------------------------------------

@@ -65,7 +65,12 @@ fn bad_lines_name_their_line() {
     let e = parse("ok 1\nbroken{a=\"x} 2\n").unwrap_err();
     assert_eq!(e.line, 2);
     let e = parse("m{a=1} 2\n").unwrap_err();
-    assert!(e.message.contains("quoted"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "line 1: label a: value must be quoted",
+        "the line and the label"
+    );
+    assert!(matches!(e.problem, osmen::collect::prometheus::SampleError::Unquoted(ref k) if k == "a"));
     assert!(parse("m notanumber\n").is_err());
 }
 

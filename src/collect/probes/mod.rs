@@ -23,6 +23,39 @@ use crate::hub::Update;
 use crate::model::container::ContainerRow;
 use crate::model::probe::{Figures, ProbeKind, ProbeReport, ProbeTarget};
 
+/// Why a probe took no sample; the texts are the ones the console shows.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("no running container of {0}")]
+    NoContainer(String),
+    #[error(
+        "the engine is on {host} and {container} publishes port {port} only on that \
+         machine's loopback (or not at all): publish it on an address this machine can \
+         reach, or forward it (ssh -L)"
+    )]
+    RemoteOnly {
+        host: String,
+        container: String,
+        port: u16,
+    },
+    #[error("{container} publishes no port {port} on loopback and has no network address")]
+    NoAddress { container: String, port: u16 },
+    #[error("cannot list containers: {0}")]
+    List(ListError),
+    #[error("no container list yet")]
+    NotListed,
+    #[error("no answer within {}s", SAMPLE_TIMEOUT.as_secs())]
+    Timeout,
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgProbeError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisProbeError),
+    #[error(transparent)]
+    Http(#[from] http::HttpProbeError),
+    #[error(transparent)]
+    Ollama(#[from] super::ollama::OllamaError),
+}
+
 /// `host:port` to reach the target: its port published on loopback (or on every
 /// address), else the first running container's own address. For an engine on `remote`
 /// only a port published on every address can be reached from here.
@@ -30,14 +63,14 @@ pub fn endpoint(
     rows: &[ContainerRow],
     t: &ProbeTarget,
     remote: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, ProbeError> {
     let mut running: Vec<&ContainerRow> = rows
         .iter()
         .filter(|r| r.service == t.service && r.state == "running")
         .collect();
     running.sort_by_key(|r| r.number);
     let Some(row) = running.first() else {
-        return Err(format!("no running container of {}", t.service));
+        return Err(ProbeError::NoContainer(t.service.clone()));
     };
     let published = row
         .ports
@@ -49,19 +82,18 @@ pub fn endpoint(
         }
     }
     if let Some(h) = remote {
-        return Err(format!(
-            "the engine is on {h} and {} publishes port {} only on that machine's loopback \
-             (or not at all): publish it on an address this machine can reach, or forward \
-             it (ssh -L)",
-            row.name, t.port
-        ));
+        return Err(ProbeError::RemoteOnly {
+            host: h.to_string(),
+            container: row.name.clone(),
+            port: t.port,
+        });
     }
     match row.addresses.first() {
         Some(ip) => Ok(format!("{ip}:{}", t.port)),
-        None => Err(format!(
-            "{} publishes no port {} on loopback and has no network address",
-            row.name, t.port
-        )),
+        None => Err(ProbeError::NoAddress {
+            container: row.name.clone(),
+            port: t.port,
+        }),
     }
 }
 
@@ -90,24 +122,19 @@ impl Prober {
     }
 
     /// One sample of the service at `addr` (`host:port`).
-    pub async fn sample(&mut self, addr: &str) -> Result<Figures, String> {
-        match self {
-            Prober::Postgres(p) => p.sample(addr).await.map(Figures::Postgres),
-            Prober::Redis(p) => p
-                .sample(addr)
-                .await
-                .map(Figures::Redis)
-                .map_err(|e| e.to_string()),
-            Prober::Http(p) => p.sample(addr).await.map_err(|e| e.to_string()),
+    pub async fn sample(&mut self, addr: &str) -> Result<Figures, ProbeError> {
+        Ok(match self {
+            Prober::Postgres(p) => Figures::Postgres(p.sample(addr).await?),
+            Prober::Redis(p) => Figures::Redis(p.sample(addr).await?),
+            Prober::Http(p) => p.sample(addr).await?,
             Prober::Ollama(blobs, client) => {
                 if blobs.len() > 256 {
                     blobs.clear();
                 }
-                super::ollama::sample_cached(client, &format!("http://{addr}"), blobs)
-                    .await
-                    .map(Figures::Ollama)
+                let base = format!("http://{addr}");
+                Figures::Ollama(super::ollama::sample_cached(client, &base, blobs).await?)
             }
-        }
+        })
     }
 }
 
@@ -130,7 +157,7 @@ pub async fn run<S: ContainerSource>(
         return;
     }
     let remote = src.remote_host();
-    let (rows_tx, rows_rx) = watch::channel::<Option<Result<Vec<ContainerRow>, String>>>(None);
+    let (rows_tx, rows_rx) = watch::channel::<Option<Listed>>(None);
     let lister = {
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -141,7 +168,8 @@ pub async fn run<S: ContainerSource>(
                     _ = stop.changed() => return,
                     _ = tick.tick() => {}
                 }
-                let _ = rows_tx.send(Some(src.list().await));
+                let listed = src.list().await.map_err(|e| Arc::new(e) as ListError);
+                let _ = rows_tx.send(Some(listed));
             }
         })
     };
@@ -163,10 +191,14 @@ pub async fn run<S: ContainerSource>(
     lister.abort();
 }
 
+/// The last container list, or why it could not be read (shared by every probe task).
+type Listed = Result<Vec<ContainerRow>, ListError>;
+type ListError = Arc<dyn std::error::Error + Send + Sync>;
+
 async fn run_one(
     t: ProbeTarget,
     remote: Option<String>,
-    mut rows: watch::Receiver<Option<Result<Vec<ContainerRow>, String>>>,
+    mut rows: watch::Receiver<Option<Listed>>,
     tx: mpsc::Sender<Update>,
     mut stop: watch::Receiver<bool>,
     pending: Arc<AtomicUsize>,
@@ -186,22 +218,23 @@ async fn run_one(
         let listed = rows.borrow().clone();
         let addr = match listed {
             Some(Ok(r)) => endpoint(&r, &t, remote.as_deref()),
-            Some(Err(e)) => Err(format!("cannot list containers: {e}")),
-            None => Err("no container list yet".into()),
+            Some(Err(e)) => Err(ProbeError::List(e)),
+            None => Err(ProbeError::NotListed),
         };
-        let result = match &addr {
-            Ok(a) => match tokio::time::timeout(SAMPLE_TIMEOUT, prober.sample(a)).await {
+        let address = addr.as_ref().ok().cloned();
+        let result = match addr {
+            Ok(a) => match tokio::time::timeout(SAMPLE_TIMEOUT, prober.sample(&a)).await {
                 Ok(r) => r,
-                Err(_) => Err(format!("no answer within {}s", SAMPLE_TIMEOUT.as_secs())),
+                Err(_) => Err(ProbeError::Timeout),
             },
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(e),
         };
         let report = ProbeReport {
             service: t.service.clone(),
             kind: t.kind,
-            address: addr.ok(),
+            address,
             every_s: t.every.as_secs_f64(),
-            result: result.map_err(|e| t.creds.scrub(&e)),
+            result: result.map_err(|e| t.creds.scrub(&e.to_string())),
         };
         if tx.send(Update::Probe(Box::new(report))).await.is_err() {
             return;
@@ -335,7 +368,8 @@ mod tests {
         assert_eq!(endpoint(&rows, &t, None).unwrap(), "127.0.0.1:15432");
         // An engine on another machine: its loopback and its container network are not
         // reachable from here; a port published on every address is, on that host.
-        let err = endpoint(&rows, &t, Some("db-host")).unwrap_err();
+        let err = endpoint(&rows, &t, Some("db-host")).unwrap_err()
+            .to_string();
         assert!(err.contains("engine is on db-host"), "{err}");
         let everywhere = PortRow {
             host_ip: "0.0.0.0".into(),
@@ -352,9 +386,11 @@ mod tests {
         );
         let rows = vec![row("db", vec![], vec!["172.18.0.2"])];
         assert_eq!(endpoint(&rows, &t, None).unwrap(), "172.18.0.2:5432");
-        let err = endpoint(&[row("db", vec![], vec![])], &t, None).unwrap_err();
+        let err = endpoint(&[row("db", vec![], vec![])], &t, None).unwrap_err()
+            .to_string();
         assert!(err.contains("p-db-1") && err.contains("5432"), "{err}");
-        let err = endpoint(&[row("web", vec![], vec!["1.2.3.4"])], &t, None).unwrap_err();
+        let err = endpoint(&[row("web", vec![], vec!["1.2.3.4"])], &t, None).unwrap_err()
+            .to_string();
         assert!(err.contains("no running container of db"), "{err}");
     }
 

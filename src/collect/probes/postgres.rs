@@ -102,7 +102,7 @@ impl Probe {
         }
     }
 
-    async fn connect(&mut self, addr: &str) -> Result<(), String> {
+    async fn connect(&mut self, addr: &str) -> Result<(), PgProbeError> {
         if let Some((a, c)) = &self.client
             && a == addr
             && !c.is_closed()
@@ -113,7 +113,7 @@ impl Probe {
         let (host, port) = addr
             .rsplit_once(':')
             .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .ok_or_else(|| format!("bad address {addr}"))?;
+            .ok_or_else(|| PgProbeError::BadAddress(addr.to_string()))?;
         let mut cfg = tokio_postgres::Config::new();
         cfg.host(host)
             .port(port)
@@ -131,7 +131,10 @@ impl Probe {
         let (client, conn) = cfg
             .connect(NoTls)
             .await
-            .map_err(|e| format!("connect {addr}: {}", err_text(&e)))?;
+            .map_err(|source| PgProbeError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -139,7 +142,7 @@ impl Probe {
         Ok(())
     }
 
-    pub async fn sample(&mut self, addr: &str) -> Result<Postgres, String> {
+    pub async fn sample(&mut self, addr: &str) -> Result<Postgres, PgProbeError> {
         self.connect(addr).await?;
         let r = self.read().await;
         if r.is_err() {
@@ -149,11 +152,11 @@ impl Probe {
         r
     }
 
-    async fn read(&mut self) -> Result<Postgres, String> {
+    async fn read(&mut self) -> Result<Postgres, PgProbeError> {
         let Some((_, c)) = &self.client else {
-            return Err("not connected".into());
+            return Err(PgProbeError::NotConnected);
         };
-        let q = |e: tokio_postgres::Error| err_text(&e);
+        let q = PgProbeError::Query;
         c.batch_execute("BEGIN READ ONLY").await.map_err(q)?;
         let settings = c
             .query_one(
@@ -240,8 +243,11 @@ impl Probe {
 
 /// Each database's size and connections, its counters summed into `cur`; and the
 /// deadlocks over all of them.
-async fn databases(c: &Client, cur: &mut Counters) -> Result<(i64, Vec<PgDatabase>), String> {
-    let q = |e: tokio_postgres::Error| err_text(&e);
+async fn databases(
+    c: &Client,
+    cur: &mut Counters,
+) -> Result<(i64, Vec<PgDatabase>), PgProbeError> {
+    let q = PgProbeError::Query;
     let dbs = c
         .query(
             "/* osmen-probe */ SELECT d.datname::text, pg_database_size(d.oid)::int8, \
@@ -283,8 +289,8 @@ async fn statements(
     c: &Client,
     db: &str,
     cur: &mut Counters,
-) -> Result<(String, Option<Vec<PgStatement>>), String> {
-    let q = |e: tokio_postgres::Error| err_text(&e);
+) -> Result<(String, Option<Vec<PgStatement>>), PgProbeError> {
+    let q = PgProbeError::Query;
     let has_ext = c
         .query_opt(
             "/* osmen-probe */ SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'",
@@ -414,6 +420,23 @@ fn build(read: Read, cur: Counters, p: Option<Counters>, dt: f64) -> Postgres {
 }
 
 /// The server's message when there is one (tokio-postgres' Display says only "db error").
+/// Why a PostgreSQL sample failed; the texts are the ones the console shows (the
+/// server's severity and message, or the client's chain of causes).
+#[derive(Debug, thiserror::Error)]
+pub enum PgProbeError {
+    #[error("bad address {0}")]
+    BadAddress(String),
+    #[error("connect {addr}: {}", err_text(source))]
+    Connect {
+        addr: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("not connected")]
+    NotConnected,
+    #[error("{}", err_text(.0))]
+    Query(#[source] tokio_postgres::Error),
+}
+
 fn err_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),

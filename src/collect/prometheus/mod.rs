@@ -11,7 +11,7 @@ mod parse;
 mod quantile;
 mod replicas;
 pub use agents::{agents_from, attach_waits, ollama_in_flight};
-pub use parse::{Family, Kind, Labels, ParseError, Sample, parse};
+pub use parse::{Family, Kind, Labels, ParseError, Sample, SampleError, parse};
 pub use quantile::{WINDOW, Windowed, bucket_delta, histogram_quantile, quantiles};
 pub use replicas::{group_agents, merge, replica_rows};
 
@@ -34,21 +34,23 @@ pub struct ReplicaGroup {
     pub members: Vec<(String, String)>,
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<Family>, String> {
-    let t = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
-    parse(&t).map_err(|e| e.to_string())
+/// Why a target's `/metrics` could not be read; the text is the scrape row's error.
+#[derive(Debug, thiserror::Error)]
+enum ScrapeError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<Family>, ScrapeError> {
+    let t = client.get(url).send().await?.text().await?;
+    Ok(parse(&t)?)
 }
 
 fn target_row(
     url: &str,
-    r: &Result<Vec<Family>, String>,
+    r: &Result<Vec<Family>, ScrapeError>,
     lat: Vec<crate::model::snapshot::LatencySeries>,
 ) -> crate::model::snapshot::ScrapeTarget {
     crate::model::snapshot::ScrapeTarget {
@@ -56,7 +58,7 @@ fn target_row(
         replica_of: None,
         name: None,
         up: r.is_ok(),
-        error: r.as_ref().err().cloned(),
+        error: r.as_ref().err().map(ToString::to_string),
         families: r.as_ref().map(|f| f.len()).unwrap_or(0),
         samples: r
             .as_ref()

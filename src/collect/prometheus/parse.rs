@@ -57,16 +57,37 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Where the exposition text is not valid, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}: {problem}")]
 pub struct ParseError {
     pub line: usize,
-    pub message: String,
+    pub problem: SampleError,
 }
 
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
+/// What is wrong with one sample line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SampleError {
+    #[error("expected a metric name at {0:?}")]
+    NoName(String),
+    #[error("unterminated label set")]
+    UnterminatedLabels,
+    #[error("bad label name at column {0}")]
+    BadLabelName(usize),
+    #[error("expected = after label {0}")]
+    NoEquals(String),
+    #[error("label {0}: value must be quoted")]
+    Unquoted(String),
+    #[error("label {0}: unterminated value")]
+    UnterminatedValue(String),
+    #[error("label {0}: dangling escape")]
+    DanglingEscape(String),
+    #[error("missing value")]
+    MissingValue,
+    #[error("bad value {0:?}")]
+    BadValue(String),
+    #[error("bad timestamp {0:?}")]
+    BadTimestamp(String),
 }
 
 pub(super) fn parse_value(s: &str) -> Option<f64> {
@@ -83,14 +104,14 @@ fn is_name_char(c: u8, first: bool) -> bool {
 }
 
 /// Parses one sample line.
-fn parse_sample(line: &str) -> Result<Sample, String> {
+fn parse_sample(line: &str) -> Result<Sample, SampleError> {
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() && is_name_char(b[i], i == 0) {
         i += 1;
     }
     if i == 0 {
-        return Err(format!("expected a metric name at {line:?}"));
+        return Err(SampleError::NoName(line.to_string()));
     }
     let name = line[..i].to_string();
     let mut labels = Vec::new();
@@ -101,7 +122,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
                 i += 1;
             }
             if i >= b.len() {
-                return Err("unterminated label set".into());
+                return Err(SampleError::UnterminatedLabels);
             }
             if b[i] == b'}' {
                 i += 1;
@@ -113,26 +134,26 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
             }
             let key = line[start..i].to_string();
             if key.is_empty() {
-                return Err(format!("bad label name at column {}", i + 1));
+                return Err(SampleError::BadLabelName(i + 1));
             }
             while i < b.len() && b[i] == b' ' {
                 i += 1;
             }
             if i >= b.len() || b[i] != b'=' {
-                return Err(format!("expected = after label {key}"));
+                return Err(SampleError::NoEquals(key));
             }
             i += 1;
             while i < b.len() && b[i] == b' ' {
                 i += 1;
             }
             if i >= b.len() || b[i] != b'"' {
-                return Err(format!("label {key}: value must be quoted"));
+                return Err(SampleError::Unquoted(key));
             }
             i += 1;
             let mut val = Vec::new();
             loop {
                 match b.get(i) {
-                    None => return Err(format!("label {key}: unterminated value")),
+                    None => return Err(SampleError::UnterminatedValue(key)),
                     Some(b'"') => {
                         i += 1;
                         break;
@@ -146,7 +167,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
                                 val.push(b'\\');
                                 val.push(*c);
                             }
-                            None => return Err(format!("label {key}: dangling escape")),
+                            None => return Err(SampleError::DanglingEscape(key)),
                         }
                         i += 2;
                     }
@@ -163,13 +184,13 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     }
     let rest = line[i..].trim();
     let mut parts = rest.split_whitespace();
-    let v = parts.next().ok_or("missing value")?;
-    let value = parse_value(v).ok_or_else(|| format!("bad value {v:?}"))?;
+    let v = parts.next().ok_or(SampleError::MissingValue)?;
+    let value = parse_value(v).ok_or_else(|| SampleError::BadValue(v.to_string()))?;
     let timestamp = match parts.next() {
         // OpenMetrics exemplars start with '#': not part of the sample.
         Some(t) if !t.starts_with('#') => Some(
             t.parse::<f64>()
-                .map_err(|_| format!("bad timestamp {t:?}"))?,
+                .map_err(|_| SampleError::BadTimestamp(t.to_string()))?,
         ),
         _ => None,
     };
@@ -252,9 +273,9 @@ pub fn parse(text: &str) -> Result<Vec<Family>, ParseError> {
             }
             continue;
         }
-        let s = parse_sample(line).map_err(|message| ParseError {
+        let s = parse_sample(line).map_err(|problem| ParseError {
             line: n + 1,
-            message,
+            problem,
         })?;
         let same = last.is_some_and(|i| {
             let f = &fams[i].name;
