@@ -187,10 +187,7 @@ impl FleetSource for FleetEngines {
 }
 
 /// One host's project: its containers, the running ones' stats, the engine host's size.
-async fn fleet_sample(
-    engine: &DockerEngine,
-    project: String,
-) -> Result<HostSample, EngineError> {
+async fn fleet_sample(engine: &DockerEngine, project: String) -> Result<HostSample, EngineError> {
     let containers = engine.list_containers(&project).await?;
     let (cpus, memory_total) = engine.host_capacity().await?;
     let running = containers.iter().filter(|c| c.state == "running");

@@ -257,7 +257,9 @@ async fn apply_vertical(
         )?;
         crate::stack::redis_admin::set_maxmemory(&addr, &target.creds, max)
             .await
-            .map_err(|e| anyhow::anyhow!("{}: {}", s.service, target.creds.scrub(&e)))?;
+            .map_err(|e| {
+                anyhow::anyhow!("{}: {}", s.service, target.creds.scrub(&e.to_string()))
+            })?;
     }
     Ok(format!(
         "{}: {} ({}) live, no restart (was {}); keep it with:\n{}",

@@ -240,6 +240,49 @@ impl KeyLimiter {
     }
 }
 
+/// Why the gateway cannot be built from its settings; each names the file, variable or
+/// key, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The settings file's own error (file, line, key), as the model's parser words it.
+    #[error("{0}")]
+    Settings(String),
+    #[error("gateway listen address {0:?} is not IP:PORT (e.g. 127.0.0.1:8080)")]
+    Listen(String),
+    #[error(
+        "refusing to serve on {0} without API keys: set OSMEN_API_KEYS (or gateway.api_keys), \
+         or listen on 127.0.0.1"
+    )]
+    NoKeys(SocketAddr),
+    #[error(transparent)]
+    KeyFile(#[from] keyfile::KeyFileError),
+    #[error("agent {agent}: cannot read its prompt {}: {source}", path.display())]
+    Prompt {
+        agent: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "OSMEN_RATE_LIMIT_PER_KEY={0:?}: give requests per second per key as a number (0 turns \
+         the limit off)"
+    )]
+    RateEnv(String),
+    #[error(
+        "gateway.rate_limit_per_key = {0}: give requests per second per key (0 turns the \
+         limit off)"
+    )]
+    RateFile(f64),
+    #[error(transparent)]
+    Otel(#[from] otel::OtelError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
 /// The API keys from the file and `OSMEN_API_KEYS`; with none on a loopback address, a key
 /// generated once under `runtime/` (and its file). None on another address is refused.
 fn api_keys(
@@ -247,7 +290,7 @@ fn api_keys(
     env: &BTreeMap<String, String>,
     listen: SocketAddr,
     runtime_dir: &Path,
-) -> Result<(Vec<String>, Option<PathBuf>), String> {
+) -> Result<(Vec<String>, Option<PathBuf>), BuildError> {
     let mut keys: Vec<String> = file.gateway.api_keys.clone();
     if let Some(k) = env.get("OSMEN_API_KEYS") {
         keys.extend(
@@ -260,13 +303,10 @@ fn api_keys(
     let mut generated_key_file = None;
     if keys.is_empty() {
         if !listen.ip().is_loopback() {
-            return Err(format!(
-                "refusing to serve on {listen} without API keys: set OSMEN_API_KEYS (or \
-                 gateway.api_keys), or listen on 127.0.0.1"
-            ));
+            return Err(BuildError::NoKeys(listen));
         }
         let path = runtime_dir.join("gateway.key");
-        let (key, _) = keyfile::load_or_create(&path).map_err(|e| e.to_string())?;
+        let (key, _) = keyfile::load_or_create(&path)?;
         keys.push(key);
         generated_key_file = Some(path);
     }
@@ -279,10 +319,12 @@ fn agents_of(
     file: &GatewayFile,
     assets_dir: &Path,
     providers: &BTreeMap<String, Arc<Provider>>,
-) -> Result<BTreeMap<String, Agent>, String> {
+) -> Result<BTreeMap<String, Agent>, BuildError> {
     let mut agents = BTreeMap::new();
     let agent_files = if file.agents.is_empty() {
-        GatewayFile::parse(include_str!("../../config/gateway.toml"), "built-in")?.agents
+        GatewayFile::parse(include_str!("../../config/gateway.toml"), "built-in")
+            .map_err(BuildError::Settings)?
+            .agents
     } else {
         file.agents.clone()
     };
@@ -292,11 +334,10 @@ fn agents_of(
             Ok(t) => t,
             Err(e) => builtin_prompt(&a.prompt)
                 .map(str::to_string)
-                .ok_or_else(|| {
-                    format!(
-                        "agent {name}: cannot read its prompt {}: {e}",
-                        path.display()
-                    )
+                .ok_or_else(|| BuildError::Prompt {
+                    agent: name.clone(),
+                    path: path.clone(),
+                    source: e,
                 })?,
         };
         let chain: Vec<Arc<Provider>> = if a.provider == "auto" {
@@ -347,7 +388,7 @@ fn embedder(
 fn limiter(
     file: &GatewayFile,
     env: &BTreeMap<String, String>,
-) -> Result<Option<KeyLimiter>, String> {
+) -> Result<Option<KeyLimiter>, BuildError> {
     let rate = match env
         .get("OSMEN_RATE_LIMIT_PER_KEY")
         .filter(|v| !v.is_empty())
@@ -357,19 +398,11 @@ fn limiter(
             .parse::<f64>()
             .ok()
             .filter(|r| *r >= 0.0)
-            .ok_or_else(|| {
-                format!(
-                    "OSMEN_RATE_LIMIT_PER_KEY={v:?}: give requests per second per \
-                     key as a number (0 turns the limit off)"
-                )
-            })?,
+            .ok_or_else(|| BuildError::RateEnv(v.clone()))?,
         None => file.gateway.rate_limit_per_key,
     };
     if !rate.is_finite() || rate < 0.0 {
-        return Err(format!(
-            "gateway.rate_limit_per_key = {rate}: give requests per second per key \
-             (0 turns the limit off)"
-        ));
+        return Err(BuildError::RateFile(rate));
     }
     Ok((rate > 0.0)
         .then(|| KeyLimiter::new(rate, file.gateway.rate_limit_burst.unwrap_or(rate * 2.0))))
@@ -386,24 +419,27 @@ pub fn key_id(key: &[u8]) -> String {
 }
 
 impl Gateway {
-    pub fn build(opts: &Options) -> Result<Gateway, String> {
+    pub fn build(opts: &Options) -> Result<Gateway, BuildError> {
         let file = match &opts.config_file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                GatewayFile::parse(&text, &p.display().to_string())?
+                let text = std::fs::read_to_string(p).map_err(|source| BuildError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                GatewayFile::parse(&text, &p.display().to_string())
             }
-            None => GatewayFile::parse("", "defaults")?,
-        };
+            None => GatewayFile::parse("", "defaults"),
+        }
+        .map_err(BuildError::Settings)?;
         let env = &opts.env;
         let listen_s = opts
             .listen
             .clone()
             .or_else(|| env.get("OSMEN_GATEWAY_LISTEN").cloned())
             .unwrap_or_else(|| file.gateway.listen.clone());
-        let listen: SocketAddr = listen_s.parse().map_err(|_| {
-            format!("gateway listen address {listen_s:?} is not IP:PORT (e.g. 127.0.0.1:8080)")
-        })?;
+        let listen: SocketAddr = listen_s
+            .parse()
+            .map_err(|_| BuildError::Listen(listen_s.clone()))?;
         let (keys, generated_key_file) = api_keys(&file, env, listen, &opts.runtime_dir)?;
         let mut providers: BTreeMap<String, Arc<Provider>> = BTreeMap::new();
         for name in ["ollama", "openai", "anthropic"] {
@@ -455,7 +491,7 @@ impl Gateway {
             hardening_facts: tools::Shared::new(tools::FACTS_MAX_AGE),
             cache: Cache::new(file.gateway.cache_entries),
             redis: match env.get("REDIS_URL").filter(|u| !u.is_empty()) {
-                Some(u) => Some(redis::Redis::new(u).map_err(|e| e.to_string())?),
+                Some(u) => Some(redis::Redis::new(u)?),
                 None => None,
             },
             prices: file.prices.clone(),

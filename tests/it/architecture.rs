@@ -461,3 +461,137 @@ fn the_length_rule_catches_a_long_function() {
     assert_eq!(got[0], ("long".to_string(), 1, MAX_FUNCTION_LINES + 2));
     assert!(got[0].2 > MAX_FUNCTION_LINES && got[1].2 <= MAX_FUNCTION_LINES);
 }
+
+/// The lines of `src` outside test code (`#[cfg(test)]` and `#[test]` items skipped, and
+/// strings and comments blanked): (line number, code).
+fn code_outside_tests(src: &str) -> Vec<(usize, String)> {
+    let (mut in_str, mut depth, mut test_attr) = (None, 0i64, false);
+    let mut skip_until: Option<i64> = None;
+    let mut out = Vec::new();
+    for (n, line) in src.lines().enumerate() {
+        let code = code_of(line, &mut in_str);
+        let t = code.trim();
+        if skip_until.is_none() && (t.starts_with("#[cfg(test)]") || t.starts_with("#[test]")) {
+            test_attr = true;
+        }
+        let skipped = skip_until.is_some() || test_attr;
+        for c in code.chars() {
+            match c {
+                '{' => {
+                    if test_attr && skip_until.is_none() {
+                        skip_until = Some(depth);
+                        test_attr = false;
+                    }
+                    depth += 1;
+                }
+                '}' => {
+                    depth -= 1;
+                    if skip_until == Some(depth) {
+                        skip_until = None;
+                    }
+                }
+                // `#[cfg(test)] use ...;` ends at its semicolon.
+                ';' if test_attr && skip_until.is_none() => test_attr = false,
+                _ => {}
+            }
+        }
+        if !skipped {
+            out.push((n + 1, code));
+        }
+    }
+    out
+}
+
+/// Whether `code` names a `Result<_, String>`: a plain `Result` (not an alias such as
+/// `EResult<T>`) whose last type argument is `String`.
+fn string_results(code: &str) -> usize {
+    let mut found = 0;
+    for (at, _) in code.match_indices("Result<") {
+        let alias = code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        if alias {
+            continue;
+        }
+        let (mut depth, mut last_arg, mut two) = (0i32, at + "Result<".len(), false);
+        for (i, c) in code[at + "Result".len()..].char_indices() {
+            let i = i + at + "Result".len();
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        found += usize::from(two && code[last_arg..i].trim() == "String");
+                        break;
+                    }
+                }
+                ',' if depth == 1 => {
+                    last_arg = i + 1;
+                    two = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// Rooms whose errors are typed inside (thiserror, with fields): a `String` error is
+/// allowed only where data meets the model and the hub's input (`Update::Source`,
+/// `ProbeReport`), which carry what the console shows.
+const TYPED_ERRORS: &[&str] = &["src/collect", "src/gateway", "src/stack", "src/bench"];
+
+#[test]
+fn errors_inside_are_typed_and_anyhow_stays_at_the_edge() {
+    assert_eq!(
+        string_results("fn a() -> Result<Vec<(u8, String)>, String> { EResult<String> }"),
+        1
+    );
+    assert_eq!(string_results("x: SResult<BTreeMap<u32, String>>"), 0);
+    assert_eq!(string_results("fn b() -> Result<String, Error>"), 0);
+    assert_eq!(string_results("fn c() -> std::io::Result<String>"), 0);
+    let test_code = "fn real() -> Result<(), String> {}\n#[cfg(test)]\nmod tests {\n    \
+                     fn f() -> Result<(), String> {}\n}\n";
+    assert_eq!(code_outside_tests(test_code).len(), 1);
+    let mut found = Vec::new();
+    for dir in TYPED_ERRORS {
+        let mut files = Vec::new();
+        rust_files(&root().join(dir), &mut files);
+        for f in files {
+            let rel = f.strip_prefix(root()).unwrap().display().to_string();
+            if rel.ends_with("/tests.rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&f).unwrap();
+            for (n, code) in code_outside_tests(&src) {
+                if string_results(&code) > 0 {
+                    found.push(format!("{rel}:{n}: {}", code.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "Result<_, String> inside (give it a thiserror enum with fields, as bollard's \
+         errors are):\n{}",
+        found.join("\n")
+    );
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    let anyhow: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
+        .filter(|rel| !rel.starts_with("src/commands/") && rel != "src/main.rs")
+        .filter(|rel| {
+            let src = std::fs::read_to_string(root().join(rel)).unwrap();
+            code_outside_tests(&src)
+                .iter()
+                .any(|(_, c)| c.contains("anyhow"))
+        })
+        .collect();
+    assert!(
+        anyhow.is_empty(),
+        "anyhow outside commands/ and main.rs: {anyhow:?}"
+    );
+}

@@ -673,7 +673,7 @@ async fn keys_are_required_off_loopback_and_generated_on_it() {
     let mut o = options(&dir, &[], None);
     o.env.remove("OSMEN_API_KEYS");
     o.listen = Some("0.0.0.0:0".into());
-    let e = Gateway::build(&o).err().unwrap();
+    let e = Gateway::build(&o).err().unwrap().to_string();
     assert!(
         e.contains("refusing to serve on 0.0.0.0:0 without API keys"),
         "{e}"

@@ -250,6 +250,7 @@ fn bad_memory_bounds_are_refused_naming_the_key() {
             stack: None,
         })
         .err()
+        .map(|e| e.to_string())
         .unwrap_or_default()
     };
     let e = build("max_note_bytes = 0");

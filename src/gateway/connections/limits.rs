@@ -26,10 +26,24 @@ fn get_nofile() -> io::Result<libc::rlimit> {
     Ok(l)
 }
 
+/// Why the descriptor limit could not be read or raised (the gateway serves all the same,
+/// with the cap the soft limit allows).
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("cannot read the descriptor limit: {0}")]
+    Read(#[source] io::Error),
+    #[error("cannot raise the descriptor limit from {before} to its hard limit {hard}: {source}")]
+    Raise {
+        before: u64,
+        hard: u64,
+        source: io::Error,
+    },
+}
+
 /// Raises the soft limit on open descriptors to the hard limit (the common soft limit
 /// of 1,024 would let 1,024 idle sockets lock every client out). Idempotent.
-pub fn raise_nofile_limit() -> Result<NofileLimit, String> {
-    let l = get_nofile().map_err(|e| format!("cannot read the descriptor limit: {e}"))?;
+pub fn raise_nofile_limit() -> Result<NofileLimit, LimitError> {
+    let l = get_nofile().map_err(LimitError::Read)?;
     let (before, hard) = (l.rlim_cur, l.rlim_max);
     if l.rlim_cur < l.rlim_max {
         let raised = libc::rlimit {
@@ -38,10 +52,11 @@ pub fn raise_nofile_limit() -> Result<NofileLimit, String> {
         };
         // SAFETY: setrlimit reads the struct it is given, which lives on our stack.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(format!(
-                "cannot raise the descriptor limit from {before} to its hard limit {hard}: {}",
-                io::Error::last_os_error()
-            ));
+            return Err(LimitError::Raise {
+                before,
+                hard,
+                source: io::Error::last_os_error(),
+            });
         }
     }
     Ok(NofileLimit {
@@ -61,7 +76,7 @@ pub fn effective_cap(max_connections: usize, soft: u64) -> usize {
 
 /// What the gateway starts with: the descriptor limit (raised) and the connection cap.
 pub struct Prepared {
-    pub limit: Result<NofileLimit, String>,
+    pub limit: Result<NofileLimit, LimitError>,
     pub cap: usize,
     pub settings: Settings,
 }

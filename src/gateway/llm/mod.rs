@@ -285,7 +285,7 @@ impl Provider {
                 bad.get_or_insert(e);
             }
         }
-        Ok((bad.unwrap_or_default(), Some(st)))
+        Ok((bad.map(|e| e.to_string()).unwrap_or_default(), Some(st)))
     }
 
     /// One chat completion with retries; waits for a slot of this provider first.

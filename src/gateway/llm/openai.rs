@@ -5,6 +5,11 @@ use serde_json::{Value, json};
 
 use super::{Completion, LlmError, Provider, Timing, u64_at};
 
+/// A server-sent event whose data is not JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable stream chunk: {0}")]
+pub(super) struct UnreadableChunk(serde_json::Error);
+
 /// What a streamed OpenAI-compatible answer came to: its text, usage, and when the first
 /// and last content chunks arrived.
 #[derive(Debug, Default)]
@@ -20,7 +25,11 @@ pub(super) struct Streamed {
 
 impl Streamed {
     /// One server-sent-events line (`data: {...}` or `data: [DONE]`).
-    pub(super) fn line(&mut self, line: &str, at: std::time::Instant) -> Result<(), String> {
+    pub(super) fn line(
+        &mut self,
+        line: &str,
+        at: std::time::Instant,
+    ) -> Result<(), UnreadableChunk> {
         let Some(data) = line.strip_prefix("data:").map(str::trim) else {
             return Ok(());
         };
@@ -28,8 +37,7 @@ impl Streamed {
             self.done = true;
             return Ok(());
         }
-        let v: Value =
-            serde_json::from_str(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
+        let v: Value = serde_json::from_str(data).map_err(UnreadableChunk)?;
         if let Some(m) = v.get("model").and_then(Value::as_str) {
             self.model = Some(m.to_string());
         }

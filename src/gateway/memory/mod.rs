@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::gateway::MemoryLimits;
 
 mod vector;
-pub use vector::{Embedder, Qdrant};
+pub use vector::{Embedder, Qdrant, VectorError};
 
 pub const COLLECTION: &str = "osmen_memories";
 
@@ -74,8 +74,13 @@ pub enum StoreError {
     Io(String),
     /// Qdrant refused the note (502); it is kept locally all the same.
     #[error("{0}")]
-    Qdrant(String),
+    Qdrant(vector::VectorError),
 }
+
+/// The blocking thread of a search (or of writing its answer) ended without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("the search task failed: {0}")]
+pub struct SearchTaskFailed(#[from] tokio::task::JoinError);
 
 /// What the store holds against its bounds, for `/health` and `/ready`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -552,7 +557,7 @@ impl Memory {
             Some(e) => match e.embed(query).await {
                 Ok(v) => Some(v),
                 Err(m) => {
-                    why = Some(m);
+                    why = Some(m.to_string());
                     None
                 }
             },
@@ -561,7 +566,7 @@ impl Memory {
         if let (Some(q), Some(v)) = (&self.qdrant, &qv) {
             match q.search(v, k).await {
                 Ok(h) => return (h, Mode::Qdrant, None),
-                Err(m) => why = Some(m),
+                Err(m) => why = Some(m.to_string()),
             }
         }
         let (shared, query) = (self.shared.clone(), query.to_string());
@@ -576,7 +581,7 @@ impl Memory {
             .await;
         match found {
             Ok((hits, mode)) => (hits, mode, why),
-            Err(e) => (Vec::new(), Mode::Lexical, Some(e)),
+            Err(e) => (Vec::new(), Mode::Lexical, Some(e.to_string())),
         }
     }
 
@@ -585,7 +590,7 @@ impl Memory {
     pub async fn off_loop<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, SearchTaskFailed> {
         // The semaphore is never closed, so this waits for a permit and never fails.
         let permit = self.searches.clone().acquire_owned().await.ok();
         tokio::task::spawn_blocking(move || {
@@ -593,7 +598,7 @@ impl Memory {
             work()
         })
         .await
-        .map_err(|e| format!("the search task failed: {e}"))
+        .map_err(SearchTaskFailed)
     }
 
     /// BM25 over the local notes. It blocks on the store's lock: call it off the event

@@ -8,6 +8,33 @@ use serde_json::{Value, json};
 use super::{COLLECTION, Hit, Note};
 use crate::gateway::llm::Kind;
 
+/// Why the embedding model or Qdrant did not answer as asked; the texts are the ones the
+/// memory routes give as `fallback_reason` or error.
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    #[error("embedding model unreachable: {0}")]
+    EmbedUnreachable(#[source] reqwest::Error),
+    #[error("unreadable embedding: {0}")]
+    EmbedUnreadable(#[source] reqwest::Error),
+    #[error("embedding model answered {status}: {body}")]
+    EmbedStatus {
+        status: reqwest::StatusCode,
+        body: Value,
+    },
+    #[error("the answer holds no embedding")]
+    NoEmbedding,
+    #[error("empty embedding")]
+    EmptyEmbedding,
+    #[error("qdrant at {url}: {source}")]
+    QdrantUnreachable { url: String, source: reqwest::Error },
+    /// `error` is Qdrant's `status.error`, or its whole answer when it has none.
+    #[error("qdrant answered {status}: {error}")]
+    QdrantStatus {
+        status: reqwest::StatusCode,
+        error: Value,
+    },
+}
+
 /// Turns text into a vector with an embedding model.
 pub struct Embedder {
     pub kind: Kind,
@@ -31,7 +58,7 @@ impl Embedder {
         }
     }
 
-    pub async fn embed(&self, text: &str) -> Result<Vec<f32>, String> {
+    pub async fn embed(&self, text: &str) -> Result<Vec<f32>, VectorError> {
         let base = self.base_url.trim_end_matches('/');
         let req = match self.kind {
             Kind::Ollama => self
@@ -49,30 +76,24 @@ impl Embedder {
                 r
             }
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("embedding model unreachable: {e}"))?;
+        let resp = req.send().await.map_err(VectorError::EmbedUnreachable)?;
         let status = resp.status();
-        let v: Value = resp
-            .json()
-            .await
-            .map_err(|e| format!("unreadable embedding: {e}"))?;
+        let v: Value = resp.json().await.map_err(VectorError::EmbedUnreadable)?;
         if !status.is_success() {
-            return Err(format!("embedding model answered {status}: {v}"));
+            return Err(VectorError::EmbedStatus { status, body: v });
         }
         let arr = match self.kind {
             Kind::Ollama => v.pointer("/embeddings/0"),
             _ => v.pointer("/data/0/embedding"),
         }
         .and_then(Value::as_array)
-        .ok_or("the answer holds no embedding")?;
+        .ok_or(VectorError::NoEmbedding)?;
         let vec: Vec<f32> = arr
             .iter()
             .filter_map(|x| x.as_f64().map(|f| f as f32))
             .collect();
         if vec.is_empty() {
-            return Err("empty embedding".into());
+            return Err(VectorError::EmptyEmbedding);
         }
         Ok(vec)
     }
@@ -95,25 +116,26 @@ impl Qdrant {
         }
     }
 
-    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, String> {
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, VectorError> {
         let r = req
             .send()
             .await
-            .map_err(|e| format!("qdrant at {}: {e}", self.url))?;
+            .map_err(|source| VectorError::QdrantUnreachable {
+                url: self.url.clone(),
+                source,
+            })?;
         let status = r.status();
         let v: Value = r.json().await.unwrap_or(Value::Null);
         if status.is_success() {
             Ok(v)
         } else {
-            Err(format!(
-                "qdrant answered {status}: {}",
-                v.pointer("/status/error").unwrap_or(&v)
-            ))
+            let error = v.pointer("/status/error").cloned().unwrap_or(v);
+            Err(VectorError::QdrantStatus { status, error })
         }
     }
 
     /// Creates the collection when it does not exist yet (cosine distance).
-    async fn ensure(&self, dim: usize) -> Result<(), String> {
+    async fn ensure(&self, dim: usize) -> Result<(), VectorError> {
         let mut ready = self.ready.lock().await;
         if *ready == Some(dim) {
             return Ok(());
@@ -131,7 +153,7 @@ impl Qdrant {
         Ok(())
     }
 
-    pub async fn upsert(&self, note: &Note, vector: &[f32]) -> Result<(), String> {
+    pub async fn upsert(&self, note: &Note, vector: &[f32]) -> Result<(), VectorError> {
         self.ensure(vector.len()).await?;
         let url = format!("{}/collections/{COLLECTION}/points?wait=true", self.url);
         self.call(self.client.put(url).json(&json!({
@@ -141,7 +163,7 @@ impl Qdrant {
         .map(|_| ())
     }
 
-    pub async fn search(&self, vector: &[f32], k: usize) -> Result<Vec<Hit>, String> {
+    pub async fn search(&self, vector: &[f32], k: usize) -> Result<Vec<Hit>, VectorError> {
         self.ensure(vector.len()).await?;
         let url = format!("{}/collections/{COLLECTION}/points/search", self.url);
         let v = self

@@ -38,6 +38,59 @@ pub struct Config {
     pub temporality: Temporality,
 }
 
+/// A setting the gateway cannot export with; each names the variable and says what to
+/// give instead. Values are quoted except headers' and resource entries' (tokens).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OtelConfigError {
+    #[error("{var}: entry {entry} has no '=': write key=value pairs separated by commas")]
+    NoEquals { var: String, entry: usize },
+    #[error("{var}: entry {entry} has an empty key")]
+    EmptyKey { var: String, entry: usize },
+    #[error("{var}={value:?}: give a whole number of milliseconds")]
+    NotMillis { var: String, value: String },
+    #[error(
+        "{var}={value:?}: the gateway exports {signal} only with \"otlp\" (or \"none\" for no \
+         {signal})"
+    )]
+    Exporter {
+        var: String,
+        value: String,
+        signal: String,
+    },
+    /// `url` is shown with its credentials masked.
+    #[error(
+        "{var}={url:?} is not a URL ({reason}): give the collector's OTLP/HTTP address, e.g. \
+         http://localhost:4318"
+    )]
+    NotUrl {
+        var: String,
+        url: String,
+        /// The URL parser's words.
+        reason: String,
+    },
+    #[error(
+        "{var}={url:?}: OTLP/HTTP needs an http:// or https:// URL (the gateway does not speak \
+         gRPC; the collector's HTTP port is usually 4318)"
+    )]
+    NotHttp { var: String, url: String },
+    #[error(
+        "{var}={value:?}: the gateway exports OTLP over http/protobuf only; set it to \
+         http/protobuf (or unset it) and point the endpoint at the collector's HTTP port \
+         (usually 4318)"
+    )]
+    Protocol { var: String, value: String },
+    #[error("{var}={value:?}: the gateway sends OTLP uncompressed; set it to none or unset it")]
+    Compression { var: String, value: String },
+    #[error("{var}: entry {entry} ({key:?}) is not a valid HTTP header")]
+    BadHeader {
+        var: String,
+        entry: usize,
+        key: String,
+    },
+    #[error("{var}={value:?}: give cumulative, delta or lowmemory")]
+    Temporality { var: String, value: String },
+}
+
 fn var<'a>(env: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
     env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
@@ -65,34 +118,40 @@ pub(super) fn percent_decode(s: &str) -> String {
 
 /// A `key1=value1,key2=value2` list (W3C baggage style, values percent-decoded). The error
 /// names the variable and the entry but never quotes a value: headers carry tokens.
-fn key_values(var_name: &str, s: &str) -> Result<Vec<(String, String)>, String> {
+fn key_values(var_name: &str, s: &str) -> Result<Vec<(String, String)>, OtelConfigError> {
     let mut out = Vec::new();
     for (i, entry) in s.split(',').enumerate() {
         if entry.trim().is_empty() {
             continue;
         }
         let Some((k, v)) = entry.split_once('=') else {
-            return Err(format!(
-                "{var_name}: entry {} has no '=': write key=value pairs separated by commas",
-                i + 1
-            ));
+            return Err(OtelConfigError::NoEquals {
+                var: var_name.to_string(),
+                entry: i + 1,
+            });
         };
         let k = percent_decode(k.trim());
         if k.is_empty() {
-            return Err(format!("{var_name}: entry {} has an empty key", i + 1));
+            return Err(OtelConfigError::EmptyKey {
+                var: var_name.to_string(),
+                entry: i + 1,
+            });
         }
         out.push((k, percent_decode(v.trim())));
     }
     Ok(out)
 }
 
-fn millis(env: &BTreeMap<String, String>, key: &str) -> Result<Option<Duration>, String> {
+fn millis(env: &BTreeMap<String, String>, key: &str) -> Result<Option<Duration>, OtelConfigError> {
     match var(env, key) {
         None => Ok(None),
         Some(v) => v
             .parse::<u64>()
             .map(|ms| Some(Duration::from_millis(ms)))
-            .map_err(|_| format!("{key}={v:?}: give a whole number of milliseconds")),
+            .map_err(|_| OtelConfigError::NotMillis {
+                var: key.to_string(),
+                value: v.to_string(),
+            }),
     }
 }
 
@@ -102,17 +161,18 @@ fn signal(
     env: &BTreeMap<String, String>,
     name: &str,
     path: &str,
-) -> Result<Option<Signal>, String> {
+) -> Result<Option<Signal>, OtelConfigError> {
     let upper = name.to_ascii_uppercase();
     let exporter_var = format!("OTEL_{upper}_EXPORTER");
     match var(env, &exporter_var) {
         None | Some("otlp") => {}
         Some("none") => return Ok(None),
         Some(other) => {
-            return Err(format!(
-                "{exporter_var}={other:?}: the gateway exports {name} only with \"otlp\" \
-                 (or \"none\" for no {name})"
-            ));
+            return Err(OtelConfigError::Exporter {
+                var: exporter_var,
+                value: other.to_string(),
+                signal: name.to_string(),
+            });
         }
     }
     let own = |suffix: &str| format!("OTEL_EXPORTER_OTLP_{upper}_{suffix}");
@@ -139,35 +199,32 @@ fn signal(
             None => return Ok(None),
         },
     };
-    let parsed = reqwest::Url::parse(&url).map_err(|e| {
-        format!(
-            "{url_var}={:?} is not a URL ({e}): give the collector's OTLP/HTTP address, \
-             e.g. http://localhost:4318",
-            mask_url_credentials(&url)
-        )
+    let parsed = reqwest::Url::parse(&url).map_err(|e| OtelConfigError::NotUrl {
+        var: url_var.clone(),
+        url: mask_url_credentials(&url),
+        reason: e.to_string(),
     })?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "{url_var}={:?}: OTLP/HTTP needs an http:// or https:// URL (the gateway does not \
-             speak gRPC; the collector's HTTP port is usually 4318)",
-            mask_url_credentials(&url)
-        ));
+        return Err(OtelConfigError::NotHttp {
+            var: url_var,
+            url: mask_url_credentials(&url),
+        });
     }
     if let Some((pvar, p)) = either("PROTOCOL")
         && p != "http/protobuf"
     {
-        return Err(format!(
-            "{pvar}={p:?}: the gateway exports OTLP over http/protobuf only; set it to \
-             http/protobuf (or unset it) and point the endpoint at the collector's HTTP port \
-             (usually 4318)"
-        ));
+        return Err(OtelConfigError::Protocol {
+            var: pvar,
+            value: p.to_string(),
+        });
     }
     if let Some((cvar, c)) = either("COMPRESSION")
         && c != "none"
     {
-        return Err(format!(
-            "{cvar}={c:?}: the gateway sends OTLP uncompressed; set it to none or unset it"
-        ));
+        return Err(OtelConfigError::Compression {
+            var: cvar,
+            value: c.to_string(),
+        });
     }
     let headers = match either("HEADERS") {
         Some((hvar, h)) => {
@@ -176,10 +233,11 @@ fn signal(
                 if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
                     || reqwest::header::HeaderValue::from_str(v).is_err()
                 {
-                    return Err(format!(
-                        "{hvar}: entry {} ({k:?}) is not a valid HTTP header",
-                        i + 1
-                    ));
+                    return Err(OtelConfigError::BadHeader {
+                        var: hvar,
+                        entry: i + 1,
+                        key: k.clone(),
+                    });
                 }
             }
             kv
@@ -204,7 +262,7 @@ fn signal(
 impl Config {
     /// The settings, or None when nothing is to be exported: no OTLP endpoint is set,
     /// `OTEL_SDK_DISABLED=true`, or both signals' exporters are `none`.
-    pub fn from_env(env: &BTreeMap<String, String>) -> Result<Option<Config>, String> {
+    pub fn from_env(env: &BTreeMap<String, String>) -> Result<Option<Config>, OtelConfigError> {
         if var(env, "OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
@@ -233,9 +291,10 @@ impl Config {
                 "delta" => Temporality::Delta,
                 "lowmemory" => Temporality::LowMemory,
                 _ => {
-                    return Err(format!(
-                        "{temporality_var}={t:?}: give cumulative, delta or lowmemory"
-                    ));
+                    return Err(OtelConfigError::Temporality {
+                        var: temporality_var.to_string(),
+                        value: t,
+                    });
                 }
             },
         };

@@ -39,7 +39,7 @@ use crate::model::secret::mask_url_credentials;
 mod config;
 pub use config::{
     Config, DEFAULT_EXPORT_TIMEOUT, DEFAULT_METRIC_INTERVAL, DEFAULT_SERVICE_NAME,
-    DEFAULT_SPAN_DELAY, Signal,
+    DEFAULT_SPAN_DELAY, OtelConfigError, Signal,
 };
 
 // Attribute keys of the GenAI and general semantic conventions.
@@ -96,12 +96,26 @@ struct Transport {
     exports: Arc<Exports>,
 }
 
+/// Why the exporters the environment asks for cannot be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum OtelError {
+    #[error(transparent)]
+    Config(#[from] OtelConfigError),
+    #[error("cannot start the OpenTelemetry exporter's runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot set up the OTLP {signal} exporter: {source}")]
+    Exporter {
+        signal: &'static str,
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+}
+
 impl Transport {
-    fn new(timeout: Duration, exports: Arc<Exports>) -> Result<Transport, String> {
+    fn new(timeout: Duration, exports: Arc<Exports>) -> Result<Transport, OtelError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the OpenTelemetry exporter's runtime: {e}"))?;
+            .map_err(OtelError::Runtime)?;
         Ok(Transport {
             client: crate::http::client(|b| b.timeout(timeout)),
             rt: Some(rt),
@@ -213,14 +227,14 @@ impl Otel {
     pub fn from_env(
         env: &BTreeMap<String, String>,
         providers: &[Arc<Provider>],
-    ) -> Result<Option<Otel>, String> {
+    ) -> Result<Option<Otel>, OtelError> {
         match Config::from_env(env)? {
             Some(c) => Otel::new(c, providers).map(Some),
             None => Ok(None),
         }
     }
 
-    pub fn new(config: Config, providers: &[Arc<Provider>]) -> Result<Otel, String> {
+    pub fn new(config: Config, providers: &[Arc<Provider>]) -> Result<Otel, OtelError> {
         let resource = opentelemetry_sdk::Resource::builder_empty()
             .with_service_name(config.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -243,7 +257,10 @@ impl Otel {
                 .with_timeout(s.timeout)
                 .with_headers(headers_map(s))
                 .build()
-                .map_err(|e| format!("cannot set up the OTLP trace exporter: {e}"))?;
+                .map_err(|source| OtelError::Exporter {
+                    signal: "trace",
+                    source,
+                })?;
             let batch = BatchSpanProcessor::builder(exporter)
                 .with_batch_config(
                     BatchConfigBuilder::default()
@@ -269,7 +286,10 @@ impl Otel {
                 .with_headers(headers_map(s))
                 .with_temporality(config.temporality)
                 .build()
-                .map_err(|e| format!("cannot set up the OTLP metric exporter: {e}"))?;
+                .map_err(|source| OtelError::Exporter {
+                    signal: "metric",
+                    source,
+                })?;
             let reader = PeriodicReader::builder(exporter)
                 .with_interval(config.metric_interval)
                 .build();

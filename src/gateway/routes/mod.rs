@@ -227,7 +227,9 @@ async fn memory_store(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Res
             .into_response(),
         Err(StoreError::TooLarge(e)) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
         Err(StoreError::Full(e)) => error(StatusCode::INSUFFICIENT_STORAGE, e),
-        Err(StoreError::Qdrant(e)) => error(StatusCode::BAD_GATEWAY, gw.clean_error(&e)),
+        Err(StoreError::Qdrant(e)) => {
+            error(StatusCode::BAD_GATEWAY, gw.clean_error(&e.to_string()))
+        }
         Err(StoreError::Io(e)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             gw.clean_error(&format!("cannot store the note: {e}")),
@@ -274,7 +276,7 @@ async fn memory_search(State(gw): Gw, body: Result<Bytes, BytesRejection>) -> Re
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot write the answer: {e}"),
         ),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

@@ -234,7 +234,7 @@ pub(super) fn parse_uses(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<ModelUse
 
 /// The stack's Ollama service: the one named `ollama`, else the one service whose image
 /// is Ollama's.
-pub fn ollama_service(services: &BTreeMap<String, Service>) -> Result<String, String> {
+pub fn ollama_service(services: &BTreeMap<String, Service>) -> Result<String, NoOllama> {
     if services.contains_key("ollama") {
         return Ok("ollama".into());
     }
@@ -250,19 +250,23 @@ pub fn ollama_service(services: &BTreeMap<String, Service>) -> Result<String, St
         .collect();
     match found.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(
-            "the stack has no Ollama service to serve them (a service named `ollama` \
-                   or running an ollama image): add one, or remove `models:`"
-                .into(),
-        ),
-        many => Err(format!(
-            "several Ollama services ({}): name the one that serves models `ollama`",
-            many.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+        [] => Err(NoOllama::None),
+        many => Err(NoOllama::Several(
+            many.iter().map(|s| s.to_string()).collect(),
         )),
     }
+}
+
+/// Why no one service of the stack serves its `models:`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoOllama {
+    #[error(
+        "the stack has no Ollama service to serve them (a service named `ollama` or running \
+         an ollama image): add one, or remove `models:`"
+    )]
+    None,
+    #[error("several Ollama services ({}): name the one that serves models `ollama`", .0.join(", "))]
+    Several(Vec<String>),
 }
 
 /// The port the Ollama service listens on inside its container.
