@@ -699,7 +699,13 @@ async fn carry_out(
             let Some(url) = super::ollama::locate(ctx, Some(engine)).await else {
                 bail!("OLLAMA_URL is not set and the stack's Ollama publishes no port");
             };
-            super::ollama::act(ctx, &url, model, *keep).await
+            let done = super::ollama::act(ctx, &url, model, *keep).await?;
+            // What Ollama holds now, at once: the view does not wait for the next sample.
+            let client = crate::http::client(|b| b.timeout(Duration::from_secs(5)));
+            if let Ok(o) = crate::collect::ollama::sample(&client, &url).await {
+                let _ = tx.send(Update::Ollama(o)).await;
+            }
+            Ok(done)
         }
         // Carried out by `execute` itself (they need the terminal or the hub).
         Command::Exec(_) | Command::Inspect(_) | Command::SetSampling(_) => {

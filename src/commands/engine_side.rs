@@ -281,7 +281,7 @@ impl EngineSide {
         let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
         crate::collect::gpu::spawn(gpu, every(2), tx.clone(), stop.clone());
         tokio::spawn(crate::collect::ollama::run(
-            follow_ollama(ctx, &engine, &stop),
+            follow_ollama(ctx, &engine, &tx, &stop),
             every(10),
             tx.clone(),
             stop.clone(),
@@ -348,19 +348,23 @@ impl EngineSide {
     }
 }
 
-/// The container and probe collectors; without an engine, both report it unavailable.
 /// Where the stack's Ollama answers, followed: found again every `PERIOD * 10`, so an
-/// Ollama started (or recreated on another port) after osmen is still found.
+/// Ollama started (or recreated on another port) after osmen is still found. On the same
+/// round, the running container's `OLLAMA_NUM_PARALLEL` replaces the compose file's (the
+/// container may have been created from an older file).
 fn follow_ollama(
     ctx: &Ctx,
     engine: &Result<Arc<DockerEngine>, String>,
+    updates: &mpsc::Sender<Update>,
     stop: &watch::Receiver<bool>,
 ) -> watch::Receiver<Option<String>> {
     let (tx, rx) = watch::channel(ollama_url(ctx));
     let (project, engine, mut stop) = (ctx.project.clone(), engine.clone().ok(), stop.clone());
+    let updates = updates.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PERIOD * 10);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut parallel = None;
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
@@ -374,11 +378,20 @@ fn follow_ollama(
                     changed
                 });
             }
+            let Some(e) = engine.as_deref() else { continue };
+            let running = super::ollama::running_num_parallel(&project, e).await;
+            if running.is_some() && running != parallel {
+                parallel = running;
+                let _ = updates
+                    .send(Update::OllamaParallel(running.flatten()))
+                    .await;
+            }
         }
     });
     rx
 }
 
+/// The container and probe collectors; without an engine, both report it unavailable.
 async fn start_container_collectors(
     ctx: &Ctx,
     engine: &Result<Arc<DockerEngine>, String>,

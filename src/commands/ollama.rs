@@ -66,6 +66,36 @@ pub async fn locate_in(
         })
 }
 
+/// The running Ollama container's own `OLLAMA_NUM_PARALLEL`, from its environment as the
+/// engine holds it (the image's `ENV` included): what Ollama serves with now, whatever the
+/// compose file says since. `None` when it cannot be told (no engine answer, no running
+/// container of the service); `Some(None)` when the container sets none (Ollama's default
+/// applies).
+pub async fn running_num_parallel(
+    project: &crate::stack::compose::Project,
+    engine: &DockerEngine,
+) -> Option<Option<u32>> {
+    let service = crate::stack::compose::models::ollama_service(&project.services).ok()?;
+    let rows = engine.list_containers(&project.name).await.ok()?;
+    let mut running: Vec<_> = rows
+        .iter()
+        .filter(|r| r.service == service && r.state == "running")
+        .collect();
+    running.sort_by_key(|r| r.number);
+    let i = engine.inspection(&running.first()?.id).await.ok()?;
+    Some(num_parallel_of(&i.env))
+}
+
+/// `OLLAMA_NUM_PARALLEL` in a container's `NAME=value` environment (the last one counts,
+/// as the engine passes them in order); a value Ollama would not read as a number counts
+/// as unset, as its `envconfig.Uint` does.
+fn num_parallel_of(env: &[String]) -> Option<u32> {
+    env.iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("OLLAMA_NUM_PARALLEL="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn table(models: &[LoadedModel]) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -170,4 +200,24 @@ pub async fn run(ctx: &Ctx, args: &OllamaArgs) -> anyhow::Result<u8> {
         (_, false) => print!("{}", table(&now)),
     }
     Ok(OK)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn num_parallel_is_read_from_the_environment_as_ollama_reads_it() {
+        let env = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (vars, want) in [
+            (env(&["PATH=/bin", "OLLAMA_NUM_PARALLEL=3"]), Some(3)),
+            (
+                env(&["OLLAMA_NUM_PARALLEL=2", "OLLAMA_NUM_PARALLEL=5"]),
+                Some(5),
+            ),
+            (env(&["OLLAMA_NUM_PARALLEL=four"]), None),
+            (env(&["OLLAMA_NUM_PARALLELISM=4"]), None),
+            (env(&[]), None),
+        ] {
+            assert_eq!(super::num_parallel_of(&vars), want, "{vars:?}");
+        }
+    }
 }

@@ -106,3 +106,69 @@ async fn calls_held_by_ollama_past_its_parallel_show_as_a_queue_then_clear() {
     ));
     assert!(hub.snapshot.ollama.as_ref().unwrap().queue.is_some());
 }
+
+/// How many requests Ollama serves at once is read from its running container: a
+/// container created from an older compose file keeps its own `OLLAMA_NUM_PARALLEL`
+/// (what `docker inspect` shows) until it is recreated, whatever the file says now.
+#[test]
+fn num_parallel_is_the_running_containers_not_the_files() {
+    use crate::util::{Stack, docker_ready, inspect};
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("models", "oq-parallel");
+    let compose = |parallel: Option<&str>| {
+        let env = parallel
+            .map(|p| format!("      OLLAMA_NUM_PARALLEL: \"{p}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            st.path("docker-compose.yml"),
+            format!(
+                "services:\n  ollama:\n    image: osmen-standin:test\n    restart: \"no\"\n    \
+                 stop_grace_period: 1s\n    environment:\n      PORT: \"11434\"\n{env}"
+            ),
+        )
+        .unwrap();
+        let opts = osmen::stack::compose::LoadOptions {
+            project_name: Some(st.project.clone()),
+            ..Default::default()
+        };
+        osmen::stack::compose::load(&st.path("docker-compose.yml"), &opts).unwrap()
+    };
+    compose(Some("3"));
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let env = inspect(&st.container("ollama"), "{{json .Config.Env}}");
+    assert!(env.contains("\"OLLAMA_NUM_PARALLEL=3\""), "{env}");
+    // The file now says 7; the container was made with 3 and still runs with it.
+    let project = compose(Some("7"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let engine = rt
+        .block_on(osmen::stack::engine::DockerEngine::connect())
+        .unwrap();
+    let running = rt.block_on(osmen::commands::ollama::running_num_parallel(
+        &project, &engine,
+    ));
+    assert_eq!(
+        osmen::commands::engine_side::ollama_num_parallel(&project),
+        Some(7)
+    );
+    assert_eq!(running, Some(Some(3)), "docker inspect: {env}");
+    // Recreated without it: Ollama's default applies (`Some(None)`), and with no
+    // container running nothing can be told (`None`).
+    let project = compose(None);
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let env = inspect(&st.container("ollama"), "{{json .Config.Env}}");
+    assert!(!env.contains("OLLAMA_NUM_PARALLEL"), "{env}");
+    let running = rt.block_on(osmen::commands::ollama::running_num_parallel(
+        &project, &engine,
+    ));
+    assert_eq!(running, Some(None));
+    let (ok, out) = crate::util::docker(&["stop", "-t", "1", &st.container("ollama")]);
+    assert!(ok, "{out}");
+    let running = rt.block_on(osmen::commands::ollama::running_num_parallel(
+        &project, &engine,
+    ));
+    assert_eq!(running, None);
+}
