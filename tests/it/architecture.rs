@@ -462,44 +462,15 @@ fn the_length_rule_catches_a_long_function() {
     assert!(got[0].2 > MAX_FUNCTION_LINES && got[1].2 <= MAX_FUNCTION_LINES);
 }
 
-/// The lines of `src` outside test code (`#[cfg(test)]` and `#[test]` items skipped, and
-/// strings and comments blanked): (line number, code).
+/// The lines of `src` outside test code, strings and comments (the module graph's reader):
+/// (line number, code).
 fn code_outside_tests(src: &str) -> Vec<(usize, String)> {
-    let (mut in_str, mut depth, mut test_attr) = (None, 0i64, false);
-    let mut skip_until: Option<i64> = None;
-    let mut out = Vec::new();
-    for (n, line) in src.lines().enumerate() {
-        let code = code_of(line, &mut in_str);
-        let t = code.trim();
-        if skip_until.is_none() && (t.starts_with("#[cfg(test)]") || t.starts_with("#[test]")) {
-            test_attr = true;
-        }
-        let skipped = skip_until.is_some() || test_attr;
-        for c in code.chars() {
-            match c {
-                '{' => {
-                    if test_attr && skip_until.is_none() {
-                        skip_until = Some(depth);
-                        test_attr = false;
-                    }
-                    depth += 1;
-                }
-                '}' => {
-                    depth -= 1;
-                    if skip_until == Some(depth) {
-                        skip_until = None;
-                    }
-                }
-                // `#[cfg(test)] use ...;` ends at its semicolon.
-                ';' if test_attr && skip_until.is_none() => test_attr = false,
-                _ => {}
-            }
-        }
-        if !skipped {
-            out.push((n + 1, code));
-        }
-    }
-    out
+    crate::module_graph::non_test_code(src)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| (n + 1, l.to_string()))
+        .collect()
 }
 
 /// Whether `code` names a `Result<_, String>`: a plain `Result` (not an alias such as

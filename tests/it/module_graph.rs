@@ -10,7 +10,7 @@ use crate::architecture::code_of;
 use crate::util::root;
 
 /// The code of `src` outside comments, strings and test items (`#[cfg(test)]`, `#[test]`).
-fn non_test_code(src: &str) -> String {
+pub(crate) fn non_test_code(src: &str) -> String {
     let mut out = String::new();
     let mut in_str = None;
     let mut depth: i64 = 0;
