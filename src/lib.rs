@@ -10,6 +10,7 @@ pub mod http;
 pub mod hub;
 pub mod logging;
 pub mod model;
+pub mod redis_conn;
 pub mod stack;
 pub mod sys;
 pub mod tui;

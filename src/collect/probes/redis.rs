@@ -3,7 +3,7 @@
 //! window's hit ratio come from the deltas of its counters between two samples.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::rate;
 use crate::model::figures::{Redis, RedisPersistence};
@@ -55,44 +55,12 @@ fn keyspace(info: &BTreeMap<String, String>) -> (u64, BTreeMap<String, u64>) {
 /// Why the Redis probe's sample failed; the texts are the ones the console shows.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisProbeError {
-    #[error("bad address {addr}")]
-    Address { addr: String },
-    /// The address or the client could not be made.
     #[error(transparent)]
-    Client(redis::RedisError),
-    #[error("connect {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: redis::RedisError,
-    },
+    Connect(#[from] crate::redis_conn::ConnectError),
     #[error("not connected")]
     NotConnected,
     #[error("INFO: {0}")]
     Info(redis::RedisError),
-}
-
-async fn connect(
-    addr: &str,
-    creds: &Creds,
-) -> Result<redis::aio::MultiplexedConnection, RedisProbeError> {
-    use redis::IntoConnectionInfo;
-    let mut info = addr_info(addr)?
-        .into_connection_info()
-        .map_err(RedisProbeError::Client)?;
-    if let Some(pw) = &creds.password {
-        info = info.set_redis_settings(redis::RedisConnectionInfo::default().set_password(pw));
-    }
-    let client = redis::Client::open(info).map_err(RedisProbeError::Client)?;
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(3)))
-        .set_response_timeout(Some(Duration::from_secs(3)));
-    client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await
-        .map_err(|source| RedisProbeError::Connect {
-            addr: addr.into(),
-            source,
-        })
 }
 
 impl Probe {
@@ -107,7 +75,7 @@ impl Probe {
     pub async fn sample(&mut self, addr: &str) -> Result<Redis, RedisProbeError> {
         if self.conn.as_ref().is_none_or(|(a, _)| a != addr) {
             self.conn = None;
-            let conn = connect(addr, &self.creds).await?;
+            let conn = crate::redis_conn::connect(addr, self.creds.password.as_deref()).await?;
             self.conn = Some((addr.to_string(), conn));
         }
         let Some((_, conn)) = self.conn.as_mut() else {
@@ -141,14 +109,6 @@ impl Probe {
         self.prev = Some((now, cur));
         Ok(build(&info, cur, p, dt))
     }
-}
-
-fn addr_info(addr: &str) -> Result<redis::ConnectionAddr, RedisProbeError> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .ok_or_else(|| RedisProbeError::Address { addr: addr.into() })?;
-    Ok(redis::ConnectionAddr::Tcp(host, port))
 }
 
 /// Figures from one `INFO` and the counters of the sample before (`dt` seconds ago).
