@@ -38,8 +38,7 @@ pub trait FleetSource: Send + Sync + 'static {
     fn hosts(&self) -> Vec<FleetRow>;
     /// Why a host did not answer; its first line is the host's reason on its line.
     type Error: std::error::Error + Send + Sync + 'static;
-    fn sample(&self, host: usize)
-    -> impl Future<Output = Result<HostSample, Self::Error>> + Send;
+    fn sample(&self, host: usize) -> impl Future<Output = Result<HostSample, Self::Error>> + Send;
 }
 
 /// Why a host has no figures this period.

@@ -133,7 +133,7 @@ pub enum FleetHostError {
 }
 
 /// Where a fleet entry's engine is, as the connection reads it.
-fn fleet_env(e: &FleetEntry) -> crate::stack::remote::HostEnv {
+pub fn fleet_env(e: &FleetEntry) -> crate::stack::remote::HostEnv {
     use crate::stack::context::{ContextEnv, DEFAULT_CONTEXT};
     use crate::stack::remote::HostEnv;
     match &e.engine {
@@ -148,6 +148,7 @@ fn fleet_env(e: &FleetEntry) -> crate::stack::remote::HostEnv {
             flag: Some(c.clone()),
             ..ContextEnv::from_process()
         }),
+        FleetEngine::Here(_) => HostEnv::from_process(),
     }
 }
 
@@ -160,6 +161,7 @@ impl FleetSource for FleetEngines {
                 name: e.name.clone(),
                 engine: e.engine_shown(),
                 project: p.clone().unwrap_or_default(),
+                home: matches!(e.engine, FleetEngine::Here(_)),
                 ..Default::default()
             })
             .collect()
@@ -187,10 +189,7 @@ impl FleetSource for FleetEngines {
 }
 
 /// One host's project: its containers, the running ones' stats, the engine host's size.
-async fn fleet_sample(
-    engine: &DockerEngine,
-    project: String,
-) -> Result<HostSample, EngineError> {
+async fn fleet_sample(engine: &DockerEngine, project: String) -> Result<HostSample, EngineError> {
     let containers = engine.list_containers(&project).await?;
     let (cpus, memory_total) = engine.host_capacity().await?;
     let running = containers.iter().filter(|c| c.state == "running");
@@ -233,47 +232,70 @@ pub async fn connect() -> Result<Arc<DockerEngine>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// What an engine side measures beside its project's containers.
+#[derive(Debug, Clone, Default)]
+pub struct SideOptions {
+    /// The embedded gateway's address when one runs (scraped instead of the default).
+    pub gateway: Option<std::net::SocketAddr>,
+    /// The hub keeps its history file (this machine's own stack only).
+    pub persist_history: bool,
+    /// The fleet collector over the settings' `[[fleet]]` hosts (the console runs its
+    /// own, which outlives a switch).
+    pub fleet: bool,
+    /// The console's own stack: the gateway, Qdrant and `scrape` targets are scraped.
+    pub home: bool,
+    /// The engine is on this machine: its host figures, NVML and Ollama apply.
+    pub local_machine: bool,
+    /// The compose file is followed (a fleet host named by its project only has none).
+    pub compose: bool,
+    /// The sampling period to start with (default `PERIOD`).
+    pub period: Option<Duration>,
+}
+
+impl SideOptions {
+    /// Everything, for this machine's own stack.
+    pub fn home() -> SideOptions {
+        SideOptions {
+            fleet: true,
+            home: true,
+            local_machine: true,
+            compose: true,
+            ..SideOptions::default()
+        }
+    }
+}
+
 impl EngineSide {
     /// `status` and `suggest`: connects, then starts every collector.
     pub async fn start(ctx: &Ctx) -> EngineSide {
-        EngineSide::start_on(ctx, connect().await, None, false).await
+        EngineSide::start_on(ctx, connect().await, SideOptions::home()).await
     }
 
     /// Starts the hub and every collector on `engine` (connected once by the caller, the
-    /// console, whose gateway needs it first); `gateway` is the embedded gateway's address
-    /// when one runs (scraped instead of the default).
+    /// console, whose gateway needs it first), as `o` says.
     pub async fn start_on(
         ctx: &Ctx,
         engine: Result<Arc<DockerEngine>, String>,
-        gateway: Option<std::net::SocketAddr>,
-        persist_history: bool,
+        o: SideOptions,
     ) -> EngineSide {
         let (tx, rx) = hub::spawn_with(
             &ctx.project.name,
             Some(ctx.runtime_dir.clone()),
             Some(ctx.config.advisor.clone()),
-            persist_history,
+            o.persist_history,
         );
         let (stop_tx, stop) = watch::channel(false);
         // The sampling period the console's `[` and `]` change.
-        let (period_tx, period) = watch::channel(PERIOD);
+        let (period_tx, period) = watch::channel(o.period.unwrap_or(PERIOD));
         let every = |factor: u32| Ticker::new(period.clone(), factor, Duration::ZERO);
         let _ = tx
             .send(Update::OllamaParallel(ollama_num_parallel(&ctx.project)))
             .await;
-        let mut mounts = vec!["/".to_string()];
-        if let Ok(e) = &engine
-            && let Ok(i) = e.info().await
-            && let Some(root) = i.root_dir
-        {
-            mounts.push(root);
+        if o.local_machine {
+            start_machine(&engine, &period, &tx, &stop).await;
+        } else {
+            elsewhere(&engine, &tx).await;
         }
-        tokio::spawn(crate::collect::host::run(
-            mounts,
-            Ticker::new(period.clone(), 1, sysinfo::MINIMUM_CPU_UPDATE_INTERVAL),
-            tx.clone(),
-            stop.clone(),
-        ));
         start_container_collectors(ctx, &engine, &tx, &stop, every(1)).await;
         tokio::spawn(crate::collect::disk::watch_journal(
             ctx.runtime_dir.join("journal.jsonl"),
@@ -281,17 +303,24 @@ impl EngineSide {
             tx.clone(),
             stop.clone(),
         ));
-        let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
-        crate::collect::gpu::spawn(gpu, every(2), tx.clone(), stop.clone());
+        let ollama = if o.local_machine {
+            follow_ollama(ctx, &engine, &stop)
+        } else {
+            watch::channel(None).1
+        };
         tokio::spawn(crate::collect::ollama::run(
-            follow_ollama(ctx, &engine, &stop),
+            ollama,
             every(10),
             tx.clone(),
             stop.clone(),
         ));
-        let mut targets = scrape_targets(ctx);
-        if let Some(g) = gateway {
-            targets[0] = format!("http://{g}/metrics");
+        let mut targets = if o.home {
+            scrape_targets(ctx)
+        } else {
+            Vec::new()
+        };
+        if let (Some(g), Some(first)) = (o.gateway, targets.first_mut()) {
+            *first = format!("http://{g}/metrics");
         }
         let groups_rx = discover_replicas(ctx, &engine, &stop);
         tokio::spawn(crate::collect::prometheus::run_targets(
@@ -301,7 +330,7 @@ impl EngineSide {
             tx.clone(),
             stop.clone(),
         ));
-        if !ctx.config.fleet.is_empty() {
+        if o.fleet && !ctx.config.fleet.is_empty() {
             tokio::spawn(crate::collect::fleet::run(
                 Arc::new(FleetEngines::new(&ctx.config.fleet)),
                 PERIOD,
@@ -314,12 +343,10 @@ impl EngineSide {
             tx.clone(),
             stop.clone(),
         ));
-        tokio::spawn(watch_compose(
-            ctx.global.clone(),
-            declared(ctx),
-            tx.clone(),
-            stop,
-        ));
+        if o.compose {
+            let watch = watch_compose(ctx.global.clone(), declared(ctx), tx.clone(), stop);
+            tokio::spawn(watch);
+        }
         EngineSide {
             engine,
             updates: tx,
@@ -348,6 +375,49 @@ impl EngineSide {
             self.updates.clone(),
             self.stop.subscribe(),
         ));
+    }
+}
+
+/// This machine's own figures: its host (with the engine's data root among the disks)
+/// and its GPUs.
+async fn start_machine(
+    engine: &Result<Arc<DockerEngine>, String>,
+    period: &watch::Receiver<Duration>,
+    tx: &mpsc::Sender<Update>,
+    stop: &watch::Receiver<bool>,
+) {
+    let mut mounts = vec!["/".to_string()];
+    if let Ok(e) = engine
+        && let Ok(Ok(i)) = tokio::time::timeout(PERIOD * 5, e.info()).await
+        && let Some(root) = i.root_dir
+    {
+        mounts.push(root);
+    }
+    tokio::spawn(crate::collect::host::run(
+        mounts,
+        Ticker::new(period.clone(), 1, sysinfo::MINIMUM_CPU_UPDATE_INTERVAL),
+        tx.clone(),
+        stop.clone(),
+    ));
+    let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
+    crate::collect::gpu::spawn(
+        gpu,
+        Ticker::new(period.clone(), 2, Duration::ZERO),
+        tx.clone(),
+        stop.clone(),
+    );
+}
+
+/// For an engine on another machine: this machine's host, GPU and Ollama figures would
+/// not be that host's, so the sources say why they show none.
+async fn elsewhere(engine: &Result<Arc<DockerEngine>, String>, tx: &mpsc::Sender<Update>) {
+    let at = match engine {
+        Ok(e) => e.remote_host().unwrap_or_else(|| "another machine".into()),
+        Err(_) => "another machine".into(),
+    };
+    for name in ["host", "gpu"] {
+        let why = format!("not measured: the engine is on {at}, not on this machine");
+        let _ = tx.send(Update::Source(name, Err(why))).await;
     }
 }
 

@@ -4,7 +4,9 @@
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod console_actions;
 pub mod console_shell;
+pub mod console_switch;
 pub mod doctor;
 pub mod down;
 pub mod engine_side;

@@ -70,7 +70,9 @@ fn bad_lines_name_their_line() {
         "line 1: label a: value must be quoted",
         "the line and the label"
     );
-    assert!(matches!(e.problem, osmen::collect::prometheus::SampleError::Unquoted(ref k) if k == "a"));
+    assert!(
+        matches!(e.problem, osmen::collect::prometheus::SampleError::Unquoted(ref k) if k == "a")
+    );
     assert!(parse("m notanumber\n").is_err());
 }
 

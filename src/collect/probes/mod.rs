@@ -368,7 +368,8 @@ mod tests {
         assert_eq!(endpoint(&rows, &t, None).unwrap(), "127.0.0.1:15432");
         // An engine on another machine: its loopback and its container network are not
         // reachable from here; a port published on every address is, on that host.
-        let err = endpoint(&rows, &t, Some("db-host")).unwrap_err()
+        let err = endpoint(&rows, &t, Some("db-host"))
+            .unwrap_err()
             .to_string();
         assert!(err.contains("engine is on db-host"), "{err}");
         let everywhere = PortRow {
@@ -386,10 +387,12 @@ mod tests {
         );
         let rows = vec![row("db", vec![], vec!["172.18.0.2"])];
         assert_eq!(endpoint(&rows, &t, None).unwrap(), "172.18.0.2:5432");
-        let err = endpoint(&[row("db", vec![], vec![])], &t, None).unwrap_err()
+        let err = endpoint(&[row("db", vec![], vec![])], &t, None)
+            .unwrap_err()
             .to_string();
         assert!(err.contains("p-db-1") && err.contains("5432"), "{err}");
-        let err = endpoint(&[row("web", vec![], vec!["1.2.3.4"])], &t, None).unwrap_err()
+        let err = endpoint(&[row("web", vec![], vec!["1.2.3.4"])], &t, None)
+            .unwrap_err()
             .to_string();
         assert!(err.contains("no running container of db"), "{err}");
     }

@@ -243,10 +243,7 @@ impl Probe {
 
 /// Each database's size and connections, its counters summed into `cur`; and the
 /// deadlocks over all of them.
-async fn databases(
-    c: &Client,
-    cur: &mut Counters,
-) -> Result<(i64, Vec<PgDatabase>), PgProbeError> {
+async fn databases(c: &Client, cur: &mut Counters) -> Result<(i64, Vec<PgDatabase>), PgProbeError> {
     let q = PgProbeError::Query;
     let dbs = c
         .query(
