@@ -614,16 +614,30 @@ fn a_switched_console_names_the_host_and_marks_its_line() {
     let text = render(&mut st, &s, 80, 24);
     insta::assert_snapshot!("overview_fleet_switched_80x24", text);
     let first = text.lines().next().unwrap_or_default();
-    assert!(first.contains("shop on gpu-box ssh://ops@gpu-box"), "{first}");
+    assert!(
+        first.contains("shop on gpu-box ssh://ops@gpu-box"),
+        "{first}"
+    );
     let marked: Vec<&str> = text.lines().filter(|l| l.contains("▶")).collect();
     assert_eq!(marked.len(), 1, "{text}");
     assert!(marked[0].contains("▶ gpu-box"), "{text}");
     // Shown already: nothing sent.
-    assert_eq!(super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter)), None);
-    assert!(st.message.as_deref().unwrap_or("").contains("already shows gpu-box"));
+    assert_eq!(
+        super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter)),
+        None
+    );
+    assert!(
+        st.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("already shows gpu-box")
+    );
     // Cut off: refused with the reason and since when.
     super::state::on_key(&mut st, &km, &s, key(KeyCode::Char('j')));
-    assert_eq!(super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter)), None);
+    assert_eq!(
+        super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter)),
+        None
+    );
     let m = st.message.clone().unwrap_or_default();
     assert!(
         m.starts_with("staging: not switched: unreachable since ") && m.contains("10.0.0.9"),
