@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::Ctx;
 use super::console_actions::{self as actions, Io, activity};
-use super::engine_side::{EngineSide, FleetEngines, PERIOD, SideOptions, fleet_env};
+use super::engine_side::{EngineSide, PERIOD, SideOptions};
+use super::fleet_engines::{FleetEngines, fleet_env};
 use crate::hub::{ActivityChange, Update};
 use crate::model::console::{Command, SwitchedTo};
 use crate::model::fleet::{FleetEngine, FleetEntry, FleetProject, FleetRow};

@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod down;
 pub mod engine_side;
 pub mod export;
+pub mod fleet_engines;
 pub mod gateway;
 pub mod images;
 pub mod logs;
