@@ -395,3 +395,45 @@ fn sampling(side: &EngineSide, ms: u64) {
         ActivityChange::Result(format!("{what}: done")),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(host: &str) -> FleetEntry {
+        FleetEntry {
+            name: "far".into(),
+            engine: FleetEngine::Host(host.into()),
+            project: FleetProject::Name("shop".into()),
+        }
+    }
+
+    /// An engine that accepts the connection and never answers: refused within the
+    /// timeout, never a hang; one that refuses the connection: refused with its words.
+    #[tokio::test]
+    async fn a_host_that_does_not_answer_is_refused_in_bounded_time() {
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = mute.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((c, _)) = mute.accept().await {
+                open.push(c);
+            }
+        });
+        let t = std::time::Instant::now();
+        let e = reach(&entry(&format!("tcp://{addr}"))).await.err().unwrap();
+        assert!(t.elapsed() < SWITCH_TIMEOUT + Duration::from_secs(2), "{e}");
+        assert_eq!(e, format!("no answer in {}s", SWITCH_TIMEOUT.as_secs()));
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let t = std::time::Instant::now();
+        let e = reach(&entry(&format!("tcp://127.0.0.1:{port}")))
+            .await
+            .err()
+            .unwrap();
+        assert!(t.elapsed() < SWITCH_TIMEOUT, "{e}");
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    }
+}

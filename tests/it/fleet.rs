@@ -272,6 +272,16 @@ fn console_overview_lists_the_fleet_hosts_and_a_host_recovers() {
     let s = t.wait_for("fleet host forwarded", Duration::from_secs(5));
     assert!(s.contains(&format!("tcp://127.0.0.1:{port}")), "{s}");
     t.keys(&["Escape"]);
+    // Enter on it: not switched, with the reason and since when.
+    t.keys(&["Enter"]);
+    let s = t.wait_for(
+        "forwarded: not switched: unreachable since",
+        Duration::from_secs(5),
+    );
+    assert!(
+        !s.lines().next().unwrap_or("").contains(" on forwarded"),
+        "{s}"
+    );
 
     // The forward again: the host recovers on its own.
     let (_forward, _) = socat(listen);
