@@ -269,7 +269,13 @@ impl Switcher {
             }
             let _ = shown.side.stop.send(true);
             return match self.show_home(false, period).await {
-                Ok(s) => Some(s),
+                Ok(s) => {
+                    activity(
+                        &s.side.updates,
+                        ActivityChange::Result(format!("{what}: done")),
+                    );
+                    Some(s)
+                }
                 Err(e) => {
                     say(format!("{what}: failed: {e:#}"));
                     None
@@ -306,7 +312,11 @@ impl Switcher {
         tracing::info!(host = %name, engine = %e.engine_shown(), "console switched");
         let _ = shown.side.stop.send(true);
         match self.show_host(e, engine, ctx, period).await {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                let done = format!("{what}: done (watched only: nothing is brought up there)");
+                activity(&s.side.updates, ActivityChange::Result(done));
+                Some(s)
+            }
             Err(err) => {
                 // The old side is stopped: back home rather than nowhere.
                 let home = self.show_home(false, period).await.ok()?;

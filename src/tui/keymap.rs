@@ -402,7 +402,7 @@ impl Default for Keymap {
                 Overview,
                 ch('i'),
                 Open,
-                "fleet_info",
+                "fleet_open",
                 "the selected fleet host: its figures, its containers, how to attach",
             ),
         ]);

@@ -361,6 +361,7 @@ fn console_switches_to_a_fleet_host_and_back() {
             && fleet_line(&screen, "here").starts_with("│  here")
     });
     assert!(marked, "{screen}");
+    println!("switched Overview:\n{screen}");
 
     // Services: B's containers, by the engine's names, one row each; none of A's.
     t.keys(&["2"]);
