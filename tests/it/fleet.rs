@@ -362,6 +362,11 @@ fn console_switches_to_a_fleet_host_and_back() {
     });
     assert!(marked, "{screen}");
     println!("switched Overview:\n{screen}");
+    // The sampling period is the console's: `]` steps it on the host shown, and it holds
+    // across the switch home.
+    t.keys(&["]"]);
+    let s = t.wait_for("every 2s", Duration::from_secs(5));
+    assert!(s.lines().next().unwrap_or("").contains(&bar), "{s}");
 
     // Services: B's containers, by the engine's names, one row each; none of A's.
     t.keys(&["2"]);
@@ -409,6 +414,15 @@ fn console_switches_to_a_fleet_host_and_back() {
         top.contains(&a.name) && !top.contains(" on forwarded")
     });
     assert!(home, "{screen}");
+    assert!(
+        screen.lines().next().unwrap_or("").contains("every 2s"),
+        "{screen}"
+    );
+    let here = crate::util::wait_until(Duration::from_secs(5), || {
+        screen = t.screen();
+        fleet_line(&screen, "here").starts_with("│▶ here")
+    });
+    assert!(here, "{screen}");
     t.keys(&["2", "g"]);
     let s = t.wait_for(&format!("{}-web-1", a.name), Duration::from_secs(10));
     assert!(!s.contains(&b.name) && !s.contains("api#"), "{s}");
