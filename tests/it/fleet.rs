@@ -317,7 +317,8 @@ fn container_names(project: &str) -> Vec<String> {
 /// Enter on the forwarded host switches the whole console to its project through its
 /// `tcp://` engine: the bar names it, Services lists its containers (and not this
 /// machine's), a container killed there shows exited, an action that needs a compose
-/// file is refused; Enter on `here` comes back to this machine's stack.
+/// file is refused; when B's engine goes away its line says since when, and Enter on
+/// `here` comes back to this machine's stack.
 #[test]
 fn console_switches_to_a_fleet_host_and_back() {
     if !docker_ready() {
@@ -325,7 +326,7 @@ fn console_switches_to_a_fleet_host_and_back() {
     }
     let a = Project::start("sa", 1);
     let b = Project::start_as("sb", "api", 2);
-    let (_forward, port) = socat(format!("TCP-LISTEN:{},fork,reuseaddr", free_port()));
+    let (forward, port) = socat(format!("TCP-LISTEN:{},fork,reuseaddr", free_port()));
     let dir = fleet_dir("switch", &a, &b, port);
     let bin = env!("CARGO_BIN_EXE_osmen");
     let t = Tmux::start(
@@ -406,8 +407,18 @@ fn console_switches_to_a_fleet_host_and_back() {
     t.wait_for("names only the project", Duration::from_secs(5));
     println!("switched console:\n{}", t.screen());
 
+    // B's engine goes away while shown: its line says since when, the console answers.
+    drop(forward);
+    t.keys(&["1"]);
+    let cut = crate::util::wait_until(Duration::from_secs(15), || {
+        screen = t.screen();
+        fleet_line(&screen, "forwarded").contains("unreachable since")
+    });
+    assert!(cut, "{screen}");
+    println!("switched to a host that went away:\n{screen}");
+
     // Home: Enter on the first line; A's rows come back, B's are gone.
-    t.keys(&["1", "g", "Enter"]);
+    t.keys(&["g", "Enter"]);
     let home = crate::util::wait_until(Duration::from_secs(10), || {
         screen = t.screen();
         let top = screen.lines().next().unwrap_or("");
