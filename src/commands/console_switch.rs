@@ -362,8 +362,16 @@ impl Switcher {
                         }
                     }
                     Some(Command::SetSampling(ms)) => sampling(&shown.side, ms),
+                    // Never waits: a command task that takes nothing (no engine) must
+                    // not stop the snapshots.
                     Some(c) => {
-                        let _ = shown.commands.send(c).await;
+                        if shown.commands.try_send(c.clone()).is_err() {
+                            let text = format!(
+                                "{}: not sent: the engine side takes no commands now",
+                                c.describe()
+                            );
+                            activity(&shown.side.updates, ActivityChange::Result(text));
+                        }
                     }
                 },
                 u = updates.recv(), if updates_open => match u {
