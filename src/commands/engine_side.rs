@@ -12,13 +12,11 @@ use super::Ctx;
 use crate::cli::Global;
 use crate::collect::containers::ContainerSource;
 use crate::collect::feed::{EventStream, FeedSource, LineStream};
-use crate::collect::fleet::{FleetSource, HostSample};
 use crate::collect::gpu::{GpuSource, NvmlSource};
 use crate::collect::ticker::Ticker;
 use crate::hub::{self, Update};
 use crate::model::container::ContainerRow;
 use crate::model::container::published_host;
-use crate::model::fleet::{FleetEngine, FleetEntry, FleetProject};
 use crate::model::probe::{Creds, ProbeKind, ProbeTarget};
 use crate::model::snapshot::{RawStats, Snapshot};
 use crate::stack::compose::Project;
@@ -81,133 +79,6 @@ impl FeedSource for EngineSource {
     }
 }
 
-/// The fleet collector's engines: per `[[fleet]]` host its own connection, made on first
-/// use and again after a failure, and its project's name (from its compose file once).
-pub struct FleetEngines {
-    entries: Vec<FleetEntry>,
-    projects: Vec<Result<String, Arc<FleetHostError>>>,
-    conns: Vec<tokio::sync::Mutex<Option<Arc<DockerEngine>>>>,
-}
-
-impl FleetEngines {
-    pub fn new(entries: &[FleetEntry]) -> FleetEngines {
-        let opts = crate::stack::compose::LoadOptions {
-            project_name: None,
-            env: std::env::vars().collect(),
-        };
-        let projects = entries
-            .iter()
-            .map(|e| match &e.project {
-                FleetProject::Name(n) => Ok(n.clone()),
-                FleetProject::Compose(f) => crate::stack::compose::load(f, &opts)
-                    .map(|p| p.name)
-                    .map_err(|source| {
-                        Arc::new(FleetHostError::Compose {
-                            file: f.clone(),
-                            source,
-                        })
-                    }),
-            })
-            .collect();
-        FleetEngines {
-            entries: entries.to_vec(),
-            projects,
-            conns: entries.iter().map(|_| Default::default()).collect(),
-        }
-    }
-}
-
-/// Why a fleet host gave no sample; the first line is its Overview line's reason.
-#[derive(Debug, thiserror::Error)]
-pub enum FleetHostError {
-    #[error("compose file {}: {source}", file.display())]
-    Compose {
-        file: std::path::PathBuf,
-        source: crate::stack::compose::ComposeErrors,
-    },
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The same compose error, read once and said each period.
-    #[error(transparent)]
-    Again(Arc<FleetHostError>),
-}
-
-/// Where a fleet entry's engine is, as the connection reads it.
-fn fleet_env(e: &FleetEntry) -> crate::stack::remote::HostEnv {
-    use crate::stack::context::{ContextEnv, DEFAULT_CONTEXT};
-    use crate::stack::remote::HostEnv;
-    match &e.engine {
-        FleetEngine::Host(h) => HostEnv {
-            docker_host: Some(h.clone()),
-            home: std::env::var("HOME").ok(),
-            context: DEFAULT_CONTEXT.into(),
-            context_by: "[[fleet]] host",
-            ..HostEnv::default()
-        },
-        FleetEngine::Context(c) => HostEnv::with_context(&ContextEnv {
-            flag: Some(c.clone()),
-            ..ContextEnv::from_process()
-        }),
-    }
-}
-
-impl FleetSource for FleetEngines {
-    fn hosts(&self) -> Vec<crate::model::fleet::FleetRow> {
-        self.entries
-            .iter()
-            .zip(&self.projects)
-            .map(|(e, p)| crate::model::fleet::FleetRow {
-                name: e.name.clone(),
-                engine: e.engine_shown(),
-                project: p.clone().unwrap_or_default(),
-                ..Default::default()
-            })
-            .collect()
-    }
-
-    type Error = FleetHostError;
-
-    async fn sample(&self, i: usize) -> Result<HostSample, FleetHostError> {
-        let project = self.projects[i].clone().map_err(FleetHostError::Again)?;
-        let mut slot = self.conns[i].lock().await;
-        let engine = match &*slot {
-            Some(e) => e.clone(),
-            None => {
-                let e = DockerEngine::connect_to(&fleet_env(&self.entries[i])).await?;
-                slot.insert(Arc::new(e)).clone()
-            }
-        };
-        let r = fleet_sample(&engine, project).await.map_err(Into::into);
-        if r.is_err() {
-            // Connect again next time: the engine may have moved or restarted.
-            *slot = None;
-        }
-        r
-    }
-}
-
-/// One host's project: its containers, the running ones' stats, the engine host's size.
-async fn fleet_sample(engine: &DockerEngine, project: String) -> Result<HostSample, EngineError> {
-    let containers = engine.list_containers(&project).await?;
-    let (cpus, memory_total) = engine.host_capacity().await?;
-    let running = containers.iter().filter(|c| c.state == "running");
-    let stats = futures_util::future::join_all(
-        running.map(|c| async { (c.id.clone(), engine.stats_once(&c.id).await) }),
-    )
-    .await
-    .into_iter()
-    .filter_map(|(id, r)| r.ok().map(|s| (id, s)))
-    .collect();
-    Ok(HostSample {
-        project,
-        local: engine.remote_host().is_none(),
-        containers,
-        stats,
-        cpus,
-        memory_total,
-    })
-}
-
 /// The engine side as one part: the one connection to the engine, the hub, and every
 /// collector feeding it (replica discovery and the compose watch included).
 pub struct EngineSide {
@@ -230,47 +101,70 @@ pub async fn connect() -> Result<Arc<DockerEngine>, String> {
         .map_err(|e| e.to_string())
 }
 
+/// What an engine side measures beside its project's containers.
+#[derive(Debug, Clone, Default)]
+pub struct SideOptions {
+    /// The embedded gateway's address when one runs (scraped instead of the default).
+    pub gateway: Option<std::net::SocketAddr>,
+    /// The hub keeps its history file (this machine's own stack only).
+    pub persist_history: bool,
+    /// The fleet collector over the settings' `[[fleet]]` hosts (the console runs its
+    /// own, which outlives a switch).
+    pub fleet: bool,
+    /// The console's own stack: the gateway, Qdrant and `scrape` targets are scraped.
+    pub home: bool,
+    /// The engine is on this machine: its host figures, NVML and Ollama apply.
+    pub local_machine: bool,
+    /// The compose file is followed (a fleet host named by its project only has none).
+    pub compose: bool,
+    /// The sampling period to start with (default `PERIOD`).
+    pub period: Option<Duration>,
+}
+
+impl SideOptions {
+    /// Everything, for this machine's own stack.
+    pub fn home() -> SideOptions {
+        SideOptions {
+            fleet: true,
+            home: true,
+            local_machine: true,
+            compose: true,
+            ..SideOptions::default()
+        }
+    }
+}
+
 impl EngineSide {
     /// `status` and `suggest`: connects, then starts every collector.
     pub async fn start(ctx: &Ctx) -> EngineSide {
-        EngineSide::start_on(ctx, connect().await, None, false).await
+        EngineSide::start_on(ctx, connect().await, SideOptions::home()).await
     }
 
     /// Starts the hub and every collector on `engine` (connected once by the caller, the
-    /// console, whose gateway needs it first); `gateway` is the embedded gateway's address
-    /// when one runs (scraped instead of the default).
+    /// console, whose gateway needs it first), as `o` says.
     pub async fn start_on(
         ctx: &Ctx,
         engine: Result<Arc<DockerEngine>, String>,
-        gateway: Option<std::net::SocketAddr>,
-        persist_history: bool,
+        o: SideOptions,
     ) -> EngineSide {
         let (tx, rx) = hub::spawn_with(
             &ctx.project.name,
             Some(ctx.runtime_dir.clone()),
             Some(ctx.config.advisor.clone()),
-            persist_history,
+            o.persist_history,
         );
         let (stop_tx, stop) = watch::channel(false);
         // The sampling period the console's `[` and `]` change.
-        let (period_tx, period) = watch::channel(PERIOD);
+        let (period_tx, period) = watch::channel(o.period.unwrap_or(PERIOD));
         let every = |factor: u32| Ticker::new(period.clone(), factor, Duration::ZERO);
         let _ = tx
             .send(Update::OllamaParallel(ollama_num_parallel(&ctx.project)))
             .await;
-        let mut mounts = vec!["/".to_string()];
-        if let Ok(e) = &engine
-            && let Ok(i) = e.info().await
-            && let Some(root) = i.root_dir
-        {
-            mounts.push(root);
+        if o.local_machine {
+            start_machine(&engine, &period, &tx, &stop).await;
+        } else {
+            elsewhere(&engine, &tx).await;
         }
-        tokio::spawn(crate::collect::host::run(
-            mounts,
-            Ticker::new(period.clone(), 1, sysinfo::MINIMUM_CPU_UPDATE_INTERVAL),
-            tx.clone(),
-            stop.clone(),
-        ));
         start_container_collectors(ctx, &engine, &tx, &stop, every(1)).await;
         tokio::spawn(crate::collect::disk::watch_journal(
             ctx.runtime_dir.join("journal.jsonl"),
@@ -278,17 +172,24 @@ impl EngineSide {
             tx.clone(),
             stop.clone(),
         ));
-        let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
-        crate::collect::gpu::spawn(gpu, every(2), tx.clone(), stop.clone());
+        let ollama = if o.local_machine {
+            follow_ollama(ctx, &engine, &tx, &stop)
+        } else {
+            watch::channel(None).1
+        };
         tokio::spawn(crate::collect::ollama::run(
-            follow_ollama(ctx, &engine, &tx, &stop),
+            ollama,
             every(10),
             tx.clone(),
             stop.clone(),
         ));
-        let mut targets = scrape_targets(ctx);
-        if let Some(g) = gateway {
-            targets[0] = format!("http://{g}/metrics");
+        let mut targets = if o.home {
+            scrape_targets(ctx)
+        } else {
+            Vec::new()
+        };
+        if let (Some(g), Some(first)) = (o.gateway, targets.first_mut()) {
+            *first = format!("http://{g}/metrics");
         }
         let groups_rx = discover_replicas(ctx, &engine, &stop);
         tokio::spawn(crate::collect::prometheus::run_targets(
@@ -298,9 +199,9 @@ impl EngineSide {
             tx.clone(),
             stop.clone(),
         ));
-        if !ctx.config.fleet.is_empty() {
+        if o.fleet && !ctx.config.fleet.is_empty() {
             tokio::spawn(crate::collect::fleet::run(
-                Arc::new(FleetEngines::new(&ctx.config.fleet)),
+                Arc::new(super::fleet_engines::FleetEngines::new(&ctx.config.fleet)),
                 PERIOD,
                 tx.clone(),
                 stop.clone(),
@@ -311,12 +212,10 @@ impl EngineSide {
             tx.clone(),
             stop.clone(),
         ));
-        tokio::spawn(watch_compose(
-            ctx.global.clone(),
-            declared(ctx),
-            tx.clone(),
-            stop,
-        ));
+        if o.compose {
+            let watch = watch_compose(ctx.global.clone(), declared(ctx), tx.clone(), stop);
+            tokio::spawn(watch);
+        }
         EngineSide {
             engine,
             updates: tx,
@@ -345,6 +244,49 @@ impl EngineSide {
             self.updates.clone(),
             self.stop.subscribe(),
         ));
+    }
+}
+
+/// This machine's own figures: its host (with the engine's data root among the disks)
+/// and its GPUs.
+async fn start_machine(
+    engine: &Result<Arc<DockerEngine>, String>,
+    period: &watch::Receiver<Duration>,
+    tx: &mpsc::Sender<Update>,
+    stop: &watch::Receiver<bool>,
+) {
+    let mut mounts = vec!["/".to_string()];
+    if let Ok(e) = engine
+        && let Ok(Ok(i)) = tokio::time::timeout(PERIOD * 5, e.info()).await
+        && let Some(root) = i.root_dir
+    {
+        mounts.push(root);
+    }
+    tokio::spawn(crate::collect::host::run(
+        mounts,
+        Ticker::new(period.clone(), 1, sysinfo::MINIMUM_CPU_UPDATE_INTERVAL),
+        tx.clone(),
+        stop.clone(),
+    ));
+    let gpu = NvmlSource::open().map(|s| Box::new(s) as Box<dyn GpuSource>);
+    crate::collect::gpu::spawn(
+        gpu,
+        Ticker::new(period.clone(), 2, Duration::ZERO),
+        tx.clone(),
+        stop.clone(),
+    );
+}
+
+/// For an engine on another machine: this machine's host, GPU and Ollama figures would
+/// not be that host's, so the sources say why they show none.
+async fn elsewhere(engine: &Result<Arc<DockerEngine>, String>, tx: &mpsc::Sender<Update>) {
+    let at = match engine {
+        Ok(e) => e.remote_host().unwrap_or_else(|| "another machine".into()),
+        Err(_) => "another machine".into(),
+    };
+    for name in ["host", "gpu"] {
+        let why = format!("not measured: the engine is on {at}, not on this machine");
+        let _ = tx.send(Update::Source(name, Err(why))).await;
     }
 }
 

@@ -4,11 +4,14 @@
 pub mod bench;
 pub mod config;
 pub mod console;
+pub mod console_actions;
 pub mod console_shell;
+pub mod console_switch;
 pub mod doctor;
 pub mod down;
 pub mod engine_side;
 pub mod export;
+pub mod fleet_engines;
 pub mod gateway;
 pub mod images;
 pub mod logs;

@@ -40,6 +40,8 @@ pub enum ActivityChange {
     GatewayLastClient(Option<f64>),
     /// The collectors sample this often now (seconds).
     Sampling(f64),
+    /// The console shows this fleet host's stack (None: this machine's).
+    Switched(Option<crate::model::console::SwitchedTo>),
 }
 
 impl ActivityChange {
@@ -85,6 +87,7 @@ impl ActivityChange {
             ActivityChange::Inspected(i) => a.inspect = Some(*i),
             ActivityChange::GatewayLastClient(t) => a.gateway_last_client = t,
             ActivityChange::Sampling(s) => a.sampling_s = Some(s),
+            ActivityChange::Switched(to) => a.switched = to,
         }
     }
 }

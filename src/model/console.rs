@@ -31,6 +31,9 @@ pub enum Command {
     Ollama(String, OllamaKeep),
     /// Sample every this many milliseconds (the console's own collectors).
     SetSampling(u64),
+    /// Show this `[[fleet]]` host's stack (by its entry's name), read through its own
+    /// engine; `None` is this machine's own stack again.
+    Switch(Option<String>),
 }
 
 /// The sampling period (ms) the console steps to from `now_ms`: `[` shorter, `]` longer,
@@ -77,6 +80,8 @@ impl Command {
                 "sample every {}",
                 crate::model::units::format_duration(std::time::Duration::from_millis(*ms))
             ),
+            Command::Switch(Some(h)) => format!("switch to fleet host {h}"),
+            Command::Switch(None) => "switch back to this machine's stack".into(),
         }
     }
 
@@ -85,7 +90,19 @@ impl Command {
         // A shell can change anything in its container: refused under --read-only too.
         !matches!(
             self,
-            Command::ProbeOllama(_) | Command::Inspect(_) | Command::SetSampling(_)
+            Command::ProbeOllama(_)
+                | Command::Inspect(_)
+                | Command::SetSampling(_)
+                | Command::Switch(_)
+        )
+    }
+
+    /// Whether it is carried out from the compose file (refused on a fleet host whose
+    /// entry names only a project).
+    pub fn needs_compose(&self) -> bool {
+        matches!(
+            self,
+            Command::Up | Command::Scale(..) | Command::ApplySuggestion(_)
         )
     }
 
@@ -220,6 +237,17 @@ pub struct Activity {
     /// How often the console's collectors sample now, in seconds (`[` and `]` change it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampling_s: Option<f64>,
+    /// The `[[fleet]]` host whose stack the console shows (None: this machine's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switched: Option<SwitchedTo>,
+}
+
+/// Where a switched console reads its stack: the fleet entry's name and its engine as
+/// configured (`tcp://10.0.0.5:2375`, `context prod`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SwitchedTo {
+    pub name: String,
+    pub engine: String,
 }
 
 impl Activity {
@@ -371,5 +399,7 @@ mod tests {
         assert!(!Command::Start("a".into()).destructive());
         assert!(!Command::ProbeOllama(None).changes_stack());
         assert!(Command::Up.changes_stack());
+        assert!(!Command::Switch(Some("b".into())).changes_stack());
+        assert!(Command::Up.needs_compose() && !Command::Restart("a".into()).needs_compose());
     }
 }

@@ -14,6 +14,9 @@ pub enum FleetEngine {
     Host(String),
     /// A Docker context of the context store.
     Context(String),
+    /// This machine's own engine, as osmen itself connects (`--context`, DOCKER_HOST),
+    /// shown as this address: the console's own stack, the fleet list's first line.
+    Here(String),
 }
 
 /// Which project of that engine: named, or the project name of a compose file.
@@ -39,6 +42,7 @@ impl FleetEntry {
         match &self.engine {
             FleetEngine::Host(h) => h.clone(),
             FleetEngine::Context(c) => format!("context {c}"),
+            FleetEngine::Here(h) => h.clone(),
         }
     }
 }
@@ -54,6 +58,9 @@ pub struct FleetRow {
     pub project: String,
     /// The engine is on this machine (a unix socket): NVML's figures are its own.
     pub local: bool,
+    /// The console's own stack (its first fleet line, where Enter switches back).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub home: bool,
     pub running: usize,
     pub total: usize,
     pub unhealthy: usize,

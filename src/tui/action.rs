@@ -111,4 +111,7 @@ pub enum Action {
     SampleFaster,
     /// Sample less often (a longer period).
     SampleSlower,
+    /// Overview: show the selected fleet host's stack in every view (its first line,
+    /// this machine's, switches back).
+    SwitchHost,
 }

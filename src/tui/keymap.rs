@@ -390,13 +390,22 @@ impl Default for Keymap {
             ),
         ]);
         // The fleet's lines on the Overview (`[[fleet]]` in the settings file).
-        b.push(v(
-            Overview,
-            code(KeyCode::Enter),
-            Open,
-            "fleet_open",
-            "the selected fleet host: its figures, its containers, how to attach",
-        ));
+        b.extend([
+            v(
+                Overview,
+                code(KeyCode::Enter),
+                SwitchHost,
+                "fleet_switch",
+                "switch the console to the selected fleet host's stack (here: back home)",
+            ),
+            v(
+                Overview,
+                ch('i'),
+                Open,
+                "fleet_open",
+                "the selected fleet host: its figures, its containers, how to attach",
+            ),
+        ]);
         Keymap { bindings: b }
     }
 }

@@ -12,7 +12,7 @@ use super::keymap::Keymap;
 use super::state::{Mode, UiState};
 use super::theme::{ColorMode, Theme};
 use super::views;
-use crate::model::console::EventLine;
+use crate::model::console::{Command, EventLine};
 use crate::model::snapshot::{ServiceStats, Snapshot, SourceHealth};
 use fixtures::{T0, changed_stack, down, failing, full, inspection};
 
@@ -526,10 +526,9 @@ fn every_failed_pull_shows_in_its_row_and_whole_in_the_detail_pane() {
     }
 }
 
-/// The Overview with `[[fleet]]` hosts: one reachable here, one elsewhere, one cut off,
-/// the second selected; Enter opens the selected host's whole line.
-#[test]
-fn overview_lists_the_fleet_with_the_selected_and_the_unreachable_host() {
+/// The Overview with `[[fleet]]` hosts: this machine's stack (`here`), one elsewhere, one
+/// cut off.
+fn fleet_snapshot() -> Snapshot {
     use crate::model::fleet::FleetRow;
     let mut s = full();
     let host = |name: &str, engine: &str| FleetRow {
@@ -550,6 +549,7 @@ fn overview_lists_the_fleet_with_the_selected_and_the_unreachable_host() {
     s.fleet = vec![
         FleetRow {
             local: true,
+            home: true,
             gpu_memory_used_bytes: Some(10 << 30),
             gpu_memory_total_bytes: Some(24 << 30),
             agents_failing: Some(1),
@@ -563,19 +563,92 @@ fn overview_lists_the_fleet_with_the_selected_and_the_unreachable_host() {
             ..host("staging", "tcp://10.0.0.9:2375")
         },
     ];
+    s
+}
+
+fn key(c: crossterm::event::KeyCode) -> crossterm::event::KeyEvent {
+    crossterm::event::KeyEvent::new(c, crossterm::event::KeyModifiers::NONE)
+}
+
+/// The fleet on the Overview, the second line selected and the first (this machine's
+/// stack, shown now) marked; `i` opens the selected host's whole line, Enter asks for the
+/// switch to it.
+#[test]
+fn overview_lists_the_fleet_with_the_selected_and_the_unreachable_host() {
+    use crossterm::event::KeyCode;
+    let s = fleet_snapshot();
     let mut st = UiState::new(false, false);
     let km = Keymap::default();
-    let key = |c| crossterm::event::KeyEvent::new(c, crossterm::event::KeyModifiers::NONE);
-    super::state::on_key(&mut st, &km, &s, key(crossterm::event::KeyCode::Char('j')));
+    super::state::on_key(&mut st, &km, &s, key(KeyCode::Char('j')));
     for (w, h) in [(80, 24), (200, 50)] {
         insta::assert_snapshot!(format!("overview_fleet_{w}x{h}"), render(&mut st, &s, w, h));
     }
     render(&mut st, &s, 1, 1);
-    super::state::on_key(&mut st, &km, &s, key(crossterm::event::KeyCode::Enter));
+    super::state::on_key(&mut st, &km, &s, key(KeyCode::Char('i')));
     assert!(
         matches!(&st.mode, Mode::Detail(d) if d.title == "fleet host gpu-box"
             && d.lines.iter().any(|l| l.contains("DOCKER_HOST=ssh://ops@gpu-box osmen -p osmen"))),
         "{:?}",
         st.mode
+    );
+    super::state::on_key(&mut st, &km, &s, key(KeyCode::Esc));
+    let cmd = super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter));
+    assert_eq!(cmd, Some(Command::Switch(Some("gpu-box".into()))));
+}
+
+/// Switched to gpu-box: the top bar names the host and its engine, the fleet list marks
+/// gpu-box and not here; Enter on here asks to go back, on gpu-box says it is shown
+/// already, on the cut-off host refuses with its reason and since when.
+#[test]
+fn a_switched_console_names_the_host_and_marks_its_line() {
+    use crossterm::event::KeyCode;
+    let mut s = fleet_snapshot();
+    s.project = "shop".into();
+    s.activity.switched = Some(crate::model::console::SwitchedTo {
+        name: "gpu-box".into(),
+        engine: "ssh://ops@gpu-box".into(),
+    });
+    let mut st = UiState::new(true, false);
+    let km = Keymap::default();
+    super::state::on_key(&mut st, &km, &s, key(KeyCode::Char('j')));
+    let text = render(&mut st, &s, 80, 24);
+    insta::assert_snapshot!("overview_fleet_switched_80x24", text);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("shop on gpu-box ssh://ops@gpu-box"),
+        "{first}"
+    );
+    let marked: Vec<&str> = text.lines().filter(|l| l.contains("▶")).collect();
+    assert_eq!(marked.len(), 1, "{text}");
+    assert!(marked[0].contains("▶ gpu-box"), "{text}");
+    // Shown already: nothing sent.
+    assert_eq!(
+        super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter)),
+        None
+    );
+    assert!(
+        st.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("already shows gpu-box")
+    );
+    // Cut off: refused with the reason and since when.
+    super::state::on_key(&mut st, &km, &s, key(KeyCode::Char('j')));
+    assert_eq!(
+        super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter)),
+        None
+    );
+    let m = st.message.clone().unwrap_or_default();
+    assert!(
+        m.starts_with("staging: not switched: unreachable since ") && m.contains("10.0.0.9"),
+        "{m}"
+    );
+    // Home, even in a read-only console (a switch changes no stack).
+    super::state::on_key(&mut st, &km, &s, key(KeyCode::Char('g')));
+    let cmd = super::state::on_key(&mut st, &km, &s, key(KeyCode::Enter));
+    assert_eq!(cmd, Some(Command::Switch(None)), "{:?}", st.message);
+    assert_eq!(
+        st.message.as_deref(),
+        Some("switch back to this machine's stack…")
     );
 }

@@ -19,6 +19,11 @@ struct Project {
 impl Project {
     /// `running` standins that serve, plus one that has exited.
     fn start(tag: &str, running: usize) -> Project {
+        Project::start_as(tag, "web", running)
+    }
+
+    /// The same, as replicas of `service`.
+    fn start_as(tag: &str, service: &str, running: usize) -> Project {
         let name = format!("osmenit-fleet-{tag}-{}", std::process::id());
         let mut ids = Vec::new();
         for i in 0..=running {
@@ -27,11 +32,11 @@ impl Project {
                 "run".to_string(),
                 "-d".into(),
                 "--name".into(),
-                format!("{name}-web-{}", i + 1),
+                format!("{name}-{service}-{}", i + 1),
                 "--label".into(),
                 format!("com.docker.compose.project={name}"),
                 "--label".into(),
-                "com.docker.compose.service=web".into(),
+                format!("com.docker.compose.service={service}"),
                 "--label".into(),
                 format!("com.docker.compose.container-number={}", i + 1),
                 "--label".into(),
@@ -239,13 +244,7 @@ fn console_overview_lists_the_fleet_hosts_and_a_host_recovers() {
         ),
     );
     t.wait_for("forwarded", Duration::from_secs(30));
-    let line = |screen: &str, host: &str| {
-        screen
-            .lines()
-            .find(|l| l.contains(&format!("│{host} ")))
-            .unwrap_or_default()
-            .to_string()
-    };
+    let line = fleet_line;
     let mut screen = String::new();
     let both = crate::util::wait_until(Duration::from_secs(20), || {
         screen = t.screen();
@@ -255,8 +254,9 @@ fn console_overview_lists_the_fleet_hosts_and_a_host_recovers() {
     assert!(line(&screen, "direct").contains(&a.name), "{screen}");
     assert!(line(&screen, "forwarded").contains(&b.name), "{screen}");
 
-    // Enter on the first host lists its containers, read-only.
-    t.keys(&["Enter"]);
+    // This machine's stack first; `i` on the next host lists its containers, read-only.
+    assert!(line(&screen, "here").contains(&a.name), "{screen}");
+    t.keys(&["j", "i"]);
     let s = t.wait_for("its containers", Duration::from_secs(5));
     assert!(s.contains(&format!("{}-web-1", a.name)), "{s}");
     assert!(s.contains("DOCKER_HOST=unix://"), "{s}");
@@ -267,11 +267,21 @@ fn console_overview_lists_the_fleet_hosts_and_a_host_recovers() {
     let s = t.wait_for("unreachable since", Duration::from_secs(20));
     assert!(line(&s, "forwarded").contains("unreachable since"), "{s}");
     assert!(line(&s, "direct").contains("1/2"), "{s}");
-    // Enter on the selected host (the second line) opens its whole line.
-    t.keys(&["j", "Enter"]);
+    // `i` on the selected host (the third line) opens its whole line.
+    t.keys(&["j", "i"]);
     let s = t.wait_for("fleet host forwarded", Duration::from_secs(5));
     assert!(s.contains(&format!("tcp://127.0.0.1:{port}")), "{s}");
     t.keys(&["Escape"]);
+    // Enter on it: not switched, with the reason and since when.
+    t.keys(&["Enter"]);
+    let s = t.wait_for(
+        "forwarded: not switched: unreachable since",
+        Duration::from_secs(5),
+    );
+    assert!(
+        !s.lines().next().unwrap_or("").contains(" on forwarded"),
+        "{s}"
+    );
 
     // The forward again: the host recovers on its own.
     let (_forward, _) = socat(listen);
@@ -281,6 +291,152 @@ fn console_overview_lists_the_fleet_hosts_and_a_host_recovers() {
         line(&screen, "forwarded").contains("1/2")
     });
     assert!(back, "{screen}");
+    t.keys(&["q"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fleet line of the Overview by its host's name (marked `▶` when it is the stack the
+/// console shows); empty when there is none.
+fn fleet_line(screen: &str, host: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains(&format!("│  {host} ")) || l.contains(&format!("│▶ {host} ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The names `docker ps -a` gives a project's containers, sorted.
+fn container_names(project: &str) -> Vec<String> {
+    let filter = format!("label=com.docker.compose.project={project}");
+    let (_, names) = docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]);
+    let mut names: Vec<String> = names.split_whitespace().map(String::from).collect();
+    names.sort();
+    names
+}
+
+/// Enter on the forwarded host switches the whole console to its project through its
+/// `tcp://` engine: the bar names it, Services lists its containers (and not this
+/// machine's), a container killed there shows exited, an action that needs a compose
+/// file is refused; when B's engine goes away its line says since when, and Enter on
+/// `here` comes back to this machine's stack.
+#[test]
+fn console_switches_to_a_fleet_host_and_back() {
+    if !docker_ready() {
+        return;
+    }
+    let a = Project::start("sa", 1);
+    let b = Project::start_as("sb", "api", 2);
+    let (forward, port) = socat(format!("TCP-LISTEN:{},fork,reuseaddr", free_port()));
+    let dir = fleet_dir("switch", &a, &b, port);
+    let bin = env!("CARGO_BIN_EXE_osmen");
+    let t = Tmux::start(
+        format!("osmenit-fleet-switch-{}", std::process::id()),
+        160,
+        40,
+        &format!(
+            "cd {} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{} {bin} --no-up; sleep 30",
+            dir.display(),
+            free_port()
+        ),
+    );
+    let mut screen = String::new();
+    let listed = crate::util::wait_until(Duration::from_secs(30), || {
+        screen = t.screen();
+        fleet_line(&screen, "forwarded").contains("2/3")
+            && fleet_line(&screen, "here").contains("1/2")
+    });
+    assert!(listed, "{screen}");
+    assert!(
+        fleet_line(&screen, "here").starts_with("│▶ here"),
+        "{screen}"
+    );
+
+    // Enter on the third line (here, direct, forwarded).
+    t.keys(&["j", "j", "Enter"]);
+    let bar = format!("{} on forwarded tcp://127.0.0.1:{port}", b.name);
+    let s = t.wait_for(&bar, Duration::from_secs(10));
+    assert!(s.lines().next().unwrap_or("").contains(&bar), "{s}");
+    let marked = crate::util::wait_until(Duration::from_secs(5), || {
+        screen = t.screen();
+        fleet_line(&screen, "forwarded").starts_with("│▶ forwarded")
+            && fleet_line(&screen, "here").starts_with("│  here")
+    });
+    assert!(marked, "{screen}");
+    println!("switched Overview:\n{screen}");
+    // The sampling period is the console's: `]` steps it on the host shown, and it holds
+    // across the switch home.
+    t.keys(&["]"]);
+    let s = t.wait_for("every 2s", Duration::from_secs(5));
+    assert!(s.lines().next().unwrap_or("").contains(&bar), "{s}");
+
+    // Services: B's containers, by the engine's names, one row each; none of A's.
+    t.keys(&["2"]);
+    let names = container_names(&b.name);
+    assert_eq!(names.len(), 3, "{names:?}");
+    let rows = crate::util::wait_until(Duration::from_secs(10), || {
+        screen = t.screen();
+        screen.contains("api#3")
+    });
+    assert!(rows, "{screen}");
+    assert!(
+        !screen.contains(&a.name) && !screen.contains("│web"),
+        "{screen}"
+    );
+    t.keys(&["g"]);
+    for n in &names {
+        let s = t.wait_for(n, Duration::from_secs(5));
+        assert!(!s.contains(&a.name), "{s}");
+        t.keys(&["j"]);
+    }
+
+    // Killed on B: the switched console shows it exited within seconds.
+    let first = &names[0];
+    let (ok, out) = docker(&["kill", first]);
+    assert!(ok, "docker kill: {out}");
+    t.keys(&["g"]);
+    let exited = crate::util::wait_until(Duration::from_secs(8), || {
+        screen = t.screen();
+        screen
+            .lines()
+            .any(|l| l.contains(&format!("{first}  exited")))
+    });
+    assert!(exited, "{screen}");
+
+    // B is named by its project only: `up` needs a compose file, and says so.
+    t.keys(&["U"]);
+    t.wait_for("names only the project", Duration::from_secs(5));
+    println!("switched console:\n{}", t.screen());
+
+    // B's engine goes away while shown: its line says since when, the console answers.
+    drop(forward);
+    t.keys(&["1"]);
+    let cut = crate::util::wait_until(Duration::from_secs(15), || {
+        screen = t.screen();
+        fleet_line(&screen, "forwarded").contains("unreachable since")
+    });
+    assert!(cut, "{screen}");
+    println!("switched to a host that went away:\n{screen}");
+
+    // Home: Enter on the first line; A's rows come back, B's are gone.
+    t.keys(&["g", "Enter"]);
+    let home = crate::util::wait_until(Duration::from_secs(10), || {
+        screen = t.screen();
+        let top = screen.lines().next().unwrap_or("");
+        top.contains(&a.name) && !top.contains(" on forwarded")
+    });
+    assert!(home, "{screen}");
+    assert!(
+        screen.lines().next().unwrap_or("").contains("every 2s"),
+        "{screen}"
+    );
+    let here = crate::util::wait_until(Duration::from_secs(5), || {
+        screen = t.screen();
+        fleet_line(&screen, "here").starts_with("│▶ here")
+    });
+    assert!(here, "{screen}");
+    t.keys(&["2", "g"]);
+    let s = t.wait_for(&format!("{}-web-1", a.name), Duration::from_secs(10));
+    assert!(!s.contains(&b.name) && !s.contains("api#"), "{s}");
     t.keys(&["q"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -168,6 +168,13 @@ fn fleet_detail(r: &crate::model::fleet::FleetRow) -> Detail {
     } else {
         &r.project
     };
-    lines.push(format!("its console: {how} -p {project} --no-up"));
+    lines.push(if r.home {
+        "this machine's own stack: Enter on its line shows it again after a switch".into()
+    } else {
+        "Enter on its line switches this console to its stack (its own engine; nothing is \
+         brought up there)"
+            .into()
+    });
+    lines.push(format!("its own console: {how} -p {project} --no-up"));
     detail(format!("fleet host {}", r.name), lines)
 }

@@ -12,6 +12,7 @@ mod rows;
 mod update;
 
 pub use keys::on_key;
+pub use row_actions::is_shown;
 pub use rows::{
     agent_rows, event_rows, log_rows, model_rows, row_count, service_rows, suggestion_rows,
 };

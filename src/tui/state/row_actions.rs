@@ -51,6 +51,35 @@ fn sampling(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Command
     }
 }
 
+/// Enter on a fleet line: the console shows that host's stack (the first line, `here`,
+/// is this machine's own). Refused here for the host already shown and for one that
+/// cannot be reached, with its reason and since when; the engine side refuses a host
+/// that stops answering meanwhile.
+fn switch_host(state: &mut UiState, s: &Snapshot) -> Option<Command> {
+    let Some(r) = s.fleet.get(state.selected()) else {
+        // No fleet: Enter shows the status line, as on any view without rows.
+        return update_more(state, s, Action::ShowStatus);
+    };
+    if is_shown(s, r) {
+        state.message = Some(format!("the console already shows {}", r.name));
+        return None;
+    }
+    if let Some(u) = r.unreachable() {
+        state.message = Some(format!("{}: not switched: {u}", r.name));
+        return None;
+    }
+    let to = (!r.home).then(|| r.name.clone());
+    ask(state, Command::Switch(to))
+}
+
+/// Whether the console shows this fleet line's stack now.
+pub fn is_shown(s: &Snapshot, r: &crate::model::fleet::FleetRow) -> bool {
+    match &s.activity.switched {
+        None => r.home,
+        Some(to) => !r.home && to.name == r.name,
+    }
+}
+
 /// The keys of the Agents, GPU, Suggestions and Logs views.
 pub(super) fn update_views(
     state: &mut UiState,
@@ -94,6 +123,7 @@ pub(super) fn update_views(
         }
         Action::Probe => return ask(state, Command::ProbeOllama(None)),
         Action::SampleFaster | Action::SampleSlower => return sampling(state, s, action),
+        Action::SwitchHost => return switch_host(state, s),
         Action::Warm | Action::Unload | Action::Pin => return model_action(state, s, action),
         Action::Apply => {
             let rows = suggestion_rows(s, state.filter());

@@ -180,6 +180,12 @@ fn tab_bar<'a>(st: &UiState, s: &Snapshot, t: &Theme, width: u16) -> Line<'a> {
     }
     spans.push(Span::raw(format!(" {} ", t.separator())));
     spans.push(Span::styled(s.project.clone(), t.accent()));
+    if let Some(to) = &s.activity.switched {
+        spans.push(Span::styled(
+            format!(" on {} {}", to.name, to.engine),
+            t.warn(),
+        ));
+    }
     if st.read_only {
         spans.push(Span::styled(" read-only", t.warn()));
     }

@@ -101,14 +101,16 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
     }
 }
 
-/// The fleet's table, the selected host highlighted (Enter opens it), an unreachable one
-/// in the bad style, one with containers down or unhealthy in the warning style.
+/// The fleet's table, the selected host highlighted (Enter switches to it), the one the
+/// console shows marked, an unreachable one in the bad style, one with containers down
+/// or unhealthy in the warning style.
 fn fleet_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme, width: usize) -> Vec<Line<'a>> {
     let text = crate::model::fleet::table_lines(&s.fleet);
     let mut lines = vec![Line::from(Span::styled(
-        fit(t, &text[0], width),
+        fit(t, &format!("  {}", text[0]), width),
         t.header(),
     ))];
+    let mark = if t.ascii { ">" } else { "▶" };
     for (i, (r, l)) in s.fleet.iter().zip(&text[1..]).enumerate() {
         let style = if i == st.selected() && st.view == crate::tui::action::View::Overview {
             t.selected()
@@ -119,7 +121,9 @@ fn fleet_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme, width: usize) -> Vec<L
         } else {
             t.ok()
         };
-        lines.push(Line::from(Span::styled(fit(t, l, width), style)));
+        let shown = crate::tui::state::is_shown(s, r);
+        let l = format!("{} {l}", if shown { mark } else { " " });
+        lines.push(Line::from(Span::styled(fit(t, &l, width), style)));
     }
     lines
 }
