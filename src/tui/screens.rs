@@ -652,3 +652,31 @@ fn a_switched_console_names_the_host_and_marks_its_line() {
         Some("switch back to this machine's stack…")
     );
 }
+
+#[test]
+fn services_the_engine_no_longer_answers_for_are_marked_not_current() {
+    let mut s = full();
+    let listed = s.taken_at - 42.0;
+    s.sources.insert(
+        "containers".into(),
+        crate::model::snapshot::SourceHealth {
+            status: "error since 10:00:00: engine unreachable: connection reset".into(),
+            last_error: Some("engine unreachable: connection reset".into()),
+            last_sample: Some(listed),
+            failing_since: Some(listed + 1.0),
+        },
+    );
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut st = UiState::new(false, false);
+        st.view = View::Services;
+        let text = render(&mut st, &s, w, h);
+        // No figure is shown as current: no CPU, memory or uptime, every state marked.
+        assert!(text.contains("NOT CURRENT"), "{text}");
+        assert!(text.contains("running?"), "{text}");
+        assert!(
+            !text.contains("% core") && !text.contains("% lim"),
+            "{text}"
+        );
+        insta::assert_snapshot!(format!("services_not_current_{w}x{h}"), text);
+    }
+}

@@ -86,7 +86,11 @@ fn render_table(
     if wide {
         header.push("PORTS");
     }
-    let body: Vec<Row> = rows.iter().map(|x| row(x, s, t, wide)).collect();
+    // The engine stopped answering: the rows are what it said last, not what runs now, so
+    // no figure is shown as current and every state is marked as unknown.
+    let stale = source_down(s, "containers");
+    let live = stale.is_none();
+    let body: Vec<Row> = rows.iter().map(|x| row(x, s, t, wide, live)).collect();
     let mut widths = vec![
         Constraint::Length(if wide { 18 } else { 12 }),
         Constraint::Length(12),
@@ -105,6 +109,11 @@ fn render_table(
         title.push_str(&format!(", filter {:?}", st.filter()));
     }
     title.push(')');
+    if let Some(why) = stale {
+        let at = s.sources.get("containers").and_then(|h| h.last_sample);
+        let at = at.map_or("never".into(), crate::tui::widgets::clock);
+        title = format!("{title} NOT CURRENT: as last listed at {at}; {why}");
+    }
     let table = Table::new(body, widths)
         .header(Row::new(header).style(t.header()))
         .row_highlight_style(t.selected())
@@ -113,7 +122,7 @@ fn render_table(
     f.render_stateful_widget(table, list, &mut ts);
 }
 
-fn row<'a>(x: &'a ServiceStats, s: &Snapshot, t: &Theme, wide: bool) -> Row<'a> {
+fn row<'a>(x: &'a ServiceStats, s: &Snapshot, t: &Theme, wide: bool, live: bool) -> Row<'a> {
     // The same figure as the column: % of the limit (0-100), else % of a core
     // scaled from 10% up, so an idle container's noise stays flat.
     let (trend, scale) = match s
@@ -131,7 +140,7 @@ fn row<'a>(x: &'a ServiceStats, s: &Snapshot, t: &Theme, wide: bool) -> Row<'a> 
             (v, top)
         }
     };
-    let running = x.state == "running";
+    let running = x.state == "running" && live;
     let cpu = x.cpu_limit_percent.or(x.cpu_percent);
     // A container that is not running has no figures: blank, never 0B.
     let mem = match (x.memory_bytes, x.memory_limit_bytes) {
@@ -141,6 +150,7 @@ fn row<'a>(x: &'a ServiceStats, s: &Snapshot, t: &Theme, wide: bool) -> Row<'a> 
     };
     let trend = if running { trend } else { Vec::new() };
     let state = match pull_failed(s, x) {
+        _ if !live => Cell::from(format!("{}?", x.state_label())).style(t.dim()),
         Some(_) => Cell::from("pull failed").style(t.bad()),
         None => Cell::from(x.state_label()).style(t.health(&x.state, "")),
     };
@@ -148,7 +158,7 @@ fn row<'a>(x: &'a ServiceStats, s: &Snapshot, t: &Theme, wide: bool) -> Row<'a> 
         // Replicas: the number tells them apart (`worker`, `worker#2`).
         Cell::from(x.display_name()),
         state,
-        Cell::from(if x.health.is_empty() {
+        Cell::from(if x.health.is_empty() || !live {
             "-".into()
         } else {
             x.health.clone()
@@ -163,7 +173,11 @@ fn row<'a>(x: &'a ServiceStats, s: &Snapshot, t: &Theme, wide: bool) -> Row<'a> 
         Cell::from(spark(t, &trend, if wide { 10 } else { 5 }, Some(scale))).style(t.accent()),
         Cell::from(mem).style(x.memory_percent.map(|p| t.level(p)).unwrap_or_default()),
         Cell::from(x.restarts.to_string()).style(if x.restarts > 0 { t.warn() } else { t.dim() }),
-        Cell::from(uptime(x.uptime_s)),
+        Cell::from(if live {
+            uptime(x.uptime_s)
+        } else {
+            String::new()
+        }),
     ];
     if wide {
         cells.push(Cell::from(x.ports.join(" ")).style(t.dim()));
@@ -209,6 +223,16 @@ fn detail_lines<'a>(st: &UiState, s: &Snapshot, t: &Theme) -> Vec<Line<'a>> {
         }
     }
     let rows = service_rows(s, st.filter(), st.sort);
+    if let Some(why) = source_down(s, "containers")
+        && !rows.is_empty()
+    {
+        // What follows is the engine's last word, not the state now.
+        v.push(Line::from(Span::styled(
+            format!("not current: {why}"),
+            t.bad(),
+        )));
+        return v;
+    }
     if let Some(x) = rows.get(st.selected()) {
         let mut l = if x.container.is_empty() && pull_failed(s, x).is_some() {
             format!("{}  not created: its image could not be pulled", x.service)
