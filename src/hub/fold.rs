@@ -160,7 +160,21 @@ impl Hub {
                 Self::agent_rates(&mut self.replica_counters, &mut a, t);
                 self.snapshot.replica_agents = a;
             }
-            Update::Source(name, r) => self.set_source(name, r, t),
+            Update::Source(name, r) => {
+                // A source that fails holds nothing we know of now: Ollama's last models
+                // and the GPUs' last figures are not shown (or advised on) as current.
+                if r.is_err() {
+                    let dropped = match name {
+                        "ollama" => self.snapshot.ollama.take().is_some(),
+                        "gpu" => !std::mem::take(&mut self.snapshot.gpus).is_empty(),
+                        _ => false,
+                    };
+                    if dropped {
+                        self.join_agents();
+                    }
+                }
+                self.set_source(name, r, t)
+            }
             Update::Probe(r) => self.fold_probe(r, t),
             Update::Fleet(rows) => {
                 self.snapshot.fleet = rows;
@@ -514,6 +528,50 @@ mod tests {
         }
         assert!(hub.snapshot.agents[0].requests_per_s.unwrap() > 0.0);
         assert!(hub.snapshot.replica_agents[0].requests_per_s.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn a_failing_ollama_or_gpu_source_leaves_no_stale_figures() {
+        use crate::model::ollama::{LoadedModel, Ollama};
+        use crate::model::snapshot::GpuStats;
+        let mut hub = Hub::new("p", None);
+        hub.apply(Update::Ollama(Ollama {
+            url: "http://127.0.0.1:11434".into(),
+            loaded: vec![LoadedModel {
+                name: "llama3.2:1b".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+        hub.apply(Update::Gpus(crate::hub::GpuSample {
+            gpus: vec![GpuStats::default()],
+            ..Default::default()
+        }));
+        hub.apply(Update::Source("ollama", Ok(())));
+        hub.apply(Update::Source("gpu", Ok(())));
+        assert!(hub.snapshot.ollama.is_some() && hub.snapshot.gpus.len() == 1);
+        hub.apply(Update::Source("ollama", Err("connection refused".into())));
+        hub.apply(Update::Source("gpu", Err("GPU is lost".into())));
+        assert!(
+            hub.snapshot.ollama.is_none(),
+            "Ollama's last models dropped"
+        );
+        assert!(
+            hub.snapshot.gpus.is_empty(),
+            "the GPUs' last figures dropped"
+        );
+        assert!(
+            hub.snapshot.sources["ollama"]
+                .status
+                .contains("connection refused")
+        );
+        // Another source failing leaves them alone.
+        hub.apply(Update::Gpus(crate::hub::GpuSample {
+            gpus: vec![GpuStats::default()],
+            ..Default::default()
+        }));
+        hub.apply(Update::Source("host", Err("sampling failed".into())));
+        assert_eq!(hub.snapshot.gpus.len(), 1);
     }
 
     #[test]

@@ -193,11 +193,30 @@ pub fn format_rfc3339(secs: u64, millis: u32) -> String {
     )
 }
 
-/// Parses an RFC 3339 UTC time (`2026-11-28T16:35:45.662133433Z`) to seconds since the
-/// Unix epoch. Offsets other than `Z` are not accepted (the engine writes UTC).
+/// Parses an RFC 3339 time to seconds since the Unix epoch: UTC (`Z`, as the engine
+/// writes it: `2026-11-28T16:35:45.662133433Z`) or with a numeric offset, as Ollama writes
+/// `expires_at` in its local zone (`2024-06-04T14:38:31.83753-07:00`, its API's example).
 pub fn parse_rfc3339_utc(s: &str) -> Option<f64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
+    let (s, offset) = match s.strip_suffix(['Z', 'z']) {
+        Some(rest) => (rest, 0.0),
+        None => {
+            // `+HH:MM` or `-HH:MM` at the end.
+            let at = s.len().checked_sub(6)?;
+            let (rest, off) = (s.get(..at)?, s.get(at..)?);
+            let sign = match off.as_bytes()[0] {
+                b'+' => 1.0,
+                b'-' => -1.0,
+                _ => return None,
+            };
+            let (h, m) = off[1..].split_once(':')?;
+            let (h, m) = (h.parse::<u8>().ok()?, m.parse::<u8>().ok()?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            (rest, sign * (f64::from(h) * 3600.0 + f64::from(m) * 60.0))
+        }
+    };
+    let (date, time) = s.split_once(['T', 't'])?;
     let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
     let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
     let mut t = time.split(':');
@@ -217,11 +236,34 @@ pub fn parse_rfc3339_utc(s: &str) -> Option<f64> {
     let doy = (153 * mp + 2) / 5 + dd - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(days as f64 * 86_400.0 + hh * 3600.0 + mm * 60.0 + ss)
+    // Local time = UTC + offset.
+    Some(days as f64 * 86_400.0 + hh * 3600.0 + mm * 60.0 + ss - offset)
 }
 
 #[cfg(test)]
 mod time_tests {
+    #[test]
+    fn rfc3339_with_offsets_is_the_same_instant() {
+        let utc = super::parse_rfc3339_utc("2024-06-04T21:38:31.83753Z").unwrap();
+        for (text, want) in [
+            // Ollama's API example: 14:38 at -07:00 is 21:38 UTC.
+            ("2024-06-04T14:38:31.83753-07:00", Some(utc)),
+            ("2024-06-04T23:38:31.83753+02:00", Some(utc)),
+            ("2024-06-04t21:38:31.83753z", Some(utc)),
+            ("2024-06-04T21:38:31.83753+00:00", Some(utc)),
+            ("2024-06-04T21:38:31.83753", None),
+            ("2024-06-04T21:38:31.83753+24:00", None),
+            ("2024-06-04T21:38:31.83753 07:00", None),
+        ] {
+            let got = super::parse_rfc3339_utc(text);
+            assert_eq!(
+                got.map(|g| (g * 1e5).round()),
+                want.map(|w| (w * 1e5).round()),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn rfc3339() {
         assert_eq!(super::format_rfc3339(0, 0), "1970-01-01T00:00:00.000Z");

@@ -17,7 +17,13 @@ fn model_action(state: &mut UiState, s: &Snapshot, action: Action) -> Option<Com
         _ => OllamaKeep::Pin,
     };
     let Some((name, _)) = model_rows(s).get(state.selected()).copied() else {
-        state.message = Some("no model selected (Ollama lists none)".into());
+        state.message = Some(match (&s.ollama, s.sources.get("ollama")) {
+            (Some(_), _) => "no model selected (Ollama lists none)".into(),
+            (None, Some(h)) if h.status != "ok" => {
+                format!("Ollama cannot be reached: {}", h.status)
+            }
+            (None, _) => "Ollama has not been reached yet: no model to act on".into(),
+        });
         return None;
     };
     ask(state, Command::Ollama(name.to_string(), keep))

@@ -613,8 +613,26 @@ fn model_actions_act_on_the_selected_model_and_respect_read_only() {
             .starts_with("read-only console")
     );
     // No model: said, nothing sent.
-    s.ollama = None;
+    s.ollama.as_mut().unwrap().loaded.clear();
+    s.ollama.as_mut().unwrap().installed.clear();
     let mut st = UiState::new(false, false);
     assert!(press(&mut st, &s, "4w").is_empty());
     assert!(st.message.as_deref().unwrap().contains("no model selected"));
+    // Ollama not reached: the reason, not "no model".
+    s.ollama = None;
+    s.sources.insert(
+        "ollama".into(),
+        crate::model::snapshot::SourceHealth {
+            status: "error since 10:00:00: connection refused".into(),
+            last_error: None,
+            last_sample: None,
+            failing_since: None,
+        },
+    );
+    let mut st = UiState::new(false, false);
+    assert!(press(&mut st, &s, "4w").is_empty());
+    assert_eq!(
+        st.message.as_deref(),
+        Some("Ollama cannot be reached: error since 10:00:00: connection refused")
+    );
 }

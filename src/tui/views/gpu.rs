@@ -34,8 +34,9 @@ pub fn render(f: &mut Frame, area: Rect, st: &UiState, s: &Snapshot, t: &Theme) 
         a,
     );
     f.render_widget(
+        // Not trimmed: the two-space indent lines the rows up under the selected `> `.
         Paragraph::new(ollama_lines(s, t, st.selected[View::Gpu.index()]))
-            .wrap(Wrap { trim: true })
+            .wrap(Wrap { trim: false })
             .block(block(
                 t,
                 "ollama (w warm  u unload  P pin  p tokens/s probe)",
