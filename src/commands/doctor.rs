@@ -50,8 +50,14 @@ pub async fn checks(global: &Global) -> Vec<Check> {
     let engine = match DockerEngine::connect().await {
         Ok(e) => e,
         Err(e) => {
-            let used = crate::stack::remote::HostEnv::from_process().describe();
-            out.push(check(Status::Fail, "engine", format!("{e} ({used})")));
+            // A context that could not be read is the whole error: the default's
+            // endpoint, which was not used, is not named beside it.
+            let env = crate::stack::remote::HostEnv::from_process();
+            let text = match env.context_error {
+                Some(_) => e.to_string(),
+                None => format!("{e} ({})", env.describe()),
+            };
+            out.push(check(Status::Fail, "engine", text));
             out.push(check(
                 Status::Warn,
                 "images",

@@ -191,6 +191,17 @@ pub enum RemoteError {
         dir.display()
     )]
     MissingCert { file: PathBuf, dir: PathBuf },
+    /// A context made with `ca=` alone: the Docker CLI verifies the engine with the CA and
+    /// sends no certificate; osmen's TLS transport needs a client certificate and key.
+    #[error(
+        "context {context:?} gives the engine's CA but no {} ({}): osmen speaks TLS to an \
+         engine only with a client certificate and key (the Docker CLI also accepts a CA \
+         alone); add them with `docker context update {context} --docker \
+         \"host=...,ca=CA,cert=CERT,key=KEY\"`, or use a context without TLS",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        file.display()
+    )]
+    ContextCert { context: String, file: PathBuf },
     #[error("cannot create {}: {source}", dir.display())]
     TunnelDir {
         dir: PathBuf,
@@ -320,6 +331,14 @@ pub fn endpoint(env: &HostEnv) -> Result<Endpoint, RemoteError> {
         key: dir.join("key.pem"),
     };
     for f in [&files.ca, &files.cert, &files.key] {
+        let from_context =
+            !env.context.is_empty() && env.context != super::context::DEFAULT_CONTEXT;
+        if !f.is_file() && from_context {
+            return Err(RemoteError::ContextCert {
+                context: env.context.clone(),
+                file: f.clone(),
+            });
+        }
         if !f.is_file() {
             return Err(RemoteError::MissingCert {
                 file: f.clone(),
@@ -565,6 +584,18 @@ mod tests {
         tls.cert_path = Some(dir.display().to_string());
         let e = endpoint(&tls).unwrap_err().to_string();
         assert!(e.contains("ca.pem is missing"), "{e}");
+        // A context with its CA alone (`docker context create X --docker host=..,ca=..`):
+        // named as the context's, with the command that completes it.
+        std::fs::write(dir.join("ca.pem"), "x").unwrap();
+        let mut ctx = tls.clone();
+        ctx.context = "tls-ca-only".into();
+        let e = endpoint(&ctx).unwrap_err().to_string();
+        assert!(
+            e.starts_with("context \"tls-ca-only\" gives the engine's CA but no cert.pem")
+                && e.contains("docker context update tls-ca-only")
+                && !e.contains("DOCKER_TLS_VERIFY"),
+            "{e}"
+        );
         for f in ["ca.pem", "cert.pem", "key.pem"] {
             std::fs::write(dir.join(f), "x").unwrap();
         }

@@ -442,7 +442,13 @@ impl DockerEngine {
             name => format!("{} (context {name})", env.shown()),
         };
         let ep = endpoint(env)?;
+        let in_context = env.context != super::context::DEFAULT_CONTEXT && !env.context.is_empty();
         let hint = match ep {
+            // `--context` and a context beat DOCKER_HOST: pointing it elsewhere would not help.
+            Endpoint::Unix(_) | Endpoint::Tcp(_) if in_context => {
+                "start the engine the context points at, or use another context (`docker \
+                 context ls`; `--context NAME`, DOCKER_CONTEXT, or `docker context use NAME`)"
+            }
             Endpoint::Ssh(_) => {
                 "check that `ssh` to that host works without a prompt (keys, known_hosts; \
                  OSMEN_SSH_CONFIG names an ssh_config to use) and that its user may use the \
