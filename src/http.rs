@@ -23,8 +23,32 @@ pub fn client(
         })
 }
 
+/// A failed request's whole chain of causes (`error sending request for url (...)` alone
+/// does not say "connection refused").
+pub fn why(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = x.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_refused_request_says_so() {
+        let c = super::client(|b| b.timeout(std::time::Duration::from_secs(2)));
+        let e = c.get("http://127.0.0.1:1/").send().await.unwrap_err();
+        let why = super::why(&e);
+        assert!(why.to_lowercase().contains("connection refused"), "{why}");
+    }
+
     #[test]
     fn a_client_without_roots_still_builds() {
         let c = super::client(|b| {

@@ -10,7 +10,7 @@ use crate::model::ollama::{LoadedModel, Ollama};
 /// Why Ollama could not be read or probed; the texts name the URL that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OllamaError {
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", crate::http::why(source))]
     Request { url: String, source: reqwest::Error },
     #[error("no model is installed: `ollama pull <model>` first")]
     NoModel,

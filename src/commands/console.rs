@@ -51,6 +51,11 @@ pub async fn run(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
             gateway_config: None,
         },
     );
+    // A context that does not exist is a setting to fix, not an outage to watch: the
+    // console refuses to open on it, as `docker --context NAME` does.
+    if let Some(e) = crate::stack::remote::HostEnv::from_process().context_error {
+        bail!(e);
+    }
     // One connection to the engine for everything the console starts; the gateway needs
     // it first (to find the stack's Ollama).
     let engine = super::engine_side::connect().await;

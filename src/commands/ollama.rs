@@ -22,6 +22,7 @@ pub fn ollama_url_in(project: &crate::stack::compose::Project) -> Option<String>
     std::env::var("OLLAMA_URL")
         .ok()
         .filter(|u| !u.is_empty())
+        .map(|u| crate::model::ollama::url_with_scheme(&u))
         .or_else(|| {
             let svc = project.services.get("ollama")?;
             let p = svc.ports.iter().find(|p| p.target == 11434)?;

@@ -119,6 +119,10 @@ fn provider_config(
     let base_url = e(url_env)
         .or_else(|| file.and_then(|f| f.base_url.clone()))
         .or_else(|| (!default_url.is_empty()).then(|| default_url.to_string()))?;
+    let base_url = match kind {
+        Kind::Ollama => crate::model::ollama::url_with_scheme(&base_url),
+        _ => base_url,
+    };
     let api_key = if key_env.is_empty() { None } else { e(key_env) };
     // Cloud providers without a key are not usable; Ollama needs only its URL.
     if kind != Kind::Ollama && api_key.is_none() {

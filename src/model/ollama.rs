@@ -103,6 +103,17 @@ impl LoadedModel {
     }
 }
 
+/// An Ollama address as a URL: `host:port` alone (as Ollama's own `OLLAMA_HOST` takes
+/// it) is plain HTTP; a URL with its scheme is kept.
+pub fn url_with_scheme(u: &str) -> String {
+    let u = u.trim();
+    if u.contains("://") {
+        u.to_string()
+    } else {
+        format!("http://{u}")
+    }
+}
+
 pub fn blob_id(path: &str) -> Option<String> {
     let file = path.rsplit('/').next()?.trim();
     let hex = file
@@ -173,5 +184,20 @@ mod tests {
         assert_eq!(modelfile_blob("FROM llama3.2\n"), None);
         assert_eq!(blob_id(&format!("sha256:{h}")), Some(format!("sha256-{h}")));
         assert_eq!(blob_id("sha256-abc"), None, "too short to name a file");
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn an_address_without_scheme_is_plain_http() {
+        for (given, want) in [
+            ("127.0.0.1:11434", "http://127.0.0.1:11434"),
+            ("http://ollama:11434", "http://ollama:11434"),
+            ("https://llm.example/ollama", "https://llm.example/ollama"),
+            (" gpu-box:11434 ", "http://gpu-box:11434"),
+        ] {
+            assert_eq!(super::url_with_scheme(given), want);
+        }
     }
 }

@@ -88,7 +88,7 @@ impl Probe {
             .await
             .map_err(|e| HttpProbeError::Send {
                 path: path.into(),
-                why: reqwest_text(&e),
+                why: crate::http::why(&e),
             })?;
         let status = r.status().as_u16();
         let body = r.text().await.map_err(|source| HttpProbeError::Body {
@@ -418,14 +418,4 @@ pub fn qdrant_counters(f: &[Family]) -> QdrantCounters {
         c.search_buckets = b;
     }
     c
-}
-
-fn reqwest_text(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(x) = src {
-        s.push_str(&format!(": {x}"));
-        src = x.source();
-    }
-    s
 }
