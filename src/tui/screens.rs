@@ -614,6 +614,13 @@ fn a_switched_console_names_the_host_and_marks_its_line() {
     let text = render(&mut st, &s, 80, 24);
     insta::assert_snapshot!("overview_fleet_switched_80x24", text);
     let first = text.lines().next().unwrap_or_default();
+    // At 80 columns: read-only first, the host by name (its engine is on its line).
+    assert!(
+        first.contains("read-only") && first.contains("shop on gpu-box"),
+        "{first}"
+    );
+    let wide = render(&mut st, &s, 160, 24);
+    let first = wide.lines().next().unwrap_or_default();
     assert!(
         first.contains("shop on gpu-box ssh://ops@gpu-box"),
         "{first}"

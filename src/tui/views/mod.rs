@@ -164,6 +164,10 @@ fn capitalise(s: &str) -> String {
 
 fn tab_bar<'a>(st: &UiState, s: &Snapshot, t: &Theme, width: u16) -> Line<'a> {
     let mut spans = vec![Span::styled(" osmen ", t.title())];
+    // First, so that no narrow terminal or long host name cuts it off.
+    if st.read_only {
+        spans.push(Span::styled(" read-only ", t.warn()));
+    }
     let short = width < 100;
     for (i, v) in View::ALL.iter().enumerate() {
         let label = if short {
@@ -181,13 +185,13 @@ fn tab_bar<'a>(st: &UiState, s: &Snapshot, t: &Theme, width: u16) -> Line<'a> {
     spans.push(Span::raw(format!(" {} ", t.separator())));
     spans.push(Span::styled(s.project.clone(), t.accent()));
     if let Some(to) = &s.activity.switched {
-        spans.push(Span::styled(
-            format!(" on {} {}", to.name, to.engine),
-            t.warn(),
-        ));
-    }
-    if st.read_only {
-        spans.push(Span::styled(" read-only", t.warn()));
+        // A narrow bar names the host; its engine is on its fleet line.
+        let on = if short {
+            format!(" on {}", to.name)
+        } else {
+            format!(" on {} {}", to.name, to.engine)
+        };
+        spans.push(Span::styled(on, t.warn()));
     }
     if let Some(p) = s.activity.sampling_s {
         spans.push(Span::styled(format!("  every {p}s"), t.dim()));
