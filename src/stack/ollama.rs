@@ -62,14 +62,8 @@ impl KeepAlive {
     }
 }
 
-/// `llama3.2` is `llama3.2:latest`, as Ollama names it.
-pub fn full_name(n: &str) -> String {
-    if n.rsplit('/').next().is_some_and(|last| last.contains(':')) {
-        n.to_string()
-    } else {
-        format!("{n}:latest")
-    }
-}
+/// Ollama's full names live with the compose `models:` that also compares them.
+pub use crate::stack::compose::models::full_name;
 
 pub struct OllamaApi {
     base: String,

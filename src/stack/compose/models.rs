@@ -100,6 +100,15 @@ pub fn derived_name(model: &str, ctx: u32) -> String {
     }
 }
 
+/// `llama3.2` is `llama3.2:latest`, as Ollama names it.
+pub fn full_name(n: &str) -> String {
+    if n.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        n.to_string()
+    } else {
+        format!("{n}:latest")
+    }
+}
+
 /// `VAR` is a name a shell and Compose take as an environment variable.
 fn is_var_name(var: &str) -> bool {
     let mut c = var.chars();
@@ -251,7 +260,6 @@ fn check_served_names(
     defs: &BTreeMap<String, ModelDef>,
     at: &BTreeMap<String, Pos>,
 ) {
-    use crate::stack::ollama::full_name;
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (key, def) in defs {
         let name = full_name(&def.served);
