@@ -335,6 +335,28 @@ fn var_name(ctx: &mut Ctx, node: &Node, path: &str) -> Option<String> {
 
 /// A service's `models:`: `[llm]` or `{llm: {endpoint_var: X, model_var: Y}}`.
 pub(super) fn parse_uses(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<ModelUse> {
+    let list = parse_use_list(ctx, node, path);
+    // An explicit variable is checked where it is read; what is left is a key's default.
+    for u in &list {
+        for var in [&u.endpoint_var, &u.model_var] {
+            if !is_var_name(var) {
+                ctx.err(
+                    node.pos,
+                    path,
+                    format!(
+                        "model {:?} gives the variable {var:?}, which is not an environment \
+                         variable name: name its variables with the long syntax \
+                         (`{}: {{endpoint_var: LLM_URL, model_var: LLM_MODEL}}`)",
+                        u.key, u.key
+                    ),
+                );
+            }
+        }
+    }
+    list
+}
+
+fn parse_use_list(ctx: &mut Ctx, node: &Node, path: &str) -> Vec<ModelUse> {
     let default = |key: &str| ModelUse {
         key: key.to_string(),
         endpoint_var: format!("{}_URL", var_prefix(key)),

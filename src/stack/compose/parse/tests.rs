@@ -306,6 +306,12 @@ fn model_variables_must_be_variable_names_and_distinct() {
         e.contains("\"M=injected\" is not an environment variable name"),
         "{e}"
     );
+    // A key whose default variables are no names.
+    let e = load(&models_stack(" [\"1llm\"]", "  1llm: {model: smollm}\n")).unwrap_err();
+    assert!(
+        e.contains("model \"1llm\" gives the variable \"1LLM_URL\", which is not"),
+        "{e}"
+    );
     // L4: one variable for two models, or for both of one model's values.
     let e = load(&models_stack(
         "\n      a: {model_var: M}\n      b: {model_var: M}",
