@@ -10,6 +10,9 @@ use std::time::Duration;
 use crate::model::progress::{ImageEvent, LayerEvent};
 
 const CONNECT: Duration = Duration::from_secs(5);
+/// The first pause while a just-started Ollama refuses connections, doubled up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
 const SHORT: Duration = Duration::from_secs(30);
 /// A pull or create that sends nothing for this long has stalled.
 const SILENCE: Duration = Duration::from_secs(120);
@@ -20,6 +23,13 @@ const MAX_LINE: usize = 64 * 1024;
 pub enum OllamaError {
     #[error("cannot reach Ollama at {url}: {detail}")]
     Unreachable { url: String, detail: String },
+    /// A just-started Ollama that still refused connections when the wait for it ended.
+    #[error("Ollama did not answer at {url} in {} s of waiting (last try: {detail})", .waited.as_secs())]
+    NoAnswer {
+        url: String,
+        waited: Duration,
+        detail: String,
+    },
     /// Ollama's own words (`pull model manifest: file does not exist`).
     #[error("Ollama says: {message}")]
     Said { message: String },
@@ -52,14 +62,8 @@ impl KeepAlive {
     }
 }
 
-/// `llama3.2` is `llama3.2:latest`, as Ollama names it.
-pub fn full_name(n: &str) -> String {
-    if n.rsplit('/').next().is_some_and(|last| last.contains(':')) {
-        n.to_string()
-    } else {
-        format!("{n}:latest")
-    }
-}
+/// Ollama's full names live with the compose `models:` that also compares them.
+pub use crate::stack::compose::models::full_name;
 
 pub struct OllamaApi {
     base: String,
@@ -130,6 +134,44 @@ impl OllamaApi {
             });
         }
         Ok(v)
+    }
+
+    /// Waits, for up to `bound`, until Ollama answers at all: a just-started Ollama (the
+    /// official image has no healthcheck to wait on) refuses connections until it listens.
+    /// Any HTTP answer ends the wait; `waiting` is called once, at the first refusal.
+    pub async fn wait_answering(
+        &self,
+        bound: Duration,
+        mut waiting: impl FnMut(),
+    ) -> Result<(), OllamaError> {
+        let start = std::time::Instant::now();
+        let mut pause = FIRST_PAUSE;
+        let mut told = false;
+        loop {
+            let sent = self
+                .client
+                .get(format!("{}/api/version", self.base))
+                .timeout(CONNECT)
+                .send()
+                .await;
+            let e = match sent {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            if start.elapsed() + pause > bound {
+                return Err(OllamaError::NoAnswer {
+                    url: self.base.clone(),
+                    waited: start.elapsed(),
+                    detail: e.to_string(),
+                });
+            }
+            if !told {
+                told = true;
+                waiting();
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
     }
 
     /// The installed models' names.
@@ -331,10 +373,21 @@ pub async fn ensure(
             api.create_with_context(&def.served, &def.model, ctx)
                 .await?;
             did.push(format!("created {} (num_ctx {ctx})", def.served));
+            sink(ImageEvent::Note(format!(
+                "created model {} (num_ctx {ctx}) for {}",
+                def.served,
+                services.join(", ")
+            )));
         }
         _ if def.served != def.model => {
             api.copy(&def.model, &def.served).await?;
             did.push(format!("copied to {}", def.served));
+            sink(ImageEvent::Note(format!(
+                "copied model {} as {} for {}",
+                def.model,
+                def.served,
+                services.join(", ")
+            )));
         }
         _ => {}
     }
@@ -344,6 +397,34 @@ pub async fn ensure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A port nothing listens on: waited on for the bound, then named with the wait.
+    #[tokio::test]
+    async fn an_ollama_that_never_listens_is_waited_on_then_named() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let api = OllamaApi::new(&format!("http://127.0.0.1:{port}"));
+        let mut told = 0;
+        let start = std::time::Instant::now();
+        let e = api
+            .wait_answering(Duration::from_secs(1), || told += 1)
+            .await
+            .unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(500), "it waited");
+        assert_eq!(told, 1);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "Ollama did not answer at http://127.0.0.1:{port} in 1 s of waiting"
+            )) || text.starts_with(&format!(
+                "Ollama did not answer at http://127.0.0.1:{port} in 0 s of waiting"
+            )),
+            "{text}"
+        );
+    }
 
     #[test]
     fn names_and_keep_alives_are_ollamas() {

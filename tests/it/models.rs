@@ -148,6 +148,44 @@ fn models_are_pulled_before_their_users_start_and_a_failed_pull_stops_them() {
     );
 }
 
+/// H2: the real ollama/ollama image has no healthcheck, so its users wait only for it to
+/// start; a first `up` then asks for the models before Ollama listens. The stand-in holds
+/// 1.5 GB before it listens (about a second), with no healthcheck and no published port
+/// (osmen reaches it on its network address): `up` waits for it to answer, then pulls.
+#[test]
+fn models_wait_for_an_ollama_without_a_healthcheck_to_answer() {
+    if !docker_ready() {
+        return;
+    }
+    let st = Stack::new("models", "models-slow-ollama");
+    let text = std::fs::read_to_string(st.path("docker-compose.yml")).unwrap();
+    let start = text
+        .find("    ports:\n      - \"127.0.0.1::11434\"")
+        .unwrap();
+    let end = text.find("  app:\n").unwrap();
+    let slow = format!(
+        "{}      STANDIN_HOLD_MB: \"1500\"\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    std::fs::write(st.path("docker-compose.yml"), &slow).unwrap();
+    let (code, out, err) = st.run(&["up", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("waiting for ollama to answer at http://"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach Ollama"), "{err}");
+    assert!(err.contains("model llama3.2:1b: pulled"), "{err}");
+    // L11: the derived model is printed as it is created, not only journaled.
+    assert!(
+        err.contains("created model llama3.2-ctx8192:1b (num_ctx 8192) for app"),
+        "{err}"
+    );
+    let env = inspect(&st.container("app"), "{{json .Config.Env}}");
+    assert!(env.contains("LLM_MODEL=llama3.2-ctx8192:1b"), "{env}");
+}
+
 #[test]
 fn models_without_an_ollama_service_or_with_runtime_flags_are_refused() {
     let st = Stack::new("models", "models-refused");

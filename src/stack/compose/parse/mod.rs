@@ -202,7 +202,7 @@ fn bind_models(
     root: &Node,
 ) -> BTreeMap<String, super::models::ModelDef> {
     let top = root.get("models");
-    let defs = super::models::parse_defs(ctx, top);
+    let (defs, refused) = super::models::parse_defs(ctx, top);
     let mut uses = BTreeMap::new();
     let nodes = root.get("services").map(Node::keyed).unwrap_or_default();
     for (name, node) in nodes {
@@ -220,7 +220,7 @@ fn bind_models(
         .iter()
         .find(|(k, _)| k.as_str() == Some("models"))
         .map(|(k, _)| k.pos);
-    super::models::bind(ctx, services, &defs, uses, top_pos);
+    super::models::bind(ctx, services, &defs, &refused, uses, top_pos);
     defs
 }
 

@@ -243,3 +243,142 @@ fn suggestions() {
         ""
     );
 }
+
+/// A stack with an Ollama service, `app` using `uses`, and the top-level `models` given
+/// (each line indented as a top-level model entry).
+fn models_stack(uses: &str, models: &str) -> String {
+    format!(
+        "services:\n  ollama:\n    image: ollama/ollama\n  app:\n    image: i\n    models:{uses}\n\
+         models:\n{models}"
+    )
+}
+
+#[test]
+fn two_models_served_under_one_name_are_refused_naming_both() {
+    let e = load(&models_stack(
+        " [a, b]",
+        "  a: {model: smollm, context_size: 2048, name: shared}\n  \
+         b: {model: qwen2, context_size: 8192, name: shared}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("/x/compose.yml:9:")
+            && e.contains("models.b: models \"a\" (smollm with context_size 2048, line 8) and \"b\" (qwen2 with context_size 8192) are both served as \"shared\"")
+            && e.contains("give one of them another `name:`"),
+        "{e}"
+    );
+    // Derived names that collide: `smollm` with 2048 is `smollm-ctx2048`, which `b` pulls.
+    let e = load(&models_stack(
+        " [a, b]",
+        "  a: {model: smollm, context_size: 2048}\n  b: {model: smollm-ctx2048}\n",
+    ))
+    .unwrap_err();
+    assert!(e.contains("are both served as \"smollm-ctx2048\""), "{e}");
+    // The same model twice under one name is one model: accepted.
+    load(&models_stack(
+        " [a, b]",
+        "  a: {model: smollm, context_size: 2048}\n  b: {model: \"smollm:latest\", context_size: 2048}\n",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn model_variables_must_be_variable_names_and_distinct() {
+    let e = load(&models_stack(
+        "\n      llm: {endpoint_var: \"BAD VAR=x\", model_var: \"\"}",
+        "  llm: {model: smollm}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("7:") && e.contains("services.app.models.llm.endpoint_var: \"BAD VAR=x\" is not an environment variable name"),
+        "{e}"
+    );
+    assert!(
+        e.contains("services.app.models.llm.model_var: \"\" is not an environment variable name"),
+        "{e}"
+    );
+    let e = load(&models_stack(
+        "\n      llm: {model_var: \"M=injected\"}",
+        "  llm: {model: smollm}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("\"M=injected\" is not an environment variable name"),
+        "{e}"
+    );
+    // A key whose default variables are no names.
+    let e = load(&models_stack(" [\"1llm\"]", "  1llm: {model: smollm}\n")).unwrap_err();
+    assert!(
+        e.contains("model \"1llm\" gives the variable \"1LLM_URL\", which is not"),
+        "{e}"
+    );
+    // L4: one variable for two models, or for both of one model's values.
+    let e = load(&models_stack(
+        "\n      a: {model_var: M}\n      b: {model_var: M}",
+        "  a: {model: smollm}\n  b: {model: qwen2}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("M is set by both model \"a\" and model \"b\""),
+        "{e}"
+    );
+    assert!(!e.contains("set in the environment"), "{e}");
+    let e = load(&models_stack(
+        "\n      a: {endpoint_var: V, model_var: V}",
+        "  a: {model: smollm}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("model \"a\" sets V as both its endpoint_var and its model_var"),
+        "{e}"
+    );
+}
+
+#[test]
+fn context_sizes_out_of_range_and_a_missing_model_say_so_once() {
+    for (v, want) in [
+        ("-5", "context_size must be at least 1, found \"-5\""),
+        ("0", "context_size must be at least 1"),
+        (
+            "99999999999",
+            "context_size must be at most 4294967295, found \"99999999999\"",
+        ),
+        (
+            "lots",
+            "expected a whole number of tokens (such as 8192), found \"lots\"",
+        ),
+    ] {
+        let e = load(&models_stack(
+            " [llm]",
+            &format!("  llm: {{model: smollm, context_size: {v}}}\n"),
+        ))
+        .unwrap_err();
+        assert!(e.contains(want), "{v}: {e}");
+    }
+    let e = load(&models_stack(" [llm]", "  llm: {context_size: 2048}\n")).unwrap_err();
+    assert!(e.contains("a model needs `model:`"), "{e}");
+    assert!(!e.contains("is not under the top-level"), "{e}");
+}
+
+#[test]
+fn model_names_with_spaces_are_refused_and_digests_derive_from_the_repository() {
+    let e = load(&models_stack(
+        " [llm]",
+        "  llm: {model: \"  smollm  \", context_size: 1}\n",
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("models.llm.model: \"  smollm  \" has spaces") && e.contains("write \"smollm\""),
+        "{e}"
+    );
+    assert!(!e.contains("a model needs"), "{e}");
+    let p = load(&models_stack(
+        " [a, b]",
+        "  a: {model: \"smollm@sha256:6a07aa\", context_size: 2048}\n  \
+         b: {model: \"smollm:135m@sha256:6a07aa\", context_size: 2048}\n",
+    ))
+    .unwrap();
+    assert_eq!(p.models["a"].served, "smollm-ctx2048");
+    assert_eq!(p.models["b"].served, "smollm-ctx2048:135m");
+    assert_eq!(p.services["app"].environment["A_MODEL"], "smollm-ctx2048");
+}
