@@ -237,7 +237,9 @@ async fn snapshot() -> Value {
     hub.apply(Update::Agents(rows));
     hub.apply(Update::ReplicaAgents(per_replica));
     hub.apply(Update::Source("scrape", Ok(())));
-    hub.apply(Update::Source("ollama", Err("unavailable: testing".into())));
+    // A failing source, in the shape `status --json` gives it (not Ollama's: a failing
+    // Ollama leaves no models in the snapshot, and its shape is recorded here).
+    hub.apply(Update::Source("host", Err("unavailable: testing".into())));
     let mut v = serde_json::to_value(&hub.snapshot).unwrap();
     normalize(&mut v);
     v
