@@ -162,8 +162,10 @@ fn the_gateway_never_prints_a_key_it_was_given_or_shown() {
 async fn each_api_key_is_rate_limited_on_its_own() {
     let gw = crate::gateway::start(&[("OSMEN_RATE_LIMIT_PER_KEY", "5")], None).await;
     // Burst 10 at 5/s: of 30 immediate requests about 10 pass, the rest get 429 with a
-    // Retry-After; the other key is untouched.
+    // Retry-After; the other key is untouched. A busy machine takes longer over the 30,
+    // and the bucket refills meanwhile: at most 5 more for each second they took.
     let (mut ok, mut limited) = (0, 0);
+    let started = std::time::Instant::now();
     for _ in 0..30 {
         let (code, body) = gw.get("/api/v1/agents", Some("key-one")).await;
         match code {
@@ -178,24 +180,39 @@ async fn each_api_key_is_rate_limited_on_its_own() {
             c => panic!("unexpected {c}: {body}"),
         }
     }
+    let most = 11 + (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
     assert!(
-        (10..=11).contains(&ok) && limited == 30 - ok,
-        "{ok} ok, {limited} limited"
+        (10..=most).contains(&ok) && limited == 30 - ok && limited > 0,
+        "{ok} ok, {limited} limited (at most {most} could pass)"
     );
-    let (code, _) = gw.get("/api/v1/agents", Some("key-two")).await;
-    assert_eq!(code, 200, "another key has its own bucket");
-    let r = reqwest::Client::new()
-        .get(format!("{}/api/v1/agents", gw.url()))
-        .header("X-API-Key", "key-one")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 429);
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (code, _) = gw.get("/api/v1/agents", Some("key-one")).await;
+    let (other, _) = gw.get("/api/v1/agents", Some("key-two")).await;
+    assert_eq!(
+        other, 200,
+        "another key has its own bucket (key-one: {code})"
+    );
+    // A refusal's Retry-After, asked until one comes (the bucket refills while asking).
+    let client = reqwest::Client::new();
+    let mut retry = None;
+    for _ in 0..50 {
+        let r = client
+            .get(format!("{}/api/v1/agents", gw.url()))
+            .header("X-API-Key", "key-one")
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 429 {
+            retry = Some(
+                r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
+            break;
+        }
+    }
+    let retry = retry.expect("key-one was refused again");
     assert!((1..=2).contains(&retry), "{retry}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (code, _) = gw.get("/api/v1/agents", Some("key-one")).await;
