@@ -105,6 +105,21 @@ fn fleet_dir(tag: &str, a: &Project, b: &Project, port: u16) -> std::path::PathB
     dir
 }
 
+/// The console on the fleet's settings in `dir`, watching (`--no-up`), in a 160x40 pane.
+fn console(dir: &std::path::Path, tag: &str) -> Tmux {
+    let bin = env!("CARGO_BIN_EXE_osmen");
+    Tmux::start(
+        format!("osmenit-{tag}-{}", std::process::id()),
+        160,
+        40,
+        &format!(
+            "cd {} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{} {bin} --no-up; sleep 30",
+            dir.display(),
+            free_port()
+        ),
+    )
+}
+
 fn status_fleet(dir: &std::path::Path) -> (i32, serde_json::Value, String) {
     let o = osmen()
         .current_dir(dir)
@@ -232,17 +247,7 @@ fn console_overview_lists_the_fleet_hosts_and_a_host_recovers() {
     let listen = format!("TCP-LISTEN:{},fork,reuseaddr", free_port());
     let (forward, port) = socat(listen.clone());
     let dir = fleet_dir("tui", &a, &b, port);
-    let bin = env!("CARGO_BIN_EXE_osmen");
-    let t = Tmux::start(
-        format!("osmenit-fleet-{}", std::process::id()),
-        160,
-        40,
-        &format!(
-            "cd {} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{} {bin} --no-up; sleep 30",
-            dir.display(),
-            free_port()
-        ),
-    );
+    let t = console(&dir, "fleet");
     t.wait_for("forwarded", Duration::from_secs(30));
     let line = fleet_line;
     let mut screen = String::new();
@@ -328,17 +333,7 @@ fn console_switches_to_a_fleet_host_and_back() {
     let b = Project::start_as("sb", "api", 2);
     let (forward, port) = socat(format!("TCP-LISTEN:{},fork,reuseaddr", free_port()));
     let dir = fleet_dir("switch", &a, &b, port);
-    let bin = env!("CARGO_BIN_EXE_osmen");
-    let t = Tmux::start(
-        format!("osmenit-fleet-switch-{}", std::process::id()),
-        160,
-        40,
-        &format!(
-            "cd {} && OSMEN_GATEWAY_LISTEN=127.0.0.1:{} {bin} --no-up; sleep 30",
-            dir.display(),
-            free_port()
-        ),
-    );
+    let t = console(&dir, "fleet-switch");
     let mut screen = String::new();
     let listed = crate::util::wait_until(Duration::from_secs(30), || {
         screen = t.screen();
