@@ -313,18 +313,11 @@ mod tests {
             image: "i".into(),
             state: "running".into(),
             health: crate::model::container::Health::Healthy,
-            exit_code: None,
             restart_count: 2,
-            started_at: String::new(),
-            created: String::new(),
-            oom_killed: false,
-            ports: vec![],
-            health_output: String::new(),
-            config_hash: String::new(),
             managed: true,
             cpu_limit: Some(0.5),
             memory_limit: Some(1 << 30),
-            addresses: vec![],
+            ..Default::default()
         };
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_secs(2);

@@ -196,18 +196,9 @@ mod tests {
             image: "i".into(),
             state: state.into(),
             health,
-            exit_code: None,
             restart_count: restarts,
-            started_at: String::new(),
-            created: String::new(),
-            oom_killed: false,
-            ports: vec![],
-            health_output: String::new(),
-            config_hash: String::new(),
             managed: true,
-            cpu_limit: None,
-            memory_limit: None,
-            addresses: vec![],
+            ..Default::default()
         }
     }
 

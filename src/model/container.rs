@@ -2,10 +2,11 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// The service defines no health check.
+    #[default]
     None,
     Starting,
     Healthy,
@@ -92,7 +93,7 @@ mod port_row_tests {
 }
 
 /// One container of the project, from the engine's point of view.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ContainerRow {
     pub service: String,
     pub name: String,
